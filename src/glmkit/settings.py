@@ -1,0 +1,96 @@
+"""User settings, resolved in one place and in one written-down order.
+
+    code default  <  invoke.yaml (`glmkit:` section)  <  GLMKIT_* environment  <  flag
+
+Every value remembers where it came from, so `invoke config` can show it. The
+environment is passed in rather than read at import time, so tests pass `env={}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+from glmkit.catalog import TINY_MODEL_ID
+from glmkit.errors import UsageError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    project: str = "glmkit"
+    vendor: str | None = None  # None: what the machine has
+    model: str = TINY_MODEL_ID
+    image: str | None = None
+    vllm_version: str | None = None  # of a custom --image
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tp: int | None = None  # None: the catalog's default for the model
+    dp: int = 1
+    gpus: str | None = None  # "0,1,2,3"; None: all
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    max_num_batched_tokens: int | None = None
+    mtp: bool = False
+    mtp_tokens: int = 1
+    bench_mode: bool = False  # --no-enable-prefix-caching, as the recipes bench
+    privileged: bool = False
+    enforce_eager: bool = False
+    media_dir: str | None = None
+    hf_cache: str | None = None
+    health_timeout: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+
+SOURCES = ("default", "invoke.yaml", "environment", "flag")
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    text = str(value).strip()
+    if "tuple" in str(hint):
+        return tuple(value) if isinstance(value, list | tuple) else tuple(text.split())
+    if "bool" in str(hint):
+        if isinstance(value, bool):
+            return value
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise UsageError(f"{name}: expected true or false, got {text!r}.")
+    if "int" in str(hint) and "float" not in str(hint):
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{name}: expected a whole number, got {text!r}.") from None
+    if "float" in str(hint):
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"{name}: expected a number, got {text!r}.") from None
+    return text
+
+
+def resolve_settings(
+    flags: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """Merge the layers; `None` in a layer means "not set there"."""
+    hints = get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
+        unknown = sorted(set(layer) - known)
+        if unknown:
+            raise UsageError(f"Unknown setting(s) in {layer_name}: {', '.join(unknown)}.")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {name: "default" for name in known}
+    env_layer = {name: (env or {}).get(f"GLMKIT_{name.upper()}") for name in known}
+    for source, layer in (("invoke.yaml", config or {}), ("environment", env_layer),
+                          ("flag", flags)):
+        for name, value in layer.items():
+            if value is None:
+                continue
+            values[name] = _coerce(name, hints[name], value)
+            sources[name] = source
+    return dataclasses.replace(Settings(), **values), sources

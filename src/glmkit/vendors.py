@@ -1,0 +1,84 @@
+"""Vendor profiles: what a container needs to reach each kind of accelerator.
+
+Each profile is the least a working vLLM container needs. Broader access (privileged,
+/dev/mem, CAP_SYS_ADMIN) is a separate opt-in block that reproduces the seed's AMD
+`docker run` line, used only with `--privileged`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from glmkit.errors import UsageError
+
+VendorName = Literal["cuda", "rocm", "cpu"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VendorProfile:
+    name: VendorName
+    aliases: tuple[str, ...]
+    description: str
+    devices: tuple[str, ...] = ()
+    # Host group names; passed to the container by the host's numeric id when it has
+    # them, since the group table inside the image differs from the host's.
+    groups: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    ipc_host: bool = False
+    shm_size: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    gpu_reservation: bool = False
+    # The one variable that selects GPUs where no reservation does (ROCm). Setting
+    # HIP_, ROCR_ and CUDA_VISIBLE_DEVICES together makes them mask each other.
+    visibility_env: str | None = None
+    has_gpus: bool = True
+    # What `--privileged` adds: the seed's full AMD `docker run` options.
+    privileged_devices: tuple[str, ...] = ()
+    privileged_cap_add: tuple[str, ...] = ()
+
+
+VENDORS: dict[VendorName, VendorProfile] = {
+    "cuda": VendorProfile(
+        name="cuda",
+        aliases=("nvidia", "cuda"),
+        description="NVIDIA GPUs through the NVIDIA container runtime",
+        ipc_host=True,
+        gpu_reservation=True,
+    ),
+    "rocm": VendorProfile(
+        name="rocm",
+        aliases=("amd", "rocm"),
+        description="AMD Instinct GPUs (MI300X/MI325X/MI355X) through /dev/kfd and /dev/dri",
+        devices=("/dev/kfd", "/dev/dri"),
+        groups=("video", "render"),
+        cap_add=("SYS_PTRACE",),
+        security_opt=("seccomp=unconfined",),
+        ipc_host=True,
+        env={"SAFETENSORS_FAST_GPU": "1"},
+        visibility_env="HIP_VISIBLE_DEVICES",
+        privileged_devices=("/dev/mem",),
+        privileged_cap_add=("SYS_ADMIN",),
+    ),
+    "cpu": VendorProfile(
+        name="cpu",
+        aliases=("cpu",),
+        description="any x86-64 machine, with the CPU build of vLLM",
+        # vLLM's CPU workers share tensors through /dev/shm; a private, larger shm
+        # keeps that off the host's IPC namespace.
+        shm_size="2gb",
+        env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+        has_gpus=False,
+    ),
+}
+
+_ALIASES = {alias: profile for profile in VENDORS.values() for alias in profile.aliases}
+
+
+def resolve_vendor(name: str) -> VendorProfile:
+    profile = _ALIASES.get(name.strip().lower())
+    if profile is None:
+        choices = ", ".join(sorted(_ALIASES))
+        raise UsageError(f"Unknown vendor {name!r}. Choose one of: {choices}.")
+    return profile

@@ -1,0 +1,383 @@
+"""glmkit tasks: serve and benchmark GLM models with vLLM in containers.
+
+Each task parses its options, resolves settings, calls the library and turns a
+`GlmkitError` into a one-line message and an exit code. Imports of the library happen
+inside the tasks so `invoke --list` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Context, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+
+COMPOSE_DIR = ROOT / "compose"
+RESULTS_DIR = ROOT / "results"
+
+# Options shared by `render` and `up`; each maps to a glmkit.settings.Settings field.
+SERVE_HELP = {
+    "vendor": "cuda (nvidia), rocm (amd) or cpu; default: what this machine has",
+    "model": "catalog id (`invoke models`), HF repo id or model folder; default glmkit/glm-tiny",
+    "image": "image to run instead of the vendor's pinned one",
+    "vllm_version": "vLLM version inside --image, so the rendered flags match it",
+    "project": "compose project name (default glmkit)",
+    "host": "address the port is published on (default 127.0.0.1)",
+    "port": "host port (default 8000)",
+    "tp": "tensor-parallel size (default: the catalog's for the model)",
+    "dp": "data-parallel size (default 1)",
+    "gpus": "GPU indexes, e.g. 0,1,2,3 (default: all)",
+    "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)",
+    "max_model_len": "context length (default 65536, capped at the model's limit)",
+    "max_num_batched_tokens": "vLLM --max-num-batched-tokens",
+    "mtp": "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)",
+    "mtp_tokens": "speculative tokens for MTP (default 1, as the recipes advise)",
+    "bench_mode": "serve with --no-enable-prefix-caching, as the recipes benchmark",
+    "privileged": "ROCm: the seed's full docker run options (privileged, /dev/mem, SYS_ADMIN)",
+    "enforce_eager": "skip torch.compile and graph capture (faster start, slower serving)",
+    "media_dir": "V models: host folder served read-only as local media",
+    "hf_cache": "host Hugging Face cache (default $HF_HOME or ~/.cache/huggingface)",
+    "health_timeout": "seconds to wait for /health (default sized to the model)",
+}
+BOOL_OPTIONS = {"mtp", "bench_mode", "privileged", "enforce_eager"}
+
+
+def _fail(err: Exception) -> Exit:
+    from rich.console import Console
+
+    from glmkit.errors import GlmkitError, ServerFailed
+
+    assert isinstance(err, GlmkitError)
+    console = Console(stderr=True)
+    if isinstance(err, ServerFailed) and err.log_tail:
+        console.rule("container log (last lines)")
+        console.print(err.log_tail, markup=False, highlight=False)
+        console.rule()
+    console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+    return Exit(code=err.exit_code)
+
+
+def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Map the library's errors to Exit; anything else keeps its traceback (a bug)."""
+
+    @functools.wraps(fn)
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+        from glmkit.errors import GlmkitError
+
+        try:
+            return fn(c, *args, **kwargs)
+        except GlmkitError as err:
+            raise _fail(err) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+
+    return wrapper
+
+
+def _serve_task(fn: Callable[..., Any]) -> Any:
+    """A task that takes every serve option; extra vLLM flags go after `--`."""
+    own = [p for p in inspect.signature(fn).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                default=False if name in BOOL_OPTIONS else None)
+              for name in SERVE_HELP]
+    wrapped = _exits(fn)
+    wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    return task(wrapped, help=dict(SERVE_HELP), auto_shortflags=False)
+
+
+def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    from glmkit.settings import resolve_settings
+
+    flags = {name: (None if value is False else value) for name, value in options.items()
+             if name in SERVE_HELP}
+    remainder = getattr(c, "remainder", "") or ""
+    if remainder.strip():
+        flags["extra_args"] = tuple(shlex.split(remainder))
+    config = dict(c.config.get("glmkit", {}) or {})
+    return resolve_settings(flags, config, os.environ)
+
+
+def _plan(c: Context, options: dict[str, Any]) -> Any:
+    from glmkit import hardware
+    from glmkit.plan import build_plan
+
+    settings, _ = _settings(c, options)
+    return build_plan(settings, hardware.detect(), os.environ)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_notes(console: Any, plan: Any) -> None:
+    for note in plan.notes:
+        console.print(f"[cyan]note:[/cyan] {note}", highlight=False)
+
+
+@_serve_task
+def render(c, check=True, **options):  # type: ignore[no-untyped-def]
+    """Write the compose file for a model and vendor under compose/, validated."""
+    from glmkit.compose import write_compose
+
+    console = _console()
+    plan = _plan(c, options)
+    _print_notes(console, plan)
+    path = write_compose(plan, COMPOSE_DIR, check=check)
+    print(path)
+
+
+render.help["check"] = "validate with `docker compose config` (default on)"
+
+
+@_serve_task
+def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
+    """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
+    from glmkit import build, lifecycle, tiny
+    from glmkit.catalog import TINY_MODEL_ID
+    from glmkit.compose import write_compose
+    from glmkit.credentials import container_secrets
+    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.process import child_env
+    from glmkit.smoke import smoke_test
+
+    console = _console()
+    plan = _plan(c, options)
+    _print_notes(console, plan)
+    secrets = container_secrets(os.environ, plan.host, api_key)
+    docker = lifecycle.client()
+
+    if not build.image_present(plan.image.ref):
+        if plan.image.source == "build":
+            build.build_image(plan.image, ROOT, console, os.environ)
+        else:
+            build.pull_image(plan.image.ref, console)
+    if plan.model.id == TINY_MODEL_ID and plan.model_dir is not None:
+        cpu_image = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
+        if not build.image_present(cpu_image.ref):
+            build.build_image(cpu_image, ROOT, console, os.environ)
+        if tiny.generate(cpu_image.ref, plan.model_dir, ROOT / "scripts"):
+            console.print(f"Generated the tiny model in {plan.model_dir}")
+
+    lifecycle.preflight(plan, docker)
+    path = write_compose(plan, COMPOSE_DIR)
+    console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
+                  f"({plan.image.ref}) from {path}", highlight=False)
+    lifecycle.start(plan, path, child_env(secrets))
+    waited = lifecycle.wait_healthy(plan, docker, console)
+    console.print(f"[green]healthy[/green] after {waited:.1f} s: {plan.base_url}/v1 "
+                  f"serves {plan.served_model_name!r}", highlight=False)
+    if smoke:
+        result = smoke_test(plan.base_url, plan.served_model_name, secrets.get("VLLM_API_KEY"),
+                            tools=plan.model.tool_parser is not None,
+                            reasoning=plan.model.reasoning_parser is not None)
+        mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
+        console.print(f"tool call: {mark[result.tool_call_ok]} ({result.tool_detail})",
+                      highlight=False)
+        console.print(f"reasoning: {mark[result.reasoning_ok]} ({result.reasoning_detail})",
+                      highlight=False)
+        if not result.ok:
+            raise Exit("The server is up but the chat check failed (see above).", code=5)
+
+
+up.help.update(api_key="API key clients must send (or VLLM_API_KEY); required with a "
+               "non-loopback --host", smoke="send one chat request with tools after start "
+               "(default on)")
+
+
+@task(help={"project": "compose project name (default glmkit)"})
+@_exits
+def down(c, project="glmkit"):  # type: ignore[no-untyped-def]
+    """Stop and remove the server's containers (a no-op when nothing runs)."""
+    from glmkit import lifecycle
+
+    removed = lifecycle.down(project, COMPOSE_DIR / f"{project}.yaml")
+    print(f"{project}: stopped and removed" if removed else f"{project}: nothing was running")
+
+
+@task(help={"project": "compose project name", "follow": "keep streaming",
+            "tail": "lines to show first (default 200)"})
+@_exits
+def logs(c, project="glmkit", follow=False, tail=200):  # type: ignore[no-untyped-def]
+    """Show the server's logs (`-f` to follow)."""
+    from glmkit import lifecycle
+    from glmkit.process import stream
+
+    argv = lifecycle.compose_cmd(project, None, "logs", "--tail", str(tail))
+    stream(argv + (["--follow"] if follow else []), check=False)
+
+
+@task
+@_exits
+def status(c):  # type: ignore[no-untyped-def]
+    """What glmkit runs here: model, vendor, port, state and health."""
+    from rich.table import Table
+
+    from glmkit import lifecycle
+    from glmkit.plan import LABEL
+
+    docker = lifecycle.client()
+    containers = lifecycle.managed_containers(docker)
+    if not containers:
+        print("no glmkit servers")
+        return
+    table = Table()
+    for column in ("project", "model", "vendor", "url", "state", "health", "image"):
+        table.add_column(column)
+    for ct in containers:
+        labels = ct.labels
+        state = ct.attrs.get("State", {})
+        health = state.get("Health", {}).get("Status", "-")
+        ports = ct.attrs.get("HostConfig", {}).get("PortBindings") or {}
+        binding = next(iter(ports.values()), [{}])[0]
+        url = f"http://{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort', '?')}"
+        table.add_row(labels.get(f"{LABEL}.project", "?"), labels.get(f"{LABEL}.model", "?"),
+                      labels.get(f"{LABEL}.vendor", "?"), url, state.get("Status", "?"),
+                      health, labels.get(f"{LABEL}.image", "?"))
+    _console().print(table)
+
+
+@task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu", "model": "build the image this "
+            "catalog model uses (e.g. GLM-4.7's)", "force": "rebuild even when up to date",
+            "ca_cert": "extra CA certificate for the image (repeatable)"},
+      iterable=["ca_cert"])
+@_exits
+def build(c, vendor="cpu", model=None, force=False, ca_cert=None):  # type: ignore[no-untyped-def]
+    """Build a vLLM image from docker/ (CPU: offline, from a host wheelhouse)."""
+    from glmkit import build as builder
+    from glmkit.catalog import resolve_model
+    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.vendors import resolve_vendor
+
+    profile_vendor = resolve_vendor(vendor)
+    ref = DEFAULT_IMAGES[profile_vendor.name]
+    if model:
+        ref = resolve_model(model).images.get(profile_vendor.name, ref)
+    profile = image_profile(ref, profile_vendor.name)
+    if profile.source != "build":
+        print(f"{ref} is vLLM's official image; `invoke pull --vendor {vendor}` fetches it.")
+        return
+    builder.build_image(profile, ROOT, _console(), os.environ, ca_certs=ca_cert or (),
+                        force=force)
+
+
+@task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu"})
+@_exits
+def pull(c, vendor="cuda"):  # type: ignore[no-untyped-def]
+    """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
+    from glmkit import build as builder
+    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.process import run
+    from glmkit.vendors import resolve_vendor
+
+    name = resolve_vendor(vendor).name
+    profile = image_profile(DEFAULT_IMAGES[name], name)
+    ref = profile.official_ref or profile.ref
+    builder.pull_image(ref, _console())
+    if ref != profile.ref:
+        run(["docker", "tag", ref, profile.ref])
+        print(f"tagged {ref} as {profile.ref}")
+
+
+@task(help={"token": "the token (default: HF_TOKEN, else a hidden prompt)"})
+@_exits
+def login(c, token=None):  # type: ignore[no-untyped-def]
+    """Log in to Hugging Face; the token is stored by huggingface_hub, never in this repo."""
+    from glmkit.credentials import login as hf_login
+
+    user = hf_login(token, os.environ, interactive=sys.stdin.isatty())
+    print(f"logged in to Hugging Face as {user}")
+
+
+@task(help={"layers": "decoder layers (default 2; pipeline parallel needs 4)",
+            "force": "regenerate even if present"})
+@_exits
+def tiny_model(c, layers=2, force=False):  # type: ignore[no-untyped-def]
+    """Generate the tiny GLM-4 MoE model (random weights) inside the CPU image."""
+    from glmkit import build as builder
+    from glmkit import tiny
+    from glmkit.catalog import CATALOG, TINY_MODEL_ID
+    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.paths import kit_home
+
+    profile = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
+    if not builder.image_present(profile.ref):
+        builder.build_image(profile, ROOT, _console(), os.environ)
+    local_dir = CATALOG[TINY_MODEL_ID].local_dir
+    assert local_dir is not None
+    out = kit_home(os.environ) / local_dir
+    made = tiny.generate(profile.ref, out, ROOT / "scripts", layers=int(layers), force=force)
+    print(f"{'generated' if made else 'already present:'} {out}")
+
+
+@task
+@_exits
+def models(c):  # type: ignore[no-untyped-def]
+    """List the model catalog with each model's parsers, context and default TP."""
+    from rich.table import Table
+
+    from glmkit.catalog import CATALOG
+
+    table = Table()
+    for column in ("model", "precision", "params (active)", "context", "TP", "tool parser",
+                   "MTP", "vision"):
+        table.add_column(column)
+    for m in CATALOG.values():
+        table.add_row(m.id, m.precision, f"{m.total_params_b:g}B ({m.active_params_b:g}B)",
+                      str(m.max_context), str(m.default_tp), m.tool_parser or "-",
+                      "yes" if m.has_mtp else "-", "yes" if m.vision else "-")
+    _console().print(table)
+
+
+@_serve_task
+def config(c, **options):  # type: ignore[no-untyped-def]
+    """Show the resolved settings and where each comes from (default, invoke.yaml, env, flag)."""
+    from rich.table import Table
+
+    settings, sources = _settings(c, options)
+    table = Table()
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("from")
+    for name, source in sources.items():
+        table.add_row(name, repr(getattr(settings, name)), source)
+    _console().print(table)
+
+
+@task(help={"project": "compose project of the server to benchmark",
+            "input_len": "prompt tokens (default 8000: the recipes' prompt-heavy run)",
+            "output_len": "output tokens (default 1000)",
+            "num_prompts": "number of prompts (default 16)",
+            "request_rate": "requests/s (default 10000: all at once)",
+            "max_concurrency": "cap on requests in flight"})
+@_exits
+def bench(c, project="glmkit", input_len=8000, output_len=1000, num_prompts=16,  # type: ignore[no-untyped-def]
+          request_rate="10000", max_concurrency=None):
+    """Run `vllm bench serve` inside the server's container; save JSON under results/."""
+    from glmkit import lifecycle
+    from glmkit.bench import BenchConfig, run_bench, summary_table, target_from_container
+    from glmkit.errors import UsageError
+
+    console = _console()
+    docker = lifecycle.client()
+    container = lifecycle.find_container(docker, project)
+    if container is None or container.status != "running":
+        raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` first.")
+    target = target_from_container(container)
+    cfg = BenchConfig(input_len=int(input_len), output_len=int(output_len),
+                      num_prompts=int(num_prompts), request_rate=str(request_rate),
+                      max_concurrency=int(max_concurrency) if max_concurrency else None)
+    run_dir, result = run_bench(target, cfg, RESULTS_DIR, console)
+    console.print(summary_table(result, f"{target.served_model} on {target.vendor}"))
+    console.print(f"saved {run_dir}", highlight=False)
