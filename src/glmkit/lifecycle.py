@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import requests
+from docker.client import DockerClient, from_env
 from docker.errors import DockerException, NotFound
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -29,9 +29,9 @@ from glmkit.process import run
 LOG_TAIL_LINES = 40
 
 
-def client() -> docker.DockerClient:
+def client() -> DockerClient:
     try:
-        c = docker.from_env(timeout=30)
+        c = from_env(timeout=30)
         c.ping()
     except DockerException as err:
         raise EnvironmentProblem(
@@ -56,7 +56,7 @@ def require_compose_v2() -> None:
             "docker-compose-plugin package, or run scripts/install-docker.sh.") from None
 
 
-def find_container(c: docker.DockerClient, project: str) -> Any | None:
+def find_container(c: DockerClient, project: str) -> Any | None:
     found = c.containers.list(all=True, filters={"label": [
         f"com.docker.compose.project={project}", f"com.docker.compose.service={SERVICE}"]})
     return found[0] if found else None
@@ -79,7 +79,7 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def preflight(plan: ServePlan, c: docker.DockerClient) -> None:
+def preflight(plan: ServePlan, c: DockerClient) -> None:
     """Everything that would make `up` fail late, checked before anything starts."""
     require_compose_v2()
     if plan.vendor.name == "rocm":
@@ -154,7 +154,7 @@ def probe(container: Any, base_url: str) -> Health:
     return Health(state=state.get("Status", "unknown"), healthy=healthy, exit_code=exit_code)
 
 
-def wait_healthy(plan: ServePlan, c: docker.DockerClient, console: Console,
+def wait_healthy(plan: ServePlan, c: DockerClient, console: Console,
                  timeout_s: float | None = None, poll_s: float = 2.0) -> float:
     """Wait for /health; stop at once if the container dies. Returns seconds waited."""
     timeout_s = timeout_s or plan.health_timeout_s
@@ -197,6 +197,47 @@ def down(project: str, compose_file: Path | None) -> bool:
     return had
 
 
-def managed_containers(c: docker.DockerClient) -> list[Any]:
+def managed_containers(c: DockerClient) -> list[Any]:
     result: list[Any] = c.containers.list(all=True, filters={"label": f"{LABEL}.managed=true"})
     return result
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    project: str
+    model: str
+    vendor: str
+    url: str
+    state: str
+    api: str  # "ready" when /health answers 200 right now
+    docker_health: str
+    image: str
+
+
+def server_statuses(c: DockerClient) -> list[ServerStatus]:
+    """Every glmkit container here, with its state and a live /health probe."""
+    rows = []
+    for ct in managed_containers(c):
+        labels = ct.labels
+        state = ct.attrs.get("State", {})
+        bindings = ct.attrs.get("HostConfig", {}).get("PortBindings") or {}
+        binding: dict[str, str] = next(iter(bindings.values()), [{}])[0]
+        host = binding.get("HostIp") or "0.0.0.0"
+        url = f"http://{host}:{binding.get('HostPort', '?')}"
+        api = "-"
+        if state.get("Status") == "running":
+            probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+            try:
+                ok = requests.get(f"http://{probe_host}:{binding.get('HostPort')}/health",
+                                  timeout=3).status_code == 200
+            except requests.RequestException:
+                ok = False
+            api = "ready" if ok else "not ready"
+        rows.append(ServerStatus(
+            project=labels.get(f"{LABEL}.project", "?"), model=labels.get(f"{LABEL}.model", "?"),
+            vendor=labels.get(f"{LABEL}.vendor", "?"), url=url,
+            state=f"{state.get('Status', '?')}"
+            + (f" (exit {state.get('ExitCode')})" if state.get("Status") == "exited" else ""),
+            api=api, docker_health=state.get("Health", {}).get("Status", "-"),
+            image=labels.get(f"{LABEL}.image", "?")))
+    return rows

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+def compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True,
+                          check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def compose_cli() -> None:
+    """Compose v2 is required in CI; a developer without it gets a skip."""
+    if not compose_available():
+        if os.environ.get("CI"):
+            pytest.fail("docker compose v2 is required in CI (scripts/install-docker.sh)")
+        pytest.skip("docker compose v2 not installed")

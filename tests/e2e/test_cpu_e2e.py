@@ -1,0 +1,198 @@
+"""The whole flow on a real Docker engine with the CPU vLLM image and the tiny GLM model.
+
+invoke up --vendor cpu → chat with tools → reasoning → invoke bench (docker exec) → down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "glmkit-e2e"
+PORT = 18080
+BASE = f"http://127.0.0.1:{PORT}"
+MODEL = "glmkit/glm-tiny"
+FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
+
+
+def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                          capture_output=True, check=False, timeout=timeout, env=full_env)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def project_containers(project: str) -> list[str]:
+    out = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}")
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[subprocess.CompletedProcess[str]]:
+    try:
+        docker("info")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.fail("e2e tests need a running Docker engine (scripts/install-docker.sh)")
+    started = time.monotonic()
+    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
+                  env={"HF_TOKEN": FAKE_TOKEN})
+    print(f"invoke up took {time.monotonic() - started:.1f} s\n{done.stdout}\n{done.stderr}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield done
+    invoke("down", "--project", PROJECT, timeout=120)
+
+
+def chat(body: dict[str, Any]) -> dict[str, Any]:
+    response = requests.post(f"{BASE}/v1/chat/completions", json={"model": MODEL, **body},
+                             timeout=120)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "required": ["city"],
+                   "properties": {"city": {"type": "string", "enum": ["Paris", "Tokyo"]}}}}}
+
+
+def test_up_reports_usable_server(server: subprocess.CompletedProcess[str]) -> None:
+    assert "healthy after" in server.stdout
+    assert "tool call: ok" in server.stdout
+    assert "reasoning: ok" in server.stdout
+
+
+def test_chat_with_tools_is_a_valid_openai_response(server: object) -> None:
+    data = chat({"messages": [{"role": "user", "content": "Weather in Paris?"}],
+                 "tools": [WEATHER], "tool_choice": "required",
+                 "chat_template_kwargs": {"enable_thinking": False},
+                 "temperature": 0, "seed": 0, "max_tokens": 64})
+    assert data["object"] == "chat.completion"
+    choice = data["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"])["city"] in ("Paris", "Tokyo")
+    assert data["usage"]["completion_tokens"] > 0
+
+
+def test_streaming_with_tools_ends_with_done(server: object) -> None:
+    body = {"model": MODEL, "stream": True, "tools": [WEATHER], "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Weather?"}], "temperature": 0}
+    with requests.post(f"{BASE}/v1/chat/completions", json=body, stream=True,
+                       timeout=120) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines(decode_unicode=True) if line]
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[0].removeprefix("data: "))["object"] == "chat.completion.chunk"
+
+
+def test_reasoning_on_and_off(server: object) -> None:
+    thinking = chat({"messages": [{"role": "user", "content": "Why is the sky blue?"}],
+                     "chat_template_kwargs": {"enable_thinking": True},
+                     "temperature": 0, "seed": 0, "max_tokens": 24})
+    message = thinking["choices"][0]["message"]
+    assert message.get("reasoning") or message.get("reasoning_content")
+    plain = chat({"messages": [{"role": "user", "content": "Why is the sky blue?"}],
+                  "chat_template_kwargs": {"enable_thinking": False},
+                  "temperature": 0, "seed": 0, "max_tokens": 24})
+    assert not (plain["choices"][0]["message"].get("reasoning")
+                or plain["choices"][0]["message"].get("reasoning_content"))
+
+
+def test_status_lists_the_server(server: object) -> None:
+    done = invoke("status", timeout=60)
+    assert done.returncode == 0
+    assert PROJECT in done.stdout and "ready" in done.stdout and MODEL in done.stdout
+
+
+def test_token_never_written(server: object) -> None:
+    compose_file = ROOT / "compose" / f"{PROJECT}.yaml"
+    assert compose_file.exists()
+    assert FAKE_TOKEN not in compose_file.read_text()
+    assert FAKE_TOKEN not in server.stdout + server.stderr  # type: ignore[attr-defined]
+    # The container does get it, by name, from the environment of `docker compose up`.
+    env = docker("inspect", "--format", "{{json .Config.Env}}", project_containers(PROJECT)[0])
+    assert f"HF_TOKEN={FAKE_TOKEN}" in json.loads(env)
+
+
+def test_bench_via_docker_exec_writes_json(server: object) -> None:
+    before = set((ROOT / "results").glob("*")) if (ROOT / "results").exists() else set()
+    done = invoke("bench", "--project", PROJECT, "--input-len", "64", "--output-len", "32",
+                  "--num-prompts", "16", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    new = set((ROOT / "results").glob("*")) - before
+    assert len(new) == 1
+    run_dir = new.pop()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["completed"] == 16
+    assert result["output_throughput"] > 0
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["vendor"] == "cpu" and meta["model"] == MODEL
+    assert FAKE_TOKEN not in (run_dir / "meta.json").read_text()
+
+
+def test_up_again_keeps_the_healthy_server(server: object) -> None:
+    before = docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                    project_containers(PROJECT)[0])
+    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
+                  "--no-smoke", env={"HF_TOKEN": FAKE_TOKEN})
+    assert done.returncode == 0, done.stderr
+    after = docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
+                   project_containers(PROJECT)[0])
+    assert before == after
+
+
+def test_port_in_use_is_refused_before_anything_starts(server: object) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = invoke("up", "--vendor", "cpu", "--project", "glmkit-e2e-port",
+                      "--port", str(port), timeout=120)
+    assert done.returncode == 3
+    assert f"Port {port} on 127.0.0.1 is in use" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert project_containers("glmkit-e2e-port") == []
+    assert not (ROOT / "compose" / "glmkit-e2e-port.yaml").exists()
+
+
+def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
+    started = time.monotonic()
+    done = invoke("up", "--vendor", "cpu", "--project", "glmkit-e2e-crash", "--port", "18081",
+                  "--", "--no-such-vllm-flag", timeout=300)
+    elapsed = time.monotonic() - started
+    try:
+        assert done.returncode == 5
+        assert "unrecognized arguments: --no-such-vllm-flag" in done.stderr
+        assert "exited with code" in done.stderr
+        assert elapsed < 120, f"took {elapsed:.0f} s: the crash was not noticed at once"
+    finally:
+        invoke("down", "--project", "glmkit-e2e-crash", timeout=120)
+
+
+def test_down_removes_everything_and_is_idempotent(server: object) -> None:
+    done = invoke("down", "--project", PROJECT, timeout=120)
+    assert done.returncode == 0
+    assert project_containers(PROJECT) == []
+    again = invoke("down", "--project", PROJECT, timeout=120)
+    assert again.returncode == 0
+    assert "nothing was running" in again.stdout

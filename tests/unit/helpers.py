@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from typing import Any
+
+from glmkit.hardware import Gpu, Hardware
+from glmkit.plan import ServePlan, build_plan
+from glmkit.settings import Settings
+
+NO_GPU = Hardware(vendor="cpu", group_ids={"video": 44, "render": 993})
+
+
+def gpus(vendor: str, count: int, memory_mib: int = 81559) -> Hardware:
+    return Hardware(vendor=vendor,  # type: ignore[arg-type]
+                    gpus=tuple(Gpu(i, "NVIDIA H100 80GB HBM3", memory_mib) for i in range(count)),
+                    group_ids={"video": 44, "render": 993}, source="test")
+
+
+def plan_for(hw: Hardware = NO_GPU, env: dict[str, str] | None = None, **settings: Any
+             ) -> ServePlan:
+    return build_plan(Settings(**settings), hw, env or {"GLMKIT_HOME": "/tmp/glmkit-test"})

@@ -1,0 +1,56 @@
+"""The tasks as a user runs them: one clear line and a non-zero exit for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                          capture_output=True, check=False, env=full_env, timeout=120)
+
+
+def test_list_is_instant_and_shows_help() -> None:
+    started = time.monotonic()
+    done = invoke("--list")
+    assert done.returncode == 0
+    for name in ("up", "down", "render", "bench", "build", "pull", "login", "status", "logs"):
+        assert f"  {name} " in done.stdout
+    assert time.monotonic() - started < 10  # generous: start-up of a whole interpreter
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["render", "--vendor", "intel"], "Unknown vendor 'intel'"),
+    (["render", "--model", "zai-org/GLM-4.66"], "Did you mean 'zai-org/GLM-4.6'"),
+    (["render", "--vendor", "nvidia", "--model", "zai-org/GLM-4.6", "--gpus", "0,1,2,3"],
+     "needs 8 GPUs, but --gpus 0,1,2,3 names 4"),
+    (["render", "--tp", "x"], "tp: expected a whole number"),
+    (["render", "--gpu-memory-utilization", "1.2"], "must be in (0, 1]"),
+    (["render", "--model", "./no/such/folder"], "not a model folder"),
+])
+def test_bad_input_one_line_no_traceback_no_file(args: list[str], message: str,
+                                                 tmp_path: Path) -> None:
+    project = f"cli-{abs(hash(tuple(args))) % 10**8}"
+    done = invoke(*args, "--project", project)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (ROOT / "compose" / f"{project}.yaml").exists()
+
+
+def test_docker_unreachable_is_a_clear_error() -> None:
+    done = invoke("status", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert done.returncode == 3
+    assert "Docker engine is not reachable" in done.stderr
+    assert "Traceback" not in done.stderr

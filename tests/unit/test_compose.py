@@ -1,0 +1,107 @@
+"""Every catalog model × vendor renders a file that `docker compose config` accepts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glmkit.catalog import CATALOG
+from glmkit.compose import compose_dict, render_yaml, write_compose
+from glmkit.errors import UsageError
+
+from .helpers import gpus, plan_for
+
+CASES = [(model_id, vendor) for model_id in CATALOG for vendor in ("cuda", "rocm", "cpu")]
+
+
+def compose_config(path: Path) -> dict[str, Any]:
+    done = subprocess.run(["docker", "compose", "-f", str(path), "config", "--format", "json"],
+                          capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+@pytest.mark.usefixtures("compose_cli")
+@pytest.mark.parametrize(("model_id", "vendor"), CASES)
+def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: Path) -> None:
+    plan = plan_for(hw=gpus(vendor, 8) if vendor != "cpu" else gpus("cpu", 0),
+                    vendor=vendor, model=model_id, project="t")
+    path = write_compose(plan, tmp_path)
+    service = compose_config(path)["services"]["vllm"]
+    assert service["ports"][0]["host_ip"] == "127.0.0.1"
+    assert service["command"][:1] == [plan.serve_args[0]]
+    assert "privileged" not in service or service["privileged"] is False
+    assert "healthcheck" in service
+    assert service["labels"]["io.glmkit.managed"] == "true"
+    volume_targets = {v["target"] for v in service["volumes"]}
+    assert {"/root/.cache/huggingface", "/root/.cache/vllm"} <= volume_targets
+    if vendor == "rocm":
+        devices = {d["source"] for d in service["devices"]}
+        assert devices == {"/dev/kfd", "/dev/dri"}
+        assert service["security_opt"] == ["seccomp=unconfined"]
+        assert service["ipc"] == "host"
+        assert service["environment"]["SAFETENSORS_FAST_GPU"] == "1"
+        assert "deploy" not in service
+    elif vendor == "cuda":
+        reservation = service["deploy"]["resources"]["reservations"]["devices"][0]
+        assert reservation["driver"] == "nvidia" and reservation["capabilities"] == ["gpu"]
+        assert service["ipc"] == "host"
+        assert "devices" not in service
+    else:
+        assert "deploy" not in service and "devices" not in service
+
+
+@pytest.mark.usefixtures("compose_cli")
+def test_amd_glm46_rendered_as_in_the_issue(tmp_path: Path) -> None:
+    plan = plan_for(vendor="amd", model="zai-org/GLM-4.6")
+    service = compose_config(write_compose(plan, tmp_path))["services"]["vllm"]
+    command = service["command"]
+    assert command[command.index("--tensor-parallel-size") + 1] == "8"
+    assert command.count("glm45") == 2
+    assert service["group_add"] == ["44", "993"]
+    assert "cap_add" in service and "SYS_ADMIN" not in service["cap_add"]
+
+
+def test_secrets_are_named_never_valued(tmp_path: Path) -> None:
+    token = "hf_" + "x" * 34
+    plan = plan_for(env={"HF_TOKEN": token, "GLMKIT_HOME": str(tmp_path)})
+    text = render_yaml(plan)
+    assert token not in text
+    env = compose_dict(plan)["services"]["vllm"]["environment"]
+    assert "HF_TOKEN" in env and "VLLM_API_KEY" in env
+
+
+def test_hostile_values_stay_inside_their_field() -> None:
+    nasty = "--chat-template-content-format=x: y\n'\"#{}"
+    plan = plan_for(extra_args=("--override-generation-config", nasty))
+    loaded = yaml.safe_load(render_yaml(plan))
+    assert loaded["services"]["vllm"]["command"][-1] == nasty
+
+
+@pytest.mark.usefixtures("compose_cli")
+def test_rejected_file_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    plan = plan_for(project="keep")
+    first = write_compose(plan, tmp_path)
+    before = first.read_text()
+    # A file compose refuses (here: a key its schema lacks) fails after the temp write.
+    from glmkit import compose
+
+    real = compose.compose_dict
+
+    def broken(p):  # type: ignore[no-untyped-def]
+        data = real(p)
+        data["services"]["vllm"]["no_such_key"] = 1
+        return data
+
+    monkeypatch.setattr(compose, "compose_dict", broken)
+    with pytest.raises(UsageError, match="docker compose rejected.*no_such_key"):
+        write_compose(plan, tmp_path)
+    assert first.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.yaml"]

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import pytest
+
+from glmkit.errors import UsageError
+from glmkit.plan import CONTAINER_MEDIA
+
+from .helpers import NO_GPU, gpus, plan_for
+
+
+def flag_value(args: tuple[str, ...], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_amd_glm46_follows_the_seed_with_least_privilege() -> None:
+    plan = plan_for(vendor="amd", model="zai-org/GLM-4.6")
+    assert plan.vendor.name == "rocm"
+    assert plan.devices == ("/dev/kfd", "/dev/dri")
+    assert plan.group_add == ("44", "993")  # the host's ids, not names
+    assert plan.security_opt == ("seccomp=unconfined",)
+    assert plan.cap_add == ("SYS_PTRACE",)
+    assert plan.ipc_host
+    assert plan.environment["SAFETENSORS_FAST_GPU"] == "1"
+    assert flag_value(plan.serve_args, "--tensor-parallel-size") == "8"
+    assert flag_value(plan.serve_args, "--tool-call-parser") == "glm45"
+    assert not plan.privileged
+    assert "/dev/mem" not in plan.devices and "SYS_ADMIN" not in plan.cap_add
+
+
+def test_privileged_reproduces_the_seed_options() -> None:
+    plan = plan_for(vendor="rocm", model="zai-org/GLM-4.6", privileged=True)
+    assert plan.privileged
+    assert "/dev/mem" in plan.devices
+    assert "SYS_ADMIN" in plan.cap_add
+    assert any("privileged" in note for note in plan.notes)
+
+
+def test_group_names_used_when_host_lacks_the_group() -> None:
+    from glmkit.hardware import Hardware
+
+    plan = plan_for(hw=Hardware(vendor="cpu"), vendor="rocm", model="zai-org/GLM-4.6")
+    assert plan.group_add == ("video", "render")
+
+
+def test_rocm_gpu_selection_uses_one_visibility_variable() -> None:
+    plan = plan_for(vendor="rocm", model="zai-org/GLM-4.5-Air", gpus="0,1,2,3")
+    visibility = {k for k in plan.environment if k.endswith("VISIBLE_DEVICES")}
+    assert visibility == {"HIP_VISIBLE_DEVICES"}
+    assert plan.environment["HIP_VISIBLE_DEVICES"] == "0,1,2,3"
+
+
+def test_disable_log_requests_follows_the_image_version() -> None:
+    seed_image = plan_for(vendor="rocm", model="zai-org/GLM-4.6")
+    assert "--disable-log-requests" in seed_image.serve_args
+    newer = plan_for(vendor="rocm", model="zai-org/GLM-4.6", image="my/vllm:latest",
+                     vllm_version="0.32.0")
+    assert "--disable-log-requests" not in newer.serve_args
+
+
+def test_cuda_reserves_gpus() -> None:
+    plan = plan_for(vendor="nvidia", model="zai-org/GLM-4.5-Air-FP8")
+    assert plan.vendor.gpu_reservation and plan.gpu_ids is None
+    assert plan.devices == ()
+    picked = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air", gpus="4,5,6,7")
+    assert picked.gpu_ids == ("4", "5", "6", "7")
+
+
+def test_tp_larger_than_named_gpus_is_refused() -> None:
+    with pytest.raises(UsageError, match="needs 8 GPUs, but --gpus 0,1 names 2"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.6", gpus="0,1")
+
+
+def test_tp_times_dp_checked_against_detected_gpus() -> None:
+    with pytest.raises(UsageError, match="this machine has 4"):
+        plan_for(hw=gpus("cuda", 4), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
+    ok = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
+    assert flag_value(ok.serve_args, "--data-parallel-size") == "2"
+
+
+def test_vendor_detected_when_not_given() -> None:
+    plan = plan_for(hw=gpus("cuda", 8), model="zai-org/GLM-4.6")
+    assert plan.vendor.name == "cuda"
+    assert any("detected" in note for note in plan.notes)
+    assert plan_for().vendor.name == "cpu"
+
+
+def test_cpu_default_is_the_tiny_model() -> None:
+    plan = plan_for()
+    assert plan.model.id == "glmkit/glm-tiny"
+    assert plan.serve_args[0] == "/models/glm-tiny"
+    assert flag_value(plan.serve_args, "--max-model-len") == "2048"
+    assert "--gpu-memory-utilization" not in plan.serve_args
+    model_mount = [m for m in plan.mounts if m.target == "/models/glm-tiny"]
+    assert model_mount and model_mount[0].read_only
+    assert model_mount[0].source == "/tmp/glmkit-test/models/glm-tiny"
+
+
+def test_max_model_len_default_and_limit() -> None:
+    assert plan_for(vendor="cuda", model="zai-org/GLM-4.6").max_model_len == 65536
+    with pytest.raises(UsageError, match="above zai-org/GLM-4.5V's context limit of 65536"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.5V", max_model_len=131072)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("gpu_memory_utilization", 1.5, "must be in"),
+    ("gpu_memory_utilization", 0.0, "must be in"),
+    ("port", 70000, "out of range"),
+    ("tp", 0, "at least 1"),
+    ("project", "Bad Name", "Project name"),
+])
+def test_out_of_range_values(field: str, value: object, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.6", **{field: value})
+
+
+def test_mtp_flags_and_refusal() -> None:
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.7-FP8", mtp=True, tp=4)
+    args = plan.serve_args
+    assert flag_value(args, "--speculative-config.method") == "mtp"
+    assert flag_value(args, "--speculative-config.num_speculative_tokens") == "1"
+    assert flag_value(args, "--tool-call-parser") == "glm47"
+    with pytest.raises(UsageError, match="no MTP layers"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.5V", mtp=True)
+
+
+def test_media_dir_is_mounted_read_only_and_narrows_the_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.5V-FP8", media_dir=str(tmp_path))
+    assert flag_value(plan.serve_args, "--allowed-local-media-path") == CONTAINER_MEDIA
+    media = [m for m in plan.mounts if m.target == CONTAINER_MEDIA]
+    assert media[0].read_only and media[0].source == str(tmp_path)
+    with pytest.raises(UsageError, match="vision models"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.6", media_dir=str(tmp_path))
+
+
+def test_bench_mode_and_batched_tokens() -> None:
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.6", bench_mode=True,
+                    max_num_batched_tokens=32768)
+    assert "--no-enable-prefix-caching" in plan.serve_args
+    assert flag_value(plan.serve_args, "--max-num-batched-tokens") == "32768"
+
+
+def test_extra_args_pass_through_but_cannot_take_over_owned_options() -> None:
+    plan = plan_for(extra_args=("--enforce-eager", "--seed", "1"))
+    assert plan.serve_args[-3:] == ("--enforce-eager", "--seed", "1")
+    with pytest.raises(UsageError, match="--host is set by glmkit"):
+        plan_for(extra_args=("--host", "0.0.0.0"))
+    with pytest.raises(UsageError, match="--port is set by glmkit"):
+        plan_for(extra_args=("--port=9000",))
+
+
+def test_cpu_rejects_gpus() -> None:
+    with pytest.raises(UsageError, match="cpu vendor"):
+        plan_for(vendor="cpu", gpus="0")
+
+
+def test_catalog_image_pin_per_vendor() -> None:
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.7")
+    assert plan.image.ref == "glmkit/vllm-cuda:v0.15.1-glm47"
+    assert plan.image.source == "build"
+    assert plan_for(vendor="cuda", model="zai-org/GLM-4.6").image.ref == \
+        "vllm/vllm-openai:v0.15.1"
+
+
+def test_hf_cache_follows_hf_home() -> None:
+    plan = plan_for(env={"HF_HOME": "/data/hf"}, vendor="cuda", model="zai-org/GLM-4.6")
+    assert plan.mounts[0].source == "/data/hf"
+    assert plan.environment["HF_HOME"] == "/root/.cache/huggingface"
+
+
+def test_start_period_grows_with_model_size() -> None:
+    small = plan_for()
+    large = plan_for(vendor="cuda", model="zai-org/GLM-4.6")
+    assert large.start_period_s > small.start_period_s >= 300
+    assert NO_GPU.gpu_count == 0

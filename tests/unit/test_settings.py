@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from glmkit.errors import UsageError
+from glmkit.settings import resolve_settings
+
+
+def test_layers_in_order_and_sources_recorded() -> None:
+    settings, sources = resolve_settings(
+        flags={"port": "9000", "vendor": None},
+        config={"port": 8100, "vendor": "cpu", "tp": 2},
+        env={"GLMKIT_PORT": "8200", "GLMKIT_MTP": "true"},
+    )
+    assert settings.port == 9000 and sources["port"] == "flag"
+    assert settings.vendor == "cpu" and sources["vendor"] == "invoke.yaml"
+    assert settings.mtp is True and sources["mtp"] == "environment"
+    assert settings.tp == 2
+    assert sources["model"] == "default"
+
+
+def test_env_is_passed_in_not_read() -> None:
+    settings, _ = resolve_settings({}, {}, {})
+    assert settings.port == 8000 and settings.host == "127.0.0.1"
+
+
+def test_bad_number_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="tp: expected a whole number"):
+        resolve_settings({"tp": "eight"}, {}, {})
+    with pytest.raises(UsageError, match="expected a number"):
+        resolve_settings({"gpu_memory_utilization": "lots"}, {}, {})
+
+
+def test_unknown_config_key() -> None:
+    with pytest.raises(UsageError, match="Unknown setting"):
+        resolve_settings({}, {"colour": "blue"}, {})
