@@ -66,8 +66,8 @@ def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str]
         # torch's +cpu build is on PyTorch's own index, unless the host's pip
         # configuration already provides it (a mirror, a local wheel folder): try that first.
         index = env.get("GLMKIT_TORCH_INDEX")
-        attempts = [argv + ["--extra-index-url", index]] if index else \
-            [argv, argv + ["--extra-index-url", TORCH_CPU_INDEX]]
+        with_index = [*argv, "--extra-index-url", index or TORCH_CPU_INDEX]
+        attempts = [with_index] if index else [argv, with_index]
         for attempt in attempts:
             if stream(attempt, check=False) == 0:
                 break
