@@ -348,19 +348,31 @@ def config(c, **options):  # type: ignore[no-untyped-def]
     _console().print(table)
 
 
-@task(help={"project": "compose project of the server to benchmark",
-            "input_len": "prompt tokens (default 8000: the recipes' prompt-heavy run)",
-            "output_len": "output tokens (default 1000)",
-            "num_prompts": "number of prompts (default 16)",
-            "request_rate": "requests/s (default 10000: all at once)",
-            "max_concurrency": "cap on requests in flight"})
+@task(help={"project": "compose project of the server to benchmark (default glmkit)",
+            "workload": "prompt-heavy (8000/1000, default), decode-heavy (1000/8000), "
+                        "balanced (1000/1000), vision (VisionArena), or custom",
+            "batch": "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,256,512 "
+                     "(default 16)",
+            "mode": "prompts: batch = --num-prompts, all at once (the recipes); "
+                    "concurrency: batch = --max-concurrency",
+            "input_len": "prompt tokens (overrides the workload's)",
+            "output_len": "output tokens (overrides the workload's)",
+            "num_prompts": "prompts per point in concurrency mode; in prompts mode, the batch",
+            "request_rate": "requests/s (default 10000, as the recipes: all at once)",
+            "label": "name for this run in reports (default: model-vendor-workload)",
+            "resume": "finish the missing points of an earlier run (its id or folder)"})
 @_exits
-def bench(c, project="glmkit", input_len=8000, output_len=1000, num_prompts=16,  # type: ignore[no-untyped-def]
-          request_rate="10000", max_concurrency=None):
-    """Run `vllm bench serve` inside the server's container; save JSON under results/."""
-    from glmkit import lifecycle
-    from glmkit.bench import BenchConfig, run_bench, summary_table, target_from_container
-    from glmkit.errors import UsageError
+def bench(c, project="glmkit", workload="prompt-heavy", batch=None, mode="prompts",  # type: ignore[no-untyped-def]
+          input_len=None, output_len=None, num_prompts=None, request_rate="10000", label=None,
+          resume=None):
+    """Benchmark the running server with `vllm bench serve` inside its container."""
+    from glmkit import hardware, lifecycle
+    from glmkit.bench import fit_lengths, new_sweep, sweep_points, target_from_container
+    from glmkit.errors import BenchFailed, UsageError
+    from glmkit.report import Series, results_table, write_plots
+    from glmkit.results import open_run
+    from glmkit.sweep import run_sweep
+    from glmkit.workloads import Workload, parse_batches, resolve_workload
 
     console = _console()
     docker = lifecycle.client()
@@ -368,9 +380,85 @@ def bench(c, project="glmkit", input_len=8000, output_len=1000, num_prompts=16, 
     if container is None or container.status != "running":
         raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` first.")
     target = target_from_container(container)
-    cfg = BenchConfig(input_len=int(input_len), output_len=int(output_len),
-                      num_prompts=int(num_prompts), request_rate=str(request_rate),
-                      max_concurrency=int(max_concurrency) if max_concurrency else None)
-    run_dir, result = run_bench(target, cfg, RESULTS_DIR, console)
-    console.print(summary_table(result, f"{target.served_model} on {target.vendor}"))
-    console.print(f"saved {run_dir}", highlight=False)
+    if resume:
+        run = open_run(RESULTS_DIR, resume)
+        wl = Workload(**run.meta["workload"])
+        if run.meta["model"] != target.served_model:
+            raise UsageError(f"Run {run.run_id} benchmarked {run.meta['model']}, but "
+                             f"{project} serves {target.served_model}.")
+        console.print(f"resuming {run.run_id}: missing batches {run.missing()}")
+    else:
+        if mode not in ("prompts", "concurrency"):
+            raise UsageError(f"--mode {mode!r}: choose prompts or concurrency.")
+        wl = resolve_workload(workload, int(input_len) if input_len else None,
+                              int(output_len) if output_len else None)
+        if (wl.vision and not target.serve_args) or (wl.vision and \
+                "--mm-encoder-tp-mode" not in target.serve_args):
+            raise UsageError(f"--workload vision needs a vision model; {project} serves "
+                             f"{target.served_model}.")
+        fitted_in, fitted_out, fitted = fit_lengths(wl.input_len, wl.output_len,
+                                                    target.max_model_len)
+        if fitted:
+            console.print(f"[yellow]{wl.input_len}+{wl.output_len} tokens exceed the served "
+                          f"context ({target.max_model_len}); using {fitted_in}/{fitted_out}."
+                          "[/yellow]")
+            wl = Workload(**{**wl.__dict__, "input_len": fitted_in, "output_len": fitted_out})
+        batches = parse_batches(batch or str(num_prompts or 16))
+        points = sweep_points(batches, mode, int(num_prompts) if num_prompts and batch else None,
+                              str(request_rate))
+        hw = hardware.detect()
+        hw_meta = {"vendor": hw.vendor, "description": hw.describe(),
+                   "gpus": [g.__dict__ for g in hw.gpus], "cpu_count": os.cpu_count()}
+        run = new_sweep(RESULTS_DIR, target, wl, mode, points, hw_meta, ROOT, label)  # type: ignore[arg-type]
+    if target.prefix_caching:
+        console.print("[yellow]warning:[/yellow] prefix caching is on; the recipes benchmark "
+                      "with `invoke up --bench-mode` (--no-enable-prefix-caching).")
+    report = run_sweep(run, target, wl, container, console)
+    series = Series(run.label(), run.meta, run.points(), tuple(run.missing()))
+    console.print(results_table([series]))
+    if series.points:
+        console.print(f"plots: {write_plots([series], run.path / 'report.png')}",
+                      highlight=False)
+    console.print(f"saved {run.path}", highlight=False)
+    if report.interrupted or report.missing:
+        raise Exit(f"interrupted: missing batches {report.missing}; finish with "
+                   f"`invoke bench --project {project} --resume {run.run_id}`", code=130)
+    failed_points = [o.batch for o in report.outcomes if o.result is None]
+    failed_requests = [b for b, r in series.points.items() if (r.get("failed") or 0) > 0]
+    if failed_points or failed_requests:
+        raise BenchFailed(f"points that failed: {failed_points}; points with failed requests: "
+                          f"{failed_requests} (see {run.path}/failures)")
+
+
+@task(help={"runs": "run ids, folders or ref:NAME (default: every run); repeatable",
+            "compare": "print B / A ratios for exactly two runs",
+            "out": "folder for report.png and report.csv (default results/reports/<time>)"},
+      iterable=["runs"])
+@_exits
+def report(c, runs=None, compare=False, out=None):  # type: ignore[no-untyped-def]
+    """Tables, plots and CSV over benchmark runs; `--compare` two of them."""
+    import time
+
+    from glmkit.errors import UsageError
+    from glmkit.report import (
+        compare_table,
+        load_all,
+        reference_names,
+        results_table,
+        write_csv,
+        write_plots,
+    )
+
+    console = _console()
+    series = load_all(RESULTS_DIR, list(runs or []))
+    console.print(results_table(series))
+    if compare:
+        if len(series) != 2:
+            raise UsageError("--compare needs exactly two runs: "
+                             "`invoke report --compare --runs A --runs B`.")
+        console.print(compare_table(series[0], series[1]))
+    folder = Path(out) if out else RESULTS_DIR / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    console.print(f"plots: {write_plots(series, folder / 'report.png')}", highlight=False)
+    console.print(f"csv:   {write_csv(series, folder / 'report.csv')}", highlight=False)
+    console.print(f"[dim]reference runs: {', '.join('ref:' + n for n in reference_names())}"
+                  "[/dim]")

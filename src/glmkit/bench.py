@@ -1,43 +1,38 @@
-"""`vllm bench serve` inside the serving container, via `docker exec`.
+"""`vllm bench serve` inside the serving container, via `docker exec`, over a batch sweep.
 
 Running the client in the server's own container means the same vLLM version and
-tokenizer on both ends and no client install on the host. The result JSON is copied
-out with `docker cp` into a new folder under results/, never over an earlier one.
+tokenizer on both ends and no client install on the host. Each point's JSON is copied
+out with `docker cp` into the run's folder (see `results`); a point that fails is
+recorded as a failure, and a server that dies ends the sweep with its log tail while
+the finished points stay.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+import requests
 
 from glmkit import __version__
-from glmkit.errors import BenchFailed, CommandFailed, UsageError
+from glmkit.errors import UsageError
 from glmkit.plan import LABEL
-from glmkit.process import run, stream
+from glmkit.process import run, stream_lines
+from glmkit.results import Run, create_run, point_name
+from glmkit.telemetry import Sampler
+from glmkit.workloads import VISIONARENA, SweepMode, Workload
 
 CONTAINER_RESULTS = "/tmp/glmkit-bench"
-# Tokens left for the chat template and special tokens when lengths are fitted.
-FIT_MARGIN = 64
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchConfig:
-    """Defaults are the recipes' prompt-heavy run (8000 in / 1000 out, 16 prompts)."""
-
-    input_len: int = 8000
-    output_len: int = 1000
-    num_prompts: int = 16
-    request_rate: str = "10000"
-    max_concurrency: int | None = None
-    ignore_eos: bool = True
-    seed: int = 0
+FIT_MARGIN = 64  # tokens left for the chat template and special tokens
+# Output of `vllm bench serve` that says the VisionArena data set could not be fetched.
+OFFLINE_MARKERS = ("OfflineModeIsEnabled", "ConnectionError", "couldn't connect", "Max retries",
+                   "Failed to resolve", "LocalEntryNotFoundError", "DatasetNotFoundError")
 
 
 @dataclass(frozen=True)
@@ -51,6 +46,11 @@ class Target:
     vendor: str
     image: str
     serve_args: tuple[str, ...]
+    base_url: str
+
+    @property
+    def prefix_caching(self) -> bool:
+        return "--no-enable-prefix-caching" not in self.serve_args
 
 
 def target_from_container(container: Any) -> Target:
@@ -60,7 +60,8 @@ def target_from_container(container: Any) -> Target:
                       model_ref=labels[f"{LABEL}.model-ref"],
                       max_model_len=int(labels[f"{LABEL}.max-model-len"]),
                       vendor=labels[f"{LABEL}.vendor"], image=labels[f"{LABEL}.image"],
-                      serve_args=tuple(container.attrs["Config"].get("Cmd") or ()))
+                      serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
+                      base_url=f"http://127.0.0.1:{labels[f'{LABEL}.port']}")
     except KeyError as err:
         raise UsageError(f"Container {container.name} was not started by this glmkit version "
                          f"(missing label {err}); run `invoke up` again.") from None
@@ -75,90 +76,165 @@ def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[in
     return max(1, int(input_len * scale)), max(1, int(output_len * scale)), True
 
 
-def bench_argv(target: Target, cfg: BenchConfig, result_name: str) -> list[str]:
-    argv = ["vllm", "bench", "serve",
-            "--model", target.served_model, "--tokenizer", target.model_ref,
-            "--dataset-name", "random",
-            "--random-input-len", str(cfg.input_len),
-            "--random-output-len", str(cfg.output_len),
-            "--num-prompts", str(cfg.num_prompts),
-            "--request-rate", cfg.request_rate,
-            "--seed", str(cfg.seed),
-            "--save-result", "--result-dir", CONTAINER_RESULTS,
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """One `vllm bench serve` call: a batch size in a sweep."""
+
+    batch: int
+    num_prompts: int
+    max_concurrency: int | None
+    request_rate: str
+
+
+def sweep_points(batches: tuple[int, ...] | list[int], mode: SweepMode,
+                 num_prompts: int | None = None, request_rate: str = "inf") -> list[Point]:
+    """Recipe style: batch = --num-prompts, all sent at once. Concurrency style (the V
+    recipe's `--max-concurrency`): batch = requests in flight, over more prompts."""
+    points = []
+    for batch in batches:
+        if mode == "prompts":
+            points.append(Point(batch=batch, num_prompts=batch, max_concurrency=None,
+                                request_rate=request_rate))
+        else:
+            points.append(Point(batch=batch, num_prompts=num_prompts or max(16, 4 * batch),
+                                max_concurrency=batch, request_rate=request_rate))
+    return points
+
+
+def bench_argv(target: Target, workload: Workload, point: Point, result_name: str,
+               dataset: str | None = None, seed: int = 0) -> list[str]:
+    argv = ["vllm", "bench", "serve", "--model", target.served_model,
+            "--tokenizer", target.model_ref,
+            "--num-prompts", str(point.num_prompts), "--request-rate", point.request_rate,
+            "--seed", str(seed), "--save-result", "--result-dir", CONTAINER_RESULTS,
             "--result-filename", result_name]
-    if cfg.max_concurrency:
-        argv += ["--max-concurrency", str(cfg.max_concurrency)]
-    if cfg.ignore_eos:
+    dataset = dataset or ("hf" if workload.dataset == "visionarena" else "random")
+    if workload.vision:
+        argv += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
+    if dataset == "hf":
+        argv += ["--dataset-name", "hf", "--dataset-path", VISIONARENA]
+    elif dataset == "random-mm":
+        argv += ["--dataset-name", "random-mm", "--random-input-len", str(workload.input_len),
+                 "--random-output-len", str(workload.output_len),
+                 "--random-mm-base-items-per-request", "1",
+                 "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}']
+    else:
+        argv += ["--dataset-name", "random", "--random-input-len", str(workload.input_len),
+                 "--random-output-len", str(workload.output_len)]
+    if point.max_concurrency:
+        argv += ["--max-concurrency", str(point.max_concurrency)]
+    if workload.ignore_eos:
         argv.append("--ignore-eos")
     return argv
 
 
-def new_run_dir(results_dir: Path, target: Target, label: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{label}"
-    for n in range(1000):
-        candidate = results_dir / (base if n == 0 else f"{base}-{n}")
-        try:
-            candidate.mkdir(parents=True)
-            return candidate
-        except FileExistsError:
-            continue
-    raise BenchFailed(f"Could not create a new results folder under {results_dir}.")
-
-
-def run_bench(target: Target, cfg: BenchConfig, results_dir: Path, console: Console,
-              label: str = "prompt-heavy") -> tuple[Path, dict[str, Any]]:
-    in_len, out_len, fitted = fit_lengths(cfg.input_len, cfg.output_len, target.max_model_len)
-    if fitted:
-        console.print(f"[yellow]{cfg.input_len}+{cfg.output_len} tokens exceed the served "
-                      f"context ({target.max_model_len}); using {in_len}/{out_len}.[/yellow]")
-    cfg = BenchConfig(**{**asdict(cfg), "input_len": in_len, "output_len": out_len})
-    result_name = "result.json"
-    argv = bench_argv(target, cfg, result_name)
-    # OPENAI_API_KEY is named without a value: docker passes it on from this process.
-    exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
-    console.print(f"[dim]$ docker exec {target.container} {' '.join(argv)}[/dim]")
-    started = time.time()
+def server_alive(container: Any, base_url: str) -> bool:
     try:
-        stream(exec_argv, hint="The benchmark client failed; its output is above.")
-    except CommandFailed as err:
-        raise BenchFailed(f"`vllm bench serve` exited with code {err.returncode} in "
-                          f"{target.container}; its output is above.") from None
-    run_dir = new_run_dir(results_dir, target, label)
+        container.reload()
+    except Exception:  # gone entirely
+        return False
+    if container.status != "running":
+        return False
+    try:
+        return requests.get(f"{base_url}/health", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _git_commit(repo_root: Path) -> str | None:
+    done = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def image_digest(ref: str) -> str | None:
+    done = run(["docker", "image", "inspect", "--format",
+                "{{if .RepoDigests}}{{index .RepoDigests 0}}{{else}}{{.Id}}{{end}}", ref],
+               check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def run_meta(target: Target, workload: Workload, mode: SweepMode, points: list[Point],
+             hardware: dict[str, Any], repo_root: Path, label: str | None) -> dict[str, Any]:
+    return {
+        "label": label, "glmkit_version": __version__, "glmkit_commit": _git_commit(repo_root),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": target.served_model, "vendor": target.vendor, "image": target.image,
+        "image_digest": image_digest(target.image), "serve_args": list(target.serve_args),
+        "max_model_len": target.max_model_len, "prefix_caching": target.prefix_caching,
+        "workload": asdict(workload), "mode": mode,
+        "batches": [p.batch for p in points], "points": [asdict(p) for p in points],
+        "hardware": hardware, "container": target.container,
+    }
+
+
+def new_sweep(results_dir: Path, target: Target, workload: Workload, mode: SweepMode,
+              points: list[Point], hardware: dict[str, Any], repo_root: Path,
+              label: str | None = None) -> Run:
+    meta = run_meta(target, workload, mode, points, hardware, repo_root, label)
+    name = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    return create_run(results_dir, meta, label or name)
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    batch: int
+    ok: bool
+    result: dict[str, Any] | None
+    detail: str
+
+
+def run_point(target: Target, workload: Workload, point: Point, run_: Run,
+              on_line: Callable[[str], None]) -> PointOutcome:
+    """One point inside the container; saves its JSON (or its failure) into the run."""
+    result_name = point_name(point.batch)
+    dataset = None
+    for attempt in range(2):
+        argv = bench_argv(target, workload, point, result_name, dataset=dataset)
+        # OPENAI_API_KEY is named without a value: docker passes it on from this process.
+        exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
+        sampler = Sampler().start()
+        started = time.time()
+        code, tail = stream_lines(exec_argv, on_line)
+        telemetry = sampler.stop()
+        offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
+        if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:
+            on_line("VisionArena could not be fetched: falling back to random multimodal data")
+            dataset = "random-mm"
+            continue
+        break
+    if telemetry:
+        run_.save_telemetry(point.batch, telemetry)
+    if code != 0:
+        run_.save_failure(point.batch, {"batch": point.batch, "exit_code": code,
+                                        "argv": argv, "output_tail": tail})
+        return PointOutcome(point.batch, False, None, tail[-1] if tail else f"exit {code}")
     with tempfile.TemporaryDirectory() as tmp:
         run(["docker", "cp", f"{target.container}:{CONTAINER_RESULTS}/{result_name}", tmp])
         result: dict[str, Any] = json.loads((Path(tmp) / result_name).read_text())
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    meta = {
-        "glmkit_version": __version__, "started": started, "finished": time.time(),
-        "workload": label, "bench": asdict(cfg), "bench_argv": argv,
-        "model": target.served_model, "vendor": target.vendor, "image": target.image,
-        "serve_args": list(target.serve_args), "container": target.container,
-    }
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return run_dir, result
+    run(["docker", "exec", target.container, "rm", "-f",
+         f"{CONTAINER_RESULTS}/{result_name}"], check=False)
+    result["glmkit"] = {"argv": argv, "started": started, "finished": time.time(),
+                        "dataset": dataset or workload.dataset}
+    run_.save_point(point.batch, result)
+    failed = int(result.get("failed") or 0)
+    detail = (f"{result.get('output_throughput', 0):.1f} out tok/s"
+              + (f", {failed} FAILED requests" if failed else ""))
+    return PointOutcome(point.batch, failed == 0, result, detail)
 
 
 SUMMARY_FIELDS = [
-    ("completed", "Successful requests", "{:.0f}"),
-    ("failed", "Failed requests", "{:.0f}"),
-    ("duration", "Duration (s)", "{:.2f}"),
-    ("request_throughput", "Requests/s", "{:.2f}"),
-    ("output_throughput", "Output tok/s", "{:.2f}"),
-    ("total_token_throughput", "Total tok/s", "{:.2f}"),
-    ("mean_ttft_ms", "Mean TTFT (ms)", "{:.2f}"),
-    ("p99_ttft_ms", "P99 TTFT (ms)", "{:.2f}"),
-    ("mean_tpot_ms", "Mean TPOT (ms)", "{:.2f}"),
-    ("p99_tpot_ms", "P99 TPOT (ms)", "{:.2f}"),
-    ("mean_itl_ms", "Mean ITL (ms)", "{:.2f}"),
+    ("completed", "ok", "{:.0f}"),
+    ("failed", "failed", "{:.0f}"),
+    ("request_throughput", "req/s", "{:.2f}"),
+    ("output_throughput", "out tok/s", "{:.1f}"),
+    ("total_token_throughput", "total tok/s", "{:.1f}"),
+    ("mean_ttft_ms", "TTFT mean", "{:.1f}"),
+    ("median_ttft_ms", "TTFT med", "{:.1f}"),
+    ("p99_ttft_ms", "TTFT p99", "{:.1f}"),
+    ("mean_tpot_ms", "TPOT mean", "{:.2f}"),
+    ("median_tpot_ms", "TPOT med", "{:.2f}"),
+    ("p99_tpot_ms", "TPOT p99", "{:.2f}"),
+    ("mean_itl_ms", "ITL mean", "{:.2f}"),
+    ("p99_itl_ms", "ITL p99", "{:.2f}"),
 ]
-
-
-def summary_table(result: dict[str, Any], title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, name, fmt in SUMMARY_FIELDS:
-        if isinstance(result.get(key), int | float):
-            table.add_row(name, fmt.format(result[key]))
-    return table

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 
 from glmkit.errors import CommandFailed, EnvironmentProblem
 
@@ -48,3 +50,34 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra or {})
     return env
+
+
+def stream_lines(argv: list[str], on_line: Callable[[str], None],
+                 env: Mapping[str, str] | None = None, keep: int = 60) -> tuple[int, list[str]]:
+    """Run with stdout+stderr merged, calling `on_line` for every line or progress update
+    (`\\r`-separated, as tqdm writes); returns the exit code and the last `keep` lines."""
+    tail: deque[str] = deque(maxlen=keep)
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(env) if env is not None else None)
+    except FileNotFoundError:
+        raise EnvironmentProblem(f"`{argv[0]}` is not installed or not on PATH.") from None
+    assert proc.stdout is not None
+    buffer = b""
+    try:
+        while chunk := proc.stdout.read1(4096):  # type: ignore[attr-defined]
+            buffer += chunk
+            *pieces, buffer = re.split(rb"[\r\n]", buffer)
+            for piece in pieces:
+                line = piece.decode(errors="replace").rstrip()
+                if line:
+                    tail.append(line)
+                    on_line(line)
+    except BaseException:  # Ctrl-C: stop the client now rather than wait for it
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    if buffer.strip():
+        tail.append(buffer.decode(errors="replace").rstrip())
+    return code, list(tail)

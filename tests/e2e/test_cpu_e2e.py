@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -134,20 +135,71 @@ def test_token_never_written(server: object) -> None:
     assert f"HF_TOKEN={FAKE_TOKEN}" in json.loads(env)
 
 
-def test_bench_via_docker_exec_writes_json(server: object) -> None:
-    before = set((ROOT / "results").glob("*")) if (ROOT / "results").exists() else set()
-    done = invoke("bench", "--project", PROJECT, "--input-len", "64", "--output-len", "32",
-                  "--num-prompts", "16", timeout=600)
+def new_runs(before: set[Path]) -> list[Path]:
+    results = ROOT / "results"
+    return sorted(p for p in results.glob("*") if p.is_dir() and (p / "meta.json").exists()
+                  and p not in before)
+
+
+def existing_runs() -> set[Path]:
+    return set((ROOT / "results").glob("*")) if (ROOT / "results").exists() else set()
+
+
+def test_bench_default_is_the_recipe_run_fitted_to_context(server: object) -> None:
+    before = existing_runs()
+    done = invoke("bench", "--project", PROJECT, "--num-prompts", "4", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    new = set((ROOT / "results").glob("*")) - before
-    assert len(new) == 1
-    run_dir = new.pop()
-    result = json.loads((run_dir / "result.json").read_text())
-    assert result["completed"] == 16
+    assert "exceed the served context (2048)" in done.stdout
+    assert "prefix caching is on" in done.stdout  # hygiene warning: not in bench mode
+    (run_dir,) = new_runs(before)
+    result = json.loads((run_dir / "points" / "batch-0004.json").read_text())
+    assert result["completed"] == 4 and result["failed"] == 0
     assert result["output_throughput"] > 0
+    assert result["total_input_tokens"] > 4 * 1000  # 8000:1000 kept, scaled to 2048
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["vendor"] == "cpu" and meta["model"] == MODEL
+    assert meta["workload"]["name"] == "prompt-heavy"
+    assert meta["image_digest"] and meta["glmkit_version"]
     assert FAKE_TOKEN not in (run_dir / "meta.json").read_text()
+
+
+def test_sweep_interrupted_resumed_and_compared(server: object) -> None:
+    before = existing_runs()
+    args = ["bench", "--project", PROJECT, "--workload", "custom", "--input-len", "64",
+            "--output-len", "64", "--batch", "1,4,8"]
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", *args, "--label", "first"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = new_runs(before)
+        if runs and list((runs[0] / "points").glob("*.json")):
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    (run_dir,) = new_runs(before)
+    assert "--resume" in err and "missing batches" in err
+    assert (run_dir / "points" / "batch-0001.json").exists()
+    assert not (run_dir / "points" / "batch-0008.json").exists()
+
+    resumed = invoke("bench", "--project", PROJECT, "--resume", run_dir.name, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert sorted(p.name for p in (run_dir / "points").glob("*.json")) == \
+        ["batch-0001.json", "batch-0004.json", "batch-0008.json"]
+    assert (run_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+    second = invoke(*args[:-1], "4,8", "--label", "second", timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    second_dir = next(p for p in new_runs(before) if p != run_dir)
+    out_dir = ROOT / "results" / "reports" / "e2e"
+    report = invoke("report", "--compare", "--runs", run_dir.name, "--runs", second_dir.name,
+                    "--out", str(out_dir), timeout=120)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "second / first" in report.stdout
+    assert (out_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+    csv_lines = (out_dir / "report.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 3 + 2
 
 
 def test_up_again_keeps_the_healthy_server(server: object) -> None:

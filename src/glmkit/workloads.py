@@ -1,0 +1,80 @@
+"""Benchmark workloads from the recipes, by name.
+
+The GLM-4.X recipe benches three shapes with the random dataset and `--ignore-eos`
+(prompt-heavy 8000/1000, decode-heavy 1000/8000, balanced 1000/1000) over batch sizes
+1…512 set with `--num-prompts`; the V recipe benches VisionArena through the chat
+endpoint, at a request rate and at a fixed concurrency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from glmkit.errors import UsageError
+
+Dataset = Literal["random", "visionarena"]
+SweepMode = Literal["prompts", "concurrency"]
+
+RECIPE_BATCHES = (1, 16, 32, 64, 128, 256, 512)
+VISIONARENA = "lmarena-ai/VisionArena-Chat"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    name: str
+    description: str
+    input_len: int = 1000
+    output_len: int = 1000
+    dataset: Dataset = "random"
+    ignore_eos: bool = True
+    vision: bool = False
+
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in [
+    Workload(name="prompt-heavy", description="8000 in / 1000 out (the recipes' default)",
+             input_len=8000, output_len=1000),
+    Workload(name="decode-heavy", description="1000 in / 8000 out", input_len=1000,
+             output_len=8000),
+    Workload(name="balanced", description="1000 in / 1000 out", input_len=1000,
+             output_len=1000),
+    Workload(name="vision", description="VisionArena chat through /v1/chat/completions "
+             "(random multimodal when the data set cannot be fetched)",
+             dataset="visionarena", ignore_eos=False, vision=True),
+]}
+
+
+def resolve_workload(name: str, input_len: int | None = None,
+                     output_len: int | None = None) -> Workload:
+    """A named workload; `custom` (or any lengths given) overrides its lengths."""
+    if name == "custom":
+        if input_len is None or output_len is None:
+            raise UsageError("--workload custom needs --input-len and --output-len.")
+        return Workload(name="custom", description=f"{input_len} in / {output_len} out",
+                        input_len=input_len, output_len=output_len)
+    workload = WORKLOADS.get(name)
+    if workload is None:
+        raise UsageError(f"Unknown workload {name!r}. Choose one of: "
+                         f"{', '.join([*WORKLOADS, 'custom'])}.")
+    if input_len is None and output_len is None:
+        return workload
+    return Workload(name=workload.name, description=workload.description + " (lengths set)",
+                    input_len=input_len or workload.input_len,
+                    output_len=output_len or workload.output_len, dataset=workload.dataset,
+                    ignore_eos=workload.ignore_eos, vision=workload.vision)
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    """'1,16,64' → (1, 16, 64); 'recipe' → the recipes' 1…512."""
+    if text.strip() == "recipe":
+        return RECIPE_BATCHES
+    try:
+        batches = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--batch {text!r}: give sizes separated by commas, e.g. 1,16,64, "
+                         "or 'recipe' for 1,16,32,64,128,256,512.") from None
+    if not batches or min(batches) < 1:
+        raise UsageError(f"--batch {text!r}: sizes must be at least 1.")
+    if len(set(batches)) != len(batches):
+        raise UsageError(f"--batch {text!r} repeats a size.")
+    return batches

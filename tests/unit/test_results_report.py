@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from glmkit.errors import UsageError
+from glmkit.report import (
+    Series,
+    compare_rows,
+    load_reference,
+    parse_bench_text,
+    reference_names,
+    write_csv,
+    write_plots,
+)
+from glmkit.results import create_run, list_runs, open_run
+from glmkit.telemetry import parse_nvidia, parse_rocm, summarize
+
+SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+
+
+def test_runs_are_append_only_and_resumable(tmp_path: Path) -> None:
+    run = create_run(tmp_path, {"batches": [1, 16, 64], "model": "m"}, "sweep")
+    run.save_point(1, {"output_throughput": 10.0})
+    assert run.missing() == [16, 64]
+    with pytest.raises(UsageError, match="never overwritten"):
+        run.save_point(1, {"output_throughput": 99.0})
+    assert json.loads((run.path / "points" / "batch-0001.json").read_text()) == \
+        {"output_throughput": 10.0}
+    run.save_failure(16, {"exit_code": 1})
+    run.save_failure(16, {"exit_code": 1})
+    assert len(list((run.path / "failures").iterdir())) == 2
+    again = open_run(tmp_path, run.run_id[:15])
+    assert again.missing() == [16, 64]
+    second = create_run(tmp_path, {"batches": [1]}, "sweep")
+    assert second.path != run.path
+    assert len(list_runs(tmp_path)) == 2
+    with pytest.raises(UsageError, match="several runs"):
+        open_run(tmp_path, run.run_id[:8])
+
+
+def test_reference_runs_parse_the_recipes_text() -> None:
+    assert set(reference_names()) == {"glm45-fp8-prompt-heavy-16",
+                                      "glm45v-fp8-visionarena-rate20",
+                                      "glm45v-fp8-visionarena-concurrency1"}
+    ref = load_reference("glm45-fp8-prompt-heavy-16")
+    point = ref.points[16]
+    assert point["completed"] == 16
+    assert point["mean_tpot_ms"] == 22.35
+    assert point["output_throughput"] == 651.58
+    assert ref.meta["model"] == "zai-org/GLM-4.5-FP8"
+    vision = load_reference("glm45v-fp8-visionarena-concurrency1")
+    assert vision.points[1]["max_concurrency"] == 1
+    assert vision.points[1]["failed"] == 0
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="shared/seeds not beside the checkout")
+def test_reference_matches_the_seed_verbatim() -> None:
+    seed = (SEEDS / "000_4cf83d8a102c938b.txt").read_text()
+    parsed = parse_bench_text(seed)
+    assert parsed == load_reference("glm45-fp8-prompt-heavy-16").points[16]
+
+
+def test_compare_csv_and_plots(tmp_path: Path) -> None:
+    a = Series("a", {"model": "m", "workload": {"name": "balanced"}},
+               {1: {"output_throughput": 100.0, "mean_tpot_ms": 10.0},
+                16: {"output_throughput": 800.0, "mean_tpot_ms": 20.0}})
+    b = Series("b", {"model": "m"}, {16: {"output_throughput": 1000.0, "mean_tpot_ms": 16.0}})
+    rows = compare_rows(a, b)
+    assert rows == [(16, {"output_throughput": 1.25, "mean_tpot_ms": 0.8})]
+    csv_text = write_csv([a, b], tmp_path / "r.csv").read_text().splitlines()
+    assert csv_text[0].startswith("run,model,vendor,workload,batch,completed")
+    assert len(csv_text) == 4
+    png = write_plots([a, b], tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_telemetry_parsers() -> None:
+    samples = parse_nvidia("0, 87, 70123, 512.30\n1, 91, 70400, 530.10\n")
+    assert samples[1] == {"gpu": 1.0, "util_pct": 91.0, "mem_used_mib": 70400.0,
+                          "power_w": 530.1}
+    assert summarize(samples) == {"mean_util_pct": 89.0, "max_mem_used_mib": 70400.0,
+                                  "mean_power_w": 521.2}
+    rocm = parse_rocm(json.dumps({"card0": {"GPU use (%)": "95",
+                                            "VRAM Total Used Memory (B)": str(2**30 * 100),
+                                            "Current Socket Graphics Package Power (W)": "650.0"}}))
+    assert rocm[0]["util_pct"] == 95.0 and rocm[0]["mem_used_mib"] == 102400.0
+    assert parse_nvidia("[N/A]") == [] and parse_rocm("not json") == []

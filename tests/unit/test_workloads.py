@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from glmkit.bench import Point, Target, bench_argv, sweep_points
+from glmkit.errors import UsageError
+from glmkit.workloads import RECIPE_BATCHES, WORKLOADS, parse_batches, resolve_workload
+
+V_MODEL = "zai-org/GLM-4.5V-FP8"
+TARGET = Target(container="c", served_model=V_MODEL, model_ref=V_MODEL, max_model_len=65536,
+                vendor="cuda", image="img", serve_args=(),
+                base_url="http://127.0.0.1:8000")
+
+
+def test_recipe_workloads() -> None:
+    shapes = {name: (w.input_len, w.output_len) for name, w in WORKLOADS.items()}
+    assert shapes["prompt-heavy"] == (8000, 1000)
+    assert shapes["decode-heavy"] == (1000, 8000)
+    assert shapes["balanced"] == (1000, 1000)
+    assert all(WORKLOADS[n].ignore_eos for n in ("prompt-heavy", "decode-heavy", "balanced"))
+
+
+def test_custom_and_overridden_lengths() -> None:
+    assert resolve_workload("custom", 64, 32).input_len == 64
+    assert resolve_workload("balanced", output_len=50).output_len == 50
+    with pytest.raises(UsageError, match="needs --input-len"):
+        resolve_workload("custom")
+    with pytest.raises(UsageError, match="Unknown workload 'chatty'"):
+        resolve_workload("chatty")
+
+
+def test_batches() -> None:
+    assert parse_batches("1,16,64") == (1, 16, 64)
+    assert parse_batches("recipe") == RECIPE_BATCHES == (1, 16, 32, 64, 128, 256, 512)
+    for bad in ("1,x", "0", "4,4", ""):
+        with pytest.raises(UsageError):
+            parse_batches(bad)
+
+
+def test_sweep_modes() -> None:
+    prompts = sweep_points((1, 16), "prompts", request_rate="10000")
+    assert [(p.num_prompts, p.max_concurrency) for p in prompts] == [(1, None), (16, None)]
+    concurrency = sweep_points((1, 8), "concurrency", num_prompts=100)
+    assert [(p.num_prompts, p.max_concurrency) for p in concurrency] == [(100, 1), (100, 8)]
+    assert sweep_points((8,), "concurrency")[0].num_prompts == 32
+
+
+def test_random_argv_follows_the_recipe() -> None:
+    argv = bench_argv(TARGET, WORKLOADS["prompt-heavy"],
+                      Point(batch=16, num_prompts=16, max_concurrency=None, request_rate="10000"),
+                      "r.json")
+    assert argv[argv.index("--dataset-name") + 1] == "random"
+    assert argv[argv.index("--random-input-len") + 1] == "8000"
+    assert argv[argv.index("--num-prompts") + 1] == "16"
+    assert "--ignore-eos" in argv and "--max-concurrency" not in argv
+
+
+def test_vision_argv_and_fallback() -> None:
+    point = Point(batch=1, num_prompts=1000, max_concurrency=1, request_rate="inf")
+    argv = bench_argv(TARGET, WORKLOADS["vision"], point, "r.json")
+    assert argv[argv.index("--backend") + 1] == "openai-chat"
+    assert argv[argv.index("--endpoint") + 1] == "/v1/chat/completions"
+    assert argv[argv.index("--dataset-path") + 1] == "lmarena-ai/VisionArena-Chat"
+    assert argv[argv.index("--max-concurrency") + 1] == "1"
+    fallback = bench_argv(TARGET, WORKLOADS["vision"], point, "r.json", dataset="random-mm")
+    assert fallback[fallback.index("--dataset-name") + 1] == "random-mm"
+    assert "--ignore-eos" not in fallback
