@@ -155,7 +155,7 @@ def probe(container: Any, base_url: str) -> Health:
 
 
 def wait_healthy(plan: ServePlan, c: DockerClient, console: Console,
-                 timeout_s: float | None = None, poll_s: float = 2.0) -> float:
+                 timeout_s: float | None = None, poll_s: float = 0.5) -> float:
     """Wait for /health; stop at once if the container dies. Returns seconds waited."""
     timeout_s = timeout_s or plan.health_timeout_s
     container = find_container(c, plan.project)

@@ -17,6 +17,7 @@ from glmkit import __version__
 from glmkit.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec, resolve_model
 from glmkit.errors import UsageError
 from glmkit.hardware import Hardware
+from glmkit.hub import offline_env
 from glmkit.images import DEFAULT_IMAGES, ImageProfile, flag_supported, image_profile
 from glmkit.paths import hf_cache, kit_home
 from glmkit.settings import Settings
@@ -207,6 +208,9 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     args += list(s.extra_args)
 
     environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env}
+    if not model.local_dir:
+        # Weights complete in the cache (`invoke download`): start without the network.
+        environment.update(offline_env(hf_cache(env, s.hf_cache), model.id, env))
     if vendor.visibility_env and gpu_ids is not None:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
 

@@ -1,0 +1,163 @@
+"""`invoke doctor`: everything a deployment needs, checked before it is tried.
+
+Each check returns a line: ✓, ✗ (with the fix) or · (does not apply here). Checks
+take their inputs as arguments where they can, so tests need no Docker.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from glmkit.hardware import NVIDIA_QUERY, Hardware, parse_nvidia_smi
+from glmkit.process import run
+
+Status = Literal["ok", "fail", "warn", "skip"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def check_docker() -> Check:
+    from docker.client import from_env
+    from docker.errors import DockerException
+
+    try:
+        info = from_env(timeout=10).info()
+    except DockerException:
+        return Check("Docker engine", "fail", "not reachable",
+                     "install Docker Engine and start it (`sudo systemctl start docker`), or "
+                     "set DOCKER_HOST")
+    return Check("Docker engine", "ok", f"{info.get('ServerVersion', '?')}, "
+                 f"{info.get('NCPU', '?')} CPUs, runtimes: "
+                 f"{', '.join(sorted(info.get('Runtimes') or {}))}")
+
+
+def check_compose() -> Check:
+    if shutil.which("docker") is None:
+        return Check("Compose v2", "fail", "no docker CLI", "install Docker with the compose "
+                     "plugin (docker-compose-plugin)")
+    done = run(["docker", "compose", "version", "--short"], check=False)
+    if done.returncode != 0:
+        return Check("Compose v2", "fail", "`docker compose` is missing",
+                     "install the docker-compose-plugin package (Compose v1 is not enough)")
+    return Check("Compose v2", "ok", done.stdout.strip())
+
+
+def check_nvidia_runtime(runtimes: list[str] | None, wanted: bool) -> Check:
+    if runtimes is None:
+        return Check("NVIDIA container runtime", "skip" if not wanted else "fail",
+                     "Docker not reachable", "")
+    if "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists():
+        return Check("NVIDIA container runtime", "ok", "registered with Docker")
+    return Check("NVIDIA container runtime", "fail" if wanted else "skip",
+                 "not registered with Docker",
+                 "install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime "
+                 "configure --runtime=docker` and restart Docker" if wanted else "")
+
+
+def check_amd_devices(wanted: bool, root: Path = Path("/")) -> list[Check]:
+    checks = []
+    for dev in ("dev/kfd", "dev/dri"):
+        path = root / dev
+        if not path.exists():
+            checks.append(Check(f"/{dev}", "fail" if wanted else "skip", "missing",
+                                "install the amdgpu/ROCm kernel driver" if wanted else ""))
+        elif not os.access(path, os.R_OK | (os.W_OK if dev == "dev/kfd" else 0)):
+            checks.append(Check(f"/{dev}", "fail" if wanted else "warn",
+                                "present but not accessible to this user",
+                                "add yourself to the video and render groups, or run as root"))
+        else:
+            checks.append(Check(f"/{dev}", "ok", "present and accessible"))
+    return checks
+
+
+def check_groups(group_ids: Mapping[str, int], amd: bool) -> Check:
+    found = ", ".join(f"{name}={gid}" for name, gid in sorted(group_ids.items()))
+    missing = [g for g in ("video", "render") if g not in group_ids]
+    if missing and amd:
+        return Check("video/render groups", "warn", f"host has {found or 'neither'}; missing "
+                     f"{', '.join(missing)}", "ROCm containers get the device groups by the "
+                     "host's numeric ids; create the group or check the driver install")
+    return Check("video/render groups", "ok" if found else "skip",
+                 f"{found} (passed to containers by number)" if found else "none on this host")
+
+
+def check_gpus(hw: Hardware, smi_output: str | None) -> Check:
+    if hw.gpus:
+        return Check("GPUs", "ok", hw.describe())
+    if smi_output is not None and not parse_nvidia_smi(smi_output):
+        return Check("GPUs", "warn", "nvidia-smi runs but lists no GPU",
+                     "check the driver (`nvidia-smi`)")
+    return Check("GPUs", "skip", "none found: the cpu vendor runs here")
+
+
+def check_disk(path: Path, needed_gb: float | None) -> Check:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 1e9
+    if needed_gb is None:
+        return Check("free disk", "ok", f"{free_gb:.0f} GB free at {path}")
+    if free_gb < needed_gb:
+        return Check("free disk", "fail", f"{free_gb:.0f} GB free at {path}, the model needs "
+                     f"about {needed_gb:.0f} GB", "free space, or point HF_HOME / --hf-cache at a "
+                     "larger disk")
+    return Check("free disk", "ok", f"{free_gb:.0f} GB free at {path} (model: ~{needed_gb:.0f} "
+                 "GB)")
+
+
+def check_port(host: str, port: int, in_use: Callable[[str, int], bool]) -> Check:
+    if in_use(host, port):
+        return Check(f"port {port}", "fail", f"in use on {host}",
+                     f"pass --port N, or stop what listens (`ss -ltnp 'sport = :{port}'`)")
+    return Check(f"port {port}", "ok", f"free on {host}")
+
+
+def check_image(ref: str, docker_ok: bool) -> Check:
+    if not docker_ok:
+        return Check(f"image {ref}", "skip", "Docker not reachable")
+    from glmkit.build import image_present
+
+    if image_present(ref):
+        return Check(f"image {ref}", "ok", "present")
+    return Check(f"image {ref}", "warn", "not present",
+                 "`invoke build` or `invoke pull` (`invoke up` does it for you)")
+
+
+def nvidia_smi_output() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    done = run(NVIDIA_QUERY, check=False, timeout=20)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def host_groups() -> dict[str, int]:
+    ids = {}
+    for name in ("video", "render"):
+        try:
+            ids[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            continue
+    return ids
+
+
+def render_lines(checks: list[Check]) -> list[str]:
+    marks = {"ok": "[green]✓[/green]", "fail": "[red]✗[/red]", "warn": "[yellow]![/yellow]",
+             "skip": "[dim]·[/dim]"}
+    lines = []
+    for check in checks:
+        lines.append(f"{marks[check.status]} {check.name}: {check.detail}")
+        if check.fix and check.status in ("fail", "warn"):
+            lines.append(f"    [cyan]fix:[/cyan] {check.fix}")
+    return lines

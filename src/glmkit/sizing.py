@@ -1,0 +1,224 @@
+"""Will it fit, how to split it, and how fast can it decode: arithmetic before loading.
+
+Model facts come from the model's config.json when it is in the local HF cache, else
+from the table below (the published configs of the GLM releases). Every estimate
+prints its assumptions; they are first-order (weights + KV cache vs memory, memory
+bandwidth vs bytes read per decode step), not a simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from glmkit.catalog import ModelSpec
+from glmkit.errors import UsageError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arch:
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    experts: int = 0  # routed experts per MoE layer
+    experts_per_token: int = 0
+    # Multi-head latent attention caches one compressed vector per layer instead of
+    # per-head K and V; this is its width (kv_lora_rank + rope dim).
+    mla_cache_dim: int | None = None
+    vision_heads: int | None = None
+    source: str = "catalog"
+
+
+# Published configs (config.json of each release; the V models' text backbone is Air's).
+ARCH: dict[str, Arch] = {
+    "GLM-4.5": Arch(layers=92, heads=96, kv_heads=8, head_dim=128, experts=160,
+                    experts_per_token=8),
+    "GLM-4.5-Air": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
+                        experts_per_token=8),
+    "GLM-4.7-Flash": Arch(layers=47, heads=20, kv_heads=20, head_dim=256, experts=64,
+                          experts_per_token=4, mla_cache_dim=576),
+    "GLM-4.5V": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
+                     experts_per_token=8, vision_heads=12),
+}
+ARCH["GLM-4.6"] = ARCH["GLM-4.7"] = ARCH["GLM-4.5"]
+ARCH["GLM-4.6V"] = ARCH["GLM-4.5V"]
+ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
+                        experts_per_token=2)
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_gb: float
+    bandwidth_tb_s: float  # peak HBM bandwidth from the vendor's data sheet
+
+
+GPUS: dict[str, GpuSpec] = {g.name: g for g in [
+    GpuSpec("H100", 80, 3.35),
+    GpuSpec("H200", 141, 4.8),
+    GpuSpec("A100", 80, 2.0),
+    GpuSpec("B200", 180, 8.0),
+    GpuSpec("MI300X", 192, 5.3),
+    GpuSpec("MI325X", 256, 6.0),
+    GpuSpec("MI355X", 288, 8.0),
+]}
+
+
+def gpu_spec(name: str, memory_gb: float | None = None) -> GpuSpec:
+    """A known GPU by (part of) its name; unknown ones need --gpu-mem and get H100 bandwidth."""
+    for key, spec in GPUS.items():
+        if key.lower() in name.lower():
+            return replace(spec, memory_gb=memory_gb or spec.memory_gb)
+    if memory_gb is None:
+        raise UsageError(f"Unknown GPU {name!r}: pass --gpu-mem (GB). Known: {', '.join(GPUS)}.")
+    return GpuSpec(name, memory_gb, GPUS["H100"].bandwidth_tb_s)
+
+
+def arch_from_config(config: Mapping[str, Any]) -> Arch:
+    text = config.get("text_config", config)
+    heads = int(text["num_attention_heads"])
+    vision = config.get("vision_config") or {}
+    mla = None
+    if "kv_lora_rank" in text:
+        mla = int(text["kv_lora_rank"]) + int(text.get("qk_rope_head_dim", 64))
+    return Arch(
+        layers=int(text["num_hidden_layers"]), heads=heads,
+        kv_heads=int(text.get("num_key_value_heads", heads)),
+        head_dim=int(text.get("head_dim") or text["hidden_size"] // heads),
+        experts=int(text.get("n_routed_experts", 0) or 0),
+        experts_per_token=int(text.get("num_experts_per_tok", 0) or 0),
+        mla_cache_dim=mla, vision_heads=vision.get("num_heads"), source="config.json")
+
+
+def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
+    """config.json from the HF cache (hub/models--org--name/snapshots/*/config.json)."""
+    folder = hf_cache / "hub" / f"models--{model_id.replace('/', '--')}" / "snapshots"
+    for config in sorted(folder.glob("*/config.json")):
+        try:
+            data: dict[str, Any] = json.loads(config.read_text())
+            return data
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def model_arch(model: ModelSpec, hf_cache: Path | None = None) -> Arch:
+    if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
+        return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
+    if hf_cache is not None and (config := cached_config(hf_cache, model.id)):
+        return arch_from_config(config)
+    name = model.short_name.removesuffix("-FP8")
+    if name not in ARCH:
+        raise UsageError(f"No architecture facts for {model.id}: download it first "
+                         "(`invoke download`) so its config.json can be read.")
+    return ARCH[name]
+
+
+BYTES = {"bf16": 2.0, "fp8": 1.0}
+KV_BYTES = 2  # bf16 KV cache, vLLM's default
+OVERHEAD_GB = 6.0  # per GPU: activations, CUDA graphs, NCCL buffers, the runtime itself
+MIN_KV_TOKENS = 8192  # below this a server is not useful; the fit test asks for it
+
+
+def kv_bytes_per_token(arch: Arch, tp: int) -> float:
+    """KV cache bytes one token costs on one GPU at tensor-parallel size `tp`."""
+    if arch.mla_cache_dim is not None:  # MLA: one latent per layer, replicated on every rank
+        return arch.layers * arch.mla_cache_dim * KV_BYTES
+    kv_heads_per_gpu = max(1, arch.kv_heads // tp)  # beyond kv_heads, heads are replicated
+    return arch.layers * 2 * kv_heads_per_gpu * arch.head_dim * KV_BYTES
+
+
+def valid_tp(arch: Arch, tp: int) -> str | None:
+    """None when `tp` works for the model, else the reason it does not."""
+    if arch.heads % tp:
+        return f"{arch.heads} attention heads are not divisible by TP {tp}"
+    if arch.kv_heads % tp and tp % arch.kv_heads:
+        return f"{arch.kv_heads} KV heads neither divide nor are divided by TP {tp}"
+    return None
+
+
+@dataclass(frozen=True)
+class Fit:
+    tp: int
+    replicas: int
+    weights_per_gpu_gb: float
+    kv_budget_per_gpu_gb: float
+    max_model_len: int
+    cpu_offload_gb: int
+    fits: bool
+
+
+def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: str,
+        utilization: float = 0.9, tp: int | None = None) -> Fit:
+    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV."""
+    weights_gb = model.total_params_b * BYTES[precision]
+    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    candidates = [tp] if tp else [t for t in (1, 2, 4, 8, 16) if t <= gpu_count]
+    chosen: Fit | None = None
+    for t in candidates:
+        if reason := valid_tp(arch, t):
+            if tp:
+                raise UsageError(f"TP {t} is impossible for {model.id}: {reason}.")
+            continue
+        per_gpu = weights_gb / t
+        kv_gb = budget - per_gpu
+        per_token = kv_bytes_per_token(arch, t)
+        tokens = max(0, int(kv_gb * 1e9 / per_token)) if kv_gb > 0 else 0
+        offload = 0 if tokens >= MIN_KV_TOKENS else \
+            math.ceil(per_gpu + MIN_KV_TOKENS * per_token / 1e9 - budget)
+        chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=per_gpu,
+                     kv_budget_per_gpu_gb=max(0.0, kv_gb),
+                     max_model_len=min(model.max_context, tokens), cpu_offload_gb=offload,
+                     fits=offload == 0)
+        if chosen.fits:
+            return chosen
+    if chosen is None:
+        raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
+    return chosen
+
+
+@dataclass(frozen=True)
+class DecodeEstimate:
+    tpot_ms: float
+    weights_read_gb: float  # per GPU per step
+    kv_read_gb: float  # per GPU per step
+    distinct_experts: float
+
+
+def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: str,
+                batch: int, context: int) -> DecodeEstimate:
+    """Memory-bandwidth bound of one decode step: every byte read once per step.
+
+    Weights read = the dense part + the routed experts the batch touches (with `batch`
+    tokens each picking k of E experts at random, E·(1-(1-k/E)^batch) are touched);
+    KV read = batch × context tokens of cache. Both split over `tp` GPUs.
+    """
+    bytes_per_param = BYTES[precision]
+    if arch.experts:
+        k, e = arch.experts_per_token, arch.experts
+        per_expert = (model.total_params_b - model.active_params_b) / (e - k)
+        dense = model.active_params_b - k * per_expert
+        touched = e * (1 - (1 - k / e) ** batch)
+        params = dense + touched * per_expert
+    else:
+        touched, params = 0.0, model.total_params_b
+    weights_gb = params * bytes_per_param / tp
+    kv_gb = batch * context * kv_bytes_per_token(arch, tp) / 1e9
+    seconds = (weights_gb + kv_gb) / (gpu.bandwidth_tb_s * 1e3)
+    return DecodeEstimate(tpot_ms=seconds * 1e3, weights_read_gb=weights_gb, kv_read_gb=kv_gb,
+                          distinct_experts=touched)
+
+
+ASSUMPTIONS = (
+    f"weights: total parameters × 2 bytes (BF16) or 1 byte (FP8); KV cache in BF16; "
+    f"{OVERHEAD_GB:.0f} GB per GPU kept for activations, CUDA graphs and the runtime",
+    f"fits: the weight shard leaves room for at least {MIN_KV_TOKENS} tokens of KV cache",
+    "TPOT bound: peak HBM bandwidth, every weight byte of the dense part and of each "
+    "routed expert the batch touches, plus the batch's KV cache, read once per step; "
+    "no compute, communication or scheduling time: real TPOT is higher",
+)
