@@ -462,3 +462,114 @@ def report(c, runs=None, compare=False, out=None):  # type: ignore[no-untyped-de
     console.print(f"csv:   {write_csv(series, folder / 'report.csv')}", highlight=False)
     console.print(f"[dim]reference runs: {', '.join('ref:' + n for n in reference_names())}"
                   "[/dim]")
+
+
+@task(help={"vendor": "the vendor you will use (default: what this machine has)",
+            "model": "check disk space and Hub access for this model",
+            "port": "the port you will serve on (default 8000)",
+            "host": "the address you will publish on (default 127.0.0.1)"})
+@_exits
+def doctor(c, vendor=None, model=None, port=8000, host="127.0.0.1"):  # type: ignore[no-untyped-def]
+    """Check this machine: Docker, Compose, GPUs and devices, disk, port, HF token, image."""
+    from glmkit.doctor import render_lines, run_doctor
+    from glmkit.paths import hf_cache
+
+    checks = run_doctor(vendor=vendor, model_id=model, host=host, port=int(port),
+                        hf_cache_dir=hf_cache(os.environ), env=os.environ)
+    console = _console()
+    for line in render_lines(checks):
+        console.print(line, highlight=False)
+    failed = [ch.name for ch in checks if ch.status == "fail"]
+    if failed:
+        raise Exit(f"{len(failed)} problem(s): {', '.join(failed)}", code=3)
+
+
+@task(help={"model": "catalog id or Hugging Face repo id",
+            "revision": "branch, tag or commit (default main)",
+            "hf_cache": "host Hugging Face cache (default $HF_HOME or ~/.cache/huggingface)"})
+@_exits
+def download(c, model, revision=None, hf_cache=None):  # type: ignore[no-untyped-def]
+    """Pre-download a model's weights into the shared HF cache (resumable; then starts offline)."""
+    from glmkit.catalog import resolve_model
+    from glmkit.credentials import hf_token
+    from glmkit.errors import UsageError
+    from glmkit.hub import download as hub_download
+    from glmkit.paths import hf_cache as cache_dir
+
+    spec = resolve_model(model)
+    if spec.local_dir:
+        raise UsageError(f"{spec.id} is a local model; nothing to download.")
+    result = hub_download(spec.id, cache_dir(os.environ, hf_cache), hf_token(os.environ),
+                          revision=revision)
+    print(f"{spec.id}@{result.revision[:12]}: {result.files} files, {result.size_gb:.1f} GB in "
+          f"{result.seconds:.0f} s → {result.path}")
+    print("servers for it now start with HF_HUB_OFFLINE=1")
+
+
+@task(help={"model": "catalog id (default: the tiny model)",
+            "vendor": "cuda, rocm (default: what this machine has)",
+            "gpu_count": "number of GPUs (default: detected)",
+            "gpu": "GPU type, e.g. H100, H200, MI300X (default: detected)",
+            "gpu_mem": "GB per GPU, for a GPU type glmkit does not know",
+            "tp": "check this tensor-parallel size instead of choosing one",
+            "batch": "decode batch for the TPOT estimate (default 16)",
+            "context": "tokens per sequence for the TPOT estimate (default 9000: 8k in + 1k out)",
+            "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)"})
+@_exits
+def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_mem=None,  # type: ignore[no-untyped-def]
+         tp=None, batch=16, context=9000, gpu_memory_utilization=0.9):
+    """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
+    from rich.table import Table
+
+    from glmkit import hardware
+    from glmkit.catalog import resolve_model
+    from glmkit.errors import UsageError
+    from glmkit.paths import hf_cache
+    from glmkit.sizing import ASSUMPTIONS, gpu_from_hardware, gpu_spec, model_arch, plan_report
+
+    spec = resolve_model(model)
+    hw = hardware.detect()
+    if gpu:
+        card = gpu_spec(gpu, float(gpu_mem) if gpu_mem else None)
+    elif hw.gpus:
+        card = gpu_from_hardware(hw.gpus[0].name, hw.gpus[0].memory_mib)
+    else:
+        raise UsageError("No GPU detected: pass --gpu (H100, H200, MI300X, …) and --gpu-count.")
+    count = int(gpu_count) if gpu_count else hw.gpu_count
+    if count < 1:
+        raise UsageError("--gpu-count must be at least 1.")
+    arch = model_arch(spec, hf_cache(os.environ))
+    rep = plan_report(spec, arch, card, count, batch=int(batch), context=int(context),
+                      utilization=float(gpu_memory_utilization), tp=int(tp) if tp else None)
+    console = _console()
+    table = Table(title=f"{spec.id} on {count} × {card.name} ({card.memory_gb:g} GB, "
+                  f"{card.bandwidth_tb_s:g} TB/s)", show_header=False)
+    table.add_column("")
+    table.add_column("")
+    table.add_row("model", f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active, "
+                  f"{arch.layers} layers, {arch.heads} heads, {arch.kv_heads} KV heads × "
+                  f"{arch.head_dim} (facts from {arch.source})")
+    for precision, f in rep.fits.items():
+        verdict = "no TP size works" if f is None else (
+            f"fits at TP {f.tp} ({f.weights_per_gpu_gb:.0f} GB weights/GPU)" if f.fits else
+            f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}")
+        table.add_row(f"in {precision.upper()}", verdict)
+    ch = rep.chosen
+    table.add_row("layout", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
+                  f"replica(s) on {count} GPUs" + (" with --enable-expert-parallel"
+                                                   if rep.expert_parallel else ""))
+    table.add_row("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU; largest "
+                  f"--max-model-len {ch.max_model_len}")
+    table.add_row("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb}" if ch.cpu_offload_gb
+                  else "not needed")
+    if rep.impossible_tp:
+        table.add_row("impossible TP", "; ".join(f"{t}: {why}" for t, why in
+                                                 sorted(rep.impossible_tp.items())[:4]))
+    d = rep.decode
+    table.add_row("decode bound", f"TPOT ≥ {d.tpot_ms:.2f} ms at batch {rep.batch} × "
+                  f"{rep.context} tokens ({d.weights_read_gb:.1f} GB weights + "
+                  f"{d.kv_read_gb:.1f} GB KV read per GPU per step; "
+                  f"{d.distinct_experts:.0f} experts touched per layer)")
+    console.print(table)
+    for line in ASSUMPTIONS:
+        console.print(f"[dim]assumes: {line}[/dim]", highlight=False)

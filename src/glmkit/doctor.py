@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from glmkit.hardware import NVIDIA_QUERY, Hardware, parse_nvidia_smi
 from glmkit.process import run
@@ -161,3 +161,69 @@ def render_lines(checks: list[Check]) -> list[str]:
         if check.fix and check.status in ("fail", "warn"):
             lines.append(f"    [cyan]fix:[/cyan] {check.fix}")
     return lines
+
+
+def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int,
+               hf_cache_dir: Path, env: Mapping[str, str]) -> list[Check]:
+    """Every check, in the order a user would fix them."""
+    from glmkit import hardware
+    from glmkit.catalog import resolve_model
+    from glmkit.lifecycle import port_free
+    from glmkit.vendors import resolve_vendor
+
+    hw = hardware.detect()
+    wanted = resolve_vendor(vendor).name if vendor else hw.vendor
+    model = resolve_model(model_id) if model_id else None
+    checks = [check_docker()]
+    docker_ok = checks[0].status == "ok"
+    checks.append(check_compose())
+    runtimes = None
+    if docker_ok:
+        from docker.client import from_env
+
+        runtimes = sorted(from_env(timeout=10).info().get("Runtimes") or {})
+    checks.append(check_nvidia_runtime(runtimes, wanted == "cuda"))
+    checks += check_amd_devices(wanted == "rocm")
+    checks.append(check_groups(hw.group_ids, wanted == "rocm"))
+    checks.append(check_gpus(hw, nvidia_smi_output()))
+    needed = None
+    if model is not None and not model.local_dir:
+        needed = model.total_params_b * (2 if model.precision == "bf16" else 1) * 1.02
+    checks.append(check_disk(hf_cache_dir, needed))
+    checks.append(check_port(host, port, lambda h, p: not port_free(h, p)))
+    checks.append(check_token(model, env))
+    if model is not None or vendor:
+        from glmkit.images import DEFAULT_IMAGES
+
+        ref = (model.images.get(wanted) if model else None) or DEFAULT_IMAGES[wanted]
+        checks.append(check_image(ref, docker_ok))
+    return checks
+
+
+def check_token(model: Any, env: Mapping[str, str]) -> Check:
+    from glmkit.credentials import hf_token
+
+    token = hf_token(env)
+    if model is None or model.local_dir:
+        return Check("Hugging Face token", "ok" if token else "skip",
+                     "present" if token else "none (only gated models need one)")
+    from huggingface_hub import auth_check
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        auth_check(model.id, token=token)
+    except GatedRepoError:
+        return Check("Hugging Face token", "fail", f"{model.id} is gated and this token "
+                     f"{'cannot read it' if token else 'is missing'}",
+                     f"accept the terms at https://huggingface.co/{model.id}, then "
+                     "`invoke login`")
+    except RepositoryNotFoundError:
+        return Check("Hugging Face token", "fail", f"{model.id} not found or private",
+                     "check the model id, or `invoke login` with an account that can read it")
+    except (HfHubHTTPError, Exception) as err:  # network errors of the Hub's HTTP client
+        cached = "present" if token else "none"
+        return Check("Hugging Face token", "warn", f"{cached}; the Hub is not reachable to "
+                     f"check it ({err.__class__.__name__})",
+                     "fine for models already in the cache (`invoke download` them first)")
+    return Check("Hugging Face token", "ok", f"can read {model.id}"
+                 + ("" if token else " (no token needed)"))

@@ -81,6 +81,10 @@ def _explain(err: Exception, model_id: str, token: str | None) -> Exception:
         return EnvironmentProblem("The disk filled up during the download. Free space or set "
                                   "HF_HOME to a larger disk, then run `invoke download` again: "
                                   "it resumes.")
+    if err.__class__.__name__ in ("ConnectError", "ConnectTimeout", "LocalEntryNotFoundError"):
+        name = err.__class__.__name__
+        return EnvironmentProblem(f"The Hugging Face Hub is not reachable ({name}). Check the "
+                                  "network or proxy (HTTPS_PROXY), or HF_ENDPOINT.")
     return EnvironmentProblem(f"Download of {model_id} failed ({err.__class__.__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''}). Run "
                               "`invoke download` again: finished files are kept and it resumes.")
@@ -91,12 +95,11 @@ def remote_size_gb(model_id: str, token: str | None, endpoint: str | None = None
     from fnmatch import fnmatch
 
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(endpoint=endpoint, token=token)
     try:
         entries = list(api.list_repo_tree(model_id, recursive=True))
-    except (HfHubHTTPError, OSError) as err:
+    except Exception as err:  # the Hub client's HTTP and network errors: explained below
         raise _explain(err, model_id, token) from None
     total = 0
     for entry in entries:
@@ -114,7 +117,6 @@ def download(model_id: str, hf_cache: Path, token: str | None, *,
              endpoint: str | None = None, revision: str | None = None,
              check_space: bool = True, max_workers: int = 8) -> Download:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
 
     hub_dir = hf_cache / "hub"
     hub_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,7 @@ def download(model_id: str, hf_cache: Path, token: str | None, *,
             model_id, cache_dir=hub_dir, token=token, endpoint=endpoint, revision=revision,
             allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS,
             max_workers=max_workers))
-    except (HfHubHTTPError, OSError) as err:
+    except Exception as err:  # the Hub client's HTTP and network errors: explained below
         raise _explain(err, model_id, token) from None
     files = [p for p in path.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files) / 1e9

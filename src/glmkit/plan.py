@@ -110,26 +110,54 @@ def _check_ranges(s: Settings) -> None:
 
 
 def _parallelism(s: Settings, model: ModelSpec, vendor: VendorProfile, hw: Hardware,
-                 notes: list[str]) -> tuple[int, int, tuple[str, ...] | None]:
+                 notes: list[str]) -> tuple[int, int, tuple[str, ...] | None, int | None]:
+    """TP, DP, chosen GPU ids and, where the GPUs are known, the max-model-len that fits."""
     dp = s.dp
     if not vendor.has_gpus:
         if s.gpus is not None:
             raise UsageError("--gpus does not apply to the cpu vendor.")
-        return s.tp or 1, dp, None
-    tp = s.tp or model.default_tp
-    needed = tp * dp
+        return s.tp or 1, dp, None, None
     ids = _gpu_ids(s.gpus) if s.gpus is not None else None
+    here = hw.vendor == vendor.name and hw.gpu_count > 0
+    available = len(ids) if ids is not None else (hw.gpu_count if here else None)
+    tp = s.tp or model.default_tp
+    fitted_len: int | None = None
+    if here and model.in_catalog and model.local_dir is None and available:
+        tp, fitted_len = _fit_to_gpus(s, model, hw, available // max(dp, 1), notes)
+    needed = tp * dp
     if ids is not None and needed > len(ids):
         raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs, but "
                          f"--gpus {s.gpus} names {len(ids)}. Lower --tp/--dp or name more GPUs.")
-    if ids is None and hw.vendor == vendor.name and hw.gpu_count:
-        if needed > hw.gpu_count:
-            raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs; "
-                             f"this machine has {hw.gpu_count}. Pass --tp/--dp to fit.")
-    elif ids is None and hw.vendor != vendor.name:
+    if ids is None and here and needed > hw.gpu_count:
+        raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs; "
+                         f"this machine has {hw.gpu_count}. Pass --tp/--dp to fit.")
+    if not here:
         notes.append(f"no {vendor.name} GPUs detected here: rendered for {needed} GPU(s), "
                      "not checked against this machine")
-    return tp, dp, ids
+    return tp, dp, ids, fitted_len
+
+
+def _fit_to_gpus(s: Settings, model: ModelSpec, hw: Hardware, gpus: int,
+                 notes: list[str]) -> tuple[int, int | None]:
+    """Fill TP from the sizing plan; refuse what cannot fit before anything is pulled."""
+    from glmkit.sizing import ARCH, fit, gpu_from_hardware
+
+    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
+    if arch is None or gpus < 1:
+        return s.tp or model.default_tp, None
+    gpu = gpu_from_hardware(hw.gpus[0].name, hw.gpus[0].memory_mib)
+    result = fit(model, arch, gpu, gpus, model.precision, s.gpu_memory_utilization, s.tp)
+    offload = any(a.startswith("--cpu-offload-gb") for a in s.extra_args)
+    if not result.fits and not offload:
+        raise UsageError(
+            f"{model.id} does not fit on {gpus} × {gpu.name} {gpu.memory_gb:.0f} GB at TP "
+            f"{result.tp}: {result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 "
+            f"model, more GPUs, or offload: `invoke up ... -- --cpu-offload-gb "
+            f"{result.cpu_offload_gb}` (see `invoke plan`).")
+    if s.tp is None:
+        notes.append(f"plan: TP {result.tp} on {gpu.name} ({result.weights_per_gpu_gb:.0f} GB "
+                     f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache)")
+    return result.tp, result.max_model_len or None
 
 
 def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
@@ -147,9 +175,10 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     model = resolve_model(s.model)
     image = image_profile(s.image or model.images.get(vendor.name) or DEFAULT_IMAGES[vendor.name],
                           vendor.name, s.vllm_version)
-    tp, dp, gpu_ids = _parallelism(s, model, vendor, hw, notes)
+    tp, dp, gpu_ids, fitted_len = _parallelism(s, model, vendor, hw, notes)
 
-    max_len = s.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context)
+    max_len = s.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context,
+                                     fitted_len or model.max_context)
     if max_len > model.max_context:
         raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
                          f"{model.max_context} tokens.")

@@ -222,3 +222,43 @@ ASSUMPTIONS = (
     "routed expert the batch touches, plus the batch's KV cache, read once per step; "
     "no compute, communication or scheduling time: real TPOT is higher",
 )
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    model: ModelSpec
+    arch: Arch
+    gpu: GpuSpec
+    gpu_count: int
+    fits: dict[str, Fit | None]  # by precision: bf16 and fp8
+    chosen: Fit
+    impossible_tp: dict[int, str]
+    expert_parallel: bool
+    decode: DecodeEstimate
+    batch: int
+    context: int
+
+
+def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
+                batch: int = 16, context: int = 9000, utilization: float = 0.9,
+                tp: int | None = None) -> PlanReport:
+    """Both precisions' fit, the chosen layout for this model's own precision, TP sizes
+    the config rules out, and the decode-time bound at `batch` × `context`."""
+    fits: dict[str, Fit | None] = {}
+    for precision in ("bf16", "fp8"):
+        try:
+            fits[precision] = fit(model, arch, gpu, gpu_count, precision, utilization, tp)
+        except UsageError:
+            fits[precision] = None
+    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp)
+    impossible = {t: reason for t in range(1, gpu_count + 1)
+                  if (reason := valid_tp(arch, t)) is not None}
+    decode = decode_tpot(model, arch, gpu, chosen.tp, model.precision, batch, context)
+    return PlanReport(model=model, arch=arch, gpu=gpu, gpu_count=gpu_count, fits=fits,
+                      chosen=chosen, impossible_tp=impossible,
+                      expert_parallel=arch.experts > 0 and chosen.tp > 1, decode=decode,
+                      batch=batch, context=context)
+
+
+def gpu_from_hardware(name: str, memory_mib: int) -> GpuSpec:
+    return gpu_spec(name, memory_gb=round(memory_mib / 1024, 1))  # data sheets count GiB

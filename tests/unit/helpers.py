@@ -9,9 +9,10 @@ from glmkit.settings import Settings
 NO_GPU = Hardware(vendor="cpu", group_ids={"video": 44, "render": 993})
 
 
-def gpus(vendor: str, count: int, memory_mib: int = 81559) -> Hardware:
+def gpus(vendor: str, count: int, memory_mib: int = 81559,
+         name: str = "NVIDIA H100 80GB HBM3") -> Hardware:
     return Hardware(vendor=vendor,  # type: ignore[arg-type]
-                    gpus=tuple(Gpu(i, "NVIDIA H100 80GB HBM3", memory_mib) for i in range(count)),
+                    gpus=tuple(Gpu(i, name, memory_mib) for i in range(count)),
                     group_ids={"video": 44, "render": 993}, source="test")
 
 

@@ -30,8 +30,11 @@ def compose_config(path: Path) -> dict[str, Any]:
 @pytest.mark.usefixtures("compose_cli")
 @pytest.mark.parametrize(("model_id", "vendor"), CASES)
 def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: Path) -> None:
-    plan = plan_for(hw=gpus(vendor, 8) if vendor != "cpu" else gpus("cpu", 0),
-                    vendor=vendor, model=model_id, project="t")
+    # The largest machines of each vendor, so every catalog model fits without offload.
+    machine = {"cuda": gpus("cuda", 8, 143771, "NVIDIA H200"),
+               "rocm": gpus("rocm", 8, 196592, "AMD Instinct MI300X"),
+               "cpu": gpus("cpu", 0)}[vendor]
+    plan = plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
     path = write_compose(plan, tmp_path)
     service = compose_config(path)["services"]["vllm"]
     assert service["ports"][0]["host_ip"] == "127.0.0.1"

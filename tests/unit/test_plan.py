@@ -72,13 +72,13 @@ def test_tp_larger_than_named_gpus_is_refused() -> None:
 
 def test_tp_times_dp_checked_against_detected_gpus() -> None:
     with pytest.raises(UsageError, match="this machine has 4"):
-        plan_for(hw=gpus("cuda", 4), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
+        plan_for(hw=gpus("cuda", 4), vendor="cuda", model="zai-org/GLM-4.5-Air", tp=4, dp=2)
     ok = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
     assert flag_value(ok.serve_args, "--data-parallel-size") == "2"
 
 
 def test_vendor_detected_when_not_given() -> None:
-    plan = plan_for(hw=gpus("cuda", 8), model="zai-org/GLM-4.6")
+    plan = plan_for(hw=gpus("cuda", 8), model="zai-org/GLM-4.6-FP8")
     assert plan.vendor.name == "cuda"
     assert any("detected" in note for note in plan.notes)
     assert plan_for().vendor.name == "cpu"
@@ -172,3 +172,19 @@ def test_start_period_grows_with_model_size() -> None:
     large = plan_for(vendor="cuda", model="zai-org/GLM-4.6")
     assert large.start_period_s > small.start_period_s >= 300
     assert NO_GPU.gpu_count == 0
+
+
+def test_detected_gpus_fill_tp_from_the_sizing_plan() -> None:
+    plan = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8")
+    assert plan.tensor_parallel == 2
+    assert any(note.startswith("plan: TP 2") for note in plan.notes)
+    user_tp = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", tp=4)
+    assert user_tp.tensor_parallel == 4
+
+
+def test_what_cannot_fit_is_refused_before_anything_starts() -> None:
+    with pytest.raises(UsageError, match="does not fit on 8 × H100.*--cpu-offload-gb"):
+        plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5")
+    offloaded = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5",
+                         extra_args=("--cpu-offload-gb", "24"))
+    assert offloaded.tensor_parallel == 8

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from glmkit.catalog import CATALOG
+from glmkit.doctor import (
+    check_amd_devices,
+    check_disk,
+    check_gpus,
+    check_groups,
+    check_nvidia_runtime,
+    check_port,
+    render_lines,
+)
+from glmkit.errors import UsageError
+from glmkit.hardware import Hardware, parse_nvidia_smi
+from glmkit.sizing import (
+    ARCH,
+    GPUS,
+    arch_from_config,
+    decode_tpot,
+    fit,
+    gpu_spec,
+    kv_bytes_per_token,
+    plan_report,
+    valid_tp,
+)
+
+DATA = Path(__file__).parent / "data"
+MACHINES = {"8xH100": (GPUS["H100"], 8), "8xH200": (GPUS["H200"], 8),
+            "4xH100": (GPUS["H100"], 4), "8xMI300X": (GPUS["MI300X"], 8)}
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize("model_id", [m for m in CATALOG if m.startswith("zai-org/")])
+def test_every_catalog_model_gets_a_plan(model_id: str, machine: str) -> None:
+    gpu, count = MACHINES[machine]
+    model = CATALOG[model_id]
+    report = plan_report(model, ARCH[model.short_name.removesuffix("-FP8")], gpu, count)
+    chosen = report.chosen
+    assert chosen.tp * chosen.replicas <= count
+    assert report.decode.tpot_ms > 0
+    if chosen.fits:
+        assert chosen.max_model_len > 0 and chosen.cpu_offload_gb == 0
+    else:
+        assert chosen.cpu_offload_gb > 0
+
+
+def test_glm45_bf16_on_8xh100_needs_offload_as_the_blog_says() -> None:
+    model = CATALOG["zai-org/GLM-4.5"]
+    result = fit(model, ARCH["GLM-4.5"], GPUS["H100"], 8, "bf16")
+    assert not result.fits and result.tp == 8
+    assert 16 <= result.cpu_offload_gb <= 30  # the blog: --cpu-offload-gb 16 (at 0.95 util)
+    assert fit(model, ARCH["GLM-4.5"], GPUS["H200"], 8, "bf16").fits
+
+
+def test_air_fp8_on_8_gpus_makes_replicas() -> None:
+    result = fit(CATALOG["zai-org/GLM-4.5-Air-FP8"], ARCH["GLM-4.5-Air"], GPUS["H100"], 8,
+                 "fp8")
+    assert (result.tp, result.replicas) == (2, 4)
+
+
+def test_impossible_tp_sizes_are_refused_with_the_reason() -> None:
+    assert valid_tp(ARCH["GLM-4.5"], 8) is None
+    assert "not divisible by TP 5" in (valid_tp(ARCH["GLM-4.5"], 5) or "")
+    with pytest.raises(UsageError, match="TP 3 is impossible.*KV heads"):
+        fit(CATALOG["zai-org/GLM-4.6"], ARCH["GLM-4.6"], GPUS["MI300X"], 8, "bf16", tp=3)
+
+
+def test_kv_heads_replicate_beyond_their_count() -> None:
+    arch = ARCH["GLM-4.5"]
+    assert kv_bytes_per_token(arch, 8) == kv_bytes_per_token(arch, 16)
+    assert kv_bytes_per_token(arch, 4) == 2 * kv_bytes_per_token(arch, 8)
+
+
+def test_decode_bound_grows_with_batch_and_falls_with_tp() -> None:
+    model, arch = CATALOG["zai-org/GLM-4.5-FP8"], ARCH["GLM-4.5"]
+    one = decode_tpot(model, arch, GPUS["H100"], 8, "fp8", 1, 9000)
+    sixteen = decode_tpot(model, arch, GPUS["H100"], 8, "fp8", 16, 9000)
+    assert one.distinct_experts == pytest.approx(8)
+    assert sixteen.tpot_ms > one.tpot_ms
+    assert decode_tpot(model, arch, GPUS["H100"], 4, "fp8", 16, 9000).tpot_ms > sixteen.tpot_ms
+
+
+def test_arch_from_a_config_json() -> None:
+    arch = arch_from_config({"num_hidden_layers": 46, "num_attention_heads": 96,
+                             "num_key_value_heads": 8, "head_dim": 128, "hidden_size": 4096,
+                             "n_routed_experts": 128, "num_experts_per_tok": 8})
+    assert arch.layers == 46 and arch.experts == 128 and arch.source == "config.json"
+
+
+def test_gpu_spec_lookup() -> None:
+    assert gpu_spec("NVIDIA H100 80GB HBM3").bandwidth_tb_s == 3.35
+    assert gpu_spec("AMD Instinct MI300X").memory_gb == 192
+    with pytest.raises(UsageError, match="--gpu-mem"):
+        gpu_spec("Mystery 9000")
+
+
+def test_doctor_lines_from_real_nvidia_smi_output() -> None:
+    text = (DATA / "h100-nvidia-smi-query.txt").read_text()
+    hw = Hardware(vendor="cuda", gpus=parse_nvidia_smi(text), source="nvidia-smi")
+    check = check_gpus(hw, text)
+    assert check.status == "ok" and "1 × NVIDIA H100 80GB HBM3" in check.detail
+
+
+def test_doctor_checks_that_fail_say_how_to_fix(tmp_path: Path) -> None:
+    runtime = check_nvidia_runtime(["runc"], wanted=True)
+    assert runtime.status == "fail" and "nvidia-ctk" in runtime.fix
+    assert check_nvidia_runtime(["nvidia", "runc"], wanted=True).status == "ok"
+    assert check_nvidia_runtime(["runc"], wanted=False).status == "skip"
+    devices = check_amd_devices(True, root=tmp_path)
+    assert [d.status for d in devices] == ["fail", "fail"]
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "kfd").write_text("")
+    (tmp_path / "dev" / "dri").mkdir()
+    assert [d.status for d in check_amd_devices(True, root=tmp_path)] == ["ok", "ok"]
+    groups = check_groups({"video": 44}, amd=True)
+    assert groups.status == "warn" and "render" in groups.detail
+    assert check_port("127.0.0.1", 8000, lambda h, p: True).status == "fail"
+    assert check_disk(tmp_path, 10**9).status == "fail"
+    assert check_disk(tmp_path / "not" / "yet", 0.001).status == "ok"
+    lines = render_lines([runtime])
+    assert lines[0].startswith("[red]✗[/red] NVIDIA container runtime")
+    assert "fix:" in lines[1]
