@@ -375,6 +375,11 @@ def bench(c, project="glmkit", workload="prompt-heavy", batch=None, mode="prompt
     from glmkit.workloads import Workload, parse_batches, resolve_workload
 
     console = _console()
+    if mode not in ("prompts", "concurrency"):
+        raise UsageError(f"--mode {mode!r}: choose prompts or concurrency.")
+    wl = resolve_workload(workload, int(input_len) if input_len else None,
+                          int(output_len) if output_len else None)
+    batches = parse_batches(batch or str(num_prompts or 16))
     docker = lifecycle.client()
     container = lifecycle.find_container(docker, project)
     if container is None or container.status != "running":
@@ -388,12 +393,7 @@ def bench(c, project="glmkit", workload="prompt-heavy", batch=None, mode="prompt
                              f"{project} serves {target.served_model}.")
         console.print(f"resuming {run.run_id}: missing batches {run.missing()}")
     else:
-        if mode not in ("prompts", "concurrency"):
-            raise UsageError(f"--mode {mode!r}: choose prompts or concurrency.")
-        wl = resolve_workload(workload, int(input_len) if input_len else None,
-                              int(output_len) if output_len else None)
-        if (wl.vision and not target.serve_args) or (wl.vision and \
-                "--mm-encoder-tp-mode" not in target.serve_args):
+        if wl.vision and "--mm-encoder-tp-mode" not in target.serve_args:
             raise UsageError(f"--workload vision needs a vision model; {project} serves "
                              f"{target.served_model}.")
         fitted_in, fitted_out, fitted = fit_lengths(wl.input_len, wl.output_len,
@@ -403,7 +403,6 @@ def bench(c, project="glmkit", workload="prompt-heavy", batch=None, mode="prompt
                           f"context ({target.max_model_len}); using {fitted_in}/{fitted_out}."
                           "[/yellow]")
             wl = Workload(**{**wl.__dict__, "input_len": fitted_in, "output_len": fitted_out})
-        batches = parse_batches(batch or str(num_prompts or 16))
         points = sweep_points(batches, mode, int(num_prompts) if num_prompts and batch else None,
                               str(request_rate))
         hw = hardware.detect()

@@ -158,6 +158,9 @@ def main() -> None:
     info = {"layers": args.layers, "vocab": args.vocab, "tokens": len(tokenizer),
             "parameters": sum(p.numel() for p in model.parameters())}
     (args.out / "glmkit-tiny.json").write_text(json.dumps(info, indent=2) + "\n")
+    # Readable by the server even when its root has no CAP_DAC_OVERRIDE (cap_drop: ALL).
+    for path in args.out.iterdir():
+        path.chmod(0o644)
     print(json.dumps(info))
 
 

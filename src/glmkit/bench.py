@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import requests
 from glmkit import __version__
 from glmkit.errors import UsageError
 from glmkit.plan import LABEL
-from glmkit.process import run, stream_lines
+from glmkit.process import child_env, run, stream_lines
 from glmkit.results import Run, create_run, point_name
 from glmkit.telemetry import Sampler
 from glmkit.workloads import VISIONARENA, SweepMode, Workload
@@ -47,6 +47,9 @@ class Target:
     image: str
     serve_args: tuple[str, ...]
     base_url: str
+    # The server's API key, read from the container so bench authenticates without the
+    # user passing it again; kept out of repr so it never reaches a log or a result.
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def prefix_caching(self) -> bool:
@@ -55,13 +58,16 @@ class Target:
 
 def target_from_container(container: Any) -> Target:
     labels = container.labels
+    env = dict(item.split("=", 1) for item in container.attrs["Config"].get("Env") or []
+               if "=" in item)
     try:
         return Target(container=container.name, served_model=labels[f"{LABEL}.served-model"],
                       model_ref=labels[f"{LABEL}.model-ref"],
                       max_model_len=int(labels[f"{LABEL}.max-model-len"]),
                       vendor=labels[f"{LABEL}.vendor"], image=labels[f"{LABEL}.image"],
                       serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
-                      base_url=f"http://127.0.0.1:{labels[f'{LABEL}.port']}")
+                      base_url=f"http://127.0.0.1:{labels[f'{LABEL}.port']}",
+                      api_key=env.get("VLLM_API_KEY") or None)
     except KeyError as err:
         raise UsageError(f"Container {container.name} was not started by this glmkit version "
                          f"(missing label {err}); run `invoke up` again.") from None
@@ -136,7 +142,7 @@ def server_alive(container: Any, base_url: str) -> bool:
     if container.status != "running":
         return False
     try:
-        return requests.get(f"{base_url}/health", timeout=5).status_code == 200
+        return requests.get(f"{base_url}/health", timeout=5).status_code == 200  # no auth
     except requests.RequestException:
         return False
 
@@ -195,7 +201,9 @@ def run_point(target: Target, workload: Workload, point: Point, run_: Run,
         exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
         sampler = Sampler().start()
         started = time.time()
-        code, tail = stream_lines(exec_argv, on_line)
+        # `vllm bench serve` sends OPENAI_API_KEY as the bearer token.
+        exec_env = child_env({"OPENAI_API_KEY": target.api_key} if target.api_key else None)
+        code, tail = stream_lines(exec_argv, on_line, env=exec_env)
         telemetry = sampler.stop()
         offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
         if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:

@@ -65,10 +65,14 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
         service["group_add"] = list(plan.group_add)
     if plan.cap_add:
         service["cap_add"] = list(plan.cap_add)
-    if plan.security_opt:
-        service["security_opt"] = list(plan.security_opt)
     if plan.privileged:
-        service["privileged"] = True
+        service["privileged"] = True  # the user's explicit opt-in: everything, as the seed
+        if plan.security_opt:
+            service["security_opt"] = list(plan.security_opt)
+    else:
+        # Least privilege: no capabilities but the vendor's, no gain through setuid.
+        service["cap_drop"] = ["ALL"]
+        service["security_opt"] = ["no-new-privileges:true", *plan.security_opt]
     if plan.vendor.gpu_reservation:
         device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
         if plan.gpu_ids is None:

@@ -33,6 +33,8 @@ LABEL = "io.glmkit"
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
 # Options glmkit owns; letting extra args override them would undo its safety choices.
 RESERVED_ARGS = ("--host", "--port", "--allowed-local-media-path", "--served-model-name")
+# Secrets on the command line would land in the compose file and `docker inspect`.
+SECRET_ARGS = ("--api-key", "--hf-token")
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -94,6 +96,17 @@ def _check_ranges(s: Settings) -> None:
         raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
     if not 1 <= s.port <= 65535:
         raise UsageError(f"--port {s.port} is out of range (1-65535).")
+    if s.port < 1024:
+        raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
+                         "(the default is 8000).")
+    for option, text in (("--host", s.host), ("--image", s.image or ""),
+                         ("--model", s.model), ("--media-dir", s.media_dir or ""),
+                         ("--hf-cache", s.hf_cache or "")):
+        if any(ch in text for ch in "\n\r\0"):
+            raise UsageError(f"{option} contains a line break or NUL character.")
+    if s.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::") and \
+            not re.fullmatch(r"[0-9a-fA-F.:]+", s.host):
+        raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
     if not 0 < s.gpu_memory_utilization <= 1:
         raise UsageError(f"--gpu-memory-utilization {s.gpu_memory_utilization} must be in "
                          "(0, 1]; vLLM's default is 0.9.")
@@ -107,6 +120,9 @@ def _check_ranges(s: Settings) -> None:
         if flag in RESERVED_ARGS:
             raise UsageError(f"Extra vLLM argument {flag} is set by glmkit; use the glmkit "
                              "option instead (--host, --port, --media-dir).")
+        if flag in SECRET_ARGS:
+            raise UsageError(f"Extra vLLM argument {flag} would write a secret into the compose "
+                             "file; set VLLM_API_KEY / HF_TOKEN in the environment instead.")
 
 
 def _parallelism(s: Settings, model: ModelSpec, vendor: VendorProfile, hw: Hardware,
@@ -160,6 +176,15 @@ def _fit_to_gpus(s: Settings, model: ModelSpec, hw: Hardware, gpus: int,
     return result.tp, result.max_model_len or None
 
 
+def _owner_uid(path: Path) -> int | None:
+    while not path.exists() and path != path.parent:
+        path = path.parent  # created by `up` as the invoking user
+    try:
+        return path.stat().st_uid if path.exists() else None
+    except OSError:
+        return None
+
+
 def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
     return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
 
@@ -183,8 +208,11 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
                          f"{model.max_context} tokens.")
 
+    offline = {} if model.local_dir else offline_env(hf_cache(env, s.hf_cache), model.id, env)
     mounts = [
-        Mount(str(hf_cache(env, s.hf_cache)), CONTAINER_HF_HOME, read_only=False, kind="bind"),
+        # Complete weights (`invoke download`) are mounted read-only: the server only reads.
+        Mount(str(hf_cache(env, s.hf_cache)), CONTAINER_HF_HOME, read_only=bool(offline),
+              kind="bind"),
         Mount(f"glmkit-vllm-cache-{vendor.name}", CONTAINER_VLLM_CACHE, read_only=False,
               kind="volume"),
     ]
@@ -237,14 +265,22 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     args += list(s.extra_args)
 
     environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env}
-    if not model.local_dir:
-        # Weights complete in the cache (`invoke download`): start without the network.
-        environment.update(offline_env(hf_cache(env, s.hf_cache), model.id, env))
+    # Weights complete in the cache (`invoke download`): start without the network.
+    environment.update(offline)
     if vendor.visibility_env and gpu_ids is not None:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
 
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
+    cache = mounts[0]
+    if not cache.read_only and _owner_uid(Path(cache.source)) not in (None, 0):
+        # The server runs as root with every capability dropped; to write weights into a
+        # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
+        # `invoke download` has filled it (then it is mounted read-only).
+        cap_add += ("DAC_OVERRIDE",)
+        notes.append("the HF cache belongs to a normal user: the container keeps "
+                     "CAP_DAC_OVERRIDE to write downloads there (`invoke download` first "
+                     "to run without it)")
     if s.privileged:
         notes.append("--privileged: the container gets every device and capability of the "
                      "host (the seed's full docker run options)")

@@ -241,6 +241,17 @@ def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
         invoke("down", "--project", "glmkit-e2e-crash", timeout=120)
 
 
+def test_up_with_a_changed_config_recreates_the_server(server: object) -> None:
+    before = docker("inspect", "--format", "{{.Id}}", project_containers(PROJECT)[0])
+    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
+                  "--enforce-eager", "--no-smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (after,) = project_containers(PROJECT)
+    assert docker("inspect", "--format", "{{.Id}}", after) != before
+    assert "--enforce-eager" in docker("inspect", "--format", "{{json .Config.Cmd}}", after)
+    assert requests.get(f"{BASE}/health", timeout=10).status_code == 200
+
+
 def test_down_removes_everything_and_is_idempotent(server: object) -> None:
     done = invoke("down", "--project", PROJECT, timeout=120)
     assert done.returncode == 0

@@ -18,4 +18,5 @@ def gpus(vendor: str, count: int, memory_mib: int = 81559,
 
 def plan_for(hw: Hardware = NO_GPU, env: dict[str, str] | None = None, **settings: Any
              ) -> ServePlan:
-    return build_plan(Settings(**settings), hw, env or {"GLMKIT_HOME": "/tmp/glmkit-test"})
+    default_env = {"GLMKIT_HOME": "/tmp/glmkit-test", "HF_HOME": "/tmp/glmkit-test-hf"}
+    return build_plan(Settings(**settings), hw, env or default_env)

@@ -37,11 +37,22 @@ def test_list_is_instant_and_shows_help() -> None:
     (["render", "--tp", "x"], "tp: expected a whole number"),
     (["render", "--gpu-memory-utilization", "1.2"], "must be in (0, 1]"),
     (["render", "--model", "./no/such/folder"], "not a model folder"),
+    (["render", "--port", "80"], "privileged port"),
+    (["render", "--max-model-len", "999999"], "context limit"),
+    (["render", "--", "--api-key", "sk-secret"], "would write a secret"),
+    (["up", "--host", "0.0.0.0"], "exposes the API to the network"),
+    (["bench", "--workload", "chatty"], "Unknown workload 'chatty'"),
+    (["bench", "--batch", "1,x"], "--batch '1,x'"),
 ])
 def test_bad_input_one_line_no_traceback_no_file(args: list[str], message: str,
                                                  tmp_path: Path) -> None:
     project = f"cli-{abs(hash(tuple(args))) % 10**8}"
-    done = invoke(*args, "--project", project)
+    if "--" in args:
+        at = args.index("--")
+        args = [*args[:at], "--project", project, *args[at:]]
+    else:
+        args = [*args, "--project", project]
+    done = invoke(*args, env={"VLLM_API_KEY": ""})
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert message in done.stderr

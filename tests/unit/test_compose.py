@@ -36,10 +36,21 @@ def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: 
                "cpu": gpus("cpu", 0)}[vendor]
     plan = plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
     path = write_compose(plan, tmp_path)
-    service = compose_config(path)["services"]["vllm"]
-    assert service["ports"][0]["host_ip"] == "127.0.0.1"
+    config = compose_config(path)
+    service = config["services"]["vllm"]
     assert service["command"][:1] == [plan.serve_args[0]]
-    assert "privileged" not in service or service["privileged"] is False
+    # Least privilege, on the file as Compose reads it.
+    assert service["ports"][0]["host_ip"] == "127.0.0.1"
+    assert not service.get("privileged")
+    assert service.get("network_mode") in (None, "bridge") and service.get("pid") is None
+    assert service["cap_drop"] == ["ALL"]
+    assert set(service.get("cap_add", [])) <= {"SYS_PTRACE"}
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert not any("/dev/mem" in d["source"] for d in service.get("devices", []))
+    assert not any("docker.sock" in v["source"] for v in service["volumes"])
+    for volume in service["volumes"]:
+        if volume["target"].startswith(("/models", "/media")):
+            assert volume.get("read_only") is True
     assert "healthcheck" in service
     assert service["labels"]["io.glmkit.managed"] == "true"
     volume_targets = {v["target"] for v in service["volumes"]}
@@ -47,7 +58,7 @@ def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: 
     if vendor == "rocm":
         devices = {d["source"] for d in service["devices"]}
         assert devices == {"/dev/kfd", "/dev/dri"}
-        assert service["security_opt"] == ["seccomp=unconfined"]
+        assert service["security_opt"] == ["no-new-privileges:true", "seccomp=unconfined"]
         assert service["ipc"] == "host"
         assert service["environment"]["SAFETENSORS_FAST_GPU"] == "1"
         assert "deploy" not in service

@@ -1,0 +1,108 @@
+"""Hardening on the real engine: an API key on an open port, least privilege that vLLM
+still runs under, and a server killed in the middle of a benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "glmkit-e2e-key"
+PORT = 18084
+BASE = f"http://127.0.0.1:{PORT}"
+KEY = "e2e-key-0123456789"
+
+
+def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
+                          capture_output=True, check=False, timeout=timeout,
+                          env={**os.environ, "VLLM_API_KEY": "", **(env or {})})
+
+
+def inspect(field: str) -> object:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                          f"label=com.docker.compose.project={PROJECT}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(["docker", "inspect", "--format", f"{{{{json {field}}}}}", ids[0]],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[subprocess.CompletedProcess[str]]:
+    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
+                  "--host", "0.0.0.0", "--api-key", KEY, "--enforce-eager")
+    assert done.returncode == 0, done.stdout + done.stderr
+    yield done
+    invoke("down", "--project", PROJECT, timeout=120)
+
+
+def test_open_port_needs_the_key_and_the_smoke_test_sent_it(
+        server: subprocess.CompletedProcess[str]) -> None:
+    assert "tool call: ok" in server.stdout and "reasoning: ok" in server.stdout
+    body = {"model": "glmkit/glm-tiny", "max_tokens": 4,
+            "messages": [{"role": "user", "content": "hi"}]}
+    anonymous = requests.post(f"{BASE}/v1/chat/completions", json=body, timeout=60)
+    assert anonymous.status_code == 401
+    authorised = requests.post(f"{BASE}/v1/chat/completions", json=body, timeout=60,
+                               headers={"Authorization": f"Bearer {KEY}"})
+    assert authorised.status_code == 200
+    assert KEY not in (ROOT / "compose" / f"{PROJECT}.yaml").read_text()
+    assert KEY not in server.stdout + server.stderr
+
+
+def test_vllm_runs_with_every_capability_dropped(server: object) -> None:
+    assert inspect(".HostConfig.CapDrop") == ["ALL"]
+    assert not inspect(".HostConfig.CapAdd")
+    assert "no-new-privileges:true" in inspect(".HostConfig.SecurityOpt")  # type: ignore[operator]
+    assert inspect(".HostConfig.Privileged") is False
+    assert requests.get(f"{BASE}/health", timeout=10).status_code == 200
+
+
+def test_bench_authenticates_with_the_servers_key(server: object) -> None:
+    done = invoke("bench", "--project", PROJECT, "--workload", "custom", "--input-len", "32",
+                  "--output-len", "16", "--batch", "2", "--label", "with-key", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = Path(done.stdout.split("saved ")[-1].split()[0])
+    assert json.loads((run_dir / "points" / "batch-0002.json").read_text())["completed"] == 2
+    for file in run_dir.rglob("*.json"):
+        assert KEY not in file.read_text()
+
+
+def test_server_killed_mid_sweep_keeps_finished_points(server: object) -> None:
+    before = set((ROOT / "results").glob("*"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "bench", "--project", PROJECT, "--workload", "custom",
+         "--input-len", "32", "--output-len", "1024", "--batch", "1,8,16", "--label", "killed"],
+        cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "VLLM_API_KEY": ""})
+    run_dir = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        new = [p for p in (ROOT / "results").glob("*") if p not in before and p.is_dir()]
+        if new and list((new[0] / "points").glob("*.json")):
+            run_dir = new[0]
+            break
+        time.sleep(0.5)
+    assert run_dir is not None, "the first point never finished"
+    time.sleep(3)  # into the second point
+    subprocess.run(["docker", "kill", f"{PROJECT}-vllm-1"], check=True, capture_output=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 6, out + err
+    assert "The server died during batch 8" in err
+    assert "container log" in err
+    assert "--resume" in err
+    assert (run_dir / "points" / "batch-0001.json").exists()
+    assert not (run_dir / "points" / "batch-0016.json").exists()
+    assert list((run_dir / "failures").glob("batch-0008*.json"))
