@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glmkit-e2e-hub"
 PORT = 18083
-REPO = "glmkit-test/glm-tiny"
+REPO = "local-hub/tiny-glm4-moe"
 
 
 def invoke(*args: str, env: dict[str, str], timeout: float = 900
@@ -55,7 +55,7 @@ def test_download_then_serve_offline_from_the_cache(tmp_path: Path) -> None:
         compose = yaml.safe_load((ROOT / "compose" / f"{PROJECT}.yaml").read_text())
         assert "HF_HUB_OFFLINE=1" in compose["services"]["vllm"]["environment"]
         reply = requests.post(f"http://127.0.0.1:{PORT}/v1/chat/completions", timeout=120,
-                              json={"model": "glm-tiny", "max_tokens": 8,
+                              json={"model": "tiny-glm4-moe", "max_tokens": 8,
                                     "messages": [{"role": "user", "content": "hi"}]})
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["role"] == "assistant"
