@@ -47,8 +47,14 @@ SERVE_HELP = {
     "media_dir": "V models: host folder served read-only as local media",
     "hf_cache": "host Hugging Face cache (default $HF_HOME or ~/.cache/huggingface)",
     "health_timeout": "seconds to wait for /health (default sized to the model)",
+    "nodes": "several machines: 2 (simulated on this engine) or head=ssh://h1,w1=ssh://h2",
+    "engine": "multi-node engine: mp (vLLM native, default), dp (data parallel) or ray",
+    "pp": "pipeline-parallel size across nodes (default: nodes × GPUs per node / TP)",
+    "gpus_per_node": "GPUs each node gives (default: detected, or 1 on cpu)",
+    "ifname": "network interface for gloo/NCCL between nodes",
+    "rdma": "pass /dev/infiniband to the nodes (RDMA fabrics)",
 }
-BOOL_OPTIONS = {"mtp", "bench_mode", "privileged", "enforce_eager"}
+BOOL_OPTIONS = {"mtp", "bench_mode", "privileged", "enforce_eager", "rdma"}
 
 
 def _fail(err: Exception) -> Exit:
@@ -108,11 +114,25 @@ def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]
 
 
 def _plan(c: Context, options: dict[str, Any]) -> Any:
+    """A ServePlan, or a ClusterPlan when --nodes is given."""
+    import dataclasses
+
     from glmkit import hardware
+    from glmkit.cluster import build_cluster, parse_nodes
     from glmkit.plan import build_plan
 
     settings, _ = _settings(c, options)
-    return build_plan(settings, hardware.detect(), os.environ)
+    hw = hardware.detect()
+    if not settings.nodes:
+        return build_plan(settings, hw, os.environ)
+    nodes = parse_nodes(settings.nodes)
+    # Parallel sizes are the cluster's: the one-node plan gives flags, devices, mounts.
+    base = build_plan(dataclasses.replace(settings, tp=1, dp=1), hw, os.environ)
+    per_node = settings.gpus_per_node or (
+        hw.gpu_count if hw.vendor == base.vendor.name and hw.gpu_count else
+        (1 if not base.vendor.has_gpus else 8))
+    return build_cluster(base, nodes, settings.engine, tp=settings.tp, pp=settings.pp,
+                         gpus_per_node=per_node, ifname=settings.ifname, rdma=settings.rdma)
 
 
 def _console() -> Any:
@@ -134,9 +154,30 @@ def render(c, check=True, **options):  # type: ignore[no-untyped-def]
 
     console = _console()
     plan = _plan(c, options)
+    if hasattr(plan, "nodes"):
+        _render_cluster(plan, check, console)
+        return
     _print_notes(console, plan)
     path = write_compose(plan, COMPOSE_DIR, check=check)
     print(path)
+
+
+def _render_cluster(cluster: Any, check: bool, console: Any) -> list[Path]:
+    from glmkit.cluster import cluster_compose
+    from glmkit.compose import write_compose_data
+
+    _print_notes(console, cluster.base)
+    paths = [write_compose_data(data, COMPOSE_DIR, name, check=check)
+             for name, data in cluster_compose(cluster).items()]
+    console.print(f"{cluster.engine} engine, {len(cluster.nodes)} nodes: TP "
+                  f"{cluster.tensor_parallel} × PP {cluster.pipeline_parallel}"
+                  + (f", {cluster.data_parallel_local} DP ranks per node"
+                     if cluster.engine == "dp" else ""), highlight=False)
+    for port in cluster.ports():
+        console.print(f"  open: {port}", highlight=False)
+    for path in paths:
+        print(path)
+    return paths
 
 
 render.help["check"] = "validate with `docker compose config` (default on)"
@@ -155,6 +196,9 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
 
     console = _console()
     plan = _plan(c, options)
+    cluster = plan if hasattr(plan, "nodes") else None
+    if cluster is not None:
+        plan = cluster.base
     _print_notes(console, plan)
     secrets = container_secrets(os.environ, plan.host, api_key)
     docker = lifecycle.client()
@@ -171,6 +215,9 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
         if tiny.generate(cpu_image.ref, plan.model_dir, ROOT / "scripts"):
             console.print(f"Generated the tiny model in {plan.model_dir}")
 
+    if cluster is not None:
+        _up_cluster(cluster, secrets, console)
+        return
     lifecycle.preflight(plan, docker)
     path = write_compose(plan, COMPOSE_DIR)
     console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
@@ -190,6 +237,28 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
                       highlight=False)
         if not result.ok:
             raise Exit("The server is up but the chat check failed (see above).", code=5)
+
+
+def _up_cluster(cluster: Any, secrets: dict[str, str], console: Any) -> None:
+    from glmkit import cluster as clusters
+    from glmkit import lifecycle
+    from glmkit.process import child_env, run
+
+    clusters.refuse_broken(cluster)
+    if cluster.local:
+        lifecycle.preflight(cluster.base, lifecycle.client())
+    paths = _render_cluster(cluster, True, console)
+    for node, path in zip(cluster.nodes if not cluster.local else cluster.nodes[:1], paths,
+                          strict=True):
+        env = {**clusters.node_env(node), **child_env(secrets)}
+        run(lifecycle.compose_cmd(clusters.project_for(cluster, node), path, "up", "-d",
+                                  "--remove-orphans"), env=env)
+    if cluster.engine == "ray":
+        clusters.start_ray_serve(cluster)
+    waited = clusters.wait_cluster(cluster, cluster.base.health_timeout_s, console)
+    console.print(f"[green]healthy[/green] after {waited:.1f} s: {len(cluster.nodes)} nodes, "
+                  f"every node running and a real request served; API on the head "
+                  f"({cluster.head.address}:{cluster.base.port})", highlight=False)
 
 
 up.help.update(api_key="API key clients must send (or VLLM_API_KEY); required with a "
@@ -513,10 +582,11 @@ def download(c, model, revision=None, hf_cache=None):  # type: ignore[no-untyped
             "tp": "check this tensor-parallel size instead of choosing one",
             "batch": "decode batch for the TPOT estimate (default 16)",
             "context": "tokens per sequence for the TPOT estimate (default 9000: 8k in + 1k out)",
-            "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)"})
+            "gpu_memory_utilization": "fraction of GPU memory for vLLM (default 0.9)",
+            "nodes": "plan for this many machines of --gpu-count GPUs each"})
 @_exits
 def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_mem=None,  # type: ignore[no-untyped-def]
-         tp=None, batch=16, context=9000, gpu_memory_utilization=0.9):
+         tp=None, batch=16, context=9000, gpu_memory_utilization=0.9, nodes=None):
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from rich.table import Table
 
@@ -570,5 +640,43 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
                   f"{d.kv_read_gb:.1f} GB KV read per GPU per step; "
                   f"{d.distinct_experts:.0f} experts touched per layer)")
     console.print(table)
+    node_count = int(nodes) if nodes else (2 if not ch.fits else 1)
+    if node_count > 1:
+        from glmkit.sizing import multinode
+
+        mn = multinode(spec, arch, card, count, node_count, spec.precision,
+                       float(gpu_memory_utilization))
+        verdict = "fits" if mn.fits else "does not fit either"
+        console.print(f"[bold]{node_count} nodes[/bold] × {count} GPUs: TP {mn.tp} × PP {mn.pp} "
+                      f"({mn.weights_per_gpu_gb:.0f} GB weights per GPU) {verdict}. "
+                      f"Between nodes per generated token: {mn.pp_bytes_per_token / 1e3:.0f} KB"
+                      f" of activations with PP across nodes, vs "
+                      f"{mn.tp_bytes_per_token / 1e6:.1f} MB of all-reduce with TP across "
+                      f"them. `invoke up --nodes head=HOST1,w1=HOST2 --tp {mn.tp} --pp "
+                      f"{mn.pp}`", highlight=False)
     for line in ASSUMPTIONS:
         console.print(f"[dim]assumes: {line}[/dim]", highlight=False)
+
+
+@_serve_task
+def export(c, target, **options):  # type: ignore[no-untyped-def]
+    """Export the plan for another platform: `invoke export k8s` writes validated manifests."""
+    from glmkit import k8s
+    from glmkit.errors import UsageError
+
+    if target != "k8s":
+        raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
+    plan = _plan(c, options)
+    manifests = k8s.multi_node(plan) if hasattr(plan, "nodes") else k8s.single_node(plan)
+    k8s.validate(manifests)
+    COMPOSE_DIR.mkdir(exist_ok=True)
+    base = plan.base if hasattr(plan, "nodes") else plan
+    path = COMPOSE_DIR / f"{base.project}.k8s.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(k8s.dump(manifests))
+    tmp.replace(path)
+    kinds = ", ".join(m["kind"] for m in manifests)
+    print(f"{path} ({kinds}; valid for Kubernetes {k8s.K8S_VERSION})")
+
+
+export.help["target"] = "what to export: k8s"

@@ -84,18 +84,22 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
     # Volumes outlive one model (the compile cache is shared per vendor): label them as
     # glmkit's, not as one deployment's.
     shared_labels = {k: v for k, v in plan.labels.items() if k.endswith((".managed", ".vendor"))}
-    volumes = {m.source: {"name": m.source, "labels": shared_labels}
+    volumes = {m.source: {"name": m.source, "labels": dict(shared_labels)}
                for m in plan.mounts if m.kind == "volume"}
     return {
         "name": plan.project,
         "services": {SERVICE: service},
         "volumes": volumes,
-        "networks": {"default": {"labels": shared_labels}},
+        "networks": {"default": {"labels": dict(shared_labels)}},
     }
 
 
 def render_yaml(plan: ServePlan) -> str:
-    return HEADER + yaml.safe_dump(compose_dict(plan), sort_keys=False, width=1000)
+    return dump(compose_dict(plan))
+
+
+def dump(data: dict[str, Any]) -> str:
+    return HEADER + yaml.safe_dump(data, sort_keys=False, width=1000)
 
 
 def validate(path: Path) -> None:
@@ -110,13 +114,18 @@ def validate(path: Path) -> None:
 
 def write_compose(plan: ServePlan, directory: Path, *, check: bool = True) -> Path:
     """Write `directory/<project>.yaml`; validated first, then moved into place."""
+    return write_compose_data(compose_dict(plan), directory, plan.project, check=check)
+
+
+def write_compose_data(data: dict[str, Any], directory: Path, name: str, *,
+                       check: bool = True) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{plan.project}.yaml"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{plan.project}.", suffix=".yaml", dir=directory)
+    target = directory / f"{name}.yaml"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".yaml", dir=directory)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(render_yaml(plan))
+            handle.write(dump(data))
         if check:
             validate(tmp)
         tmp.chmod(0o644)

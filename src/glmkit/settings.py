@@ -41,6 +41,14 @@ class Settings:
     hf_cache: str | None = None
     health_timeout: int | None = None
     extra_args: tuple[str, ...] = ()
+    # Beyond one machine (glmkit.cluster): "2" simulates two nodes on this engine;
+    # "head=ssh://gpu1,w1=ssh://gpu2" drives each machine's Docker engine.
+    nodes: str | None = None
+    engine: str = "mp"  # mp (vLLM native), dp (data parallel), ray
+    pp: int | None = None
+    gpus_per_node: int | None = None
+    ifname: str | None = None  # NIC for gloo/NCCL (GLOO_/NCCL_SOCKET_IFNAME)
+    rdma: bool = False
 
 
 SOURCES = ("default", "invoke.yaml", "environment", "flag")

@@ -31,24 +31,25 @@ class Arch:
     # per-head K and V; this is its width (kv_lora_rank + rope dim).
     mla_cache_dim: int | None = None
     vision_heads: int | None = None
+    hidden: int = 0
     source: str = "catalog"
 
 
 # Published configs (config.json of each release; the V models' text backbone is Air's).
 ARCH: dict[str, Arch] = {
     "GLM-4.5": Arch(layers=92, heads=96, kv_heads=8, head_dim=128, experts=160,
-                    experts_per_token=8),
+                    experts_per_token=8, hidden=5120),
     "GLM-4.5-Air": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
-                        experts_per_token=8),
+                        experts_per_token=8, hidden=4096),
     "GLM-4.7-Flash": Arch(layers=47, heads=20, kv_heads=20, head_dim=256, experts=64,
-                          experts_per_token=4, mla_cache_dim=576),
+                          experts_per_token=4, mla_cache_dim=576, hidden=2048),
     "GLM-4.5V": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
-                     experts_per_token=8, vision_heads=12),
+                     experts_per_token=8, vision_heads=12, hidden=4096),
 }
 ARCH["GLM-4.6"] = ARCH["GLM-4.7"] = ARCH["GLM-4.5"]
 ARCH["GLM-4.6V"] = ARCH["GLM-4.5V"]
 ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
-                        experts_per_token=2)
+                        experts_per_token=2, hidden=64)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         head_dim=int(text.get("head_dim") or text["hidden_size"] // heads),
         experts=int(text.get("n_routed_experts", 0) or 0),
         experts_per_token=int(text.get("num_experts_per_tok", 0) or 0),
-        mla_cache_dim=mla, vision_heads=vision.get("num_heads"), source="config.json")
+        mla_cache_dim=mla, vision_heads=vision.get("num_heads"),
+        hidden=int(text.get("hidden_size", 0)), source="config.json")
 
 
 def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
@@ -262,3 +264,30 @@ def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
 
 def gpu_from_hardware(name: str, memory_mib: int) -> GpuSpec:
     return gpu_spec(name, memory_gb=round(memory_mib / 1024, 1))  # data sheets count GiB
+
+
+@dataclass(frozen=True)
+class MultiNode:
+    nodes: int
+    tp: int
+    pp: int
+    weights_per_gpu_gb: float
+    fits: bool
+    pp_bytes_per_token: float  # activations crossing each node boundary, per token
+    tp_bytes_per_token: float  # what TP across nodes would move instead, per token
+
+
+def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, nodes: int,
+              precision: str, utilization: float = 0.9) -> MultiNode:
+    """TP inside each node, PP across nodes: the slow link carries one activation per
+    token per boundary (hidden × 2 bytes) instead of TP's two all-reduces per layer."""
+    weights = model.total_params_b * BYTES[precision] / (gpus_per_node * nodes)
+    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    per_token_kv = kv_bytes_per_token(arch, gpus_per_node) / nodes  # layers split by PP
+    fits = weights + MIN_KV_TOKENS * per_token_kv / 1e9 <= budget
+    activation = arch.hidden * KV_BYTES
+    tp_all = gpus_per_node * nodes
+    allreduce = 2 * arch.layers * activation * 2 * (tp_all - 1) / tp_all
+    return MultiNode(nodes=nodes, tp=gpus_per_node, pp=nodes, weights_per_gpu_gb=weights,
+                     fits=fits, pp_bytes_per_token=activation * (nodes - 1),
+                     tp_bytes_per_token=allreduce)

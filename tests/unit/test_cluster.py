@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glmkit import k8s
+from glmkit.catalog import CATALOG
+from glmkit.cluster import build_cluster, cluster_compose, parse_nodes
+from glmkit.compose import write_compose_data
+from glmkit.errors import UsageError
+from glmkit.sizing import ARCH, GPUS, fit
+
+from .helpers import plan_for
+
+REMOTE = "head=ssh://gpu1,w1=ssh://root@gpu2:22"
+
+
+def arg(args: tuple[str, ...], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_parse_nodes() -> None:
+    local = parse_nodes("2")
+    assert [(n.name, n.rank, n.docker_host, n.address) for n in local] == \
+        [("head", 0, None, "head"), ("worker1", 1, None, "worker1")]
+    remote = parse_nodes(REMOTE)
+    assert remote[1].docker_host == "ssh://root@gpu2:22" and remote[1].address == "gpu2"
+    assert parse_nodes("head=gpu1,w1=gpu2")[0].docker_host == "ssh://gpu1"
+    for bad in ("1", "17", "head=ssh://a", "head=a,head=b", "Head=a,w=b", "head=,w=b"):
+        with pytest.raises(UsageError):
+            parse_nodes(bad)
+
+
+def test_mp_engine_follows_vllms_multi_node_flags() -> None:
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1)
+    cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8)
+    head, worker = cluster.node_args["head"], cluster.node_args["w1"]
+    assert (cluster.tensor_parallel, cluster.pipeline_parallel) == (8, 2)
+    for args, rank in ((head, "0"), (worker, "1")):
+        assert arg(args, "--tensor-parallel-size") == "8"
+        assert arg(args, "--pipeline-parallel-size") == "2"
+        assert arg(args, "--nnodes") == "2" and arg(args, "--node-rank") == rank
+        assert arg(args, "--master-addr") == "gpu1"
+        assert arg(args, "--distributed-executor-backend") == "mp"
+        assert args.count("--tensor-parallel-size") == 1
+    assert "--headless" in worker and "--headless" not in head
+    with pytest.raises(UsageError, match="TP 4 × PP 3"):
+        build_cluster(base, parse_nodes(REMOTE), "mp", tp=4, pp=3, gpus_per_node=8)
+
+
+def test_dp_and_ray_engines() -> None:
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", tp=1)
+    dp = build_cluster(base, parse_nodes(REMOTE), "dp", tp=2, pp=None, gpus_per_node=8)
+    worker = dp.node_args["w1"]
+    assert arg(worker, "--data-parallel-size") == "8"
+    assert arg(worker, "--data-parallel-size-local") == "4"
+    assert arg(worker, "--data-parallel-start-rank") == "4"
+    assert arg(worker, "--data-parallel-address") == "gpu1" and "--headless" in worker
+    ray = build_cluster(base, parse_nodes(REMOTE), "ray", tp=8, pp=2, gpus_per_node=8)
+    assert ray.node_args["head"] == ("start", "--head", "--port=6379", "--block")
+    assert ray.node_args["w1"] == ("start", "--address=gpu1:6379", "--block")
+    assert ray.head_command is not None
+    assert arg(ray.head_command, "--distributed-executor-backend") == "ray"
+    with pytest.raises(UsageError, match="--engine 'slurm'"):
+        build_cluster(base, parse_nodes(REMOTE), "slurm", tp=None, pp=None, gpus_per_node=8)
+
+
+def test_local_simulation_compose() -> None:
+    base = plan_for(tp=1)
+    cluster = build_cluster(base, parse_nodes("2"), "mp", tp=None, pp=None, gpus_per_node=1)
+    assert cluster.tensor_parallel == 2 and cluster.pipeline_parallel == 1  # TP across CPUs
+    (data,) = cluster_compose(cluster).values()
+    head, worker = data["services"]["head"], data["services"]["worker1"]
+    assert head["ports"] and "ports" not in worker
+    assert "healthcheck" in head and "healthcheck" not in worker
+    assert head["cpuset"] == "0" and worker["cpuset"] == "1"
+    assert head["hostname"] == "head"
+    assert worker["labels"]["io.glmkit.node"] == "worker1"
+    assert worker["cap_drop"] == ["ALL"]
+
+
+def test_remote_nodes_use_the_host_network_and_loopback_api() -> None:
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1)
+    cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8,
+                            ifname="ib0", rdma=True)
+    files = cluster_compose(cluster)
+    assert sorted(files) == ["glmkit-head", "glmkit-w1"]
+    head = files["glmkit-head"]["services"]["head"]
+    assert head["network_mode"] == "host" and "ports" not in head
+    assert arg(tuple(head["command"]), "--host") == "127.0.0.1"
+    assert "GLOO_SOCKET_IFNAME=ib0" in head["environment"]
+    assert "/dev/infiniband:/dev/infiniband" in head["devices"]
+    assert any("29501" in port for port in cluster.ports())
+
+
+def needs_more_than_one_node(model_id: str) -> bool:
+    model = CATALOG[model_id]
+    return not fit(model, ARCH[model.short_name.removesuffix("-FP8")], GPUS["H100"], 8,
+                   model.precision).fits
+
+
+BIG = [m for m in CATALOG if m.startswith("zai-org/") and needs_more_than_one_node(m)]
+
+
+def test_the_big_models_are_the_bf16_355b_ones() -> None:
+    assert sorted(BIG) == ["zai-org/GLM-4.5", "zai-org/GLM-4.6", "zai-org/GLM-4.7"]
+
+
+def compose_config(path: Path) -> dict[str, Any]:
+    done = subprocess.run(["docker", "compose", "-f", str(path), "config", "--format", "json"],
+                          capture_output=True, text=True, check=True)
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+@pytest.mark.usefixtures("compose_cli")
+@pytest.mark.parametrize("engine", ["mp", "dp", "ray"])
+@pytest.mark.parametrize("model_id", BIG)
+def test_multi_node_layouts_validate(model_id: str, engine: str, tmp_path: Path) -> None:
+    base = plan_for(vendor="cuda", model=model_id, tp=1)
+    cluster = build_cluster(base, parse_nodes(REMOTE), engine, tp=8,
+                            pp=None, gpus_per_node=8)
+    for name, data in cluster_compose(cluster).items():
+        service = next(iter(compose_config(write_compose_data(data, tmp_path, name))
+                            ["services"].values()))
+        assert service["network_mode"] == "host"
+
+
+@pytest.mark.parametrize("vendor", ["cuda", "rocm"])
+@pytest.mark.parametrize("model_id", [m for m in CATALOG if m.startswith("zai-org/")])
+def test_k8s_single_node_validates(model_id: str, vendor: str) -> None:
+    from .helpers import gpus
+
+    machine = gpus(vendor, 8, 196592, "AMD Instinct MI300X") if vendor == "rocm" else \
+        gpus(vendor, 8, 143771, "NVIDIA H200")
+    manifests = k8s.single_node(plan_for(hw=machine, vendor=vendor, model=model_id))
+    k8s.validate(manifests)
+    deployment = manifests[1]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    resource = k8s.GPU_RESOURCE[vendor]
+    assert container["resources"]["limits"][resource] >= 1
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert {e["name"]: e.get("valueFrom") for e in container["env"]}["HF_TOKEN"] == \
+        {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}}
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("model_id", BIG)
+def test_k8s_leader_worker_set_validates(model_id: str) -> None:
+    base = plan_for(vendor="cuda", model=model_id, tp=1)
+    cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8)
+    manifests = k8s.multi_node(cluster)
+    k8s.validate(manifests)
+    lws = manifests[1]["spec"]["leaderWorkerTemplate"]
+    assert lws["size"] == 2
+    worker_args = lws["workerTemplate"]["spec"]["containers"][0]["args"]
+    assert arg(tuple(worker_args), "--node-rank") == "$(LWS_WORKER_INDEX)"
+    assert arg(tuple(worker_args), "--master-addr") == "$(LWS_LEADER_ADDRESS)"
+
+
+def test_k8s_validation_catches_a_broken_manifest() -> None:
+    manifests = k8s.single_node(plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", tp=8))
+    manifests[1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(UsageError, match="not valid Kubernetes"):
+        k8s.validate(manifests)
+    with pytest.raises(UsageError, match="local model folder"):
+        k8s.single_node(plan_for())
