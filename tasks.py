@@ -192,8 +192,6 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
     from glmkit.credentials import container_secrets
     from glmkit.images import DEFAULT_IMAGES, image_profile
     from glmkit.process import child_env
-    from glmkit.smoke import smoke_test
-
     console = _console()
     plan = _plan(c, options)
     cluster = plan if hasattr(plan, "nodes") else None
@@ -227,16 +225,23 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
     console.print(f"[green]healthy[/green] after {waited:.1f} s: {plan.base_url}/v1 "
                   f"serves {plan.served_model_name!r}", highlight=False)
     if smoke:
-        result = smoke_test(plan.base_url, plan.served_model_name, secrets.get("VLLM_API_KEY"),
-                            tools=plan.model.tool_parser is not None,
-                            reasoning=plan.model.reasoning_parser is not None)
-        mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
-        console.print(f"tool call: {mark[result.tool_call_ok]} ({result.tool_detail})",
-                      highlight=False)
-        console.print(f"reasoning: {mark[result.reasoning_ok]} ({result.reasoning_detail})",
-                      highlight=False)
-        if not result.ok:
-            raise Exit("The server is up but the chat check failed (see above).", code=5)
+        _smoke(console, plan, secrets.get("VLLM_API_KEY"))
+
+
+def _smoke(console: Any, plan: Any, api_key: str | None) -> None:
+    """One real chat round-trip with a tool and with reasoning; exit 5 if it fails."""
+    from glmkit.smoke import smoke_test
+
+    result = smoke_test(plan.base_url, plan.served_model_name, api_key,
+                        tools=plan.model.tool_parser is not None,
+                        reasoning=plan.model.reasoning_parser is not None)
+    mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
+    console.print(f"tool call: {mark[result.tool_call_ok]} ({result.tool_detail})",
+                  highlight=False)
+    console.print(f"reasoning: {mark[result.reasoning_ok]} ({result.reasoning_detail})",
+                  highlight=False)
+    if not result.ok:
+        raise Exit("The server is up but the chat check failed (see above).", code=5)
 
 
 def _up_cluster(cluster: Any, secrets: dict[str, str], console: Any) -> None:
@@ -259,6 +264,8 @@ def _up_cluster(cluster: Any, secrets: dict[str, str], console: Any) -> None:
     console.print(f"[green]healthy[/green] after {waited:.1f} s: {len(cluster.nodes)} nodes, "
                   f"every node running and a real request served; API on the head "
                   f"({cluster.head.address}:{cluster.base.port})", highlight=False)
+    if cluster.local:
+        _smoke(console, cluster.base, secrets.get("VLLM_API_KEY"))
 
 
 up.help.update(api_key="API key clients must send (or VLLM_API_KEY); required with a "
@@ -288,23 +295,27 @@ def logs(c, project="glmkit", follow=False, tail=200):  # type: ignore[no-untype
     stream(argv + (["--follow"] if follow else []), check=False)
 
 
-@task
+@task(help={"json": "print JSON (one object per container) instead of a table"})
 @_exits
-def status(c):  # type: ignore[no-untyped-def]
-    """What glmkit runs here: model, vendor, URL, state and whether the API answers."""
-    from dataclasses import astuple, fields
+def status(c, json=False):  # type: ignore[no-untyped-def]
+    """What glmkit runs here: model, vendor, node, URL, state and whether the API answers."""
+    import json as json_module
+    from dataclasses import asdict, astuple, fields
 
     from rich.table import Table
 
     from glmkit import lifecycle
 
     rows = lifecycle.server_statuses(lifecycle.client())
+    if json:
+        print(json_module.dumps([asdict(row) for row in rows], indent=2))
+        return
     if not rows:
         print("no glmkit servers")
         return
     table = Table()
     for field in fields(lifecycle.ServerStatus):
-        table.add_column(field.name.replace("_", " "))
+        table.add_column(field.name.replace("_", " "), overflow="fold")
     for row in rows:
         table.add_row(*astuple(row))
     _console().print(table)

@@ -57,9 +57,15 @@ def require_compose_v2() -> None:
 
 
 def find_container(c: DockerClient, project: str) -> Any | None:
+    """The serving container of a project: its one `vllm` service, or a cluster's head."""
     found = c.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"com.docker.compose.service={SERVICE}"]})
-    return found[0] if found else None
+        f"com.docker.compose.project={project}", f"{LABEL}.managed=true"]})
+    for container in found:
+        labels = container.labels
+        if labels.get("com.docker.compose.service") == SERVICE or \
+                labels.get(f"{LABEL}.node-rank") == "0":
+            return container
+    return None
 
 
 def log_tail(container: Any, lines: int = LOG_TAIL_LINES) -> str:
@@ -205,6 +211,7 @@ def managed_containers(c: DockerClient) -> list[Any]:
 @dataclass(frozen=True)
 class ServerStatus:
     project: str
+    node: str
     model: str
     vendor: str
     url: str
@@ -217,7 +224,13 @@ class ServerStatus:
 def server_statuses(c: DockerClient) -> list[ServerStatus]:
     """Every glmkit container here, with its state and a live /health probe."""
     rows = []
-    for ct in managed_containers(c):
+    containers = managed_containers(c)
+    down_by_project: dict[str, list[str]] = {}
+    for ct in containers:
+        if ct.status != "running":
+            down_by_project.setdefault(ct.labels.get(f"{LABEL}.project", "?"), []).append(
+                ct.labels.get(f"{LABEL}.node", ct.name))
+    for ct in containers:
         labels = ct.labels
         state = ct.attrs.get("State", {})
         bindings = ct.attrs.get("HostConfig", {}).get("PortBindings") or {}
@@ -225,7 +238,10 @@ def server_statuses(c: DockerClient) -> list[ServerStatus]:
         host = binding.get("HostIp") or "0.0.0.0"
         url = f"http://{host}:{binding.get('HostPort', '?')}"
         api = "-"
-        if state.get("Status") == "running":
+        project = labels.get(f"{LABEL}.project", "?")
+        if state.get("Status") == "running" and not bindings:
+            api = "worker"
+        elif state.get("Status") == "running":
             probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
             try:
                 ok = requests.get(f"http://{probe_host}:{binding.get('HostPort')}/health",
@@ -233,8 +249,12 @@ def server_statuses(c: DockerClient) -> list[ServerStatus]:
             except requests.RequestException:
                 ok = False
             api = "ready" if ok else "not ready"
+        if state.get("Status") == "running" and down_by_project.get(project):
+            # A head whose worker died still answers /health (measured: for minutes).
+            api = f"DEGRADED: {', '.join(down_by_project[project])} down"
         rows.append(ServerStatus(
-            project=labels.get(f"{LABEL}.project", "?"), model=labels.get(f"{LABEL}.model", "?"),
+            project=project, node=labels.get(f"{LABEL}.node", "-"),
+            model=labels.get(f"{LABEL}.model", "?"),
             vendor=labels.get(f"{LABEL}.vendor", "?"), url=url,
             state=f"{state.get('Status', '?')}"
             + (f" (exit {state.get('ExitCode')})" if state.get("Status") == "exited" else ""),

@@ -123,6 +123,9 @@ def test_status_lists_the_server(server: object) -> None:
     done = invoke("status", timeout=60)
     assert done.returncode == 0
     assert PROJECT in done.stdout and "ready" in done.stdout and MODEL in done.stdout
+    rows = [r for r in json.loads(invoke("status", "--json", timeout=60).stdout)
+            if r["project"] == PROJECT]
+    assert len(rows) == 1 and rows[0]["api"] == "ready" and rows[0]["vendor"] == "cpu"
 
 
 def test_token_never_written(server: object) -> None:
