@@ -6,7 +6,6 @@ invoke up --vendor cpu → chat with tools → reasoning → invoke bench (docke
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,21 +18,15 @@ from typing import Any
 import pytest
 import requests
 
+from .common import ROOT, invoke
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glmkit-e2e"
 PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 MODEL = "glmkit/glm-tiny"
 FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
-
-
-def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=False, timeout=timeout, env=full_env)
 
 
 def docker(*args: str) -> str:

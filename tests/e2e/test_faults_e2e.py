@@ -14,20 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
+from .common import ROOT, invoke
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glmkit-e2e-key"
 PORT = 18084
 BASE = f"http://127.0.0.1:{PORT}"
 KEY = "e2e-key-0123456789"
-
-
-def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=False, timeout=timeout,
-                          env={**os.environ, "VLLM_API_KEY": "", **(env or {})})
 
 
 def inspect(field: str) -> object:

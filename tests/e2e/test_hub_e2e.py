@@ -13,20 +13,13 @@ import requests
 import yaml
 
 from ..fakehub import Hub, serve
+from .common import ROOT, invoke
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glmkit-e2e-hub"
 PORT = 18083
 REPO = "local-hub/tiny-glm4-moe"
-
-
-def invoke(*args: str, env: dict[str, str], timeout: float = 900
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=False, timeout=timeout,
-                          env={**os.environ, **env})
 
 
 def tiny_model_dir() -> Path:

@@ -4,9 +4,7 @@ tensor parallel 2 over vLLM's native multi-node runtime; then a node dies."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +12,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from .common import invoke
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glmkit-e2e-mn"
 PORT = 18085
-
-
-def invoke(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=False, timeout=timeout,
-                          env={**os.environ, "VLLM_API_KEY": ""})
 
 
 UP = ("up", "--vendor", "cpu", "--nodes", "2", "--project", PROJECT, "--port", str(PORT))
