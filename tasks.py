@@ -273,31 +273,57 @@ up.help.update(api_key="API key clients must send (or VLLM_API_KEY); required wi
                "(default on)")
 
 
-@task(help={"project": "compose project name (default glmkit)"})
+NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), to reach each"
+
+
+def _remote_nodes(project: str, nodes: str | None) -> list[tuple[str, dict[str, str]]]:
+    """(compose project, environment) per node: one local project, or one per machine."""
+    from glmkit.cluster import parse_nodes
+    from glmkit.process import child_env
+
+    if not nodes or nodes.isdigit():
+        return [(project, child_env())]
+    return [(f"{project}-{node.name}", child_env({"DOCKER_HOST": node.docker_host or ""}))
+            for node in parse_nodes(nodes)]
+
+
+@task(help={"project": "compose project name (default glmkit)", "nodes": NODES_HELP})
 @_exits
-def down(c, project="glmkit"):  # type: ignore[no-untyped-def]
+def down(c, project="glmkit", nodes=None):  # type: ignore[no-untyped-def]
     """Stop and remove the server's containers (a no-op when nothing runs)."""
     from glmkit import lifecycle
+    from glmkit.process import run
 
+    if nodes and not nodes.isdigit():
+        for name, env in _remote_nodes(project, nodes):
+            run(lifecycle.compose_cmd(name, None, "down", "-t", "5", "--remove-orphans"),
+                env=env)
+            print(f"{name}: stopped and removed")
+        return
     removed = lifecycle.down(project, COMPOSE_DIR / f"{project}.yaml")
     print(f"{project}: stopped and removed" if removed else f"{project}: nothing was running")
 
 
 @task(help={"project": "compose project name", "follow": "keep streaming",
-            "tail": "lines to show first (default 200)"})
+            "tail": "lines to show first (default 200)", "nodes": NODES_HELP})
 @_exits
-def logs(c, project="glmkit", follow=False, tail=200):  # type: ignore[no-untyped-def]
-    """Show the server's logs (`-f` to follow)."""
+def logs(c, project="glmkit", follow=False, tail=200, nodes=None):  # type: ignore[no-untyped-def]
+    """Show the server's logs (`-f` to follow); every node's for a cluster."""
     from glmkit import lifecycle
     from glmkit.process import stream
 
-    argv = lifecycle.compose_cmd(project, None, "logs", "--tail", str(tail))
-    stream(argv + (["--follow"] if follow else []), check=False)
+    targets = _remote_nodes(project, nodes)
+    for name, env in targets:
+        argv = lifecycle.compose_cmd(name, None, "logs", "--tail", str(tail))
+        # Following several machines at once would interleave without end: follow one.
+        follow_this = follow and len(targets) == 1
+        stream(argv + (["--follow"] if follow_this else []), env=env, check=False)
 
 
-@task(help={"json": "print JSON (one object per container) instead of a table"})
+@task(help={"json": "print JSON (one object per container) instead of a table",
+            "nodes": NODES_HELP, "project": "with --nodes: the cluster's project"})
 @_exits
-def status(c, json=False):  # type: ignore[no-untyped-def]
+def status(c, json=False, nodes=None, project="glmkit"):  # type: ignore[no-untyped-def]
     """What glmkit runs here: model, vendor, node, URL, state and whether the API answers."""
     import json as json_module
     from dataclasses import asdict, astuple, fields
@@ -306,6 +332,9 @@ def status(c, json=False):  # type: ignore[no-untyped-def]
 
     from glmkit import lifecycle
 
+    if nodes and not nodes.isdigit():
+        _status_remote(project, nodes, json)
+        return
     rows = lifecycle.server_statuses(lifecycle.client())
     if json:
         print(json_module.dumps([asdict(row) for row in rows], indent=2))
@@ -319,6 +348,29 @@ def status(c, json=False):  # type: ignore[no-untyped-def]
     for row in rows:
         table.add_row(*astuple(row))
     _console().print(table)
+
+
+def _status_remote(project: str, nodes: str, as_json: bool) -> None:
+    """Each machine's container through its own engine, as Compose reports it."""
+    import json
+
+    from glmkit.lifecycle import compose_cmd
+    from glmkit.process import run
+
+    rows = []
+    for name, env in _remote_nodes(project, nodes):
+        done = run(compose_cmd(name, None, "ps", "-a", "--format", "json"), env=env,
+                   check=False)
+        found = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        rows += [{"project": name, "node": item.get("Service"), "state": item.get("State"),
+                  "status": item.get("Status")} for item in found] or \
+            [{"project": name, "node": name, "state": "unreachable or missing",
+              "status": (done.stderr.strip().splitlines() or [""])[-1][:160]}]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(f"{row['project']:<28} {row['node']:<10} {row['state']:<10} {row['status']}")
 
 
 @task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu", "model": "build the image this "

@@ -94,21 +94,54 @@ def load_all(results_dir: Path, refs: list[str]) -> list[Series]:
     return [Series(r.label(), r.meta, r.points(), tuple(r.missing())) for r in runs]
 
 
+def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
+    """The plan's memory-bandwidth bound on TPOT for a GPU run's point (see `sizing`)."""
+    from glmkit.catalog import CATALOG
+    from glmkit.sizing import ARCH, decode_tpot, gpu_from_hardware
+
+    gpus = (s.meta.get("hardware") or {}).get("gpus") or []
+    model = CATALOG.get(str(s.meta.get("model")))
+    workload = s.meta.get("workload")
+    if not gpus or model is None or not isinstance(workload, dict) or \
+            s.meta.get("vendor") not in ("cuda", "rocm"):
+        return None
+    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
+    if arch is None:
+        return None
+    args = list(s.meta.get("serve_args") or [])
+    tp = int(args[args.index("--tensor-parallel-size") + 1]) \
+        if "--tensor-parallel-size" in args else 1
+    in_flight = int(result.get("max_concurrency") or batch)
+    # The average sequence holds the prompt and half the output while decoding.
+    context = int(workload["input_len"]) + int(workload["output_len"]) // 2
+    gpu = gpu_from_hardware(gpus[0]["name"], int(gpus[0]["memory_mib"]))
+    return decode_tpot(model, arch, gpu, tp, model.precision, in_flight, context).tpot_ms
+
+
 def results_table(series: list[Series]) -> Table:
     table = Table(title="vllm bench serve (times in ms)")
     table.add_column("run")
     table.add_column("batch", justify="right")
     for _, name, _ in SUMMARY_FIELDS:
         table.add_column(name, justify="right")
+    bounds = {(s.label, b): tpot_bound(s, b, r) for s in series for b, r in s.points.items()}
+    with_bound = any(v is not None for v in bounds.values())
+    if with_bound:
+        table.add_column("TPOT bound", justify="right")
+        table.add_column("bound/TPOT", justify="right")
     for s in series:
         for batch, result in sorted(s.points.items()):
             cells = [fmt.format(result[key]) if isinstance(result.get(key), int | float)
                      else "-" for key, _, fmt in SUMMARY_FIELDS]
+            if with_bound:
+                bound, measured = bounds[(s.label, batch)], result.get("mean_tpot_ms")
+                cells += [f"{bound:.2f}" if bound else "-",
+                          f"{bound / measured:.2f}" if bound and measured else "-"]
             style = "red" if (result.get("failed") or 0) > 0 else None
             table.add_row(s.label, str(batch), *cells, style=style)
         for batch in s.missing:
             table.add_row(s.label, str(batch), "[yellow]missing[/yellow]",
-                          *[""] * (len(SUMMARY_FIELDS) - 1))
+                          *[""] * (len(table.columns) - 3))
     return table
 
 

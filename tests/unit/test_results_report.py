@@ -88,3 +88,23 @@ def test_telemetry_parsers() -> None:
                                             "Current Socket Graphics Package Power (W)": "650.0"}}))
     assert rocm[0]["util_pct"] == 95.0 and rocm[0]["mem_used_mib"] == 102400.0
     assert parse_nvidia("[N/A]") == [] and parse_rocm("not json") == []
+
+
+def test_gpu_runs_show_tpot_against_the_bandwidth_bound() -> None:
+    from rich.console import Console
+
+    from glmkit.report import results_table, tpot_bound
+
+    meta = {"model": "zai-org/GLM-4.5-FP8", "vendor": "cuda",
+            "serve_args": ["zai-org/GLM-4.5-FP8", "--tensor-parallel-size", "8"],
+            "workload": {"input_len": 8000, "output_len": 1000},
+            "hardware": {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}] * 8}}
+    run = Series("h100", meta, {16: {"mean_tpot_ms": 22.35, "failed": 0}})
+    bound = tpot_bound(run, 16, run.points[16])
+    assert bound is not None and 5 < bound < 22.35
+    console = Console(width=250, record=True)
+    console.print(results_table([run]))
+    text = console.export_text()
+    assert "bound/TPOT" in text and f"{bound / 22.35:.2f}" in text
+    assert tpot_bound(Series("cpu", {**meta, "vendor": "cpu"}, run.points), 16,
+                      run.points[16]) is None
