@@ -56,7 +56,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18095)
     args = parser.parse_args()
     one, two = measure(1, args), measure(2, args)
+    out = ROOT / "results" / f"nodes-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps([one, two], indent=2) + "\n")
     print(json.dumps([one, two], indent=2))
+    print(f"saved {out}")
     print(invoke("report", "--compare", "--runs", str(one["run"]), "--runs",
                  str(two["run"])).stdout)
 
