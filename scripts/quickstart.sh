@@ -23,4 +23,4 @@ curl -fsS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: applica
 }' | python3 -m json.tool
 
 echo "--- benchmark via docker exec (lengths fitted to the tiny model) ---"
-invoke bench --input-len 256 --output-len 64 --num-prompts 32
+invoke bench --workload custom --input-len 256 --output-len 64 --batch 1,32

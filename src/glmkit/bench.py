@@ -177,9 +177,9 @@ def run_meta(target: Target, workload: Workload, mode: SweepMode, points: list[P
 def new_sweep(results_dir: Path, target: Target, workload: Workload, mode: SweepMode,
               points: list[Point], hardware: dict[str, Any], repo_root: Path,
               label: str | None = None) -> Run:
-    meta = run_meta(target, workload, mode, points, hardware, repo_root, label)
-    name = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
-    return create_run(results_dir, meta, label or name)
+    name = label or f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    meta = run_meta(target, workload, mode, points, hardware, repo_root, name)
+    return create_run(results_dir, meta, name)
 
 
 @dataclass(frozen=True)
