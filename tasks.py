@@ -192,6 +192,7 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
     from glmkit.credentials import container_secrets
     from glmkit.images import DEFAULT_IMAGES, image_profile
     from glmkit.process import child_env
+
     console = _console()
     plan = _plan(c, options)
     cluster = plan if hasattr(plan, "nodes") else None
@@ -199,6 +200,10 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
         plan = cluster.base
     _print_notes(console, plan)
     secrets = container_secrets(os.environ, plan.host, api_key)
+    if cluster is not None and not cluster.local:
+        # Each machine's engine pulls the image and reads its own HF cache.
+        _up_cluster(cluster, secrets, console)
+        return
     docker = lifecycle.client()
 
     if not build.image_present(plan.image.ref):
