@@ -15,6 +15,12 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
     # No systemd on CI machines: start the daemon detached and wait until it answers.
+    # A daemon killed with its machine's session leaves pid files that block a restart.
+    for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            rm -f "$pidfile"
+        fi
+    done
     echo "starting dockerd (log: $log_dir/dockerd.log)"
     setsid dockerd >"$log_dir/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
