@@ -186,11 +186,10 @@ render.help["check"] = "validate with `docker compose config` (default on)"
 @_serve_task
 def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
-    from glmkit import build, lifecycle, tiny
+    from glmkit import build, lifecycle
     from glmkit.catalog import TINY_MODEL_ID
     from glmkit.compose import write_compose
     from glmkit.credentials import container_secrets
-    from glmkit.images import DEFAULT_IMAGES, image_profile
     from glmkit.process import child_env
 
     console = _console()
@@ -205,18 +204,8 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
         _up_cluster(cluster, secrets, console)
         return
     docker = lifecycle.client()
-
-    if not build.image_present(plan.image.ref):
-        if plan.image.source == "build":
-            build.build_image(plan.image, ROOT, console, os.environ)
-        else:
-            build.pull_image(plan.image.ref, console)
-    if plan.model.id == TINY_MODEL_ID and plan.model_dir is not None:
-        cpu_image = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
-        if not build.image_present(cpu_image.ref):
-            build.build_image(cpu_image, ROOT, console, os.environ)
-        if tiny.generate(cpu_image.ref, plan.model_dir, ROOT / "scripts"):
-            console.print(f"Generated the tiny model in {plan.model_dir}")
+    build.ensure_images(plan.image, plan.model_dir, plan.model.id == TINY_MODEL_ID, ROOT,
+                        console, os.environ)
 
     if cluster is not None:
         _up_cluster(cluster, secrets, console)

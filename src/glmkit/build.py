@@ -142,3 +142,23 @@ def pull_image(ref: str, console: Console) -> None:
         raise EnvironmentProblem(f"Could not pull {ref}: check the registry is reachable "
                                  "(`docker pull` output above) or build it with `invoke build`."
                                  ) from None
+
+
+def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
+                  repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
+    """What `up` needs before it starts: the serving image (built or pulled) and, for the
+    embedded default, the tiny model, generated inside the CPU image."""
+    from glmkit import tiny
+    from glmkit.images import DEFAULT_IMAGES, image_profile
+
+    if not image_present(image.ref):
+        if image.source == "build":
+            build_image(image, repo_root, console, env)
+        else:
+            pull_image(image.ref, console)
+    if tiny_model and model_dir is not None:
+        cpu_image = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
+        if not image_present(cpu_image.ref):
+            build_image(cpu_image, repo_root, console, env)
+        if tiny.generate(cpu_image.ref, model_dir, repo_root / "scripts"):
+            console.print(f"Generated the tiny model in {model_dir}")

@@ -119,6 +119,8 @@ def test_status_lists_the_server(server: object) -> None:
     rows = [r for r in json.loads(invoke("status", "--json", timeout=60).stdout)
             if r["project"] == PROJECT]
     assert len(rows) == 1 and rows[0]["api"] == "ready" and rows[0]["vendor"] == "cpu"
+    logs = invoke("logs", "--project", PROJECT, "--tail", "20", timeout=60)
+    assert logs.returncode == 0 and "vllm-1  |" in logs.stdout
 
 
 def test_token_never_written(server: object) -> None:
