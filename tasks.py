@@ -204,13 +204,19 @@ def up(c, api_key=None, smoke=True, **options):  # type: ignore[no-untyped-def]
         _up_cluster(cluster, secrets, console)
         return
     docker = lifecycle.client()
+    # Cheap checks first: devices, runtime, port, Hub access, before any pull or build.
+    lifecycle.preflight(plan, docker)
+    if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
+        from glmkit.hub import check_access
+
+        check_access(plan.model.id, secrets.get("HF_TOKEN"))
     build.ensure_images(plan.image, plan.model_dir, plan.model.id == TINY_MODEL_ID, ROOT,
                         console, os.environ)
+    lifecycle.check_model_dir(plan)
 
     if cluster is not None:
         _up_cluster(cluster, secrets, console)
         return
-    lifecycle.preflight(plan, docker)
     path = write_compose(plan, COMPOSE_DIR)
     console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
                   f"({plan.image.ref}) from {path}", highlight=False)
@@ -244,8 +250,6 @@ def _up_cluster(cluster: Any, secrets: dict[str, str], console: Any) -> None:
     from glmkit.process import child_env, run
 
     clusters.refuse_broken(cluster)
-    if cluster.local:
-        lifecycle.preflight(cluster.base, lifecycle.client())
     paths = _render_cluster(cluster, True, console)
     for node, path in zip(cluster.nodes if not cluster.local else cluster.nodes[:1], paths,
                           strict=True):

@@ -150,3 +150,27 @@ def offline_env(hf_cache: Path, model_id: str, env: Mapping[str, str]) -> dict[s
     if env.get("HF_HUB_OFFLINE") or not is_complete(hf_cache, model_id):
         return {}
     return {"HF_HUB_OFFLINE": "1"}
+
+
+def check_access(model_id: str, token: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse a gated or missing repo before anything starts, when the Hub answers in time
+    (offline, the server's own start reports what is missing from the cache)."""
+    import threading
+
+    from huggingface_hub import auth_check
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    outcome: dict[str, Exception] = {}
+
+    def probe() -> None:
+        try:
+            auth_check(model_id, token=token)
+        except Exception as err:  # judged below; network trouble is not the user's input
+            outcome["error"] = err
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    error = outcome.get("error")
+    if isinstance(error, GatedRepoError | RepositoryNotFoundError):
+        raise _explain(error, model_id, token)

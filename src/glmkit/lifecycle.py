@@ -101,9 +101,6 @@ def preflight(plan: ServePlan, c: DockerClient) -> None:
                 "Docker has no NVIDIA runtime (`docker info` lists none). Install the NVIDIA "
                 "Container Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`"
                 ", then restart Docker.")
-    if plan.model_dir is not None and not (plan.model_dir / "config.json").is_file():
-        raise EnvironmentProblem(f"Model folder {plan.model_dir} has no config.json. For the "
-                                 "tiny model run `invoke tiny-model`.")
     ours = find_container(c, plan.project)
     ours_running = ours is not None and ours.status == "running"
     if not ours_running and not port_free(plan.host, plan.port):
@@ -113,6 +110,12 @@ def preflight(plan: ServePlan, c: DockerClient) -> None:
     for mount in plan.mounts:
         if mount.kind == "bind" and not mount.read_only:
             Path(mount.source).mkdir(parents=True, exist_ok=True)
+
+
+def check_model_dir(plan: ServePlan) -> None:
+    if plan.model_dir is not None and not (plan.model_dir / "config.json").is_file():
+        raise EnvironmentProblem(f"Model folder {plan.model_dir} has no config.json. For the "
+                                 "tiny model run `invoke tiny-model`.")
 
 
 # Errors Docker gives at container start on hosts without the device, and what to do.
