@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from glmkit import __version__
 from glmkit.errors import UsageError
 from glmkit.plan import LABEL
@@ -133,18 +131,6 @@ def bench_argv(target: Target, workload: Workload, point: Point, result_name: st
         argv.append("--ignore-eos")
     return argv
 
-
-def server_alive(container: Any, base_url: str) -> bool:
-    try:
-        container.reload()
-    except Exception:  # gone entirely
-        return False
-    if container.status != "running":
-        return False
-    try:
-        return requests.get(f"{base_url}/health", timeout=5).status_code == 200  # no auth
-    except requests.RequestException:
-        return False
 
 
 def _git_commit(repo_root: Path) -> str | None:

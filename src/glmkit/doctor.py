@@ -6,7 +6,6 @@ take their inputs as arguments where they can, so tests need no Docker.
 
 from __future__ import annotations
 
-import grp
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -14,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from glmkit.hardware import NVIDIA_QUERY, Hardware, parse_nvidia_smi
+from glmkit.hardware import NVIDIA_QUERY, Hardware, nvidia_runtime_registered, parse_nvidia_smi
+from glmkit.paths import existing_ancestor
 from glmkit.process import run
 
 Status = Literal["ok", "fail", "warn", "skip"]
@@ -58,7 +58,7 @@ def check_nvidia_runtime(runtimes: list[str] | None, wanted: bool) -> Check:
     if runtimes is None:
         return Check("NVIDIA container runtime", "skip" if not wanted else "fail",
                      "Docker not reachable", "")
-    if "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists():
+    if nvidia_runtime_registered(runtimes):
         return Check("NVIDIA container runtime", "ok", "registered with Docker")
     return Check("NVIDIA container runtime", "fail" if wanted else "skip",
                  "not registered with Docker",
@@ -103,10 +103,7 @@ def check_gpus(hw: Hardware, smi_output: str | None) -> Check:
 
 
 def check_disk(path: Path, needed_gb: float | None) -> Check:
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free_gb = shutil.disk_usage(probe).free / 1e9
+    free_gb = shutil.disk_usage(existing_ancestor(path)).free / 1e9
     if needed_gb is None:
         return Check("free disk", "ok", f"{free_gb:.0f} GB free at {path}")
     if free_gb < needed_gb:
@@ -141,15 +138,6 @@ def nvidia_smi_output() -> str | None:
     done = run(NVIDIA_QUERY, check=False, timeout=20)
     return done.stdout if done.returncode == 0 else ""
 
-
-def host_groups() -> dict[str, int]:
-    ids = {}
-    for name in ("video", "render"):
-        try:
-            ids[name] = grp.getgrnam(name).gr_gid
-        except KeyError:
-            continue
-    return ids
 
 
 def render_lines(checks: list[Check]) -> list[str]:

@@ -9,6 +9,7 @@ import grp
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,11 @@ def host_group_ids(names: tuple[str, ...] = ("video", "render")) -> dict[str, in
         except KeyError:
             continue
     return ids
+
+
+def nvidia_runtime_registered(runtimes: Iterable[str]) -> bool:
+    """Docker can hand out NVIDIA GPUs: the nvidia runtime, or a CDI spec for them."""
+    return "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists()
 
 
 def detect() -> Hardware:

@@ -23,6 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.compose import SERVICE
 from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
+from glmkit.hardware import nvidia_runtime_registered
 from glmkit.plan import LABEL, ServePlan
 from glmkit.process import run
 
@@ -94,13 +95,12 @@ def preflight(plan: ServePlan, c: DockerClient) -> None:
                 raise EnvironmentProblem(
                     f"{dev} is missing: no AMD GPU driver (amdgpu/ROCm) on this host. Install "
                     "ROCm's kernel driver, or use --vendor cuda/cpu.")
-    if plan.vendor.gpu_reservation:
-        runtimes = c.info().get("Runtimes") or {}
-        if "nvidia" not in runtimes and not Path("/etc/cdi/nvidia.yaml").exists():
-            raise EnvironmentProblem(
-                "Docker has no NVIDIA runtime (`docker info` lists none). Install the NVIDIA "
-                "Container Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`"
-                ", then restart Docker.")
+    if plan.vendor.gpu_reservation and \
+            not nvidia_runtime_registered(c.info().get("Runtimes") or {}):
+        raise EnvironmentProblem(
+            "Docker has no NVIDIA runtime (`docker info` lists none). Install the NVIDIA "
+            "Container Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`"
+            ", then restart Docker.")
     ours = find_container(c, plan.project)
     ours_running = ours is not None and ours.status == "running"
     if not ours_running and not port_free(plan.host, plan.port):
@@ -150,13 +150,16 @@ class Health:
     exit_code: int | None
 
 
-def probe(container: Any, base_url: str) -> Health:
-    container.reload()
+def probe(container: Any, base_url: str, timeout_s: float = 3) -> Health:
+    try:
+        container.reload()
+    except NotFound:  # removed entirely
+        return Health(state="gone", healthy=False, exit_code=None)
     state = container.attrs.get("State", {})
     healthy = False
     if state.get("Status") == "running":
         try:
-            healthy = requests.get(f"{base_url}/health", timeout=3).status_code == 200
+            healthy = requests.get(f"{base_url}/health", timeout=timeout_s).status_code == 200
         except requests.RequestException:
             healthy = False
     exit_code = state.get("ExitCode") if state.get("Status") != "running" else None
@@ -179,7 +182,7 @@ def wait_healthy(plan: ServePlan, c: DockerClient, console: Console,
             health = probe(container, plan.base_url)
             if health.healthy:
                 return time.monotonic() - started
-            if health.state in ("exited", "dead"):
+            if health.state in ("exited", "dead", "gone"):
                 raise ServerFailed(
                     f"The vLLM container exited with code {health.exit_code} before it became "
                     "healthy. Its last log lines are above; fix the cause and run `invoke up` "

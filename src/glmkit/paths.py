@@ -11,6 +11,13 @@ def kit_home(env: Mapping[str, str]) -> Path:
     return Path(env.get("GLMKIT_HOME") or Path.home() / ".cache" / "glmkit").expanduser()
 
 
+def existing_ancestor(path: Path) -> Path:
+    """`path` or its nearest parent that exists (what a folder about to be made inherits)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def hf_cache(env: Mapping[str, str], override: str | None = None) -> Path:
     """The host's Hugging Face cache, shared by every container and vendor."""
     if override:

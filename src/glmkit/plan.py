@@ -19,7 +19,7 @@ from glmkit.errors import UsageError
 from glmkit.hardware import Hardware
 from glmkit.hub import offline_env
 from glmkit.images import DEFAULT_IMAGES, ImageProfile, flag_supported, image_profile
-from glmkit.paths import hf_cache, kit_home
+from glmkit.paths import existing_ancestor, hf_cache, kit_home
 from glmkit.settings import Settings
 from glmkit.vendors import VendorProfile, resolve_vendor
 
@@ -177,8 +177,7 @@ def _fit_to_gpus(s: Settings, model: ModelSpec, hw: Hardware, gpus: int,
 
 
 def _owner_uid(path: Path) -> int | None:
-    while not path.exists() and path != path.parent:
-        path = path.parent  # created by `up` as the invoking user
+    path = existing_ancestor(path)  # a missing cache is created by `up` as the invoking user
     try:
         return path.stat().st_uid if path.exists() else None
     except OSError:

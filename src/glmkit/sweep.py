@@ -9,11 +9,16 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from glmkit.bench import Point, PointOutcome, Target, run_point, server_alive
+from glmkit.bench import Point, PointOutcome, Target, run_point
 from glmkit.errors import BenchFailed
-from glmkit.lifecycle import log_tail
+from glmkit.lifecycle import log_tail, probe
 from glmkit.results import Run
 from glmkit.workloads import Workload
+
+
+def server_alive(container: Any, base_url: str) -> bool:
+    # /health under benchmark load can be slow to answer: a longer wait than start-up's.
+    return probe(container, base_url, timeout_s=5).healthy
 
 
 @dataclass(frozen=True)
