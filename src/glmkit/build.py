@@ -149,7 +149,7 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
     """What `up` needs before it starts: the serving image (built or pulled) and, for the
     embedded default, the tiny model, generated inside the CPU image."""
     from glmkit import tiny
-    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.images import CPU_IMAGE
 
     if not image_present(image.ref):
         if image.source == "build":
@@ -157,7 +157,7 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
         else:
             pull_image(image.ref, console)
     if tiny_model and model_dir is not None:
-        cpu_image = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
+        cpu_image = CPU_IMAGE
         if not image_present(cpu_image.ref):
             build_image(cpu_image, repo_root, console, env)
         if tiny.generate(cpu_image.ref, model_dir, repo_root / "scripts"):

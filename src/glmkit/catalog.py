@@ -1,122 +1,102 @@
-"""Model facts: every GLM model in the vLLM recipes, and the flags each one needs.
+"""Model facts, one entry per served checkpoint, read from the recipe book.
 
-The catalog says what is true of a model wherever it runs (parsers, context limit, MTP
-layers, vision). Where it runs and how many GPUs it gets is decided later, in `plan`.
+Each checkpoint (a recipe's variant: zai-org/GLM-4.6-FP8, nvidia/GLM-5.2-NVFP4, …) is a
+`ModelSpec` that points back at its recipe. What is true of a model wherever it runs
+(parsers, context limit, MTP, vision, size) is read from the recipe; how it is served on
+given hardware is decided by `resolver` and `plan`.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from glmkit.errors import UsageError
+from glmkit.recipes import Recipe, RecipeBook, load_book, parse_count
 
-Precision = Literal["bf16", "fp8"]
-
-K = 1024
-DEFAULT_MAX_MODEL_LEN = 65536  # the recipes: "usually good for most scenarios"
-
-# The recipes' vision flags. The media path is narrowed to a mounted folder in `plan`:
-# the seed's `--allowed-local-media-path /` would expose the whole container.
-VISION_ARGS = (
-    "--enable-expert-parallel",
-    "--mm-encoder-tp-mode", "data",
-    "--mm-processor-cache-type", "shm",
-)
+DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
+TINY_MODEL_ID = "glmkit/glm-tiny"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     id: str
     family: str
-    precision: Precision
+    precision: str  # bf16, fp8, nvfp4, mxfp4
     total_params_b: float
     active_params_b: float
     max_context: int
-    default_tp: int
-    tool_parser: str | None = "glm45"
-    reasoning_parser: str | None = "glm45"
+    tool_parser: str | None = None
+    reasoning_parser: str | None = None
     has_mtp: bool = False
     vision: bool = False
-    # A local model generated on this machine (the tiny CPU model), not a Hub repo.
-    local_dir: str | None = None
-    # Per-vendor image override, e.g. a build that carries a newer transformers.
-    images: dict[str, str] = field(default_factory=dict)
+    local_dir: str | None = None  # a model made on this machine, not a Hub repo
     in_catalog: bool = True
     notes: str = ""
+    recipe: Recipe | None = None
+    variant: str | None = None
+    vram_minimum_gb: float = 0.0
+    min_vllm: str = "0"
 
     @property
     def short_name(self) -> str:
         return self.id.rsplit("/", 1)[-1]
 
-    def catalog_args(self) -> list[str]:
-        """Flags the model needs whatever the hardware: parsers and vision options."""
-        args: list[str] = []
-        if self.tool_parser:
-            args += ["--tool-call-parser", self.tool_parser, "--enable-auto-tool-choice"]
-        if self.reasoning_parser:
-            args += ["--reasoning-parser", self.reasoning_parser]
-        if self.vision:
-            args += list(VISION_ARGS)
-        return args
+    @property
+    def source(self) -> str:
+        return self.recipe.source.describe() if self.recipe else "-"
 
 
-def _pair(base: str, *, family: str, total: float, active: float, context: int,
-          tp_bf16: int, tp_fp8: int, tool_parser: str = "glm45", mtp: bool = True,
-          vision: bool = False, images: dict[str, str] | None = None) -> list[ModelSpec]:
-    """A model and its -FP8 sibling share everything but precision and default TP."""
-    common = dict(family=family, total_params_b=total, active_params_b=active,
-                  max_context=context, tool_parser=tool_parser, has_mtp=mtp,
-                  vision=vision, images=images or {})
-    return [
-        ModelSpec(id=f"zai-org/{base}", precision="bf16", default_tp=tp_bf16, **common),  # type: ignore[arg-type]
-        ModelSpec(id=f"zai-org/{base}-FP8", precision="fp8", default_tp=tp_fp8, **common),  # type: ignore[arg-type]
-    ]
+def spec_from_recipe(recipe: Recipe, variant_key: str) -> ModelSpec:
+    variant = recipe.variants[variant_key]
+    model = recipe.model
+    return ModelSpec(
+        id=recipe.variant_model_id(variant_key),
+        family=recipe.key.rsplit("/", 1)[-1],
+        precision=str(variant.get("precision") or "bf16"),
+        total_params_b=parse_count(variant.get("parameter_count")
+                                   or model.get("parameter_count")),
+        active_params_b=parse_count(variant.get("active_parameters")
+                                    or model.get("active_parameters")),
+        max_context=int(variant.get("context_length") or recipe.context_length
+                        or DEFAULT_MAX_MODEL_LEN),
+        tool_parser=recipe.parser("tool_calling", "--tool-call-parser"),
+        reasoning_parser=recipe.parser("reasoning", "--reasoning-parser"),
+        has_mtp="spec_decoding" in recipe.features,
+        vision=recipe.vision,
+        local_dir=str(model["local_dir"]) if model.get("local_dir") else None,
+        recipe=recipe, variant=variant_key,
+        vram_minimum_gb=float(variant.get("vram_minimum_gb") or 0),
+        min_vllm=recipe.min_vllm,
+        notes="random weights, GLM-4 MoE architecture; made by `invoke tiny-model`"
+        if recipe.key == TINY_MODEL_ID else "",
+    )
 
 
-TINY_MODEL_ID = "glmkit/glm-tiny"
-
-# Sizes are the published parameter counts; default TP is the GPU count of an 80 GB
-# card class the weights fit on with room for KV cache (the recipes use 8 for the
-# 355B models, 4 for the V models). `invoke up --tp N` overrides it.
-_MODELS: list[ModelSpec] = [
-    *_pair("GLM-4.5", family="GLM-4.5", total=355, active=32, context=128 * K,
-           tp_bf16=8, tp_fp8=8),
-    *_pair("GLM-4.5-Air", family="GLM-4.5", total=106, active=12, context=128 * K,
-           tp_bf16=4, tp_fp8=2),
-    *_pair("GLM-4.6", family="GLM-4.6", total=355, active=32, context=128 * K,
-           tp_bf16=8, tp_fp8=8),
-    # GLM-4.7's recipe asks for a newer transformers than the pinned images ship;
-    # the kit's own image (docker/cuda, docker/rocm) adds it.
-    *_pair("GLM-4.7", family="GLM-4.7", total=358, active=32, context=128 * K,
-           tp_bf16=8, tp_fp8=4, tool_parser="glm47",
-           images={"cuda": "glmkit/vllm-cuda:v0.15.1-glm47",
-                   "rocm": "glmkit/vllm-rocm:v0.15.1-glm47"}),
-    *_pair("GLM-4.7-Flash", family="GLM-4.7", total=31, active=3, context=128 * K,
-           tp_bf16=1, tp_fp8=1, tool_parser="glm47",
-           images={"cuda": "glmkit/vllm-cuda:v0.15.1-glm47",
-                   "rocm": "glmkit/vllm-rocm:v0.15.1-glm47"}),
-    *_pair("GLM-4.5V", family="GLM-4.5V", total=108, active=12, context=64 * K,
-           tp_bf16=4, tp_fp8=4, mtp=False, vision=True),
-    *_pair("GLM-4.6V", family="GLM-4.6V", total=106, active=12, context=128 * K,
-           tp_bf16=4, tp_fp8=4, mtp=False, vision=True),
-    ModelSpec(
-        id=TINY_MODEL_ID, family="tiny", precision="bf16", total_params_b=0.0003,
-        active_params_b=0.0002, max_context=2048, default_tp=1,
-        local_dir="models/glm-tiny",
-        notes="random weights, GLM-4 MoE architecture; made by `invoke tiny-model`",
-    ),
-]
-
-CATALOG: dict[str, ModelSpec] = {m.id: m for m in _MODELS}
-
-_BY_LOWER = {m.id.lower(): m for m in _MODELS} | {m.short_name.lower(): m for m in _MODELS}
+def catalog_of(book: RecipeBook) -> dict[str, ModelSpec]:
+    return {model_id: spec_from_recipe(recipe, key)
+            for model_id, recipe, key in book.checkpoints()}
 
 
-def resolve_model(name: str) -> ModelSpec:
-    """Find a model by catalog id, short name, local path or Hugging Face repo id.
+@functools.lru_cache(maxsize=1)
+def builtin_catalog() -> dict[str, ModelSpec]:
+    return catalog_of(load_book({}, synced=False))
+
+
+# The built-in models, for code that needs no synced recipes (reports, tests).
+CATALOG: dict[str, ModelSpec] = builtin_catalog()
+
+
+def catalog(env: Mapping[str, str] | None) -> dict[str, ModelSpec]:
+    """Built-in and synced models (`invoke recipes sync`), for this environment."""
+    return CATALOG if env is None else catalog_of(load_book(env))
+
+
+def resolve_model(name: str, env: Mapping[str, str] | None = None) -> ModelSpec:
+    """Find a model by checkpoint id, short name, local path or Hugging Face repo id.
 
     A near miss of a catalog id is an error with a suggestion, not a silent download
     of some other repository.
@@ -125,7 +105,10 @@ def resolve_model(name: str) -> ModelSpec:
     if not name:
         raise UsageError("No model given. Pass --model, e.g. --model zai-org/GLM-4.6 "
                          "(see `invoke models`).")
-    if found := _BY_LOWER.get(name.lower()):
+    models = catalog(env)
+    by_lower = {m.id.lower(): m for m in models.values()} | {
+        m.short_name.lower(): m for m in models.values()}
+    if found := by_lower.get(name.lower()):
         return found
     path = Path(name).expanduser()
     if name.startswith((".", "/", "~")) or path.exists():
@@ -133,9 +116,9 @@ def resolve_model(name: str) -> ModelSpec:
             raise UsageError(f"Model path {name!r} is not a model folder (no config.json). "
                              "Pass a folder with config.json and weights, or a catalog id.")
         return generic_model(str(path.resolve()), local=True)
-    close = difflib.get_close_matches(name.lower(), list(_BY_LOWER), n=1, cutoff=0.8)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
     if close:
-        suggestion = _BY_LOWER[close[0]].id
+        suggestion = by_lower[close[0]].id
         raise UsageError(f"Unknown model {name!r}. Did you mean {suggestion!r}? "
                          "(`invoke models` lists the catalog)")
     if name.count("/") == 1 and all(name.split("/")):
@@ -148,7 +131,6 @@ def generic_model(model_id: str, *, local: bool) -> ModelSpec:
     """A model outside the catalog: no GLM parsers assumed, the user adds flags after `--`."""
     return ModelSpec(
         id=model_id, family="other", precision="bf16", total_params_b=0, active_params_b=0,
-        max_context=DEFAULT_MAX_MODEL_LEN, default_tp=1, tool_parser=None,
-        reasoning_parser=None, local_dir=model_id if local else None, in_catalog=False,
-        notes="not in the glmkit catalog: generic vLLM flags",
+        max_context=DEFAULT_MAX_MODEL_LEN, local_dir=model_id if local else None,
+        in_catalog=False, notes="not in the glmkit catalog: generic vLLM flags",
     )

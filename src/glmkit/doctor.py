@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from glmkit.hardware import NVIDIA_QUERY, Hardware, nvidia_runtime_registered, parse_nvidia_smi
+from glmkit.hardware import (
+    CUDA13_MIN_DRIVER,
+    NVIDIA_QUERY,
+    Hardware,
+    needs_cuda12_images,
+    nvidia_runtime_registered,
+    parse_nvidia_smi,
+)
 from glmkit.paths import existing_ancestor
 from glmkit.process import run
 
@@ -102,6 +109,16 @@ def check_gpus(hw: Hardware, smi_output: str | None) -> Check:
     return Check("GPUs", "skip", "none found: the cpu vendor runs here")
 
 
+def check_cuda_driver(hw: Hardware) -> Check:
+    if not hw.driver_version:
+        return Check("CUDA driver", "skip", "no NVIDIA driver found")
+    if needs_cuda12_images(hw):
+        return Check("CUDA driver", "warn", f"{hw.driver_version} is older than CUDA 13 needs "
+                     f"({CUDA13_MIN_DRIVER}+): glmkit uses vLLM's -cu129 image tags",
+                     f"upgrade the driver to {CUDA13_MIN_DRIVER}+ for the CUDA 13 images")
+    return Check("CUDA driver", "ok", f"{hw.driver_version} (CUDA 13 images)")
+
+
 def check_disk(path: Path, needed_gb: float | None) -> Check:
     free_gb = shutil.disk_usage(existing_ancestor(path)).free / 1e9
     if needed_gb is None:
@@ -174,6 +191,8 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     checks += check_amd_devices(wanted == "rocm")
     checks.append(check_groups(hw.group_ids, wanted == "rocm"))
     checks.append(check_gpus(hw, nvidia_smi_output()))
+    if wanted == "cuda":
+        checks.append(check_cuda_driver(hw))
     needed = None
     if model is not None and not model.local_dir:
         needed = model.total_params_b * (2 if model.precision == "bf16" else 1) * 1.02
@@ -181,9 +200,11 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     checks.append(check_port(host, port, lambda h, p: not port_free(h, p)))
     checks.append(check_token(model, env))
     if model is not None or vendor:
-        from glmkit.images import DEFAULT_IMAGES
+        from glmkit.catalog import resolve_model
+        from glmkit.images import choose_image
 
-        ref = (model.images.get(wanted) if model else None) or DEFAULT_IMAGES[wanted]
+        ref = choose_image(model or resolve_model("zai-org/GLM-4.6"), wanted,
+                           cuda12=needs_cuda12_images(hw)).ref
         checks.append(check_image(ref, docker_ok))
     return checks
 

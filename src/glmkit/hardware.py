@@ -29,6 +29,7 @@ class Hardware:
     gpus: tuple[Gpu, ...] = ()
     group_ids: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    driver_version: str = ""  # NVIDIA driver, e.g. "575.57.08"
 
     @property
     def gpu_count(self) -> int:
@@ -92,6 +93,16 @@ def host_group_ids(names: tuple[str, ...] = ("video", "render")) -> dict[str, in
     return ids
 
 
+# CUDA 13 (vLLM's default images since CUDA 13 builds) needs driver 580 or newer.
+CUDA13_MIN_DRIVER = 580
+
+
+def needs_cuda12_images(hw: Hardware) -> bool:
+    """An NVIDIA driver too old for CUDA 13: vLLM's -cu129 image tags run on it."""
+    major = hw.driver_version.split(".", 1)[0]
+    return hw.vendor == "cuda" and major.isdigit() and int(major) < CUDA13_MIN_DRIVER
+
+
 def nvidia_runtime_registered(runtimes: Iterable[str]) -> bool:
     """Docker can hand out NVIDIA GPUs: the nvidia runtime, or a CDI spec for them."""
     return "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists()
@@ -102,7 +113,10 @@ def detect() -> Hardware:
     groups = host_group_ids()
     smi = _run(NVIDIA_QUERY)
     if smi and (gpus := parse_nvidia_smi(smi)):
-        return Hardware(vendor="cuda", gpus=gpus, group_ids=groups, source="nvidia-smi")
+        driver = (_run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+                  or "").strip().splitlines()
+        return Hardware(vendor="cuda", gpus=gpus, group_ids=groups, source="nvidia-smi",
+                        driver_version=driver[0].strip() if driver else "")
     if Path("/dev/kfd").exists():
         return Hardware(vendor="rocm", gpus=amd_gpus(), group_ids=groups, source="/dev/kfd, sysfs")
     return Hardware(vendor="cpu", group_ids=groups, source="no nvidia-smi GPUs, no /dev/kfd")

@@ -1,16 +1,31 @@
-"""Image profiles: which vLLM is inside each image, and the flags that version accepts.
+"""Which image serves a model: the recipe's pin, else the newest stable vLLM release.
 
-Flags move between vLLM releases (RECIPES.md §6: `--disable-log-requests` from the
-seed's v0.15.1 command makes v0.32 exit at start), so every image records its vLLM
-version and the rendered command follows it.
+Every image records the vLLM version inside it, because flags move between releases
+(`--disable-log-requests` was removed in 0.17: a newer server exits at start on it) and
+models need a minimum version. A transformers overlay (docker/gpu) is built only when the
+chosen image's vLLM ships a transformers older than the recipe asks for, pinned exactly.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from glmkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from glmkit.catalog import ModelSpec
+    from glmkit.resolver import HardwareTarget
 
 Source = Literal["pull", "build"]
+
+CURRENT_VLLM = "0.33.0"  # newest stable vLLM release
+CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
+# vLLM's GLM streaming tool parser lost or mangled arguments under MTP until the rewrite
+# in vllm-project/vllm#39253 (April 2026), first released in v0.20.0.
+MTP_TOOL_FIX = "0.20.0"
+REPOS = {"cuda": "vllm/vllm-openai", "rocm": "vllm/vllm-openai-rocm"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,59 +34,11 @@ class ImageProfile:
     vendor: str
     vllm_version: str
     source: Source
-    # For built images: the folder under docker/ and its build arguments.
     build_dir: str | None = None
     build_args: dict[str, str] = field(default_factory=dict)
     # vLLM's own published image for the same release, for `invoke pull`.
     official_ref: str | None = None
-
-
-CUDA_TAG = "v0.15.1"
-ROCM_TAG = "v0.15.1"  # the seed's AMD recipe
-CPU_VLLM = "0.32.0"
-# GLM-4.7's recipe installs transformers from source; 5.x carries its architectures.
-GLM47_TRANSFORMERS = "transformers>=5.0"
-
-IMAGES: dict[str, ImageProfile] = {
-    p.ref: p
-    for p in [
-        ImageProfile(ref=f"vllm/vllm-openai:{CUDA_TAG}", vendor="cuda",
-                     vllm_version=CUDA_TAG.lstrip("v"), source="pull"),
-        ImageProfile(ref=f"vllm/vllm-openai-rocm:{ROCM_TAG}", vendor="rocm",
-                     vllm_version=ROCM_TAG.lstrip("v"), source="pull"),
-        ImageProfile(ref=f"glmkit/vllm-cpu:{CPU_VLLM}", vendor="cpu", vllm_version=CPU_VLLM,
-                     source="build", build_dir="docker/cpu",
-                     build_args={"VLLM_VERSION": CPU_VLLM},
-                     official_ref=f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{CPU_VLLM}"),
-        ImageProfile(ref=f"glmkit/vllm-cuda:{CUDA_TAG}-glm47", vendor="cuda",
-                     vllm_version=CUDA_TAG.lstrip("v"), source="build", build_dir="docker/gpu",
-                     build_args={"BASE_IMAGE": f"vllm/vllm-openai:{CUDA_TAG}",
-                                 "TRANSFORMERS_SPEC": GLM47_TRANSFORMERS}),
-        ImageProfile(ref=f"glmkit/vllm-rocm:{ROCM_TAG}-glm47", vendor="rocm",
-                     vllm_version=ROCM_TAG.lstrip("v"), source="build", build_dir="docker/gpu",
-                     build_args={"BASE_IMAGE": f"vllm/vllm-openai-rocm:{ROCM_TAG}",
-                                 "TRANSFORMERS_SPEC": GLM47_TRANSFORMERS}),
-    ]
-}
-
-DEFAULT_IMAGES: dict[str, str] = {
-    "cuda": f"vllm/vllm-openai:{CUDA_TAG}",
-    "rocm": f"vllm/vllm-openai-rocm:{ROCM_TAG}",
-    "cpu": f"glmkit/vllm-cpu:{CPU_VLLM}",
-}
-
-# An image glmkit does not know is taken to be a recent vLLM.
-ASSUMED_VERSION = CPU_VLLM
-
-
-def image_profile(ref: str, vendor: str, vllm_version: str | None = None) -> ImageProfile:
-    """The profile for `ref`; an unknown image gets a pull profile and a version."""
-    known = IMAGES.get(ref)
-    if known and vllm_version is None:
-        return known
-    return ImageProfile(ref=ref, vendor=vendor, source="pull",
-                        vllm_version=vllm_version or (known.vllm_version if known
-                                                      else ASSUMED_VERSION))
+    why: str = ""
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -84,10 +51,133 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def at_least(version: str, floor: str) -> bool:
+    return version_tuple(version) >= version_tuple(floor)
+
+
+CPU_IMAGE = ImageProfile(
+    ref=f"glmkit/vllm-cpu:{CPU_VLLM}", vendor="cpu", vllm_version=CPU_VLLM, source="build",
+    build_dir="docker/cpu", build_args={"VLLM_VERSION": CPU_VLLM},
+    official_ref=f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{CPU_VLLM}",
+    why="vLLM's CPU build, made offline from a wheelhouse")
+
+
+def official_image(vendor: str, version: str = CURRENT_VLLM, *, cuda12: bool = False
+                   ) -> ImageProfile:
+    if vendor == "cpu":
+        if version != CPU_VLLM:
+            raise UsageError(f"The CPU image is built with vLLM {CPU_VLLM}; pass --image with "
+                             "--vllm-version for another CPU build.")
+        return CPU_IMAGE
+    suffix = "-cu129" if cuda12 and vendor == "cuda" else ""
+    return ImageProfile(ref=f"{REPOS[vendor]}:v{version.lstrip('v')}{suffix}", vendor=vendor,
+                        vllm_version=version.lstrip("v"), source="pull")
+
+
+def _tag_version(ref: str, fallback: str) -> str:
+    match = re.search(r":v?(\d+\.\d+(?:\.\d+)?)", ref)
+    return match.group(1) if match else fallback
+
+
+def _recipe_pin(model: ModelSpec, vendor: str, hw: HardwareTarget | None, cuda12: bool
+                ) -> str | None:
+    """The recipe's docker_image for this brand: exact GPU override > variant > model."""
+    if model.recipe is None:
+        return None
+    variant = model.recipe.variants[model.variant or "default"]
+    brand = "nvidia" if vendor == "cuda" else "amd" if vendor == "rocm" else None
+    if brand is None:
+        return None
+    exact = ((variant.get("hardware_overrides") or {}).get(hw.id) or {}) if hw and hw.id else {}
+    if isinstance(exact.get("docker_image"), str):
+        return str(exact["docker_image"])
+    for pin in (variant.get("docker_image"), model.recipe.model.get("docker_image")):
+        value: Any = pin
+        if isinstance(pin, dict) and any(k in pin for k in ("nvidia", "amd", "tpu", "intel")):
+            value = pin.get(brand)
+        elif isinstance(pin, str) and brand != "nvidia":
+            value = None  # a bare string pins the NVIDIA image only
+        if isinstance(value, dict) and brand == "nvidia":
+            return str(value.get("cu129" if cuda12 else "cu130") or next(iter(value.values())))
+        if isinstance(value, str):
+            suffix = "-cu129" if cuda12 and brand == "nvidia" and \
+                not value.endswith("-cu129") else ""
+            return f"{value}{suffix}"
+    return None
+
+
+# The transformers an official image of a vLLM release carries, at least (vLLM kept
+# transformers below 5 until 0.17).
+_SHIPPED_TRANSFORMERS = (("0.0.0", "4.56.0"), ("0.17.0", "5.0.0"), ("0.20.0", "5.4.0"),
+                         ("0.23.0", "5.9.0"), ("0.32.0", "5.19.0"))
+
+
+def shipped_transformers(vllm_version: str) -> str:
+    return [t for v, t in _SHIPPED_TRANSFORMERS if at_least(vllm_version, v)][-1]
+
+
+def needed_transformers(model: ModelSpec) -> str | None:
+    """The recipe's transformers floor, from its dependency commands."""
+    if model.recipe is None:
+        return None
+    floors = []
+    for dep in model.recipe.data.get("dependencies") or ():
+        command = str(dep.get("command", "")) if isinstance(dep, dict) else str(dep)
+        if match := re.search(r"transformers>=([0-9.]+)", command):
+            floors.append(match.group(1))
+        elif "huggingface/transformers.git" in command:
+            floors.append("5.0.0")  # "from source" when the recipe was written
+    return max(floors, key=version_tuple) if floors else None
+
+
+def with_transformers(image: ImageProfile, model: ModelSpec) -> ImageProfile:
+    """The image itself, or glmkit's overlay of it pinned to the transformers the recipe needs."""
+    need = needed_transformers(model)
+    if need is None or image.vendor == "cpu" or image.source == "build" or \
+            at_least(shipped_transformers(image.vllm_version), need):
+        return image
+    tag = image.ref.split(":", 1)[1] if ":" in image.ref else "latest"
+    return ImageProfile(
+        ref=f"glmkit/vllm-{image.vendor}:{tag}-transformers{need}", vendor=image.vendor,
+        vllm_version=image.vllm_version, source="build", build_dir="docker/gpu",
+        build_args={"BASE_IMAGE": image.ref, "TRANSFORMERS_SPEC": f"transformers=={need}"},
+        why=f"{image.ref} + transformers=={need} ({model.family} needs ≥ {need})")
+
+
+def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
+                 vllm_version: str | None = None, hw: HardwareTarget | None = None,
+                 cuda12: bool = False) -> ImageProfile:
+    """--image (with its --vllm-version), else the official image of --vllm-version, else
+    the recipe's pin, else the newest stable release."""
+    if image:
+        known = CPU_IMAGE if image == CPU_IMAGE.ref else None
+        version = vllm_version or (known.vllm_version if known else
+                                   _tag_version(image, CURRENT_VLLM))
+        chosen = known or ImageProfile(ref=image, vendor=vendor, vllm_version=version,
+                                       source="pull", why="--image")
+    elif vllm_version:
+        chosen = official_image(vendor, vllm_version, cuda12=cuda12)
+    elif vendor == "cpu":
+        chosen = CPU_IMAGE
+    elif pin := _recipe_pin(model, vendor, hw, cuda12):
+        # A nightly tag carries no version: it is at least the recipe's minimum.
+        chosen = ImageProfile(ref=pin, vendor=vendor, source="pull",
+                              vllm_version=_tag_version(pin, model.min_vllm),
+                              why=f"pinned by the {model.family} recipe")
+    else:
+        chosen = official_image(vendor, CURRENT_VLLM, cuda12=cuda12)
+        chosen = ImageProfile(**{**chosen.__dict__, "why": "newest stable vLLM release"
+                                 + (" (CUDA 12 build)" if cuda12 and vendor == "cuda" else "")})
+    if vendor != "cpu" and not at_least(chosen.vllm_version, model.min_vllm):
+        raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "
+                         f"{chosen.vllm_version}. Drop --vllm-version/--image to use "
+                         f"vLLM {CURRENT_VLLM}.")
+    return with_transformers(chosen, model)
+
+
 # Flags accepted only in a range of vLLM versions: (first version, first version without).
-# --disable-log-requests: deprecated in 0.10 (request logging is off by default since),
-# removed in 0.17; seen rejected by 0.32 here.
 VERSIONED_FLAGS: dict[str, tuple[str | None, str | None]] = {
+    # deprecated in 0.10 (request logging is off by default since), removed in 0.17
     "--disable-log-requests": (None, "0.17.0"),
 }
 

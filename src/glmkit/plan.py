@@ -7,6 +7,7 @@ wrong before any file is written or container started, and returns a frozen
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,10 +17,26 @@ from typing import Literal
 from glmkit import __version__
 from glmkit.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec, resolve_model
 from glmkit.errors import UsageError
-from glmkit.hardware import Hardware
+from glmkit.hardware import Hardware, needs_cuda12_images
 from glmkit.hub import offline_env
-from glmkit.images import DEFAULT_IMAGES, ImageProfile, flag_supported, image_profile
+from glmkit.images import MTP_TOOL_FIX, ImageProfile, at_least, choose_image, flag_supported
 from glmkit.paths import existing_ancestor, hf_cache, kit_home
+from glmkit.recipes import (
+    MULTI_NODE_STRATEGIES,
+    SINGLE_NODE_STRATEGIES,
+    RecipeBook,
+    load_book,
+)
+from glmkit.resolver import (
+    CPU_TARGET,
+    HardwareTarget,
+    dedupe_flags,
+    default_features,
+    precision_supported,
+    recommend_strategy,
+    resolve,
+    target_for,
+)
 from glmkit.settings import Settings
 from glmkit.vendors import VendorProfile, resolve_vendor
 
@@ -75,6 +92,8 @@ class ServePlan:
     health_timeout_s: int
     model_dir: Path | None  # host folder of a local model
     notes: tuple[str, ...]
+    strategy: str = "single_node_tp"
+    target: HardwareTarget = CPU_TARGET
 
     @property
     def base_url(self) -> str:
@@ -125,55 +144,193 @@ def _check_ranges(s: Settings) -> None:
                              "file; set VLLM_API_KEY / HF_TOKEN in the environment instead.")
 
 
-def _parallelism(s: Settings, model: ModelSpec, vendor: VendorProfile, hw: Hardware,
-                 notes: list[str]) -> tuple[int, int, tuple[str, ...] | None, int | None]:
-    """TP, DP, chosen GPU ids and, where the GPUs are known, the max-model-len that fits."""
-    dp = s.dp
+def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
+            gpu_ids: tuple[str, ...] | None, notes: list[str]) -> tuple[HardwareTarget, bool]:
+    """The machine to resolve for, and whether it is this one (so counts can be checked).
+
+    Named hardware (`--gpu`, `--gpu-count`) wins over detected; with neither, the recipes'
+    default node for the vendor is assumed and said so."""
     if not vendor.has_gpus:
         if s.gpus is not None:
             raise UsageError("--gpus does not apply to the cpu vendor.")
-        return s.tp or 1, dp, None, None
-    ids = _gpu_ids(s.gpus) if s.gpus is not None else None
+        return CPU_TARGET, True
     here = hw.vendor == vendor.name and hw.gpu_count > 0
-    available = len(ids) if ids is not None else (hw.gpu_count if here else None)
-    tp = s.tp or model.default_tp
-    fitted_len: int | None = None
-    if here and model.in_catalog and model.local_dir is None and available:
-        tp, fitted_len = _fit_to_gpus(s, model, hw, available // max(dp, 1), notes)
+    count = s.gpu_count or (len(gpu_ids) if gpu_ids else None)
+    if s.gpu:
+        return target_for(book, s.gpu, count, s.gpu_mem, vendor.name), False
+    if here:
+        first = hw.gpus[0]
+        return target_for(book, first.name, count or hw.gpu_count,
+                          round(first.memory_mib / 1024, 1), vendor.name), True
+    if s.gpu_mem:
+        raise UsageError("--gpu-mem needs --gpu TYPE (the name of the card it describes).")
+    default = DEFAULT_TARGET[vendor.name]
+    target = target_for(book, default, count)
+    notes.append(f"no {vendor.name} GPUs detected here: planned for {target.describe()}, the "
+                 f"recipes' reference node (pass --gpu TYPE --gpu-count N for yours)")
+    return target, False
+
+
+DEFAULT_TARGET = {"cuda": "h200", "rocm": "mi300x"}
+
+
+def _strategy(s: Settings, model: ModelSpec) -> str:
+    assert model.recipe is not None
+    compatible = model.recipe.compatible_strategies
+    if s.strategy is None:
+        if s.dp > 1 and model.recipe.is_moe and "single_node_dep" in compatible:
+            return "single_node_dep"  # data parallel over MoE experts is the recipes' DEP
+        return recommend_strategy(model.recipe)[0]
+    if s.strategy in MULTI_NODE_STRATEGIES and not s.nodes:
+        raise UsageError(f"--strategy {s.strategy} spans machines: add --nodes (or choose "
+                         f"one of {', '.join(SINGLE_NODE_STRATEGIES)}).")
+    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+    if s.strategy not in known:
+        raise UsageError(f"Unknown --strategy {s.strategy!r}; the recipes' names are "
+                         f"{', '.join(known)}.")
+    if s.strategy not in compatible and s.strategy.replace("multi_node", "single_node") \
+            not in compatible:
+        raise UsageError(f"{model.id}'s recipe does not offer {s.strategy}; it offers "
+                         f"{', '.join(compatible)}.")
+    return s.strategy if s.strategy in SINGLE_NODE_STRATEGIES else \
+        s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+
+
+def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
+    """Set the draft-token count in either form the recipes write MTP in."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--speculative-config.num_speculative_tokens":
+            out[i + 1] = str(tokens)
+        elif arg == "--speculative-config" and out[i + 1].lstrip().startswith("{"):
+            config = json.loads(out[i + 1])
+            config["num_speculative_tokens"] = tokens
+            out[i + 1] = json.dumps(config, separators=(",", ":"))
+    return out
+
+
+def _drop(args: list[str], flag: str) -> list[str]:
+    """`args` without `flag` and its value."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg == flag:
+            skip = i + 1 < len(args) and not args[i + 1].startswith("-")
+            continue
+        if arg.startswith(flag + "="):
+            continue
+        out.append(arg)
+    return out
+
+
+@dataclass(frozen=True)
+class RecipeCommand:
+    args: list[str]
+    env: dict[str, str]
+    strategy: str
+    tp: int
+    dp: int
+
+
+def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book: RecipeBook
+                    ) -> RecipeCommand:
+    """The recipe's flags and env for this choice, with --tp/--dp/--mtp-tokens applied."""
+    if model.recipe is None or model.variant is None:
+        tp = s.tp or 1
+        return RecipeCommand(["--tensor-parallel-size", str(tp)] if tp > 1 or target.brand
+                             != "CPU" else [], {}, "single_node_tp", tp, s.dp)
+    variant = model.recipe.variants[model.variant]
+    if target.brand != "CPU" and (why := precision_supported(variant, target, model.variant)):
+        raise UsageError(f"{model.id} {why}; {target.describe()} cannot serve it. Choose "
+                         "another checkpoint of the family (`invoke models`).")
+    strategy = _strategy(s, model)
+    features = default_features(model.recipe)
+    if s.mtp:
+        if "spec_decoding" not in model.recipe.features:
+            raise UsageError(f"--mtp: {model.id} has no MTP layers (its recipe offers no "
+                             "speculative decoding).")
+        features.append("spec_decoding")
+    modes = {"spec_decoding": "mtp"} if s.mtp and "mtp" in (
+        model.recipe.features["spec_decoding"].get("modes") or {}) else {}
+    resolved = resolve(book, model.recipe, model.variant, strategy, target, features, modes)
+    args = list(resolved.args)
+    tp, dp = resolved.parallel_size, 1
+    if resolved.parallel_flag == "--data-parallel-size":
+        dp = s.dp if s.dp > 1 else resolved.parallel_size
+        tp = s.tp or 1
+        args = [*_drop(args, "--data-parallel-size"), "--data-parallel-size", str(dp)]
+        if tp > 1:
+            args += ["--tensor-parallel-size", str(tp)]
+    else:
+        if s.tp:
+            tp = s.tp
+        args = [*_drop(args, "--tensor-parallel-size"), "--tensor-parallel-size", str(tp)]
+        if s.dp > 1:
+            dp = s.dp
+            args += ["--data-parallel-size", str(dp)]
+            if model.recipe.is_moe:
+                args.append("--enable-expert-parallel")
+    if s.mtp and s.mtp_tokens:
+        args = _with_mtp_tokens(args, s.mtp_tokens)
+    return RecipeCommand(args, resolved.env, strategy, tp, dp)
+
+
+def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: int,
+                  gpu_ids: tuple[str, ...] | None) -> None:
     needed = tp * dp
-    if ids is not None and needed > len(ids):
+    if gpu_ids is not None and needed > len(gpu_ids):
         raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs, but "
-                         f"--gpus {s.gpus} names {len(ids)}. Lower --tp/--dp or name more GPUs.")
-    if ids is None and here and needed > hw.gpu_count:
+                         f"--gpus {s.gpus} names {len(gpu_ids)}. Lower --tp/--dp or name more "
+                         "GPUs.")
+    if needed > target.gpu_count and target.brand != "CPU":
+        where = "this machine has" if here else "the planned node has"
         raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs; "
-                         f"this machine has {hw.gpu_count}. Pass --tp/--dp to fit.")
-    if not here:
-        notes.append(f"no {vendor.name} GPUs detected here: rendered for {needed} GPU(s), "
-                     "not checked against this machine")
-    return tp, dp, ids, fitted_len
+                         f"{where} {target.gpu_count}. Pass --tp/--dp to fit.")
 
 
-def _fit_to_gpus(s: Settings, model: ModelSpec, hw: Hardware, gpus: int,
-                 notes: list[str]) -> tuple[int, int | None]:
-    """Fill TP from the sizing plan; refuse what cannot fit before anything is pulled."""
-    from glmkit.sizing import ARCH, fit, gpu_from_hardware
+def _flag(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
 
-    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
-    if arch is None or gpus < 1:
-        return s.tp or model.default_tp, None
-    gpu = gpu_from_hardware(hw.gpus[0].name, hw.gpus[0].memory_mib)
-    result = fit(model, arch, gpu, gpus, model.precision, s.gpu_memory_utilization, s.tp)
+
+def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
+         notes: list[str]) -> int | None:
+    """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
+    from glmkit.sizing import ARCH, fit, gpu_spec
+
     offload = any(a.startswith("--cpu-offload-gb") for a in s.extra_args)
+    if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
+        return None
+    tp, dp = recipe.tp, recipe.dp
+    # With expert parallelism the experts, most of a GLM's weights, spread over every rank.
+    holders = tp * dp if "--enable-expert-parallel" in recipe.args else tp
+    have = target.gpu_memory_gb * holders
+    if model.vram_minimum_gb > have and not offload:
+        raise UsageError(
+            f"{model.id} needs about {model.vram_minimum_gb:g} GB (its recipe's "
+            f"vram_minimum_gb); {holders} GPU(s) of {target.describe()} give {have:g} GB "
+            f"at TP {tp}. Use a "
+            "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
+            "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
+    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
+    if arch is None or model.precision not in ("bf16", "fp8"):
+        return None
+    gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
+    kv_bytes = 1.0 if (_flag(recipe.args, "--kv-cache-dtype") or "").startswith("fp8") else 2.0
+    result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
+                 holders, kv_bytes)
     if not result.fits and not offload:
         raise UsageError(
-            f"{model.id} does not fit on {gpus} × {gpu.name} {gpu.memory_gb:.0f} GB at TP "
-            f"{result.tp}: {result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 "
-            f"model, more GPUs, or offload: `invoke up ... -- --cpu-offload-gb "
-            f"{result.cpu_offload_gb}` (see `invoke plan`).")
-    if s.tp is None:
-        notes.append(f"plan: TP {result.tp} on {gpu.name} ({result.weights_per_gpu_gb:.0f} GB "
-                     f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache)")
-    return result.tp, result.max_model_len or None
+            f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gb:.0f} GB: "
+            f"{result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 model, more "
+            f"GPUs, or offload: `invoke up ... -- --cpu-offload-gb {result.cpu_offload_gb}` "
+            "(see `invoke plan`).")
+    notes.append(f"plan: TP {tp}" + (f" × DP {dp}" if dp > 1 else "") +
+                 f" on {target.describe()} ({result.weights_per_gpu_gb:.0f} GB "
+                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache)")
+    return result.max_model_len or None
 
 
 def _owner_uid(path: Path) -> int | None:
@@ -196,10 +353,19 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     else:
         vendor = resolve_vendor(hw.vendor)
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
-    model = resolve_model(s.model)
-    image = image_profile(s.image or model.images.get(vendor.name) or DEFAULT_IMAGES[vendor.name],
-                          vendor.name, s.vllm_version)
-    tp, dp, gpu_ids, fitted_len = _parallelism(s, model, vendor, hw, notes)
+    book = load_book(env)
+    notes.extend(book.notes)
+    model = resolve_model(s.model, env)
+    gpu_ids = _gpu_ids(s.gpus) if s.gpus is not None else None
+    target, here = _target(s, vendor, hw, book, gpu_ids, notes)
+    recipe = _recipe_command(s, model, target, book)
+    tp, dp = recipe.tp, recipe.dp
+    _check_counts(s, target, here, tp, dp, gpu_ids)
+    fitted_len = _fit(s, model, target, recipe, notes)
+    image = choose_image(model, vendor.name, image=s.image, vllm_version=s.vllm_version,
+                         hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
+    if image.why:
+        notes.append(f"image {image.ref}: {image.why}")
 
     max_len = s.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context,
                                      fitted_len or model.max_context)
@@ -226,13 +392,9 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         model_ref = model.id
     served_name = model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1]
 
-    args: list[str] = [model_ref, "--served-model-name", served_name,
-                       "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
-    args += model.catalog_args()
-    if vendor.has_gpus or tp > 1:
-        args += ["--tensor-parallel-size", str(tp)]
-    if dp > 1:
-        args += ["--data-parallel-size", str(dp)]
+    # The recipe's `--allowed-local-media-path /` would expose the whole container:
+    # only a mounted --media-dir is allowed.
+    args: list[str] = _drop(recipe.args, "--allowed-local-media-path")
     args += ["--max-model-len", str(max_len)]
     if vendor.has_gpus:
         args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
@@ -242,12 +404,6 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
     if s.bench_mode:
         args.append("--no-enable-prefix-caching")
-    if s.mtp:
-        if not model.has_mtp:
-            raise UsageError(f"--mtp: {model.id} has no MTP layers (the GLM-4.5/4.6/4.7 "
-                             "text models do).")
-        args += ["--speculative-config.method", "mtp",
-                 "--speculative-config.num_speculative_tokens", str(s.mtp_tokens)]
     if s.media_dir:
         if not model.vision:
             raise UsageError(f"--media-dir is for vision models; {model.id} is text-only.")
@@ -258,12 +414,21 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         args += ["--allowed-local-media-path", CONTAINER_MEDIA]
     if s.enforce_eager:
         args.append("--enforce-eager")
-    # The seed's AMD command quiets request logs; only versions that know the flag get it.
+    # Older images log every request unless told not to; 0.17 removed the flag.
     if vendor.name == "rocm" and flag_supported("--disable-log-requests", image.vllm_version):
         args.append("--disable-log-requests")
-    args += list(s.extra_args)
+    args = dedupe_flags([*args, *s.extra_args])
+    for flag in [a for a in args if a.startswith("--")]:
+        if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
+            args = _drop(args, flag)
+            notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
+    if s.mtp and model.tool_parser and not at_least(image.vllm_version, MTP_TOOL_FIX):
+        notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "
+                     f"arguments (fixed in vLLM {MTP_TOOL_FIX}); use a newer image or drop --mtp")
+    args = [model_ref, "--served-model-name", served_name,
+            "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]
 
-    environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env}
+    environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env, **recipe.env}
     # Weights complete in the cache (`invoke download`): start without the network.
     environment.update(offline)
     if vendor.visibility_env and gpu_ids is not None:
@@ -300,8 +465,9 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
                 f"{LABEL}.project": s.project, f"{LABEL}.model": model.id,
                 f"{LABEL}.vendor": vendor.name, f"{LABEL}.port": str(s.port),
                 f"{LABEL}.image": image.ref, f"{LABEL}.served-model": served_name,
-                f"{LABEL}.model-ref": model_ref, f"{LABEL}.max-model-len": str(max_len)},
+                f"{LABEL}.model-ref": model_ref, f"{LABEL}.max-model-len": str(max_len),
+                f"{LABEL}.strategy": recipe.strategy},
         start_period_s=start_period,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
-        model_dir=model_dir, notes=tuple(notes),
+        model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
     )

@@ -33,7 +33,14 @@ class Settings:
     max_model_len: int | None = None
     max_num_batched_tokens: int | None = None
     mtp: bool = False
-    mtp_tokens: int = 1
+    mtp_tokens: int | None = None  # None: the recipe's draft-token count
+    # Hardware to plan for instead of what is detected: a taxonomy id (h200, mi355x) or a
+    # GPU name with --gpu-mem; and the recipes' strategy names.
+    gpu: str | None = None
+    gpu_count: int | None = None
+    gpu_mem: float | None = None
+    strategy: str | None = None
+    cuda12: bool = False  # the -cu129 image tags, for NVIDIA drivers older than CUDA 13 needs
     bench_mode: bool = False  # --no-enable-prefix-caching, as the recipes bench
     privileged: bool = False
     enforce_eager: bool = False

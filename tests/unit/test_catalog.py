@@ -5,39 +5,50 @@ import pytest
 from glmkit.catalog import CATALOG, DEFAULT_MAX_MODEL_LEN, resolve_model
 from glmkit.errors import UsageError
 
-SEED_MODELS = ["GLM-4.5", "GLM-4.5-Air", "GLM-4.6", "GLM-4.7", "GLM-4.7-Flash", "GLM-4.5V",
-               "GLM-4.6V"]
+BF16_AND_FP8 = ["GLM-4.5", "GLM-4.5-Air", "GLM-4.6", "GLM-4.7", "GLM-4.5V", "GLM-4.6V",
+                "GLM-5", "GLM-5.1", "GLM-5.2"]
 
 
-@pytest.mark.parametrize("name", SEED_MODELS)
-def test_every_seed_model_has_bf16_and_fp8(name: str) -> None:
+@pytest.mark.parametrize("name", BF16_AND_FP8)
+def test_families_have_bf16_and_fp8(name: str) -> None:
     assert CATALOG[f"zai-org/{name}"].precision == "bf16"
     assert CATALOG[f"zai-org/{name}-FP8"].precision == "fp8"
 
 
-@pytest.mark.parametrize("model_id", [m for m in CATALOG if m.startswith("zai-org/")])
+def test_checkpoints_zai_org_does_not_publish_are_gone() -> None:
+    assert "zai-org/GLM-4.7-Flash-FP8" not in CATALOG
+    assert CATALOG["zai-org/GLM-4.7-Flash"].family == "GLM-4.7"
+
+
+def test_third_party_checkpoints_of_the_recipes() -> None:
+    assert CATALOG["nvidia/GLM-5.2-NVFP4"].precision == "nvfp4"
+    assert CATALOG["amd/GLM-5.2-MXFP4"].precision == "mxfp4"
+    assert CATALOG["nvidia/GLM-4.7-NVFP4"].family == "GLM-4.7"
+
+
+@pytest.mark.parametrize("model_id", [m for m in CATALOG if "/GLM-" in m])
 def test_parsers_follow_the_recipes(model_id: str) -> None:
     spec = CATALOG[model_id]
-    args = spec.catalog_args()
-    expected_tool = "glm47" if "GLM-4.7" in model_id else "glm45"
-    assert args[args.index("--tool-call-parser") + 1] == expected_tool
-    assert args[args.index("--reasoning-parser") + 1] == "glm45"
-    assert "--enable-auto-tool-choice" in args
+    newer = spec.family.startswith(("GLM-4.7", "GLM-5"))
+    assert spec.tool_parser == ("glm47" if newer else "glm45")
+    assert spec.reasoning_parser == "glm45"
 
 
-def test_context_limits() -> None:
-    assert CATALOG["zai-org/GLM-4.5V"].max_context == 64 * 1024
-    assert CATALOG["zai-org/GLM-4.6V"].max_context == 128 * 1024
-    assert CATALOG["zai-org/GLM-4.6"].max_context == 128 * 1024
+def test_context_limits_from_the_recipes() -> None:
+    assert CATALOG["zai-org/GLM-4.5V"].max_context == 65536
+    assert CATALOG["zai-org/GLM-4.6V"].max_context == 131072
+    for model_id in ("zai-org/GLM-4.6", "zai-org/GLM-4.7", "zai-org/GLM-4.7-Flash",
+                     "zai-org/GLM-5.1-FP8"):
+        assert CATALOG[model_id].max_context == 202752
+    assert CATALOG["zai-org/GLM-5.2-FP8"].max_context == 1048576
 
 
-def test_vision_models_get_vision_flags_and_no_root_media_path() -> None:
-    for model_id in ("zai-org/GLM-4.5V-FP8", "zai-org/GLM-4.6V"):
-        args = CATALOG[model_id].catalog_args()
-        assert args[args.index("--mm-encoder-tp-mode"):][:2] == ["--mm-encoder-tp-mode", "data"]
-        assert "--enable-expert-parallel" in args
-        assert "--mm-processor-cache-type" in args
-        assert "--allowed-local-media-path" not in args
+def test_minimum_vllm_and_sizes_from_the_recipes() -> None:
+    assert CATALOG["zai-org/GLM-5-FP8"].min_vllm == "0.16.0"
+    assert CATALOG["zai-org/GLM-5.1"].min_vllm == "0.19.1"
+    assert CATALOG["zai-org/GLM-5.2-FP8"].min_vllm == "0.23.0"
+    assert CATALOG["zai-org/GLM-4.6"].vram_minimum_gb == 857
+    assert CATALOG["zai-org/GLM-5.2-FP8"].total_params_b == 743
 
 
 def test_mtp_only_on_text_models() -> None:
@@ -59,7 +70,7 @@ def test_typo_gets_did_you_mean() -> None:
 def test_other_hub_repo_is_generic() -> None:
     spec = resolve_model("Qwen/Qwen3-0.6B")
     assert not spec.in_catalog
-    assert spec.catalog_args() == []
+    assert spec.recipe is None and spec.tool_parser is None
     assert spec.max_context == DEFAULT_MAX_MODEL_LEN
 
 

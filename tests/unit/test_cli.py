@@ -33,7 +33,7 @@ def test_list_is_instant_and_shows_help() -> None:
     (["render", "--vendor", "intel"], "Unknown vendor 'intel'"),
     (["render", "--model", "zai-org/GLM-4.66"], "Did you mean 'zai-org/GLM-4.6'"),
     (["render", "--vendor", "nvidia", "--model", "zai-org/GLM-4.6", "--gpus", "0,1,2,3"],
-     "needs 8 GPUs, but --gpus 0,1,2,3 names 4"),
+     "needs about 857 GB"),
     (["render", "--tp", "x"], "tp: expected a whole number"),
     (["render", "--gpu-memory-utilization", "1.2"], "must be in (0, 1]"),
     (["render", "--model", "./no/such/folder"], "not a model folder"),

@@ -12,7 +12,7 @@ from glmkit.catalog import CATALOG
 from glmkit.cluster import build_cluster, cluster_compose, parse_nodes
 from glmkit.compose import write_compose_data
 from glmkit.errors import UsageError
-from glmkit.sizing import ARCH, GPUS, fit
+from glmkit.sizing import ARCH, GPUS, arch_key, fit
 
 from .helpers import plan_for
 
@@ -36,7 +36,7 @@ def test_parse_nodes() -> None:
 
 
 def test_mp_engine_follows_vllms_multi_node_flags() -> None:
-    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1)
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1, nodes="2")
     cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8)
     head, worker = cluster.node_args["head"], cluster.node_args["w1"]
     assert (cluster.tensor_parallel, cluster.pipeline_parallel) == (8, 2)
@@ -53,7 +53,7 @@ def test_mp_engine_follows_vllms_multi_node_flags() -> None:
 
 
 def test_dp_and_ray_engines() -> None:
-    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", tp=1)
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", tp=1, nodes="2")
     dp = build_cluster(base, parse_nodes(REMOTE), "dp", tp=2, pp=None, gpus_per_node=8)
     worker = dp.node_args["w1"]
     assert arg(worker, "--data-parallel-size") == "8"
@@ -70,7 +70,7 @@ def test_dp_and_ray_engines() -> None:
 
 
 def test_local_simulation_compose() -> None:
-    base = plan_for(tp=1)
+    base = plan_for(tp=1, nodes="2")
     cluster = build_cluster(base, parse_nodes("2"), "mp", tp=None, pp=None, gpus_per_node=1)
     assert cluster.tensor_parallel == 2 and cluster.pipeline_parallel == 1  # TP across CPUs
     (data,) = cluster_compose(cluster).values()
@@ -84,7 +84,7 @@ def test_local_simulation_compose() -> None:
 
 
 def test_remote_nodes_use_the_host_network_and_loopback_api() -> None:
-    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1)
+    base = plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1, nodes="2")
     cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8,
                             ifname="ib0", rdma=True)
     files = cluster_compose(cluster)
@@ -99,15 +99,19 @@ def test_remote_nodes_use_the_host_network_and_loopback_api() -> None:
 
 def needs_more_than_one_node(model_id: str) -> bool:
     model = CATALOG[model_id]
-    return not fit(model, ARCH[model.short_name.removesuffix("-FP8")], GPUS["H100"], 8,
-                   model.precision).fits
+    return not fit(model, ARCH[arch_key(model)], GPUS["H100"], 8, model.precision).fits
 
 
 BIG = [m for m in CATALOG if m.startswith("zai-org/") and needs_more_than_one_node(m)]
 
 
-def test_the_big_models_are_the_bf16_355b_ones() -> None:
-    assert sorted(BIG) == ["zai-org/GLM-4.5", "zai-org/GLM-4.6", "zai-org/GLM-4.7"]
+def test_sizing_agrees_with_the_recipes_on_what_outgrows_8_h100() -> None:
+    # 8 H100 hold 640 GB: the BF16 355B models and GLM-5.x in BF16 and FP8 need more;
+    # the recipes' vram_minimum_gb says the same.
+    assert sorted(BIG) == sorted(m for m in CATALOG if m.startswith("zai-org/")
+                                 and CATALOG[m].vram_minimum_gb > 640)
+    assert "zai-org/GLM-4.6" in BIG and "zai-org/GLM-5.2-FP8" in BIG
+    assert "zai-org/GLM-4.6-FP8" not in BIG
 
 
 def compose_config(path: Path) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def compose_config(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("engine", ["mp", "dp", "ray"])
 @pytest.mark.parametrize("model_id", BIG)
 def test_multi_node_layouts_validate(model_id: str, engine: str, tmp_path: Path) -> None:
-    base = plan_for(vendor="cuda", model=model_id, tp=1)
+    base = plan_for(vendor="cuda", model=model_id, tp=1, nodes="2")
     cluster = build_cluster(base, parse_nodes(REMOTE), engine, tp=8,
                             pp=None, gpus_per_node=8)
     for name, data in cluster_compose(cluster).items():
@@ -135,8 +139,13 @@ def test_multi_node_layouts_validate(model_id: str, engine: str, tmp_path: Path)
 def test_k8s_single_node_validates(model_id: str, vendor: str) -> None:
     from .helpers import gpus
 
-    machine = gpus(vendor, 8, 196592, "AMD Instinct MI300X") if vendor == "rocm" else \
-        gpus(vendor, 8, 143771, "NVIDIA H200")
+    # The largest node of each vendor, so every checkpoint of the family fits one.
+    machine = gpus(vendor, 8, 294912, "AMD Instinct MI355X") if vendor == "rocm" else \
+        gpus(vendor, 8, 274432, "NVIDIA B300 SXM6 AC")
+    if "NVFP4" in model_id and vendor == "rocm":
+        with pytest.raises(UsageError, match="nvfp4 needs NVIDIA blackwell"):
+            plan_for(hw=machine, vendor=vendor, model=model_id)
+        return
     manifests = k8s.single_node(plan_for(hw=machine, vendor=vendor, model=model_id))
     k8s.validate(manifests)
     deployment = manifests[1]
@@ -151,7 +160,7 @@ def test_k8s_single_node_validates(model_id: str, vendor: str) -> None:
 
 @pytest.mark.parametrize("model_id", BIG)
 def test_k8s_leader_worker_set_validates(model_id: str) -> None:
-    base = plan_for(vendor="cuda", model=model_id, tp=1)
+    base = plan_for(vendor="cuda", model=model_id, tp=1, nodes="2")
     cluster = build_cluster(base, parse_nodes(REMOTE), "mp", tp=None, pp=None, gpus_per_node=8)
     manifests = k8s.multi_node(cluster)
     k8s.validate(manifests)

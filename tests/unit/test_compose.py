@@ -30,10 +30,18 @@ def compose_config(path: Path) -> dict[str, Any]:
 @pytest.mark.usefixtures("compose_cli")
 @pytest.mark.parametrize(("model_id", "vendor"), CASES)
 def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: Path) -> None:
-    # The largest machines of each vendor, so every catalog model fits without offload.
-    machine = {"cuda": gpus("cuda", 8, 143771, "NVIDIA H200"),
-               "rocm": gpus("rocm", 8, 196592, "AMD Instinct MI300X"),
+    # The largest node of each vendor, so every checkpoint fits one without offload.
+    machine = {"cuda": gpus("cuda", 8, 274432, "NVIDIA B300 SXM6 AC"),
+               "rocm": gpus("rocm", 8, 294912, "AMD Instinct MI355X"),
                "cpu": gpus("cpu", 0)}[vendor]
+    if "NVFP4" in model_id and vendor == "rocm":
+        with pytest.raises(UsageError, match="nvfp4 needs NVIDIA blackwell"):
+            plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
+        return
+    if "MXFP4" in model_id and vendor == "cuda":
+        with pytest.raises(UsageError, match="runs only on mi355x"):
+            plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
+        return
     plan = plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
     path = write_compose(plan, tmp_path)
     config = compose_config(path)

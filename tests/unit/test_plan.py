@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from glmkit.errors import UsageError
@@ -50,11 +52,16 @@ def test_rocm_gpu_selection_uses_one_visibility_variable() -> None:
 
 
 def test_disable_log_requests_follows_the_image_version() -> None:
-    seed_image = plan_for(vendor="rocm", model="zai-org/GLM-4.6")
+    seed_image = plan_for(vendor="rocm", model="zai-org/GLM-4.6", vllm_version="0.15.1")
+    assert seed_image.image.ref == "vllm/vllm-openai-rocm:v0.15.1"
     assert "--disable-log-requests" in seed_image.serve_args
-    newer = plan_for(vendor="rocm", model="zai-org/GLM-4.6", image="my/vllm:latest",
-                     vllm_version="0.32.0")
-    assert "--disable-log-requests" not in newer.serve_args
+    current = plan_for(vendor="rocm", model="zai-org/GLM-4.6")
+    assert current.image.ref == "vllm/vllm-openai-rocm:v0.33.0"
+    assert "--disable-log-requests" not in current.serve_args
+    custom = plan_for(vendor="rocm", model="zai-org/GLM-4.6", image="my/vllm:latest",
+                      vllm_version="0.32.0", extra_args=("--disable-log-requests",))
+    assert "--disable-log-requests" not in custom.serve_args
+    assert any("dropped --disable-log-requests" in note for note in custom.notes)
 
 
 def test_cuda_reserves_gpus() -> None:
@@ -67,14 +74,18 @@ def test_cuda_reserves_gpus() -> None:
 
 def test_tp_larger_than_named_gpus_is_refused() -> None:
     with pytest.raises(UsageError, match="needs 8 GPUs, but --gpus 0,1 names 2"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.6", gpus="0,1", tp=8)
+    with pytest.raises(UsageError, match="needs about 857 GB.*2 × H200.*at TP 2"):
         plan_for(vendor="cuda", model="zai-org/GLM-4.6", gpus="0,1")
 
 
 def test_tp_times_dp_checked_against_detected_gpus() -> None:
     with pytest.raises(UsageError, match="this machine has 4"):
         plan_for(hw=gpus("cuda", 4), vendor="cuda", model="zai-org/GLM-4.5-Air", tp=4, dp=2)
-    ok = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
-    assert flag_value(ok.serve_args, "--data-parallel-size") == "2"
+    ok = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=4)
+    assert flag_value(ok.serve_args, "--data-parallel-size") == "4"
+    with pytest.raises(UsageError, match="needs about 254 GB.*2 GPU"):
+        plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air", dp=2)
 
 
 def test_vendor_detected_when_not_given() -> None:
@@ -153,12 +164,93 @@ def test_cpu_rejects_gpus() -> None:
         plan_for(vendor="cpu", gpus="0")
 
 
-def test_catalog_image_pin_per_vendor() -> None:
-    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.7")
-    assert plan.image.ref == "glmkit/vllm-cuda:v0.15.1-glm47"
-    assert plan.image.source == "build"
-    assert plan_for(vendor="cuda", model="zai-org/GLM-4.6").image.ref == \
-        "vllm/vllm-openai:v0.15.1"
+def test_images_follow_the_recipe() -> None:
+    assert plan_for(vendor="cuda", model="zai-org/GLM-4.7").image.ref == \
+        "vllm/vllm-openai:v0.33.0"
+    assert plan_for(vendor="cuda", model="zai-org/GLM-4.6", cuda12=True).image.ref == \
+        "vllm/vllm-openai:v0.33.0-cu129"
+    glm52 = plan_for(vendor="cuda", model="zai-org/GLM-5.2-FP8")
+    assert glm52.image.ref == "vllm/vllm-openai:v0.23.0"
+    assert plan_for(vendor="rocm", model="zai-org/GLM-5.2-FP8", gpu="mi355x").image.ref \
+        .startswith("vllm/vllm-openai-rocm:nightly-")
+
+
+def test_transformers_overlay_only_where_the_image_lacks_it() -> None:
+    old = plan_for(vendor="cuda", model="zai-org/GLM-4.7", vllm_version="0.15.1")
+    assert old.image.source == "build"
+    assert old.image.build_args == {"BASE_IMAGE": "vllm/vllm-openai:v0.15.1",
+                                    "TRANSFORMERS_SPEC": "transformers==5.0.0"}
+    assert plan_for(vendor="cuda", model="zai-org/GLM-4.6", vllm_version="0.15.1"
+                    ).image.source == "pull"
+
+
+def test_an_image_older_than_the_recipe_minimum_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"GLM-5.2-FP8 needs vLLM ≥ 0.23.0.*0.15.1"):
+        plan_for(vendor="cuda", model="zai-org/GLM-5.2-FP8", vllm_version="0.15.1")
+
+
+def test_mtp_with_tools_on_an_image_before_the_fix_warns() -> None:
+    old = plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", vllm_version="0.15.1", mtp=True)
+    assert any("fixed in vLLM 0.20.0" in note for note in old.notes)
+    new = plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", mtp=True)
+    assert not any("fixed in vLLM" in note for note in new.notes)
+
+
+def test_glm46_serves_its_full_context() -> None:
+    plan = plan_for(vendor="rocm", model="zai-org/GLM-4.6", max_model_len=202752)
+    assert flag_value(plan.serve_args, "--max-model-len") == "202752"
+    with pytest.raises(UsageError, match="context limit of 202752"):
+        plan_for(vendor="rocm", model="zai-org/GLM-4.6", max_model_len=202753)
+
+
+def test_glm52_fp8_on_8_h200() -> None:
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-5.2-FP8", gpu="h200", gpu_count=8,
+                    mtp=True)
+    args = plan.serve_args
+    assert flag_value(args, "--kv-cache-dtype") == "fp8"
+    assert flag_value(args, "--tensor-parallel-size") == "8"
+    assert json.loads(flag_value(args, "--speculative-config")) == \
+        {"method": "mtp", "num_speculative_tokens": 5}
+    assert flag_value(args, "--tool-call-parser") == "glm47"
+
+
+def test_glm52_on_mi355x_gets_aiter() -> None:
+    plan = plan_for(vendor="rocm", model="zai-org/GLM-5.2-FP8", gpu="mi355x")
+    assert plan.environment["VLLM_ROCM_USE_AITER"] == "1"
+    assert plan.environment["VLLM_ROCM_USE_AITER_FUSION_SHARED_EXPERTS"] == "1"
+    assert flag_value(plan.serve_args, "--linear-backend") == "aiter"
+    assert flag_value(plan.serve_args, "--moe-backend") == "aiter"
+    assert flag_value(plan.serve_args, "--kv-cache-dtype") == "fp8_e4m3"
+    mxfp4 = plan_for(vendor="rocm", model="amd/GLM-5.2-MXFP4", gpu="mi355x")
+    assert mxfp4.environment["VLLM_USE_V2_MODEL_RUNNER"] == "1"
+    with pytest.raises(UsageError, match="runs only on mi355x"):
+        plan_for(vendor="rocm", model="amd/GLM-5.2-MXFP4", gpu="mi300x")
+
+
+def test_data_parallel_is_the_recipes_dep() -> None:
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.5-FP8", gpu="h200", dp=8)
+    assert plan.strategy == "single_node_dep"
+    assert "--enable-expert-parallel" in plan.serve_args
+    assert flag_value(plan.serve_args, "--data-parallel-size") == "8"
+    tep = plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", strategy="single_node_tep",
+                   gpu="b200", gpu_count=4)
+    assert "--enable-expert-parallel" in tep.serve_args
+    assert flag_value(tep.serve_args, "--tensor-parallel-size") == "4"
+
+
+def test_unknown_or_foreign_strategies_are_refused() -> None:
+    with pytest.raises(UsageError, match="does not offer single_node_dep"):
+        plan_for(vendor="cuda", model="zai-org/GLM-5-FP8", strategy="single_node_dep")
+    with pytest.raises(UsageError, match="spans machines: add --nodes"):
+        plan_for(vendor="cuda", model="zai-org/GLM-5-FP8", strategy="multi_node_tp")
+    with pytest.raises(UsageError, match="Unknown --strategy"):
+        plan_for(vendor="cuda", model="zai-org/GLM-5-FP8", strategy="fastest")
+
+
+def test_rocm_recipe_env_reaches_the_container() -> None:
+    plan = plan_for(vendor="rocm", model="zai-org/GLM-4.6V-FP8")
+    assert plan.environment["VLLM_ROCM_USE_AITER"] == "1"
+    assert "--allowed-local-media-path" not in plan.serve_args
 
 
 def test_hf_cache_follows_hf_home() -> None:
@@ -174,16 +266,20 @@ def test_start_period_grows_with_model_size() -> None:
     assert NO_GPU.gpu_count == 0
 
 
-def test_detected_gpus_fill_tp_from_the_sizing_plan() -> None:
+def test_detected_gpus_fill_tp_as_the_recipes_do() -> None:
+    # 127 GB of weights do not fit one 80 GB card: the recipes take the whole node.
     plan = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8")
-    assert plan.tensor_parallel == 2
-    assert any(note.startswith("plan: TP 2") for note in plan.notes)
+    assert plan.tensor_parallel == 8
+    assert any(note.startswith("plan: TP 8") for note in plan.notes)
+    one_card = plan_for(hw=gpus("cuda", 8, 143771, "NVIDIA H200"), vendor="cuda",
+                        model="zai-org/GLM-4.7-Flash")
+    assert one_card.tensor_parallel == 1
     user_tp = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", tp=4)
     assert user_tp.tensor_parallel == 4
 
 
 def test_what_cannot_fit_is_refused_before_anything_starts() -> None:
-    with pytest.raises(UsageError, match="does not fit on 8 × H100.*--cpu-offload-gb"):
+    with pytest.raises(UsageError, match="needs about 859 GB.*8 × H100.*--cpu-offload-gb"):
         plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5")
     offloaded = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5",
                          extra_args=("--cpu-offload-gb", "24"))
