@@ -40,7 +40,14 @@ SERVE_HELP = {
     "max_model_len": "context length (default 65536, capped at the model's limit)",
     "max_num_batched_tokens": "vLLM --max-num-batched-tokens",
     "mtp": "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)",
-    "mtp_tokens": "speculative tokens for MTP (default 1, as the recipes advise)",
+    "mtp_tokens": "MTP draft tokens (default: the recipe's: 1 for GLM-4.x, 3 for 5/5.1, 5 for 5.2)",
+    "gpu": "plan for this GPU instead of the detected one: h100, h200, b200, b300, mi300x, "
+           "mi325x, mi355x, or any name with --gpu-mem",
+    "gpu_count": "GPUs per node to plan for (default: detected, else the GPU's 8-GPU node)",
+    "gpu_mem": "GB per GPU, for a --gpu the recipes' hardware list lacks",
+    "strategy": "the recipes' strategy: single_node_tp (default), single_node_tep, "
+                "single_node_dep, multi_node_tp, multi_node_tp_pp, multi_node_tep, multi_node_dep",
+    "cuda12": "use vLLM's CUDA 12 (-cu129) images; automatic with an NVIDIA driver below 580",
     "bench_mode": "serve with --no-enable-prefix-caching, as the recipes benchmark",
     "privileged": "ROCm: the seed's full docker run options (privileged, /dev/mem, SYS_ADMIN)",
     "enforce_eager": "skip torch.compile and graph capture (faster start, slower serving)",
@@ -54,7 +61,7 @@ SERVE_HELP = {
     "ifname": "network interface for gloo/NCCL between nodes",
     "rdma": "pass /dev/infiniband to the nodes (RDMA fabrics)",
 }
-BOOL_OPTIONS = {"mtp", "bench_mode", "privileged", "enforce_eager", "rdma"}
+BOOL_OPTIONS = {"mtp", "bench_mode", "privileged", "enforce_eager", "rdma", "cuda12"}
 
 
 def _fail(err: Exception) -> Exit:
@@ -372,40 +379,51 @@ def _status_remote(project: str, nodes: str, as_json: bool) -> None:
 
 
 @task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu", "model": "build the image this "
-            "catalog model uses (e.g. GLM-4.7's)", "force": "rebuild even when up to date",
+            "catalog model uses (a transformers overlay where its image lacks one)",
+            "vllm_version": "vLLM release of the official image to build on",
+            "force": "rebuild even when up to date",
             "ca_cert": "extra CA certificate for the image (repeatable)"},
       iterable=["ca_cert"])
 @_exits
-def build(c, vendor="cpu", model=None, force=False, ca_cert=None):  # type: ignore[no-untyped-def]
+def build(c, vendor="cpu", model=None, vllm_version=None, force=False, ca_cert=None):  # type: ignore[no-untyped-def]
     """Build a vLLM image from docker/ (CPU: offline, from a host wheelhouse)."""
     from glmkit import build as builder
-    from glmkit.catalog import resolve_model
-    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.catalog import TINY_MODEL_ID, resolve_model
+    from glmkit.images import choose_image
     from glmkit.vendors import resolve_vendor
 
-    profile_vendor = resolve_vendor(vendor)
-    ref = DEFAULT_IMAGES[profile_vendor.name]
-    if model:
-        ref = resolve_model(model).images.get(profile_vendor.name, ref)
-    profile = image_profile(ref, profile_vendor.name)
+    name = resolve_vendor(vendor).name
+    profile = choose_image(resolve_model(model or TINY_MODEL_ID, os.environ), name,
+                           vllm_version=vllm_version)
     if profile.source != "build":
-        print(f"{ref} is vLLM's official image; `invoke pull --vendor {vendor}` fetches it.")
+        print(f"{profile.ref} is vLLM's official image; `invoke pull --vendor {vendor}` "
+              "fetches it.")
         return
     builder.build_image(profile, ROOT, _console(), os.environ, ca_certs=ca_cert or (),
                         force=force)
 
 
-@task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu"})
+@task(help={"vendor": "cuda (nvidia), rocm (amd) or cpu",
+            "model": "pull the image this catalog model uses (its recipe's pin, if any)",
+            "vllm_version": "vLLM release to pull (default: the newest stable)",
+            "cuda12": "the CUDA 12 (-cu129) tag"})
 @_exits
-def pull(c, vendor="cuda"):  # type: ignore[no-untyped-def]
+def pull(c, vendor="cuda", model=None, vllm_version=None, cuda12=False):  # type: ignore[no-untyped-def]
     """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
     from glmkit import build as builder
-    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.catalog import resolve_model
+    from glmkit.images import CPU_IMAGE, choose_image, official_image
     from glmkit.process import run
     from glmkit.vendors import resolve_vendor
 
     name = resolve_vendor(vendor).name
-    profile = image_profile(DEFAULT_IMAGES[name], name)
+    if name == "cpu":
+        profile = CPU_IMAGE
+    elif model:
+        profile = choose_image(resolve_model(model, os.environ), name, cuda12=cuda12,
+                               vllm_version=vllm_version)
+    else:
+        profile = official_image(name, vllm_version or "0.33.0", cuda12=cuda12)
     ref = profile.official_ref or profile.ref
     builder.pull_image(ref, _console())
     if ref != profile.ref:
@@ -431,10 +449,10 @@ def tiny_model(c, layers=2, force=False):  # type: ignore[no-untyped-def]
     from glmkit import build as builder
     from glmkit import tiny
     from glmkit.catalog import CATALOG, TINY_MODEL_ID
-    from glmkit.images import DEFAULT_IMAGES, image_profile
+    from glmkit.images import CPU_IMAGE
     from glmkit.paths import kit_home
 
-    profile = image_profile(DEFAULT_IMAGES["cpu"], "cpu")
+    profile = CPU_IMAGE
     if not builder.image_present(profile.ref):
         builder.build_image(profile, ROOT, _console(), os.environ)
     local_dir = CATALOG[TINY_MODEL_ID].local_dir
@@ -447,19 +465,22 @@ def tiny_model(c, layers=2, force=False):  # type: ignore[no-untyped-def]
 @task
 @_exits
 def models(c):  # type: ignore[no-untyped-def]
-    """List the model catalog with each model's parsers, context and default TP."""
+    """Every served checkpoint: family, precision, size, context, parsers, min vLLM, source."""
     from rich.table import Table
 
-    from glmkit.catalog import CATALOG
+    from glmkit.catalog import catalog
 
     table = Table()
-    for column in ("model", "precision", "params (active)", "context", "TP", "tool parser",
-                   "MTP", "vision"):
+    for column in ("model", "family", "precision", "params (active)", "needs GB", "context",
+                   "tool / reasoning", "MTP", "vision", "min vLLM", "source"):
         table.add_column(column)
-    for m in CATALOG.values():
-        table.add_row(m.id, m.precision, f"{m.total_params_b:g}B ({m.active_params_b:g}B)",
-                      str(m.max_context), str(m.default_tp), m.tool_parser or "-",
-                      "yes" if m.has_mtp else "-", "yes" if m.vision else "-")
+    for m in catalog(os.environ).values():
+        table.add_row(m.id, m.family, m.precision,
+                      f"{m.total_params_b:g}B ({m.active_params_b:g}B)",
+                      f"{m.vram_minimum_gb:g}", str(m.max_context),
+                      f"{m.tool_parser or '-'} / {m.reasoning_parser or '-'}",
+                      "yes" if m.has_mtp else "-", "yes" if m.vision else "-", m.min_vllm,
+                      m.source)
     _console().print(table)
 
 
@@ -636,10 +657,13 @@ def download(c, model, revision=None, hf_cache=None):  # type: ignore[no-untyped
 
 
 @task(help={"model": "catalog id (default: the tiny model)",
-            "vendor": "cuda, rocm (default: what this machine has)",
-            "gpu_count": "number of GPUs (default: detected)",
-            "gpu": "GPU type, e.g. H100, H200, MI300X (default: detected)",
+            "vendor": "cuda, rocm (default: what this machine has); picks the reference GPU "
+                      "when none is named or detected",
+            "gpu_count": "number of GPUs (default: detected, else the GPU's 8-GPU node)",
+            "gpu": "GPU type: h100, h200, b200, b300, mi300x, mi325x, mi355x (default: detected)",
             "gpu_mem": "GB per GPU, for a GPU type glmkit does not know",
+            "strategy": "size for this recipe strategy (default: the recommendation for --goal)",
+            "goal": "latency (TP/TEP with MTP) or throughput (DEP); default latency",
             "tp": "check this tensor-parallel size instead of choosing one",
             "batch": "decode batch for the TPOT estimate (default 16)",
             "context": "tokens per sequence for the TPOT estimate (default 9000: 8k in + 1k out)",
@@ -647,7 +671,8 @@ def download(c, model, revision=None, hf_cache=None):  # type: ignore[no-untyped
             "nodes": "plan for this many machines of --gpu-count GPUs each"})
 @_exits
 def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_mem=None,  # type: ignore[no-untyped-def]
-         tp=None, batch=16, context=9000, gpu_memory_utilization=0.9, nodes=None):
+         tp=None, batch=16, context=9000, gpu_memory_utilization=0.9, nodes=None,
+         strategy=None, goal="latency"):
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from rich.table import Table
 
@@ -655,22 +680,56 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
     from glmkit.catalog import resolve_model
     from glmkit.errors import UsageError
     from glmkit.paths import hf_cache
-    from glmkit.sizing import ASSUMPTIONS, gpu_from_hardware, gpu_spec, model_arch, plan_report
+    from glmkit.recipes import load_book
+    from glmkit.resolver import (
+        default_features,
+        recommend_strategy,
+        resolve,
+        target_for,
+    )
+    from glmkit.sizing import ASSUMPTIONS, gpu_spec, model_arch, plan_report
+    from glmkit.vendors import resolve_vendor
 
-    spec = resolve_model(model)
+    if goal not in ("latency", "throughput"):
+        raise UsageError(f"--goal {goal!r}: choose latency or throughput.")
+    spec = resolve_model(model, os.environ)
     hw = hardware.detect()
-    if gpu:
-        card = gpu_spec(gpu, float(gpu_mem) if gpu_mem else None)
-    elif hw.gpus:
-        card = gpu_from_hardware(hw.gpus[0].name, hw.gpus[0].memory_mib)
-    else:
-        raise UsageError("No GPU detected: pass --gpu (H100, H200, MI300X, …) and --gpu-count.")
-    count = int(gpu_count) if gpu_count else hw.gpu_count
-    if count < 1:
+    book = load_book(os.environ)
+    wanted = resolve_vendor(vendor).name if vendor else hw.vendor
+    count = int(gpu_count) if gpu_count else None
+    if count is not None and count < 1:
         raise UsageError("--gpu-count must be at least 1.")
+    mem = float(gpu_mem) if gpu_mem else None
+    if gpu:
+        target = target_for(book, gpu, count, mem, wanted)
+    elif hw.gpus and hw.vendor == wanted:
+        target = target_for(book, hw.gpus[0].name, count or hw.gpu_count,
+                            round(hw.gpus[0].memory_mib / 1024, 1), wanted)
+    elif wanted in ("cuda", "rocm") and mem is None:
+        target = target_for(book, {"cuda": "h200", "rocm": "mi300x"}[wanted], count)
+    else:
+        raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
+                         "cuda/rocm, and --gpu-count.")
+    card = gpu_spec(target.id or gpu or hw.gpus[0].name, target.gpu_memory_gb)
+    count = target.gpu_count
     arch = model_arch(spec, hf_cache(os.environ))
+    kv_bytes = 2.0
+    recommended: list[tuple[str, str]] = []
+    if spec.recipe is not None and spec.variant is not None:
+        for aim in ("latency", "throughput"):
+            name, why = recommend_strategy(spec.recipe, aim)
+            recommended.append((f"for {aim}", f"--strategy {name}"
+                                + (" --mtp" if aim == "latency" and spec.has_mtp else "")
+                                + f": {why}"))
+        chosen_strategy = strategy or recommend_strategy(spec.recipe, goal)[0]
+        resolved = resolve(book, spec.recipe, spec.variant, chosen_strategy, target,
+                           default_features(spec.recipe))
+        if "--kv-cache-dtype" in resolved.args and \
+                resolved.args[resolved.args.index("--kv-cache-dtype") + 1].startswith("fp8"):
+            kv_bytes = 1.0
     rep = plan_report(spec, arch, card, count, batch=int(batch), context=int(context),
-                      utilization=float(gpu_memory_utilization), tp=int(tp) if tp else None)
+                      utilization=float(gpu_memory_utilization), tp=int(tp) if tp else None,
+                      kv_bytes=kv_bytes)
     console = _console()
     table = Table(title=f"{spec.id} on {count} × {card.name} ({card.memory_gb:g} GB, "
                   f"{card.bandwidth_tb_s:g} TB/s)", show_header=False)
@@ -685,13 +744,24 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
             f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}")
         table.add_row(f"in {precision.upper()}", verdict)
     ch = rep.chosen
-    table.add_row("layout", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
-                  f"replica(s) on {count} GPUs" + (" with --enable-expert-parallel"
-                                                   if rep.expert_parallel else ""))
+    if spec.recipe is not None:
+        ep = " --enable-expert-parallel" if "--enable-expert-parallel" in resolved.args else ""
+        table.add_row("recipe layout", f"{chosen_strategy}: {resolved.parallel_flag} "
+                      f"{resolved.parallel_size}{ep}")
+    table.add_row("smallest fit", f"--tensor-parallel-size {ch.tp}, {ch.replicas} "
+                  f"data-parallel replica(s) on {count} GPUs")
     table.add_row("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU; largest "
                   f"--max-model-len {ch.max_model_len}")
-    table.add_row("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb}" if ch.cpu_offload_gb
-                  else "not needed")
+    table.add_row("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb} (crosses PCIe each "
+                  "step: in the TPOT bound)" if ch.cpu_offload_gb else "not needed")
+    if spec.vram_minimum_gb:
+        verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
+        table.add_row("recipe check", f"vram_minimum_gb {spec.vram_minimum_gb:g} GB {verdict} "
+                      f"the node's {target.vram_gb:g} GB ({target.describe()})")
+    table.add_row("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
+                  if kv_bytes == 1.0 else "bf16 (vLLM's default)")
+    for label, text in recommended:
+        table.add_row(label, text)
     if rep.impossible_tp:
         table.add_row("impossible TP", "; ".join(f"{t}: {why}" for t, why in
                                                  sorted(rep.impossible_tp.items())[:4]))
@@ -741,3 +811,48 @@ def export(c, target, **options):  # type: ignore[no-untyped-def]
 
 
 export.help["target"] = "what to export: k8s"
+
+
+@task(help={"action": "list, sync or diff",
+            "from_": "sync from this folder, git URL or .tar.gz URL "
+                     "(default: the vllm-project/recipes repository)"},
+      positional=["action"])
+@_exits
+def recipes(c, action, from_=None):  # type: ignore[no-untyped-def]
+    """The recipe book: where model knowledge comes from; `sync` the newest, `diff` it."""
+    from rich.table import Table
+
+    from glmkit import recipes as book_module
+    from glmkit.errors import UsageError
+
+    console = _console()
+    if action == "sync":
+        result = book_module.sync(from_, os.environ)
+        for note in result.notes:
+            console.print(f"[yellow]skipped:[/yellow] {note}", highlight=False)
+        console.print(f"synced {len(result.recipes)} GLM recipes from {result.origin}"
+                      + (f" @ {result.commit[:12]}" if result.commit else "")
+                      + f" into {result.root}", highlight=False)
+        return
+    if action == "diff":
+        table = Table(title="synced recipes against the built-in data")
+        for column in ("recipe", "change", "field", "built-in", "synced"):
+            table.add_column(column)
+        for ch in book_module.diff(os.environ):
+            table.add_row(ch.recipe, ch.kind, ch.path, "" if ch.builtin is None else
+                          str(ch.builtin), "" if ch.synced is None else str(ch.synced))
+        console.print(table)
+        return
+    if action != "list":
+        raise UsageError(f"Unknown action {action!r}: list, sync or diff.")
+    book = book_module.load_book(os.environ)
+    table = Table()
+    for column in ("recipe", "checkpoints", "min vLLM", "strategies", "source"):
+        table.add_column(column)
+    for key, recipe in book.recipes.items():
+        table.add_row(key, ", ".join(recipe.variant_model_id(v) for v in recipe.variants),
+                      recipe.min_vllm, ", ".join(recipe.compatible_strategies),
+                      recipe.source.describe())
+    console.print(table)
+    for note in book.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)

@@ -10,6 +10,7 @@ note: the built-in data keeps serving.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import re
 import shutil
@@ -29,7 +30,7 @@ from glmkit.paths import kit_home
 BUILTIN_ROOT = Path(__file__).with_name("recipedata")
 UPSTREAM_GIT = "https://github.com/vllm-project/recipes.git"
 UPSTREAM_TARBALL = "https://codeload.github.com/vllm-project/recipes/tar.gz/refs/heads/main"
-# Recipes glmkit serves: GLM chat models (they declare a tool-call or reasoning parser).
+# Recipes glmkit serves: the chat models of these providers (see `is_chat_recipe`).
 PROVIDERS = ("zai-org",)
 SINGLE_NODE_STRATEGIES = ("single_node_tp", "single_node_tep", "single_node_dep")
 MULTI_NODE_STRATEGIES = ("multi_node_tp", "multi_node_tp_pp", "multi_node_tep",
@@ -126,8 +127,9 @@ class Recipe:
 
 
 def is_chat_recipe(data: Mapping[str, Any]) -> bool:
+    """A chat model glmkit serves: its recipe declares a tool-call parser."""
     features = data.get("features") or {}
-    return isinstance(features, Mapping) and bool({"tool_calling", "reasoning"} & set(features))
+    return isinstance(features, Mapping) and "tool_calling" in features
 
 
 @dataclass(frozen=True)
@@ -205,13 +207,24 @@ def _synced_source(root: Path) -> RecipeSource:
 
 def load_book(env: Mapping[str, str], *, synced: bool = True) -> RecipeBook:
     """Built-in data, then the synced copy's recipes, strategies and hardware on top."""
+    stamp = synced_root(env) / "SYNCED.json"
+    try:
+        version = stamp.stat().st_mtime_ns if synced else 0
+    except OSError:
+        version = 0
+    return _load_book(str(synced_root(env)), version)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_book(synced_dir: str, version: int) -> RecipeBook:
+    """One parse per synced copy (`version` changes with each sync)."""
     notes: list[str] = []
     builtin = RecipeSource("built-in", BUILTIN_ROOT)
     recipes, strategies, hardware = _read_root(BUILTIN_ROOT, builtin, notes,
                                                (*PROVIDERS, "glmkit"))
     sources = [builtin]
-    root = synced_root(env)
-    if synced and (root / "SYNCED.json").is_file():
+    root = Path(synced_dir)
+    if version and (root / "SYNCED.json").is_file():
         source = _synced_source(root)
         more, more_strategies, more_hardware = _read_root(root, source, notes, PROVIDERS)
         for key, recipe in more.items():
@@ -361,6 +374,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             if key in PROSE_KEYS or key == "meta":
                 continue
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and any(isinstance(item, Mapping) for item in value):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{index}]"))
         return out
     return {prefix: value}
 

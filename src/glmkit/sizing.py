@@ -247,7 +247,8 @@ def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: 
 
 
 ASSUMPTIONS = (
-    f"weights: total parameters × 2 bytes (BF16) or 1 byte (FP8); KV cache in BF16; "
+    f"weights: total parameters × 2 bytes (BF16), 1 (FP8) or 0.6 (NVFP4/MXFP4 with FP8 "
+    f"attention); KV cache in BF16, or FP8 where the recipe sets --kv-cache-dtype fp8; "
     f"{OVERHEAD_GB:.0f} GB per GPU kept for activations, CUDA graphs and the runtime",
     f"fits: the weight shard leaves room for at least {MIN_KV_TOKENS} tokens of KV cache",
     "TPOT bound: the data sheet's peak HBM bandwidth (an H100 measured 3.03 of 3.35 TB/s, "
@@ -275,19 +276,21 @@ class PlanReport:
 
 def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
                 batch: int = 16, context: int = 9000, utilization: float = 0.9,
-                tp: int | None = None) -> PlanReport:
+                tp: int | None = None, kv_bytes: float = KV_BYTES) -> PlanReport:
     """Both precisions' fit, the chosen layout for this model's own precision, TP sizes
     the config rules out, and the decode-time bound at `batch` × `context`."""
     fits: dict[str, Fit | None] = {}
     for precision in ("bf16", "fp8"):
         try:
-            fits[precision] = fit(model, arch, gpu, gpu_count, precision, utilization, tp)
+            fits[precision] = fit(model, arch, gpu, gpu_count, precision, utilization, tp,
+                                  kv_bytes)
         except UsageError:
             fits[precision] = None
-    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp)
+    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp, kv_bytes)
     impossible = {t: reason for t in range(1, gpu_count + 1)
                   if (reason := valid_tp(arch, t)) is not None}
-    decode = decode_tpot(model, arch, gpu, chosen.tp, model.precision, batch, context)
+    decode = decode_tpot(model, arch, gpu, chosen.tp, model.precision, batch, context,
+                         kv_bytes, offload_gb=chosen.cpu_offload_gb)
     return PlanReport(model=model, arch=arch, gpu=gpu, gpu_count=gpu_count, fits=fits,
                       chosen=chosen, impossible_tp=impossible,
                       expert_parallel=arch.experts > 0 and chosen.tp > 1, decode=decode,
