@@ -712,7 +712,12 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
                          "cuda/rocm, and --gpu-count.")
     card = gpu_spec(target.id or gpu or hw.gpus[0].name, target.gpu_memory_gb)
     count = target.gpu_count
-    arch = model_arch(spec, hf_cache(os.environ))
+    from glmkit.credentials import hf_token
+    from glmkit.hub import fetch_config
+
+    cache = hf_cache(os.environ)
+    arch = model_arch(spec, cache, fetch=None if spec.local_dir or not spec.in_catalog else
+                      lambda: fetch_config(spec.id, cache, hf_token(os.environ), os.environ))
     kv_bytes = 2.0
     recommended: list[tuple[str, str]] = []
     if spec.recipe is not None and spec.variant is not None:

@@ -174,3 +174,29 @@ def check_access(model_id: str, token: str | None, timeout_s: float = 5.0) -> No
     error = outcome.get("error")
     if isinstance(error, GatedRepoError | RepositoryNotFoundError):
         raise _explain(error, model_id, token)
+
+
+def fetch_config(model_id: str, hf_cache: Path, token: str | None, env: Mapping[str, str],
+                 endpoint: str | None = None) -> dict[str, Any] | None:
+    """The model's config.json alone, fetched into the HF cache; None when offline.
+
+    A 3-second probe first: unreachable, the Hub client would retry for ~20 s before
+    giving up, and the built-in facts serve just as well."""
+    import requests
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return None
+    base = (endpoint or env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    try:
+        requests.head(f"{base}/api/models/{model_id}", timeout=3)
+    except requests.RequestException:
+        return None
+    try:
+        path = hf_hub_download(model_id, "config.json", cache_dir=hf_cache / "hub", token=token,
+                               endpoint=base, etag_timeout=5)
+        data: dict[str, Any] = json.loads(Path(path).read_text())
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return data

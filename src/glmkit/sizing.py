@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,10 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         experts=int(text.get("n_routed_experts", 0) or 0),
         experts_per_token=int(text.get("num_experts_per_tok", 0) or 0),
         mla_cache_dim=mla, vision_heads=vision.get("num_heads"),
-        hidden=int(text.get("hidden_size", 0)), source="config.json")
+        hidden=int(text.get("hidden_size", 0)),
+        indexer_dim=int(text.get("index_head_dim", 0) or 0) if "index_topk" in text else 0,
+        sparse_topk=int(text["index_topk"]) if "index_topk" in text else None,
+        source="config.json")
 
 
 def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
@@ -127,11 +130,16 @@ def arch_key(model: ModelSpec) -> str:
     return re.sub(r"-(FP8|NVFP4|MXFP4)$", "", model.short_name, flags=re.IGNORECASE)
 
 
-def model_arch(model: ModelSpec, hf_cache: Path | None = None) -> Arch:
+def model_arch(model: ModelSpec, hf_cache: Path | None = None,
+               fetch: Callable[[], dict[str, Any] | None] | None = None) -> Arch:
+    """From the model's config.json (a local folder, the HF cache, else `fetch` from the
+    Hub), falling back to the published configs in ARCH when offline."""
     if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
         return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
     if hf_cache is not None and (config := cached_config(hf_cache, model.id)):
         return arch_from_config(config)
+    if fetch is not None and (config := fetch()):
+        return replace(arch_from_config(config), source="config.json from the Hub")
     name = arch_key(model)
     if name not in ARCH:
         raise UsageError(f"No architecture facts for {model.id}: download it first "

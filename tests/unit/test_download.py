@@ -95,3 +95,30 @@ def test_not_enough_disk(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
             pytest.raises(EnvironmentProblem, match="needs 0.0 GB.*free"):
         download("zai-org/GLM-Tiny", tmp_path / "hf", None, endpoint=endpoint)
     assert not (tmp_path / "hf" / "hub" / "models--zai-org--GLM-Tiny").exists()
+
+
+def test_sizing_reads_config_json_fetched_alone_from_the_hub(tmp_path: Path) -> None:
+    from glmkit.catalog import CATALOG
+    from glmkit.hub import fetch_config
+    from glmkit.sizing import ARCH, model_arch
+
+    repo = tmp_path / "glm5"
+    repo.mkdir()
+    config = {"num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 64,
+              "hidden_size": 6144, "kv_lora_rank": 512, "qk_rope_head_dim": 64,
+              "n_routed_experts": 256, "num_experts_per_tok": 8, "index_topk": 2048,
+              "index_head_dim": 128}
+    (repo / "config.json").write_text(json.dumps(config))
+    (repo / "model.safetensors").write_bytes(b"x" * 100)
+    cache = tmp_path / "hf"
+    model = CATALOG["zai-org/GLM-5.2-FP8"]
+    with serve(Hub(repos={model.id: repo})) as endpoint:
+        arch = model_arch(model, cache, fetch=lambda: fetch_config(model.id, cache, None, {},
+                                                                   endpoint=endpoint))
+    assert arch.layers == 80 and arch.source == "config.json from the Hub"
+    assert arch.mla_cache_dim == 576 and arch.sparse_topk == 2048
+    assert not list(cache.rglob("*.safetensors"))  # config.json alone
+    # Offline: the built-in facts, at once.
+    offline = model_arch(model, tmp_path / "empty", fetch=lambda: fetch_config(
+        model.id, tmp_path / "empty", None, {}, endpoint="http://127.0.0.1:9"))
+    assert offline == ARCH["GLM-5.2"]
