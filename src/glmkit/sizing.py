@@ -37,7 +37,7 @@ class Arch:
     # picks the `sparse_topk` tokens whose latents each decode step reads.
     indexer_dim: int = 0
     sparse_topk: int | None = None
-    source: str = "catalog"
+    source: str = "the published config.json (built in)"
 
 
 # Published configs (config.json of each release; the V models' text backbone is Air's).
