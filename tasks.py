@@ -125,7 +125,7 @@ def _plan(c: Context, options: dict[str, Any]) -> Any:
     import dataclasses
 
     from glmkit import hardware
-    from glmkit.cluster import build_cluster, parse_nodes
+    from glmkit.cluster import build_cluster, parse_nodes, strategy_layout
     from glmkit.plan import build_plan
 
     settings, _ = _settings(c, options)
@@ -138,8 +138,10 @@ def _plan(c: Context, options: dict[str, Any]) -> Any:
     per_node = settings.gpus_per_node or (
         hw.gpu_count if hw.vendor == base.vendor.name and hw.gpu_count else
         (1 if not base.vendor.has_gpus else 8))
-    return build_cluster(base, nodes, settings.engine, tp=settings.tp, pp=settings.pp,
-                         gpus_per_node=per_node, ifname=settings.ifname, rdma=settings.rdma)
+    engine, tp, pp = strategy_layout(settings.strategy, settings.engine, settings.tp,
+                                     settings.pp, per_node, len(nodes))
+    return build_cluster(base, nodes, engine, tp=tp, pp=pp, gpus_per_node=per_node,
+                         ifname=settings.ifname, rdma=settings.rdma)
 
 
 def _console() -> Any:

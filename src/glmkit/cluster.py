@@ -120,6 +120,21 @@ def _strip(args: tuple[str, ...]) -> list[str]:
     return out
 
 
+def strategy_layout(strategy: str | None, engine: str, tp: int | None, pp: int | None,
+                    gpus_per_node: int, nodes: int) -> tuple[str, int | None, int | None]:
+    """(engine, TP, PP) for the recipes' multi-node strategies; others keep what was asked.
+
+    multi_node_tp/tep: one TP group over every GPU; multi_node_tp_pp: TP inside a node, PP
+    across; multi_node_dep: data parallel ranks with the experts over all of them."""
+    if strategy in ("multi_node_tp", "multi_node_tep"):
+        return "mp", tp or gpus_per_node * nodes, 1
+    if strategy == "multi_node_tp_pp":
+        return "mp", tp or gpus_per_node, pp or nodes
+    if strategy == "multi_node_dep":
+        return "dp", tp or 1, 1
+    return engine, tp, pp
+
+
 def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
                   tp: int | None, pp: int | None, gpus_per_node: int,
                   ifname: str | None = None, rdma: bool = False) -> ClusterPlan:

@@ -178,3 +178,19 @@ def test_k8s_validation_catches_a_broken_manifest() -> None:
         k8s.validate(manifests)
     with pytest.raises(UsageError, match="local model folder"):
         k8s.single_node(plan_for())
+
+
+def test_the_recipes_multi_node_strategies_pick_the_layout() -> None:
+    from glmkit.cluster import strategy_layout
+
+    assert strategy_layout("multi_node_tp", "mp", None, None, 8, 2) == ("mp", 16, 1)
+    assert strategy_layout("multi_node_tp_pp", "mp", None, None, 8, 2) == ("mp", 8, 2)
+    assert strategy_layout("multi_node_dep", "mp", None, None, 8, 2) == ("dp", 1, 1)
+    base = plan_for(vendor="cuda", model="zai-org/GLM-5-FP8", gpu="h100", tp=1, nodes="2",
+                    strategy="multi_node_tep")
+    assert "--enable-expert-parallel" in base.serve_args
+    engine, tp, pp = strategy_layout("multi_node_tep", "mp", None, None, 8, 2)
+    cluster = build_cluster(base, parse_nodes(REMOTE), engine, tp=tp, pp=pp, gpus_per_node=8)
+    head = cluster.node_args[cluster.nodes[0].name]
+    assert arg(head, "--tensor-parallel-size") == "16"
+    assert "--enable-expert-parallel" in head
