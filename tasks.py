@@ -414,7 +414,7 @@ def pull(c, vendor="cuda", model=None, vllm_version=None, cuda12=False):  # type
     """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
     from glmkit import build as builder
     from glmkit.catalog import resolve_model
-    from glmkit.images import CPU_IMAGE, choose_image, official_image
+    from glmkit.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
     from glmkit.process import run
     from glmkit.vendors import resolve_vendor
 
@@ -425,7 +425,7 @@ def pull(c, vendor="cuda", model=None, vllm_version=None, cuda12=False):  # type
         profile = choose_image(resolve_model(model, os.environ), name, cuda12=cuda12,
                                vllm_version=vllm_version)
     else:
-        profile = official_image(name, vllm_version or "0.33.0", cuda12=cuda12)
+        profile = official_image(name, vllm_version or CURRENT_VLLM, cuda12=cuda12)
     ref = profile.official_ref or profile.ref
     builder.pull_image(ref, _console())
     if ref != profile.ref:
@@ -682,14 +682,10 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
     from glmkit.catalog import resolve_model
     from glmkit.errors import UsageError
     from glmkit.paths import hf_cache
+    from glmkit.plan import choose_target
     from glmkit.recipes import load_book
-    from glmkit.resolver import (
-        default_features,
-        recommend_strategy,
-        resolve,
-        target_for,
-    )
-    from glmkit.sizing import ASSUMPTIONS, gpu_spec, model_arch, plan_report
+    from glmkit.resolver import default_features, recommend_strategy, resolve
+    from glmkit.sizing import ASSUMPTIONS, gpu_spec, kv_cache_bytes, model_arch, plan_report
     from glmkit.vendors import resolve_vendor
 
     if goal not in ("latency", "throughput"):
@@ -701,17 +697,8 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
     count = int(gpu_count) if gpu_count else None
     if count is not None and count < 1:
         raise UsageError("--gpu-count must be at least 1.")
-    mem = float(gpu_mem) if gpu_mem else None
-    if gpu:
-        target = target_for(book, gpu, count, mem, wanted)
-    elif hw.gpus and hw.vendor == wanted:
-        target = target_for(book, hw.gpus[0].name, count or hw.gpu_count,
-                            round(hw.gpus[0].memory_mib / 1024, 1), wanted)
-    elif wanted in ("cuda", "rocm") and mem is None:
-        target = target_for(book, {"cuda": "h200", "rocm": "mi300x"}[wanted], count)
-    else:
-        raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
-                         "cuda/rocm, and --gpu-count.")
+    target, _, _ = choose_target(book, wanted, hw, gpu=gpu, gpu_count=count,
+                                 gpu_mem=float(gpu_mem) if gpu_mem else None)
     card = gpu_spec(target.id or gpu or hw.gpus[0].name, target.gpu_memory_gb)
     count = target.gpu_count
     from glmkit.credentials import hf_token
@@ -731,9 +718,7 @@ def plan(c, model="glmkit/glm-tiny", vendor=None, gpu_count=None, gpu=None, gpu_
         chosen_strategy = strategy or recommend_strategy(spec.recipe, goal)[0]
         resolved = resolve(book, spec.recipe, spec.variant, chosen_strategy, target,
                            default_features(spec.recipe))
-        if "--kv-cache-dtype" in resolved.args and \
-                resolved.args[resolved.args.index("--kv-cache-dtype") + 1].startswith("fp8"):
-            kv_bytes = 1.0
+        kv_bytes = kv_cache_bytes(resolved.args)
     rep = plan_report(spec, arch, card, count, batch=int(batch), context=int(context),
                       utilization=float(gpu_memory_utilization), tp=int(tp) if tp else None,
                       kv_bytes=kv_bytes)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from glmkit.errors import UsageError
 from glmkit.plan import CONTAINER_PORT, LABEL, ServePlan
+from glmkit.resolver import drop_flags
 
 Engine = Literal["mp", "dp", "ray"]
 ENGINES: tuple[Engine, ...] = ("mp", "dp", "ray")
@@ -107,19 +108,6 @@ class ClusterPlan:
         return ports
 
 
-def _strip(args: tuple[str, ...]) -> list[str]:
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg in _OWNED:
-            skip = True
-            continue
-        out.append(arg)
-    return out
-
-
 def strategy_layout(strategy: str | None, engine: str, tp: int | None, pp: int | None,
                     gpus_per_node: int, nodes: int) -> tuple[str, int | None, int | None]:
     """(engine, TP, PP) for the recipes' multi-node strategies; others keep what was asked.
@@ -143,7 +131,7 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
     n = len(nodes)
     if gpus_per_node < 1:
         raise UsageError("--gpus-per-node must be at least 1.")
-    common = _strip(base.serve_args)
+    common = drop_flags(base.serve_args, *_OWNED)
     head_addr = nodes[0].address
     node_args: dict[str, tuple[str, ...]] = {}
     head_command = None

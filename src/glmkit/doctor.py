@@ -200,11 +200,11 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     checks.append(check_port(host, port, lambda h, p: not port_free(h, p)))
     checks.append(check_token(model, env))
     if model is not None or vendor:
-        from glmkit.catalog import resolve_model
-        from glmkit.images import choose_image
+        from glmkit.images import choose_image, official_image
 
-        ref = choose_image(model or resolve_model("zai-org/GLM-4.6"), wanted,
-                           cuda12=needs_cuda12_images(hw)).ref
+        cuda12 = needs_cuda12_images(hw)
+        ref = (choose_image(model, wanted, cuda12=cuda12) if model else
+               official_image(wanted, cuda12=cuda12)).ref
         checks.append(check_image(ref, docker_ok))
     return checks
 

@@ -32,6 +32,7 @@ from glmkit.resolver import (
     HardwareTarget,
     dedupe_flags,
     default_features,
+    drop_flags,
     precision_supported,
     recommend_strategy,
     resolve,
@@ -144,34 +145,46 @@ def _check_ranges(s: Settings) -> None:
                              "file; set VLLM_API_KEY / HF_TOKEN in the environment instead.")
 
 
-def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
-            gpu_ids: tuple[str, ...] | None, notes: list[str]) -> tuple[HardwareTarget, bool]:
-    """The machine to resolve for, and whether it is this one (so counts can be checked).
+REFERENCE_NODE = {"cuda": "h200", "rocm": "mi300x"}  # the recipes' default hardware
+
+
+def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | None = None,
+                  gpu_count: int | None = None, gpu_mem: float | None = None
+                  ) -> tuple[HardwareTarget, bool, str | None]:
+    """The machine to plan for, whether it is this one, and a note when it is assumed.
 
     Named hardware (`--gpu`, `--gpu-count`) wins over detected; with neither, the recipes'
-    default node for the vendor is assumed and said so."""
+    reference node for the vendor is assumed and said so."""
+    if gpu:
+        return target_for(book, gpu, gpu_count, gpu_mem, vendor), False, None
+    if hw.vendor == vendor and hw.gpu_count > 0:
+        first = hw.gpus[0]
+        return target_for(book, first.name, gpu_count or hw.gpu_count,
+                          round(first.memory_mib / 1024, 1), vendor), True, None
+    if gpu_mem:
+        raise UsageError("--gpu-mem needs --gpu TYPE (the name of the card it describes).")
+    if vendor not in REFERENCE_NODE:
+        raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
+                         "cuda/rocm, and --gpu-count.")
+    target = target_for(book, REFERENCE_NODE[vendor], gpu_count)
+    return target, False, (f"no {vendor} GPUs detected here: planned for {target.describe()}, "
+                           "the recipes' reference node (pass --gpu TYPE --gpu-count N for "
+                           "yours)")
+
+
+def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
+            gpu_ids: tuple[str, ...] | None, notes: list[str]) -> tuple[HardwareTarget, bool]:
     if not vendor.has_gpus:
         if s.gpus is not None:
             raise UsageError("--gpus does not apply to the cpu vendor.")
         return CPU_TARGET, True
-    here = hw.vendor == vendor.name and hw.gpu_count > 0
-    count = s.gpu_count or (len(gpu_ids) if gpu_ids else None)
-    if s.gpu:
-        return target_for(book, s.gpu, count, s.gpu_mem, vendor.name), False
-    if here:
-        first = hw.gpus[0]
-        return target_for(book, first.name, count or hw.gpu_count,
-                          round(first.memory_mib / 1024, 1), vendor.name), True
-    if s.gpu_mem:
-        raise UsageError("--gpu-mem needs --gpu TYPE (the name of the card it describes).")
-    default = DEFAULT_TARGET[vendor.name]
-    target = target_for(book, default, count)
-    notes.append(f"no {vendor.name} GPUs detected here: planned for {target.describe()}, the "
-                 f"recipes' reference node (pass --gpu TYPE --gpu-count N for yours)")
-    return target, False
-
-
-DEFAULT_TARGET = {"cuda": "h200", "rocm": "mi300x"}
+    target, here, note = choose_target(book, vendor.name, hw, gpu=s.gpu,
+                                       gpu_count=s.gpu_count or (len(gpu_ids) if gpu_ids
+                                                                 else None),
+                                       gpu_mem=s.gpu_mem)
+    if note:
+        notes.append(note)
+    return target, here
 
 
 def _strategy(s: Settings, model: ModelSpec) -> str:
@@ -206,23 +219,6 @@ def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
             config = json.loads(out[i + 1])
             config["num_speculative_tokens"] = tokens
             out[i + 1] = json.dumps(config, separators=(",", ":"))
-    return out
-
-
-def _drop(args: list[str], flag: str) -> list[str]:
-    """`args` without `flag` and its value."""
-    out: list[str] = []
-    skip = False
-    for i, arg in enumerate(args):
-        if skip:
-            skip = False
-            continue
-        if arg == flag:
-            skip = i + 1 < len(args) and not args[i + 1].startswith("-")
-            continue
-        if arg.startswith(flag + "="):
-            continue
-        out.append(arg)
     return out
 
 
@@ -261,13 +257,13 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
     if resolved.parallel_flag == "--data-parallel-size":
         dp = s.dp if s.dp > 1 else resolved.parallel_size
         tp = s.tp or 1
-        args = [*_drop(args, "--data-parallel-size"), "--data-parallel-size", str(dp)]
+        args = [*drop_flags(args, "--data-parallel-size"), "--data-parallel-size", str(dp)]
         if tp > 1:
             args += ["--tensor-parallel-size", str(tp)]
     else:
         if s.tp:
             tp = s.tp
-        args = [*_drop(args, "--tensor-parallel-size"), "--tensor-parallel-size", str(tp)]
+        args = [*drop_flags(args, "--tensor-parallel-size"), "--tensor-parallel-size", str(tp)]
         if s.dp > 1:
             dp = s.dp
             args += ["--data-parallel-size", str(dp)]
@@ -291,14 +287,10 @@ def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: 
                          f"{where} {target.gpu_count}. Pass --tp/--dp to fit.")
 
 
-def _flag(args: list[str], flag: str) -> str | None:
-    return args[args.index(flag) + 1] if flag in args[:-1] else None
-
-
 def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
          notes: list[str]) -> int | None:
     """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
-    from glmkit.sizing import ARCH, fit, gpu_spec
+    from glmkit.sizing import ARCH, fit, gpu_spec, kv_cache_bytes
 
     offload = any(a.startswith("--cpu-offload-gb") for a in s.extra_args)
     if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
@@ -318,9 +310,8 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     if arch is None or model.precision not in ("bf16", "fp8"):
         return None
     gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
-    kv_bytes = 1.0 if (_flag(recipe.args, "--kv-cache-dtype") or "").startswith("fp8") else 2.0
     result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
-                 holders, kv_bytes)
+                 holders, kv_cache_bytes(recipe.args))
     if not result.fits and not offload:
         raise UsageError(
             f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gb:.0f} GB: "
@@ -394,7 +385,7 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
 
     # The recipe's `--allowed-local-media-path /` would expose the whole container:
     # only a mounted --media-dir is allowed.
-    args: list[str] = _drop(recipe.args, "--allowed-local-media-path")
+    args: list[str] = drop_flags(recipe.args, "--allowed-local-media-path")
     args += ["--max-model-len", str(max_len)]
     if vendor.has_gpus:
         args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
@@ -420,7 +411,7 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     args = dedupe_flags([*args, *s.extra_args])
     for flag in [a for a in args if a.startswith("--")]:
         if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
-            args = _drop(args, flag)
+            args = drop_flags(args, flag)
             notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
     if s.mtp and model.tool_parser and not at_least(image.vllm_version, MTP_TOOL_FIX):
         notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "

@@ -146,6 +146,22 @@ def dedupe_flags(args: Sequence[str]) -> list[str]:
     return [token for tokens in reversed(keep) for token in tokens]
 
 
+def drop_flags(args: Sequence[str], *flags: str) -> list[str]:
+    """`args` without each of `flags` and its value (`--flag value` or `--flag=value`)."""
+    out: list[str] = []
+    skip = False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in flags:
+            skip = "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("-")
+            continue
+        out.append(arg)
+    return out
+
+
 def precision_supported(variant: Mapping[str, Any], hw: HardwareTarget, key: str) -> str | None:
     """None when the checkpoint runs on `hw`, else why not."""
     allowed = variant.get("supported_hardware")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,13 @@ KV_BYTES = 2  # bf16 KV cache, vLLM's default
 PCIE_GB_S = 50.0  # PCIe 5.0 x16, one direction, as measured in practice (64 on paper)
 OVERHEAD_GB = 6.0  # per GPU: activations, CUDA graphs, NCCL buffers, the runtime itself
 MIN_KV_TOKENS = 8192  # below this a server is not useful; the fit test asks for it
+
+
+def kv_cache_bytes(serve_args: Sequence[str]) -> float:
+    """Bytes per KV element the command asks for: 1 with `--kv-cache-dtype fp8*`, else 2."""
+    args = list(serve_args)
+    dtype = args[args.index("--kv-cache-dtype") + 1] if "--kv-cache-dtype" in args[:-1] else ""
+    return 1.0 if dtype.startswith("fp8") else float(KV_BYTES)
 
 
 def kv_bytes_per_token(arch: Arch, tp: int, kv_bytes: float = KV_BYTES) -> float:
