@@ -290,7 +290,7 @@ def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: 
 def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
          notes: list[str]) -> int | None:
     """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
-    from glmkit.sizing import ARCH, fit, gpu_spec, kv_cache_bytes
+    from glmkit.sizing import ARCH, arch_key, fit, gpu_spec, kv_cache_bytes
 
     offload = any(a.startswith("--cpu-offload-gb") for a in s.extra_args)
     if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
@@ -306,8 +306,8 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
             f"at TP {tp}. Use a "
             "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
             "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
-    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
-    if arch is None or model.precision not in ("bf16", "fp8"):
+    arch = ARCH.get(arch_key(model))
+    if arch is None:
         return None
     gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
     result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,

@@ -284,3 +284,10 @@ def test_what_cannot_fit_is_refused_before_anything_starts() -> None:
     offloaded = plan_for(hw=gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5",
                          extra_args=("--cpu-offload-gb", "24"))
     assert offloaded.tensor_parallel == 8
+
+
+def test_quantized_checkpoints_get_the_kv_fit_too() -> None:
+    # The fit check finds a checkpoint's architecture by its family, whatever the
+    # quantization suffix: the NVFP4 one is sized like the FP8 one.
+    plan = plan_for(vendor="cuda", model="nvidia/GLM-5.2-NVFP4", gpu="b200")
+    assert any(note.startswith("plan: TP 8") for note in plan.notes)
