@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from glmkit import hardware  # noqa: E402
-from glmkit.bench import Point, bench_argv, target_from_container  # noqa: E402
+from glmkit.bench import bench_argv, target_from_container  # noqa: E402
+from glmkit.endpoints import CONTAINER_PORT  # noqa: E402
 from glmkit.lifecycle import client, find_container  # noqa: E402
-from glmkit.plan import CONTAINER_PORT, build_plan  # noqa: E402
+from glmkit.plan import build_plan  # noqa: E402
 from glmkit.settings import Settings  # noqa: E402
-from glmkit.workloads import resolve_workload  # noqa: E402
+from glmkit.workloads import Point, resolve_workload  # noqa: E402
 
 PROJECT = "glmkit-overhead"
 HAND = "glmkit-overhead-by-hand"

@@ -10,7 +10,7 @@ the finished points stay.
 from __future__ import annotations
 
 import json
-import subprocess
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from glmkit import __version__
-from glmkit.errors import UsageError
+from glmkit.build import image_digest
+from glmkit.endpoints import published_url
+from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.plan import LABEL
 from glmkit.process import child_env, run, stream_lines
 from glmkit.results import Run, create_run, point_name
 from glmkit.telemetry import Sampler
-from glmkit.workloads import VISIONARENA, SweepMode, Workload
+from glmkit.workloads import VISIONARENA, Point, SweepMode, Workload
 
 CONTAINER_RESULTS = "/tmp/glmkit-bench"
 FIT_MARGIN = 64  # tokens left for the chat template and special tokens
@@ -64,7 +66,8 @@ def target_from_container(container: Any) -> Target:
                       max_model_len=int(labels[f"{LABEL}.max-model-len"]),
                       vendor=labels[f"{LABEL}.vendor"], image=labels[f"{LABEL}.image"],
                       serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
-                      base_url=f"http://127.0.0.1:{labels[f'{LABEL}.port']}",
+                      base_url=published_url(container.attrs["HostConfig"].get(
+                          "PortBindings")) or f"http://127.0.0.1:{labels[f'{LABEL}.port']}",
                       api_key=env.get("VLLM_API_KEY") or None)
     except KeyError as err:
         raise UsageError(f"Container {container.name} was not started by this glmkit version "
@@ -78,31 +81,6 @@ def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[in
         return input_len, output_len, False
     scale = budget / (input_len + output_len)
     return max(1, int(input_len * scale)), max(1, int(output_len * scale)), True
-
-
-@dataclass(frozen=True, kw_only=True)
-class Point:
-    """One `vllm bench serve` call: a batch size in a sweep."""
-
-    batch: int
-    num_prompts: int
-    max_concurrency: int | None
-    request_rate: str
-
-
-def sweep_points(batches: tuple[int, ...] | list[int], mode: SweepMode,
-                 num_prompts: int | None = None, request_rate: str = "inf") -> list[Point]:
-    """Recipe style: batch = --num-prompts, all sent at once. Concurrency style (the V
-    recipe's `--max-concurrency`): batch = requests in flight, over more prompts."""
-    points = []
-    for batch in batches:
-        if mode == "prompts":
-            points.append(Point(batch=batch, num_prompts=batch, max_concurrency=None,
-                                request_rate=request_rate))
-        else:
-            points.append(Point(batch=batch, num_prompts=num_prompts or max(16, 4 * batch),
-                                max_concurrency=batch, request_rate=request_rate))
-    return points
 
 
 def bench_argv(target: Target, workload: Workload, point: Point, result_name: str,
@@ -134,16 +112,12 @@ def bench_argv(target: Target, workload: Workload, point: Point, result_name: st
 
 
 def _git_commit(repo_root: Path) -> str | None:
-    done = subprocess.run(["git", "-C", str(repo_root), "rev-parse", "HEAD"],
-                          capture_output=True, text=True, check=False)
+    """The kit's commit, when it runs from a git checkout and git is installed."""
+    try:
+        done = run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], check=False, timeout=10)
+    except EnvironmentProblem:  # no git on PATH
+        return None
     return done.stdout.strip() if done.returncode == 0 else None
-
-
-def image_digest(ref: str) -> str | None:
-    done = run(["docker", "image", "inspect", "--format",
-                "{{if .RepoDigests}}{{index .RepoDigests 0}}{{else}}{{.Id}}{{end}}", ref],
-               check=False)
-    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def run_meta(target: Target, workload: Workload, mode: SweepMode, points: list[Point],
@@ -163,7 +137,8 @@ def run_meta(target: Target, workload: Workload, mode: SweepMode, points: list[P
 def new_sweep(results_dir: Path, target: Target, workload: Workload, mode: SweepMode,
               points: list[Point], hardware: dict[str, Any], repo_root: Path,
               label: str | None = None) -> Run:
-    name = label or f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    default = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    name = label or re.sub(r"[^A-Za-z0-9._-]+", "-", default).strip("-.")[:100]
     meta = run_meta(target, workload, mode, points, hardware, repo_root, name)
     return create_run(results_dir, meta, name)
 

@@ -31,6 +31,14 @@ def image_present(ref: str) -> bool:
     return run(["docker", "image", "inspect", ref], check=False).returncode == 0
 
 
+def image_digest(ref: str) -> str | None:
+    """The registry digest of a pulled image, else its local id."""
+    done = run(["docker", "image", "inspect", "--format",
+                "{{if .RepoDigests}}{{index .RepoDigests 0}}{{else}}{{.Id}}{{end}}", ref],
+               check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
 def image_label(ref: str, label: str) -> str | None:
     done = run(["docker", "image", "inspect", "--format",
                 f'{{{{ index .Config.Labels "{label}" }}}}', ref], check=False)
@@ -152,6 +160,10 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
     from glmkit.images import CPU_IMAGE
 
     if not image_present(image.ref):
+        if image.source == "local":
+            raise EnvironmentProblem(f"{image.ref} is not on this machine and no registry has "
+                                     "it: build it (`invoke build --vendor V --model M`) or "
+                                     "pass another --image.")
         if image.source == "build":
             build_image(image, repo_root, console, env)
         else:
@@ -162,3 +174,61 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
             build_image(cpu_image, repo_root, console, env)
         if tiny.generate(cpu_image.ref, model_dir, repo_root / "scripts"):
             console.print(f"Generated the tiny model in {model_dir}")
+
+
+def build_for(vendor: str, model: str | None, vllm_version: str | None, repo_root: Path,
+              console: Console, env: Mapping[str, str], *, ca_certs: Sequence[str] = (),
+              force: bool = False) -> str:
+    """`invoke build`: the image a vendor (and model) serves with, when glmkit builds it."""
+    from glmkit.catalog import TINY_MODEL_ID, resolve_model
+    from glmkit.images import choose_image
+    from glmkit.vendors import resolve_vendor
+
+    name = resolve_vendor(vendor).name
+    profile = choose_image(resolve_model(model or TINY_MODEL_ID, env), name,
+                           vllm_version=vllm_version)
+    if profile.source != "build":
+        return (f"{profile.ref} is vLLM's official image; `invoke pull --vendor {vendor}` "
+                "fetches it.")
+    build_image(profile, repo_root, console, env, ca_certs=ca_certs, force=force)
+    return f"built {profile.ref}"
+
+
+def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: bool,
+             console: Console, env: Mapping[str, str]) -> str:
+    """`invoke pull`: vLLM's official image for a vendor, a model's pin, or a release;
+    for the CPU image, vLLM's published CPU build, tagged with glmkit's name."""
+    from glmkit.catalog import resolve_model
+    from glmkit.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
+    from glmkit.vendors import resolve_vendor
+
+    name = resolve_vendor(vendor).name
+    if name == "cpu":
+        profile = CPU_IMAGE
+    elif model:
+        profile = choose_image(resolve_model(model, env), name, cuda12=cuda12,
+                               vllm_version=vllm_version)
+    else:
+        profile = official_image(name, vllm_version or CURRENT_VLLM, cuda12=cuda12)
+    ref = profile.official_ref or profile.ref
+    pull_image(ref, console)
+    if ref == profile.ref:
+        return f"pulled {ref}"
+    run(["docker", "tag", ref, profile.ref])
+    return f"pulled {ref}, tagged as {profile.ref}"
+
+
+def tiny_model(repo_root: Path, console: Console, env: Mapping[str, str], *, layers: int = 2,
+               force: bool = False) -> str:
+    """The tiny GLM-4 MoE model (random weights), generated inside the CPU image."""
+    from glmkit import tiny
+    from glmkit.catalog import CATALOG, TINY_MODEL_ID
+    from glmkit.images import CPU_IMAGE
+
+    if not image_present(CPU_IMAGE.ref):
+        build_image(CPU_IMAGE, repo_root, console, env)
+    local_dir = CATALOG[TINY_MODEL_ID].local_dir
+    assert local_dir is not None
+    out = kit_home(env) / local_dir
+    made = tiny.generate(CPU_IMAGE.ref, out, repo_root / "scripts", layers=layers, force=force)
+    return f"{'generated' if made else 'already present:'} {out}"

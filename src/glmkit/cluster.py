@@ -12,18 +12,22 @@ Nodes are either simulated on this Docker engine (`--nodes 2`: one container per
 a private bridge network, a CPU core or GPU set each; what CI runs), or real machines
 (`--nodes head=ssh://gpu1,w1=ssh://gpu2`), each driven through its own Docker engine
 (DOCKER_HOST) with one compose file per node on the host network, as GPU fabrics need.
+This module is the plan alone; `cluster_compose` renders it and `cluster_runtime` runs it.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import re
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from glmkit.errors import UsageError
-from glmkit.plan import CONTAINER_PORT, LABEL, ServePlan
+from glmkit.hardware import Hardware
+from glmkit.plan import ServePlan, build_plan
 from glmkit.resolver import drop_flags
+from glmkit.settings import Settings
 
 Engine = Literal["mp", "dp", "ray"]
 ENGINES: tuple[Engine, ...] = ("mp", "dp", "ray")
@@ -182,237 +186,16 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
                        node_args=node_args, head_command=head_command)
 
 
-def _with_flag(args: list[str], flag: str, value: str) -> list[str]:
-    out = list(args)
-    if flag in out:
-        out[out.index(flag) + 1] = value
-    return out
-
-
-def _node_service(cluster: ClusterPlan, node: Node, base_service: dict[str, Any],
-                  cpu_index: int | None) -> dict[str, Any]:
-    service = copy.deepcopy(base_service)  # no shared objects: no YAML anchors
-    service["labels"] = {**base_service["labels"], f"{LABEL}.node": node.name,
-                         f"{LABEL}.node-rank": str(node.rank),
-                         f"{LABEL}.nodes": str(len(cluster.nodes)),
-                         f"{LABEL}.engine": cluster.engine}
-    if cluster.engine == "ray":
-        service["entrypoint"] = ["ray"]
-    service["command"] = list(cluster.node_args[node.name])
-    env = list(base_service["environment"])
-    if cluster.ifname:
-        env += [f"GLOO_SOCKET_IFNAME={cluster.ifname}", f"NCCL_SOCKET_IFNAME={cluster.ifname}"]
-    service["environment"] = env
-    if cluster.rdma:
-        service["devices"] = [*service.get("devices", []), "/dev/infiniband:/dev/infiniband"]
-        service["cap_add"] = sorted({*service.get("cap_add", []), "IPC_LOCK"})
-    if cluster.local:
-        service["hostname"] = node.address
-        if cpu_index is not None:
-            service["cpuset"] = str(cpu_index)
-        if cluster.base.vendor.gpu_reservation:
-            first = node.rank * cluster.gpus_per_node
-            ids = [str(i) for i in range(first, first + cluster.gpus_per_node)]
-            service["deploy"] = {"resources": {"reservations": {"devices": [
-                {"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ids}]}}}
-        if cluster.base.vendor.visibility_env:
-            first = node.rank * cluster.gpus_per_node
-            env.append(f"{cluster.base.vendor.visibility_env}="
-                       + ",".join(str(i) for i in range(first, first + cluster.gpus_per_node)))
-    else:
-        # Real machines: the GPU fabric and the distributed ports need the host network.
-        service["network_mode"] = "host"
-        service.pop("ports", None)
-        # With no port mapping in between, vLLM's own --host decides who can connect.
-        service["command"] = _with_flag(service["command"], "--host", cluster.base.host)
-    if not node.is_head:
-        service.pop("ports", None)
-        service.pop("healthcheck", None)
-    elif cluster.engine == "ray":
-        service.pop("healthcheck", None)  # the API exists only once `up` starts vLLM
-    return service
-
-
-def cluster_compose(cluster: ClusterPlan) -> dict[str, dict[str, Any]]:
-    """Compose data: one file with every node (local), or one file per node (real hosts)."""
-    from glmkit.compose import SERVICE, compose_dict
-
-    plan = cluster.base
-    base = compose_dict(plan if plan.ipc_host else replace(plan, shm_size=plan.shm_size or "1gb"))
-    base_service = base["services"][SERVICE]
-    cpus = None
-    if cluster.local and cluster.base.vendor.name == "cpu":
-        import os
-
-        cores = os.cpu_count() or 1
-        cpus = [i % cores for i in range(len(cluster.nodes))]
-    if cluster.local:
-        services = {node.name: _node_service(cluster, node, base_service,
-                                             cpus[node.rank] if cpus else None)
-                    for node in cluster.nodes}
-        return {cluster.base.project: {**base, "services": services}}
-    files = {}
-    for node in cluster.nodes:
-        data = {**base, "name": f"{cluster.base.project}-{node.name}",
-                "services": {node.name: _node_service(cluster, node, base_service, None)}}
-        data.pop("networks", None)
-        files[f"{cluster.base.project}-{node.name}"] = data
-    return files
-
-
-def head_port_target() -> int:
-    return CONTAINER_PORT
-
-
-# --- running a cluster -------------------------------------------------------------------
-
-# Run inside the head container (every vLLM image has python3): /health, then one real
-# request, since a head whose worker died still answers /health (measured: for minutes).
-_PROBE = """
-import json, os, sys, urllib.request
-base = "http://127.0.0.1:%d" % int(os.environ["GLMKIT_PORT"])
-try:
-    urllib.request.urlopen(base + "/health", timeout=5)
-    if os.environ.get("GLMKIT_REQUEST") == "1":
-        body = json.dumps({"model": os.environ["GLMKIT_MODEL"], "max_tokens": 1,
-                           "messages": [{"role": "user", "content": "ping"}]}).encode()
-        req = urllib.request.Request(base + "/v1/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": "Bearer " +
-                                              os.environ.get("VLLM_API_KEY", "")})
-        urllib.request.urlopen(req, timeout=60)
-except Exception as err:
-    print(err)
-    sys.exit(1)
-"""
-
-
-def node_env(node: Node) -> dict[str, str]:
-    from glmkit.process import child_env
-
-    return child_env({"DOCKER_HOST": node.docker_host} if node.docker_host else None)
-
-
-def project_for(cluster: ClusterPlan, node: Node) -> str:
-    return cluster.base.project if cluster.local else f"{cluster.base.project}-{node.name}"
-
-
-@dataclass(frozen=True)
-class NodeState:
-    node: str
-    container: str
-    state: str
-    exit_code: int
-
-
-def node_states(cluster: ClusterPlan) -> list[NodeState]:
-    """Every node's container as Compose reports it (`ps --format json`, read as data)."""
-    import json
-
-    from glmkit.lifecycle import compose_cmd
-    from glmkit.process import run
-
-    states: dict[str, NodeState] = {}
-    for node in (cluster.nodes[:1] if cluster.local else cluster.nodes):
-        done = run(compose_cmd(project_for(cluster, node), None, "ps", "-a", "--format",
-                               "json"), env=node_env(node), check=False)
-        for line in done.stdout.splitlines():
-            if line.strip().startswith("{"):
-                item = json.loads(line)
-                states[item["Service"]] = NodeState(item["Service"], item["Name"],
-                                                    item["State"], int(item.get("ExitCode", 0)))
-    return [states.get(n.name, NodeState(n.name, "-", "missing", -1)) for n in cluster.nodes]
-
-
-def head_probe(cluster: ClusterPlan, container: str, request: bool) -> bool:
-    from glmkit.process import run
-
-    head = cluster.head
-    argv = ["docker", "exec", "-e", f"GLMKIT_PORT={CONTAINER_PORT}",
-            "-e", f"GLMKIT_MODEL={cluster.base.served_model_name}",
-            "-e", f"GLMKIT_REQUEST={'1' if request else '0'}", container,
-            "python3", "-c", _PROBE]
-    return run(argv, env=node_env(head), check=False, timeout=120).returncode == 0
-
-
-def refuse_broken(cluster: ClusterPlan) -> None:
-    """vLLM cannot take a node back into a running group: a half-dead cluster must be
-    restarted as a whole, never patched by starting the dead node alone."""
-    from glmkit.errors import EnvironmentProblem
-
-    states = node_states(cluster)
-    running = [s for s in states if s.state == "running"]
-    dead = [s for s in states if s.state in ("exited", "dead")]
-    if running and dead:
-        names = ", ".join(f"{s.node} (exit {s.exit_code})" for s in dead)
-        raise EnvironmentProblem(
-            f"The cluster {cluster.base.project} is broken: {names} stopped while "
-            f"{', '.join(s.node for s in running)} still run. vLLM cannot rejoin a node; "
-            "restart it whole: `invoke down --project "
-            f"{cluster.base.project}` then `invoke up` again.")
-
-
-def container_logs(cluster: ClusterPlan, state: NodeState, lines: int = 40) -> str:
-    from glmkit.process import run
-
-    node = next(n for n in cluster.nodes if n.name == state.node)
-    done = run(["docker", "logs", "--tail", str(lines), state.container],
-               env=node_env(node), check=False)
-    return (done.stdout + done.stderr).rstrip()
-
-
-def wait_cluster(cluster: ClusterPlan, timeout_s: float, console: Any) -> float:
-    """Until every node runs and the head serves a real request; stop on a dead node."""
-    import time
-
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from glmkit.errors import ServerFailed
-
-    started = time.monotonic()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task(f"waiting for {len(cluster.nodes)} nodes")
-        while True:
-            states = node_states(cluster)
-            for state in states:
-                if state.state in ("exited", "dead", "missing"):
-                    raise ServerFailed(
-                        f"Node {state.node} {state.state} (exit {state.exit_code}) before the "
-                        f"cluster was healthy. Its log is above; `invoke down --project "
-                        f"{cluster.base.project}` before trying again.",
-                        container_logs(cluster, state) if state.container != "-" else "")
-            head = states[0]
-            if all(s.state == "running" for s in states) and \
-                    head_probe(cluster, head.container, request=True):
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout_s:
-                raise ServerFailed(f"The cluster was not healthy after {timeout_s:.0f} s.",
-                                   container_logs(cluster, head))
-            summary = ", ".join(f"{s.node}: {s.state}" for s in states)
-            progress.update(task, description=f"waiting for {len(states)} nodes [dim]"
-                            f"({summary})[/dim]")
-            time.sleep(1.0)
-
-
-def start_ray_serve(cluster: ClusterPlan, timeout_s: float = 300) -> None:
-    """Ray: once every node joined, start vLLM on the head (as run_cluster.sh users do)."""
-    import time
-
-    from glmkit.errors import ServerFailed
-    from glmkit.process import run
-
-    assert cluster.head_command is not None
-    head = node_states(cluster)[0]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = run(["docker", "exec", head.container, "ray", "status"],
-                     env=node_env(cluster.head), check=False)
-        if status.stdout.count("node_") >= len(cluster.nodes):
-            break
-        time.sleep(2)
-    else:
-        raise ServerFailed(f"The Ray cluster did not reach {len(cluster.nodes)} nodes.",
-                           status.stdout[-2000:])
-    run(["docker", "exec", "-d", head.container, *cluster.head_command],
-        env=node_env(cluster.head))
+def plan_cluster(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
+                 portable: bool = False) -> ClusterPlan:
+    """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes."""
+    assert settings.nodes
+    nodes = parse_nodes(settings.nodes)
+    base = build_plan(dataclasses.replace(settings, tp=1, dp=1), hw, env, portable=portable)
+    per_node = settings.gpus_per_node or (
+        hw.gpu_count if hw.vendor == base.vendor.name and hw.gpu_count else
+        (1 if not base.vendor.has_gpus else 8))
+    engine, tp, pp = strategy_layout(settings.strategy, settings.engine, settings.tp,
+                                     settings.pp, per_node, len(nodes))
+    return build_cluster(base, nodes, engine, tp=tp, pp=pp, gpus_per_node=per_node,
+                         ifname=settings.ifname, rdma=settings.rdma)

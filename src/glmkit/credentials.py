@@ -9,9 +9,8 @@ from __future__ import annotations
 import getpass
 from collections.abc import Mapping
 
-from glmkit.errors import EnvironmentProblem, UsageError
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from glmkit.endpoints import is_loopback
+from glmkit.errors import UsageError
 
 
 def hf_token(env: Mapping[str, str]) -> str | None:
@@ -32,19 +31,13 @@ def login(token: str | None, env: Mapping[str, str], interactive: bool = True) -
         raise UsageError("No token: set HF_TOKEN, pass --token, or run interactively.")
     from huggingface_hub import login as hub_login
     from huggingface_hub import whoami
-    from huggingface_hub.errors import HfHubHTTPError
+
+    from glmkit.hub import explain_hub_error
 
     try:
         user = whoami(token=token)
-    except HfHubHTTPError as err:
-        status = getattr(err.response, "status_code", None)
-        if status == 401:
-            raise UsageError("The Hub rejected this token (401). Create a read token at "
-                             "https://huggingface.co/settings/tokens.") from None
-        raise EnvironmentProblem(f"Could not reach the Hugging Face Hub to check the token "
-                                 f"({err.__class__.__name__}).") from None
-    except OSError as err:
-        raise EnvironmentProblem(f"Could not reach the Hugging Face Hub ({err}).") from None
+    except Exception as err:  # the Hub client's HTTP and network errors: explained
+        raise explain_hub_error(err, None, token) from None
     hub_login(token=token, add_to_git_credential=False)
     return str(user.get("name", "unknown"))
 
@@ -58,7 +51,7 @@ def container_secrets(env: Mapping[str, str], host: str, api_key: str | None) ->
     key = api_key or env.get("VLLM_API_KEY")
     if key:
         secrets["VLLM_API_KEY"] = key
-    if host not in LOOPBACK and not key:
+    if not is_loopback(host) and not key:
         raise UsageError(f"--host {host} exposes the API to the network: set an API key "
                          "(VLLM_API_KEY in the environment, or --api-key).")
     return secrets

@@ -35,13 +35,20 @@ class Check:
     fix: str = ""
 
 
-def check_docker() -> Check:
-    from docker.client import from_env
-    from docker.errors import DockerException
+def docker_info() -> dict[str, Any] | None:
+    """`docker info` of this machine's engine; None when it is not reachable."""
+    from glmkit.errors import EnvironmentProblem
+    from glmkit.lifecycle import client
 
     try:
-        info = from_env(timeout=10).info()
-    except DockerException:
+        info: dict[str, Any] = client().info()
+    except EnvironmentProblem:
+        return None
+    return info
+
+
+def check_docker(info: dict[str, Any] | None) -> Check:
+    if info is None:
         return Check("Docker engine", "fail", "not reachable",
                      "install Docker Engine and start it (`sudo systemctl start docker`), or "
                      "set DOCKER_HOST")
@@ -176,17 +183,13 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     from glmkit.lifecycle import port_free
     from glmkit.vendors import resolve_vendor
 
-    hw = hardware.detect()
+    hw = hardware.detect(env)
     wanted = resolve_vendor(vendor).name if vendor else hw.vendor
     model = resolve_model(model_id) if model_id else None
-    checks = [check_docker()]
-    docker_ok = checks[0].status == "ok"
-    checks.append(check_compose())
-    runtimes = None
-    if docker_ok:
-        from docker.client import from_env
-
-        runtimes = sorted(from_env(timeout=10).info().get("Runtimes") or {})
+    info = docker_info()
+    docker_ok = info is not None
+    checks = [check_docker(info), check_compose()]
+    runtimes = sorted(info.get("Runtimes") or {}) if info is not None else None
     checks.append(check_nvidia_runtime(runtimes, wanted == "cuda"))
     checks += check_amd_devices(wanted == "rocm")
     checks.append(check_groups(hw.group_ids, wanted == "rocm"))
@@ -217,19 +220,15 @@ def check_token(model: Any, env: Mapping[str, str]) -> Check:
         return Check("Hugging Face token", "ok" if token else "skip",
                      "present" if token else "none (only gated models need one)")
     from huggingface_hub import auth_check
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from glmkit.hub import explain_hub_error
 
     try:
         auth_check(model.id, token=token)
-    except GatedRepoError:
-        return Check("Hugging Face token", "fail", f"{model.id} is gated and this token "
-                     f"{'cannot read it' if token else 'is missing'}",
-                     f"accept the terms at https://huggingface.co/{model.id}, then "
-                     "`invoke login`")
-    except RepositoryNotFoundError:
-        return Check("Hugging Face token", "fail", f"{model.id} not found or private",
-                     "check the model id, or `invoke login` with an account that can read it")
-    except (HfHubHTTPError, Exception) as err:  # network errors of the Hub's HTTP client
+    except (GatedRepoError, RepositoryNotFoundError) as err:
+        return Check("Hugging Face token", "fail", str(explain_hub_error(err, model.id, token)))
+    except Exception as err:  # network errors of the Hub's HTTP client
         cached = "present" if token else "none"
         return Check("Hugging Face token", "warn", f"{cached}; the Hub is not reachable to "
                      f"check it ({err.__class__.__name__})",

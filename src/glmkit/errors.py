@@ -56,3 +56,9 @@ class BenchFailed(GlmkitError):
     """A benchmark run did not finish."""
 
     exit_code = 6
+
+
+class Interrupted(GlmkitError):
+    """Stopped by Ctrl-C; what finished is kept."""
+
+    exit_code = 130

@@ -6,14 +6,16 @@ Parsing is kept apart from running the tools so tests can feed captured outputs.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glmkit.vendors import VendorName
+from glmkit.errors import UsageError
+from glmkit.vendors import VendorName, resolve_vendor
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,28 @@ def _run(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+# PCI device ids of the Instinct GPUs the recipes serve on, for drivers whose sysfs has no
+# product_name (amdgpu's PCI id list).
+AMD_DEVICE_NAMES = {"0x74a1": "AMD Instinct MI300X", "0x74a5": "AMD Instinct MI325X",
+                    "0x75a3": "AMD Instinct MI355X", "0x740c": "AMD Instinct MI250X",
+                    "0x740f": "AMD Instinct MI210"}
+
+
+def _amd_name(device: Path) -> str:
+    """The card's product name (sizing needs its bandwidth), else its PCI id's name."""
+    try:
+        name = (device / "product_name").read_text().strip()
+        if name:
+            return name
+    except OSError:
+        pass
+    try:
+        pci_id = (device / "device").read_text().strip().lower()
+    except OSError:
+        return "AMD GPU"
+    return AMD_DEVICE_NAMES.get(pci_id, f"AMD GPU {pci_id}")
+
+
 def amd_gpus(sysfs: Path = Path("/sys/class/drm")) -> tuple[Gpu, ...]:
     """AMD GPUs from sysfs render nodes (vendor 0x1002 with VRAM), no ROCm tools needed."""
     gpus = []
@@ -79,7 +103,7 @@ def amd_gpus(sysfs: Path = Path("/sys/class/drm")) -> tuple[Gpu, ...]:
             vram = int((device / "mem_info_vram_total").read_text().strip())
         except (OSError, ValueError):
             continue
-        gpus.append(Gpu(index=index, name="AMD GPU", memory_mib=vram // (1024 * 1024)))
+        gpus.append(Gpu(index=index, name=_amd_name(device), memory_mib=vram // (1024 * 1024)))
     return tuple(gpus)
 
 
@@ -108,8 +132,26 @@ def nvidia_runtime_registered(runtimes: Iterable[str]) -> bool:
     return "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists()
 
 
-def detect() -> Hardware:
-    """NVIDIA GPUs if nvidia-smi sees any, else AMD GPUs if /dev/kfd exists, else CPU."""
+def from_file(path: Path) -> Hardware:
+    """Hardware described in JSON ({"vendor", "gpus": [{"index", "name", "memory_mib"}],
+    "driver_version"}): to plan for another machine, or to pin what tests see."""
+    try:
+        data = json.loads(path.read_text())
+        gpus = tuple(Gpu(int(g["index"]), str(g["name"]), int(g["memory_mib"]))
+                     for g in data.get("gpus", []))
+        vendor = resolve_vendor(str(data["vendor"])).name
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"GLMKIT_HARDWARE={path}: not a hardware description "
+                         f"({err.__class__.__name__}: {err}).") from None
+    return Hardware(vendor=vendor, gpus=gpus, group_ids=host_group_ids(), source=str(path),
+                    driver_version=str(data.get("driver_version", "")))
+
+
+def detect(env: Mapping[str, str] | None = None) -> Hardware:
+    """GLMKIT_HARDWARE's file if set; else NVIDIA GPUs if nvidia-smi sees any, else AMD
+    GPUs if /dev/kfd exists, else CPU."""
+    if env and env.get("GLMKIT_HARDWARE"):
+        return from_file(Path(env["GLMKIT_HARDWARE"]))
     groups = host_group_ids()
     smi = _run(NVIDIA_QUERY)
     if smi and (gpus := parse_nvidia_smi(smi)):

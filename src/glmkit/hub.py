@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmkit.errors import EnvironmentProblem, UsageError
+from glmkit.errors import EnvironmentProblem, GlmkitError, UsageError
+from glmkit.files import atomic_write
 
 # What vLLM reads: weights, configs, tokenizer, chat template. Not the original
 # PyTorch .bin shards, GGUF copies or images in the model card.
@@ -52,7 +53,8 @@ def is_complete(hf_cache: Path, model_id: str) -> bool:
         return False
 
 
-def _explain(err: Exception, model_id: str, token: str | None) -> Exception:
+def explain_hub_error(err: Exception, model_id: str | None, token: str | None) -> GlmkitError:
+    """The one translation of the Hub client's errors into what to do next."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -85,9 +87,11 @@ def _explain(err: Exception, model_id: str, token: str | None) -> Exception:
         name = err.__class__.__name__
         return EnvironmentProblem(f"The Hugging Face Hub is not reachable ({name}). Check the "
                                   "network or proxy (HTTPS_PROXY), or HF_ENDPOINT.")
-    return EnvironmentProblem(f"Download of {model_id} failed ({err.__class__.__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}). Run "
-                              "`invoke download` again: finished files are kept and it resumes.")
+    detail = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if model_id is None:
+        return EnvironmentProblem(f"The Hugging Face Hub request failed ({detail}).")
+    return EnvironmentProblem(f"Download of {model_id} failed ({detail}). Run `invoke "
+                              "download` again: finished files are kept and it resumes.")
 
 
 def remote_size_gb(model_id: str, token: str | None, endpoint: str | None = None) -> float:
@@ -100,7 +104,7 @@ def remote_size_gb(model_id: str, token: str | None, endpoint: str | None = None
     try:
         entries = list(api.list_repo_tree(model_id, recursive=True))
     except Exception as err:  # the Hub client's HTTP and network errors: explained below
-        raise _explain(err, model_id, token) from None
+        raise explain_hub_error(err, model_id, token) from None
     total = 0
     for entry in entries:
         path, size = getattr(entry, "path", ""), getattr(entry, "size", None)
@@ -134,14 +138,13 @@ def download(model_id: str, hf_cache: Path, token: str | None, *,
             allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS,
             max_workers=max_workers))
     except Exception as err:  # the Hub client's HTTP and network errors: explained below
-        raise _explain(err, model_id, token) from None
+        raise explain_hub_error(err, model_id, token) from None
     files = [p for p in path.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files) / 1e9
     record: dict[str, Any] = {"model": model_id, "revision": path.name, "path": str(path),
                               "files": len(files), "size_gb": size, "time": time.time()}
     marker = _marker(hf_cache, model_id)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(marker, json.dumps(record, indent=2) + "\n")
     return Download(model_id, path.name, path, len(files), size, time.monotonic() - started)
 
 
@@ -173,7 +176,7 @@ def check_access(model_id: str, token: str | None, timeout_s: float = 5.0) -> No
     thread.join(timeout_s)
     error = outcome.get("error")
     if isinstance(error, GatedRepoError | RepositoryNotFoundError):
-        raise _explain(error, model_id, token)
+        raise explain_hub_error(error, model_id, token)
 
 
 def fetch_config(model_id: str, hf_cache: Path, token: str | None, env: Mapping[str, str],
@@ -200,3 +203,15 @@ def fetch_config(model_id: str, hf_cache: Path, token: str | None, env: Mapping[
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
         return None
     return data
+
+
+def download_model(model: str, revision: str | None, hf_cache_dir: Path,
+                   env: Mapping[str, str]) -> Download:
+    """`invoke download`: a catalog id or Hub repo into the shared cache."""
+    from glmkit.catalog import resolve_model
+    from glmkit.credentials import hf_token
+
+    spec = resolve_model(model, env)
+    if spec.local_dir:
+        raise UsageError(f"{spec.id} is a local model; nothing to download.")
+    return download(spec.id, hf_cache_dir, hf_token(env), revision=revision)

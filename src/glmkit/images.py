@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from glmkit.catalog import ModelSpec
     from glmkit.resolver import HardwareTarget
 
-Source = Literal["pull", "build"]
+# pull: from a registry; build: glmkit builds it from docker/; local: only on this machine.
+Source = Literal["pull", "build", "local"]
 
 CURRENT_VLLM = "0.33.0"  # newest stable vLLM release
 CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
@@ -26,6 +27,7 @@ CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
 # in vllm-project/vllm#39253 (April 2026), first released in v0.20.0.
 MTP_TOOL_FIX = "0.20.0"
 REPOS = {"cuda": "vllm/vllm-openai", "rocm": "vllm/vllm-openai-rocm"}
+KIT_REPO = "glmkit/"  # images glmkit builds are named glmkit/...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +74,21 @@ def official_image(vendor: str, version: str = CURRENT_VLLM, *, cuda12: bool = F
     suffix = "-cu129" if cuda12 and vendor == "cuda" else ""
     return ImageProfile(ref=f"{REPOS[vendor]}:v{version.lstrip('v')}{suffix}", vendor=vendor,
                         vllm_version=version.lstrip("v"), source="pull")
+
+
+def _kit_image(image: str, model: ModelSpec, vendor: str, vllm_version: str | None,
+               cuda12: bool) -> ImageProfile:
+    """An image glmkit builds (the CPU image, a transformers overlay) is built again from
+    its recipe when missing, never pulled: no registry has it."""
+    versions = {v for v in (vllm_version, _tag_version(image, "")) if v}
+    for candidate in [CPU_IMAGE, *(with_transformers(official_image(vendor, v, cuda12=cuda12),
+                                                     model)
+                                   for v in versions if vendor != "cpu")]:
+        if candidate.ref == image:
+            return candidate
+    return ImageProfile(ref=image, vendor=vendor, source="local",
+                        vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
+                        why="--image, built by glmkit on this machine")
 
 
 def _tag_version(ref: str, fallback: str) -> str:
@@ -149,12 +166,11 @@ def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
                  cuda12: bool = False) -> ImageProfile:
     """--image (with its --vllm-version), else the official image of --vllm-version, else
     the recipe's pin, else the newest stable release."""
-    if image:
-        known = CPU_IMAGE if image == CPU_IMAGE.ref else None
-        version = vllm_version or (known.vllm_version if known else
-                                   _tag_version(image, CURRENT_VLLM))
-        chosen = known or ImageProfile(ref=image, vendor=vendor, vllm_version=version,
-                                       source="pull", why="--image")
+    if image and image.startswith(KIT_REPO):
+        chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
+    elif image:
+        chosen = ImageProfile(ref=image, vendor=vendor, source="pull", why="--image",
+                              vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM))
     elif vllm_version:
         chosen = official_image(vendor, vllm_version, cuda12=cuda12)
     elif vendor == "cpu":

@@ -1,7 +1,9 @@
 """Container lifecycle: pre-flight checks, compose up, wait for health, logs, status, down.
 
-Compose (the v2 CLI) starts and stops the stack; the Docker SDK reads container state,
-health and logs.
+How glmkit touches Docker, one path per job: the Compose v2 CLI starts and stops
+projects; the Docker SDK reads container state, health and logs (this machine's engine,
+or a node's through its DOCKER_HOST); `docker exec` runs commands inside a container
+(bench, in-container probes), since it streams their output.
 """
 
 from __future__ import annotations
@@ -10,35 +12,48 @@ import contextlib
 import errno
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-from docker.client import DockerClient, from_env
+from docker.client import DockerClient
 from docker.errors import DockerException, NotFound
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.compose import SERVICE
+from glmkit.endpoints import api_ready, published_url
 from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
 from glmkit.hardware import nvidia_runtime_registered
 from glmkit.plan import LABEL, ServePlan
-from glmkit.process import run
+from glmkit.process import child_env, run
 
 LOG_TAIL_LINES = 40
 
 
-def client() -> DockerClient:
+def client(docker_host: str | None = None) -> DockerClient:
+    """This machine's engine (DOCKER_HOST or the default socket), or a node's engine."""
     try:
-        c = from_env(timeout=30)
+        if docker_host:
+            c = DockerClient(base_url=docker_host, timeout=30,
+                             use_ssh_client=docker_host.startswith("ssh://"))
+        else:
+            c = DockerClient.from_env(timeout=30)
         c.ping()
     except DockerException as err:
+        where = f" on {docker_host}" if docker_host else ""
         raise EnvironmentProblem(
-            f"The Docker engine is not reachable ({err.__class__.__name__}). Start Docker "
-            "(`sudo systemctl start docker`) or set DOCKER_HOST, then retry.") from None
+            f"The Docker engine{where} is not reachable ({err.__class__.__name__}). Start "
+            "Docker (`sudo systemctl start docker`) or set DOCKER_HOST, then retry.") from None
     return c
+
+
+def compose_env(docker_host: str | None = None, secrets: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
+    """The environment of a `docker compose` call: which engine, and secrets by value."""
+    return child_env({**({"DOCKER_HOST": docker_host} if docker_host else {}),
+                      **(secrets or {})})
 
 
 def compose_cmd(project: str, compose_file: Path | None, *args: str) -> list[str]:
@@ -145,67 +160,77 @@ def start(plan: ServePlan, compose_file: Path, env: Mapping[str, str]) -> None:
 
 @dataclass(frozen=True)
 class Health:
-    state: str  # running, exited, ...
+    state: str  # running, exited, restarting, gone, ...
     healthy: bool
     exit_code: int | None
+    restarts: int
 
 
 def probe(container: Any, base_url: str, timeout_s: float = 3) -> Health:
     try:
         container.reload()
     except NotFound:  # removed entirely
-        return Health(state="gone", healthy=False, exit_code=None)
+        return Health(state="gone", healthy=False, exit_code=None, restarts=0)
     state = container.attrs.get("State", {})
-    healthy = False
-    if state.get("Status") == "running":
-        try:
-            healthy = requests.get(f"{base_url}/health", timeout=timeout_s).status_code == 200
-        except requests.RequestException:
-            healthy = False
-    exit_code = state.get("ExitCode") if state.get("Status") != "running" else None
-    return Health(state=state.get("Status", "unknown"), healthy=healthy, exit_code=exit_code)
+    status = state.get("Status", "unknown")
+    return Health(state=status, healthy=status == "running" and api_ready(base_url, timeout_s),
+                  exit_code=state.get("ExitCode") if status != "running" else None,
+                  restarts=int(container.attrs.get("RestartCount") or 0))
+
+
+def wait_until(poll: Callable[[], str | None], timeout_s: float, console: Console,
+               what: str, on_timeout: Callable[[], ServerFailed], poll_s: float = 0.5
+               ) -> float:
+    """The one wait loop: `poll` returns None when ready, a progress hint while not, or
+    raises when it never will be. Returns the seconds waited."""
+    started = time.monotonic()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(f"waiting for {what}")
+        while (hint := poll()) is not None:
+            if time.monotonic() - started > timeout_s:
+                raise on_timeout()
+            progress.update(task, description=f"waiting for {what} [dim]{hint[:90]}[/dim]")
+            time.sleep(poll_s)
+    return time.monotonic() - started
 
 
 def wait_healthy(plan: ServePlan, c: DockerClient, console: Console,
-                 timeout_s: float | None = None, poll_s: float = 0.5) -> float:
-    """Wait for /health; stop at once if the container dies. Returns seconds waited."""
+                 timeout_s: float | None = None) -> float:
+    """Wait for /health; stop at once if the container dies or restarts."""
     timeout_s = timeout_s or plan.health_timeout_s
     container = find_container(c, plan.project)
     if container is None:
         raise ServerFailed("The vLLM container was not created.")
-    started = time.monotonic()
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                        console=console, transient=True)
-    with progress:
-        task = progress.add_task(f"waiting for {plan.model.id} on {plan.base_url}")
-        while True:
-            health = probe(container, plan.base_url)
-            if health.healthy:
-                return time.monotonic() - started
-            if health.state in ("exited", "dead", "gone"):
-                raise ServerFailed(
-                    f"The vLLM container exited with code {health.exit_code} before it became "
-                    "healthy. Its last log lines are above; fix the cause and run `invoke up` "
-                    "again.", log_tail(container))
-            elapsed = time.monotonic() - started
-            if elapsed > timeout_s:
-                raise ServerFailed(
-                    f"vLLM was not healthy after {timeout_s:.0f} s (it is still running: "
-                    "`invoke logs -f`). Large models take long to load: pass "
-                    "--health-timeout, or `invoke down` to stop it.", log_tail(container))
-            last = log_tail(container, 1).splitlines()
-            hint = last[-1][:90] if last else ""
-            progress.update(task, description=f"waiting for {plan.model.id} "
-                            f"[dim]{hint}[/dim]")
-            time.sleep(poll_s)
+
+    def poll() -> str | None:
+        health = probe(container, plan.base_url)
+        if health.healthy:
+            return None
+        if health.state in ("exited", "dead", "gone", "restarting") or health.restarts:
+            raise ServerFailed(
+                f"The vLLM container exited with code {health.exit_code}"
+                f"{' and was restarted' if health.restarts else ''} before it became healthy. "
+                "Its last log lines are above; fix the cause and run `invoke up` again.",
+                log_tail(container))
+        last = log_tail(container, 1).splitlines()
+        return last[-1] if last else ""
+
+    def timed_out() -> ServerFailed:
+        return ServerFailed(
+            f"vLLM was not healthy after {timeout_s:.0f} s (it is still running: "
+            "`invoke logs -f`). Large models take long to load: pass --health-timeout, or "
+            "`invoke down` to stop it.", log_tail(container))
+
+    return wait_until(poll, timeout_s, console, f"{plan.model.id} on {plan.base_url}",
+                      timed_out)
 
 
-def down(project: str, compose_file: Path | None) -> bool:
-    """Stop and remove the stack. Returns False when there was nothing to remove."""
-    c = client()
-    had = find_container(c, project) is not None
-    file = compose_file if compose_file is not None and compose_file.exists() else None
-    run(compose_cmd(project, file, "down", "-t", "5", "--remove-orphans"))
+def down(project: str, docker_host: str | None = None) -> bool:
+    """Stop and remove a project's containers. False when there was nothing to remove."""
+    had = find_container(client(docker_host), project) is not None
+    run(compose_cmd(project, None, "down", "-t", "5", "--remove-orphans"),
+        env=compose_env(docker_host))
     return had
 
 
@@ -224,13 +249,16 @@ class ServerStatus:
     state: str
     api: str  # "ready" when /health answers 200 right now
     docker_health: str
+    restarts: int
     image: str
 
 
-def server_statuses(c: DockerClient) -> list[ServerStatus]:
-    """Every glmkit container here, with its state and a live /health probe."""
+def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerStatus]:
+    """Every glmkit container on an engine (or one project's), with its state, restarts
+    and a live /health probe."""
     rows = []
-    containers = managed_containers(c)
+    containers = [ct for ct in managed_containers(c)
+                  if project is None or ct.labels.get(f"{LABEL}.project") == project]
     down_by_project: dict[str, list[str]] = {}
     for ct in containers:
         if ct.status != "running":
@@ -239,31 +267,23 @@ def server_statuses(c: DockerClient) -> list[ServerStatus]:
     for ct in containers:
         labels = ct.labels
         state = ct.attrs.get("State", {})
-        bindings = ct.attrs.get("HostConfig", {}).get("PortBindings") or {}
-        binding: dict[str, str] = next(iter(bindings.values()), [{}])[0]
-        host = binding.get("HostIp") or "0.0.0.0"
-        url = f"http://{host}:{binding.get('HostPort', '?')}"
+        url = published_url(ct.attrs.get("HostConfig", {}).get("PortBindings"))
         api = "-"
         project = labels.get(f"{LABEL}.project", "?")
-        if state.get("Status") == "running" and not bindings:
+        if state.get("Status") == "running" and url is None:
             api = "worker"
-        elif state.get("Status") == "running":
-            probe_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-            try:
-                ok = requests.get(f"http://{probe_host}:{binding.get('HostPort')}/health",
-                                  timeout=3).status_code == 200
-            except requests.RequestException:
-                ok = False
-            api = "ready" if ok else "not ready"
+        elif state.get("Status") == "running" and url is not None:
+            api = "ready" if api_ready(url) else "not ready"
         if state.get("Status") == "running" and down_by_project.get(project):
             # A head whose worker died still answers /health (measured: for minutes).
             api = f"DEGRADED: {', '.join(down_by_project[project])} down"
         rows.append(ServerStatus(
             project=project, node=labels.get(f"{LABEL}.node", "-"),
             model=labels.get(f"{LABEL}.model", "?"),
-            vendor=labels.get(f"{LABEL}.vendor", "?"), url=url,
+            vendor=labels.get(f"{LABEL}.vendor", "?"), url=url or "-",
             state=f"{state.get('Status', '?')}"
             + (f" (exit {state.get('ExitCode')})" if state.get("Status") == "exited" else ""),
             api=api, docker_health=state.get("Health", {}).get("Status", "-"),
+            restarts=int(ct.attrs.get("RestartCount") or 0),
             image=labels.get(f"{LABEL}.image", "?")))
     return rows

@@ -16,6 +16,7 @@ from typing import Literal
 
 from glmkit import __version__
 from glmkit.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec, resolve_model
+from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.hardware import Hardware, needs_cuda12_images
 from glmkit.hub import offline_env
@@ -41,7 +42,6 @@ from glmkit.resolver import (
 from glmkit.settings import Settings
 from glmkit.vendors import VendorProfile, resolve_vendor
 
-CONTAINER_PORT = 8000
 CONTAINER_HF_HOME = "/root/.cache/huggingface"
 CONTAINER_VLLM_CACHE = "/root/.cache/vllm"  # torch.compile cache; not under HF_HOME
 CONTAINER_MEDIA = "/media"
@@ -95,11 +95,11 @@ class ServePlan:
     notes: tuple[str, ...]
     strategy: str = "single_node_tp"
     target: HardwareTarget = CPU_TARGET
+    restart: str = "unless-stopped"  # Docker's restart policy
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
 
 def _gpu_ids(text: str) -> tuple[str, ...]:
@@ -124,9 +124,10 @@ def _check_ranges(s: Settings) -> None:
                          ("--hf-cache", s.hf_cache or "")):
         if any(ch in text for ch in "\n\r\0"):
             raise UsageError(f"{option} contains a line break or NUL character.")
-    if s.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::") and \
-            not re.fullmatch(r"[0-9a-fA-F.:]+", s.host):
+    if s.host != "localhost" and not is_ip(s.host):
         raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
+    if s.restart not in RESTART_POLICIES:
+        raise UsageError(f"--restart {s.restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     if not 0 < s.gpu_memory_utilization <= 1:
         raise UsageError(f"--gpu-memory-utilization {s.gpu_memory_utilization} must be in "
                          "(0, 1]; vLLM's default is 0.9.")
@@ -162,7 +163,10 @@ def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | Non
         return target_for(book, first.name, gpu_count or hw.gpu_count,
                           round(first.memory_mib / 1024, 1), vendor), True, None
     if gpu_mem:
-        raise UsageError("--gpu-mem needs --gpu TYPE (the name of the card it describes).")
+        # A GPU glmkit has no name for: its memory and count are enough to size it.
+        target = target_for(book, "GPU", gpu_count, gpu_mem, vendor)
+        return target, False, (f"planned for {target.describe()} as given; --gpu TYPE adds "
+                               "its bandwidth and the recipes' settings for it")
     if vendor not in REFERENCE_NODE:
         raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
                          "cuda/rocm, and --gpu-count.")
@@ -336,9 +340,18 @@ def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
     return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
 
 
-def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
+               portable: bool = False) -> ServePlan:
+    """The plan for this host; `portable` leaves out what only holds here (detected GPUs,
+    group ids, a completed local download, GPU indexes, the cache's owner), for exports
+    that run elsewhere."""
     _check_ranges(s)
     notes: list[str] = []
+    if portable:
+        hw = Hardware(vendor=hw.vendor, source="not this host: exported")
     if s.vendor:
         vendor = resolve_vendor(s.vendor)
     else:
@@ -364,7 +377,8 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
                          f"{model.max_context} tokens.")
 
-    offline = {} if model.local_dir else offline_env(hf_cache(env, s.hf_cache), model.id, env)
+    offline = {} if model.local_dir or portable else \
+        offline_env(hf_cache(env, s.hf_cache), model.id, env)
     mounts = [
         # Complete weights (`invoke download`) are mounted read-only: the server only reads.
         Mount(str(hf_cache(env, s.hf_cache)), CONTAINER_HF_HOME, read_only=bool(offline),
@@ -422,13 +436,14 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
     environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env, **recipe.env}
     # Weights complete in the cache (`invoke download`): start without the network.
     environment.update(offline)
-    if vendor.visibility_env and gpu_ids is not None:
+    if vendor.visibility_env and gpu_ids is not None and not portable:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
 
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
     cache = mounts[0]
-    if not cache.read_only and _owner_uid(Path(cache.source)) not in (None, 0):
+    if not portable and not cache.read_only and \
+            _owner_uid(Path(cache.source)) not in (None, 0):
         # The server runs as root with every capability dropped; to write weights into a
         # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
         # `invoke download` has filled it (then it is mounted read-only).
@@ -438,8 +453,8 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
                      "to run without it)")
     if s.privileged:
         notes.append("--privileged: the container gets every device and capability of the "
-                     "host (the seed's full docker run options)")
-    if s.host not in ("127.0.0.1", "localhost", "::1"):
+                     "host (privileged, /dev/mem, CAP_SYS_ADMIN)")
+    if not is_loopback(s.host):
         notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
 
     # Loading hundreds of GB of weights takes a while; size the wait to the model.
@@ -451,14 +466,16 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str]) -> ServePlan:
         cap_add=cap_add, security_opt=vendor.security_opt, ipc_host=vendor.ipc_host,
         shm_size=None if vendor.ipc_host else vendor.shm_size, privileged=s.privileged,
         gpu_ids=gpu_ids, tensor_parallel=tp, data_parallel=dp, max_model_len=max_len,
-        host=s.host, port=s.port, mounts=tuple(mounts),
+        # Docker publishes on addresses, not names.
+        host="127.0.0.1" if s.host == "localhost" else s.host, port=s.port,
+        mounts=tuple(mounts),
         labels={f"{LABEL}.managed": "true", f"{LABEL}.version": __version__,
                 f"{LABEL}.project": s.project, f"{LABEL}.model": model.id,
                 f"{LABEL}.vendor": vendor.name, f"{LABEL}.port": str(s.port),
                 f"{LABEL}.image": image.ref, f"{LABEL}.served-model": served_name,
                 f"{LABEL}.model-ref": model_ref, f"{LABEL}.max-model-len": str(max_len),
                 f"{LABEL}.strategy": recipe.strategy},
-        start_period_s=start_period,
+        start_period_s=start_period, restart=s.restart,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
         model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
     )

@@ -320,6 +320,10 @@ class SyncResult:
     recipes: tuple[str, ...]
     notes: tuple[str, ...]
 
+    def describe(self) -> str:
+        at = f" @ {self.commit[:12]}" if self.commit else ""
+        return f"synced {len(self.recipes)} GLM recipes from {self.origin}{at} into {self.root}"
+
 
 def sync(origin: str | None, env: Mapping[str, str]) -> SyncResult:
     """Copy the recipes at `origin` (folder, git URL or tarball URL; default upstream) into

@@ -1,14 +1,13 @@
-"""Reports over benchmark runs: tables, ratios, CSV and plots.
+"""Reports over benchmark runs (`results.Series`): tables, ratios, CSV and plots.
 
-Runs are results folders, or the recipes' published figures shipped as reference
-runs (`ref:glm45-fp8-prompt-heavy-16`), parsed from the recipe's own result text.
+Rows are keyed by run id, since labels repeat; a label shared by several runs is shown
+with its run id.
 """
 
 from __future__ import annotations
 
 import csv
-import re
-from dataclasses import dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,106 +15,36 @@ from rich.table import Table
 
 from glmkit.bench import SUMMARY_FIELDS
 from glmkit.errors import UsageError
-from glmkit.results import list_runs, open_run
-
-REFERENCE_DIR = Path(__file__).parent / "reference"
-
-# `vllm bench serve` text output → its JSON keys.
-TEXT_KEYS = {
-    "Successful requests": "completed",
-    "Failed requests": "failed",
-    "Benchmark duration (s)": "duration",
-    "Total input tokens": "total_input_tokens",
-    "Total generated tokens": "total_output_tokens",
-    "Request throughput (req/s)": "request_throughput",
-    "Output token throughput (tok/s)": "output_throughput",
-    "Total Token throughput (tok/s)": "total_token_throughput",
-    "Maximum request concurrency": "max_concurrency",
-    "Mean TTFT (ms)": "mean_ttft_ms", "Median TTFT (ms)": "median_ttft_ms",
-    "P99 TTFT (ms)": "p99_ttft_ms",
-    "Mean TPOT (ms)": "mean_tpot_ms", "Median TPOT (ms)": "median_tpot_ms",
-    "P99 TPOT (ms)": "p99_tpot_ms",
-    "Mean ITL (ms)": "mean_itl_ms", "Median ITL (ms)": "median_itl_ms",
-    "P99 ITL (ms)": "p99_itl_ms",
-}
-
-
-def parse_bench_text(text: str) -> dict[str, float]:
-    """The 'Serving Benchmark Result' block that `vllm bench serve` prints."""
-    result: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(.+?):\s+([-\d.]+)\s*$", line.strip())
-        if match and match.group(1) in TEXT_KEYS:
-            result[TEXT_KEYS[match.group(1)]] = float(match.group(2))
-    result.setdefault("failed", 0.0)
-    return result
-
-
-@dataclass(frozen=True)
-class Series:
-    """One run as the report sees it: a label, its metadata and a result per batch."""
-
-    label: str
-    meta: dict[str, Any]
-    points: dict[int, dict[str, Any]]
-    missing: tuple[int, ...] = ()
-
-
-def load_reference(name: str) -> Series:
-    path = REFERENCE_DIR / f"{name}.txt"
-    if not path.is_file():
-        names = ", ".join(f"ref:{p.stem}" for p in sorted(REFERENCE_DIR.glob("*.txt")))
-        raise UsageError(f"No reference run {name!r}. Shipped: {names}.")
-    text = path.read_text()
-    meta = dict(re.findall(r"^# (\w+): (.+)$", text, re.M))
-    meta["reference"] = True
-    return Series(label=f"ref:{name}", meta=meta, points={int(meta["batch"]):
-                                                         parse_bench_text(text)})
-
-
-def reference_names() -> list[str]:
-    return [p.stem for p in sorted(REFERENCE_DIR.glob("*.txt"))]
-
-
-def load_series(results_dir: Path, ref: str) -> Series:
-    if ref.startswith("ref:"):
-        return load_reference(ref.removeprefix("ref:"))
-    run = open_run(results_dir, ref)
-    return Series(label=run.label(), meta=run.meta, points=run.points(),
-                  missing=tuple(run.missing()))
-
-
-def load_all(results_dir: Path, refs: list[str]) -> list[Series]:
-    if refs:
-        return [load_series(results_dir, ref) for ref in refs]
-    runs = list_runs(results_dir)
-    if not runs:
-        raise UsageError(f"No benchmark runs under {results_dir}: `invoke bench` first.")
-    return [Series(r.label(), r.meta, r.points(), tuple(r.missing())) for r in runs]
+from glmkit.results import Series
 
 
 def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
     """The plan's memory-bandwidth bound on TPOT for a GPU run's point (see `sizing`)."""
     from glmkit.catalog import CATALOG
-    from glmkit.sizing import ARCH, decode_tpot, gpu_from_hardware
+    from glmkit.sizing import ARCH, arch_key, decode_tpot, gpu_from_hardware
 
-    gpus = (s.meta.get("hardware") or {}).get("gpus") or []
-    model = CATALOG.get(str(s.meta.get("model")))
-    workload = s.meta.get("workload")
-    if not gpus or model is None or not isinstance(workload, dict) or \
-            s.meta.get("vendor") not in ("cuda", "rocm"):
+    meta = s.meta
+    model = CATALOG.get(meta.model)
+    gpu = meta.gpus[0] if meta.gpus else None
+    if gpu is None or not gpu.memory_mib or model is None or meta.workload is None or \
+            meta.vendor not in ("cuda", "rocm"):
         return None
-    arch = ARCH.get(model.short_name.removesuffix("-FP8"))
+    arch = ARCH.get(arch_key(model))
     if arch is None:
         return None
-    args = list(s.meta.get("serve_args") or [])
-    tp = int(args[args.index("--tensor-parallel-size") + 1]) \
-        if "--tensor-parallel-size" in args else 1
     in_flight = int(result.get("max_concurrency") or batch)
     # The average sequence holds the prompt and half the output while decoding.
-    context = int(workload["input_len"]) + int(workload["output_len"]) // 2
-    gpu = gpu_from_hardware(gpus[0]["name"], int(gpus[0]["memory_mib"]))
-    return decode_tpot(model, arch, gpu, tp, model.precision, in_flight, context).tpot_ms
+    context = meta.workload.input_len + meta.workload.output_len // 2
+    card = gpu_from_hardware(gpu.name, gpu.memory_mib)
+    return decode_tpot(model, arch, card, meta.tensor_parallel, model.precision, in_flight,
+                       context).tpot_ms
+
+
+def run_names(series: list[Series]) -> dict[str, str]:
+    """What a table calls each run: its label, or label and id where labels repeat."""
+    counts = Counter(s.label for s in series)
+    return {s.run_id: s.label if counts[s.label] == 1 or s.label == s.run_id else
+            f"{s.label} ({s.run_id})" for s in series}
 
 
 def results_table(series: list[Series]) -> Table:
@@ -124,7 +53,8 @@ def results_table(series: list[Series]) -> Table:
     table.add_column("batch", justify="right")
     for _, name, _ in SUMMARY_FIELDS:
         table.add_column(name, justify="right")
-    bounds = {(s.label, b): tpot_bound(s, b, r) for s in series for b, r in s.points.items()}
+    names = run_names(series)
+    bounds = {(s.run_id, b): tpot_bound(s, b, r) for s in series for b, r in s.points.items()}
     with_bound = any(v is not None for v in bounds.values())
     if with_bound:
         table.add_column("TPOT bound", justify="right")
@@ -134,13 +64,13 @@ def results_table(series: list[Series]) -> Table:
             cells = [fmt.format(result[key]) if isinstance(result.get(key), int | float)
                      else "-" for key, _, fmt in SUMMARY_FIELDS]
             if with_bound:
-                bound, measured = bounds[(s.label, batch)], result.get("mean_tpot_ms")
+                bound, measured = bounds[(s.run_id, batch)], result.get("mean_tpot_ms")
                 cells += [f"{bound:.2f}" if bound else "-",
                           f"{bound / measured:.2f}" if bound and measured else "-"]
             style = "red" if (result.get("failed") or 0) > 0 else None
-            table.add_row(s.label, str(batch), *cells, style=style)
+            table.add_row(names[s.run_id], str(batch), *cells, style=style)
         for batch in s.missing:
-            table.add_row(s.label, str(batch), "[yellow]missing[/yellow]",
+            table.add_row(names[s.run_id], str(batch), "[yellow]missing[/yellow]",
                           *[""] * (len(table.columns) - 3))
     return table
 
@@ -164,11 +94,17 @@ def compare_rows(a: Series, b: Series) -> list[tuple[int, dict[str, float]]]:
     return rows
 
 
-def compare_table(a: Series, b: Series) -> Table:
+def compare_table(series: list[Series]) -> Table:
+    if len(series) != 2:
+        raise UsageError("--compare needs exactly two runs: "
+                         "`invoke report --compare --runs A --runs B`.")
+    a, b = series
     rows = compare_rows(a, b)
     if not rows:
         raise UsageError(f"{a.label} and {b.label} share no batch size to compare.")
-    table = Table(title=f"{b.label} / {a.label}  (>1 is better for throughput, <1 for latency)")
+    names = run_names([a, b])
+    table = Table(title=f"{names[b.run_id]} / {names[a.run_id]}  (>1 is better for "
+                  "throughput, <1 for latency)")
     table.add_column("batch", justify="right")
     for _, name, _ in COMPARE_KEYS:
         table.add_column(name, justify="right")
@@ -190,13 +126,12 @@ def write_csv(series: list[Series], path: Path) -> Path:
     keys = [key for key, _, _ in SUMMARY_FIELDS]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["run", "model", "vendor", "workload", "batch", *keys])
+        writer.writerow(["run_id", "label", "model", "vendor", "workload", "batch", *keys])
         for s in series:
-            workload = s.meta.get("workload")
-            workload_name = workload.get("name") if isinstance(workload, dict) else workload
+            workload = s.meta.workload.name if s.meta.workload else ""
             for batch, result in sorted(s.points.items()):
-                writer.writerow([s.label, s.meta.get("model"), s.meta.get("vendor"),
-                                 workload_name, batch, *[result.get(k, "") for k in keys]])
+                writer.writerow([s.run_id, s.label, s.meta.model, s.meta.vendor, workload,
+                                 batch, *[result.get(k, "") for k in keys]])
     return path
 
 
@@ -212,13 +147,14 @@ def write_plots(series: list[Series], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(PLOTS), figsize=(6 * len(PLOTS), 4.5))
+    names = run_names(series)
     for ax, (key, title) in zip(axes, PLOTS, strict=True):
         for s in series:
             xs = [b for b in sorted(s.points) if isinstance(s.points[b].get(key), int | float)]
             if not xs:
                 continue
             ys = [s.points[b][key] for b in xs]
-            ax.plot(xs, ys, marker="o" if len(xs) > 1 else "D", label=s.label)
+            ax.plot(xs, ys, marker="o" if len(xs) > 1 else "D", label=names[s.run_id])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (prompts or concurrency)")
         ax.set_title(title)

@@ -9,6 +9,7 @@ environment is passed in rather than read at import time, so tests pass `env={}`
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
@@ -56,15 +57,15 @@ class Settings:
     gpus_per_node: int | None = None
     ifname: str | None = None  # NIC for gloo/NCCL (GLOO_/NCCL_SOCKET_IFNAME)
     rdma: bool = False
-
-
-SOURCES = ("default", "invoke.yaml", "environment", "flag")
+    # Docker restarts the server after a crash or a reboot; `no` for throwaway servers.
+    restart: str = "unless-stopped"
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     text = str(value).strip()
     if "tuple" in str(hint):
-        return tuple(value) if isinstance(value, list | tuple) else tuple(text.split())
+        # Shell words, so GLMKIT_EXTRA_ARGS='--x "a b"' keeps "a b" as one argument.
+        return tuple(value) if isinstance(value, list | tuple) else tuple(shlex.split(text))
     if "bool" in str(hint):
         if isinstance(value, bool):
             return value
@@ -109,3 +110,29 @@ def resolve_settings(
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
     return dataclasses.replace(Settings(), **values), sources
+
+
+def flags_from_options(options: Mapping[str, Any], remainder: str,
+                       bool_options: tuple[str, ...]) -> dict[str, Any]:
+    """A task's options as the flag layer: None where not given; `--X`/`--no-X` pairs as
+    True/False, so the command line can turn off what invoke.yaml turned on; the words
+    after `--` as extra vLLM arguments."""
+    known = {f.name for f in fields(Settings)}
+    flags = {k: v for k, v in options.items() if k in known and k not in bool_options}
+    for name in bool_options:
+        on, off = options.get(name), options.get(f"no_{name}")
+        if on and off:
+            flag = name.replace("_", "-")
+            raise UsageError(f"--{flag} and --no-{flag} contradict each other.")
+        flags[name] = True if on else (False if off else None)
+    if remainder.strip():
+        flags["extra_args"] = tuple(shlex.split(remainder))
+    return flags
+
+
+def number(value: Any, kind: type[int] | type[float], option: str) -> Any:
+    """An optional numeric option given as text; a usage error when it is not a number."""
+    try:
+        return None if value in (None, "") else kind(value)
+    except ValueError:
+        raise UsageError(f"--{option}: expected a number, got {value!r}.") from None

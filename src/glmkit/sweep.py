@@ -1,19 +1,31 @@
-"""Drive a sweep: every missing point of a run, one progress bar over the matrix and a
-live line from the running point. Stops cleanly on Ctrl-C or a dead server."""
+"""`invoke bench`: find the running server, open a new run or resume one, and drive the
+sweep: every missing point, one progress bar over the matrix and a live line from the
+running point. Stops cleanly on Ctrl-C or a dead server."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from glmkit.bench import Point, PointOutcome, Target, run_point
-from glmkit.errors import BenchFailed
+from glmkit import lifecycle
+from glmkit.bench import (
+    PointOutcome,
+    Target,
+    fit_lengths,
+    new_sweep,
+    run_point,
+    target_from_container,
+)
+from glmkit.errors import BenchFailed, Interrupted, UsageError
+from glmkit.hardware import Hardware
 from glmkit.lifecycle import log_tail, probe
-from glmkit.results import Run
-from glmkit.workloads import Workload
+from glmkit.results import Run, Series, open_run, plain_name
+from glmkit.workloads import Workload, parse_batches, resolve_workload, sweep_points
 
 
 def server_alive(container: Any, base_url: str) -> bool:
@@ -31,7 +43,7 @@ class SweepReport:
 
 def run_sweep(run_: Run, target: Target, workload: Workload, container: Any,
               console: Console) -> SweepReport:
-    points = [Point(**p) for p in run_.meta["points"]]
+    points = list(run_.meta.points)
     todo = [p for p in points if p.batch in set(run_.missing())]
     if not server_alive(container, target.base_url):
         raise BenchFailed(f"The server in {target.container} is not healthy; refusing to "
@@ -71,3 +83,104 @@ def run_sweep(run_: Run, target: Target, workload: Workload, container: Any,
         finally:
             progress.remove_task(live)
     return SweepReport(run_, outcomes, run_.missing(), interrupted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchRequest:
+    project: str
+    workload: str = "prompt-heavy"
+    batch: str | None = None  # "1,16,64" or "recipe"
+    mode: str = "prompts"
+    input_len: int | None = None
+    output_len: int | None = None
+    num_prompts: int | None = None
+    request_rate: str = "10000"
+    label: str | None = None
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
+class BenchOutcome:
+    series: Series
+    report: SweepReport
+    notes: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.report.run.path
+
+    def check(self) -> None:
+        """Raise when the sweep did not finish cleanly, after its table is shown."""
+        run_id = self.report.run.run_id
+        if self.report.interrupted or self.report.missing:
+            raise Interrupted(f"interrupted: missing batches {self.report.missing}; finish "
+                              f"with `invoke bench --resume {run_id}`")
+        failed = [o.batch for o in self.report.outcomes if o.result is None]
+        failed_requests = [b for b, r in self.series.points.items()
+                           if (r.get("failed") or 0) > 0]
+        if failed or failed_requests:
+            raise BenchFailed(f"points that failed: {failed}; points with failed requests: "
+                              f"{failed_requests} (see {self.path}/failures)")
+
+
+def hardware_meta(hw: Hardware) -> dict[str, Any]:
+    return {"vendor": hw.vendor, "description": hw.describe(),
+            "gpus": [g.__dict__ for g in hw.gpus], "cpu_count": os.cpu_count()}
+
+
+def _shape(request: BenchRequest) -> tuple[Workload, tuple[int, ...]]:
+    """The workload and batch sizes asked for, checked before any server is looked up."""
+    if request.label is not None:
+        plain_name(request.label, "Label")
+    if request.mode not in ("prompts", "concurrency"):
+        raise UsageError(f"--mode {request.mode!r}: choose prompts or concurrency.")
+    wl = resolve_workload(request.workload, request.input_len, request.output_len)
+    return wl, parse_batches(request.batch or str(request.num_prompts or 16))
+
+
+def _new_run(request: BenchRequest, target: Target, results_dir: Path, repo_root: Path,
+             hw: Hardware, notes: list[str]) -> Run:
+    wl, batches = _shape(request)
+    if wl.vision and "--mm-encoder-tp-mode" not in target.serve_args:
+        raise UsageError(f"--workload vision needs a vision model; {request.project} serves "
+                         f"{target.served_model}.")
+    fitted_in, fitted_out, fitted = fit_lengths(wl.input_len, wl.output_len,
+                                                target.max_model_len)
+    if fitted:
+        notes.append(f"{wl.input_len}+{wl.output_len} tokens exceed the served context "
+                     f"({target.max_model_len}); using {fitted_in}/{fitted_out}.")
+        wl = replace(wl, input_len=fitted_in, output_len=fitted_out)
+    points = sweep_points(batches, request.mode,  # type: ignore[arg-type]
+                          request.num_prompts if request.batch else None, request.request_rate)
+    return new_sweep(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
+                     points, hardware_meta(hw), repo_root, request.label)
+
+
+def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,
+              console: Console) -> BenchOutcome:
+    """Benchmark the project's running server; a new run, or the rest of `resume`."""
+    if not request.resume:
+        _shape(request)
+    container = lifecycle.find_container(lifecycle.client(), request.project)
+    if container is None or container.status != "running":
+        raise UsageError(f"No running glmkit server in project {request.project!r}: "
+                         "`invoke up` first.")
+    target = target_from_container(container)
+    notes: list[str] = []
+    if request.resume:
+        run_ = open_run(results_dir, request.resume)
+        if run_.meta.model != target.served_model or run_.meta.workload is None:
+            raise UsageError(f"Run {run_.run_id} benchmarked {run_.meta.model}, but "
+                             f"{request.project} serves {target.served_model}.")
+        notes.append(f"resuming {run_.run_id}: missing batches {run_.missing()}")
+    else:
+        run_ = _new_run(request, target, results_dir, repo_root, hw, notes)
+    assert run_.meta.workload is not None
+    if target.prefix_caching:
+        notes.append("warning: prefix caching is on; the recipes benchmark with `invoke up "
+                     "--bench-mode` (--no-enable-prefix-caching).")
+    for note in notes:
+        console.print(note, highlight=False)
+    report = run_sweep(run_, target, run_.meta.workload, container, console)
+    series = Series(run_.run_id, run_.meta, run_.points(), tuple(run_.missing()))
+    return BenchOutcome(series, report, tuple(notes))

@@ -1,8 +1,8 @@
 """Vendor profiles: what a container needs to reach each kind of accelerator.
 
 Each profile is the least a working vLLM container needs. Broader access (privileged,
-/dev/mem, CAP_SYS_ADMIN) is a separate opt-in block that reproduces the seed's AMD
-`docker run` line, used only with `--privileged`.
+/dev/mem, CAP_SYS_ADMIN) is a separate opt-in block, used only with `--privileged`: the
+full `docker run` options AMD's and vLLM's ROCm guides give for debugging driver access.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class VendorProfile:
     # HIP_, ROCR_ and CUDA_VISIBLE_DEVICES together makes them mask each other.
     visibility_env: str | None = None
     has_gpus: bool = True
-    # What `--privileged` adds: the seed's full AMD `docker run` options.
+    # What `--privileged` adds: every device and capability, as AMD's full `docker run`.
     privileged_devices: tuple[str, ...] = ()
     privileged_cap_add: tuple[str, ...] = ()
 

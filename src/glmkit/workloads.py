@@ -64,6 +64,31 @@ def resolve_workload(name: str, input_len: int | None = None,
                     ignore_eos=workload.ignore_eos, vision=workload.vision)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Point:
+    """One `vllm bench serve` call: a batch size in a sweep."""
+
+    batch: int
+    num_prompts: int
+    max_concurrency: int | None
+    request_rate: str
+
+
+def sweep_points(batches: tuple[int, ...] | list[int], mode: SweepMode,
+                 num_prompts: int | None = None, request_rate: str = "inf") -> list[Point]:
+    """Recipe style: batch = --num-prompts, all sent at once. Concurrency style (the V
+    recipe's `--max-concurrency`): batch = requests in flight, over more prompts."""
+    points = []
+    for batch in batches:
+        if mode == "prompts":
+            points.append(Point(batch=batch, num_prompts=batch, max_concurrency=None,
+                                request_rate=request_rate))
+        else:
+            points.append(Point(batch=batch, num_prompts=num_prompts or max(16, 4 * batch),
+                                max_concurrency=batch, request_rate=request_rate))
+    return points
+
+
 def parse_batches(text: str) -> tuple[int, ...]:
     """'1,16,64' → (1, 16, 64); 'recipe' → the recipes' 1…512."""
     if text.strip() == "recipe":

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from .common import ROOT, invoke
+from .common import ROOT, invoke, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,8 @@ PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 MODEL = "glmkit/glm-tiny"
 FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
+# `up`'s default restart policy, named since tests otherwise run with --restart no.
+SERVE = ("--vendor", "cpu", "--port", str(PORT), "--restart", "unless-stopped")
 
 
 def docker(*args: str) -> str:
@@ -45,13 +47,8 @@ def server() -> Iterator[subprocess.CompletedProcess[str]]:
         docker("info")
     except (OSError, subprocess.CalledProcessError):
         pytest.fail("e2e tests need a running Docker engine (scripts/install-docker.sh)")
-    started = time.monotonic()
-    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
-                  env={"HF_TOKEN": FAKE_TOKEN})
-    print(f"invoke up took {time.monotonic() - started:.1f} s\n{done.stdout}\n{done.stderr}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield done
-    invoke("down", "--project", PROJECT, timeout=120)
+    with serving(PROJECT, *SERVE, env={"HF_TOKEN": FAKE_TOKEN}) as done:
+        yield done
 
 
 def chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -200,11 +197,27 @@ def test_sweep_interrupted_resumed_and_compared(server: object) -> None:
     assert len(csv_lines) == 1 + 3 + 2
 
 
+def test_a_crashed_server_comes_back_and_status_counts_it(server: object) -> None:
+    (container,) = project_containers(PROJECT)
+    # vLLM is PID 1: ending it is a crash as Docker sees it, not a `docker stop`.
+    docker("exec", container, "python3", "-c", "import os, signal; os.kill(1, signal.SIGTERM)")
+    deadline = time.monotonic() + 300
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = invoke("status", "--json", timeout=60)
+        assert status.returncode == 0, status.stderr
+        row = next(r for r in json.loads(status.stdout) if r["project"] == PROJECT)
+        if row["restarts"] >= 1 and row["api"] == "ready":
+            break
+        time.sleep(2)
+    assert row["restarts"] >= 1 and row["api"] == "ready", row
+    assert "restarts" in invoke("status", timeout=60).stdout
+
+
 def test_up_again_keeps_the_healthy_server(server: object) -> None:
     before = docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
                     project_containers(PROJECT)[0])
-    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
-                  "--no-smoke", env={"HF_TOKEN": FAKE_TOKEN})
+    done = invoke("up", "--project", PROJECT, *SERVE, "--no-smoke", env={"HF_TOKEN": FAKE_TOKEN})
     assert done.returncode == 0, done.stderr
     after = docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}",
                    project_containers(PROJECT)[0])

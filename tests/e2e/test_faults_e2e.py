@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .common import ROOT, invoke
+from .common import ROOT, invoke, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +35,9 @@ def inspect(field: str) -> object:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[subprocess.CompletedProcess[str]]:
-    done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
-                  "--host", "0.0.0.0", "--api-key", KEY, "--enforce-eager")
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield done
-    invoke("down", "--project", PROJECT, timeout=120)
+    with serving(PROJECT, "--vendor", "cpu", "--port", str(PORT), "--host", "0.0.0.0",
+                 "--api-key", KEY, "--enforce-eager") as done:
+        yield done
 
 
 def test_open_port_needs_the_key_and_the_smoke_test_sent_it(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .common import invoke
+from .common import invoke, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -20,17 +20,13 @@ PROJECT = "glmkit-e2e-mn"
 PORT = 18085
 
 
-UP = ("up", "--vendor", "cpu", "--nodes", "2", "--project", PROJECT, "--port", str(PORT))
+UP = ("--vendor", "cpu", "--nodes", "2", "--port", str(PORT))
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[subprocess.CompletedProcess[str]]:
-    started = time.monotonic()
-    done = invoke(*UP)
-    print(f"two-node up took {time.monotonic() - started:.1f} s\n{done.stdout}{done.stderr}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield done
-    invoke("down", "--project", PROJECT, timeout=120)
+    with serving(PROJECT, *UP) as done:
+        yield done
 
 
 def test_two_nodes_serve_with_tensor_parallel(cluster: subprocess.CompletedProcess[str]
@@ -68,7 +64,7 @@ def test_a_dead_worker_is_reported_and_up_fails_cleanly(cluster: object) -> None
     assert rows["head"]["api"] == "DEGRADED: worker1 down"
     table = invoke("status", timeout=60)
     assert "DEGRADED" in table.stdout
-    again = invoke(*UP, timeout=300)
+    again = invoke("up", "--project", PROJECT, *UP, timeout=300)
     assert again.returncode == 3, again.stdout + again.stderr
     assert "is broken: worker1 (exit 137) stopped while head still run" in again.stderr
     assert "Traceback" not in again.stderr

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    full_env = {**os.environ, **(env or {})}
+    # The same machine to glmkit on every host: CPU only, whatever GPUs this one has.
+    full_env = {**os.environ, "GLMKIT_HARDWARE": str(ROOT / "tests" / "cpu-host.json"),
+                **(env or {})}
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
                           capture_output=True, check=False, env=full_env, timeout=120)
 
@@ -65,3 +67,16 @@ def test_docker_unreachable_is_a_clear_error() -> None:
     assert done.returncode == 3
     assert "Docker engine is not reachable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tasks_stay_thin() -> None:
+    """Each task parses, calls one library function and prints: logic lives in src/."""
+    import ast
+
+    source = (ROOT / "tasks.py").read_text()
+    assert len(source.splitlines()) < 350
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            body = node.end_lineno - node.body[0].lineno + 1  # type: ignore[operator]
+            assert body <= 25, f"{node.name} has {body} lines"
+    assert "hasattr" not in source

@@ -9,7 +9,8 @@ import pytest
 
 from glmkit import k8s
 from glmkit.catalog import CATALOG
-from glmkit.cluster import build_cluster, cluster_compose, parse_nodes
+from glmkit.cluster import build_cluster, parse_nodes
+from glmkit.cluster_compose import cluster_compose
 from glmkit.compose import write_compose_data
 from glmkit.errors import UsageError
 from glmkit.sizing import ARCH, GPUS, arch_key, fit

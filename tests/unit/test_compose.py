@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from glmkit.catalog import CATALOG
-from glmkit.compose import compose_dict, render_yaml, write_compose
+from glmkit.compose import compose_dict, dump, write_compose
 from glmkit.errors import UsageError
 
 from .helpers import gpus, plan_for
@@ -93,7 +93,7 @@ def test_amd_glm46_rendered_as_in_the_issue(tmp_path: Path) -> None:
 def test_secrets_are_named_never_valued(tmp_path: Path) -> None:
     token = "hf_" + "x" * 34
     plan = plan_for(env={"HF_TOKEN": token, "GLMKIT_HOME": str(tmp_path)})
-    text = render_yaml(plan)
+    text = dump(compose_dict(plan))
     assert token not in text
     env = compose_dict(plan)["services"]["vllm"]["environment"]
     assert "HF_TOKEN" in env and "VLLM_API_KEY" in env
@@ -102,7 +102,7 @@ def test_secrets_are_named_never_valued(tmp_path: Path) -> None:
 def test_hostile_values_stay_inside_their_field() -> None:
     nasty = "--chat-template-content-format=x: y\n'\"#{}"
     plan = plan_for(extra_args=("--override-generation-config", nasty))
-    loaded = yaml.safe_load(render_yaml(plan))
+    loaded = yaml.safe_load(dump(compose_dict(plan)))
     assert loaded["services"]["vllm"]["command"][-1] == nasty
 
 

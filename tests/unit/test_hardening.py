@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glmkit.compose import compose_dict, render_yaml, write_compose
+from glmkit.compose import compose_dict, dump, write_compose
 from glmkit.errors import UsageError
 
 from .helpers import plan_for
@@ -74,7 +74,7 @@ def test_validation_table(settings: dict[str, object], message: str) -> None:
 def test_shell_metacharacters_stay_one_argument() -> None:
     hostile = "$(touch /tmp/pwned); `id` | cat && echo 'x: y' # \"q\""
     plan = plan_for(extra_args=("--chat-template-content-format", hostile))
-    command = yaml.safe_load(render_yaml(plan))["services"]["vllm"]["command"]
+    command = yaml.safe_load(dump(compose_dict(plan)))["services"]["vllm"]["command"]
     assert command[-1] == hostile and command[-2] == "--chat-template-content-format"
     assert "entrypoint" in compose_dict(plan)["services"]["vllm"]  # exec form, no shell
 

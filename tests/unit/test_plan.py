@@ -291,3 +291,43 @@ def test_quantized_checkpoints_get_the_kv_fit_too() -> None:
     # quantization suffix: the NVFP4 one is sized like the FP8 one.
     plan = plan_for(vendor="cuda", model="nvidia/GLM-5.2-NVFP4", gpu="b200")
     assert any(note.startswith("plan: TP 8") for note in plan.notes)
+
+
+@pytest.mark.parametrize(("host", "url"), [("::1", "http://[::1]:8000"),
+                                           ("::", "http://[::1]:8000"),
+                                           ("0.0.0.0", "http://127.0.0.1:8000"),
+                                           ("localhost", "http://127.0.0.1:8000"),
+                                           ("fd00::5", "http://[fd00::5]:8000")])
+def test_base_url_brackets_ipv6(host: str, url: str) -> None:
+    assert plan_for(vendor="cpu", host=host).base_url == url
+
+
+def test_loopback_is_one_list() -> None:
+    from glmkit.credentials import container_secrets
+    from glmkit.endpoints import is_loopback
+
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert is_loopback(host)
+        assert container_secrets({"HF_TOKEN": ""}, host, None) == {}
+    for host in ("0.0.0.0", "::", "10.0.0.5", "fd00::5"):
+        assert not is_loopback(host)
+
+
+def test_gpu_memory_and_count_size_an_unnamed_gpu() -> None:
+    from glmkit.advice import PlanRequest, advise
+
+    advice = advise(PlanRequest(model="zai-org/GLM-4.5-Air-FP8", vendor="cuda", gpu_mem=80,
+                                gpu_count=8), NO_GPU, {"HF_HUB_OFFLINE": "1"})
+    assert "8 × " in advice.title and "80 GB" in advice.title
+    plan = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", gpu_mem=80, gpu_count=4)
+    assert plan.target.gpu_count == 4 and plan.target.gpu_memory_gb == 80
+
+
+def test_plan_honours_vendor() -> None:
+    from glmkit.advice import PlanRequest, advise
+
+    rocm = advise(PlanRequest(model="zai-org/GLM-4.6-FP8", vendor="amd"), NO_GPU,
+                  {"HF_HUB_OFFLINE": "1"})
+    cuda = advise(PlanRequest(model="zai-org/GLM-4.6-FP8", vendor="nvidia"), NO_GPU,
+                  {"HF_HUB_OFFLINE": "1"})
+    assert "MI300X" in rocm.title and "H200" in cuda.title

@@ -6,16 +6,17 @@ from pathlib import Path
 import pytest
 
 from glmkit.errors import UsageError
-from glmkit.report import (
+from glmkit.report import compare_rows, write_csv, write_plots
+from glmkit.results import (
     Series,
-    compare_rows,
+    create_run,
+    list_runs,
     load_reference,
+    open_run,
     parse_bench_text,
+    read_meta,
     reference_names,
-    write_csv,
-    write_plots,
 )
-from glmkit.results import create_run, list_runs, open_run
 from glmkit.telemetry import parse_nvidia, parse_rocm, summarize
 
 SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
@@ -50,7 +51,7 @@ def test_reference_runs_parse_the_recipes_text() -> None:
     assert point["completed"] == 16
     assert point["mean_tpot_ms"] == 22.35
     assert point["output_throughput"] == 651.58
-    assert ref.meta["model"] == "zai-org/GLM-4.5-FP8"
+    assert ref.meta.model == "zai-org/GLM-4.5-FP8"
     vision = load_reference("glm45v-fp8-visionarena-concurrency1")
     assert vision.points[1]["max_concurrency"] == 1
     assert vision.points[1]["failed"] == 0
@@ -64,14 +65,15 @@ def test_reference_matches_the_seed_verbatim() -> None:
 
 
 def test_compare_csv_and_plots(tmp_path: Path) -> None:
-    a = Series("a", {"model": "m", "workload": {"name": "balanced"}},
+    a = Series("a", read_meta({"model": "m", "workload": {"name": "balanced"}}, "a"),
                {1: {"output_throughput": 100.0, "mean_tpot_ms": 10.0},
                 16: {"output_throughput": 800.0, "mean_tpot_ms": 20.0}})
-    b = Series("b", {"model": "m"}, {16: {"output_throughput": 1000.0, "mean_tpot_ms": 16.0}})
+    b = Series("b", read_meta({"model": "m"}, "b"),
+               {16: {"output_throughput": 1000.0, "mean_tpot_ms": 16.0}})
     rows = compare_rows(a, b)
     assert rows == [(16, {"output_throughput": 1.25, "mean_tpot_ms": 0.8})]
     csv_text = write_csv([a, b], tmp_path / "r.csv").read_text().splitlines()
-    assert csv_text[0].startswith("run,model,vendor,workload,batch,completed")
+    assert csv_text[0].startswith("run_id,label,model,vendor,workload,batch,completed")
     assert len(csv_text) == 4
     png = write_plots([a, b], tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -99,12 +101,104 @@ def test_gpu_runs_show_tpot_against_the_bandwidth_bound() -> None:
             "serve_args": ["zai-org/GLM-4.5-FP8", "--tensor-parallel-size", "8"],
             "workload": {"input_len": 8000, "output_len": 1000},
             "hardware": {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}] * 8}}
-    run = Series("h100", meta, {16: {"mean_tpot_ms": 22.35, "failed": 0}})
+    run = Series("h100", read_meta(meta, "h100"), {16: {"mean_tpot_ms": 22.35, "failed": 0}})
     bound = tpot_bound(run, 16, run.points[16])
     assert bound is not None and 5 < bound < 22.35
     console = Console(width=250, record=True)
     console.print(results_table([run]))
     text = console.export_text()
     assert "bound/TPOT" in text and f"{bound / 22.35:.2f}" in text
-    assert tpot_bound(Series("cpu", {**meta, "vendor": "cpu"}, run.points), 16,
+    assert tpot_bound(Series("cpu", read_meta({**meta, "vendor": "cpu"}, "cpu"), run.points), 16,
                       run.points[16]) is None
+
+
+# --- results metadata: one loader for old, current and reference runs ----------------
+
+OLD_META = {  # a run written before meta had a version: GPUs without memory, TP flag last
+    "label": "h100-old", "model": "zai-org/GLM-4.5-FP8", "vendor": "cuda",
+    "serve_args": ["zai-org/GLM-4.5-FP8", "--max-model-len", "65536",
+                   "--tensor-parallel-size"],
+    "workload": {"name": "prompt-heavy", "input_len": 8000, "output_len": 1000},
+    "mode": "prompts", "batches": [1, 16],
+    "hardware": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]},
+}
+
+
+def _old_run(tmp_path: Path, meta: dict[str, object], name: str) -> Path:
+    folder = tmp_path / name
+    (folder / "points").mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "points" / "batch-0016.json").write_text(json.dumps(
+        {"mean_tpot_ms": 22.0, "output_throughput": 600.0, "failed": 0}))
+    return folder
+
+
+def test_report_of_a_reference_run_is_a_table_not_a_traceback(tmp_path: Path) -> None:
+    from tests.unit.test_cli import invoke
+
+    done = invoke("report", "--runs", "ref:glm45-fp8-prompt-heavy-16", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "651.6" in done.stdout  # its output throughput
+    assert (tmp_path / "report.csv").is_file()
+
+
+def test_old_and_hand_edited_meta_load_and_resume(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from glmkit.report import results_table
+    from glmkit.results import load_all
+
+    _old_run(tmp_path, OLD_META, "20250101-000000-old")
+    run = open_run(tmp_path, "20250101-000000-old")
+    assert run.meta.version == 1
+    assert run.meta.tensor_parallel == 1  # a flag with no value is no TP size
+    assert run.meta.workload is not None and run.meta.workload.ignore_eos  # filled in
+    assert [p.batch for p in run.meta.points] == [1, 16]  # rebuilt from batches
+    assert run.missing() == [1]
+    series = load_all(tmp_path, [])
+    console = Console(width=250, record=True)
+    console.print(results_table(series))
+    assert "h100-old" in console.export_text()
+
+
+def test_reports_key_runs_by_id_not_label(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from glmkit.report import results_table
+    from glmkit.results import load_all
+
+    tp8 = {**OLD_META, "serve_args": ["m", "--tensor-parallel-size", "8"],
+           "hardware": {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}]}}
+    tp4 = {**tp8, "serve_args": ["m", "--tensor-parallel-size=4"]}
+    _old_run(tmp_path, tp8, "20250101-000000-a")
+    _old_run(tmp_path, tp4, "20250101-000001-b")
+    series = load_all(tmp_path, [])
+    assert [s.meta.tensor_parallel for s in series] == [8, 4]
+    console = Console(width=300, record=True)
+    console.print(results_table(series))
+    text = console.export_text()
+    # Same label twice: each row names its run id, and each has its own bound.
+    assert "20250101-000000-a" in text and "20250101-000001-b" in text
+    from glmkit.report import tpot_bound
+
+    bounds = [tpot_bound(s, 16, s.points[16]) for s in series]
+    assert bounds[0] is not None and bounds[1] is not None and bounds[0] < bounds[1]
+    assert all(f"{b:.2f}" in text for b in bounds if b is not None)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "", "x" * 200, "a b"])
+def test_labels_and_run_ids_are_plain_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError, match="plain name"):
+        create_run(tmp_path / "results", {"batches": [1]}, name)
+    with pytest.raises(UsageError):
+        open_run(tmp_path / "results", name)
+    assert not any(p for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_bench_label_outside_results_is_a_usage_error() -> None:
+    from tests.unit.test_cli import invoke
+
+    done = invoke("bench", "--label", "../../x", "--project", "no-such-project")
+    assert done.returncode == 2
+    assert "plain name" in done.stderr and "Traceback" not in done.stderr

@@ -2,9 +2,16 @@ from __future__ import annotations
 
 import pytest
 
-from glmkit.bench import Point, Target, bench_argv, sweep_points
+from glmkit.bench import Target, bench_argv, target_from_container
 from glmkit.errors import UsageError
-from glmkit.workloads import RECIPE_BATCHES, WORKLOADS, parse_batches, resolve_workload
+from glmkit.workloads import (
+    RECIPE_BATCHES,
+    WORKLOADS,
+    Point,
+    parse_batches,
+    resolve_workload,
+    sweep_points,
+)
 
 V_MODEL = "zai-org/GLM-4.5V-FP8"
 TARGET = Target(container="c", served_model=V_MODEL, model_ref=V_MODEL, max_model_len=65536,
@@ -65,3 +72,25 @@ def test_vision_argv_and_fallback() -> None:
     fallback = bench_argv(TARGET, WORKLOADS["vision"], point, "r.json", dataset="random-mm")
     assert fallback[fallback.index("--dataset-name") + 1] == "random-mm"
     assert "--ignore-eos" not in fallback
+
+
+class _Container:
+    """What `target_from_container` reads of a container: name, labels and inspect data."""
+
+    name = "glmkit-vllm-1"
+
+    def __init__(self, host_ip: str) -> None:
+        from glmkit.plan import LABEL
+
+        self.labels = {f"{LABEL}.{k}": v for k, v in {
+            "served-model": "m", "model-ref": "/models/m", "max-model-len": "4096",
+            "vendor": "cpu", "image": "img", "port": "8100"}.items()}
+        self.attrs = {"Config": {"Env": [], "Cmd": ["/models/m"]}, "HostConfig": {
+            "PortBindings": {"8000/tcp": [{"HostIp": host_ip, "HostPort": "8100"}]}}}
+
+
+@pytest.mark.parametrize(("host_ip", "url"), [("192.168.7.2", "http://192.168.7.2:8100"),
+                                              ("::1", "http://[::1]:8100"),
+                                              ("0.0.0.0", "http://127.0.0.1:8100")])
+def test_bench_probes_where_the_server_is_published(host_ip: str, url: str) -> None:
+    assert target_from_container(_Container(host_ip)).base_url == url

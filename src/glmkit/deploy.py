@@ -1,0 +1,182 @@
+"""From settings to a running, checked server: the sequences behind `render`, `up`,
+`export`, `down` and `logs`, for one node or a cluster.
+
+    settings + hardware ─▶ plan (ServePlan | ClusterPlan) ─▶ compose files ─▶ containers
+                         ─▶ health ─▶ one real chat request with tools and reasoning
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from glmkit import build, cluster_runtime, k8s, lifecycle
+from glmkit.catalog import TINY_MODEL_ID
+from glmkit.cluster import ClusterPlan, parse_nodes, plan_cluster
+from glmkit.cluster_compose import cluster_compose
+from glmkit.compose import write_compose, write_compose_data
+from glmkit.credentials import container_secrets
+from glmkit.errors import CommandFailed, GlmkitError, ServerFailed
+from glmkit.files import atomic_write
+from glmkit.hardware import Hardware
+from glmkit.hub import check_access
+from glmkit.plan import ServePlan, build_plan
+from glmkit.process import run, stream
+from glmkit.settings import Settings
+from glmkit.smoke import SmokeResult, smoke_test
+
+Deployment = ServePlan | ClusterPlan
+
+
+def plan_deployment(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
+                    portable: bool = False) -> Deployment:
+    """A ServePlan, or a ClusterPlan when --nodes is given."""
+    if settings.nodes:
+        return plan_cluster(settings, hw, env, portable=portable)
+    return build_plan(settings, hw, env, portable=portable)
+
+
+def single(deployment: Deployment) -> ServePlan:
+    """The plan of the node that serves the API (the head, for a cluster)."""
+    return deployment.base if isinstance(deployment, ClusterPlan) else deployment
+
+
+def render(deployment: Deployment, compose_dir: Path, *, check: bool = True) -> list[Path]:
+    """Validated compose files: one per project (one, or one per machine of a cluster)."""
+    if isinstance(deployment, ServePlan):
+        return [write_compose(deployment, compose_dir, check=check)]
+    return [write_compose_data(data, compose_dir, name, check=check)
+            for name, data in cluster_compose(deployment).items()]
+
+
+def describe_cluster(cluster: ClusterPlan) -> list[str]:
+    """The layout and the ports that must be open between nodes, in words."""
+    dp = (f", {cluster.data_parallel_local} DP ranks per node" if cluster.engine == "dp"
+          else "")
+    return [f"{cluster.engine} engine, {len(cluster.nodes)} nodes: TP "
+            f"{cluster.tensor_parallel} × PP {cluster.pipeline_parallel}{dp}",
+            *(f"  open: {port}" for port in cluster.ports())]
+
+
+@dataclass(frozen=True)
+class UpResult:
+    plan: ServePlan
+    seconds: float
+    nodes: int
+    smoke: SmokeResult | None
+
+
+def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
+                  env: Mapping[str, str]) -> None:
+    """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
+    lifecycle.preflight(plan, lifecycle.client())
+    if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
+        check_access(plan.model.id, secrets.get("HF_TOKEN"))
+    build.ensure_images(plan.image, plan.model_dir, plan.model.id == TINY_MODEL_ID, root,
+                        console, env)
+    lifecycle.check_model_dir(plan)
+
+
+def _start_single(plan: ServePlan, path: Path, secrets: Mapping[str, str],
+                  console: Console) -> float:
+    lifecycle.start(plan, path, lifecycle.compose_env(secrets=secrets))
+    try:
+        return lifecycle.wait_healthy(plan, lifecycle.client(), console)
+    except ServerFailed:
+        # A server that cannot start would crash-loop under a restart policy: stop it,
+        # keeping the container and its log for `invoke logs`.
+        if plan.restart != "no":
+            with contextlib.suppress(CommandFailed):
+                run(lifecycle.compose_cmd(plan.project, path, "stop", "-t", "5"))
+        raise
+
+
+def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,
+       console: Console, env: Mapping[str, str], *, smoke: bool = True) -> UpResult:
+    """Start a server or cluster, wait until it serves, then one real chat check."""
+    plan = single(deployment)
+    secrets = container_secrets(env, plan.host, api_key)
+    here = not isinstance(deployment, ClusterPlan) or deployment.local
+    if here:
+        # Real machines each pull their image and read their own HF cache.
+        _prepare_here(plan, secrets, root, console, env)
+    paths = render(deployment, compose_dir)
+    if isinstance(deployment, ClusterPlan):
+        for line in describe_cluster(deployment):
+            console.print(line, highlight=False)
+        seconds = cluster_runtime.start(deployment, paths, secrets, console)
+        nodes = len(deployment.nodes)
+    else:
+        console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
+                      f"({plan.image.ref}) from {paths[0]}", highlight=False)
+        seconds, nodes = _start_single(plan, paths[0], secrets, console), 1
+    result = None
+    if smoke and here:  # the API of real machines is theirs to reach
+        result = smoke_test(plan.base_url, plan.served_model_name, secrets.get("VLLM_API_KEY"),
+                            tools=plan.model.tool_parser is not None,
+                            reasoning=plan.model.reasoning_parser is not None)
+    return UpResult(plan, seconds, nodes, result)
+
+
+def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:
+    """(compose project, DOCKER_HOST) per engine a deployment runs on: this machine's one
+    project, or one project per machine of a cluster on real nodes."""
+    if not nodes or nodes.strip().isdigit():
+        return [(project, None)]
+    return [(f"{project}-{node.name}", node.docker_host) for node in parse_nodes(nodes)]
+
+
+def down(project: str, nodes: str | None) -> list[tuple[str, bool]]:
+    """(project, whether something was running) for each engine, after `compose down`."""
+    return [(name, lifecycle.down(name, docker_host)) for name, docker_host in
+            engines_of(project, nodes)]
+
+
+def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int) -> None:
+    """`compose logs` of each engine, to the terminal; following only when there is one."""
+    targets = engines_of(project, nodes)
+    for name, docker_host in targets:
+        argv = lifecycle.compose_cmd(name, None, "logs", "--tail", str(tail))
+        # Following several machines at once would interleave without end: follow one.
+        stream(argv + (["--follow"] if follow and len(targets) == 1 else []),
+               env=lifecycle.compose_env(docker_host), check=False)
+
+
+def statuses(project: str | None, nodes: str | None) -> list[lifecycle.ServerStatus]:
+    """Every glmkit server here, or with --nodes each machine's containers of a project."""
+    if not nodes or nodes.strip().isdigit():
+        return lifecycle.server_statuses(lifecycle.client())
+    rows = []
+    for _, docker_host in engines_of(project or "glmkit", nodes):
+        try:
+            rows += lifecycle.server_statuses(lifecycle.client(docker_host), project)
+        except GlmkitError as err:
+            rows.append(lifecycle.ServerStatus(
+                project=project or "glmkit", node=docker_host or "-", model="-", vendor="-",
+                url="-", state="unreachable", api=str(err)[:80], docker_health="-",
+                restarts=0, image="-"))
+    return rows
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    kinds: list[str]
+    validation: str
+
+
+def export_k8s(deployment: Deployment, compose_dir: Path) -> Export:
+    """Kubernetes manifests for a host-independent plan, validated when the schemas are
+    installed, written atomically beside the compose files."""
+    if isinstance(deployment, ClusterPlan):
+        manifests = k8s.multi_node(deployment)
+    else:
+        manifests = k8s.single_node(deployment)
+    validation = k8s.validate(manifests)
+    path = atomic_write(compose_dir / f"{single(deployment).project}.k8s.yaml",
+                        k8s.dump(manifests))
+    return Export(path, [m["kind"] for m in manifests], validation)

@@ -1,0 +1,145 @@
+"""What the tasks print: the library's data as rich tables and lines, nothing computed."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, fields
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from glmkit.advice import Advice
+from glmkit.catalog import ModelSpec
+from glmkit.errors import GlmkitError, ServerFailed
+from glmkit.lifecycle import ServerStatus
+from glmkit.recipes import RecipeBook, RecipeChange
+from glmkit.results import Series, reference_names
+from glmkit.smoke import SmokeResult
+
+
+def console(stderr: bool = False) -> Console:
+    # Piped output (CI logs, tests) gets wide tables instead of truncated cells.
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160)
+
+
+def print_error(err: GlmkitError) -> int:
+    """The error in one line on stderr (after a crashed server's log tail); its exit code."""
+    out = console(stderr=True)
+    if isinstance(err, ServerFailed) and err.log_tail:
+        out.rule("container log (last lines)")
+        out.print(err.log_tail, markup=False, highlight=False)
+        out.rule()
+    out.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+    return err.exit_code
+
+
+def print_notes(out: Console, notes: Iterable[str], kind: str = "note") -> None:
+    colour = "cyan" if kind == "note" else "yellow"
+    for note in notes:
+        out.print(f"[{colour}]{kind}:[/{colour}] {note}", highlight=False)
+
+
+def print_report(out: Console, series: list[Series], folder: Path, *, compare: bool = False,
+                 csv: bool = False) -> None:
+    """Results table (and B/A ratios), plots and CSV into `folder`."""
+    from glmkit.report import compare_table, results_table, write_csv, write_plots
+
+    out.print(results_table(series))
+    if compare:
+        out.print(compare_table(series))
+    if any(s.points for s in series):
+        out.print(f"plots: {write_plots(series, folder / 'report.png')}", highlight=False)
+    if csv:
+        out.print(f"csv:   {write_csv(series, folder / 'report.csv')}", highlight=False)
+        out.print(f"[dim]reference runs: {', '.join('ref:' + n for n in reference_names())}"
+                  "[/dim]")
+    else:
+        out.print(f"saved {folder}", highlight=False)
+
+
+def models_table(models: Iterable[ModelSpec]) -> Table:
+    table = Table()
+    for column in ("model", "family", "precision", "params (active)", "needs GB", "context",
+                   "tool / reasoning", "MTP", "vision", "min vLLM", "source"):
+        table.add_column(column)
+    for m in models:
+        table.add_row(m.id, m.family, m.precision,
+                      f"{m.total_params_b:g}B ({m.active_params_b:g}B)",
+                      f"{m.vram_minimum_gb:g}", str(m.max_context),
+                      f"{m.tool_parser or '-'} / {m.reasoning_parser or '-'}",
+                      "yes" if m.has_mtp else "-", "yes" if m.vision else "-", m.min_vllm,
+                      m.source)
+    return table
+
+
+def recipes_table(book: RecipeBook) -> Table:
+    table = Table()
+    for column in ("recipe", "checkpoints", "min vLLM", "strategies", "source"):
+        table.add_column(column)
+    for key, recipe in book.recipes.items():
+        table.add_row(key, ", ".join(recipe.variant_model_id(v) for v in recipe.variants),
+                      recipe.min_vllm, ", ".join(recipe.compatible_strategies),
+                      recipe.source.describe())
+    return table
+
+
+def recipe_diff_table(changes: Iterable[RecipeChange]) -> Table:
+    table = Table(title="synced recipes against the built-in data")
+    for column in ("recipe", "change", "field", "built-in", "synced"):
+        table.add_column(column)
+    for ch in changes:
+        table.add_row(ch.recipe, ch.kind, ch.path, "" if ch.builtin is None else
+                      str(ch.builtin), "" if ch.synced is None else str(ch.synced))
+    return table
+
+
+def as_json(rows: Iterable[Any]) -> str:
+    """Dataclass rows as a JSON array (`invoke status --json`)."""
+    import dataclasses
+    import json
+
+    return json.dumps([dataclasses.asdict(row) for row in rows], indent=2)
+
+
+def status_table(rows: list[ServerStatus]) -> Table:
+    table = Table()
+    for field in fields(ServerStatus):
+        table.add_column(field.name.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in astuple(row)))
+    return table
+
+
+def settings_table(values: Mapping[str, Any], sources: Mapping[str, str]) -> Table:
+    table = Table()
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for name, source in sources.items():
+        table.add_row(name, repr(values[name]), source)
+    return table
+
+
+def advice_table(advice: Advice) -> Table:
+    table = Table(title=advice.title, show_header=False)
+    table.add_column("")
+    table.add_column("")
+    for label, text in advice.rows:
+        table.add_row(label, text)
+    return table
+
+
+def print_advice(out: Console, advice: Advice) -> None:
+    out.print(advice_table(advice))
+    if advice.multinode:
+        out.print(advice.multinode, highlight=False)
+    for line in advice.assumptions:
+        out.print(f"[dim]assumes: {line}[/dim]", highlight=False)
+
+
+def smoke_lines(result: SmokeResult) -> list[str]:
+    mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
+    return [f"tool call: {mark[result.tool_call_ok]} ({result.tool_detail})",
+            f"reasoning: {mark[result.reasoning_ok]} ({result.reasoning_detail})"]
