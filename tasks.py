@@ -105,22 +105,13 @@ def render(c: Context, check: bool = True, **options: Any) -> None:
 def up(c: Context, api_key: str | None = None, smoke: bool = True, **options: Any) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
     from glmkit import deploy, views
-    from glmkit.errors import ServerFailed
 
     console = _console()
     deployment = _deployment(c, options, console)
     result = deploy.up(deployment, api_key, COMPOSE_DIR, ROOT, console, os.environ,
                        smoke=smoke)
-    where = (f"{result.nodes} nodes, every node running and a real request served; "
-             if result.nodes > 1 else "")
-    console.print(f"[green]healthy[/green] after {result.seconds:.1f} s: {where}"
-                  f"{result.plan.base_url}/v1 serves {result.plan.served_model_name!r}",
-                  highlight=False)
-    if result.smoke is not None:
-        for line in views.smoke_lines(result.smoke):
-            console.print(line, highlight=False)
-        if not result.smoke.ok:
-            raise ServerFailed("The server is up but the chat check failed (see above).")
+    views.print_up(console, result)
+    result.check()
 
 
 @task(help=HELP["down"])
@@ -247,6 +238,19 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
     outcome.check()
 
 
+@task(help=HELP["check"])
+@_exits
+def check(c: Context, project: str | None = None) -> None:
+    """Tool-call conformance of the running server: every tool_choice, streamed and not."""
+    from glmkit import views
+    from glmkit.conformance import check_server
+
+    settings, _ = _settings(c, {"project": project})
+    report = check_server(settings.project, RESULTS_DIR)
+    _console().print(views.check_table(report.results), f"saved {report.path}")
+    report.check()
+
+
 @task(help=HELP["report"], iterable=["runs"])
 @_exits
 def report(c: Context, runs: list[str] | None = None, compare: bool = False,
@@ -267,17 +271,13 @@ def report(c: Context, runs: list[str] | None = None, compare: bool = False,
 def doctor(c: Context, vendor: str | None = None, model: str | None = None, port: int = 8000,
            host: str = "127.0.0.1") -> None:
     """Check this machine: Docker, Compose, GPUs and devices, disk, port, HF token, image."""
-    from glmkit.doctor import render_lines, run_doctor
-    from glmkit.errors import EnvironmentProblem
+    from glmkit.doctor import raise_for_failures, render_lines, run_doctor
     from glmkit.paths import hf_cache
 
     checks = run_doctor(vendor=vendor, model_id=model, host=host, port=int(port),
                         hf_cache_dir=hf_cache(os.environ), env=os.environ)
-    console = _console()
-    for line in render_lines(checks):
-        console.print(line, highlight=False)
-    if failed := [ch.name for ch in checks if ch.status == "fail"]:
-        raise EnvironmentProblem(f"{len(failed)} problem(s): {', '.join(failed)}")
+    _console().print("\n".join(render_lines(checks)), highlight=False)
+    raise_for_failures(checks)
 
 
 @task(help=HELP["download"])
@@ -288,9 +288,7 @@ def download(c: Context, model: str, revision: str | None = None,
     from glmkit.hub import download_model
     from glmkit.paths import hf_cache as cache_dir
 
-    got = download_model(model, revision, cache_dir(os.environ, hf_cache), os.environ)
-    print(f"{got.model_id}@{got.revision[:12]}: {got.files} files, {got.size_gb:.1f} GB in "
-          f"{got.seconds:.0f} s → {got.path}\nservers for it now start with HF_HUB_OFFLINE=1")
+    print(download_model(model, revision, cache_dir(os.environ, hf_cache), os.environ))
 
 
 @task(help=HELP["plan"])

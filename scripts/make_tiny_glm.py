@@ -37,27 +37,17 @@ CORPUS = [
     "The quick brown fox jumps over the lazy dog. 0123456789 {}[]():,.\"'",
 ]
 
-# GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on.
+# GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on. The
+# tools are listed by name only, and earlier tool calls by name only: the tiny model
+# learns its answers from these prompts (train_tiny_tools.py), so they must render the
+# same whether the arguments arrive as a JSON string or a mapping.
 CHAT_TEMPLATE = r"""[gMASK]<sop>
 {%- if tools -%}
 <|system|>
 # Tools
-
-You may call one or more functions to assist with the user query.
-
-You are provided with function signatures within <tools></tools> XML tags:
 <tools>
-{% for tool in tools %}
-{{ tool | tojson(ensure_ascii=False) }}
-{% endfor %}
-</tools>
-
-For each function call, output the function name and arguments within the following XML format:
-<tool_call>{function-name}
-<arg_key>{arg-key-1}</arg_key>
-<arg_value>{arg-value-1}</arg_value>
-...
-</tool_call>
+{% for tool in tools %}{{ tool.function.name if tool.function is defined else tool.name }}
+{% endfor %}</tools>
 {%- endif -%}
 {%- for m in messages -%}
 {%- if m.role == 'system' -%}
@@ -78,9 +68,7 @@ For each function call, output the function name and arguments within the follow
 {%- for tc in m.tool_calls -%}
 {%- set fn = tc.function if tc.function is defined else tc %}
 <tool_call>{{ fn.name }}
-{% if fn.arguments is mapping %}{% for k, v in fn.arguments.items() %}<arg_key>{{ k }}</arg_key>
-<arg_value>{{ v if v is string else v | tojson(ensure_ascii=False) }}</arg_value>
-{% endfor %}{% endif %}</tool_call>
+</tool_call>
 {%- endfor -%}
 {%- endif -%}
 {%- elif m.role == 'tool' -%}
@@ -117,11 +105,11 @@ def build_model(tokenizer: PreTrainedTokenizerFast, layers: int, vocab: int) -> 
                                                          "<|observation|>")]
     config = Glm4MoeConfig(
         vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        moe_intermediate_size=32,
+        hidden_size=128,
+        intermediate_size=256,
+        moe_intermediate_size=64,
         num_hidden_layers=layers,
-        num_attention_heads=2,
+        num_attention_heads=4,
         num_key_value_heads=1,
         head_dim=32,  # vLLM's CPU attention needs head size >= 32
         n_routed_experts=4,

@@ -49,6 +49,7 @@ PROJECT_HELP = "compose project (default: GLMKIT_PROJECT, invoke.yaml, else glmk
 NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), to reach each"
 
 HELP: dict[str, dict[str, str]] = {
+    "check": {"project": PROJECT_HELP},
     "down": {"project": PROJECT_HELP, "nodes": NODES_HELP},
     "logs": {"project": PROJECT_HELP, "follow": "keep streaming",
             "tail": "lines to show first (default 200)", "nodes": NODES_HELP},
@@ -109,6 +110,7 @@ HELP: dict[str, dict[str, str]] = {
 HELP["render"] = {**SERVE_HELP, "check": "validate with `docker compose config` (default on)"}
 HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_KEY); required "
               "with a non-loopback --host",
-              "smoke": "send one chat request with tools after start (default on)"}
+              "smoke": "check one tool call, streamed and not, after start (default on; "
+                       "`invoke check` runs every case)"}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)

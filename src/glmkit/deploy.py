@@ -19,6 +19,7 @@ from glmkit.catalog import TINY_MODEL_ID
 from glmkit.cluster import ClusterPlan, parse_nodes, plan_cluster
 from glmkit.cluster_compose import cluster_compose
 from glmkit.compose import write_compose, write_compose_data
+from glmkit.conformance import CaseResult, run_check
 from glmkit.credentials import container_secrets
 from glmkit.errors import CommandFailed, GlmkitError, ServerFailed
 from glmkit.files import atomic_write
@@ -27,7 +28,6 @@ from glmkit.hub import check_access
 from glmkit.plan import ServePlan, build_plan
 from glmkit.process import run, stream
 from glmkit.settings import Settings
-from glmkit.smoke import SmokeResult, smoke_test
 
 Deployment = ServePlan | ClusterPlan
 
@@ -67,7 +67,12 @@ class UpResult:
     plan: ServePlan
     seconds: float
     nodes: int
-    smoke: SmokeResult | None
+    readiness: list[CaseResult]  # the short tool-call check; empty when skipped
+
+    def check(self) -> None:
+        if failed := [r for r in self.readiness if not r.ok]:
+            raise ServerFailed(f"The server is up but its tool-call check failed: "
+                               f"{failed[0].detail} (`invoke check` runs every case).")
 
 
 def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
@@ -114,12 +119,13 @@ def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Pat
         console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
                       f"({plan.image.ref}) from {paths[0]}", highlight=False)
         seconds, nodes = _start_single(plan, paths[0], secrets, console), 1
-    result = None
-    if smoke and here:  # the API of real machines is theirs to reach
-        result = smoke_test(plan.base_url, plan.served_model_name, secrets.get("VLLM_API_KEY"),
-                            tools=plan.model.tool_parser is not None,
-                            reasoning=plan.model.reasoning_parser is not None)
-    return UpResult(plan, seconds, nodes, result)
+    readiness: list[CaseResult] = []
+    # The API of real machines is theirs to reach; a model without GLM's parsers has no
+    # tool calls to check.
+    if smoke and here and plan.model.tool_parser and plan.model.reasoning_parser:
+        readiness = run_check(plan.base_url, plan.served_model_name,
+                              secrets.get("VLLM_API_KEY"), exact=False, quick=True)
+    return UpResult(plan, seconds, nodes, readiness)
 
 
 def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:

@@ -235,3 +235,10 @@ def check_token(model: Any, env: Mapping[str, str]) -> Check:
                      "fine for models already in the cache (`invoke download` them first)")
     return Check("Hugging Face token", "ok", f"can read {model.id}"
                  + ("" if token else " (no token needed)"))
+
+
+def raise_for_failures(checks: list[Check]) -> None:
+    from glmkit.errors import EnvironmentProblem
+
+    if failed := [ch.name for ch in checks if ch.status == "fail"]:
+        raise EnvironmentProblem(f"{len(failed)} problem(s): {', '.join(failed)}")

@@ -62,3 +62,9 @@ class Interrupted(GlmkitError):
     """Stopped by Ctrl-C; what finished is kept."""
 
     exit_code = 130
+
+
+class CheckFailed(GlmkitError):
+    """The server answered, but tool calls or reasoning came back wrong."""
+
+    exit_code = 7

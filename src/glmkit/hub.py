@@ -37,6 +37,11 @@ class Download:
     size_gb: float
     seconds: float
 
+    def __str__(self) -> str:
+        return (f"{self.model_id}@{self.revision[:12]}: {self.files} files, "
+                f"{self.size_gb:.1f} GB in {self.seconds:.0f} s → {self.path}\n"
+                "servers for it now start with HF_HUB_OFFLINE=1")
+
 
 def _marker(hf_cache: Path, model_id: str) -> Path:
     return hf_cache / MARKER_DIR / f"{model_id.replace('/', '--')}.json"

@@ -13,11 +13,12 @@ from rich.table import Table
 
 from glmkit.advice import Advice
 from glmkit.catalog import ModelSpec
+from glmkit.conformance import CaseResult
+from glmkit.deploy import UpResult
 from glmkit.errors import GlmkitError, ServerFailed
 from glmkit.lifecycle import ServerStatus
 from glmkit.recipes import RecipeBook, RecipeChange
 from glmkit.results import Series, reference_names
-from glmkit.smoke import SmokeResult
 
 
 def console(stderr: bool = False) -> Console:
@@ -139,7 +140,25 @@ def print_advice(out: Console, advice: Advice) -> None:
         out.print(f"[dim]assumes: {line}[/dim]", highlight=False)
 
 
-def smoke_lines(result: SmokeResult) -> list[str]:
-    mark = {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}
-    return [f"tool call: {mark[result.tool_call_ok]} ({result.tool_detail})",
-            f"reasoning: {mark[result.reasoning_ok]} ({result.reasoning_detail})"]
+def check_table(results: Iterable[CaseResult]) -> Table:
+    table = Table(title="tool-call conformance")
+    for column in ("case", "tool_choice", "stream", "thinking", "result"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.case, r.tool_choice, "yes" if r.stream else "no",
+                      "on" if r.thinking else "off",
+                      "[green]pass[/green]" if r.ok else f"[red]FAIL[/red] {r.detail}")
+    return table
+
+
+def print_up(out: Console, result: UpResult) -> None:
+    """The health line, then the short tool-call check, one line per request."""
+    where = (f"{result.nodes} nodes, every node running and a real request served; "
+             if result.nodes > 1 else "")
+    out.print(f"[green]healthy[/green] after {result.seconds:.1f} s: {where}"
+              f"{result.plan.base_url}/v1 serves {result.plan.served_model_name!r}",
+              highlight=False)
+    for r in result.readiness:
+        mark = "[green]ok[/green]" if r.ok else f"[red]FAILED[/red] {r.detail}"
+        out.print(f"tool call ({r.tool_choice}, {'streamed' if r.stream else 'not streamed'}, "
+                  f"thinking {'on' if r.thinking else 'off'}): {mark}", highlight=False)

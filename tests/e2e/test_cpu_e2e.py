@@ -67,8 +67,35 @@ WEATHER = {"type": "function", "function": {
 
 def test_up_reports_usable_server(server: subprocess.CompletedProcess[str]) -> None:
     assert "healthy after" in server.stdout
-    assert "tool call: ok" in server.stdout
-    assert "reasoning: ok" in server.stdout
+    assert "tool call (auto, not streamed, thinking off): ok" in server.stdout
+    assert "tool call (auto, streamed, thinking on): ok" in server.stdout
+
+
+def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
+    done = invoke("check", "--project", PROJECT, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = Path(done.stdout.split("saved ")[-1].split()[0])
+    cases = json.loads(saved.read_text())["cases"]
+    from glmkit.conformance import requests_for
+
+    assert len(cases) == len(requests_for(quick=False)) and all(c["ok"] for c in cases)
+    assert {c["tool_choice"] for c in cases} == {"auto", "required", "none", "get_weather",
+                                                 "get_time"}
+
+
+def test_a_wrong_tool_parser_fails_the_check_with_a_clear_line(server: object) -> None:
+    project = "glmkit-e2e-parser"
+    try:
+        done = invoke("up", "--vendor", "cpu", "--project", project, "--port", "18082",
+                      "--enforce-eager", "--", "--tool-call-parser", "hermes", timeout=600)
+        assert done.returncode == 5, done.stdout + done.stderr
+        assert "no tool call parsed" in done.stderr
+        assert "is --tool-call-parser right for this model?" in done.stderr
+        check = invoke("check", "--project", project, timeout=600)
+        assert check.returncode == 7
+        assert "--tool-call-parser hermes" in check.stderr
+    finally:
+        invoke("down", "--project", project, timeout=120)
 
 
 def test_chat_with_tools_is_a_valid_openai_response(server: object) -> None:
@@ -254,13 +281,16 @@ def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
 
 def test_up_with_a_changed_config_recreates_the_server(server: object) -> None:
     before = docker("inspect", "--format", "{{.Id}}", project_containers(PROJECT)[0])
+    # GLM-4.7/5.x's tool parser this time: the same answers must parse the same.
     done = invoke("up", "--vendor", "cpu", "--project", PROJECT, "--port", str(PORT),
-                  "--enforce-eager", "--no-smoke")
+                  "--enforce-eager", "--", "--tool-call-parser", "glm47")
     assert done.returncode == 0, done.stdout + done.stderr
     (after,) = project_containers(PROJECT)
     assert docker("inspect", "--format", "{{.Id}}", after) != before
     assert "--enforce-eager" in docker("inspect", "--format", "{{json .Config.Cmd}}", after)
     assert requests.get(f"{BASE}/health", timeout=10).status_code == 200
+    check = invoke("check", "--project", PROJECT, timeout=600)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_down_removes_everything_and_is_idempotent(server: object) -> None:
