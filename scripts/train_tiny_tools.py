@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, Glm4MoeForCausalLM
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, Glm4MoeConfig, Glm4MoeForCausalLM
 
 END_OF_CALLS = "<|observation|>"  # GLM ends a turn of tool calls by awaiting the result
 END_OF_ANSWER = "<|user|>"
@@ -88,6 +89,43 @@ def greedy(model: Any, tokenizer: Any, prompt: str, limit: int) -> str:
     return str(tokenizer.decode(ids[0], skip_special_tokens=False))[len(prompt):]
 
 
+def add_mtp_layer(folder: Path) -> None:
+    """One MTP layer (GLM's next-token predictor, `num_nextn_predict_layers: 1`) after the
+    last decoder layer, so vLLM can serve the model with MTP speculative decoding. It is
+    initialised, not trained: vLLM verifies every draft, so answers stay the same and
+    drafts are rarely accepted. vLLM's MTP loader reads experts one by one, where
+    transformers writes them fused: they are split here."""
+    config = json.loads((folder / "config.json").read_text())
+    layer, hidden = config["num_hidden_layers"], config["hidden_size"]
+    wider = Glm4MoeConfig(**{k: v for k, v in config.items()
+                             if k not in ("architectures", "transformers_version", "dtype")})
+    wider.num_hidden_layers, wider.num_nextn_predict_layers = layer + 1, 0
+    torch.manual_seed(1)
+    donor = Glm4MoeForCausalLM(wider).to(torch.bfloat16).state_dict()
+    weights = load_file(str(folder / "model.safetensors"))
+    prefix = f"model.layers.{layer}."
+    for key, value in donor.items():
+        if not key.startswith(prefix):
+            continue
+        if key.endswith("mlp.experts.gate_up_proj"):  # [experts, 2 x moe_intermediate, hidden]
+            for e in range(value.shape[0]):
+                gate, up = value[e].chunk(2, dim=0)
+                weights[f"{prefix}mlp.experts.{e}.gate_proj.weight"] = gate.contiguous()
+                weights[f"{prefix}mlp.experts.{e}.up_proj.weight"] = up.contiguous()
+        elif key.endswith("mlp.experts.down_proj"):  # [experts, hidden, moe_intermediate]
+            for e in range(value.shape[0]):
+                weights[f"{prefix}mlp.experts.{e}.down_proj.weight"] = value[e].contiguous()
+        else:
+            weights[key] = value.contiguous()
+    weights[f"{prefix}eh_proj.weight"] = (torch.randn(hidden, 2 * hidden) * 0.02).to(
+        torch.bfloat16)
+    for norm in ("enorm", "hnorm", "shared_head.norm"):
+        weights[f"{prefix}{norm}.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config["num_nextn_predict_layers"] = 1
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -125,6 +163,7 @@ def main() -> None:
     if wrong:
         raise SystemExit(f"training did not take: {json.dumps(wrong[:3], ensure_ascii=False)}")
     model.save_pretrained(args.model, safe_serialization=True)
+    add_mtp_layer(args.model)
     weights = hashlib.sha256((args.model / "model.safetensors").read_bytes()).hexdigest()
     info_path = args.model / "glmkit-tiny.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}

@@ -112,7 +112,7 @@ class BenchOutcome:
     def check(self) -> None:
         """Raise when the sweep did not finish cleanly, after its table is shown."""
         run_id = self.report.run.run_id
-        if self.report.interrupted or self.report.missing:
+        if self.report.interrupted:
             raise Interrupted(f"interrupted: missing batches {self.report.missing}; finish "
                               f"with `invoke bench --resume {run_id}`")
         failed = [o.batch for o in self.report.outcomes if o.result is None]
@@ -120,7 +120,8 @@ class BenchOutcome:
                            if (r.get("failed") or 0) > 0]
         if failed or failed_requests:
             raise BenchFailed(f"points that failed: {failed}; points with failed requests: "
-                              f"{failed_requests} (see {self.path}/failures)")
+                              f"{failed_requests} (see {self.path}/failures; `invoke bench "
+                              f"--resume {run_id}` runs the missing ones again)")
 
 
 def hardware_meta(hw: Hardware) -> dict[str, Any]:

@@ -35,8 +35,9 @@ def inspect(field: str) -> object:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[subprocess.CompletedProcess[str]]:
+    # MTP speculative decoding on too: tool calls must parse the same with drafts.
     with serving(PROJECT, "--vendor", "cpu", "--port", str(PORT), "--host", "0.0.0.0",
-                 "--api-key", KEY, "--enforce-eager") as done:
+                 "--api-key", KEY, "--enforce-eager", "--mtp") as done:
         yield done
 
 
@@ -52,6 +53,19 @@ def test_open_port_needs_the_key_and_the_smoke_test_sent_it(
     assert authorised.status_code == 200
     assert KEY not in (ROOT / "compose" / f"{PROJECT}.yaml").read_text()
     assert KEY not in server.stdout + server.stderr
+
+
+def test_check_passes_with_mtp_and_an_api_key(server: object) -> None:
+    cmd = inspect(".Config.Cmd")
+    assert "--speculative-config.method" in cmd  # type: ignore[operator]
+    done = invoke("check", "--project", PROJECT, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert KEY not in done.stdout + done.stderr
+    metrics = requests.get(f"{BASE}/metrics", timeout=10,
+                           headers={"Authorization": f"Bearer {KEY}"}).text
+    drafted = [float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("vllm:spec_decode_num_draft_tokens_total")]
+    assert drafted and sum(drafted) > 0  # MTP proposed tokens while the check ran
 
 
 def test_vllm_runs_with_every_capability_dropped(server: object) -> None:

@@ -12,3 +12,24 @@ def test_lengths_scaled_to_the_served_context() -> None:
     assert fitted
     assert in_len + out_len <= 2048 - 64
     assert 7.5 < in_len / out_len < 8.5
+
+
+def test_a_failed_point_is_a_bench_failure_not_an_interruption(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from glmkit.bench import PointOutcome
+    from glmkit.errors import BenchFailed, Interrupted
+    from glmkit.results import Series, create_run
+    from glmkit.sweep import BenchOutcome, SweepReport
+
+    run = create_run(tmp_path, {"batches": [1, 4], "model": "m"}, "sweep")
+    run.save_point(1, {"completed": 1, "failed": 0})
+    outcomes = [PointOutcome(1, True, {"completed": 1}, "ok"),
+                PointOutcome(4, False, None, "tokenizer missing")]
+    series = Series(run.run_id, run.meta, run.points(), tuple(run.missing()))
+    failed = BenchOutcome(series, SweepReport(run, outcomes, run.missing(), False), ())
+    with pytest.raises(BenchFailed, match=r"points that failed: \[4\].*--resume"):
+        failed.check()
+    stopped = BenchOutcome(series, SweepReport(run, outcomes[:1], run.missing(), True), ())
+    with pytest.raises(Interrupted, match=r"missing batches \[4\]"):
+        stopped.check()

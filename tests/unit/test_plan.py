@@ -331,3 +331,11 @@ def test_plan_honours_vendor() -> None:
     cuda = advise(PlanRequest(model="zai-org/GLM-4.6-FP8", vendor="nvidia"), NO_GPU,
                   {"HF_HUB_OFFLINE": "1"})
     assert "MI300X" in rocm.title and "H200" in cuda.title
+
+
+def test_the_tiny_model_serves_with_mtp_on_request() -> None:
+    args = plan_for(vendor="cpu", mtp=True).serve_args
+    at = args.index("--speculative-config.method")
+    assert args[at:at + 4] == ("--speculative-config.method", "mtp",
+                               "--speculative-config.num_speculative_tokens", "1")
+    assert "--speculative-config.method" not in plan_for(vendor="cpu").serve_args
