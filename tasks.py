@@ -38,9 +38,7 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(c, *args, **kwargs)
         except GlmkitError as err:
-            from glmkit.views import print_error
-
-            raise Exit(code=print_error(err)) from None
+            raise Exit(code=_views().print_error(err)) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
 
@@ -79,38 +77,36 @@ def _deployment(c: Context, options: dict[str, Any], console: Any = None,
     return deployment
 
 
-def _console() -> Any:
-    from glmkit.views import console
+def _views() -> Any:
+    from glmkit import views  # rich and the library load only when a task runs
 
-    return console()
+    return views
+
+
+def _console() -> Any:
+    return _views().console()
 
 
 @_serve_task
 def render(c: Context, check: bool = True, **options: Any) -> None:
     """Write the compose file(s) for a model and vendor under compose/, validated."""
-    from glmkit.cluster import ClusterPlan
-    from glmkit.deploy import describe_cluster, render
+    from glmkit.deploy import render
 
     console = _console()
     deployment = _deployment(c, options, console)
-    paths = render(deployment, COMPOSE_DIR, check=check)
-    if isinstance(deployment, ClusterPlan):
-        for line in describe_cluster(deployment):
-            console.print(line, highlight=False)
-    for path in paths:
-        print(path)
+    _views().print_render(console, deployment, render(deployment, COMPOSE_DIR, check=check))
 
 
 @_serve_task
 def up(c: Context, api_key: str | None = None, smoke: bool = True, **options: Any) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
-    from glmkit import deploy, views
+    from glmkit import deploy
 
     console = _console()
     deployment = _deployment(c, options, console)
     result = deploy.up(deployment, api_key, COMPOSE_DIR, ROOT, console, os.environ,
                        smoke=smoke)
-    views.print_up(console, result)
+    _views().print_up(console, result)
     result.check()
 
 
@@ -141,15 +137,10 @@ def logs(c: Context, project: str | None = None, follow: bool = False, tail: int
 def status(c: Context, json: bool = False, nodes: str | None = None,
            project: str | None = None) -> None:
     """What glmkit runs here: model, vendor, node, URL, state, restarts, whether the API answers."""
-    from glmkit import views
     from glmkit.deploy import statuses
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
-    rows = statuses(settings.project, settings.nodes)
-    if json:
-        print(views.as_json(rows))
-    else:
-        _console().print(views.status_table(rows) if rows else "no glmkit servers")
+    _views().print_status(_console(), statuses(settings.project, settings.nodes), as_json=json)
 
 
 @task(help=HELP["build"], iterable=["ca_cert"])
@@ -197,10 +188,9 @@ def tiny_model(c: Context, layers: int = 2, force: bool = False) -> None:
 @_exits
 def models(c: Context) -> None:
     """Every served checkpoint: family, precision, size, context, parsers, min vLLM, source."""
-    from glmkit import views
     from glmkit.catalog import catalog
 
-    _console().print(views.models_table(catalog(os.environ).values()))
+    _console().print(_views().models_table(catalog(os.environ).values()))
 
 
 @_serve_task
@@ -208,10 +198,9 @@ def config(c: Context, **options: Any) -> None:
     """Show the resolved settings and where each comes from (default, invoke.yaml, env, flag)."""
     import dataclasses
 
-    from glmkit import views
 
     settings, sources = _settings(c, options)
-    _console().print(views.settings_table(dataclasses.asdict(settings), sources))
+    _console().print(_views().settings_table(dataclasses.asdict(settings), sources))
 
 
 @task(help=HELP["bench"])
@@ -222,7 +211,7 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
           request_rate: str = "10000", label: str | None = None,
           resume: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
-    from glmkit import hardware, views
+    from glmkit import hardware
     from glmkit.settings import number as _number
     from glmkit.sweep import BenchRequest, run_bench
 
@@ -234,7 +223,7 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
         num_prompts=_number(num_prompts, int, "num-prompts"))
     console = _console()
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), console)
-    views.print_report(console, [outcome.series], outcome.path)
+    _views().print_report(console, [outcome.series], outcome.path)
     outcome.check()
 
 
@@ -242,12 +231,11 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
 @_exits
 def check(c: Context, project: str | None = None) -> None:
     """Tool-call conformance of the running server: every tool_choice, streamed and not."""
-    from glmkit import views
     from glmkit.conformance import check_server
 
     settings, _ = _settings(c, {"project": project})
     report = check_server(settings.project, RESULTS_DIR)
-    _console().print(views.check_table(report.results), f"saved {report.path}")
+    _console().print(_views().check_table(report.results), f"saved {report.path}")
     report.check()
 
 
@@ -258,12 +246,11 @@ def report(c: Context, runs: list[str] | None = None, compare: bool = False,
     """Tables, plots and CSV over benchmark runs; `--compare` two of them."""
     import time
 
-    from glmkit import views
     from glmkit.results import load_all
 
     series = load_all(RESULTS_DIR, list(runs or []))
     folder = Path(out) if out else RESULTS_DIR / "reports" / time.strftime("%Y%m%d-%H%M%S")
-    views.print_report(_console(), series, folder, compare=compare, csv=True)
+    _views().print_report(_console(), series, folder, compare=compare, csv=True)
 
 
 @task(help=HELP["doctor"])
@@ -299,7 +286,7 @@ def plan(c: Context, model: str = "glmkit/glm-tiny", vendor: str | None = None,
          gpu_memory_utilization: float = 0.9, nodes: str | None = None,
          strategy: str | None = None, goal: str = "latency") -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
-    from glmkit import hardware, views
+    from glmkit import hardware
     from glmkit.advice import PlanRequest, advise
     from glmkit.settings import number as _number
 
@@ -309,7 +296,24 @@ def plan(c: Context, model: str = "glmkit/glm-tiny", vendor: str | None = None,
         tp=_number(tp, int, "tp"), batch=int(batch), context=int(context),
         gpu_memory_utilization=float(gpu_memory_utilization),
         nodes=_number(nodes, int, "nodes")), hardware.detect(os.environ), os.environ)
-    views.print_advice(_console(), advice)
+    _views().print_advice(_console(), advice)
+
+
+@_serve_task
+def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | None = None,
+         budget: float = 30.0, candidates: int = 0, resume: str | None = None,
+         **options: Any) -> None:
+    """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
+    from glmkit import hardware
+    from glmkit.tune import TuneRequest, run_tune
+    from glmkit.workloads import parse_slo
+
+    settings, _ = _settings(c, options)
+    report = run_tune(TuneRequest(
+        settings=settings, workload=workload, batch=str(batch), slo=parse_slo(slo),
+        budget_min=float(budget), max_candidates=int(candidates) or None, resume=resume),
+        hardware.detect(os.environ), os.environ, ROOT, _console())
+    _views().print_tune(_console(), report)
 
 
 @_serve_task
@@ -329,18 +333,17 @@ def export(c: Context, target: str, **options: Any) -> None:
 def recipes(c: Context, action: str, from_: str | None = None) -> None:
     """The recipe book: where model knowledge comes from; `sync` the newest, `diff` it."""
     from glmkit import recipes as book
-    from glmkit import views
     from glmkit.errors import UsageError
 
     console = _console()
     if action == "sync":
         result = book.sync(from_, os.environ)
-        views.print_notes(console, result.notes, "skipped")
+        _views().print_notes(console, result.notes, "skipped")
         console.print(result.describe(), highlight=False)
     elif action in ("diff", "list"):
         loaded = book.load_book(os.environ)
-        console.print(views.recipe_diff_table(book.diff(os.environ)) if action == "diff"
-                      else views.recipes_table(loaded))
-        views.print_notes(console, loaded.notes)
+        console.print(_views().recipe_diff_table(book.diff(os.environ)) if action == "diff"
+                      else _views().recipes_table(loaded))
+        _views().print_notes(console, loaded.notes)
     else:
         raise UsageError(f"Unknown action {action!r}: list, sync or diff.")

@@ -22,6 +22,7 @@ from glmkit import __version__
 from glmkit.build import image_digest
 from glmkit.endpoints import published_url
 from glmkit.errors import EnvironmentProblem, UsageError
+from glmkit.metrics import MetricsSampler
 from glmkit.plan import LABEL
 from glmkit.process import child_env, run, stream_lines
 from glmkit.results import Run, create_run, point_name
@@ -105,6 +106,8 @@ def bench_argv(target: Target, workload: Workload, point: Point, result_name: st
                  "--random-output-len", str(workload.output_len)]
     if point.max_concurrency:
         argv += ["--max-concurrency", str(point.max_concurrency)]
+    if point.goodput:
+        argv += ["--goodput", *point.goodput]
     if workload.ignore_eos:
         argv.append("--ignore-eos")
     return argv
@@ -161,11 +164,12 @@ def run_point(target: Target, workload: Workload, point: Point, run_: Run,
         # OPENAI_API_KEY is named without a value: docker passes it on from this process.
         exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
         sampler = Sampler().start()
+        server = MetricsSampler(base_url=target.base_url, api_key=target.api_key).start()
         started = time.time()
         # `vllm bench serve` sends OPENAI_API_KEY as the bearer token.
         exec_env = child_env({"OPENAI_API_KEY": target.api_key} if target.api_key else None)
         code, tail = stream_lines(exec_argv, on_line, env=exec_env)
-        telemetry = sampler.stop()
+        telemetry, metrics = sampler.stop(), server.stop()
         offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
         if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:
             on_line("VisionArena could not be fetched: falling back to random multimodal data")
@@ -174,6 +178,8 @@ def run_point(target: Target, workload: Workload, point: Point, run_: Run,
         break
     if telemetry:
         run_.save_telemetry(point.batch, telemetry)
+    if metrics:
+        run_.save_metrics(point.batch, metrics)
     if code != 0:
         run_.save_failure(point.batch, {"batch": point.batch, "exit_code": code,
                                         "argv": argv, "output_tail": tail})

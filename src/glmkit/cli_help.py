@@ -114,3 +114,11 @@ HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_K
                        "`invoke check` runs every case)"}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)
+HELP["tune"] = {**SERVE_HELP,
+                "workload": "the workload to tune for (default balanced: 1000/1000)",
+                "batch": "batch sizes per candidate; the largest is scored (default 16)",
+                "slo": "bounds a request must meet to count, in ms: ttft-p99=2000,"
+                       "tpot-p99=50 (vllm bench serve --goodput); default: throughput",
+                "budget": "minutes; no new candidate starts after (default 30)",
+                "candidates": "at most this many candidates, the recipe default first",
+                "resume": "finish an earlier tune (its id under results/tune/)"}

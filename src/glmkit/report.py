@@ -75,6 +75,71 @@ def results_table(series: list[Series]) -> Table:
     return table
 
 
+# The server's side of a point (see `metrics`): column, summary key, format.
+METRIC_COLUMNS = [("KV peak %", "kv_cache_usage_peak", "{:.1f}"),
+                  ("KV mean %", "kv_cache_usage_mean", "{:.1f}"),
+                  ("running peak", "running_peak", "{:.0f}"),
+                  ("waiting peak", "waiting_peak", "{:.0f}"),
+                  ("preempted", "preemptions", "{:.0f}"),
+                  ("prefix hit %", "prefix_hit_pct", "{:.1f}"),
+                  ("spec accept %", "spec_acceptance_pct", "{:.1f}"),
+                  ("accept len", "spec_mean_acceptance_length", "{:.2f}"),
+                  ("gen tok/s", "generation_tok_s", "{:.1f}")]
+
+
+def metrics_table(series: list[Series]) -> Table | None:
+    """Peaks, means and rates of the server's metrics per point; None when none were taken."""
+    rows = [(s, batch, (data.get("summary") or {})) for s in series
+            for batch, data in sorted(s.metrics.items())]
+    if not rows:
+        return None
+    names = run_names(series)
+    shown = [c for c in METRIC_COLUMNS if any(c[1] in summary for _, _, summary in rows)]
+    table = Table(title="server metrics during each point (vLLM /metrics)")
+    table.add_column("run")
+    table.add_column("batch", justify="right")
+    for name, _, _ in shown:
+        table.add_column(name, justify="right")
+    for s, batch, summary in rows:
+        table.add_row(names[s.run_id], str(batch), *[
+            fmt.format(summary[key]) if isinstance(summary.get(key), int | float) else "-"
+            for _, key, fmt in shown])
+    return table
+
+
+def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
+    """KV cache usage and requests running/waiting over each point's time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [(f"{name} b{batch}", data["samples"]) for s in series
+              for name in [run_names(series)[s.run_id]]
+              for batch, data in sorted(s.metrics.items()) if data.get("samples")]
+    if not curves:
+        return None
+    fig, (kv, queue) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, samples in curves:
+        t0 = samples[0]["t"]
+        xs = [x["t"] - t0 for x in samples]
+        kv.plot(xs, [100 * x.get("kv_cache_usage", 0) for x in samples], label=label)
+        queue.plot(xs, [x.get("running", 0) for x in samples], label=f"{label} running")
+        queue.plot(xs, [x.get("waiting", 0) for x in samples], linestyle="--",
+                   label=f"{label} waiting")
+    kv.set_title("KV cache usage (%)")
+    queue.set_title("requests running (solid) and waiting (dashed)")
+    for ax in (kv, queue):
+        ax.set_xlabel("seconds into the point")
+        ax.grid(True, alpha=0.3)
+    kv.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 COMPARE_KEYS = [("request_throughput", "req/s", True), ("output_throughput", "out tok/s", True),
                 ("total_token_throughput", "total tok/s", True),
                 ("mean_ttft_ms", "TTFT mean", False), ("mean_tpot_ms", "TPOT mean", False),

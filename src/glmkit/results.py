@@ -5,6 +5,8 @@
     results/<run-id>/points/batch-0016.json vLLM's own result JSON for one point
     results/<run-id>/failures/batch-…json   a point that did not finish, and why
     results/<run-id>/telemetry/batch-…json  GPU samples taken during the point
+    results/<run-id>/metrics/batch-…json    the server's /metrics sampled during the
+                                            point, and their peaks, means and rates
 
 A point file is never overwritten; an interrupted sweep keeps its points and
 `invoke bench --resume <run-id>` runs only the missing ones.
@@ -16,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +176,22 @@ class Run:
         write_json_once(path, {"time": time.time(), **failure})
 
     def save_telemetry(self, batch: int, telemetry: dict[str, Any]) -> None:
-        path = self.path / "telemetry" / point_name(batch)
-        if not path.exists():
-            write_json_once(path, telemetry)
+        self._save_samples("telemetry", batch, telemetry)
+
+    def save_metrics(self, batch: int, metrics: dict[str, Any]) -> None:
+        self._save_samples("metrics", batch, metrics)
+
+    def _save_samples(self, kind: str, batch: int, data: dict[str, Any]) -> None:
+        path = self.path / kind / point_name(batch)
+        if not path.exists():  # a point run again keeps its first samples
+            write_json_once(path, data)
+
+    def metrics(self) -> dict[int, dict[str, Any]]:
+        """The server's metrics per batch (samples and summary), where they were taken."""
+        found = {}
+        for file in sorted((self.path / "metrics").glob("batch-*.json")):
+            found[int(file.stem.split("-")[1])] = json.loads(file.read_text())
+        return found
 
 
 def create_run(results_dir: Path, meta: dict[str, Any], name: str) -> Run:
@@ -266,6 +281,7 @@ class Series:
     meta: RunMeta
     points: dict[int, dict[str, Any]]
     missing: tuple[int, ...] = ()
+    metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -291,7 +307,7 @@ def load_reference(name: str) -> Series:
 
 
 def _series(run: Run) -> Series:
-    return Series(run.run_id, run.meta, run.points(), tuple(run.missing()))
+    return Series(run.run_id, run.meta, run.points(), tuple(run.missing()), run.metrics())
 
 
 def load_all(results_dir: Path, refs: list[str]) -> list[Series]:

@@ -97,6 +97,7 @@ class BenchRequest:
     request_rate: str = "10000"
     label: str | None = None
     resume: str | None = None
+    slo: tuple[str, ...] = ()  # `--goodput` bounds (workloads.parse_slo)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ def _new_run(request: BenchRequest, target: Target, results_dir: Path, repo_root
                      f"({target.max_model_len}); using {fitted_in}/{fitted_out}.")
         wl = replace(wl, input_len=fitted_in, output_len=fitted_out)
     points = sweep_points(batches, request.mode,  # type: ignore[arg-type]
-                          request.num_prompts if request.batch else None, request.request_rate)
+                          request.num_prompts if request.batch else None, request.request_rate,
+                          request.slo)
     return new_sweep(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
                      points, hardware_meta(hw), repo_root, request.label)
 
@@ -183,5 +185,6 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
     for note in notes:
         console.print(note, highlight=False)
     report = run_sweep(run_, target, run_.meta.workload, container, console)
-    series = Series(run_.run_id, run_.meta, run_.points(), tuple(run_.missing()))
+    series = Series(run_.run_id, run_.meta, run_.points(), tuple(run_.missing()),
+                    run_.metrics())
     return BenchOutcome(series, report, tuple(notes))

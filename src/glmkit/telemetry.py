@@ -61,40 +61,31 @@ def parse_rocm(text: str) -> list[dict[str, float | None]]:
 
 
 @dataclass
-class Sampler:
-    """Samples every `interval` seconds on a thread between `start()` and `stop()`."""
+class PeriodicSampler:
+    """Calls `sample_once` every `interval` seconds on a thread between start() and stop();
+    stop() returns the samples and their summary, or None when nothing was sampled."""
 
     interval: float = 1.0
     samples: list[dict[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    @staticmethod
-    def available() -> str | None:
-        for tool in ("nvidia-smi", "rocm-smi"):
-            if shutil.which(tool):
-                return tool
-        return None
+    def ready(self) -> bool:
+        return True
 
-    def _sample_once(self, tool: str) -> None:
-        argv, parse = (NVIDIA_TELEMETRY, parse_nvidia) if tool == "nvidia-smi" else \
-            (ROCM_TELEMETRY, parse_rocm)
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                                 check=False).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return
-        now = time.time()
-        self.samples.extend({"t": now, **s} for s in parse(out))
+    def sample_once(self) -> None:
+        raise NotImplementedError
 
-    def start(self) -> Sampler:
-        tool = self.available()
-        if tool is None:
+    def summary(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def start(self) -> PeriodicSampler:
+        if not self.ready():
             return self
 
         def loop() -> None:
             while not self._stop.is_set():
-                self._sample_once(tool)
+                self.sample_once()
                 self._stop.wait(self.interval)
 
         self._thread = threading.Thread(target=loop, daemon=True)
@@ -106,7 +97,40 @@ class Sampler:
             return None
         self._stop.set()
         self._thread.join(timeout=15)
-        return {"samples": self.samples, "summary": summarize(self.samples)}
+        self.sample_once()  # the state after the last request, too
+        if not self.samples:
+            return None
+        return {"samples": self.samples, "summary": self.summary()}
+
+
+@dataclass
+class Sampler(PeriodicSampler):
+    """GPU utilisation, memory and power from nvidia-smi or rocm-smi."""
+
+    @staticmethod
+    def available() -> str | None:
+        for tool in ("nvidia-smi", "rocm-smi"):
+            if shutil.which(tool):
+                return tool
+        return None
+
+    def ready(self) -> bool:
+        return self.available() is not None
+
+    def sample_once(self) -> None:
+        tool = self.available()
+        argv, parse = (NVIDIA_TELEMETRY, parse_nvidia) if tool == "nvidia-smi" else \
+            (ROCM_TELEMETRY, parse_rocm)
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                                 check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        now = time.time()
+        self.samples.extend({"t": now, **s} for s in parse(out))
+
+    def summary(self) -> dict[str, float]:
+        return summarize(self.samples)
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, float]:

@@ -13,12 +13,14 @@ from rich.table import Table
 
 from glmkit.advice import Advice
 from glmkit.catalog import ModelSpec
+from glmkit.cluster import ClusterPlan
 from glmkit.conformance import CaseResult
-from glmkit.deploy import UpResult
+from glmkit.deploy import Deployment, UpResult, describe_cluster
 from glmkit.errors import GlmkitError, ServerFailed
 from glmkit.lifecycle import ServerStatus
 from glmkit.recipes import RecipeBook, RecipeChange
 from glmkit.results import Series, reference_names
+from glmkit.tune import TuneReport
 
 
 def console(stderr: bool = False) -> Console:
@@ -46,9 +48,20 @@ def print_notes(out: Console, notes: Iterable[str], kind: str = "note") -> None:
 def print_report(out: Console, series: list[Series], folder: Path, *, compare: bool = False,
                  csv: bool = False) -> None:
     """Results table (and B/A ratios), plots and CSV into `folder`."""
-    from glmkit.report import compare_table, results_table, write_csv, write_plots
+    from glmkit.report import (
+        compare_table,
+        metrics_table,
+        results_table,
+        write_csv,
+        write_metrics_plot,
+        write_plots,
+    )
 
     out.print(results_table(series))
+    if (server := metrics_table(series)) is not None:
+        out.print(server)
+        out.print(f"server metrics: {write_metrics_plot(series, folder / 'metrics.png')}",
+                  highlight=False)
     if compare:
         out.print(compare_table(series))
     if any(s.points for s in series):
@@ -97,12 +110,27 @@ def recipe_diff_table(changes: Iterable[RecipeChange]) -> Table:
     return table
 
 
-def as_json(rows: Iterable[Any]) -> str:
+def as_json_text(rows: Iterable[Any]) -> str:
     """Dataclass rows as a JSON array (`invoke status --json`)."""
     import dataclasses
     import json
 
     return json.dumps([dataclasses.asdict(row) for row in rows], indent=2)
+
+
+def print_status(out: Console, rows: list[ServerStatus], *, as_json: bool) -> None:
+    if as_json:
+        print(as_json_text(rows))
+    else:
+        out.print(status_table(rows) if rows else "no glmkit servers")
+
+
+def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> None:
+    if isinstance(deployment, ClusterPlan):
+        for line in describe_cluster(deployment):
+            out.print(line, highlight=False)
+    for path in paths:
+        print(path)
 
 
 def status_table(rows: list[ServerStatus]) -> Table:
@@ -149,6 +177,24 @@ def check_table(results: Iterable[CaseResult]) -> Table:
                       "on" if r.thinking else "off",
                       "[green]pass[/green]" if r.ok else f"[red]FAIL[/red] {r.detail}")
     return table
+
+
+def print_tune(out: Console, report: TuneReport) -> None:
+    table = Table(title=f"invoke tune {report.folder.name}: goodput against the recipe default")
+    for column in ("candidate", "goodput req/s", "vs default", "out tok/s", "TTFT p99",
+                   "TPOT p99", "run"):
+        table.add_column(column)
+    for row in report.rows:
+        ratio = report.ratio(row)
+        cells = [row.candidate, *(f"{v:.2f}" if v is not None else "-" for v in
+                                  (row.goodput, ratio, row.throughput, row.ttft_p99,
+                                   row.tpot_p99)), row.error or row.run_id or "-"]
+        style = "green" if row.candidate == report.winner else ("red" if row.error else None)
+        table.add_row(*cells, style=style)
+    out.print(table)
+    if report.winner_file is not None:
+        out.print(f"winner: {report.winner}; serve it with `invoke -f {report.winner_file} up`",
+                  highlight=False)
 
 
 def print_up(out: Console, result: UpResult) -> None:

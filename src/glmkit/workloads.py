@@ -72,21 +72,47 @@ class Point:
     num_prompts: int
     max_concurrency: int | None
     request_rate: str
+    goodput: tuple[str, ...] = ()  # SLOs as `vllm bench serve --goodput` takes them
 
 
 def sweep_points(batches: tuple[int, ...] | list[int], mode: SweepMode,
-                 num_prompts: int | None = None, request_rate: str = "inf") -> list[Point]:
+                 num_prompts: int | None = None, request_rate: str = "inf",
+                 goodput: tuple[str, ...] = ()) -> list[Point]:
     """Recipe style: batch = --num-prompts, all sent at once. Concurrency style (the V
     recipe's `--max-concurrency`): batch = requests in flight, over more prompts."""
     points = []
     for batch in batches:
         if mode == "prompts":
             points.append(Point(batch=batch, num_prompts=batch, max_concurrency=None,
-                                request_rate=request_rate))
+                                request_rate=request_rate, goodput=goodput))
         else:
             points.append(Point(batch=batch, num_prompts=num_prompts or max(16, 4 * batch),
-                                max_concurrency=batch, request_rate=request_rate))
+                                max_concurrency=batch, request_rate=request_rate,
+                                goodput=goodput))
     return points
+
+
+SLO_KEYS = {"ttft": "ttft", "tpot": "tpot", "e2el": "e2el"}
+
+
+def parse_slo(text: str | None) -> tuple[str, ...]:
+    """'ttft-p99=2000,tpot-p99=50' → ('ttft:2000', 'tpot:50') for `--goodput`: a request
+    counts towards goodput when it meets every bound (milliseconds)."""
+    if not text:
+        return ()
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        name = SLO_KEYS.get(key.strip().lower().removesuffix("-p99"))
+        try:
+            bound = float(value)
+        except ValueError:
+            bound = -1
+        if not sep or name is None or bound <= 0:
+            raise UsageError(f"--slo {part!r}: give ttft, tpot or e2el bounds in ms, e.g. "
+                             "ttft-p99=2000,tpot-p99=50.")
+        out.append(f"{name}:{bound:g}")
+    return tuple(out)
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

@@ -183,6 +183,13 @@ def test_bench_default_is_the_recipe_run_fitted_to_context(server: object) -> No
     assert meta["workload"]["name"] == "prompt-heavy"
     assert meta["image_digest"] and meta["glmkit_version"]
     assert FAKE_TOKEN not in (run_dir / "meta.json").read_text()
+    # The server's own view of the point, sampled from /metrics while it ran.
+    metrics = json.loads((run_dir / "metrics" / "batch-0004.json").read_text())
+    assert metrics["summary"]["running_peak"] >= 1
+    assert metrics["summary"]["generation_tok_s"] > 0
+    assert "kv_cache_usage_peak" in metrics["summary"] and len(metrics["samples"]) >= 2
+    assert "server metrics during each point" in done.stdout
+    assert (run_dir / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sweep_interrupted_resumed_and_compared(server: object) -> None:

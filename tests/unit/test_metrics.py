@@ -1,0 +1,68 @@
+"""The server's metrics of a benchmark point, from a `/metrics` page vLLM 0.32 served
+(captured from the CPU image after a short benchmark; tests/unit/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glmkit.metrics import parse_metrics, summarize
+
+PAGE = (Path(__file__).parent / "data" / "vllm-0.32-metrics.txt").read_text()
+
+
+def test_the_watched_families_are_read_from_a_real_page() -> None:
+    values = parse_metrics(PAGE)
+    assert {"kv_cache_usage", "running", "waiting", "preemptions", "prefix_queries",
+            "prefix_hits", "generation_tokens"} <= set(values)
+    assert values["generation_tokens"] > 0 and values["running"] == 0
+
+
+def test_summary_of_a_point() -> None:
+    samples = [
+        {"t": 0.0, "kv_cache_usage": 0.0, "running": 0, "waiting": 0, "preemptions": 2,
+         "prefix_queries": 100, "prefix_hits": 10, "drafts": 50, "draft_tokens": 50,
+         "accepted_tokens": 20, "generation_tokens": 1000},
+        {"t": 1.0, "kv_cache_usage": 0.5, "running": 8, "waiting": 4, "preemptions": 2,
+         "prefix_queries": 100, "prefix_hits": 10, "drafts": 50, "draft_tokens": 50,
+         "accepted_tokens": 20, "generation_tokens": 1000},
+        {"t": 2.0, "kv_cache_usage": 0.9, "running": 12, "waiting": 0, "preemptions": 3,
+         "prefix_queries": 300, "prefix_hits": 60, "drafts": 150, "draft_tokens": 150,
+         "accepted_tokens": 80, "generation_tokens": 1400},
+        {"t": 5.0, "kv_cache_usage": 0.0, "running": 0, "waiting": 0, "preemptions": 3,
+         "prefix_queries": 300, "prefix_hits": 60, "drafts": 150, "draft_tokens": 150,
+         "accepted_tokens": 80, "generation_tokens": 1400},
+    ]
+    summary = summarize(samples)
+    assert summary["kv_cache_usage_peak"] == 90.0
+    assert summary["kv_cache_usage_mean"] == 35.0
+    assert summary["running_peak"] == 12 and summary["waiting_peak"] == 4
+    assert summary["preemptions"] == 1
+    assert summary["prefix_hit_pct"] == 25.0  # 50 hits of 200 queries during the point
+    assert summary["spec_acceptance_pct"] == 60.0  # 60 of 100 draft tokens
+    assert summary["spec_mean_acceptance_length"] == 1.6
+    assert summary["generation_tok_s"] == 400.0  # 400 tokens in the one busy second
+
+
+def test_no_samples_no_summary() -> None:
+    assert summarize([]) == {}
+    assert parse_metrics("# nothing here\n") == {}
+
+
+def test_report_shows_and_plots_the_server_metrics(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from glmkit.report import metrics_table, write_metrics_plot
+    from glmkit.results import Series, read_meta
+
+    samples = [{"t": 10.0 + i, "kv_cache_usage": i / 10, "running": i, "waiting": 0}
+               for i in range(4)]
+    with_metrics = Series("a", read_meta({"label": "a"}, "a"), {8: {"completed": 8}},
+                          metrics={8: {"samples": samples, "summary": summarize(samples)}})
+    without = Series("b", read_meta({"label": "b"}, "b"), {8: {"completed": 8}})
+    assert metrics_table([without]) is None and write_metrics_plot([without], tmp_path) is None
+    console = Console(width=200, record=True)
+    console.print(metrics_table([with_metrics, without]))
+    text = console.export_text()
+    assert "KV peak %" in text and "30.0" in text and "spec accept" not in text
+    png = write_metrics_plot([with_metrics], tmp_path / "m.png")
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
