@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: set up, serve the tiny GLM model on the CPU,
-# send one chat completion with a tool, benchmark it inside the container, stop it.
+# send one chat completion with a tool, check tool calling, benchmark it inside the
+# container, stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ curl -fsS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: applica
   "tool_choice": "required", "chat_template_kwargs": {"enable_thinking": false},
   "max_tokens": 32, "temperature": 0
 }' | python3 -m json.tool
+
+echo "--- tool-call conformance: every tool_choice, streamed and not ---"
+invoke check
 
 echo "--- benchmark via docker exec (lengths fitted to the tiny model) ---"
 invoke bench --workload custom --input-len 256 --output-len 64 --batch 1,32
