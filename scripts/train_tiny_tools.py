@@ -12,7 +12,9 @@ own markup, in GLM-4.7's compact form (`<tool_call>name<arg_key>k</arg_key><arg_
 parser constrains the output to (a structural tag, for tool_choice auto, required and a
 named function alike). One thread and fixed seeds: the same weights every time. The run
 checks its own greedy answers in bfloat16 (what vLLM serves) and fails if any differs
-from what it was taught.
+from what it was taught. Then one MTP layer (GLM's next-next-token predictor, served with
+`--speculative-config.method mtp`) is trained on the same answers, so MTP drafts are
+mostly accepted and streamed tool calls arrive several tokens at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, Glm4MoeConfig, Glm4MoeForCausalLM
+from transformers import AutoTokenizer, Glm4MoeForCausalLM
 
 END_OF_CALLS = "<|observation|>"  # GLM ends a turn of tool calls by awaiting the result
 END_OF_ANSWER = "<|user|>"
@@ -89,38 +91,88 @@ def greedy(model: Any, tokenizer: Any, prompt: str, limit: int) -> str:
     return str(tokenizer.decode(ids[0], skip_special_tokens=False))[len(prompt):]
 
 
-def add_mtp_layer(folder: Path) -> None:
-    """One MTP layer (GLM's next-token predictor, `num_nextn_predict_layers: 1`) after the
-    last decoder layer, so vLLM can serve the model with MTP speculative decoding. It is
-    initialised, not trained: vLLM verifies every draft, so answers stay the same and
-    drafts are rarely accepted. vLLM's MTP loader reads experts one by one, where
-    transformers writes them fused: they are split here."""
-    config = json.loads((folder / "config.json").read_text())
-    layer, hidden = config["num_hidden_layers"], config["hidden_size"]
-    wider = Glm4MoeConfig(**{k: v for k, v in config.items()
-                             if k not in ("architectures", "transformers_version", "dtype")})
-    wider.num_hidden_layers, wider.num_nextn_predict_layers = layer + 1, 0
+class MtpLayer(torch.nn.Module):
+    """GLM's MTP layer as vLLM runs it (glm4_moe_mtp.py): at position t, the embedding of
+    token t+1 and the model's final hidden state at t go through one decoder layer to
+    predict token t+2, with the model's own embedding and output head."""
+
+    def __init__(self, config: Any) -> None:
+        from transformers.models.glm4_moe.modeling_glm4_moe import (
+            Glm4MoeDecoderLayer,
+            Glm4MoeRMSNorm,
+        )
+
+        super().__init__()
+        hidden = config.hidden_size
+        self.enorm = Glm4MoeRMSNorm(hidden, eps=config.rms_norm_eps)
+        self.hnorm = Glm4MoeRMSNorm(hidden, eps=config.rms_norm_eps)
+        self.eh_proj = torch.nn.Linear(2 * hidden, hidden, bias=False)
+        self.block = Glm4MoeDecoderLayer(config, layer_idx=config.num_hidden_layers)
+        self.head_norm = Glm4MoeRMSNorm(hidden, eps=config.rms_norm_eps)
+
+    def forward(self, model: Any, ids: torch.Tensor) -> torch.Tensor:
+        """Logits for token t+2 at every position t < T-1."""
+        with torch.no_grad():
+            hidden = model.model(input_ids=ids).last_hidden_state[:, :-1]
+            embeds = model.model.embed_tokens(ids[:, 1:]).clone()
+        embeds[:, 0] = 0  # vLLM masks the embedding at position 0
+        x = self.eh_proj(torch.cat([self.enorm(embeds), self.hnorm(hidden)], dim=-1))
+        positions = torch.arange(x.shape[1]).unsqueeze(0).expand(x.shape[0], -1)
+        rotary = model.model.rotary_emb(x, positions)
+        out = self.block(x, attention_mask=None, position_ids=positions,
+                         position_embeddings=rotary)
+        out = out[0] if isinstance(out, tuple) else out
+        return model.lm_head(self.head_norm(out))
+
+
+def train_mtp(model: Any, ids: torch.Tensor, target: torch.Tensor, steps: int
+              ) -> tuple[MtpLayer, float]:
+    """The MTP layer trained on the same completions, the main model frozen; returns it
+    and how often it predicts the token after next on them."""
     torch.manual_seed(1)
-    donor = Glm4MoeForCausalLM(wider).to(torch.bfloat16).state_dict()
+    mtp = MtpLayer(model.config)
+    for module in mtp.modules():  # fused expert weights start empty outside from_pretrained
+        model._init_weights(module)
+    optimizer = torch.optim.AdamW(mtp.parameters(), lr=4e-3, weight_decay=0.0)
+    labels = target[:, 2:]  # the token after next, where the completion is trained
+    for _ in range(steps):
+        optimizer.zero_grad()
+        logits = mtp(model, ids)[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                 labels.reshape(-1), ignore_index=-100)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    with torch.no_grad():
+        guess = mtp(model, ids)[:, :-1].argmax(-1)
+    scored = labels != -100
+    return mtp, float((guess[scored] == labels[scored]).float().mean())
+
+
+def save_mtp_layer(folder: Path, mtp: MtpLayer) -> None:
+    """Append the MTP layer under vLLM's names (`model.layers.<N>.…`) and set
+    `num_nextn_predict_layers: 1`. vLLM's MTP loader reads experts one by one, where
+    transformers keeps them fused: they are split here."""
+    config = json.loads((folder / "config.json").read_text())
+    prefix = f"model.layers.{config['num_hidden_layers']}."
     weights = load_file(str(folder / "model.safetensors"))
-    prefix = f"model.layers.{layer}."
-    for key, value in donor.items():
-        if not key.startswith(prefix):
-            continue
+    parts = {f"{prefix}{k}": v for k, v in mtp.block.state_dict().items()}
+    parts.update({f"{prefix}enorm.weight": mtp.enorm.weight,
+                  f"{prefix}hnorm.weight": mtp.hnorm.weight,
+                  f"{prefix}eh_proj.weight": mtp.eh_proj.weight,
+                  f"{prefix}shared_head.norm.weight": mtp.head_norm.weight})
+    for key, value in parts.items():
+        value = value.detach().to(torch.bfloat16)
         if key.endswith("mlp.experts.gate_up_proj"):  # [experts, 2 x moe_intermediate, hidden]
             for e in range(value.shape[0]):
                 gate, up = value[e].chunk(2, dim=0)
-                weights[f"{prefix}mlp.experts.{e}.gate_proj.weight"] = gate.contiguous()
-                weights[f"{prefix}mlp.experts.{e}.up_proj.weight"] = up.contiguous()
+                weights[key.replace("gate_up_proj", f"{e}.gate_proj.weight")] = gate.contiguous()
+                weights[key.replace("gate_up_proj", f"{e}.up_proj.weight")] = up.contiguous()
         elif key.endswith("mlp.experts.down_proj"):  # [experts, hidden, moe_intermediate]
             for e in range(value.shape[0]):
-                weights[f"{prefix}mlp.experts.{e}.down_proj.weight"] = value[e].contiguous()
+                weights[key.replace("down_proj", f"{e}.down_proj.weight")] = \
+                    value[e].contiguous()
         else:
             weights[key] = value.contiguous()
-    weights[f"{prefix}eh_proj.weight"] = (torch.randn(hidden, 2 * hidden) * 0.02).to(
-        torch.bfloat16)
-    for norm in ("enorm", "hnorm", "shared_head.norm"):
-        weights[f"{prefix}{norm}.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
     save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config["num_nextn_predict_layers"] = 1
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -154,6 +206,7 @@ def main() -> None:
         optimizer.step()
         schedule.step()
     model.eval()
+    mtp, mtp_accuracy = train_mtp(model, ids, target, 150)
     model = model.to(torch.bfloat16)
     wrong = []
     for prompt, completion in items:
@@ -163,12 +216,13 @@ def main() -> None:
     if wrong:
         raise SystemExit(f"training did not take: {json.dumps(wrong[:3], ensure_ascii=False)}")
     model.save_pretrained(args.model, safe_serialization=True)
-    add_mtp_layer(args.model)
+    save_mtp_layer(args.model, mtp)
     weights = hashlib.sha256((args.model / "model.safetensors").read_bytes()).hexdigest()
     info_path = args.model / "glmkit-tiny.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     info["tool_training"] = {"examples": len(items), "steps": args.steps,
                              "final_loss": round(loss.item(), 5),
+                             "mtp_next_next_token_accuracy": round(mtp_accuracy, 4),
                              "seconds": round(time.monotonic() - started, 1),
                              "weights_sha256": weights}
     info_path.write_text(json.dumps(info, indent=2) + "\n")

@@ -63,9 +63,13 @@ def test_check_passes_with_mtp_and_an_api_key(server: object) -> None:
     assert KEY not in done.stdout + done.stderr
     metrics = requests.get(f"{BASE}/metrics", timeout=10,
                            headers={"Authorization": f"Bearer {KEY}"}).text
-    drafted = [float(line.split()[-1]) for line in metrics.splitlines()
-               if line.startswith("vllm:spec_decode_num_draft_tokens_total")]
-    assert drafted and sum(drafted) > 0  # MTP proposed tokens while the check ran
+    def total(name: str) -> float:
+        return sum(float(line.split()[-1]) for line in metrics.splitlines()
+                   if line.startswith(f"vllm:spec_decode_num_{name}_tokens_total"))
+
+    # The tiny model's MTP layer is trained: most drafts are accepted, so streamed tool
+    # calls arrive several tokens per step, the path that once lost arguments.
+    assert total("draft") > 0 and total("accepted") / total("draft") > 0.5
 
 
 def test_vllm_runs_with_every_capability_dropped(server: object) -> None:
