@@ -160,6 +160,8 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
          console: Console) -> TuneReport:
     """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)."""
     results_dir, compose_dir = root / "results", root / "compose"
+    if request.resume is None:  # bad input is refused before anything is written
+        deploy.plan_deployment(request.settings, hw, env)
     folder, request, rows = _open(request, results_dir)
     model = resolve_model(request.settings.model, env)
     vendor = request.settings.vendor or hw.vendor

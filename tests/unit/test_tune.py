@@ -80,3 +80,15 @@ def test_resume_reads_the_saved_request_and_rows(tmp_path: Path) -> None:
         _open(TuneRequest(settings=Settings(), resume="nope"), tmp_path)
     with pytest.raises(UsageError, match="plain name"):
         _open(TuneRequest(settings=Settings(), resume="../x"), tmp_path)
+
+
+def test_bad_input_is_refused_before_a_tune_folder_exists(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from glmkit.hardware import Hardware
+    from glmkit.tune import run_tune
+
+    with pytest.raises(UsageError, match="Unknown vendor"):
+        run_tune(TuneRequest(settings=Settings(vendor="intel")), Hardware(vendor="cpu"), {},
+                 tmp_path, Console())
+    assert not (tmp_path / "results").exists()
