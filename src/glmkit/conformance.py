@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ class Request:
     tool_choice: str  # auto, required, none, or a function's name
     stream: bool
     thinking: bool
-    expected: dict[str, Any] = field(default_factory=dict)
 
 
 def _reasoning_of(obj: Any) -> str:
@@ -216,10 +215,6 @@ class CheckReport:
                               f"{self.parsers}; first: {self.failed[0].detail}")
 
 
-def _flag(args: tuple[str, ...], flag: str) -> str:
-    return args[args.index(flag) + 1] if flag in args[:-1] else "none"
-
-
 def check_server(project: str, results_dir: Path) -> CheckReport:
     """Every case against the project's running server; the table saved under
     results/checks/ beside the benchmark runs."""
@@ -231,13 +226,14 @@ def check_server(project: str, results_dir: Path) -> CheckReport:
     from glmkit.catalog import TINY_MODEL_ID
     from glmkit.errors import UsageError
     from glmkit.files import write_json_once
+    from glmkit.resolver import flag_value
 
     container = lifecycle.find_container(lifecycle.client(), project)
     if container is None or container.status != "running":
         raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` first.")
     target = target_from_container(container)
-    parsers = (f"--tool-call-parser {_flag(target.serve_args, '--tool-call-parser')}, "
-               f"--reasoning-parser {_flag(target.serve_args, '--reasoning-parser')}")
+    parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
+                        for flag in ("--tool-call-parser", "--reasoning-parser"))
     results = run_check(target.base_url, target.served_model, target.api_key,
                         exact=target.served_model == TINY_MODEL_ID)
     path = results_dir / "checks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{project}.json"

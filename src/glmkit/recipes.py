@@ -122,8 +122,9 @@ class Recipe:
         return [str(a) for a in feature.get("args") or ()]
 
     def parser(self, feature: str, flag: str) -> str | None:
-        args = self.feature_args(feature)
-        return args[args.index(flag) + 1] if flag in args else None
+        from glmkit.resolver import flag_value  # resolver builds on this module
+
+        return flag_value(self.feature_args(feature), flag)
 
 
 def is_chat_recipe(data: Mapping[str, Any]) -> bool:

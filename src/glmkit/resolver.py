@@ -146,6 +146,18 @@ def dedupe_flags(args: Sequence[str]) -> list[str]:
     return [token for tokens in reversed(keep) for token in tokens]
 
 
+def flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value the last `--flag value` or `--flag=value` in `args` gives (vLLM's
+    parser keeps the last); None when the flag is absent or has no value."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(f"{flag}="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def drop_flags(args: Sequence[str], *flags: str) -> list[str]:
     """`args` without each of `flags` and its value (`--flag value` or `--flag=value`)."""
     out: list[str] = []

@@ -24,6 +24,7 @@ from typing import Any
 
 from glmkit.errors import UsageError
 from glmkit.files import write_json_once
+from glmkit.resolver import flag_value
 from glmkit.workloads import WORKLOADS, Point, Workload, sweep_points
 
 META = "meta.json"
@@ -102,13 +103,7 @@ class RunMeta:
     @property
     def tensor_parallel(self) -> int:
         """The last --tensor-parallel-size, in either `--flag N` or `--flag=N` form."""
-        tp = 1
-        for i, arg in enumerate(self.serve_args):
-            if arg == "--tensor-parallel-size" and i + 1 < len(self.serve_args):
-                tp = _int(self.serve_args[i + 1]) or tp
-            elif arg.startswith("--tensor-parallel-size="):
-                tp = _int(arg.split("=", 1)[1]) or tp
-        return tp
+        return _int(flag_value(self.serve_args, "--tensor-parallel-size")) or 1
 
 
 def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:

@@ -18,6 +18,7 @@ from typing import Any
 
 from glmkit.catalog import ModelSpec
 from glmkit.errors import UsageError
+from glmkit.resolver import flag_value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,8 +159,7 @@ MIN_KV_TOKENS = 8192  # below this a server is not useful; the fit test asks for
 
 def kv_cache_bytes(serve_args: Sequence[str]) -> float:
     """Bytes per KV element the command asks for: 1 with `--kv-cache-dtype fp8*`, else 2."""
-    args = list(serve_args)
-    dtype = args[args.index("--kv-cache-dtype") + 1] if "--kv-cache-dtype" in args[:-1] else ""
+    dtype = flag_value(serve_args, "--kv-cache-dtype") or ""
     return 1.0 if dtype.startswith("fp8") else float(KV_BYTES)
 
 

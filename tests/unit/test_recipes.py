@@ -145,3 +145,14 @@ def test_sync_from_a_tarball_url(served: str, tmp_path: Path) -> None:
     result = sync(served, env)
     assert "zai-org/GLM-5.3" in result.recipes
     assert load_book(env).sources[-1].origin == served
+
+
+def test_flag_value_reads_the_last_value_in_either_form() -> None:
+    from glmkit.resolver import flag_value
+
+    args = ("m", "--tensor-parallel-size", "8", "--kv-cache-dtype=fp8", "--tool-call-parser")
+    assert flag_value(args, "--tensor-parallel-size") == "8"
+    assert flag_value(args, "--kv-cache-dtype") == "fp8"
+    assert flag_value(args, "--tool-call-parser") is None  # no value follows
+    assert flag_value((*args, "--tensor-parallel-size=4"), "--tensor-parallel-size") == "4"
+    assert flag_value(args, "--max-model-len") is None
