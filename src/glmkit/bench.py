@@ -75,6 +75,17 @@ def target_from_container(container: Any) -> Target:
                          f"(missing label {err}); run `invoke up` again.") from None
 
 
+def running_target(project: str) -> tuple[Any, Target]:
+    """The running server of a compose project, and what bench and check need of it."""
+    from glmkit import lifecycle
+
+    container = lifecycle.find_container(lifecycle.client(), project)
+    if container is None or container.status != "running":
+        raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` "
+                         "first.")
+    return container, target_from_container(container)
+
+
 def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[int, int, bool]:
     """Scale input and output down, keeping their ratio, when they exceed the context."""
     budget = max_model_len - FIT_MARGIN

@@ -221,17 +221,12 @@ def check_server(project: str, results_dir: Path) -> CheckReport:
     import time
     from dataclasses import asdict
 
-    from glmkit import lifecycle
-    from glmkit.bench import target_from_container
+    from glmkit.bench import running_target
     from glmkit.catalog import TINY_MODEL_ID
-    from glmkit.errors import UsageError
     from glmkit.files import write_json_once
     from glmkit.resolver import flag_value
 
-    container = lifecycle.find_container(lifecycle.client(), project)
-    if container is None or container.status != "running":
-        raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` first.")
-    target = target_from_container(container)
+    _, target = running_target(project)
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
     results = run_check(target.base_url, target.served_model, target.api_key,

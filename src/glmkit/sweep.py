@@ -12,14 +12,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from glmkit import lifecycle
 from glmkit.bench import (
     PointOutcome,
     Target,
     fit_lengths,
     new_sweep,
     run_point,
-    target_from_container,
+    running_target,
 )
 from glmkit.errors import BenchFailed, Interrupted, UsageError
 from glmkit.hardware import Hardware
@@ -164,11 +163,7 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
     """Benchmark the project's running server; a new run, or the rest of `resume`."""
     if not request.resume:
         _shape(request)
-    container = lifecycle.find_container(lifecycle.client(), request.project)
-    if container is None or container.status != "running":
-        raise UsageError(f"No running glmkit server in project {request.project!r}: "
-                         "`invoke up` first.")
-    target = target_from_container(container)
+    container, target = running_target(request.project)
     notes: list[str] = []
     if request.resume:
         run_ = open_run(results_dir, request.resume)
