@@ -34,8 +34,10 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
         from glmkit.errors import GlmkitError
+        from glmkit.settings import check_section
 
         try:
+            check_section(c.config.get("glmkit"))  # a list or text there: one line, not a crash
             return fn(c, *args, **kwargs)
         except GlmkitError as err:
             raise Exit(code=_views().print_error(err)) from None
@@ -43,6 +45,11 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit("interrupted", code=130) from None
 
     return wrapper
+
+
+def _task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A task whose library errors end in one line and an exit code; help from cli_help."""
+    return lambda fn: task(_exits(fn), help=dict(HELP.get(fn.__name__, {})), **kwargs)
 
 
 def _serve_task(fn: Callable[..., Any]) -> Any:
@@ -97,12 +104,22 @@ def render(c: Context, check: bool = True, **options: Any) -> None:
     _views().print_render(console, deployment, render(deployment, COMPOSE_DIR, check=check))
 
 
+def _secret(value: str | None, path: str | None, option: str) -> str | None:
+    """A secret from `--X-file` or (warned: `ps` shows it) `--X`; None: neither."""
+    from glmkit.credentials import secret_option
+
+    secret, warnings = secret_option(value, path, option)
+    _views().print_notes(_views().console(stderr=True), warnings, "warning")
+    return secret
+
+
 @_serve_task
-def up(c: Context, api_key: str | None = None, smoke: bool = True, **options: Any) -> None:
+def up(c: Context, api_key: str | None = None, api_key_file: str | None = None,
+       smoke: bool = True, **options: Any) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
     from glmkit import deploy
 
-    console = _console()
+    api_key, console = _secret(api_key, api_key_file, "--api-key"), _console()
     deployment = _deployment(c, options, console)
     result = deploy.up(deployment, api_key, COMPOSE_DIR, ROOT, console, os.environ,
                        smoke=smoke)
@@ -110,8 +127,7 @@ def up(c: Context, api_key: str | None = None, smoke: bool = True, **options: An
     result.check()
 
 
-@task(help=HELP["down"])
-@_exits
+@_task()
 def down(c: Context, project: str | None = None, nodes: str | None = None) -> None:
     """Stop and remove the server's containers (a no-op when nothing runs)."""
     from glmkit.deploy import down
@@ -121,19 +137,17 @@ def down(c: Context, project: str | None = None, nodes: str | None = None) -> No
         print(f"{name}: stopped and removed" if was_running else f"{name}: nothing was running")
 
 
-@task(help=HELP["logs"])
-@_exits
-def logs(c: Context, project: str | None = None, follow: bool = False, tail: int = 200,
+@_task()
+def logs(c: Context, project: str | None = None, follow: bool = False, tail: str = "200",
          nodes: str | None = None) -> None:
     """Show the server's logs (`-f` to follow); every node's for a cluster."""
     from glmkit.deploy import show_logs
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
-    show_logs(settings.project, settings.nodes, follow=follow, tail=int(tail))
+    show_logs(settings.project, settings.nodes, follow=follow, tail=tail)
 
 
-@task(help=HELP["status"])
-@_exits
+@_task()
 def status(c: Context, json: bool = False, nodes: str | None = None,
            project: str | None = None) -> None:
     """What glmkit runs here: model, vendor, node, URL, state, restarts, whether the API answers."""
@@ -143,49 +157,52 @@ def status(c: Context, json: bool = False, nodes: str | None = None,
     _views().print_status(_console(), statuses(settings.project, settings.nodes), as_json=json)
 
 
-@task(help=HELP["build"], iterable=["ca_cert"])
-@_exits
-def build(c: Context, vendor: str = "cpu", model: str | None = None,
+@_task(iterable=["ca_cert"])
+def build(c: Context, vendor: str | None = None, model: str | None = None,
           vllm_version: str | None = None, force: bool = False,
           ca_cert: list[str] | None = None) -> None:
     """Build a vLLM image from docker/ (CPU: offline, from a host wheelhouse)."""
     from glmkit.build import build_for
 
-    print(build_for(vendor, model, vllm_version, ROOT, _console(), os.environ,
-                    ca_certs=ca_cert or (), force=force))
+    s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version})
+    print(build_for(s.vendor or "cpu", s.model if src["model"] != "default" else None,
+                    s.vllm_version, ROOT, _console(), os.environ, ca_certs=ca_cert or (),
+                    force=force))
 
 
-@task(help=HELP["pull"])
-@_exits
-def pull(c: Context, vendor: str = "cuda", model: str | None = None,
+@_task()
+def pull(c: Context, vendor: str | None = None, model: str | None = None,
          vllm_version: str | None = None, cuda12: bool = False) -> None:
     """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
     from glmkit.build import pull_for
 
-    print(pull_for(vendor, model, vllm_version, cuda12, _console(), os.environ))
+    s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version,
+                           "cuda12": cuda12})
+    print(pull_for(s.vendor or "cuda", s.model if src["model"] != "default" else None,
+                   s.vllm_version, s.cuda12, _console(), os.environ))
 
 
-@task(help=HELP["login"])
-@_exits
-def login(c: Context, token: str | None = None) -> None:
+@_task()
+def login(c: Context, token: str | None = None, token_file: str | None = None) -> None:
     """Log in to Hugging Face; the token is stored by huggingface_hub, never in this repo."""
     from glmkit.credentials import login as hf_login
 
+    token = _secret(token, token_file, "--token")
     user = hf_login(token, os.environ, interactive=sys.stdin.isatty())
     print(f"logged in to Hugging Face as {user}")
 
 
-@task(help=HELP["tiny_model"])
-@_exits
-def tiny_model(c: Context, layers: int = 2, force: bool = False) -> None:
+@_task()
+def tiny_model(c: Context, layers: str = "2", force: bool = False) -> None:
     """Generate the tiny GLM-4 MoE model (random weights) inside the CPU image."""
     from glmkit.build import tiny_model as make_tiny
+    from glmkit.settings import number
 
-    print(make_tiny(ROOT, _console(), os.environ, layers=int(layers), force=force))
+    print(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
+                    force=force))
 
 
-@task
-@_exits
+@_task()
 def models(c: Context) -> None:
     """Every served checkpoint: family, precision, size, context, parsers, min vLLM, source."""
     from glmkit.catalog import catalog
@@ -198,13 +215,11 @@ def config(c: Context, **options: Any) -> None:
     """Show the resolved settings and where each comes from (default, invoke.yaml, env, flag)."""
     import dataclasses
 
-
     settings, sources = _settings(c, options)
     _console().print(_views().settings_table(dataclasses.asdict(settings), sources))
 
 
-@task(help=HELP["bench"])
-@_exits
+@_task()
 def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy",
           batch: str | None = None, mode: str = "prompts", input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
@@ -212,63 +227,52 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
           resume: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
     from glmkit import hardware
-    from glmkit.settings import number as _number
-    from glmkit.sweep import BenchRequest, run_bench
+    from glmkit.sweep import parse_request, run_bench
 
-    settings, _ = _settings(c, {"project": project})
-    request = BenchRequest(
-        project=settings.project, workload=workload, batch=batch, mode=mode,
-        input_len=_number(input_len, int, "input-len"), label=label, resume=resume,
-        output_len=_number(output_len, int, "output-len"), request_rate=str(request_rate),
-        num_prompts=_number(num_prompts, int, "num-prompts"))
-    console = _console()
-    outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), console)
-    _views().print_report(console, [outcome.series], outcome.path)
+    request = parse_request(
+        _settings(c, {"project": project})[0].project, workload=workload, batch=batch,
+        mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
+        request_rate=str(request_rate), label=label, resume=resume)
+    outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
+    _views().print_report(_console(), [outcome.series], outcome.path)
     outcome.check()
 
 
-@task(help=HELP["check"])
-@_exits
+@_task()
 def check(c: Context, project: str | None = None) -> None:
     """Tool-call conformance of the running server: every tool_choice, streamed and not."""
     from glmkit.conformance import check_server
 
     settings, _ = _settings(c, {"project": project})
     report = check_server(settings.project, RESULTS_DIR)
-    _console().print(_views().check_table(report.results), f"saved {report.path}")
+    _console().print(_views().check_table(report.results), f"saved {report.path}", markup=False)
     report.check()
 
 
-@task(help=HELP["report"], iterable=["runs"])
-@_exits
+@_task(iterable=["runs"])
 def report(c: Context, runs: list[str] | None = None, compare: bool = False,
            out: str | None = None) -> None:
     """Tables, plots and CSV over benchmark runs; `--compare` two of them."""
-    import time
+    from glmkit.results import load_report, report_folder
 
-    from glmkit.results import load_all
-
-    series = load_all(RESULTS_DIR, list(runs or []))
-    folder = Path(out) if out else RESULTS_DIR / "reports" / time.strftime("%Y%m%d-%H%M%S")
-    _views().print_report(_console(), series, folder, compare=compare, csv=True)
+    series, skipped = load_report(RESULTS_DIR, list(runs or []))
+    _views().print_report(_console(), series, report_folder(RESULTS_DIR, out), compare=compare,
+                          csv=True, notes=skipped)
 
 
-@task(help=HELP["doctor"])
-@_exits
-def doctor(c: Context, vendor: str | None = None, model: str | None = None, port: int = 8000,
-           host: str = "127.0.0.1") -> None:
+@_task()
+def doctor(c: Context, vendor: str | None = None, model: str | None = None,
+           port: str | None = None, host: str | None = None) -> None:
     """Check this machine: Docker, Compose, GPUs and devices, disk, port, HF token, image."""
-    from glmkit.doctor import raise_for_failures, render_lines, run_doctor
-    from glmkit.paths import hf_cache
+    from glmkit.doctor import diagnose, raise_for_failures, render_lines
 
-    checks = run_doctor(vendor=vendor, model_id=model, host=host, port=int(port),
-                        hf_cache_dir=hf_cache(os.environ), env=os.environ)
+    checks = diagnose(*_settings(c, {"vendor": vendor, "model": model, "port": port,
+                                     "host": host}), os.environ)
     _console().print("\n".join(render_lines(checks)), highlight=False)
     raise_for_failures(checks)
 
 
-@task(help=HELP["download"])
-@_exits
+@_task()
 def download(c: Context, model: str, revision: str | None = None,
              hf_cache: str | None = None) -> None:
     """Pre-download a model's weights into the shared HF cache (resumable; then starts offline)."""
@@ -278,41 +282,35 @@ def download(c: Context, model: str, revision: str | None = None,
     print(download_model(model, revision, cache_dir(os.environ, hf_cache), os.environ))
 
 
-@task(help=HELP["plan"])
-@_exits
-def plan(c: Context, model: str = "glmkit/glm-tiny", vendor: str | None = None,
+@_task()
+def plan(c: Context, model: str | None = None, vendor: str | None = None,
          gpu_count: str | None = None, gpu: str | None = None, gpu_mem: str | None = None,
-         tp: str | None = None, batch: int = 16, context: int = 9000,
-         gpu_memory_utilization: float = 0.9, nodes: str | None = None,
+         tp: str | None = None, batch: str = "16", context: str = "9000",
+         gpu_memory_utilization: str | None = None, nodes: str | None = None,
          strategy: str | None = None, goal: str = "latency") -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from glmkit import hardware
-    from glmkit.advice import PlanRequest, advise
-    from glmkit.settings import number as _number
+    from glmkit.advice import advise, plan_request
 
-    advice = advise(PlanRequest(
-        model=model, vendor=vendor, gpu=gpu, gpu_count=_number(gpu_count, int, "gpu-count"),
-        gpu_mem=_number(gpu_mem, float, "gpu-mem"), strategy=strategy, goal=goal,
-        tp=_number(tp, int, "tp"), batch=int(batch), context=int(context),
-        gpu_memory_utilization=float(gpu_memory_utilization),
-        nodes=_number(nodes, int, "nodes")), hardware.detect(os.environ), os.environ)
-    _views().print_advice(_console(), advice)
+    settings, _ = _settings(c, dict(model=model, vendor=vendor, gpu_count=gpu_count, gpu=gpu,
+                                    gpu_mem=gpu_mem, tp=tp, nodes=nodes, strategy=strategy,
+                                    gpu_memory_utilization=gpu_memory_utilization))
+    request = plan_request(settings, batch=batch, context=context, goal=goal)
+    _views().print_advice(_console(), advise(request, hardware.detect(os.environ), os.environ))
 
 
 @_serve_task
 def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | None = None,
-         budget: float = 30.0, candidates: int = 0, resume: str | None = None,
+         budget: str = "30", candidates: str = "0", resume: str | None = None,
          **options: Any) -> None:
     """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
     from glmkit import hardware
-    from glmkit.tune import TuneRequest, run_tune
-    from glmkit.workloads import parse_slo
+    from glmkit.tune import parse_request, run_tune
 
-    settings, _ = _settings(c, options)
-    report = run_tune(TuneRequest(
-        settings=settings, workload=workload, batch=str(batch), slo=parse_slo(slo),
-        budget_min=float(budget), max_candidates=int(candidates) or None, resume=resume),
-        hardware.detect(os.environ), os.environ, ROOT, _console())
+    report = run_tune(parse_request(
+        _settings(c, options)[0], workload=workload, batch=str(batch), slo=slo, budget=budget,
+        candidates=candidates, resume=resume), hardware.detect(os.environ), os.environ, ROOT,
+        _console())
     _views().print_tune(_console(), report)
 
 
@@ -328,8 +326,7 @@ def export(c: Context, target: str, **options: Any) -> None:
     print(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
 
-@task(help=HELP["recipes"], positional=["action"])
-@_exits
+@_task(positional=["action"])
 def recipes(c: Context, action: str, from_: str | None = None) -> None:
     """The recipe book: where model knowledge comes from; `sync` the newest, `diff` it."""
     from glmkit import recipes as book
@@ -339,7 +336,7 @@ def recipes(c: Context, action: str, from_: str | None = None) -> None:
     if action == "sync":
         result = book.sync(from_, os.environ)
         _views().print_notes(console, result.notes, "skipped")
-        console.print(result.describe(), highlight=False)
+        console.print(result.describe(), highlight=False, markup=False)
     elif action in ("diff", "list"):
         loaded = book.load_book(os.environ)
         console.print(_views().recipe_diff_table(book.diff(os.environ)) if action == "diff"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from glmkit.catalog import resolve_model
+from glmkit.cluster import parse_nodes
 from glmkit.credentials import hf_token
 from glmkit.errors import UsageError
 from glmkit.hardware import Hardware
@@ -18,6 +19,7 @@ from glmkit.paths import hf_cache
 from glmkit.plan import choose_target
 from glmkit.recipes import load_book
 from glmkit.resolver import Resolved, default_features, recommend_strategy, resolve
+from glmkit.settings import Settings, number
 from glmkit.sizing import (
     ASSUMPTIONS,
     PlanReport,
@@ -29,6 +31,9 @@ from glmkit.sizing import (
 )
 from glmkit.vendors import resolve_vendor
 
+# Far above any machine, low enough that sizing's loops over TP sizes and batches end.
+MAX_COUNT = 1 << 20
+MAX_GPU_MEM_GB = 100_000.0
 
 @dataclass(frozen=True, kw_only=True)
 class PlanRequest:
@@ -44,6 +49,37 @@ class PlanRequest:
     context: int = 9000
     gpu_memory_utilization: float = 0.9
     nodes: int | None = None
+
+    def __post_init__(self) -> None:
+        """Counts are positive and the memory fraction in (0, 1]: "fits at TP -2" is no
+        answer, so such a request is refused where it is made."""
+        if self.goal not in ("latency", "throughput"):
+            raise UsageError(f"--goal {self.goal!r}: choose latency or throughput.")
+        for option, value in (("--gpu-count", self.gpu_count), ("--tp", self.tp),
+                              ("--batch", self.batch), ("--context", self.context),
+                              ("--nodes", self.nodes)):
+            if value is not None and not (isinstance(value, int) and 1 <= value <= MAX_COUNT):
+                raise UsageError(f"{option} must be a whole number from 1 to {MAX_COUNT}, "
+                                 f"got {value}.")
+        if self.gpu_mem is not None and not 0 < self.gpu_mem <= MAX_GPU_MEM_GB:
+            raise UsageError(f"--gpu-mem must be above 0 and at most {MAX_GPU_MEM_GB} GB, got "
+                             f"{self.gpu_mem}.")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise UsageError(f"--gpu-memory-utilization {self.gpu_memory_utilization} must be "
+                             "in (0, 1]; vLLM's default is 0.9.")
+
+
+def plan_request(settings: Settings, *, batch: str, context: str, goal: str) -> PlanRequest:
+    """`invoke plan`'s request: the settings' model and hardware, and its own numbers."""
+    nodes = settings.nodes
+    if nodes is not None and not nodes.strip().isdigit():
+        nodes = str(len(parse_nodes(nodes)))  # head=ssh://h1,w1=ssh://h2: two machines
+    return PlanRequest(
+        model=settings.model, vendor=settings.vendor, gpu=settings.gpu,
+        gpu_count=settings.gpu_count, gpu_mem=settings.gpu_mem, strategy=settings.strategy,
+        goal=goal, tp=settings.tp, batch=number(batch, int, "batch"),
+        context=number(context, int, "context"), nodes=number(nodes, int, "nodes"),
+        gpu_memory_utilization=settings.gpu_memory_utilization)
 
 
 @dataclass(frozen=True)
@@ -72,10 +108,6 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
 
 
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
-    if request.goal not in ("latency", "throughput"):
-        raise UsageError(f"--goal {request.goal!r}: choose latency or throughput.")
-    if request.gpu_count is not None and request.gpu_count < 1:
-        raise UsageError("--gpu-count must be at least 1.")
     spec = resolve_model(request.model, env)
     book = load_book(env)
     vendor = resolve_vendor(request.vendor).name if request.vendor else hw.vendor

@@ -20,6 +20,7 @@ from typing import Any
 
 from glmkit import __version__
 from glmkit.build import image_digest
+from glmkit.credentials import redact
 from glmkit.endpoints import published_url
 from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.metrics import MetricsSampler
@@ -170,6 +171,7 @@ def run_point(target: Target, workload: Workload, point: Point, run_: Run,
     """One point inside the container; saves its JSON (or its failure) into the run."""
     result_name = point_name(point.batch)
     dataset = None
+    keys = [target.api_key]
     for attempt in range(2):
         argv = bench_argv(target, workload, point, result_name, dataset=dataset)
         # OPENAI_API_KEY is named without a value: docker passes it on from this process.
@@ -179,7 +181,10 @@ def run_point(target: Target, workload: Workload, point: Point, run_: Run,
         started = time.time()
         # `vllm bench serve` sends OPENAI_API_KEY as the bearer token.
         exec_env = child_env({"OPENAI_API_KEY": target.api_key} if target.api_key else None)
-        code, tail = stream_lines(exec_argv, on_line, env=exec_env)
+        # Whatever the client prints, the key is never shown or saved with a failure.
+        code, tail = stream_lines(exec_argv, lambda line: on_line(redact(line, keys)),
+                                  env=exec_env)
+        tail = [redact(line, keys) for line in tail]
         telemetry, metrics = sampler.stop(), server.stop()
         offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
         if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,16 @@ from glmkit.recipes import Recipe, RecipeBook, load_book, parse_count
 
 DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
 TINY_MODEL_ID = "glmkit/glm-tiny"
+# A Hub repo id as the Hub accepts it (huggingface_hub's validate_repo_id): org/name, each
+# at most 96 of A-Z a-z 0-9 . _ -, neither starting nor ending with . or -, no .. or --.
+_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+MAX_MODEL_ARG = 4096  # a local path longer than PATH_MAX is not a folder either
+
+
+def is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (len(parts) == 2 and all(_HUB_PART.fullmatch(p) for p in parts)
+            and ".." not in name and "--" not in name and not name.endswith(".git"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,26 +116,46 @@ def resolve_model(name: str, env: Mapping[str, str] | None = None) -> ModelSpec:
     if not name:
         raise UsageError("No model given. Pass --model, e.g. --model zai-org/GLM-4.6 "
                          "(see `invoke models`).")
+    shown = repr(name if len(name) <= 120 else name[:120] + "…")
+    if len(name) > MAX_MODEL_ARG or any(ord(ch) < 32 for ch in name):
+        raise UsageError(f"Model {shown} is not a model id or folder (too long, or a "
+                         "control character). `invoke models` lists the catalog.")
     models = catalog(env)
     by_lower = {m.id.lower(): m for m in models.values()} | {
         m.short_name.lower(): m for m in models.values()}
     if found := by_lower.get(name.lower()):
         return found
-    path = Path(name).expanduser()
-    if name.startswith((".", "/", "~")) or path.exists():
-        if not (path / "config.json").is_file():
-            raise UsageError(f"Model path {name!r} is not a model folder (no config.json). "
-                             "Pass a folder with config.json and weights, or a catalog id.")
-        return generic_model(str(path.resolve()), local=True)
+    if spec := _local_model(name, shown):
+        return spec
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.8)
     if close:
         suggestion = by_lower[close[0]].id
-        raise UsageError(f"Unknown model {name!r}. Did you mean {suggestion!r}? "
+        raise UsageError(f"Unknown model {shown}. Did you mean {suggestion!r}? "
                          "(`invoke models` lists the catalog)")
-    if name.count("/") == 1 and all(name.split("/")):
+    if is_hub_id(name):
         return generic_model(name, local=False)
-    raise UsageError(f"Unknown model {name!r}: not a catalog id, a Hugging Face repo id "
+    if name.count("/") == 1:
+        raise UsageError(f"Model {shown} is not a Hugging Face repo id: org/name, each at "
+                         "most 96 letters, digits, '.', '_' or '-', not starting or ending "
+                         "with '.' or '-', without '..' or '--'.")
+    raise UsageError(f"Unknown model {shown}: not a catalog id, a Hugging Face repo id "
                      "(org/name) or a model folder. `invoke models` lists the catalog.")
+
+
+def _local_model(name: str, shown: str) -> ModelSpec | None:
+    """A model folder named by a path; None when `name` names no path here."""
+    try:
+        path = Path(name).expanduser()
+        if not (name.startswith((".", "/", "~")) or path.exists()):
+            return None
+        is_model = (path / "config.json").is_file()
+    except (OSError, RuntimeError) as err:  # name too long; ~user without a home
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise UsageError(f"Model path {shown} cannot be read ({reason}).") from None
+    if not is_model:
+        raise UsageError(f"Model path {shown} is not a model folder (no config.json). "
+                         "Pass a folder with config.json and weights, or a catalog id.")
+    return generic_model(str(path.resolve()), local=True)
 
 
 def generic_model(model_id: str, *, local: bool) -> ModelSpec:

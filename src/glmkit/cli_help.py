@@ -64,7 +64,9 @@ HELP: dict[str, dict[str, str]] = {
             "model": "pull the image this catalog model uses (its recipe's pin, if any)",
             "vllm_version": "vLLM release to pull (default: the newest stable)",
             "cuda12": "the CUDA 12 (-cu129) tag"},
-    "login": {"token": "the token (default: HF_TOKEN, else a hidden prompt)"},
+    "login": {"token": "the token; visible to other users in `ps`: prefer --token-file, "
+                       "HF_TOKEN or the hidden prompt (the default without HF_TOKEN)",
+              "token_file": "read the token from this file (- for standard input)"},
     "tiny_model": {"layers": "decoder layers (default 2; pipeline parallel needs 4)",
             "force": "regenerate even if present"},
     "bench": {"project": PROJECT_HELP,
@@ -109,7 +111,9 @@ HELP: dict[str, dict[str, str]] = {
 }
 HELP["render"] = {**SERVE_HELP, "check": "validate with `docker compose config` (default on)"}
 HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_KEY); required "
-              "with a non-loopback --host",
+              "with a non-loopback --host; visible to other users in `ps`: prefer "
+              "--api-key-file or VLLM_API_KEY",
+              "api_key_file": "read the API key from this file (- for standard input)",
               "smoke": "check one tool call, streamed and not, after start (default on; "
                        "`invoke check` runs every case)"}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from glmkit import build, cluster_runtime, k8s, lifecycle
 from glmkit.catalog import TINY_MODEL_ID
@@ -20,14 +21,14 @@ from glmkit.cluster import ClusterPlan, parse_nodes, plan_cluster
 from glmkit.cluster_compose import cluster_compose
 from glmkit.compose import write_compose, write_compose_data
 from glmkit.conformance import CaseResult, run_check
-from glmkit.credentials import container_secrets
-from glmkit.errors import CommandFailed, GlmkitError, ServerFailed
+from glmkit.credentials import container_secrets, masked
+from glmkit.errors import CommandFailed, GlmkitError, ServerFailed, UsageError
 from glmkit.files import atomic_write
 from glmkit.hardware import Hardware
 from glmkit.hub import check_access
 from glmkit.plan import ServePlan, build_plan
 from glmkit.process import run, stream
-from glmkit.settings import Settings
+from glmkit.settings import Settings, number
 
 Deployment = ServePlan | ClusterPlan
 
@@ -102,9 +103,17 @@ def _start_single(plan: ServePlan, path: Path, secrets: Mapping[str, str],
 
 def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,
        console: Console, env: Mapping[str, str], *, smoke: bool = True) -> UpResult:
-    """Start a server or cluster, wait until it serves, then one real chat check."""
+    """Start a server or cluster, wait until it serves, then one real chat check. No error
+    it raises carries the token's or the API key's value."""
     plan = single(deployment)
     secrets = container_secrets(env, plan.host, api_key)
+    with masked(secrets.values()):
+        return _up(deployment, plan, secrets, compose_dir, root, console, env, smoke)
+
+
+def _up(deployment: Deployment, plan: ServePlan, secrets: Mapping[str, str],
+        compose_dir: Path, root: Path, console: Console, env: Mapping[str, str],
+        smoke: bool) -> UpResult:
     here = not isinstance(deployment, ClusterPlan) or deployment.local
     if here:
         # Real machines each pull their image and read their own HF cache.
@@ -112,12 +121,13 @@ def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Pat
     paths = render(deployment, compose_dir)
     if isinstance(deployment, ClusterPlan):
         for line in describe_cluster(deployment):
-            console.print(line, highlight=False)
+            console.print(line, highlight=False, markup=False)
         seconds = cluster_runtime.start(deployment, paths, secrets, console)
         nodes = len(deployment.nodes)
     else:
-        console.print(f"Starting [bold]{plan.model.id}[/bold] on {plan.vendor.name} "
-                      f"({plan.image.ref}) from {paths[0]}", highlight=False)
+        console.print(f"Starting [bold]{escape(plan.model.id)}[/bold] on {plan.vendor.name} "
+                      f"({escape(plan.image.ref)}) from {escape(str(paths[0]))}",
+                      highlight=False)
         seconds, nodes = _start_single(plan, paths[0], secrets, console), 1
     readiness: list[CaseResult] = []
     # The API of real machines is theirs to reach; a model without GLM's parsers has no
@@ -142,9 +152,16 @@ def down(project: str, nodes: str | None) -> list[tuple[str, bool]]:
             engines_of(project, nodes)]
 
 
-def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int) -> None:
-    """`compose logs` of each engine, to the terminal; following only when there is one."""
-    targets = engines_of(project, nodes)
+def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int | str) -> None:
+    """`compose logs` of each engine, to the terminal; following only when there is one.
+    Nothing there (no container, running or stopped) is an error, not an empty success."""
+    tail = number(tail, int, "tail", 0)
+    targets = [(name, docker_host) for name, docker_host in engines_of(project, nodes)
+               if lifecycle.project_containers(lifecycle.client(docker_host), name)]
+    if not targets:
+        raise UsageError(f"Nothing is running in project {project!r}: no glmkit container, "
+                         "running or stopped, to show logs of. `invoke status` lists servers; "
+                         "pass --project NAME for another.")
     for name, docker_host in targets:
         argv = lifecycle.compose_cmd(name, None, "logs", "--tail", str(tail))
         # Following several machines at once would interleave without end: follow one.

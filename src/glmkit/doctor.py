@@ -23,6 +23,7 @@ from glmkit.hardware import (
 )
 from glmkit.paths import existing_ancestor
 from glmkit.process import run
+from glmkit.settings import Settings
 
 Status = Literal["ok", "fail", "warn", "skip"]
 
@@ -165,14 +166,40 @@ def nvidia_smi_output() -> str | None:
 
 
 def render_lines(checks: list[Check]) -> list[str]:
+    """Rich markup lines; a check's words (hosts, model ids, Hub errors) are escaped."""
+    from rich.markup import escape
+
     marks = {"ok": "[green]✓[/green]", "fail": "[red]✗[/red]", "warn": "[yellow]![/yellow]",
              "skip": "[dim]·[/dim]"}
     lines = []
     for check in checks:
-        lines.append(f"{marks[check.status]} {check.name}: {check.detail}")
+        lines.append(f"{marks[check.status]} {escape(check.name)}: {escape(check.detail)}")
         if check.fix and check.status in ("fail", "warn"):
-            lines.append(f"    [cyan]fix:[/cyan] {check.fix}")
+            lines.append(f"    [cyan]fix:[/cyan] {escape(check.fix)}")
     return lines
+
+
+def diagnose(settings: Settings, sources: Mapping[str, str], env: Mapping[str, str]
+             ) -> list[Check]:
+    """`invoke doctor` for resolved settings; a model is checked when one was named
+    (flag, GLMKIT_MODEL or invoke.yaml), not the default."""
+    from glmkit.paths import hf_cache
+
+    named = sources.get("model", "default") != "default"
+    return run_doctor(vendor=settings.vendor, model_id=settings.model if named else None,
+                      host=settings.host, port=settings.port,
+                      hf_cache_dir=hf_cache(env, settings.hf_cache), env=env)
+
+
+def check_address(host: str, port: int) -> None:
+    """The address `up` would publish on, checked as `up` checks it: refused, not probed."""
+    from glmkit.endpoints import is_ip
+    from glmkit.errors import UsageError
+
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port} is out of range (1-65535).")
+    if host != "localhost" and not is_ip(host):
+        raise UsageError(f"--host {host!r} is not an IP address to publish on.")
 
 
 def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int,
@@ -180,9 +207,11 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     """Every check, in the order a user would fix them."""
     from glmkit import hardware
     from glmkit.catalog import resolve_model
+    from glmkit.errors import EnvironmentProblem
     from glmkit.lifecycle import port_free
     from glmkit.vendors import resolve_vendor
 
+    check_address(host, port)
     hw = hardware.detect(env)
     wanted = resolve_vendor(vendor).name if vendor else hw.vendor
     model = resolve_model(model_id) if model_id else None
@@ -200,7 +229,12 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
     if model is not None and not model.local_dir:
         needed = model.total_params_b * (2 if model.precision == "bf16" else 1) * 1.02
     checks.append(check_disk(hf_cache_dir, needed))
-    checks.append(check_port(host, port, lambda h, p: not port_free(h, p)))
+    try:
+        checks.append(check_port(host, port, lambda h, p: not port_free(h, p)))
+    except EnvironmentProblem:  # not an address of this machine
+        checks.append(Check(f"port {port}", "fail", f"cannot bind {host}: not an address "
+                            "of this machine", "pass --host 127.0.0.1, "
+                            "0.0.0.0 or one of this machine's addresses"))
     checks.append(check_token(model, env))
     if model is not None or vendor:
         from glmkit.images import choose_image, official_image

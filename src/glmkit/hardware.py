@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from glmkit.errors import UsageError
 from glmkit.vendors import VendorName, resolve_vendor
@@ -132,19 +133,56 @@ def nvidia_runtime_registered(runtimes: Iterable[str]) -> bool:
     return "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists()
 
 
+MAX_HARDWARE_FILE = 1 << 20  # a description of 1000 GPUs is under 100 KB
+
+
+def _gpu(item: Any) -> Gpu:
+    if not isinstance(item, dict):
+        raise ValueError("each GPU must be an object {index, name, memory_mib}")
+    index, name, memory = item.get("index"), item.get("name"), item.get("memory_mib")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ValueError(f"GPU index {index!r} is not a whole number from 0")
+    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 1:
+        raise ValueError(f"GPU memory_mib {memory!r} is not a whole number from 1")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"GPU name {name!r} is not a name")
+    return Gpu(index, name.strip(), memory)
+
+
 def from_file(path: Path) -> Hardware:
     """Hardware described in JSON ({"vendor", "gpus": [{"index", "name", "memory_mib"}],
     "driver_version"}): to plan for another machine, or to pin what tests see."""
+    where = f"GLMKIT_HARDWARE={path}"
     try:
-        data = json.loads(path.read_text())
-        gpus = tuple(Gpu(int(g["index"]), str(g["name"]), int(g["memory_mib"]))
-                     for g in data.get("gpus", []))
-        vendor = resolve_vendor(str(data["vendor"])).name
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"GLMKIT_HARDWARE={path}: not a hardware description "
-                         f"({err.__class__.__name__}: {err}).") from None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_HARDWARE_FILE + 1)
+    except OSError as err:
+        raise UsageError(f"{where}: cannot read it ({err.strerror}). Point it at a JSON "
+                         "file, or unset it to detect this machine.") from None
+    try:
+        if len(raw) > MAX_HARDWARE_FILE:
+            raise ValueError(f"larger than {MAX_HARDWARE_FILE} bytes")
+        data = json.loads(raw.decode())
+        if not isinstance(data, dict) or not isinstance(data.get("vendor"), str):
+            raise ValueError('expected an object with "vendor" and "gpus"')
+        if not isinstance(data.get("gpus", []), list):
+            raise ValueError('"gpus" must be a list')
+        gpus = tuple(_gpu(g) for g in data.get("gpus", []))
+        if len({g.index for g in gpus}) != len(gpus):
+            raise ValueError("two GPUs share an index")
+        driver = data.get("driver_version", "")
+        if not isinstance(driver, str):
+            raise ValueError('"driver_version" must be a string such as "575.57.08"')
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError included
+        raise UsageError(f"{where} is not a hardware description ({err}); expected e.g. "
+                         '{"vendor": "cuda", "gpus": [{"index": 0, "name": "NVIDIA H100", '
+                         '"memory_mib": 81559}]}.') from None
+    try:
+        vendor = resolve_vendor(data["vendor"]).name
+    except UsageError as err:
+        raise UsageError(f"{where}: {err}") from None
     return Hardware(vendor=vendor, gpus=gpus, group_ids=host_group_ids(), source=str(path),
-                    driver_version=str(data.get("driver_version", "")))
+                    driver_version=driver)
 
 
 def detect(env: Mapping[str, str] | None = None) -> Hardware:

@@ -20,6 +20,7 @@ from typing import Any
 from docker.client import DockerClient
 from docker.errors import DockerException, NotFound
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.compose import SERVICE
@@ -72,11 +73,16 @@ def require_compose_v2() -> None:
             "docker-compose-plugin package, or run scripts/install-docker.sh.") from None
 
 
+def project_containers(c: DockerClient, project: str) -> list[Any]:
+    """Every container glmkit started in a compose project, running or stopped."""
+    found: list[Any] = c.containers.list(all=True, filters={"label": [
+        f"com.docker.compose.project={project}", f"{LABEL}.managed=true"]})
+    return found
+
+
 def find_container(c: DockerClient, project: str) -> Any | None:
     """The serving container of a project: its one `vllm` service, or a cluster's head."""
-    found = c.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"{LABEL}.managed=true"]})
-    for container in found:
+    for container in project_containers(c, project):
         labels = container.labels
         if labels.get("com.docker.compose.service") == SERVICE or \
                 labels.get(f"{LABEL}.node-rank") == "0":
@@ -93,12 +99,22 @@ def log_tail(container: Any, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether `host:port` can be bound here; an address this machine does not have is an
+    error, not a free port."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         try:
             sock.bind((host, port))
         except OSError as err:
-            return err.errno not in (errno.EADDRINUSE, errno.EACCES)
-    return True
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            reason = err.strerror or str(err)
+        except OverflowError as err:  # a port above 65535
+            reason = str(err)
+        else:
+            return True
+    raise EnvironmentProblem(f"Cannot publish on {host}:{port} ({reason}). Pass --host "
+                             "127.0.0.1, 0.0.0.0 or an address of this machine, and --port "
+                             "1024-65535.")
 
 
 def preflight(plan: ServePlan, c: DockerClient) -> None:
@@ -186,11 +202,13 @@ def wait_until(poll: Callable[[], str | None], timeout_s: float, console: Consol
     started = time.monotonic()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task(f"waiting for {what}")
+        task = progress.add_task(f"waiting for {escape(what)}")
         while (hint := poll()) is not None:
             if time.monotonic() - started > timeout_s:
                 raise on_timeout()
-            progress.update(task, description=f"waiting for {what} [dim]{hint[:90]}[/dim]")
+            # The hint is the container's last log line: shown as text, never as markup.
+            progress.update(task, description=f"waiting for {escape(what)} "
+                            f"[dim]{escape(hint[:90])}[/dim]")
             time.sleep(poll_s)
     return time.monotonic() - started
 

@@ -9,13 +9,17 @@
                                             point, and their peaks, means and rates
 
 A point file is never overwritten; an interrupted sweep keeps its points and
-`invoke bench --resume <run-id>` runs only the missing ones.
+`invoke bench --resume <run-id>` runs only the missing ones. Files are read as data from
+outside: a corrupt or hand-broken one is skipped with a note, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -58,6 +62,57 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def read_json(path: Path) -> Any:
+    """A results file's JSON; a UsageError naming the file when it cannot be read."""
+    try:
+        return json.loads(path.read_bytes().decode())
+    except (OSError, ValueError) as err:  # JSON and UTF-8 errors are ValueErrors
+        reason = err.strerror if isinstance(err, OSError) else err.__class__.__name__
+        raise UsageError(f"{path} cannot be read ({reason}); fix or remove it.") from None
+
+
+def _batch_files(folder: Path) -> dict[int, Path]:
+    """batch-NNNN.json files by batch; other names are not results."""
+    found = {}
+    for file in sorted(folder.glob("batch-*.json")):
+        batch = file.stem.removeprefix("batch-")
+        if batch.isdigit():
+            found[int(batch)] = file
+    return found
+
+
+def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, Any]]:
+    """Each batch's JSON object; an unreadable file is skipped and named in `notes`."""
+    found = {}
+    for batch, file in _batch_files(folder).items():
+        try:
+            data = read_json(file)
+            if not isinstance(data, dict):
+                raise UsageError(f"{file} is not a JSON object; fix or remove it.")
+        except UsageError as err:
+            if notes is not None:
+                notes.append(str(err))
+            continue
+        found[batch] = data
+    return found
+
+
+def _point(item: Any) -> Point | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        point = Point(**item)
+    except TypeError:
+        return None
+    ok = isinstance(point.batch, int) and isinstance(point.num_prompts, int) and \
+        isinstance(point.request_rate, str)
+    return point if ok else None
 
 
 def _workload(raw: Any) -> Workload | None:
@@ -113,23 +168,18 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
     if isinstance(hw, Mapping):
         description = str(hw.get("description") or "")
         gpus = tuple(GpuInfo(str(g.get("name") or "?"), _int(g.get("memory_mib")))
-                     for g in hw.get("gpus") or [] if isinstance(g, Mapping))
+                     for g in _list(hw.get("gpus")) if isinstance(g, Mapping))
     mode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
-    points: list[Point] = []
-    for item in raw.get("points") or []:
-        try:
-            points.append(Point(**item))
-        except TypeError:
-            points = []
-            break
-    if not points:
-        batches = [b for b in (_int(x) for x in raw.get("batches") or []) if b]
-        points = sweep_points(batches, mode)  # type: ignore[arg-type]
+    read = [_point(item) for item in _list(raw.get("points"))]
+    points = [p for p in read if p is not None]
+    if not read or len(points) != len(read):
+        batches = [b for b in (_int(x) for x in _list(raw.get("batches"))) if b and b > 0]
+        points = sweep_points(list(dict.fromkeys(batches)), mode)  # type: ignore[arg-type]
     return RunMeta(
         version=_int(raw.get("version")) or 1, label=str(raw.get("label") or fallback_label),
         model=str(raw.get("model") or "?"), vendor=str(raw.get("vendor") or "?"),
         image=str(raw.get("image") or ""),
-        serve_args=tuple(str(a) for a in raw.get("serve_args") or ()),
+        serve_args=tuple(str(a) for a in _list(raw.get("serve_args"))),
         max_model_len=_int(raw.get("max_model_len")), workload=_workload(raw.get("workload")),
         mode=mode, points=tuple(points), hardware=description, gpus=gpus,
         reference=bool(raw.get("reference")), raw=dict(raw))
@@ -146,14 +196,13 @@ class Run:
     def run_id(self) -> str:
         return self.path.name
 
-    def points(self) -> dict[int, dict[str, Any]]:
-        found = {}
-        for file in sorted((self.path / "points").glob("batch-*.json")):
-            found[int(file.stem.split("-")[1])] = json.loads(file.read_text())
-        return found
+    def points(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
+        """Each finished point's result; unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "points", notes)
 
     def missing(self) -> list[int]:
-        done = self.points()
+        # A point whose file exists is done, readable or not: it is never overwritten.
+        done = _batch_files(self.path / "points")
         return [b for b in self.meta.batches if b not in done]
 
     def save_point(self, batch: int, result: dict[str, Any]) -> Path:
@@ -161,14 +210,28 @@ class Run:
         write_json_once(path, result)
         return path
 
-    def save_failure(self, batch: int, failure: dict[str, Any]) -> None:
-        # A retried point may fail again: keep every failure, numbered.
-        base = self.path / "failures" / point_name(batch)
-        path, n = base, 1
-        while path.exists():
-            path = base.with_name(f"{base.stem}.{n}.json")
-            n += 1
-        write_json_once(path, {"time": time.time(), **failure})
+    def save_failure(self, batch: int, failure: dict[str, Any]) -> Path:
+        """Every failure kept, numbered (a retried point may fail again): written whole
+        to a temporary file, then linked under the first free name, so two writers at
+        once neither clobber each other nor leave half a file."""
+        folder = self.path / "failures"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = point_name(batch).removesuffix(".json")
+        fd, name = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"time": time.time(), **failure}, handle, indent=2)
+                handle.write("\n")
+            for n in range(10_000):
+                path = folder / (f"{base}.json" if n == 0 else f"{base}.{n}.json")
+                try:
+                    os.link(name, path)  # fails if taken: never replaces a failure
+                except FileExistsError:
+                    continue
+                return path
+        finally:
+            os.unlink(name)
+        raise UsageError(f"{folder} holds 10000 failures of batch {batch}; clean it up.")
 
     def save_telemetry(self, batch: int, telemetry: dict[str, Any]) -> None:
         self._save_samples("telemetry", batch, telemetry)
@@ -178,15 +241,15 @@ class Run:
 
     def _save_samples(self, kind: str, batch: int, data: dict[str, Any]) -> None:
         path = self.path / kind / point_name(batch)
-        if not path.exists():  # a point run again keeps its first samples
+        if path.exists():  # a point run again keeps its first samples
+            return
+        with contextlib.suppress(UsageError):  # another writer was first: theirs stays
             write_json_once(path, data)
 
-    def metrics(self) -> dict[int, dict[str, Any]]:
-        """The server's metrics per batch (samples and summary), where they were taken."""
-        found = {}
-        for file in sorted((self.path / "metrics").glob("batch-*.json")):
-            found[int(file.stem.split("-")[1])] = json.loads(file.read_text())
-        return found
+    def metrics(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
+        """The server's metrics per batch (samples and summary), where they were taken;
+        unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "metrics", notes)
 
 
 def create_run(results_dir: Path, meta: dict[str, Any], name: str) -> Run:
@@ -205,11 +268,7 @@ def create_run(results_dir: Path, meta: dict[str, Any], name: str) -> Run:
 
 
 def _read_run(path: Path) -> Run:
-    try:
-        raw = json.loads((path / META).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"{path / META} cannot be read ({err.__class__.__name__}); fix or "
-                         "remove that run.") from None
+    raw = read_json(path / META)
     if not isinstance(raw, dict):
         raise UsageError(f"{path / META} is not a JSON object; fix or remove that run.")
     return Run(path, read_meta(raw, path.name))
@@ -288,29 +347,53 @@ def reference_names() -> list[str]:
 
 
 def load_reference(name: str) -> Series:
-    """A published figure shipped as text: `# key: value` header lines, then the result."""
-    path = REFERENCE_DIR / f"{name}.txt"
-    if not path.is_file():
+    """A published figure shipped as text: `# key: value` header lines, then the result.
+    Only the shipped names: `ref:` never reads a path."""
+    if name not in reference_names():
         shipped = ", ".join(f"ref:{n}" for n in reference_names())
         raise UsageError(f"No reference run {name!r}. Shipped: {shipped}.")
-    text = path.read_text()
+    path = REFERENCE_DIR / f"{name}.txt"
+    text = path.read_text(errors="replace")
     header: dict[str, Any] = dict(re.findall(r"^# (\w+): (.+)$", text, re.M))
-    batch = int(header.pop("batch"))
+    batch = _int(header.pop("batch", None))
+    if batch is None or batch < 1:
+        raise UsageError(f"Reference run {path} has no '# batch: N' line; it cannot be "
+                         "reported.")
     meta = read_meta({**header, "reference": True, "label": f"ref:{name}",
                       "batches": [batch]}, f"ref:{name}")
     return Series(f"ref:{name}", meta, {batch: parse_bench_text(text)})
 
 
-def _series(run: Run) -> Series:
-    return Series(run.run_id, run.meta, run.points(), tuple(run.missing()), run.metrics())
+def _series(run: Run, notes: list[str] | None = None) -> Series:
+    return Series(run.run_id, run.meta, run.points(notes), tuple(run.missing()),
+                  run.metrics(notes))
+
+
+def load_report(results_dir: Path, refs: list[str]) -> tuple[list[Series], list[str]]:
+    """The named runs (ids, folders, `ref:NAME`), or every run under `results_dir`; and
+    notes on what was skipped: a run whose meta.json is unreadable (when listing all),
+    a point or metrics file that is."""
+    notes: list[str] = []
+    if refs:
+        return [load_reference(ref.removeprefix("ref:")) if ref.startswith("ref:") else
+                _series(open_run(results_dir, ref), notes) for ref in refs], notes
+    series = []
+    for meta in sorted(results_dir.glob(f"*/{META}")):
+        try:
+            series.append(_series(_read_run(meta.parent), notes))
+        except UsageError as err:
+            notes.append(str(err))
+    if not series:
+        raise UsageError(f"No readable benchmark runs under {results_dir}: `invoke bench` "
+                         "first." + (f" ({notes[0]})" if notes else ""))
+    return series, notes
 
 
 def load_all(results_dir: Path, refs: list[str]) -> list[Series]:
-    """The named runs (ids, folders, `ref:NAME`), or every run under `results_dir`."""
-    if refs:
-        return [load_reference(ref.removeprefix("ref:")) if ref.startswith("ref:") else
-                _series(open_run(results_dir, ref)) for ref in refs]
-    runs = list_runs(results_dir)
-    if not runs:
-        raise UsageError(f"No benchmark runs under {results_dir}: `invoke bench` first.")
-    return [_series(run) for run in runs]
+    """`load_report` without its notes."""
+    return load_report(results_dir, refs)[0]
+
+
+def report_folder(results_dir: Path, out: str | None) -> Path:
+    """Where a report's plots and CSV go: --out, else results/reports/<time>."""
+    return Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")

@@ -93,10 +93,11 @@ def resolve_settings(
     env: Mapping[str, str] | None = None,
 ) -> tuple[Settings, dict[str, str]]:
     """Merge the layers; `None` in a layer means "not set there"."""
+    check_section(config)
     hints = get_type_hints(Settings)
     known = {f.name for f in fields(Settings)}
     for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
-        unknown = sorted(set(layer) - known)
+        unknown = sorted(str(name) for name in set(layer) - known)
         if unknown:
             raise UsageError(f"Unknown setting(s) in {layer_name}: {', '.join(unknown)}.")
     values: dict[str, Any] = {}
@@ -130,9 +131,21 @@ def flags_from_options(options: Mapping[str, Any], remainder: str,
     return flags
 
 
-def number(value: Any, kind: type[int] | type[float], option: str) -> Any:
-    """An optional numeric option given as text; a usage error when it is not a number."""
+def check_section(section: Any) -> None:
+    """invoke.yaml's `glmkit:` is a mapping of settings, or absent."""
+    if section is not None and not isinstance(section, Mapping):
+        raise UsageError(f"invoke.yaml: `glmkit:` must be a mapping of settings (port: 9000, "
+                         f"...), not a {type(section).__name__}: {str(section)[:60]!r}.")
+
+
+def number(value: Any, kind: type[int] | type[float], option: str,
+           minimum: float | None = None) -> Any:
+    """An optional numeric option given as text; a usage error when it is not a number
+    (or is below `minimum`)."""
     try:
-        return None if value in (None, "") else kind(value)
+        result = None if value in (None, "") else kind(value)
     except ValueError:
         raise UsageError(f"--{option}: expected a number, got {value!r}.") from None
+    if result is not None and minimum is not None and not result >= minimum:
+        raise UsageError(f"--{option} must be at least {minimum:g}, got {value}.")
+    return result

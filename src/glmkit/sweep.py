@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from glmkit.bench import (
@@ -24,6 +25,7 @@ from glmkit.errors import BenchFailed, Interrupted, UsageError
 from glmkit.hardware import Hardware
 from glmkit.lifecycle import log_tail, probe
 from glmkit.results import Run, Series, open_run, plain_name
+from glmkit.settings import number
 from glmkit.workloads import Workload, parse_batches, resolve_workload, sweep_points
 
 
@@ -60,14 +62,15 @@ def run_sweep(run_: Run, target: Target, workload: Workload, container: Any,
                 progress.update(overall, description=f"{workload.name}: batch {point.batch}")
 
                 def show(line: str) -> None:
-                    progress.update(live, description=f"[dim]{line[-110:]}[/dim]")
+                    # `vllm bench serve` output, shown as text, never as markup.
+                    progress.update(live, description=f"[dim]{escape(line[-110:])}[/dim]")
 
                 outcome = run_point(target, workload, point, run_, show)
                 outcomes.append(outcome)
                 style = "green" if outcome.ok else "red"
                 progress.console.print(f"batch {point.batch:>4}: [{style}]"
                                        f"{'ok' if outcome.ok else 'FAILED'}[/{style}] "
-                                       f"{outcome.detail}", highlight=False)
+                                       f"{escape(outcome.detail)}", highlight=False)
                 progress.advance(overall)
                 if outcome.result is None and not server_alive(container, target.base_url):
                     missing = run_.missing()
@@ -124,6 +127,22 @@ class BenchOutcome:
                               f"--resume {run_id}` runs the missing ones again)")
 
 
+def parse_request(project: str, *, input_len: str | None, output_len: str | None,
+                  num_prompts: str | None, request_rate: str, **options: Any) -> BenchRequest:
+    """A request from `invoke bench`'s text options; numbers checked here."""
+    try:
+        rate = float(request_rate)
+    except ValueError:
+        rate = -1.0
+    if not rate > 0:  # vLLM takes "inf" too; NaN and 0 are no rate
+        raise UsageError(f"--request-rate {request_rate!r}: give requests per second above 0, "
+                         "or inf.")
+    return BenchRequest(project=project, input_len=number(input_len, int, "input-len", 1),
+                        output_len=number(output_len, int, "output-len", 1),
+                        num_prompts=number(num_prompts, int, "num-prompts", 1),
+                        request_rate=request_rate.strip(), **options)
+
+
 def hardware_meta(hw: Hardware) -> dict[str, Any]:
     return {"vendor": hw.vendor, "description": hw.describe(),
             "gpus": [g.__dict__ for g in hw.gpus], "cpu_count": os.cpu_count()}
@@ -178,7 +197,7 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
         notes.append("warning: prefix caching is on; the recipes benchmark with `invoke up "
                      "--bench-mode` (--no-enable-prefix-caching).")
     for note in notes:
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, markup=False)
     report = run_sweep(run_, target, run_.meta.workload, container, console)
     series = Series(run_.run_id, run_.meta, run_.points(), tuple(run_.missing()),
                     run_.metrics())

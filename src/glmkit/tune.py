@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.text import Text
 
 from glmkit import deploy
 from glmkit.catalog import ModelSpec, resolve_model
@@ -104,6 +106,17 @@ class TuneReport:
         return row.goodput / base if base and row.goodput is not None else None
 
 
+def parse_request(settings: Settings, *, workload: str, batch: str, slo: str | None,
+                  budget: str, candidates: str, resume: str | None) -> TuneRequest:
+    """A request from `invoke tune`'s text options; numbers and the SLO checked here."""
+    from glmkit.settings import number
+    from glmkit.workloads import parse_slo
+
+    return TuneRequest(settings=settings, workload=workload, batch=batch, slo=parse_slo(slo),
+                       budget_min=number(budget, float, "budget", 0), resume=resume,
+                       max_candidates=number(candidates, int, "candidates", 0) or None)
+
+
 def _score(result: Mapping[str, Any], slo: tuple[str, ...]) -> float | None:
     value = result.get("request_goodput") if slo else result.get("request_throughput")
     return float(value) if isinstance(value, int | float) else None
@@ -135,25 +148,41 @@ def _winner_file(folder: Path, settings: Settings) -> Path:
                         + yaml.safe_dump({"glmkit": chosen}, sort_keys=False))
 
 
+def new_tune_folder(results_dir: Path) -> Path:
+    """results/tune/<time>-<random>: two tunes started in the same second get their own."""
+    parent = results_dir / TUNE_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise UsageError(f"Could not create a new tune folder under {parent}.")
+
+
 def _open(request: TuneRequest, results_dir: Path) -> tuple[Path, TuneRequest, list[Row]]:
     if request.resume is None:
-        folder = results_dir / TUNE_DIR / time.strftime("%Y%m%d-%H%M%S")
-        folder.mkdir(parents=True, exist_ok=False)
-        return folder, request, []
+        return new_tune_folder(results_dir), request, []
     folder = results_dir / TUNE_DIR / plain_name(request.resume, "Tune id")
     try:
-        state = json.loads((folder / STATE).read_text())
+        state = json.loads((folder / STATE).read_bytes().decode())
     except (OSError, ValueError):
         raise UsageError(f"No tune {request.resume!r} under {results_dir / TUNE_DIR}.") \
             from None
-    saved: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                             for k, v in state["settings"].items()}
-    settings = Settings(**saved)
-    resumed = dataclasses.replace(
-        request, settings=settings, workload=state["workload"], batch=state["batch"],
-        input_len=state["input_len"], output_len=state["output_len"],
-        slo=tuple(state["slo"]))
-    return folder, resumed, [Row(**r) for r in state["rows"]]
+    try:
+        saved: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in state["settings"].items()}
+        resumed = dataclasses.replace(
+            request, settings=Settings(**saved), workload=str(state["workload"]),
+            batch=str(state["batch"]), input_len=state["input_len"],
+            output_len=state["output_len"], slo=tuple(str(s) for s in state["slo"]))
+        rows = [Row(**r) for r in state["rows"]]
+    except (KeyError, TypeError, AttributeError) as err:  # hand-edited or from another version
+        raise UsageError(f"{folder / STATE} is not a tune state this glmkit reads "
+                         f"({err.__class__.__name__}: {err}); start a new tune.") from None
+    return folder, resumed, rows
 
 
 def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: Path,
@@ -174,9 +203,9 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
                 continue
             if rows and time.monotonic() - started > request.budget_min * 60:
                 console.print(f"budget of {request.budget_min:g} min spent: {cand.name} and "
-                              "later candidates not run", highlight=False)
+                              "later candidates not run", highlight=False, markup=False)
                 break
-            console.print(f"[bold]candidate {i + 1}/{len(candidates)}: {cand.name}[/bold]")
+            console.print(Text(f"candidate {i + 1}/{len(candidates)}: {cand.name}", "bold"))
             settings = cand.apply(request.settings)
             try:
                 deploy.up(deploy.plan_deployment(settings, hw, env), None, compose_dir, root,
