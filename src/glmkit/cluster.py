@@ -12,6 +12,9 @@ Nodes are either simulated on this Docker engine (`--nodes 2`: one container per
 a private bridge network, a CPU core or GPU set each; what CI runs), or real machines
 (`--nodes head=ssh://gpu1,w1=ssh://gpu2`), each driven through its own Docker engine
 (DOCKER_HOST) with one compose file per node on the host network, as GPU fabrics need.
+On the host network nothing stands between a port and the machine's interfaces, so the
+plan binds what it can: the API to the user's --host and port, Ray to each node's
+address (without its dashboard), and Ray's control plane takes a shared token.
 This module is the plan alone; `cluster_compose` renders it and `cluster_runtime` runs it.
 """
 
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from glmkit.endpoints import CONTAINER_PORT, is_ip
 from glmkit.errors import UsageError
 from glmkit.hardware import Hardware
 from glmkit.plan import ServePlan, build_plan
@@ -34,6 +39,10 @@ ENGINES: tuple[Engine, ...] = ("mp", "dp", "ray")
 MASTER_PORT = 29501
 DP_RPC_PORT = 13345
 RAY_PORT = 6379
+# Ray's token authentication (Ray 2.52+): the mode is written into the files, the token
+# travels by name only, from the environment of `docker compose` (see cluster_runtime).
+RAY_AUTH_ENV = ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN")
+RAY_TOKEN = "RAY_AUTH_TOKEN"
 # Flags the cluster engine owns; a single-node plan's values are replaced.
 _OWNED = ("--tensor-parallel-size", "--data-parallel-size")
 
@@ -66,14 +75,37 @@ def parse_nodes(text: str) -> tuple[Node, ...]:
             raise UsageError(f"--nodes: {item!r} is not NAME=HOST (e.g. head=ssh://gpu1).")
         url = host if "://" in host else f"ssh://{host}"
         address = re.sub(r"^[a-z]+://([^@/]*@)?", "", url).split(":")[0].split("/")[0]
-        if not re.fullmatch(r"[A-Za-z0-9.-]+", address):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", address):
             raise UsageError(f"--nodes: cannot read a host name from {host!r}.")
+        if _reaches_no_other_node(address):
+            raise UsageError(f"--nodes: {address!r} ({name}) is not an address other nodes "
+                             "can reach; give the machine's own host name or IP address.")
         nodes.append(Node(name=name, rank=rank, docker_host=url, address=address))
     if len(nodes) < 2:
         raise UsageError("--nodes needs at least two NAME=HOST entries, the head first.")
     if len({n.name for n in nodes}) != len(nodes):
         raise UsageError("--nodes names a node twice.")
     return tuple(nodes)
+
+
+def _reaches_no_other_node(address: str) -> bool:
+    """0.0.0.0 or loopback, in any spelling the resolver accepts ("0", "127.1", "0x0"):
+    as a bind address it would open every interface, as a peer address it is this node."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        packed = socket.inet_aton(address)
+    except OSError:
+        return False
+    return packed == bytes(4) or packed[0] == 127
+
+
+def with_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
+    """`args` with the value of `flag value` replaced in place (absent: unchanged)."""
+    out = list(args)
+    if flag in out:
+        out[out.index(flag) + 1] = value
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,15 +130,26 @@ class ClusterPlan:
     def head(self) -> Node:
         return self.nodes[0]
 
+    @property
+    def api_port(self) -> int:
+        """Where vLLM listens in the head's network: the container's own port behind a
+        published one, or the user's --port itself on a real machine's host network."""
+        return CONTAINER_PORT if self.local else self.base.port
+
     def ports(self) -> list[str]:
-        """What must be open between the nodes (and to clients, on the head)."""
-        ports = [f"{self.base.port}/tcp (API, head)"]
+        """What listens on the nodes and where (SECURITY.md has the same, with reasons)."""
+        every = "inside the nodes' bridge network" if self.local else \
+            "on every interface, so firewall to the other nodes only"
+        ports = [f"{self.base.port}/tcp: the API on {self.base.host} (head)"]
         if self.engine == "mp":
-            ports.append(f"{MASTER_PORT}/tcp (master, head) and the torch.distributed ports")
+            ports.append(f"{MASTER_PORT}/tcp: torch.distributed store (head), {every}")
         if self.engine == "dp":
-            ports.append(f"{DP_RPC_PORT}/tcp (data-parallel RPC, head) and ZMQ ports")
+            ports.append(f"{DP_RPC_PORT}/tcp: data-parallel RPC on {self.head.address} "
+                         "(head), and vLLM's ZMQ ports between the nodes")
         if self.engine == "ray":
-            ports.append(f"{RAY_PORT}/tcp (Ray GCS, head) and Ray's object/worker ports")
+            ports.append(f"{RAY_PORT}/tcp: Ray GCS (head), and Ray's raylet, object manager "
+                         f"and worker ports on every node, {every}; a token guards them "
+                         "from Ray 2.52; no dashboard")
         ports.append("NCCL/gloo: every node to every node" + (
             f" on {self.ifname}" if self.ifname else ""))
         return ports
@@ -136,6 +179,14 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
     if gpus_per_node < 1:
         raise UsageError("--gpus-per-node must be at least 1.")
     common = drop_flags(base.serve_args, *_OWNED)
+    real = nodes[0].docker_host is not None
+    if real:
+        # The host network: no published port in between, so vLLM's own --host and --port
+        # are what the machine exposes.
+        if base.port in (MASTER_PORT, DP_RPC_PORT, RAY_PORT):
+            raise UsageError(f"--port {base.port} is a port the cluster's nodes use among "
+                             "themselves; choose another one for the API.")
+        common = with_flag(with_flag(common, "--host", base.host), "--port", str(base.port))
     head_addr = nodes[0].address
     node_args: dict[str, tuple[str, ...]] = {}
     head_command = None
@@ -175,15 +226,24 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
                 node_args[node.name] = tuple(args)
         else:  # ray: containers run Ray; the head then serves on the formed cluster
             for node in nodes:
-                node_args[node.name] = (
-                    ("start", "--head", f"--port={RAY_PORT}", "--block") if node.is_head else
-                    ("start", f"--address={head_addr}:{RAY_PORT}", "--block"))
+                node_args[node.name] = _ray_start(node, head_addr, real)
             head_command = ("vllm", "serve", *common, *parallel,
                             "--distributed-executor-backend", "ray")
     return ClusterPlan(base=base, nodes=nodes, engine=engine, tensor_parallel=tp,
                        pipeline_parallel=pp or 1, data_parallel_local=dp_local,
                        gpus_per_node=gpus_per_node, ifname=ifname, rdma=rdma,
                        node_args=node_args, head_command=head_command)
+
+
+def _ray_start(node: Node, head_addr: str, real: bool) -> tuple[str, ...]:
+    """`ray start` for one node, as vLLM's run_cluster.sh does, with no dashboard (its Jobs
+    API runs code for whoever reaches it; vLLM needs none). On a real machine Ray binds to
+    the node's IP address when one was given; a host name is left to Ray's detection."""
+    args = ["start", "--head", f"--port={RAY_PORT}", "--include-dashboard=false"] \
+        if node.is_head else ["start", f"--address={head_addr}:{RAY_PORT}"]
+    if real and is_ip(node.address):
+        args.append(f"--node-ip-address={node.address}")
+    return (*args, "--block")
 
 
 def plan_cluster(settings: Settings, hw: Hardware, env: Mapping[str, str], *,

@@ -1,5 +1,8 @@
 """A cluster plan as compose data: one file holding every node when they are simulated on
-this engine, or one file per machine (host network) for real nodes."""
+this engine, or one file per machine (host network) for real nodes.
+
+Secrets stay names here as in the one-node file: a Ray cluster's token is the
+RAY_AUTH_TOKEN of `docker compose`'s environment, which `cluster_runtime` sets."""
 
 from __future__ import annotations
 
@@ -8,16 +11,10 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from glmkit.cluster import ClusterPlan, Node
+from glmkit.cluster import RAY_AUTH_ENV, ClusterPlan, Node
 from glmkit.compose import SERVICE, compose_dict
+from glmkit.endpoints import is_ip
 from glmkit.plan import LABEL
-
-
-def _with_flag(args: list[str], flag: str, value: str) -> list[str]:
-    out = list(args)
-    if flag in out:
-        out[out.index(flag) + 1] = value
-    return out
 
 
 def _node_service(cluster: ClusterPlan, node: Node, base_service: dict[str, Any],
@@ -33,6 +30,11 @@ def _node_service(cluster: ClusterPlan, node: Node, base_service: dict[str, Any]
     env = list(base_service["environment"])
     if cluster.ifname:
         env += [f"GLOO_SOCKET_IFNAME={cluster.ifname}", f"NCCL_SOCKET_IFNAME={cluster.ifname}"]
+    if cluster.engine == "ray":
+        env += RAY_AUTH_ENV
+        if not cluster.local and is_ip(node.address):
+            # vLLM finds its driver among Ray's nodes by this address (run_cluster.sh).
+            env.append(f"VLLM_HOST_IP={node.address}")
     service["environment"] = env
     if cluster.rdma:
         service["devices"] = [*service.get("devices", []), "/dev/infiniband:/dev/infiniband"]
@@ -51,11 +53,12 @@ def _node_service(cluster: ClusterPlan, node: Node, base_service: dict[str, Any]
             env.append(f"{cluster.base.vendor.visibility_env}="
                        + ",".join(str(i) for i in range(first, first + cluster.gpus_per_node)))
     else:
-        # Real machines: the GPU fabric and the distributed ports need the host network.
+        # Real machines: the GPU fabric and the distributed ports need the host network,
+        # where vLLM's own --host and --port (set by the plan) decide who can connect.
         service["network_mode"] = "host"
         service.pop("ports", None)
-        # With no port mapping in between, vLLM's own --host decides who can connect.
-        service["command"] = _with_flag(service["command"], "--host", cluster.base.host)
+        if node.is_head:
+            env.append(f"GLMKIT_PORT={cluster.api_port}")  # the health check's port
     if not node.is_head:
         service.pop("ports", None)
         service.pop("healthcheck", None)

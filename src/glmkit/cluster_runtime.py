@@ -1,12 +1,17 @@
 """Running a cluster plan: start every node, wait until the whole group serves, stop it.
 
 A node's containers are read through its own engine (the Docker SDK, DOCKER_HOST for
-real machines); commands inside the head run through `docker exec`.
+real machines); commands inside the head run through `docker exec`. A Ray cluster's
+token reaches every node as the files' other secrets do: by value only in the
+environment of `docker compose`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import secrets as random_secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,8 +20,8 @@ from typing import Any
 
 from rich.console import Console
 
-from glmkit.cluster import ClusterPlan, Node
-from glmkit.endpoints import CONTAINER_PORT, IN_CONTAINER_PROBE
+from glmkit.cluster import RAY_PORT, RAY_TOKEN, ClusterPlan, Node
+from glmkit.endpoints import IN_CONTAINER_PROBE
 from glmkit.errors import CommandFailed, EnvironmentProblem, GlmkitError, ServerFailed
 from glmkit.lifecycle import client, compose_cmd, compose_env, log_tail, wait_until
 from glmkit.process import run
@@ -61,7 +66,7 @@ def node_states(cluster: ClusterPlan) -> list[NodeState]:
 
 
 def head_probe(cluster: ClusterPlan, container: str, request: bool) -> bool:
-    argv = ["docker", "exec", "-e", f"GLMKIT_PORT={CONTAINER_PORT}",
+    argv = ["docker", "exec", "-e", f"GLMKIT_PORT={cluster.api_port}",
             "-e", f"GLMKIT_MODEL={cluster.base.served_model_name}",
             "-e", f"GLMKIT_REQUEST={'1' if request else '0'}", container,
             "python3", "-c", IN_CONTAINER_PROBE]
@@ -126,6 +131,27 @@ def start_ray_serve(cluster: ClusterPlan, timeout_s: float = 300) -> None:
     run(["docker", "exec", "-d", head, *cluster.head_command], env=env)
 
 
+RAY_TOKEN_AUTH = (2, 52)  # the first Ray that reads RAY_AUTH_MODE=token
+
+
+def ray_auth_warning(cluster: ClusterPlan) -> str | None:
+    """A warning when a real machine's Ray predates token authentication: it ignores the
+    token and its control plane answers anyone who reaches the port. (Simulated nodes
+    publish no Ray port.)"""
+    if cluster.local:
+        return None
+    head = node_states(cluster)[0].name
+    done = run(["docker", "exec", head, "ray", "--version"],
+               env=compose_env(cluster.head.docker_host), check=False)
+    found = re.search(r"version (\d+)\.(\d+)", done.stdout or "")
+    if not found or (int(found[1]), int(found[2])) >= RAY_TOKEN_AUTH:
+        return None
+    return (f"warning: Ray {found[1]}.{found[2]} in {cluster.base.image.ref} has no token "
+            f"authentication (Ray 2.52 added it): port {RAY_PORT} and Ray's other ports "
+            "accept anyone who reaches them. Keep every node on a private network, or use "
+            "an image with a newer Ray.")
+
+
 def stop(cluster: ClusterPlan) -> list[str]:
     """`compose down` on every node's engine; the projects it stopped."""
     stopped = []
@@ -137,17 +163,38 @@ def stop(cluster: ClusterPlan) -> list[str]:
     return stopped
 
 
+def ray_token(cluster: ClusterPlan, env: Mapping[str, str]) -> str:
+    """The token every node of a Ray cluster shares: RAY_AUTH_TOKEN if the user set one,
+    else the running head's (a second `up` must not recreate a formed cluster), else a
+    new random one. It lives in the containers' environment, as HF_TOKEN does."""
+    if env.get(RAY_TOKEN):
+        return env[RAY_TOKEN]
+    head = node_states(cluster)[0].container
+    if head is not None:
+        for item in head.attrs.get("Config", {}).get("Env") or []:
+            name, _, value = str(item).partition("=")
+            if name == RAY_TOKEN and value:
+                return value
+    return random_secrets.token_hex(32)
+
+
 def start(cluster: ClusterPlan, files: list[Path], secrets: Mapping[str, str],
-          console: Console) -> float:
+          console: Console, env: Mapping[str, str] | None = None) -> float:
     """Start every node, then wait for the group; on any failure, stop every node that
     was started, so no half cluster keeps running. Returns the seconds waited."""
     refuse_broken(cluster)
+    if cluster.engine == "ray":
+        secrets = {**secrets, RAY_TOKEN: ray_token(cluster, os.environ if env is None
+                                                   else env)}
     try:
         for node, path in zip(engines(cluster), files, strict=True):
             run(compose_cmd(project_for(cluster, node), path, "up", "-d", "--remove-orphans"),
                 env=compose_env(node.docker_host, secrets))
         if cluster.engine == "ray":
             start_ray_serve(cluster)
+            warning = ray_auth_warning(cluster)
+            if warning:
+                console.print(warning, style="yellow", highlight=False)
         return wait_cluster(cluster, cluster.base.health_timeout_s, console)
     except (GlmkitError, KeyboardInterrupt):
         stop(cluster)

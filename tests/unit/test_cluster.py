@@ -62,7 +62,8 @@ def test_dp_and_ray_engines() -> None:
     assert arg(worker, "--data-parallel-start-rank") == "4"
     assert arg(worker, "--data-parallel-address") == "gpu1" and "--headless" in worker
     ray = build_cluster(base, parse_nodes(REMOTE), "ray", tp=8, pp=2, gpus_per_node=8)
-    assert ray.node_args["head"] == ("start", "--head", "--port=6379", "--block")
+    assert ray.node_args["head"] == ("start", "--head", "--port=6379",
+                                     "--include-dashboard=false", "--block")
     assert ray.node_args["w1"] == ("start", "--address=gpu1:6379", "--block")
     assert ray.head_command is not None
     assert arg(ray.head_command, "--distributed-executor-backend") == "ray"
