@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from glmkit.catalog import resolve_model
+from glmkit.catalog import ModelSpec, resolve_model
 from glmkit.cluster import parse_nodes
 from glmkit.credentials import hf_token
 from glmkit.errors import UsageError
@@ -17,7 +17,7 @@ from glmkit.hardware import Hardware
 from glmkit.hub import fetch_config
 from glmkit.paths import hf_cache
 from glmkit.plan import choose_target
-from glmkit.recipes import load_book
+from glmkit.recipes import MULTI_NODE_STRATEGIES, SINGLE_NODE_STRATEGIES, load_book
 from glmkit.resolver import Resolved, default_features, recommend_strategy, resolve
 from glmkit.settings import Settings, number
 from glmkit.sizing import (
@@ -107,8 +107,25 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     return rows
 
 
+def _check_strategy(strategy: str | None, spec: ModelSpec) -> None:
+    """A --strategy the recipes name and this model's recipe offers, as `up` checks it."""
+    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+    if strategy is None:
+        return
+    if strategy not in known:
+        raise UsageError(f"Unknown --strategy {strategy!r}; the recipes' names are "
+                         f"{', '.join(known)}.")
+    if spec.recipe is None:  # a generic model: no recipe layouts, as `up` ignores it
+        return
+    offered = spec.recipe.compatible_strategies
+    if strategy not in offered and strategy.replace("multi_node", "single_node") not in offered:
+        raise UsageError(f"{spec.id}'s recipe does not offer {strategy}; it offers "
+                         f"{', '.join(offered)}.")
+
+
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
     spec = resolve_model(request.model, env)
+    _check_strategy(request.strategy, spec)
     book = load_book(env)
     vendor = resolve_vendor(request.vendor).name if request.vendor else hw.vendor
     target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,

@@ -395,5 +395,11 @@ def load_all(results_dir: Path, refs: list[str]) -> list[Series]:
 
 
 def report_folder(results_dir: Path, out: str | None) -> Path:
-    """Where a report's plots and CSV go: --out, else results/reports/<time>."""
-    return Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    """Where a report's plots and CSV go (created): --out, else results/reports/<time>."""
+    folder = Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file there, no permission, a read-only disk
+        raise UsageError(f"--out {folder}: cannot write a report there ({err.strerror}). "
+                         "Pass a folder you can write.") from None
+    return folder

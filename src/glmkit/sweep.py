@@ -180,7 +180,9 @@ def _new_run(request: BenchRequest, target: Target, results_dir: Path, repo_root
 def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,
               console: Console) -> BenchOutcome:
     """Benchmark the project's running server; a new run, or the rest of `resume`."""
-    if not request.resume:
+    if request.resume:  # checked before any server is looked up
+        plain_name(request.resume, "Run id")
+    else:
         _shape(request)
     container, target = running_target(request.project)
     notes: list[str] = []

@@ -316,6 +316,11 @@ def test_hub_ids_at_the_limit_still_work() -> None:
     (["tune", "--budget", "abc"], {}, "--budget: expected a number"),
     (["bench", "--request-rate", "abc"], {}, "--request-rate 'abc'"),
     (["bench", "--num-prompts", "0"], {}, "--num-prompts must be at least 1"),
+    (["bench", "--resume", "../../etc"], {}, "must be a plain name"),
+    (["plan", "--strategy", "junk", "--gpu", "h100"], {}, "Unknown --strategy 'junk'"),
+    (["plan", "--strategy", "single_node_dep", "--gpu", "h100"], {}, "does not offer"),
+    (["report", "--runs", "ref:glm45-fp8-prompt-heavy-16", "--out", "/dev/null"], {},
+     "cannot write a report there"),
 ])
 def test_bad_numbers_and_addresses_are_one_line(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str],
