@@ -66,9 +66,10 @@ def _serve_task(fn: Callable[..., Any]) -> Any:
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
-    from glmkit.settings import flags_from_options, resolve_settings
+    from glmkit.settings import flags_from_options, remainder_words, resolve_settings
 
-    flags = flags_from_options(options, getattr(c, "remainder", "") or "", BOOL_OPTIONS)
+    words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
+    flags = flags_from_options(options, words, BOOL_OPTIONS)
     return resolve_settings(flags, dict(c.config.get("glmkit", {}) or {}), os.environ)
 
 

@@ -92,8 +92,25 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
     }
 
 
+def escape(value: Any) -> Any:
+    """`value` with every `$` written as `$$`, Compose's literal dollar.
+
+    Compose interpolates `${VAR}` and `$VAR` from the environment of `docker compose`
+    anywhere in the file; no text glmkit writes (model ids, flags, paths, labels) is meant
+    to be interpolated, so a `${HF_TOKEN}` in user or recipe text stays that text."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {escape(k): escape(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape(v) for v in value]
+    return value
+
+
 def dump(data: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(data, sort_keys=False, width=1000)
+    """The one way a compose file's text is made: escaped, then YAML."""
+    return HEADER + yaml.safe_dump(escape(data), sort_keys=False, width=1000,
+                                   allow_unicode=True)
 
 
 def validate(path: Path) -> None:

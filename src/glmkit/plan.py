@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +22,15 @@ from glmkit.hardware import Hardware, needs_cuda12_images
 from glmkit.hub import offline_env
 from glmkit.images import MTP_TOOL_FIX, ImageProfile, at_least, choose_image, flag_supported
 from glmkit.paths import existing_ancestor, hf_cache, kit_home
+from glmkit.policy import (
+    Source,
+    admit_args,
+    admit_env,
+    admit_mount,
+    env_dict,
+    flag_names,
+    merge_args,
+)
 from glmkit.recipes import (
     MULTI_NODE_STRATEGIES,
     SINGLE_NODE_STRATEGIES,
@@ -31,7 +40,6 @@ from glmkit.recipes import (
 from glmkit.resolver import (
     CPU_TARGET,
     HardwareTarget,
-    dedupe_flags,
     default_features,
     drop_flags,
     precision_supported,
@@ -49,11 +57,8 @@ LABEL = "io.glmkit"
 # Secrets reach containers from the environment of the `docker compose` process, by
 # name only: their values are never written into the compose file.
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
-# Options glmkit owns; letting extra args override them would undo its safety choices.
-RESERVED_ARGS = ("--host", "--port", "--allowed-local-media-path", "--served-model-name")
-# Secrets on the command line would land in the compose file and `docker inspect`.
-SECRET_ARGS = ("--api-key", "--hf-token")
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")  # Linux: 15 characters
 
 
 @dataclass(frozen=True)
@@ -136,14 +141,8 @@ def _check_ranges(s: Settings) -> None:
                         ("--mtp-tokens", s.mtp_tokens), ("--health-timeout", s.health_timeout)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}.")
-    for arg in s.extra_args:
-        flag = arg.split("=", 1)[0]
-        if flag in RESERVED_ARGS:
-            raise UsageError(f"Extra vLLM argument {flag} is set by glmkit; use the glmkit "
-                             "option instead (--host, --port, --media-dir).")
-        if flag in SECRET_ARGS:
-            raise UsageError(f"Extra vLLM argument {flag} would write a secret into the compose "
-                             "file; set VLLM_API_KEY / HF_TOKEN in the environment instead.")
+    if s.ifname is not None and not _IFNAME.match(s.ifname):
+        raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
 
 REFERENCE_NODE = {"cuda": "h200", "rocm": "mi300x"}  # the recipes' default hardware
@@ -228,11 +227,18 @@ def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
 
 @dataclass(frozen=True)
 class RecipeCommand:
-    args: list[str]
+    args: list[str]  # admitted by glmkit.policy: canonical spellings
     env: dict[str, str]
     strategy: str
     tp: int
     dp: int
+    notes: tuple[str, ...] = ()
+
+
+def recipe_source(model: ModelSpec) -> Source:
+    """Where a model's recipe came from, for the input policy."""
+    synced = model.recipe is not None and model.recipe.source.kind == "synced"
+    return Source.SYNCED_RECIPE if synced else Source.BUILTIN_RECIPE
 
 
 def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book: RecipeBook
@@ -256,7 +262,10 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
     modes = {"spec_decoding": "mtp"} if s.mtp and "mtp" in (
         model.recipe.features["spec_decoding"].get("modes") or {}) else {}
     resolved = resolve(book, model.recipe, model.variant, strategy, target, features, modes)
-    args = list(resolved.args)
+    # The recipe is data: its flags and environment pass the same policy as the user's.
+    admitted = admit_args(resolved.args, recipe_source(model))
+    admitted_env = admit_env(resolved.env, recipe_source(model))
+    args = list(admitted.args)
     tp, dp = resolved.parallel_size, 1
     if resolved.parallel_flag == "--data-parallel-size":
         dp = s.dp if s.dp > 1 else resolved.parallel_size
@@ -275,7 +284,8 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
                 args.append("--enable-expert-parallel")
     if s.mtp and s.mtp_tokens:
         args = _with_mtp_tokens(args, s.mtp_tokens)
-    return RecipeCommand(args, resolved.env, strategy, tp, dp)
+    return RecipeCommand(args, env_dict(admitted_env), strategy, tp, dp,
+                         admitted.notes + admitted_env.notes)
 
 
 def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: int,
@@ -292,11 +302,11 @@ def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: 
 
 
 def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
-         notes: list[str]) -> int | None:
+         user_args: Sequence[str], notes: list[str]) -> int | None:
     """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
     from glmkit.sizing import ARCH, arch_key, fit, gpu_spec, kv_cache_bytes
 
-    offload = any(a.startswith("--cpu-offload-gb") for a in s.extra_args)
+    offload = "--cpu-offload-gb" in flag_names(user_args)
     if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
         return None
     tp, dp = recipe.tp, recipe.dp
@@ -359,13 +369,20 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
     book = load_book(env)
     notes.extend(book.notes)
+    # The user's own vLLM flags, decided before anything else reads them.
+    user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
     model = resolve_model(s.model, env)
+    if model.local_dir and model.recipe is not None and \
+            recipe_source(model) is Source.SYNCED_RECIPE:
+        raise UsageError(f"{model.id}: a synced recipe names a host folder (local_dir); host "
+                         "mounts come only from glmkit and the user.")
     gpu_ids = _gpu_ids(s.gpus) if s.gpus is not None else None
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
+    notes.extend(recipe.notes)
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
-    fitted_len = _fit(s, model, target, recipe, notes)
+    fitted_len = _fit(s, model, target, recipe, user.args, notes)
     image = choose_image(model, vendor.name, image=s.image, vllm_version=s.vllm_version,
                          hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
     if image.why:
@@ -377,12 +394,13 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
         raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
                          f"{model.max_context} tokens.")
 
-    offline = {} if model.local_dir or portable else \
-        offline_env(hf_cache(env, s.hf_cache), model.id, env)
+    home = Path.home()
+    cache_dir = admit_mount(hf_cache(env, s.hf_cache), "--hf-cache" if s.hf_cache else
+                            "The HF cache (HF_HOME)", home)
+    offline = {} if model.local_dir or portable else offline_env(cache_dir, model.id, env)
     mounts = [
         # Complete weights (`invoke download`) are mounted read-only: the server only reads.
-        Mount(str(hf_cache(env, s.hf_cache)), CONTAINER_HF_HOME, read_only=bool(offline),
-              kind="bind"),
+        Mount(str(cache_dir), CONTAINER_HF_HOME, read_only=bool(offline), kind="bind"),
         Mount(f"glmkit-vllm-cache-{vendor.name}", CONTAINER_VLLM_CACHE, read_only=False,
               kind="volume"),
     ]
@@ -391,15 +409,16 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
         model_dir = Path(model.local_dir)
         if not model_dir.is_absolute():
             model_dir = kit_home(env) / model_dir
+        model_dir = admit_mount(model_dir, "The model folder", home)
         model_ref = f"/models/{model_dir.name}"
         mounts.append(Mount(str(model_dir), model_ref, read_only=True, kind="bind"))
     else:
         model_ref = model.id
     served_name = model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1]
 
-    # The recipe's `--allowed-local-media-path /` would expose the whole container:
-    # only a mounted --media-dir is allowed.
-    args: list[str] = drop_flags(recipe.args, "--allowed-local-media-path")
+    # The policy left out the recipe's `--allowed-local-media-path /`: only a mounted
+    # --media-dir may be read.
+    args: list[str] = list(recipe.args)
     args += ["--max-model-len", str(max_len)]
     if vendor.has_gpus:
         args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
@@ -412,7 +431,7 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     if s.media_dir:
         if not model.vision:
             raise UsageError(f"--media-dir is for vision models; {model.id} is text-only.")
-        media = Path(s.media_dir).expanduser().resolve()
+        media = admit_mount(s.media_dir, "--media-dir", home)
         if not media.is_dir():
             raise UsageError(f"--media-dir {s.media_dir!r} is not a folder.")
         mounts.append(Mount(str(media), CONTAINER_MEDIA, read_only=True, kind="bind"))
@@ -422,7 +441,7 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     # Older images log every request unless told not to; 0.17 removed the flag.
     if vendor.name == "rocm" and flag_supported("--disable-log-requests", image.vllm_version):
         args.append("--disable-log-requests")
-    args = dedupe_flags([*args, *s.extra_args])
+    args = merge_args(args, user.args)
     for flag in [a for a in args if a.startswith("--")]:
         if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
             args = drop_flags(args, flag)
@@ -433,7 +452,8 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     args = [model_ref, "--served-model-name", served_name,
             "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]
 
-    environment = {"HF_HOME": CONTAINER_HF_HOME, **vendor.env, **recipe.env}
+    environment = {"HF_HOME": CONTAINER_HF_HOME, **env_dict(admit_env(vendor.env, Source.KIT)),
+                   **recipe.env}
     # Weights complete in the cache (`invoke download`): start without the network.
     environment.update(offline)
     if vendor.visibility_env and gpu_ids is not None and not portable:

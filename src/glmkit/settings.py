@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
@@ -59,13 +59,21 @@ class Settings:
     rdma: bool = False
     # Docker restarts the server after a crash or a reboot; `no` for throwaway servers.
     restart: str = "unless-stopped"
+    # Which layer gave extra_args (not a setting): glmkit.policy lets only the command
+    # line ask for flags that load code.
+    extra_args_source: str = "default"
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     text = str(value).strip()
     if "tuple" in str(hint):
         # Shell words, so GLMKIT_EXTRA_ARGS='--x "a b"' keeps "a b" as one argument.
-        return tuple(value) if isinstance(value, list | tuple) else tuple(shlex.split(text))
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        try:
+            return tuple(shlex.split(text))
+        except ValueError as err:
+            raise UsageError(f"{name}: {err} in {text[:80]!r}.") from None
     if "bool" in str(hint):
         if isinstance(value, bool):
             return value
@@ -95,7 +103,7 @@ def resolve_settings(
     """Merge the layers; `None` in a layer means "not set there"."""
     check_section(config)
     hints = get_type_hints(Settings)
-    known = {f.name for f in fields(Settings)}
+    known = {f.name for f in fields(Settings)} - {"extra_args_source"}
     for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
         unknown = sorted(str(name) for name in set(layer) - known)
         if unknown:
@@ -110,14 +118,32 @@ def resolve_settings(
                 continue
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
+    values["extra_args_source"] = sources["extra_args"]
     return dataclasses.replace(Settings(), **values), sources
 
 
-def flags_from_options(options: Mapping[str, Any], remainder: str,
+def remainder_words(remainder: str, argv: Sequence[str]) -> tuple[str, ...]:
+    """The words after `--` exactly as the shell handed them over.
+
+    invoke joins them with spaces (`c.remainder`), which loses the word boundaries of
+    `'{"method": "mtp"}'`; the process's own argv still has them. Text that did not come
+    from this argv (a task called from Python) is split as shell words."""
+    if "--" in argv:
+        words = tuple(argv[list(argv).index("--") + 1:])
+        if " ".join(words) == remainder:
+            return words
+    try:
+        return tuple(shlex.split(remainder))
+    except ValueError as err:
+        raise UsageError(f"The vLLM arguments after `--` do not split into words: {err}.") \
+            from None
+
+
+def flags_from_options(options: Mapping[str, Any], remainder: str | Sequence[str],
                        bool_options: tuple[str, ...]) -> dict[str, Any]:
     """A task's options as the flag layer: None where not given; `--X`/`--no-X` pairs as
     True/False, so the command line can turn off what invoke.yaml turned on; the words
-    after `--` as extra vLLM arguments."""
+    after `--` (a word list, or text split as shell words) as extra vLLM arguments."""
     known = {f.name for f in fields(Settings)}
     flags = {k: v for k, v in options.items() if k in known and k not in bool_options}
     for name in bool_options:
@@ -126,8 +152,9 @@ def flags_from_options(options: Mapping[str, Any], remainder: str,
             flag = name.replace("_", "-")
             raise UsageError(f"--{flag} and --no-{flag} contradict each other.")
         flags[name] = True if on else (False if off else None)
-    if remainder.strip():
-        flags["extra_args"] = tuple(shlex.split(remainder))
+    words = remainder_words(remainder, ()) if isinstance(remainder, str) else tuple(remainder)
+    if words:
+        flags["extra_args"] = words
     return flags
 
 

@@ -103,7 +103,8 @@ def test_hostile_values_stay_inside_their_field() -> None:
     nasty = "--chat-template-content-format=x: y\n'\"#{}"
     plan = plan_for(extra_args=("--override-generation-config", nasty))
     loaded = yaml.safe_load(dump(compose_dict(plan)))
-    assert loaded["services"]["vllm"]["command"][-1] == nasty
+    # A value that starts with `-` is joined to its flag, so vLLM cannot read it as one.
+    assert loaded["services"]["vllm"]["command"][-1] == f"--override-generation-config={nasty}"
 
 
 @pytest.mark.usefixtures("compose_cli")

@@ -75,7 +75,9 @@ def test_shell_metacharacters_stay_one_argument() -> None:
     hostile = "$(touch /tmp/pwned); `id` | cat && echo 'x: y' # \"q\""
     plan = plan_for(extra_args=("--chat-template-content-format", hostile))
     command = yaml.safe_load(dump(compose_dict(plan)))["services"]["vllm"]["command"]
-    assert command[-1] == hostile and command[-2] == "--chat-template-content-format"
+    # Compose reads `$$` as a literal `$`: the container gets `hostile` as written.
+    assert command[-1] == hostile.replace("$", "$$")
+    assert command[-2] == "--chat-template-content-format"
     assert "entrypoint" in compose_dict(plan)["services"]["vllm"]  # exec form, no shell
 
 

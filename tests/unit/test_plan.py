@@ -153,9 +153,9 @@ def test_bench_mode_and_batched_tokens() -> None:
 def test_extra_args_pass_through_but_cannot_take_over_owned_options() -> None:
     plan = plan_for(extra_args=("--enforce-eager", "--seed", "1"))
     assert plan.serve_args[-3:] == ("--enforce-eager", "--seed", "1")
-    with pytest.raises(UsageError, match="--host is set by glmkit"):
+    with pytest.raises(UsageError, match="--host from the command line is set by glmkit"):
         plan_for(extra_args=("--host", "0.0.0.0"))
-    with pytest.raises(UsageError, match="--port is set by glmkit"):
+    with pytest.raises(UsageError, match="--port from the command line is set by glmkit"):
         plan_for(extra_args=("--port=9000",))
 
 

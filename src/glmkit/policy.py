@@ -1,0 +1,423 @@
+"""The trust boundary: one policy decides which arguments, environment entries and host
+mounts may reach a container, whatever their source.
+
+Sources are ranked by trust (see SECURITY.md, "Threat model"):
+
+- `kit`: what glmkit itself adds (ports, served name, vendor environment). Checked for
+  well-formed words only.
+- `command line`: the person at the terminal. May ask for anything but the flags glmkit
+  owns and secrets, code-loading flags included.
+- `invoke.yaml` and `environment` (GLMKIT_EXTRA_ARGS): the user's, but a file in a
+  checkout or a variable set by a script can carry them unseen, so flags that load or run
+  code must be given on the command line.
+- `built-in recipe`: reviewed data shipped with glmkit; may keep `--trust-remote-code`.
+- `synced recipe`: data from the internet. Its flags must not load code, redirect
+  traffic or name files; its environment is limited to an allow-list of exact names; it
+  mounts nothing.
+
+Flags are decided on the name vLLM's own parser (`FlexibleArgumentParser`, vLLM 0.32)
+would act on: `_` becomes `-` between `--` and the first `.`, `--flag=value` splits at the
+first `=`, `--a.b value` sets key `b` of the JSON option `--a`. Prefixes (argparse's
+abbreviations) and names the image's vLLM does not know are refused, so what is checked is
+exactly what vLLM acts on; every accepted flag is written in its canonical spelling.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from glmkit.errors import UsageError
+
+
+class Source(Enum):
+    KIT = "glmkit"
+    COMMAND_LINE = "command line"
+    INVOKE_YAML = "invoke.yaml"
+    ENVIRONMENT = "environment"
+    BUILTIN_RECIPE = "built-in recipe"
+    SYNCED_RECIPE = "synced recipe"
+
+    @classmethod
+    def of_setting(cls, layer: str) -> Source:
+        """The source of a setting from `settings.resolve_settings`' layer names."""
+        return {"flag": cls.COMMAND_LINE, "invoke.yaml": cls.INVOKE_YAML,
+                "environment": cls.ENVIRONMENT}.get(layer, cls.COMMAND_LINE)
+
+    @property
+    def is_user(self) -> bool:
+        return self in (Source.COMMAND_LINE, Source.INVOKE_YAML, Source.ENVIRONMENT)
+
+    def describe(self) -> str:
+        return {Source.ENVIRONMENT: "GLMKIT_EXTRA_ARGS", Source.KIT: "glmkit",
+                Source.COMMAND_LINE: "the command line"}.get(self, f"the {self.value}")
+
+
+# --- vLLM's flags -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One option of `vllm serve`: its canonical spelling and how many words it takes."""
+
+    name: str  # the canonical long form, --tensor-parallel-size
+    nargs: str  # "0" (a switch), "1", "?", "*" or "+", as argparse counts them
+    dest: str  # what it sets: --enable-x and --no-enable-x set the same
+
+
+@dataclass(frozen=True)
+class FlagTable:
+    vllm_version: str
+    options: Mapping[str, Option]  # every spelling vLLM accepts exactly → its option
+
+    def lookup(self, spelling: str) -> Option | None:
+        return self.options.get(spelling)
+
+    def nearest(self, spelling: str) -> str | None:
+        longs = sorted({o.name for o in self.options.values()})
+        prefixed = [name for name in longs if name.startswith(spelling)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        close = difflib.get_close_matches(spelling, longs, n=1, cutoff=0.75)
+        return close[0] if close else None
+
+
+@functools.lru_cache(maxsize=1)
+def vllm_flags() -> FlagTable:
+    """The options of `vllm serve` in glmkit's CPU image (scripts/vllm_flags.py makes
+    the file from the image's own parser; an integration test keeps it current)."""
+    text = resources.files("glmkit").joinpath("data/vllm-serve-options.json").read_text()
+    data = json.loads(text)
+    options = {spelling: Option(entry["name"], str(entry["nargs"]), entry["dest"])
+               for spelling, entry in data["options"].items()}
+    return FlagTable(str(data["vllm_version"]), {**FORMER_OPTIONS, **options})
+
+
+# Options older images know and this vLLM dropped (glmkit.images.VERSIONED_FLAGS says
+# which images take them; `plan` drops them for the others).
+FORMER_OPTIONS = {"--disable-log-requests": Option("--disable-log-requests", "0",
+                                                   "disable_log_requests")}
+
+
+# Flags glmkit sets itself: letting another source set them would undo its choices (where
+# the API listens, what it is called, which files it may read, which model it serves).
+RESERVED = frozenset({"--host", "--port", "--uds", "--served-model-name", "--model",
+                      "--allowed-local-media-path", "--headless"})
+RESERVED_HINT = {"--host": "--host", "--port": "--port", "--served-model-name": "--model",
+                 "--model": "--model", "--allowed-local-media-path": "--media-dir"}
+# Secrets on a command line land in the compose file, `docker inspect` and `ps`.
+SECRET = frozenset({"--api-key", "--hf-token"})
+# Flags that load or run code chosen by whoever wrote the value: Python classes and
+# modules, plugin files, a model repository's own code, another file of arguments.
+CODE = frozenset({"--trust-remote-code", "--tool-parser-plugin", "--reasoning-parser-plugin",
+                  "--middleware", "--logits-processors", "--worker-extension-cls",
+                  "--worker-cls", "--scheduler-cls", "--config", "--io-processor-plugin",
+                  "--log-config-file", "--logging-config"})
+# Keys inside JSON options that name a Python module or class to import.
+CODE_KEYS = frozenset({"kv_connector_module_path", "ec_connector_module_path",
+                       "kv_connector_extra_config_module_path", "worker_cls",
+                       "worker_extension_cls", "pass_config_module_path"})
+# What a synced recipe may not set even though the user may: where data goes (traces,
+# origins, TLS files), what is logged, which files or repositories are read.
+USER_ONLY = frozenset({"--otlp-traces-endpoint", "--collect-detailed-traces",
+                       "--enable-log-requests", "--enable-log-outputs", "--allowed-origins",
+                       "--allowed-methods", "--allowed-headers", "--allow-credentials",
+                       "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs", "--ssl-cert-reqs",
+                       "--enable-ssl-refresh", "--download-dir", "--tokenizer",
+                       "--chat-template", "--hf-overrides", "--model-loader-extra-config",
+                       "--load-format", "--generation-config", "--response-role",
+                       "--allowed-media-domains", "--hf-config-path", "--revision",
+                       "--code-revision", "--tokenizer-revision", "--speculative-config.model",
+                       "--lora-modules", "--enable-lora", "--prompt-embeds",
+                       "--enable-prompt-embeds", "--root-path", "--profiler-config",
+                       "--mm-encoder-fp8-scale-save-path", "--mm-encoder-fp8-scale-path"})
+
+MAX_WORD = 16 * 1024
+MAX_WORDS = 512
+
+
+def _well_formed(word: str, what: str) -> str:
+    if not isinstance(word, str):
+        raise UsageError(f"{what}: {word!r} is not text.")
+    if "\0" in word:
+        raise UsageError(f"{what} contains a NUL character.")
+    if len(word) > MAX_WORD:
+        raise UsageError(f"{what} is longer than {MAX_WORD} characters.")
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8 text.") from None
+    return word
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag as vLLM will read it: canonical name, dotted keys, value words."""
+
+    name: str  # canonical, --speculative-config
+    dest: str
+    keys: tuple[str, ...]  # ("num_speculative_tokens",) for --speculative-config.num_...
+    values: tuple[str, ...]
+    joined: bool  # given as --flag=value
+
+    @property
+    def spelling(self) -> str:
+        return ".".join((self.name, *self.keys))
+
+    def words(self) -> list[str]:
+        if len(self.values) == 1 and (self.joined or self.values[0].startswith("-")):
+            return [f"{self.spelling}={self.values[0]}"]
+        return [self.spelling, *self.values]
+
+
+def _looks_negative(word: str) -> bool:
+    return bool(re.fullmatch(r"-\d+(\.\d*)?|-\.\d+", word))
+
+
+def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
+    """Words after the model into flags, with vLLM's parser's own reading of each."""
+    if len(words) > MAX_WORDS:
+        raise UsageError(f"More than {MAX_WORDS} vLLM arguments from {source.describe()}.")
+    table = vllm_flags()
+    where = f"vLLM argument from {source.describe()}"
+    flags: list[Flag] = []
+    i = 0
+    while i < len(words):
+        word = _well_formed(words[i], where)
+        i += 1
+        if not word.startswith("-") or _looks_negative(word):
+            raise UsageError(f"{where}: {word!r} is not a flag (the model is glmkit's "
+                             "--model; values follow their flag).")
+        head, joined, value = word.partition("=")
+        keys: tuple[str, ...] = ()
+        if not word.startswith("--"):
+            option = table.lookup(head)
+            if option is None:
+                raise UsageError(f"{where}: {head} is not a vLLM option; write options in "
+                                 "full, e.g. --tensor-parallel-size.")
+            name = option.name
+        else:
+            # vLLM's rule: `_` → `-` between `--` and the first `.`; the rest are keys.
+            base, dot, rest = head.partition(".")
+            spelled = "--" + base[2:].replace("_", "-")
+            keys = tuple(rest.split(".")) if dot else ()
+            if dot and (not all(keys) or (keys[-1].endswith("+") and len(keys[-1]) == 1)):
+                raise UsageError(f"{where}: {head!r} is not a valid dotted option.")
+            option = table.lookup(spelled)
+            if option is None or option.name != spelled:
+                hint = table.nearest(spelled)
+                raise UsageError(
+                    f"{where}: {head} is not an option of vLLM {table.vllm_version}"
+                    + (f"; did you mean {hint}?" if hint else "; write options in full.")
+                    + " (prefixes and unknown names are refused)")
+            name = option.name
+        values: list[str] = []
+        if joined:
+            values.append(_well_formed(value, where))
+        elif keys or option.nargs == "1":
+            if i >= len(words):
+                raise UsageError(f"{where}: {head} needs a value.")
+            values.append(_well_formed(words[i], where))
+            i += 1
+        elif option.nargs in ("*", "+", "?"):
+            while i < len(words) and (not words[i].startswith("-")
+                                      or _looks_negative(words[i])):
+                values.append(_well_formed(words[i], where))
+                i += 1
+                if option.nargs == "?":
+                    break
+            if option.nargs == "+" and not values:
+                raise UsageError(f"{where}: {head} needs at least one value.")
+        if option.nargs == "0" and values:
+            raise UsageError(f"{where}: {head} is a switch and takes no value.")
+        flags.append(Flag(name, option.dest, keys, tuple(values), bool(joined)))
+    return flags
+
+
+def _json_keys(value: Any) -> Iterable[str]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _json_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _json_keys(item)
+
+
+def _code_keys(flag: Flag) -> list[str]:
+    """Keys of a JSON option (given as JSON or dotted) that import Python code."""
+    found = [k for k in flag.keys if k.rstrip("+") in CODE_KEYS]
+    if not flag.keys:
+        for value in flag.values:
+            try:
+                found += [k for k in _json_keys(json.loads(value)) if k in CODE_KEYS]
+            except (ValueError, RecursionError):
+                continue
+    return found
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What passed the policy: canonical words, and notes on what was left out."""
+
+    args: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def admit_args(words: Sequence[str], source: Source) -> Admitted:
+    """Decide every flag of `words` from `source`: canonical words, or a UsageError.
+
+    A synced recipe's code-loading or user-only flags are left out with a note (the
+    built-in data and the user decide those); from anyone else they are an error."""
+    out: list[str] = []
+    notes: list[str] = []
+    for flag in parse_flags(words, source):
+        name = flag.name
+        if source is Source.KIT:
+            out += flag.words()
+            continue
+        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE) and (
+                name in RESERVED or name in SECRET):
+            # A recipe's `--allowed-local-media-path /` and the like: glmkit sets these.
+            if source is Source.SYNCED_RECIPE:
+                notes.append(f"left out {flag.spelling} from the synced recipe: glmkit sets it")
+            continue
+        if name in RESERVED:
+            hint = RESERVED_HINT.get(name)
+            raise UsageError(f"{name} from {source.describe()} is set by glmkit"
+                             + (f"; use glmkit's {hint} instead." if hint else "."))
+        if name in SECRET:
+            raise UsageError(f"{name} from {source.describe()} would write a secret into the "
+                             "compose file and the process list; set VLLM_API_KEY / HF_TOKEN "
+                             "in the environment (or --api-key-file) instead.")
+        code = name in CODE or bool(_code_keys(flag))
+        what = name if name in CODE else f"{flag.spelling} ({', '.join(_code_keys(flag))})"
+        if source is Source.SYNCED_RECIPE and (code or name in USER_ONLY
+                                               or flag.spelling in USER_ONLY):
+            notes.append(f"left out {what if code else flag.spelling} from the synced recipe: "
+                         + ("it loads code; pass it after `--` on the command line to allow "
+                            "it" if code else "only the user sets it"))
+            continue
+        if code and source is Source.BUILTIN_RECIPE and name != "--trust-remote-code":
+            raise UsageError(f"The built-in recipe sets {what}, which loads code.")
+        if code and source in (Source.INVOKE_YAML, Source.ENVIRONMENT):
+            raise UsageError(f"{what} from {source.describe()} loads code; give it on the "
+                             "command line (after `--`) to allow it.")
+        out += flag.words()
+    return Admitted(tuple(out), tuple(notes))
+
+
+def flag_names(words: Sequence[str]) -> set[str]:
+    """Canonical names in already-admitted words (for the checks that follow)."""
+    return {flag.name for flag in parse_flags(words, Source.KIT)}
+
+
+def merge_args(*layers: Sequence[str]) -> list[str]:
+    """Admitted argument lists in order, keeping each option's last setting (a later layer
+    overrides an earlier one; `--x` and `--no-x` are one option, as in vLLM's parser)."""
+    flags = [flag for layer in layers for flag in parse_flags(layer, Source.KIT)]
+    keys = [(flag.dest, flag.keys) for flag in flags]
+    return [word for i, flag in enumerate(flags) if keys[i] not in keys[i + 1:]
+            for word in flag.words()]
+
+
+# --- environment ----------------------------------------------------------------------------
+
+# Exactly these names may come from a recipe: performance switches the recipes use. A
+# prefix would admit VLLM_PLUGINS, VLLM_SERVER_DEV_MODE, VLLM_API_KEY or NCCL_NET_PLUGIN.
+RECIPE_ENV = frozenset({
+    "SAFETENSORS_FAST_GPU", "VLLM_USE_FLASHINFER_MOE_FP4", "VLLM_USE_FLASHINFER_MOE_FP8",
+    "VLLM_USE_FLASHINFER_MOE_MXFP4_BF16", "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8",
+    "VLLM_FLASHINFER_MOE_BACKEND", "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_USE_DEEP_GEMM",
+    "VLLM_USE_TRTLLM_ATTENTION", "VLLM_ATTENTION_BACKEND", "VLLM_MLA_DISABLE",
+    "VLLM_USE_V2_MODEL_RUNNER", "VLLM_VIDEO_LOADER_BACKEND", "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+    "VLLM_ROCM_USE_AITER", "VLLM_ROCM_USE_AITER_MHA", "VLLM_ROCM_USE_AITER_MLA",
+    "VLLM_ROCM_USE_AITER_MOE", "VLLM_ROCM_USE_AITER_LINEAR", "VLLM_ROCM_USE_AITER_RMSNORM",
+    "VLLM_ROCM_USE_AITER_FP8BMM", "VLLM_ROCM_USE_AITER_FP4BMM",
+    "VLLM_ROCM_USE_AITER_FUSION_SHARED_EXPERTS", "VLLM_ROCM_QUICK_REDUCE_QUANTIZATION",
+    "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_MOE_DP_CHUNK_SIZE",
+    "NCCL_NVLS_ENABLE", "NCCL_MNNVL_ENABLE", "NCCL_CUMEM_ENABLE", "NCCL_P2P_LEVEL",
+    "NCCL_IB_DISABLE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM",
+})
+# Names only glmkit sets, from any source but its own.
+SECRET_ENV = frozenset({"HF_TOKEN", "VLLM_API_KEY", "HUGGING_FACE_HUB_TOKEN"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_ENV_VALUE = 1024
+
+
+def admit_env(env: Mapping[str, Any], source: Source) -> Admitted:
+    """Environment entries for the container; a recipe's outside RECIPE_ENV are left out
+    with a note, a malformed name or value is an error."""
+    out: dict[str, str] = {}
+    notes: list[str] = []
+    for raw_name, raw in env.items():
+        name, value = str(raw_name), str(raw)
+        if not _ENV_NAME.fullmatch(name):
+            raise UsageError(f"Environment name {name[:60]!r} from {source.describe()} is not "
+                             "a plain variable name.")
+        _well_formed(value, f"Environment value of {name} from {source.describe()}")
+        if any(ch in value for ch in "\n\r") or len(value) > MAX_ENV_VALUE:
+            raise UsageError(f"Environment value of {name} from {source.describe()} holds a "
+                             f"line break or is over {MAX_ENV_VALUE} characters.")
+        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE) and name not in RECIPE_ENV:
+            notes.append(f"left out {name} from the {source.value}: not one of the variables "
+                         "a recipe may set (glmkit.policy.RECIPE_ENV)")
+            continue
+        if name in SECRET_ENV and source is not Source.KIT:
+            raise UsageError(f"{name} from {source.describe()}: secrets reach the container "
+                             "from glmkit's environment by name only.")
+        out[name] = value
+    return Admitted(tuple(f"{k}={v}" for k, v in out.items()), tuple(notes))
+
+
+def env_dict(admitted: Admitted) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in admitted.args)
+
+
+# --- host mounts ----------------------------------------------------------------------------
+
+# Never mounted, nor anything inside them: the host's system, its devices and the Docker
+# socket (a container that can reach it owns the host).
+_SYSTEM = ("/proc", "/sys", "/dev", "/etc", "/boot", "/run", "/var/run", "/usr", "/bin",
+           "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/var/lib/docker",
+           "/var/lib/containerd", "/snap")
+# Never mounted, nor any folder that holds them.
+_SENSITIVE = ("/var/run/docker.sock", "/run/docker.sock", "/etc")
+# The user's keys, under their home folder (the home folder itself holds them too).
+_HOME_SECRETS = (".ssh", ".gnupg", ".aws", ".docker", ".kube", ".config/gcloud", ".netrc",
+                 ".git-credentials", ".password-store")
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None) -> Path:
+    """The absolute, symlink-free host path for a bind mount, or a UsageError.
+
+    A relative path is taken from `base` (the working directory), never from the compose
+    file's folder, and symlinks are resolved so the check sees what Docker mounts."""
+    text = _well_formed(str(path), what)
+    if not text.strip() or any(ch in text for ch in "\n\r"):
+        raise UsageError(f"{what} is empty or contains a line break.")
+    raw = Path(text).expanduser()
+    if not raw.is_absolute():
+        raw = (base or Path.cwd()) / raw
+    resolved = raw.resolve()
+    home = home.expanduser().resolve()
+    secrets = [home / s for s in _HOME_SECRETS]
+    held = [Path(s) for s in _SENSITIVE] + secrets + [home]
+    if resolved == Path("/") or any(_under(resolved, Path(root)) for root in _SYSTEM) \
+            or any(_under(resolved, s) for s in secrets) \
+            or any(_under(s, resolved) for s in held):
+        raise UsageError(f"{what} {text!r} ({resolved}) would give the container a system "
+                         "folder, the Docker socket, your home folder or your keys; choose a "
+                         "folder of its own (e.g. ~/.cache/huggingface).")
+    return resolved
