@@ -455,6 +455,31 @@ def test_concurrent_failures_are_all_kept(tmp_path: Path) -> None:
     assert not [p for p in (run.path / "failures").iterdir() if p.name.startswith(".")]
 
 
+def test_concurrent_samples_keep_the_first_and_raise_nothing(tmp_path: Path) -> None:
+    from glmkit.results import create_run
+
+    run = create_run(tmp_path, {"batches": [16]}, "samples")
+    writers = 16
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        barrier.wait()
+        try:
+            run.save_metrics(16, {"writer": n, "samples": [{"t": 0}] * 2000})
+        except BaseException as err:  # collected: a thread's error would be lost
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert json.loads((run.path / "metrics" / "batch-0016.json").read_text())["writer"] in \
+        range(writers)
+
+
 def test_two_tunes_in_the_same_second_get_their_own_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
