@@ -4,8 +4,6 @@ escaping step writes the compose file. Pure: no Docker, files only under tmp_pat
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ from glmkit.compose import compose_dict, dump
 from glmkit.errors import UsageError
 from glmkit.plan import build_plan
 from glmkit.policy import Source, admit_args, admit_env, admit_mount, merge_args, vllm_flags
-from glmkit.recipes import BUILTIN_ROOT
 from glmkit.settings import remainder_words, resolve_settings
 from tests.unit.helpers import NO_GPU
 
@@ -45,24 +42,6 @@ def _file_args(plan: Any) -> list[str]:
     return [a.replace("$$", "$") for a in data["services"]["vllm"]["command"]]
 
 
-# --- 1. `$` is escaped for Compose ------------------------------------------------------------
-
-@pytest.mark.parametrize("value", ["${HF_TOKEN}", "$HF_TOKEN", "a$$b", "${VLLM_API_KEY:-x}"])
-def test_dollars_reach_the_container_as_written(env: dict[str, str], value: str) -> None:
-    plan = _plan(env, extra_args=("--chat-template-content-format", value))
-    text = dump(compose_dict(plan))
-    assert value.replace("$", "$$") in text
-    assert _file_args(plan)[-2:] == ["--chat-template-content-format", value]
-
-
-def test_every_string_of_the_file_is_escaped(env: dict[str, str], tmp_path: Path) -> None:
-    cache = tmp_path / "cache$HOME"
-    cache.mkdir()
-    plan = _plan(env, hf_cache=str(cache))
-    data = yaml.safe_load(dump(compose_dict(plan)))
-    assert data["services"]["vllm"]["volumes"][0]["source"] == str(cache).replace("$", "$$")
-
-
 # --- 2. arguments after `--` keep their words ---------------------------------------------------
 
 def test_words_after_dashes_are_the_shells_words() -> None:
@@ -82,18 +61,6 @@ def test_unsplittable_text_is_a_usage_error() -> None:
 
 
 # --- 3. flags decided on vLLM's own spelling ----------------------------------------------------
-
-@pytest.mark.parametrize("words", [
-    ["--api_key=x"], ["--api-key", "x"], ["--hf_token", "x"], ["--api-ke", "x"],
-    ["--allowed_local_media_path=/"], ["--allowed-local-media-path", "/"], ["--port=9000"],
-    ["--host", "0.0.0.0"], ["--served_model_name", "x"], ["--model", "other/model"],
-    ["--uds", "/tmp/s"], ["--max-model", "4"], ["--tensor-parallel", "2"],
-    ["--no-such-flag"], ["stray-word"], ["--enable-auto-tool-choice=yes"], ["--max-num-seqs"],
-])
-def test_reserved_secret_prefix_and_unknown_flags_are_refused(words: list[str]) -> None:
-    with pytest.raises(UsageError):
-        admit_args(words, Source.COMMAND_LINE)
-
 
 def test_flags_are_written_in_their_canonical_spelling() -> None:
     admitted = admit_args(["-tp", "2", "--max_num_seqs=8", "--gpu_memory_utilization", "0.5",
@@ -142,14 +109,6 @@ def test_code_loading_flags_need_the_command_line(words: list[str]) -> None:
     assert left.args == () and "loads code" in left.notes[0]
 
 
-def test_invoke_yaml_and_environment_cannot_ask_for_code(env: dict[str, str]) -> None:
-    with pytest.raises(UsageError, match="invoke.yaml"):
-        _plan(env, config={"extra_args": ["--trust-remote-code"]})
-    with pytest.raises(UsageError, match="GLMKIT_EXTRA_ARGS"):
-        _plan({**env, "GLMKIT_EXTRA_ARGS": "--middleware evil.M"})
-    assert "--trust-remote-code" in _plan(env, extra_args=("--trust-remote-code",)).serve_args
-
-
 def test_recipe_environment_is_an_allow_list_of_exact_names() -> None:
     hostile = {"LD_PRELOAD": "/x.so", "HF_ENDPOINT": "http://evil", "VLLM_PLUGINS": "evil",
                "VLLM_SERVER_DEV_MODE": "1", "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
@@ -162,45 +121,6 @@ def test_recipe_environment_is_an_allow_list_of_exact_names() -> None:
         admit_env({"X": "a\nb"}, Source.SYNCED_RECIPE)
     with pytest.raises(UsageError):
         admit_env({"BAD NAME": "1"}, Source.SYNCED_RECIPE)
-
-
-def _synced(env: dict[str, str], edit: dict[str, Any]) -> None:
-    """A synced copy of the recipes whose GLM-4.6 recipe carries `edit` in `model:`."""
-    root = Path(env["GLMKIT_HOME"]) / "recipes"
-    (root / "models" / "zai-org").mkdir(parents=True)
-    shutil.copytree(BUILTIN_ROOT / "strategies", root / "strategies")
-    shutil.copy(BUILTIN_ROOT / "taxonomy.yaml", root / "taxonomy.yaml")
-    data = yaml.safe_load((BUILTIN_ROOT / "models/zai-org/GLM-4.6.yaml").read_text())
-    data["model"].update(edit)
-    (root / "models/zai-org/GLM-4.6.yaml").write_text(yaml.safe_dump(data))
-    (root / "SYNCED.json").write_text('{"origin": "test", "commit": null}')
-
-
-def test_a_synced_recipe_is_data_not_an_instruction(env: dict[str, str]) -> None:
-    _synced(env, {"base_args": ["--api-key", "stolen", "--port", "1",
-                                "--allowed-local-media-path", "/", "--trust-remote-code",
-                                "--tool-parser-plugin", "/x.py", "--otlp-traces-endpoint",
-                                "http://evil", "--tool-call-parser", "glm45"],
-                  "base_env": {"LD_PRELOAD": "/x.so", "HF_ENDPOINT": "http://evil",
-                               "VLLM_USE_DEEP_GEMM": "1"}})
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
-    args = " ".join(plan.serve_args)
-    for bad in ("stolen", "--api-key", "--port 1 ", "--trust-remote-code", "/x.py", "evil",
-                "--allowed-local-media-path"):
-        assert bad not in args
-    assert "LD_PRELOAD" not in plan.environment and "HF_ENDPOINT" not in plan.environment
-    assert plan.environment["VLLM_USE_DEEP_GEMM"] == "1"
-    assert any("loads code" in n for n in plan.notes)
-    # The person at the terminal may still ask for the repository's code.
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8,
-                 extra_args=("--trust-remote-code",))
-    assert "--trust-remote-code" in plan.serve_args
-
-
-def test_built_in_recipes_keep_trust_remote_code(env: dict[str, str]) -> None:
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
-    assert "--trust-remote-code" in plan.serve_args
-    assert "--allowed-local-media-path" not in plan.serve_args
 
 
 # --- 7. host mounts ------------------------------------------------------------------------------
@@ -219,25 +139,6 @@ def test_mount_checks_see_through_symlinks_and_relative_paths(tmp_path: Path) ->
         admit_mount(link, "--hf-cache", Path.home())
     assert admit_mount("rel/cache", "--hf-cache", Path.home(), tmp_path) == \
         tmp_path / "rel" / "cache"
-
-
-def test_hf_cache_and_media_dir_pass_the_mount_policy(env: dict[str, str],
-                                                      tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="system folder"):
-        _plan(env, hf_cache="/")
-    with pytest.raises(UsageError, match="system folder"):
-        _plan({**env, "HF_HOME": str(Path.home())})
-    with pytest.raises(UsageError, match="system folder"):
-        _plan(env, vendor="cuda", model="zai-org/GLM-4.6V", gpu="h200", gpu_count=8,
-              media_dir="/")
-    os.chdir(tmp_path)
-    plan = _plan(env, hf_cache="relative-cache")
-    assert plan.mounts[0].source == str(tmp_path / "relative-cache")
-
-
-def test_ifname_is_an_interface_name(env: dict[str, str]) -> None:
-    with pytest.raises(UsageError, match="ifname"):
-        _plan(env, ifname="eth0${HF_TOKEN}")
 
 
 # --- properties: any text through render ---------------------------------------------------------

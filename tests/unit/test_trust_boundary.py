@@ -1,0 +1,190 @@
+"""Issue #17's defects, each through the kit's public entry points of before the fix
+(build_plan, compose_dict/dump, resolve_settings, the tasks in-process), so every test
+here can run against the commit before the trust boundary and show the defect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glmkit.compose import compose_dict, dump
+from glmkit.errors import UsageError
+from glmkit.plan import build_plan
+from glmkit.recipes import BUILTIN_ROOT
+from glmkit.settings import resolve_settings
+from tests.unit.helpers import NO_GPU
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "hf_SECRETVALUE_1234"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "hf").mkdir()
+    return {"GLMKIT_HOME": str(tmp_path / "kit"), "HF_HOME": str(tmp_path / "hf"),
+            "HF_TOKEN": SECRET, "VLLM_API_KEY": SECRET}
+
+
+def _plan(env: dict[str, str], flags: dict[str, Any] | None = None,
+          config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    settings, _ = resolve_settings({**(flags or {}), **kwargs}, config or {}, env)
+    return build_plan(settings, NO_GPU, env)
+
+
+def _file_args(plan: Any) -> list[str]:
+    """The container's command as Compose will run it: the file read back, `$$` → `$`."""
+    data = yaml.safe_load(dump(compose_dict(plan)))
+    return [a.replace("$$", "$") for a in data["services"]["vllm"]["command"]]
+
+
+# --- 1. `$` is escaped for Compose ------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["${HF_TOKEN}", "$HF_TOKEN", "a$$b", "${VLLM_API_KEY:-x}"])
+def test_dollars_reach_the_container_as_written(env: dict[str, str], value: str) -> None:
+    plan = _plan(env, extra_args=("--chat-template-content-format", value))
+    text = dump(compose_dict(plan))
+    assert value.replace("$", "$$") in text
+    assert _file_args(plan)[-2:] == ["--chat-template-content-format", value]
+
+
+def test_every_string_of_the_file_is_escaped(env: dict[str, str], tmp_path: Path) -> None:
+    cache = tmp_path / "cache$HOME"
+    cache.mkdir()
+    plan = _plan(env, hf_cache=str(cache))
+    data = yaml.safe_load(dump(compose_dict(plan)))
+    assert data["services"]["vllm"]["volumes"][0]["source"] == str(cache).replace("$", "$$")
+
+
+
+# --- 2. the words after `--`, through the real task ------------------------------------------
+
+def _render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str],
+            *extra: str) -> tuple[int, list[str]]:
+    """`invoke render -- EXTRA` in this process, as the shell hands the words over."""
+    from invoke import Collection, Program
+
+    import tasks
+
+    for name, value in {**env, "GLMKIT_HARDWARE": str(ROOT / "tests" / "cpu-host.json")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(tasks, "COMPOSE_DIR", tmp_path / "compose")
+    argv = ["invoke", "render", "--no-check", "--", *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    code = 0
+    try:
+        Program(namespace=Collection.from_module(tasks)).run(argv, exit=True)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    path = tmp_path / "compose" / "glmkit.yaml"
+    if not path.exists():
+        return code, []
+    return code, yaml.safe_load(path.read_text())["services"]["vllm"]["command"]
+
+
+def test_a_json_argument_stays_one_word(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        env: dict[str, str]) -> None:
+    config = '{"method": "ngram", "num_speculative_tokens": 1}'
+    code, command = _render(monkeypatch, tmp_path, env, "--speculative-config", config)
+    assert code == 0 and command[-2:] == ["--speculative-config", config]
+
+
+def test_an_apostrophe_is_no_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       env: dict[str, str]) -> None:
+    code, command = _render(monkeypatch, tmp_path, env, "--chat-template-content-format",
+                            "it's")
+    assert code == 0 and command[-1] == "it's"
+
+
+# --- 3. flags decided on vLLM's own spelling -------------------------------------------
+
+@pytest.mark.parametrize("words", [
+    ["--api_key=x"], ["--api-key", "x"], ["--hf_token", "x"], ["--api-ke", "x"],
+    ["--allowed_local_media_path=/"], ["--allowed-local-media-path", "/"], ["--port=9000"],
+    ["--host", "0.0.0.0"], ["--served_model_name", "x"], ["--model", "other/model"],
+    ["--uds", "/tmp/s"], ["--max-model", "4"], ["--tensor-parallel", "2"],
+    ["--no-such-flag"], ["stray-word"], ["--enable-auto-tool-choice=yes"], ["--max-num-seqs"],
+])
+def test_reserved_secret_prefix_and_unknown_flags_are_refused(env: dict[str, str],
+                                                              words: list[str]) -> None:
+    with pytest.raises(UsageError):
+        _plan(env, extra_args=tuple(words))
+
+
+
+
+# --- 4. code-loading flags and recipes ----------------------------------------------
+
+def test_invoke_yaml_and_environment_cannot_ask_for_code(env: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="invoke.yaml"):
+        _plan(env, config={"extra_args": ["--trust-remote-code"]})
+    with pytest.raises(UsageError, match="GLMKIT_EXTRA_ARGS"):
+        _plan({**env, "GLMKIT_EXTRA_ARGS": "--middleware evil.M"})
+    assert "--trust-remote-code" in _plan(env, extra_args=("--trust-remote-code",)).serve_args
+
+
+
+def _synced(env: dict[str, str], edit: dict[str, Any]) -> None:
+    """A synced copy of the recipes whose GLM-4.6 recipe carries `edit` in `model:`."""
+    root = Path(env["GLMKIT_HOME"]) / "recipes"
+    (root / "models" / "zai-org").mkdir(parents=True)
+    shutil.copytree(BUILTIN_ROOT / "strategies", root / "strategies")
+    shutil.copy(BUILTIN_ROOT / "taxonomy.yaml", root / "taxonomy.yaml")
+    data = yaml.safe_load((BUILTIN_ROOT / "models/zai-org/GLM-4.6.yaml").read_text())
+    data["model"].update(edit)
+    (root / "models/zai-org/GLM-4.6.yaml").write_text(yaml.safe_dump(data))
+    (root / "SYNCED.json").write_text('{"origin": "test", "commit": null}')
+
+
+def test_a_synced_recipe_is_data_not_an_instruction(env: dict[str, str]) -> None:
+    _synced(env, {"base_args": ["--api-key", "stolen", "--port", "1",
+                                "--allowed-local-media-path", "/", "--trust-remote-code",
+                                "--tool-parser-plugin", "/x.py", "--otlp-traces-endpoint",
+                                "http://evil", "--tool-call-parser", "glm45"],
+                  "base_env": {"LD_PRELOAD": "/x.so", "HF_ENDPOINT": "http://evil",
+                               "VLLM_USE_DEEP_GEMM": "1"}})
+    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    args = " ".join(plan.serve_args)
+    for bad in ("stolen", "--api-key", "--port 1 ", "--trust-remote-code", "/x.py", "evil",
+                "--allowed-local-media-path"):
+        assert bad not in args
+    assert "LD_PRELOAD" not in plan.environment and "HF_ENDPOINT" not in plan.environment
+    assert plan.environment["VLLM_USE_DEEP_GEMM"] == "1"
+    assert any("loads code" in n for n in plan.notes)
+    # The person at the terminal may still ask for the repository's code.
+    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8,
+                 extra_args=("--trust-remote-code",))
+    assert "--trust-remote-code" in plan.serve_args
+
+
+def test_built_in_recipes_keep_trust_remote_code(env: dict[str, str]) -> None:
+    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    assert "--trust-remote-code" in plan.serve_args
+    assert "--allowed-local-media-path" not in plan.serve_args
+
+
+
+# --- 7. host mounts ---------------------------------------------------------------------
+
+def test_hf_cache_and_media_dir_pass_the_mount_policy(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="system folder"):
+        _plan(env, hf_cache="/")
+    with pytest.raises(UsageError, match="system folder"):
+        _plan({**env, "HF_HOME": str(Path.home())})
+    with pytest.raises(UsageError, match="system folder"):
+        _plan(env, vendor="cuda", model="zai-org/GLM-4.6V", gpu="h200", gpu_count=8,
+              media_dir="/")
+    os.chdir(tmp_path)
+    plan = _plan(env, hf_cache="relative-cache")
+    assert plan.mounts[0].source == str(tmp_path / "relative-cache")
+
+
+def test_ifname_is_an_interface_name(env: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="ifname"):
+        _plan(env, ifname="eth0${HF_TOKEN}")
