@@ -1,0 +1,374 @@
+"""The boundary for recipe files: bytes from disk → typed, size-limited plain data.
+
+A synced recipe is data from the internet. Before any other module sees one it is read
+as a plain file (no symbolic links, at most `MAX_FILE_BYTES`), parsed by a YAML loader
+that refuses alias bombs and deep nesting, walked once with a node budget, and checked
+against the schema below: every key glmkit reads has the type glmkit reads it as, while
+keys glmkit does not know are kept as they are (upstream adds new ones).
+
+Whatever fails raises `RecipeRefused` with a one-line reason; the caller skips that file
+with a note and the built-in data keeps serving.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+# A real recipe is 2-16 KiB; the upstream taxonomy is 16 KiB.
+MAX_FILE_BYTES = 256 * 1024
+# Real recipes use no aliases; a few are allowed, the node budget bounds what they expand to.
+MAX_ALIASES = 8
+MAX_DEPTH = 20  # real files nest 7 deep
+MAX_NODES = 20_000  # values after aliases are expanded; the largest real file has 625
+MAX_REASON = 240  # characters of a reason shown in a note
+
+
+class RecipeRefused(ValueError):
+    """A recipe file glmkit will not use; the message is one line saying why."""
+
+
+def one_line(text: str, limit: int = MAX_REASON) -> str:
+    """`text` on one line of at most `limit` characters, control characters shown as '?'."""
+    flat = " ".join(text.split())
+    flat = "".join(c if c.isprintable() else "?" for c in flat)
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def read_plain_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of `path` if it is a regular file (not a symbolic link, FIFO or device)
+    of at most `max_bytes`; the size is checked before reading and again while reading."""
+    try:
+        info = path.lstat()
+    except OSError as err:
+        raise RecipeRefused(f"cannot read it: {err.strerror}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise RecipeRefused("a symbolic link; recipe files are read as plain files only")
+    if not stat.S_ISREG(info.st_mode):
+        raise RecipeRefused("not a regular file")
+    if info.st_size > max_bytes:
+        raise RecipeRefused(f"{info.st_size} bytes, over the {max_bytes}-byte limit of a "
+                            "recipe file")
+    # O_NOFOLLOW: a file swapped for a link after lstat is still not followed;
+    # O_NONBLOCK: a FIFO swapped in cannot block the open.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise RecipeRefused(f"cannot read it: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise RecipeRefused("not a regular file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RecipeRefused(f"over the {max_bytes}-byte limit of a recipe file")
+    return data
+
+
+class LimitedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses more than `MAX_ALIASES` aliases and nesting deeper than
+    `MAX_DEPTH`, while composing: before an alias bomb expands or deep input recurses."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise RecipeRefused(f"more than {MAX_ALIASES} YAML aliases (*name); recipe "
+                                    "files need none")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise RecipeRefused(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _check_expanded(value: Any) -> None:
+    """Walk `value` as later code will (aliases expanded, cycles followed) within budget."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise RecipeRefused(f"more than {MAX_NODES} values once YAML aliases are expanded")
+        if depth > MAX_DEPTH:
+            raise RecipeRefused(f"nested deeper than {MAX_DEPTH} levels (or a YAML alias "
+                                "that contains itself)")
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+            nodes += len(item)  # the keys
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def parse_yaml(text: str) -> Any:
+    """One YAML document through `LimitedLoader`, its expanded size checked."""
+    loader = LimitedLoader(text)
+    try:
+        value = loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        where = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
+        raise RecipeRefused(f"not valid YAML{where}: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise RecipeRefused(f"not valid YAML: {err}") from None
+    except (ValueError, OverflowError, RecursionError) as err:
+        if isinstance(err, RecipeRefused):
+            raise
+        # A scalar the safe constructors reject: a 5000-digit int, a 13th month.
+        raise RecipeRefused(f"a YAML value glmkit cannot read: {err}") from None
+    finally:
+        loader.dispose()
+    _check_expanded(value)
+    return value
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in `path`, within every limit of this module."""
+    try:
+        text = read_plain_file(path).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeRefused(f"not UTF-8 text (byte {err.start})") from None
+    return parse_yaml(text)
+
+
+# --- schema -------------------------------------------------------------------------------
+
+def _word(value: Any) -> Any:
+    """An argv word or environment value: a string, or a number written as one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a number that is not finite")
+        return str(value)
+    return value
+
+
+def _count(value: Any) -> Any:
+    """A parameter count: '358B', '300K', or a bare number of billions."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("a parameter count is a string like '358B' or a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a parameter count must be finite")
+    return value
+
+
+def _tp(value: Any) -> Any:
+    """A tensor-parallel size, or a mapping of hardware key → size."""
+    def size(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= 4096
+
+    if size(value) or (isinstance(value, Mapping) and all(
+            isinstance(k, str) and size(v) for k, v in value.items())):
+        return dict(value) if isinstance(value, Mapping) else value
+    raise ValueError("tp is a GPU count from 1 to 4096, or a mapping of hardware to counts")
+
+
+def _image(value: Any) -> Any:
+    """docker_image: an image, a mapping of brand → image, or of brand → {cuda: image}."""
+    def image_map(item: Any, inner: bool) -> bool:
+        return isinstance(item, Mapping) and all(
+            isinstance(k, str) and (isinstance(v, str) or (inner and image_map(v, False)))
+            for k, v in item.items())
+
+    if isinstance(value, str) or image_map(value, True):
+        return value
+    raise ValueError("docker_image is an image name or a mapping of brand to image names")
+
+
+def _dependency(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, Mapping) and all(
+            isinstance(k, str) for k in value) and isinstance(value.get("command", ""), str)):
+        return value
+    raise ValueError("a dependency is a command string or a mapping with a `command` string")
+
+
+Text = Annotated[str, Field(strict=True)]
+Word = Annotated[str, BeforeValidator(_word), Field(strict=True)]
+Words = Annotated[list[Word], Field(strict=True)]
+Texts = Annotated[list[Text], Field(strict=True)]
+Env = dict[Text, Word]
+Count = Annotated[str | float, BeforeValidator(_count)]
+Gigabytes = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(strict=True, ge=0, le=2**40)]
+TensorParallel = Annotated[int | dict[str, int], BeforeValidator(_tp)]
+Image = Annotated[str | dict[str, Any], BeforeValidator(_image)]
+Dependency = Annotated[str | dict[str, Any], BeforeValidator(_dependency)]
+
+
+class _Open(BaseModel):
+    """Known keys typed; unknown keys kept as they are (upstream adds new ones)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=True)
+
+
+class HardwareBlock(_Open):
+    """A hardware_overrides entry: flags and environment for one GPU or generation."""
+
+    extra_args: Words | None = None
+    extra_env: Env | None = None
+    args: Words | None = None
+    vllm_args: Words | None = None
+    env: Env | None = None
+    docker_image: Image | None = None
+
+
+HardwareOverrides = dict[Text, HardwareBlock | None]
+
+
+class ModelBlock(_Open):
+    model_id: Text | None = None
+    min_vllm_version: Text | None = None
+    context_length: Tokens | None = None
+    parameter_count: Count | None = None
+    active_parameters: Count | None = None
+    architecture: Text | None = None
+    base_args: Words | None = None
+    base_env: Env | None = None
+    local_dir: Text | None = None
+    docker_image: Image | None = None
+
+
+class Variant(_Open):
+    model_id: Text | None = None
+    precision: Word | None = None
+    vram_minimum_gb: Gigabytes | None = None
+    context_length: Tokens | None = None
+    parameter_count: Count | None = None
+    active_parameters: Count | None = None
+    extra_args: Words | None = None
+    extra_env: Env | None = None
+    hardware_overrides: HardwareOverrides | None = None
+    tp: TensorParallel | None = None
+    supported_hardware: Texts | None = None
+    precision_hardware: dict[Text, Text] | None = None
+    default_modes: dict[Text, Text] | None = None
+    docker_image: Image | None = None
+
+
+class Mode(_Open):
+    args: Words | None = None
+    variants: Texts | None = None
+    hardware: dict[Text, Text] | None = None
+    hardware_overrides: HardwareOverrides | None = None
+
+
+class Feature(_Open):
+    args: Words | None = None
+    modes: dict[Text, Mode] | None = None
+    default_mode: Text | None = None
+    hardware_overrides: HardwareOverrides | None = None
+    strategies: Texts | None = None
+
+
+class StrategyOverride(_Open):
+    tp: TensorParallel | None = None
+    extra_args: Words | None = None
+    vllm_args: Words | None = None
+    extra_env: Env | None = None
+    env: Env | None = None
+    hardware_overrides: HardwareOverrides | None = None
+
+
+class Meta(_Open):
+    tasks: Texts | None = None
+
+
+class RecipeDoc(_Open):
+    """A model recipe (models/<provider>/<name>.yaml)."""
+
+    model: ModelBlock
+    variants: dict[Text, Variant] | None = None
+    features: dict[Text, Feature] | None = None
+    opt_in_features: Texts | None = None
+    compatible_strategies: Texts | None = None
+    strategy_overrides: dict[Text, StrategyOverride | None] | None = None
+    hardware_overrides: HardwareOverrides | None = None
+    default_strategy: Text | None = None
+    meta: Meta | None = None
+    dependencies: Annotated[list[Dependency], Field(strict=True)] | None = None
+
+
+class StrategyDoc(_Open):
+    """A strategy (strategies/<name>.yaml)."""
+
+    name: Text | None = None
+    vllm_args: Words | None = None
+    parallel_flag: Text | None = None
+    env: Env | None = None
+
+
+class HardwareProfile(_Open):
+    """One taxonomy.yaml hardware_profiles entry: a node of `gpu_count` GPUs."""
+
+    brand: Text
+    generation: Text
+    gpu_count: Annotated[int, Field(strict=True, gt=0, le=4096)]
+    vram_gb: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+
+
+def _reason(err: ValidationError) -> str:
+    """The first problem, as `where: what`, with how many more there are."""
+    problems = err.errors(include_url=False, include_input=False, include_context=False)
+    first = problems[0]
+    where = ".".join(one_line(str(part), 40) for part in first["loc"]) or "the document"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
+
+
+def _validated(model: type[_Open], data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise RecipeRefused(f"not a {what}: the document is not a mapping")
+    try:
+        checked = model.model_validate(data)
+    except ValidationError as err:
+        raise RecipeRefused(_reason(err)) from None
+    # Plain data again, only the keys the file set: readers keep their `or` defaults.
+    dumped: dict[str, Any] = checked.model_dump(exclude_unset=True, by_alias=True)
+    return dumped
+
+
+def check_recipe(data: Any, *, synced: bool) -> dict[str, Any]:
+    """A model recipe as typed plain data; a synced one may not name a host folder."""
+    recipe = _validated(RecipeDoc, data, "recipe")
+    if synced and "local_dir" in recipe["model"]:
+        raise RecipeRefused("model.local_dir is not accepted from a synced recipe: host "
+                            "folders to mount come only from glmkit's own recipes")
+    return recipe
+
+
+def check_strategy(data: Any) -> dict[str, Any]:
+    return _validated(StrategyDoc, data, "strategy")
+
+
+def check_hardware(profiles: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """taxonomy.yaml's hardware_profiles: the valid ones, and why each other was dropped."""
+    if profiles is None:
+        return {}, []
+    if not isinstance(profiles, Mapping):
+        raise RecipeRefused("hardware_profiles is not a mapping")
+    kept: dict[str, dict[str, Any]] = {}
+    dropped: list[str] = []
+    for key, profile in profiles.items():
+        if not isinstance(key, str):
+            dropped.append(f"hardware_profiles.{one_line(str(key), 40)}: the key is not text")
+            continue
+        try:
+            kept[key] = _validated(HardwareProfile, profile, "hardware profile")
+        except RecipeRefused as err:
+            dropped.append(f"hardware_profiles.{one_line(key, 40)}: {err}")
+    return kept, dropped
