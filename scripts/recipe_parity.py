@@ -32,8 +32,10 @@ from glmkit.recipes import SINGLE_NODE_STRATEGIES, is_chat_recipe, sync  # noqa:
 from glmkit.settings import Settings  # noqa: E402
 
 HARDWARE = ("h100", "h200", "b200", "mi300x", "mi355x")
-# Flags glmkit replaces on purpose: the whole-container media path becomes a mounted folder.
-DROPPED_FLAGS = {"--allowed-local-media-path"}
+# Flags glmkit replaces on purpose: the whole-container media path becomes a mounted folder;
+# a synced recipe's --trust-remote-code waits for the user's own `-- --trust-remote-code`
+# (glmkit.policy: synced recipes are data, and code runs only when the user asks).
+DROPPED_FLAGS = {"--allowed-local-media-path", "--trust-remote-code"}
 # Why glmkit may refuse a case the synthesizer renders anyway.
 REFUSALS = {"needs NVIDIA blackwell": "precision the GPU cannot run",
             "runs only on": "checkpoint limited to other GPUs",

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from glmkit import policy
 from glmkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -161,6 +162,11 @@ def with_transformers(image: ImageProfile, model: ModelSpec) -> ImageProfile:
         why=f"{image.ref} + transformers=={need} ({model.family} needs ≥ {need})")
 
 
+def _source(model: ModelSpec) -> policy.Source:
+    synced = model.recipe is not None and model.recipe.source.kind == "synced"
+    return policy.Source.SYNCED_RECIPE if synced else policy.Source.BUILTIN_RECIPE
+
+
 def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
                  vllm_version: str | None = None, hw: HardwareTarget | None = None,
                  cuda12: bool = False) -> ImageProfile:
@@ -169,21 +175,25 @@ def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
     if image and image.startswith(KIT_REPO):
         chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
     elif image:
+        policy.admit_image(image, policy.Source.COMMAND_LINE)
         chosen = ImageProfile(ref=image, vendor=vendor, source="pull", why="--image",
                               vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM))
     elif vllm_version:
         chosen = official_image(vendor, vllm_version, cuda12=cuda12)
     elif vendor == "cpu":
         chosen = CPU_IMAGE
-    elif pin := _recipe_pin(model, vendor, hw, cuda12):
+    elif (pin := _recipe_pin(model, vendor, hw, cuda12)) and \
+            policy.admit_image(pin, _source(model)):
         # A nightly tag carries no version: it is at least the recipe's minimum.
         chosen = ImageProfile(ref=pin, vendor=vendor, source="pull",
                               vllm_version=_tag_version(pin, model.min_vllm),
                               why=f"pinned by the {model.family} recipe")
     else:
         chosen = official_image(vendor, CURRENT_VLLM, cuda12=cuda12)
+        refused = f"; the synced recipe's {pin} is not an official vLLM image" if pin else ""
         chosen = ImageProfile(**{**chosen.__dict__, "why": "newest stable vLLM release"
-                                 + (" (CUDA 12 build)" if cuda12 and vendor == "cuda" else "")})
+                                 + (" (CUDA 12 build)" if cuda12 and vendor == "cuda" else "")
+                                 + refused})
     if vendor != "cpu" and not at_least(chosen.vllm_version, model.min_vllm):
         raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "
                          f"{chosen.vllm_version}. Drop --vllm-version/--image to use "

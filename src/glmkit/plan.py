@@ -219,7 +219,11 @@ def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
         if arg == "--speculative-config.num_speculative_tokens":
             out[i + 1] = str(tokens)
         elif arg == "--speculative-config" and out[i + 1].lstrip().startswith("{"):
-            config = json.loads(out[i + 1])
+            try:
+                config = json.loads(out[i + 1])
+            except ValueError:
+                raise UsageError(f"The recipe's --speculative-config {out[i + 1][:80]!r} is "
+                                 "not JSON; --mtp-tokens cannot change it.") from None
             config["num_speculative_tokens"] = tokens
             out[i + 1] = json.dumps(config, separators=(",", ":"))
     return out
@@ -235,9 +239,13 @@ class RecipeCommand:
     notes: tuple[str, ...] = ()
 
 
-def recipe_source(model: ModelSpec) -> Source:
-    """Where a model's recipe came from, for the input policy."""
+def recipe_source(model: ModelSpec, book: RecipeBook | None = None) -> Source:
+    """Where a model's recipe command came from, for the input policy. Once recipes are
+    synced, the strategies a command merges in come from the synced copy too, so every
+    recipe command is synced data then."""
     synced = model.recipe is not None and model.recipe.source.kind == "synced"
+    if book is not None and any(source.kind == "synced" for source in book.sources):
+        synced = True
     return Source.SYNCED_RECIPE if synced else Source.BUILTIN_RECIPE
 
 
@@ -263,8 +271,8 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
         model.recipe.features["spec_decoding"].get("modes") or {}) else {}
     resolved = resolve(book, model.recipe, model.variant, strategy, target, features, modes)
     # The recipe is data: its flags and environment pass the same policy as the user's.
-    admitted = admit_args(resolved.args, recipe_source(model))
-    admitted_env = admit_env(resolved.env, recipe_source(model))
+    admitted = admit_args(resolved.args, recipe_source(model, book))
+    admitted_env = admit_env(resolved.env, recipe_source(model, book))
     args = list(admitted.args)
     tp, dp = resolved.parallel_size, 1
     if resolved.parallel_flag == "--data-parallel-size":

@@ -109,7 +109,11 @@ FORMER_OPTIONS = {"--disable-log-requests": Option("--disable-log-requests", "0"
 # Flags glmkit sets itself: letting another source set them would undo its choices (where
 # the API listens, what it is called, which files it may read, which model it serves).
 RESERVED = frozenset({"--host", "--port", "--uds", "--served-model-name", "--model",
-                      "--allowed-local-media-path", "--headless"})
+                      "--allowed-local-media-path", "--headless",
+                      # where nodes meet: glmkit's cluster plan sets these (`--nodes`)
+                      "--master-addr", "--master-port", "--nnodes", "--node-rank",
+                      "--data-parallel-address", "--data-parallel-rpc-port",
+                      "--data-parallel-start-rank"})
 RESERVED_HINT = {"--host": "--host", "--port": "--port", "--served-model-name": "--model",
                  "--model": "--model", "--allowed-local-media-path": "--media-dir"}
 # Secrets on a command line land in the compose file, `docker inspect` and `ps`.
@@ -123,7 +127,11 @@ CODE = frozenset({"--trust-remote-code", "--tool-parser-plugin", "--reasoning-pa
 # Keys inside JSON options that name a Python module or class to import.
 CODE_KEYS = frozenset({"kv_connector_module_path", "ec_connector_module_path",
                        "kv_connector_extra_config_module_path", "worker_cls",
-                       "worker_extension_cls", "pass_config_module_path"})
+                       "worker_extension_cls", "pass_config_module_path", "inductor_passes",
+                       "model_class_overrides"})
+# Keys that name code only when their value is a dotted Python path ("inductor" is fine,
+# "evil.backend" is not).
+CODE_PATH_KEYS = frozenset({"backend"})
 # What a synced recipe may not set even though the user may: where data goes (traces,
 # origins, TLS files), what is logged, which files or repositories are read.
 USER_ONLY = frozenset({"--otlp-traces-endpoint", "--collect-detailed-traces",
@@ -137,7 +145,18 @@ USER_ONLY = frozenset({"--otlp-traces-endpoint", "--collect-detailed-traces",
                        "--code-revision", "--tokenizer-revision", "--speculative-config.model",
                        "--lora-modules", "--enable-lora", "--prompt-embeds",
                        "--enable-prompt-embeds", "--root-path", "--profiler-config",
-                       "--mm-encoder-fp8-scale-save-path", "--mm-encoder-fp8-scale-path"})
+                       "--mm-encoder-fp8-scale-save-path", "--mm-encoder-fp8-scale-path",
+                       # other repositories, other hosts, other ports, more client control
+                       "--spec-model", "--tool-server", "--kv-transfer-config",
+                       "--kv-events-config", "--ec-transfer-config", "--grpc",
+                       "--weight-transfer-config", "--trust-request-chat-template",
+                       "--trust-request-mm-kwargs", "--quantization-config",
+                       "--compilation-config", "--model-class-overrides",
+                       "--enable-tokenizer-info-endpoint", "--tokenizer-mode"})
+# Keys inside any JSON option that a synced recipe may not set: other repositories and
+# other hosts.
+USER_ONLY_KEYS = frozenset({"model", "draft_model", "tokenizer", "revision", "kv_ip",
+                            "endpoint", "url", "host", "address"})
 
 MAX_WORD = 16 * 1024
 MAX_WORDS = 512
@@ -241,26 +260,48 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
     return flags
 
 
-def _json_keys(value: Any) -> Iterable[str]:
+def _json_items(value: Any) -> Iterable[tuple[str, Any]]:
+    """Every (key, value) pair at any depth of a JSON value."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield str(key)
-            yield from _json_keys(item)
+            yield str(key), item
+            yield from _json_items(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _json_keys(item)
+            yield from _json_items(item)
+
+
+def _items(flag: Flag) -> list[tuple[str, Any]]:
+    """The keys a flag sets: its dotted keys and every key of a JSON value, at any depth."""
+    value: Any = flag.values[0] if len(flag.values) == 1 else None
+    try:
+        parsed = json.loads(value) if value is not None else None
+    except (ValueError, RecursionError):
+        parsed = None
+    items: list[tuple[str, Any]] = []
+    for key in flag.keys:
+        items.append((key.rstrip("+"), parsed if key == flag.keys[-1] else None))
+    if isinstance(parsed, Mapping | list):
+        items += list(_json_items(parsed))
+    return items
 
 
 def _code_keys(flag: Flag) -> list[str]:
     """Keys of a JSON option (given as JSON or dotted) that import Python code."""
-    found = [k for k in flag.keys if k.rstrip("+") in CODE_KEYS]
-    if not flag.keys:
-        for value in flag.values:
-            try:
-                found += [k for k in _json_keys(json.loads(value)) if k in CODE_KEYS]
-            except (ValueError, RecursionError):
-                continue
+    found = []
+    for key, value in _items(flag):
+        if key in CODE_KEYS or (key in CODE_PATH_KEYS and isinstance(value, str)
+                                and "." in value):
+            found.append(key)
+    if flag.keys and flag.keys[-1].rstrip("+") in CODE_PATH_KEYS and flag.values \
+            and "." in flag.values[0]:
+        found.append(flag.keys[-1])
     return found
+
+
+def _user_only(flag: Flag) -> bool:
+    return flag.name in USER_ONLY or flag.spelling in USER_ONLY or any(
+        key in USER_ONLY_KEYS for key, _ in _items(flag))
 
 
 @dataclass(frozen=True)
@@ -299,8 +340,7 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
                              "in the environment (or --api-key-file) instead.")
         code = name in CODE or bool(_code_keys(flag))
         what = name if name in CODE else f"{flag.spelling} ({', '.join(_code_keys(flag))})"
-        if source is Source.SYNCED_RECIPE and (code or name in USER_ONLY
-                                               or flag.spelling in USER_ONLY):
+        if source is Source.SYNCED_RECIPE and (code or _user_only(flag)):
             notes.append(f"left out {what if code else flag.spelling} from the synced recipe: "
                          + ("it loads code; pass it after `--` on the command line to allow "
                             "it" if code else "only the user sets it"))
@@ -387,9 +427,10 @@ def env_dict(admitted: Admitted) -> dict[str, str]:
 # socket (a container that can reach it owns the host).
 _SYSTEM = ("/proc", "/sys", "/dev", "/etc", "/boot", "/run", "/var/run", "/usr", "/bin",
            "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/var/lib/docker",
-           "/var/lib/containerd", "/snap")
+           "/var/lib/containerd", "/var/lib/kubelet", "/var/spool", "/var/log", "/snap")
 # Never mounted, nor any folder that holds them.
-_SENSITIVE = ("/var/run/docker.sock", "/run/docker.sock", "/etc")
+_SENSITIVE = ("/var/run/docker.sock", "/run/docker.sock", "/etc", "/var/lib/docker",
+              "/var/lib/containerd", "/var/lib/kubelet", "/var/spool/cron", "/home")
 # The user's keys, under their home folder (the home folder itself holds them too).
 _HOME_SECRETS = (".ssh", ".gnupg", ".aws", ".docker", ".kube", ".config/gcloud", ".netrc",
                  ".git-credentials", ".password-store")
@@ -410,8 +451,11 @@ def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = Non
     raw = Path(text).expanduser()
     if not raw.is_absolute():
         raw = (base or Path.cwd()) / raw
-    resolved = raw.resolve()
-    home = home.expanduser().resolve()
+    try:
+        resolved = raw.resolve()
+        home = home.expanduser().resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop, a folder we may not read
+        raise UsageError(f"{what} {text!r} cannot be resolved: {err}.") from None
     secrets = [home / s for s in _HOME_SECRETS]
     held = [Path(s) for s in _SENSITIVE] + secrets + [home]
     if resolved == Path("/") or any(_under(resolved, Path(root)) for root in _SYSTEM) \
@@ -421,3 +465,39 @@ def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = Non
                          "folder, the Docker socket, your home folder or your keys; choose a "
                          "folder of its own (e.g. ~/.cache/huggingface).")
     return resolved
+
+
+# --- images -----------------------------------------------------------------------------------
+
+# Where a synced recipe may pin an image from: vLLM's own repositories. Any other image
+# would run with the GPUs, the HF cache and the secrets whatever the flags say.
+OFFICIAL_REPOSITORIES = frozenset({"vllm/vllm-openai", "vllm/vllm-openai-rocm",
+                                   "docker.io/vllm/vllm-openai",
+                                   "docker.io/vllm/vllm-openai-rocm"})
+_IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)*"
+                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+
+
+def admit_image(ref: str, source: Source) -> str | None:
+    """An image reference that may run: well formed from anyone, and from a synced
+    recipe one of vLLM's official repositories (None: not this one)."""
+    if len(ref) > 255 or not _IMAGE_REF.fullmatch(ref):
+        raise UsageError(f"Image {ref[:80]!r} from {source.describe()} is not an image "
+                         "reference (registry/name:tag).")
+    repository = re.sub(r"(@sha256:[0-9a-f]+|:[A-Za-z0-9_][A-Za-z0-9_.-]*)$", "", ref)
+    if source is Source.SYNCED_RECIPE and repository not in OFFICIAL_REPOSITORIES:
+        return None
+    return ref
+
+
+# --- settings that only the command line may turn on -----------------------------------------
+
+# Root on the host: a checkout's invoke.yaml or an inherited variable must not ask for it.
+COMMAND_LINE_ONLY = frozenset({"privileged"})
+
+
+def check_setting_sources(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    for name in COMMAND_LINE_ONLY:
+        if values.get(name) and sources.get(name) not in ("flag", "default"):
+            raise UsageError(f"{name} from {sources[name]}: give --{name} on the command line; "
+                             "it makes the container root on the host.")

@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 from glmkit.catalog import TINY_MODEL_ID
 from glmkit.errors import UsageError
+from glmkit.policy import check_setting_sources
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +119,7 @@ def resolve_settings(
                 continue
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
+    check_setting_sources(values, sources)
     values["extra_args_source"] = sources["extra_args"]
     return dataclasses.replace(Settings(), **values), sources
 

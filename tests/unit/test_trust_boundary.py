@@ -188,3 +188,65 @@ def test_hf_cache_and_media_dir_pass_the_mount_policy(env: dict[str, str],
 def test_ifname_is_an_interface_name(env: dict[str, str]) -> None:
     with pytest.raises(UsageError, match="ifname"):
         _plan(env, ifname="eth0${HF_TOKEN}")
+
+
+# --- found by a hostile review of the first fix ---------------------------------------------
+
+def test_a_synced_recipe_cannot_choose_the_image(env: dict[str, str]) -> None:
+    _synced(env, {"docker_image": "evil.example/pwn:v0.33.0"})
+    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    assert plan.image.ref.startswith("vllm/vllm-openai:")
+    assert "not an official vLLM image" in " ".join(plan.notes)
+
+
+def test_synced_strategies_are_synced_data_too(env: dict[str, str]) -> None:
+    _synced(env, {})
+    strategy = Path(env["GLMKIT_HOME"]) / "recipes" / "strategies" / "single_node_tp.yaml"
+    data = yaml.safe_load(strategy.read_text())
+    data["vllm_args"] = ["--otlp-traces-endpoint", "http://203.0.113.9:4317",
+                         "--enable-log-requests", "--tokenizer", "attacker/tok"]
+    strategy.write_text(yaml.safe_dump(data))
+    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.5", gpu="h200", gpu_count=8)
+    for bad in ("--otlp-traces-endpoint", "--enable-log-requests", "attacker/tok",
+                "--trust-remote-code"):
+        assert bad not in plan.serve_args
+
+
+@pytest.mark.parametrize("extra", [
+    "--kv-transfer-config.kv_connector_extra_config "
+    """'{"connectors": [{"kv_connector_module_path": "evil.mod"}]}'""",
+    """--compilation-config '{"backend": "evil.fn"}'""",
+    """-cc '{"inductor_passes": {"x": "evil.P"}}'""",
+])
+def test_nested_code_keys_need_the_command_line(env: dict[str, str], extra: str) -> None:
+    with pytest.raises(UsageError, match="loads code"):
+        _plan({**env, "GLMKIT_EXTRA_ARGS": extra})
+
+
+@pytest.mark.parametrize("config", [{"privileged": True}, {"image": "-x"},
+                                    {"image": "evil image"}])
+def test_invoke_yaml_cannot_make_the_container_root_or_pass_options(
+        env: dict[str, str], config: dict[str, Any]) -> None:
+    with pytest.raises(UsageError):
+        _plan(env, config=config)
+
+
+@pytest.mark.parametrize("path", ["/var/lib", "/home", "/var/spool/cron", "/var/lib/kubelet"])
+def test_folders_that_hold_other_secrets_are_not_mounted(env: dict[str, str],
+                                                         path: str) -> None:
+    with pytest.raises(UsageError, match="system folder"):
+        _plan(env, hf_cache=path)
+
+
+def test_a_symlink_loop_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    with pytest.raises(UsageError):
+        _plan(env, hf_cache=str(tmp_path / "loop-a"))
+
+
+@pytest.mark.parametrize("flag", ["--master-addr", "--node-rank", "--nnodes",
+                                  "--data-parallel-address"])
+def test_where_nodes_meet_is_glmkits(env: dict[str, str], flag: str) -> None:
+    with pytest.raises(UsageError, match="set by glmkit"):
+        _plan(env, extra_args=(flag, "1"))
