@@ -49,6 +49,30 @@ def cases(tmp: Path) -> list[Case]:
         f"{c}: &{c} [{','.join('*' + p for _ in range(9) for p in [prev])}]\n"
         for prev, c in zip("abcdefgh", "bcdefghi", strict=True))
     (bomb / "models" / "zai-org" / "GLM-4.6.yaml").write_text(lol)
+    typo = tmp / "typo"
+    (typo / "models" / "zai-org").mkdir(parents=True, exist_ok=True)
+    (typo / "models" / "zai-org" / "GLM-4.6.yaml").write_text(
+        "model: {model_id: zai-org/GLM-4.6, context_length: lots}\nvariants: [1, 2]\n"
+        "features: {tool_calling: {args: [--tool-call-parser, glm45]}}\n")
+    big = tmp / "big"
+    (big / "models" / "zai-org").mkdir(parents=True, exist_ok=True)
+    with open(big / "models" / "zai-org" / "GLM-4.6.yaml", "wb") as handle:
+        handle.truncate(40 * 1024 * 1024)
+    linked = tmp / "linked"
+    (linked / "models" / "zai-org").mkdir(parents=True, exist_ok=True)
+    target = linked / "models" / "zai-org" / "GLM-4.6.yaml"
+    if not target.exists():
+        target.symlink_to(Path.home() / ".bashrc")
+    evil = tmp / "evil"
+    (evil / "models" / "zai-org").mkdir(parents=True, exist_ok=True)
+    recipe = (ROOT / "src/glmkit/recipedata/models/zai-org/GLM-4.6.yaml").read_text()
+    (evil / "models" / "zai-org" / "GLM-4.6.yaml").write_text(recipe.replace(
+        "  base_env: {}", "  base_env: {LD_PRELOAD: /tmp/x.so, HF_ENDPOINT: 'http://evil'}\n"
+        "  docker_image: evil.example/pwn:v0.33.0").replace(
+        "  - --trust-remote-code", "  - --trust-remote-code\n  - --api-key\n  - stolen"))
+    key_file = tmp / "key"
+    key_file.write_text("")
+    gpu = ["--vendor", "cuda", "--gpu", "h200", "--gpu-count", "8"]
     junk_hw = tmp / "hw.json"
     junk_hw.write_text("{not json")
     render = ["render", "--project", "hostile", "--no-check"]
@@ -100,6 +124,39 @@ def cases(tmp: Path) -> list[Case]:
              ["recipes", "sync", "--from", str(bomb)], {}, "refused"),
         Case("4 recipes", "`--middleware` from GLMKIT_EXTRA_ARGS", render,
              {"GLMKIT_EXTRA_ARGS": "--middleware evil.Middleware"}, "refused"),
+        Case("4 recipes", "synced recipe: LD_PRELOAD, HF_ENDPOINT, its own image, --api-key",
+             ["recipes", "sync", "--from", str(evil)], {}, "inert", lambda t: True),
+        Case("4 recipes", "render from that synced recipe",
+             [*render, "--model", "zai-org/GLM-4.6", *gpu], {}, "inert",
+             lambda t: all(x not in t for x in ("LD_PRELOAD", "HF_ENDPOINT", "evil.example",
+                                                 "stolen", "--trust-remote-code"))),
+        Case("5 bad synced files", "`context_length: lots`, `variants: [1,2]`",
+             ["recipes", "sync", "--from", str(typo)], {}, "refused"),
+        Case("5 bad synced files", "a 40 MB recipe file",
+             ["recipes", "sync", "--from", str(big)], {}, "refused"),
+        Case("6 sync hygiene", "recipe file symlinked to ~/.bashrc",
+             ["recipes", "sync", "--from", str(linked)], {}, "refused"),
+        Case("6 sync hygiene", "origin `--upload-pack=touch /tmp/x`",
+             ["recipes", "sync", "--from", "--upload-pack=touch /tmp/pwned"], {}, "refused"),
+        Case("6 sync hygiene", "credentials in the origin URL",
+             ["recipes", "sync", "--from", "https://user:tok3n-secret@127.0.0.1:9/r.tar.gz"],
+             {}, "refused", None),
+        Case("7 host mounts", "`--media-dir /` (vision model)",
+             [*render, "--model", "zai-org/GLM-4.6V", *gpu, "--media-dir", "/"], {},
+             "refused"),
+        Case("9 secrets on command lines", "`up --api-key-file` of an empty file",
+             ["up", "--api-key-file", str(key_file)], {}, "refused"),
+        Case("9 secrets on command lines", "`config -- --api-key sk-abc`",
+             ["config", "--", "--api-key", "sk-abcdef"], {}, "inert",
+             lambda t: "sk-abcdef" not in t),
+        Case("10 k8s export", "project `my_project`",
+             ["export", "k8s", "--project", "my_project"], {}, "refused"),
+        Case("10 k8s export", "arg `$(HF_TOKEN)` in the manifest",
+             ["export", "k8s", "--project", "hostile", "--model", "zai-org/GLM-4.7", *gpu,
+              "--", "--chat-template-content-format",
+              "$(HF_TOKEN)"], {}, "inert", lambda t: True),
+        Case("11 multi-node", "`--nodes head=ssh://0.0.0.0,w1=ssh://gpu2`",
+             [*render, *gpu, "--nodes", "head=ssh://0.0.0.0,w1=ssh://gpu2"], {}, "refused"),
         Case("7 host mounts", "`--hf-cache /`", [*render, "--hf-cache", "/"], {}, "refused"),
         Case("7 host mounts", "`--hf-cache /var/run` (Docker socket)",
              [*render, "--hf-cache", "/var/run"], {}, "refused"),
@@ -140,9 +197,17 @@ def run(case: Case, env: dict[str, str]) -> tuple[int, str, bool]:
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()] or \
         [ln for ln in done.stdout.splitlines() if ln.strip()] or ["(no output)"]
     if case.expect == "refused":
-        ok = done.returncode != 0 and not traceback and SECRET not in out
+        ok = done.returncode != 0 and not traceback and SECRET not in out \
+            and "tok3n-secret" not in out
         return done.returncode, lines[-1][:150], ok
     text = _yaml("hostile") if case.argv[0] == "render" else out
+    if case.argv[:2] == ["export", "k8s"]:
+        path = ROOT / "compose" / "hostile.k8s.yaml"
+        text = path.read_text() if path.exists() else ""
+        ok = done.returncode == 0 and "$$(HF_TOKEN)" in text and SECRET not in text
+        path.unlink(missing_ok=True)
+        return done.returncode, "written `$$(HF_TOKEN)`: Kubernetes passes `$(HF_TOKEN)` as text" \
+            if ok else lines[-1][:150], ok
     ok = done.returncode == 0 and not traceback and SECRET not in text and \
         (case.check is None or case.check(text))
     return done.returncode, "rendered; the value stays inert" if ok else lines[-1][:150], ok
