@@ -22,7 +22,7 @@ from invoke.tasks import task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from glmkit.cli_help import BOOL_OPTIONS, HELP, SERVE_HELP  # noqa: E402  (plain data)
+from glmkit.cli.help import BOOL_OPTIONS, HELP, SERVE_HELP  # noqa: E402  (plain data)
 
 COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
@@ -34,7 +34,7 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
         from glmkit.errors import GlmkitError
-        from glmkit.settings import check_section
+        from glmkit.host.settings import check_section
 
         try:
             check_section(c.config.get("glmkit"))  # a list or text there: one line, not a crash
@@ -66,7 +66,7 @@ def _serve_task(fn: Callable[..., Any]) -> Any:
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
-    from glmkit.settings import flags_from_options, remainder_words, resolve_settings
+    from glmkit.host.settings import flags_from_options, remainder_words, resolve_settings
 
     words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
     flags = flags_from_options(options, words, BOOL_OPTIONS)
@@ -76,7 +76,9 @@ def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]
 def _deployment(c: Context, options: dict[str, Any], console: Any = None,
                 portable: bool = False) -> Any:
     """The plan for these options; its notes printed when a console is given."""
-    from glmkit import deploy, hardware, views
+    from glmkit.cli import views
+    from glmkit.host import hardware
+    from glmkit.run import deploy
 
     settings, _ = _settings(c, options)
     deployment = deploy.plan_deployment(settings, hardware.detect(os.environ), os.environ,
@@ -86,7 +88,7 @@ def _deployment(c: Context, options: dict[str, Any], console: Any = None,
 
 
 def _views() -> Any:
-    from glmkit import views  # rich and the library load only when a task runs
+    from glmkit.cli import views  # rich and the library load only when a task runs
 
     return views
 
@@ -98,7 +100,7 @@ def _console() -> Any:
 @_serve_task
 def render(c: Context, check: bool = True, **options: Any) -> None:
     """Write the compose file(s) for a model and vendor under compose/, validated."""
-    from glmkit.deploy import render
+    from glmkit.run.deploy import render
 
     console = _console()
     deployment = _deployment(c, options, console)
@@ -107,7 +109,7 @@ def render(c: Context, check: bool = True, **options: Any) -> None:
 
 def _secret(value: str | None, path: str | None, option: str) -> str | None:
     """A secret from `--X-file` or (warned: `ps` shows it) `--X`; None: neither."""
-    from glmkit.credentials import secret_option
+    from glmkit.host.credentials import secret_option
 
     secret, warnings = secret_option(value, path, option)
     _views().print_notes(_views().console(stderr=True), warnings, "warning")
@@ -118,7 +120,7 @@ def _secret(value: str | None, path: str | None, option: str) -> str | None:
 def up(c: Context, api_key: str | None = None, api_key_file: str | None = None,
        smoke: bool = True, **options: Any) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
-    from glmkit import deploy
+    from glmkit.run import deploy
 
     api_key, console = _secret(api_key, api_key_file, "--api-key"), _console()
     deployment = _deployment(c, options, console)
@@ -131,7 +133,7 @@ def up(c: Context, api_key: str | None = None, api_key_file: str | None = None,
 @_task()
 def down(c: Context, project: str | None = None, nodes: str | None = None) -> None:
     """Stop and remove the server's containers (a no-op when nothing runs)."""
-    from glmkit.deploy import down
+    from glmkit.run.deploy import down
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
     for name, was_running in down(settings.project, settings.nodes):
@@ -142,7 +144,7 @@ def down(c: Context, project: str | None = None, nodes: str | None = None) -> No
 def logs(c: Context, project: str | None = None, follow: bool = False, tail: str = "200",
          nodes: str | None = None) -> None:
     """Show the server's logs (`-f` to follow); every node's for a cluster."""
-    from glmkit.deploy import show_logs
+    from glmkit.run.deploy import show_logs
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
     show_logs(settings.project, settings.nodes, follow=follow, tail=tail)
@@ -152,7 +154,7 @@ def logs(c: Context, project: str | None = None, follow: bool = False, tail: str
 def status(c: Context, json: bool = False, nodes: str | None = None,
            project: str | None = None) -> None:
     """What glmkit runs here: model, vendor, node, URL, state, restarts, whether the API answers."""
-    from glmkit.deploy import statuses
+    from glmkit.run.deploy import statuses
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
     _views().print_status(_console(), statuses(settings.project, settings.nodes), as_json=json)
@@ -163,7 +165,7 @@ def build(c: Context, vendor: str | None = None, model: str | None = None,
           vllm_version: str | None = None, force: bool = False,
           ca_cert: list[str] | None = None) -> None:
     """Build a vLLM image from docker/ (CPU: offline, from a host wheelhouse)."""
-    from glmkit.build import build_for
+    from glmkit.run.image_build import build_for
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version})
     print(build_for(s.vendor or "cpu", s.model if src["model"] != "default" else None,
@@ -175,7 +177,7 @@ def build(c: Context, vendor: str | None = None, model: str | None = None,
 def pull(c: Context, vendor: str | None = None, model: str | None = None,
          vllm_version: str | None = None, cuda12: bool = False) -> None:
     """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
-    from glmkit.build import pull_for
+    from glmkit.run.image_build import pull_for
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version,
                            "cuda12": cuda12})
@@ -186,7 +188,7 @@ def pull(c: Context, vendor: str | None = None, model: str | None = None,
 @_task()
 def login(c: Context, token: str | None = None, token_file: str | None = None) -> None:
     """Log in to Hugging Face; the token is stored by huggingface_hub, never in this repo."""
-    from glmkit.credentials import login as hf_login
+    from glmkit.host.credentials import login as hf_login
 
     token = _secret(token, token_file, "--token")
     user = hf_login(token, os.environ, interactive=sys.stdin.isatty())
@@ -196,8 +198,8 @@ def login(c: Context, token: str | None = None, token_file: str | None = None) -
 @_task()
 def tiny_model(c: Context, layers: str = "2", force: bool = False) -> None:
     """Generate the tiny GLM-4 MoE model (random weights) inside the CPU image."""
-    from glmkit.build import tiny_model as make_tiny
-    from glmkit.settings import number
+    from glmkit.host.settings import number
+    from glmkit.run.image_build import tiny_model as make_tiny
 
     print(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
                     force=force))
@@ -206,7 +208,7 @@ def tiny_model(c: Context, layers: str = "2", force: bool = False) -> None:
 @_task()
 def models(c: Context) -> None:
     """Every served checkpoint: family, precision, size, context, parsers, min vLLM, source."""
-    from glmkit.catalog import catalog
+    from glmkit.knowledge.catalog import catalog
 
     _console().print(_views().models_table(catalog(os.environ).values()))
 
@@ -227,8 +229,8 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
           request_rate: str = "10000", label: str | None = None,
           resume: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
-    from glmkit import hardware
-    from glmkit.sweep import parse_request, run_bench
+    from glmkit.host import hardware
+    from glmkit.measure.bench import parse_request, run_bench
 
     request = parse_request(
         _settings(c, {"project": project})[0].project, workload=workload, batch=batch,
@@ -242,7 +244,7 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
 @_task()
 def check(c: Context, project: str | None = None) -> None:
     """Tool-call conformance of the running server: every tool_choice, streamed and not."""
-    from glmkit.conformance import check_server
+    from glmkit.run.tool_check import check_server
 
     settings, _ = _settings(c, {"project": project})
     report = check_server(settings.project, RESULTS_DIR)
@@ -254,7 +256,7 @@ def check(c: Context, project: str | None = None) -> None:
 def report(c: Context, runs: list[str] | None = None, compare: bool = False,
            out: str | None = None) -> None:
     """Tables, plots and CSV over benchmark runs; `--compare` two of them."""
-    from glmkit.results import load_report, report_folder
+    from glmkit.measure.results import load_report, report_folder
 
     series, skipped = load_report(RESULTS_DIR, list(runs or []))
     _views().print_report(_console(), series, report_folder(RESULTS_DIR, out), compare=compare,
@@ -265,7 +267,7 @@ def report(c: Context, runs: list[str] | None = None, compare: bool = False,
 def doctor(c: Context, vendor: str | None = None, model: str | None = None,
            port: str | None = None, host: str | None = None) -> None:
     """Check this machine: Docker, Compose, GPUs and devices, disk, port, HF token, image."""
-    from glmkit.doctor import diagnose, raise_for_failures, render_lines
+    from glmkit.run.doctor import diagnose, raise_for_failures, render_lines
 
     checks = diagnose(*_settings(c, {"vendor": vendor, "model": model, "port": port,
                                      "host": host}), os.environ)
@@ -277,7 +279,7 @@ def doctor(c: Context, vendor: str | None = None, model: str | None = None,
 def download(c: Context, model: str, revision: str | None = None,
              hf_cache: str | None = None) -> None:
     """Pre-download a model's weights into the shared HF cache (resumable; then starts offline)."""
-    from glmkit.hub import download_model
+    from glmkit.host.hub import download_model
     from glmkit.paths import hf_cache as cache_dir
 
     print(download_model(model, revision, cache_dir(os.environ, hf_cache), os.environ))
@@ -290,8 +292,8 @@ def plan(c: Context, model: str | None = None, vendor: str | None = None,
          gpu_memory_utilization: str | None = None, nodes: str | None = None,
          strategy: str | None = None, goal: str = "latency") -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
-    from glmkit import hardware
-    from glmkit.advice import advise, plan_request
+    from glmkit.host import hardware
+    from glmkit.plan.advice import advise, plan_request
 
     settings, _ = _settings(c, dict(model=model, vendor=vendor, gpu_count=gpu_count, gpu=gpu,
                                     gpu_mem=gpu_mem, tp=tp, nodes=nodes, strategy=strategy,
@@ -305,8 +307,8 @@ def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | N
          budget: str = "30", candidates: str = "0", resume: str | None = None,
          **options: Any) -> None:
     """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
-    from glmkit import hardware
-    from glmkit.tune import parse_request, run_tune
+    from glmkit.host import hardware
+    from glmkit.measure.tune import parse_request, run_tune
 
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=str(batch), slo=slo, budget=budget,
@@ -318,8 +320,8 @@ def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | N
 @_serve_task
 def export(c: Context, target: str, **options: Any) -> None:
     """Export the plan for another platform: `invoke export k8s` writes Kubernetes manifests."""
-    from glmkit.deploy import export_k8s
     from glmkit.errors import UsageError
+    from glmkit.run.deploy import export_k8s
 
     if target != "k8s":
         raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
@@ -330,8 +332,8 @@ def export(c: Context, target: str, **options: Any) -> None:
 @_task(positional=["action"])
 def recipes(c: Context, action: str, from_: str | None = None) -> None:
     """The recipe book: where model knowledge comes from; `sync` the newest, `diff` it."""
-    from glmkit import recipes as book
     from glmkit.errors import UsageError
+    from glmkit.knowledge import recipes as book
 
     console = _console()
     if action == "sync":

@@ -28,13 +28,14 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from glmkit import hardware  # noqa: E402
-from glmkit.bench import bench_argv, target_from_container  # noqa: E402
 from glmkit.endpoints import CONTAINER_PORT  # noqa: E402
-from glmkit.lifecycle import client, find_container  # noqa: E402
-from glmkit.plan import build_plan  # noqa: E402
-from glmkit.settings import Settings  # noqa: E402
-from glmkit.workloads import Point, resolve_workload  # noqa: E402
+from glmkit.host import hardware  # noqa: E402
+from glmkit.host.settings import Settings  # noqa: E402
+from glmkit.measure.point import bench_argv  # noqa: E402
+from glmkit.measure.workloads import Point, resolve_workload  # noqa: E402
+from glmkit.plan.serve import build_plan  # noqa: E402
+from glmkit.run.engine import client, find_container  # noqa: E402
+from glmkit.run.server import server_from_container  # noqa: E402
 
 PROJECT = "glmkit-overhead"
 HAND = "glmkit-overhead-by-hand"
@@ -95,7 +96,7 @@ def up_by_hand(port: int, eager: bool) -> float:
 
 def bench_once(use_glmkit: bool, args: argparse.Namespace) -> float:
     container = find_container(client(), PROJECT)
-    target = target_from_container(container)
+    target = server_from_container(container)
     workload = resolve_workload("custom", args.input_len, args.output_len)
     point = Point(batch=args.prompts, num_prompts=args.prompts, max_concurrency=None,
                   request_rate="inf")

@@ -20,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from glmkit.catalog import CATALOG  # noqa: E402
 from glmkit.errors import UsageError  # noqa: E402
-from glmkit.hardware import Hardware  # noqa: E402
-from glmkit.images import CPU_IMAGE  # noqa: E402
-from glmkit.plan import build_plan  # noqa: E402
-from glmkit.recipes import SINGLE_NODE_STRATEGIES  # noqa: E402
-from glmkit.settings import Settings  # noqa: E402
+from glmkit.host.hardware import Hardware  # noqa: E402
+from glmkit.host.settings import Settings  # noqa: E402
+from glmkit.knowledge.catalog import CATALOG  # noqa: E402
+from glmkit.knowledge.images import CPU_IMAGE  # noqa: E402
+from glmkit.knowledge.recipes import SINGLE_NODE_STRATEGIES  # noqa: E402
+from glmkit.plan.serve import build_plan  # noqa: E402
 
 NODES = {"cuda": "b300", "rocm": "mi355x"}
 

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from glmkit.errors import UsageError  # noqa: E402
-from glmkit.hardware import Hardware  # noqa: E402
-from glmkit.plan import build_plan  # noqa: E402
-from glmkit.recipes import SINGLE_NODE_STRATEGIES, is_chat_recipe, sync  # noqa: E402
-from glmkit.settings import Settings  # noqa: E402
+from glmkit.host.hardware import Hardware  # noqa: E402
+from glmkit.host.settings import Settings  # noqa: E402
+from glmkit.knowledge.recipes import SINGLE_NODE_STRATEGIES, is_chat_recipe, sync  # noqa: E402
+from glmkit.plan.serve import build_plan  # noqa: E402
 
 HARDWARE = ("h100", "h200", "b200", "mi300x", "mi355x")
 # Flags glmkit replaces on purpose: the whole-container media path becomes a mounted folder;

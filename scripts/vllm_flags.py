@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from glmkit.images import CPU_IMAGE  # noqa: E402
+from glmkit.knowledge.images import CPU_IMAGE  # noqa: E402
 
 OUT = ROOT / "src" / "glmkit" / "data" / "vllm-serve-options.json"
 

@@ -100,7 +100,7 @@ def vllm_flags() -> FlagTable:
     return FlagTable(str(data["vllm_version"]), {**FORMER_OPTIONS, **options})
 
 
-# Options older images know and this vLLM dropped (glmkit.images.VERSIONED_FLAGS says
+# Options older images know and this vLLM dropped (glmkit.knowledge.images.VERSIONED_FLAGS says
 # which images take them; `plan` drops them for the others).
 FORMER_OPTIONS = {"--disable-log-requests": Option("--disable-log-requests", "0",
                                                    "disable_log_requests")}

@@ -76,7 +76,7 @@ def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     saved = Path(done.stdout.split("saved ")[-1].split()[0])
     cases = json.loads(saved.read_text())["cases"]
-    from glmkit.conformance import requests_for
+    from glmkit.run.tool_check import requests_for
 
     assert len(cases) == len(requests_for(quick=False)) and all(c["ok"] for c in cases)
     assert {c["tool_choice"] for c in cases} == {"auto", "required", "none", "get_weather",

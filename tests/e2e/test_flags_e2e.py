@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from glmkit.build import image_present
-from glmkit.images import CPU_IMAGE
+from glmkit.knowledge.images import CPU_IMAGE
+from glmkit.run.image_build import image_present
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

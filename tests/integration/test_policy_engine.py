@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glmkit.compose import write_compose
 from glmkit.errors import UsageError
-from glmkit.images import CPU_IMAGE
-from glmkit.plan import build_plan
-from glmkit.settings import resolve_settings
+from glmkit.host.settings import resolve_settings
+from glmkit.knowledge.images import CPU_IMAGE
+from glmkit.plan.serve import build_plan
+from glmkit.render.compose import write_compose
 from tests.unit.helpers import NO_GPU
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from glmkit.hardware import Gpu, Hardware
-from glmkit.plan import ServePlan, build_plan
-from glmkit.settings import Settings
+from glmkit.host.hardware import Gpu, Hardware
+from glmkit.host.settings import Settings
+from glmkit.plan.serve import ServePlan, build_plan
 
 NO_GPU = Hardware(vendor="cpu", group_ids={"video": 44, "render": 993})
 

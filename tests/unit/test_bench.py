@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from glmkit.bench import fit_lengths
+from glmkit.measure.point import fit_lengths
 
 
 def test_lengths_kept_when_they_fit() -> None:
@@ -17,10 +17,10 @@ def test_lengths_scaled_to_the_served_context() -> None:
 def test_a_failed_point_is_a_bench_failure_not_an_interruption(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from glmkit.bench import PointOutcome
     from glmkit.errors import BenchFailed, Interrupted
-    from glmkit.results import Series, create_run
-    from glmkit.sweep import BenchOutcome, SweepReport
+    from glmkit.measure.bench import BenchOutcome, SweepReport
+    from glmkit.measure.point import PointOutcome
+    from glmkit.measure.results import Series, create_run
 
     run = create_run(tmp_path, {"batches": [1, 4], "model": "m"}, "sweep")
     run.save_point(1, {"completed": 1, "failed": 0})

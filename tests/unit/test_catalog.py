@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from glmkit.catalog import CATALOG, DEFAULT_MAX_MODEL_LEN, resolve_model
 from glmkit.errors import UsageError
+from glmkit.knowledge.catalog import CATALOG, DEFAULT_MAX_MODEL_LEN, resolve_model
 
 BF16_AND_FP8 = ["GLM-4.5", "GLM-4.5-Air", "GLM-4.6", "GLM-4.7", "GLM-4.5V", "GLM-4.6V",
                 "GLM-5", "GLM-5.1", "GLM-5.2"]
@@ -88,7 +88,7 @@ def test_local_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_vllm_version_on_a_kit_built_image_builds_it_never_pulls() -> None:
-    from glmkit.images import CPU_IMAGE, choose_image
+    from glmkit.knowledge.images import CPU_IMAGE, choose_image
 
     cpu = choose_image(resolve_model("glmkit/glm-tiny"), "cpu", image=CPU_IMAGE.ref,
                        vllm_version=CPU_IMAGE.vllm_version)

@@ -65,7 +65,7 @@ def rendered(*renderables: Any) -> str:
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_errors_print_markup_as_text(text: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from glmkit.views import print_error
+    from glmkit.cli.views import print_error
 
     assert print_error(UsageError(f"bad value {text} (yaml: [1, 2])")) == 2
     err = capsys.readouterr().err
@@ -74,10 +74,16 @@ def test_errors_print_markup_as_text(text: str, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_notes_and_tables_print_markup_as_text(text: str) -> None:
-    from glmkit.catalog import generic_model
-    from glmkit.conformance import CaseResult
-    from glmkit.lifecycle import ServerStatus
-    from glmkit.views import check_table, models_table, print_notes, settings_table, status_table
+    from glmkit.cli.views import (
+        check_table,
+        models_table,
+        print_notes,
+        settings_table,
+        status_table,
+    )
+    from glmkit.knowledge.catalog import generic_model
+    from glmkit.run.engine import ServerStatus
+    from glmkit.run.tool_check import CaseResult
 
     console = Console(file=io.StringIO(), width=300, color_system=None)
     print_notes(console, [f"skipped {text}"], "skipped")
@@ -92,7 +98,7 @@ def test_notes_and_tables_print_markup_as_text(text: str) -> None:
 
 
 def test_doctor_lines_escape_what_they_report() -> None:
-    from glmkit.doctor import Check, render_lines
+    from glmkit.run.doctor import Check, render_lines
 
     lines = render_lines([Check("port 8000", "fail", "in use on [/x]", "stop [bold]it")])
     text = rendered("\n".join(lines))
@@ -100,9 +106,9 @@ def test_doctor_lines_escape_what_they_report() -> None:
 
 
 def test_report_labels_and_advice_titles_print_as_text(tmp_path: Path) -> None:
-    from glmkit.advice import Advice
-    from glmkit.results import Series, read_meta
-    from glmkit.views import advice_table, print_report
+    from glmkit.cli.views import advice_table, print_report
+    from glmkit.measure.results import Series, read_meta
+    from glmkit.plan.advice import Advice
 
     console = Console(file=io.StringIO(), width=300, color_system=None)
     series = Series("[/x]", read_meta({"label": "[link=file:///etc/passwd]x[/link]"}, "r"),
@@ -115,7 +121,7 @@ def test_report_labels_and_advice_titles_print_as_text(tmp_path: Path) -> None:
 
 
 def test_a_log_line_with_brackets_does_not_break_the_health_wait() -> None:
-    from glmkit.lifecycle import wait_until
+    from glmkit.run.engine import wait_until
 
     hints = iter(["loading [/x] weights", "[link=http://x]y", None])
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
@@ -143,7 +149,7 @@ def test_config_shows_a_markup_project_as_text(monkeypatch: pytest.MonkeyPatch,
 # --- item 9: secrets stay off command lines, out of output and errors ------------------
 
 def test_secret_from_a_file_stripped_and_checked(tmp_path: Path) -> None:
-    from glmkit.credentials import secret_option
+    from glmkit.host.credentials import secret_option
 
     key = tmp_path / "key"
     key.write_text("sk-test-123\n")
@@ -162,7 +168,7 @@ def test_secret_from_a_file_stripped_and_checked(tmp_path: Path) -> None:
 ])
 def test_bad_secret_files_are_refused(tmp_path: Path, content: str | bytes,
                                       message: str) -> None:
-    from glmkit.credentials import secret_option
+    from glmkit.host.credentials import secret_option
 
     key = tmp_path / "key"
     if isinstance(content, bytes):
@@ -180,10 +186,10 @@ def test_bad_secret_files_are_refused(tmp_path: Path, content: str | bytes,
 def test_a_token_on_the_command_line_is_warned_about(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Path) -> None:
-    import glmkit.credentials
+    import glmkit.host.credentials
 
     seen = []
-    monkeypatch.setattr(glmkit.credentials, "login",
+    monkeypatch.setattr(glmkit.host.credentials, "login",
                         lambda token, env, interactive=True, **_: seen.append(token) or "me")
     code, out, err = run_task(monkeypatch, capsys, tmp_path, "login", "--token", "hf_secret1")
     assert code == 0 and seen == ["hf_secret1"] and "logged in" in out
@@ -206,7 +212,7 @@ def test_up_reads_the_api_key_from_a_file(monkeypatch: pytest.MonkeyPatch,
 
 def test_errors_from_up_never_carry_the_key(monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
-    from glmkit import deploy
+    from glmkit.run import deploy
 
     from .helpers import plan_for
 
@@ -224,7 +230,7 @@ def test_errors_from_up_never_carry_the_key(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_config_never_shows_a_key_given_after_the_dashes() -> None:
-    from glmkit.views import settings_table
+    from glmkit.cli.views import settings_table
 
     text = rendered(settings_table({"extra_args": ("--api-key", "sk-abc", "--hf-token=hf_x")},
                                    {"extra_args": "flag"}))
@@ -246,7 +252,7 @@ def test_a_glmkit_section_that_is_not_a_mapping(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_settings_refuse_a_bad_section_and_odd_keys() -> None:
-    from glmkit.settings import resolve_settings
+    from glmkit.host.settings import resolve_settings
 
     with pytest.raises(UsageError, match="must be a mapping"):
         resolve_settings({}, ["port"], {})  # type: ignore[arg-type]
@@ -260,7 +266,7 @@ def test_settings_refuse_a_bad_section_and_odd_keys() -> None:
     '{"vendor": "cuda", "gpus": [1]}', '{"vendor": 7}', b"\xff\xfe",
 ])
 def test_junk_hardware_files_are_one_line(tmp_path: Path, content: str | bytes) -> None:
-    from glmkit.hardware import detect
+    from glmkit.host.hardware import detect
 
     path = tmp_path / "hw.json"
     if isinstance(content, bytes):
@@ -272,7 +278,7 @@ def test_junk_hardware_files_are_one_line(tmp_path: Path, content: str | bytes) 
 
 
 def test_a_missing_or_folder_hardware_file_is_one_line(tmp_path: Path) -> None:
-    from glmkit.hardware import detect
+    from glmkit.host.hardware import detect
 
     for where in (tmp_path, tmp_path / "missing.json"):
         with pytest.raises(UsageError, match="GLMKIT_HARDWARE"):
@@ -284,14 +290,14 @@ def test_a_missing_or_folder_hardware_file_is_one_line(tmp_path: Path) -> None:
     "-org/x", "org/x\nname", "org/x y", "a" * 300, "~nosuchuser-glmkit/x",
 ])
 def test_model_ids_the_hub_would_refuse_are_refused(name: str) -> None:
-    from glmkit.catalog import resolve_model
+    from glmkit.knowledge.catalog import resolve_model
 
     with pytest.raises(UsageError):
         resolve_model(name)
 
 
 def test_hub_ids_at_the_limit_still_work() -> None:
-    from glmkit.catalog import resolve_model
+    from glmkit.knowledge.catalog import resolve_model
 
     assert resolve_model("org/" + "b" * 96).id == "org/" + "b" * 96
     assert not resolve_model("Qwen/Qwen3-0.6B").in_catalog
@@ -332,7 +338,7 @@ def test_bad_numbers_and_addresses_are_one_line(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_plan_requests_refuse_non_positive_counts() -> None:
-    from glmkit.advice import PlanRequest
+    from glmkit.plan.advice import PlanRequest
 
     for bad in ({"tp": -2}, {"tp": 0}, {"batch": 0}, {"context": 0}, {"nodes": -1},
                 {"gpu_count": 0}, {"gpu_mem": 0.0}, {"gpu_memory_utilization": 5.0},
@@ -342,7 +348,7 @@ def test_plan_requests_refuse_non_positive_counts() -> None:
 
 
 def test_doctor_refuses_an_address_it_cannot_check() -> None:
-    from glmkit.lifecycle import port_free
+    from glmkit.run.engine import port_free
 
     with pytest.raises(EnvironmentProblem, match="Cannot publish on"):
         port_free("not-an-ip", 8000)
@@ -356,10 +362,10 @@ class _NoContainers:
 
 
 def test_logs_with_nothing_running_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmkit import deploy, lifecycle
+    from glmkit.run import deploy, engine
 
     streamed: list[list[str]] = []
-    monkeypatch.setattr(lifecycle, "client", lambda docker_host=None: _NoContainers())
+    monkeypatch.setattr(engine, "client", lambda docker_host=None: _NoContainers())
     monkeypatch.setattr(deploy, "stream", lambda argv, **_: streamed.append(argv) or 0)
     with pytest.raises(GlmkitError, match="Nothing is running in project 'ghost'"):
         deploy.show_logs("ghost", None, follow=False, tail=200)
@@ -368,7 +374,7 @@ def test_logs_with_nothing_running_says_so(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_reference_names_are_names_not_paths(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from glmkit import results
+    from glmkit.measure import results
 
     outside = tmp_path / "secret.txt"
     outside.write_text("# model: x\n# batch: 16\nSuccessful requests: 16\n")
@@ -393,7 +399,7 @@ def _run_folder(results_dir: Path, name: str, meta: bytes, points: dict[str, byt
 
 
 def test_corrupt_results_are_skipped_with_a_note(tmp_path: Path) -> None:
-    from glmkit.results import load_all, open_run
+    from glmkit.measure.results import load_all, open_run
 
     good = json.dumps({"model": "m", "batches": [1, 16]}).encode()
     _run_folder(tmp_path, "20250101-000000-good", good, {
@@ -411,7 +417,7 @@ def test_corrupt_results_are_skipped_with_a_note(tmp_path: Path) -> None:
     assert series[1].meta.serve_args == () and series[1].meta.gpus == ()
     with pytest.raises(UsageError, match="cannot be read"):
         open_run(tmp_path, "20250101-000001-latin1")
-    from glmkit.results import load_report
+    from glmkit.measure.results import load_report
 
     notes = load_report(tmp_path, [])[1]
     assert len(notes) == 3 and any("batch-0016.json" in n for n in notes)
@@ -429,7 +435,7 @@ def test_report_task_notes_a_corrupt_point(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_concurrent_failures_are_all_kept(tmp_path: Path) -> None:
-    from glmkit.results import create_run
+    from glmkit.measure.results import create_run
 
     run = create_run(tmp_path, {"batches": [16]}, "race")
     writers = 24
@@ -456,7 +462,7 @@ def test_concurrent_failures_are_all_kept(tmp_path: Path) -> None:
 
 
 def test_concurrent_samples_keep_the_first_and_raise_nothing(tmp_path: Path) -> None:
-    from glmkit.results import create_run
+    from glmkit.measure.results import create_run
 
     run = create_run(tmp_path, {"batches": [16]}, "samples")
     writers = 16
@@ -484,8 +490,8 @@ def test_two_tunes_in_the_same_second_get_their_own_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from glmkit.settings import Settings
-    from glmkit.tune import TuneRequest, _open
+    from glmkit.host.settings import Settings
+    from glmkit.measure.tune import TuneRequest, _open
 
     monkeypatch.setattr(time, "strftime", lambda *_: "20260101-000000")
     first, _, _ = _open(TuneRequest(settings=Settings()), tmp_path)
@@ -498,8 +504,8 @@ def test_two_tunes_in_the_same_second_get_their_own_folder(
     b'"input_len": null, "output_len": null, "slo": [], "rows": []}', b"[]", b"\xff",
 ])
 def test_a_broken_tune_state_is_one_line(tmp_path: Path, state: bytes) -> None:
-    from glmkit.settings import Settings
-    from glmkit.tune import STATE, TuneRequest, _open
+    from glmkit.host.settings import Settings
+    from glmkit.measure.tune import STATE, TuneRequest, _open
 
     folder = tmp_path / "tune" / "t1"
     folder.mkdir(parents=True)
@@ -511,11 +517,11 @@ def test_a_broken_tune_state_is_one_line(tmp_path: Path, state: bytes) -> None:
 def test_build_and_pull_read_the_settings(monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str],
                                           tmp_path: Path) -> None:
-    import glmkit.build
+    from glmkit.run import image_build
 
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(glmkit.build, "pull_for", lambda *a, **_: seen.append(a) or "pulled")
-    monkeypatch.setattr(glmkit.build, "build_for", lambda *a, **_: seen.append(a) or "built")
+    monkeypatch.setattr(image_build, "pull_for", lambda *a, **_: seen.append(a) or "pulled")
+    monkeypatch.setattr(image_build, "build_for", lambda *a, **_: seen.append(a) or "built")
     code, _, _ = run_task(monkeypatch, capsys, tmp_path, "pull",
                           env={"GLMKIT_VENDOR": "rocm", "GLMKIT_VLLM_VERSION": "0.11.0"})
     assert code == 0 and seen[-1][:3] == ("rocm", None, "0.11.0")

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from glmkit import k8s
-from glmkit.catalog import CATALOG
-from glmkit.cluster import build_cluster, parse_nodes
-from glmkit.cluster_compose import cluster_compose
-from glmkit.compose import write_compose_data
 from glmkit.errors import UsageError
-from glmkit.sizing import ARCH, GPUS, arch_key, fit
+from glmkit.knowledge.catalog import CATALOG
+from glmkit.knowledge.sizing import ARCH, GPUS, arch_key, fit
+from glmkit.plan.cluster import build_cluster, parse_nodes
+from glmkit.render import k8s
+from glmkit.render.cluster_compose import cluster_compose
+from glmkit.render.compose import write_compose_data
 
 from .helpers import plan_for
 
@@ -183,7 +183,7 @@ def test_k8s_validation_catches_a_broken_manifest() -> None:
 
 
 def test_the_recipes_multi_node_strategies_pick_the_layout() -> None:
-    from glmkit.cluster import strategy_layout
+    from glmkit.plan.cluster import strategy_layout
 
     assert strategy_layout("multi_node_tp", "mp", None, None, 8, 2) == ("mp", 16, 1)
     assert strategy_layout("multi_node_tp_pp", "mp", None, None, 8, 2) == ("mp", 8, 2)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from glmkit.catalog import CATALOG
-from glmkit.compose import compose_dict, dump, write_compose
 from glmkit.errors import UsageError
+from glmkit.knowledge.catalog import CATALOG
+from glmkit.render.compose import compose_dict, dump, write_compose
 
 from .helpers import gpus, plan_for
 
@@ -114,7 +114,7 @@ def test_rejected_file_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
     first = write_compose(plan, tmp_path)
     before = first.read_text()
     # A file compose refuses (here: a key its schema lacks) fails after the temp write.
-    from glmkit import compose
+    from glmkit.render import compose
 
     real = compose.compose_dict
 

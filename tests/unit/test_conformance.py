@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from glmkit.conformance import Reply, Request, _collect_stream, cases, judge, requests_for
+from glmkit.run.tool_check import Reply, Request, _collect_stream, cases, judge, requests_for
 
 CASES = {c["name"]: c for c in cases()["cases"]}
 TYPED = CASES["typed-arguments"]
@@ -103,13 +103,13 @@ def test_the_matrix_covers_every_tool_choice_stream_and_thinking() -> None:
 
 
 def test_the_tiny_model_is_made_again_when_its_recipe_changes(tmp_path: Path) -> None:
-    from glmkit import tiny
+    from glmkit.run import tiny_model
 
     scripts = Path(__file__).resolve().parents[2] / "scripts"
-    recipe = tiny.recipe_hash(scripts, 2)
-    assert recipe != tiny.recipe_hash(scripts, 4)
-    assert not tiny.is_current(tmp_path, recipe)
-    (tmp_path / tiny.INFO).write_text(json.dumps({"recipe": recipe}))
-    assert tiny.is_current(tmp_path, recipe)
-    (tmp_path / tiny.INFO).write_text(json.dumps({"layers": 2}))  # made before training
-    assert not tiny.is_current(tmp_path, recipe)
+    recipe = tiny_model.recipe_hash(scripts, 2)
+    assert recipe != tiny_model.recipe_hash(scripts, 4)
+    assert not tiny_model.is_current(tmp_path, recipe)
+    (tmp_path / tiny_model.INFO).write_text(json.dumps({"recipe": recipe}))
+    assert tiny_model.is_current(tmp_path, recipe)
+    (tmp_path / tiny_model.INFO).write_text(json.dumps({"layers": 2}))  # made before training
+    assert not tiny_model.is_current(tmp_path, recipe)

@@ -87,7 +87,7 @@ def test_a_boolean_set_in_config_can_be_unset_on_the_command_line() -> None:
 
 
 def test_extra_args_from_the_environment_are_shell_words() -> None:
-    from glmkit.settings import resolve_settings
+    from glmkit.host.settings import resolve_settings
 
     settings, _ = resolve_settings({}, {}, {
         "GLMKIT_EXTRA_ARGS": '--override-generation-config \'{"temperature": 0.6}\''})
@@ -96,7 +96,7 @@ def test_extra_args_from_the_environment_are_shell_words() -> None:
 
 def test_bench_metadata_without_git_on_path(tmp_path: Path) -> None:
     code = ("import sys; sys.path.insert(0, 'src'); from pathlib import Path; "
-            "from glmkit.bench import _git_commit; print(repr(_git_commit(Path('.'))))")
+            "from glmkit.measure.point import _git_commit; print(repr(_git_commit(Path('.'))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
                           capture_output=True, env={**os.environ, "PATH": str(tmp_path)},
                           check=False)
@@ -108,8 +108,8 @@ def test_a_cluster_that_fails_to_start_stops_every_started_node(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    from glmkit import cluster_runtime
-    from glmkit.cluster import build_cluster, parse_nodes
+    from glmkit.plan.cluster import build_cluster, parse_nodes
+    from glmkit.run import cluster_runtime
 
     from .helpers import plan_for
 
@@ -137,8 +137,9 @@ def test_node_states_do_not_depend_on_composes_output_format(
         monkeypatch: pytest.MonkeyPatch, compose_cli: None) -> None:
     """Compose before 2.21 prints `ps --format json` as one array, later as JSON lines:
     node states come from the engine itself, so both read the same."""
-    from glmkit import cluster_runtime, process
-    from glmkit.cluster import build_cluster, parse_nodes
+    from glmkit import process
+    from glmkit.plan.cluster import build_cluster, parse_nodes
+    from glmkit.run import cluster_runtime
 
     from .helpers import plan_for
 
@@ -176,7 +177,7 @@ def test_node_states_do_not_depend_on_composes_output_format(
 
 
 def test_plain_names_reach_bench_before_any_server_lookup() -> None:
-    from glmkit.sweep import BenchRequest, run_bench
+    from glmkit.measure.bench import BenchRequest, run_bench
 
     with pytest.raises(UsageError, match="plain name"):
         run_bench(BenchRequest(project="none", label="a/../../b"), Path("results"), ROOT,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from glmkit.errors import EnvironmentProblem, UsageError
-from glmkit.hub import download, is_complete, offline_env
+from glmkit.host.hub import download, is_complete, offline_env
 
 from ..fakehub import Hub, serve
 
@@ -98,9 +98,9 @@ def test_not_enough_disk(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_sizing_reads_config_json_fetched_alone_from_the_hub(tmp_path: Path) -> None:
-    from glmkit.catalog import CATALOG
-    from glmkit.hub import fetch_config
-    from glmkit.sizing import ARCH, model_arch
+    from glmkit.host.hub import fetch_config
+    from glmkit.knowledge.catalog import CATALOG
+    from glmkit.knowledge.sizing import ARCH, model_arch
 
     repo = tmp_path / "glm5"
     repo.mkdir()

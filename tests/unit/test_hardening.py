@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glmkit.compose import compose_dict, dump, write_compose
 from glmkit.errors import UsageError
+from glmkit.render.compose import compose_dict, dump, write_compose
 
 from .helpers import plan_for
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glmkit.hardware import amd_gpus, parse_nvidia_smi
+from glmkit.host.hardware import amd_gpus, parse_nvidia_smi
 
 DATA = Path(__file__).parent / "data"
 
@@ -41,7 +41,7 @@ def test_amd_gpus_from_sysfs(tmp_path: Path) -> None:
 
 
 def test_amd_gpus_are_named_so_sizing_uses_their_bandwidth(tmp_path: Path) -> None:
-    from glmkit.sizing import gpu_from_hardware
+    from glmkit.knowledge.sizing import gpu_from_hardware
 
     cards = [("product_name", "AMD Instinct MI300X"), ("device", "0x75a3"),
              ("device", "0x1234")]
@@ -65,7 +65,7 @@ def test_hardware_from_a_file_pins_what_tasks_see(tmp_path: Path) -> None:
     import pytest
 
     from glmkit.errors import UsageError
-    from glmkit.hardware import detect
+    from glmkit.host.hardware import detect
 
     described = tmp_path / "hw.json"
     described.write_text(json.dumps({"vendor": "amd", "gpus": [

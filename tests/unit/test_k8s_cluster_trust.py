@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from glmkit import cluster_runtime, k8s
-from glmkit.cluster import (
+from glmkit.errors import UsageError
+from glmkit.plan.cluster import (
     DP_RPC_PORT,
     MASTER_PORT,
     RAY_PORT,
@@ -21,9 +21,10 @@ from glmkit.cluster import (
     build_cluster,
     parse_nodes,
 )
-from glmkit.cluster_compose import cluster_compose
-from glmkit.errors import UsageError
-from glmkit.plan import ServePlan
+from glmkit.plan.serve import ServePlan
+from glmkit.render import k8s
+from glmkit.render.cluster_compose import cluster_compose
+from glmkit.run import cluster_runtime
 
 from .helpers import plan_for
 
@@ -177,7 +178,7 @@ def test_pods_are_as_confined_as_the_compose_service(vendor: str) -> None:
 @pytest.mark.parametrize("name", ["my_project", "1abc", "abc-", "my.project"])
 def test_names_kubernetes_refuses_are_refused_before_anything_is_written(
         name: str, tmp_path: Path) -> None:
-    from glmkit.deploy import export_k8s
+    from glmkit.run.deploy import export_k8s
 
     plan = plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", tp=8, project=name) \
         if "." not in name else \
@@ -295,7 +296,7 @@ def test_nodes_must_be_addresses_other_nodes_reach(nodes: str) -> None:
 
 @pytest.mark.parametrize("nodes", ["2", IPS])
 def test_ray_takes_a_token_by_name_only(nodes: str) -> None:
-    from glmkit.compose import dump
+    from glmkit.render.compose import dump
 
     if nodes == "2":
         base = plan_for(tp=1, nodes="2")

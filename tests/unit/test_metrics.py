@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glmkit.metrics import parse_metrics, summarize
+from glmkit.measure.server_metrics import parse_metrics, summarize
 
 PAGE = (Path(__file__).parent / "data" / "vllm-0.32-metrics.txt").read_text()
 
@@ -51,8 +51,8 @@ def test_no_samples_no_summary() -> None:
 def test_report_shows_and_plots_the_server_metrics(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from glmkit.report import metrics_table, write_metrics_plot
-    from glmkit.results import Series, read_meta
+    from glmkit.measure.report import metrics_table, write_metrics_plot
+    from glmkit.measure.results import Series, read_meta
 
     samples = [{"t": 10.0 + i, "kv_cache_usage": i / 10, "running": i, "waiting": 0}
                for i in range(4)]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from glmkit.errors import UsageError
-from glmkit.plan import CONTAINER_MEDIA
+from glmkit.plan.serve import CONTAINER_MEDIA
 
 from .helpers import NO_GPU, gpus, plan_for
 
@@ -38,7 +38,7 @@ def test_privileged_reproduces_the_seed_options() -> None:
 
 
 def test_group_names_used_when_host_lacks_the_group() -> None:
-    from glmkit.hardware import Hardware
+    from glmkit.host.hardware import Hardware
 
     plan = plan_for(hw=Hardware(vendor="cpu"), vendor="rocm", model="zai-org/GLM-4.6")
     assert plan.group_add == ("video", "render")
@@ -303,8 +303,8 @@ def test_base_url_brackets_ipv6(host: str, url: str) -> None:
 
 
 def test_loopback_is_one_list() -> None:
-    from glmkit.credentials import container_secrets
     from glmkit.endpoints import is_loopback
+    from glmkit.host.credentials import container_secrets
 
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         assert is_loopback(host)
@@ -314,7 +314,7 @@ def test_loopback_is_one_list() -> None:
 
 
 def test_gpu_memory_and_count_size_an_unnamed_gpu() -> None:
-    from glmkit.advice import PlanRequest, advise
+    from glmkit.plan.advice import PlanRequest, advise
 
     advice = advise(PlanRequest(model="zai-org/GLM-4.5-Air-FP8", vendor="cuda", gpu_mem=80,
                                 gpu_count=8), NO_GPU, {"HF_HUB_OFFLINE": "1"})
@@ -324,7 +324,7 @@ def test_gpu_memory_and_count_size_an_unnamed_gpu() -> None:
 
 
 def test_plan_honours_vendor() -> None:
-    from glmkit.advice import PlanRequest, advise
+    from glmkit.plan.advice import PlanRequest, advise
 
     rocm = advise(PlanRequest(model="zai-org/GLM-4.6-FP8", vendor="amd"), NO_GPU,
                   {"HF_HUB_OFFLINE": "1"})

@@ -12,11 +12,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glmkit.compose import compose_dict, dump
 from glmkit.errors import UsageError
-from glmkit.plan import build_plan
+from glmkit.host.settings import remainder_words, resolve_settings
+from glmkit.plan.serve import build_plan
 from glmkit.policy import Source, admit_args, admit_env, admit_mount, merge_args, vllm_flags
-from glmkit.settings import remainder_words, resolve_settings
+from glmkit.render.compose import compose_dict, dump
 from tests.unit.helpers import NO_GPU
 
 SECRET = "hf_SECRETVALUE_1234"

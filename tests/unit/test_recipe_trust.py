@@ -27,11 +27,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glmkit import recipes
-from glmkit.catalog import resolve_model, spec_from_recipe
 from glmkit.errors import EnvironmentProblem, GlmkitError, UsageError
-from glmkit.recipes import BUILTIN_ROOT, load_book, sync
-from glmkit.resolver import default_features, resolve, target_for
+from glmkit.knowledge import recipes
+from glmkit.knowledge.catalog import resolve_model, spec_from_recipe
+from glmkit.knowledge.recipes import BUILTIN_ROOT, load_book, sync
+from glmkit.knowledge.resolver import default_features, resolve, target_for
 
 ALIAS_BOMB = """\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -327,7 +327,7 @@ def test_a_taxonomy_alias_bomb_is_skipped(tmp_path: Path) -> None:
 
 
 def test_every_built_in_and_upstream_recipe_passes_the_schema() -> None:
-    from glmkit.recipe_schema import check_recipe, check_strategy, read_yaml
+    from glmkit.knowledge.recipe_schema import check_recipe, check_strategy, read_yaml
 
     upstream = Path(__file__).resolve().parents[3] / "shared" / "recipes"
     roots = [BUILTIN_ROOT] + ([upstream] if (upstream / "models").is_dir() else [])

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from glmkit.catalog import resolve_model
 from glmkit.errors import EnvironmentProblem, UsageError
-from glmkit.recipes import diff, load_book, sync
-from glmkit.resolver import dedupe_flags
+from glmkit.knowledge.catalog import resolve_model
+from glmkit.knowledge.recipes import diff, load_book, sync
+from glmkit.vllm_args import dedupe_flags
 
 from .helpers import plan_for
 
@@ -64,7 +64,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 def recipes_folder(tmp_path: Path) -> Path:
     """A recipes checkout made from the built-in data, plus a GLM-5.3 glmkit never shipped."""
-    from glmkit.recipes import BUILTIN_ROOT
+    from glmkit.knowledge.recipes import BUILTIN_ROOT
 
     folder = tmp_path / "recipes"
     shutil.copytree(BUILTIN_ROOT, folder, ignore=shutil.ignore_patterns("glmkit"))
@@ -148,7 +148,7 @@ def test_sync_from_a_tarball_url(served: str, tmp_path: Path) -> None:
 
 
 def test_flag_value_reads_the_last_value_in_either_form() -> None:
-    from glmkit.resolver import flag_value
+    from glmkit.vllm_args import flag_value
 
     args = ("m", "--tensor-parallel-size", "8", "--kv-cache-dtype=fp8", "--tool-call-parser")
     assert flag_value(args, "--tensor-parallel-size") == "8"

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from glmkit.errors import UsageError
-from glmkit.report import compare_rows, write_csv, write_plots
-from glmkit.results import (
+from glmkit.measure.gpu_telemetry import parse_nvidia, parse_rocm, summarize
+from glmkit.measure.report import compare_rows, write_csv, write_plots
+from glmkit.measure.results import (
     Series,
     create_run,
     list_runs,
@@ -17,7 +18,6 @@ from glmkit.results import (
     read_meta,
     reference_names,
 )
-from glmkit.telemetry import parse_nvidia, parse_rocm, summarize
 
 SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 
@@ -95,7 +95,7 @@ def test_telemetry_parsers() -> None:
 def test_gpu_runs_show_tpot_against_the_bandwidth_bound() -> None:
     from rich.console import Console
 
-    from glmkit.report import results_table, tpot_bound
+    from glmkit.measure.report import results_table, tpot_bound
 
     meta = {"model": "zai-org/GLM-4.5-FP8", "vendor": "cuda",
             "serve_args": ["zai-org/GLM-4.5-FP8", "--tensor-parallel-size", "8"],
@@ -146,8 +146,8 @@ def test_report_of_a_reference_run_is_a_table_not_a_traceback(tmp_path: Path) ->
 def test_old_and_hand_edited_meta_load_and_resume(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from glmkit.report import results_table
-    from glmkit.results import load_all
+    from glmkit.measure.report import results_table
+    from glmkit.measure.results import load_all
 
     _old_run(tmp_path, OLD_META, "20250101-000000-old")
     run = open_run(tmp_path, "20250101-000000-old")
@@ -165,8 +165,8 @@ def test_old_and_hand_edited_meta_load_and_resume(tmp_path: Path) -> None:
 def test_reports_key_runs_by_id_not_label(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from glmkit.report import results_table
-    from glmkit.results import load_all
+    from glmkit.measure.report import results_table
+    from glmkit.measure.results import load_all
 
     tp8 = {**OLD_META, "serve_args": ["m", "--tensor-parallel-size", "8"],
            "hardware": {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "memory_mib": 81559}]}}
@@ -180,7 +180,7 @@ def test_reports_key_runs_by_id_not_label(tmp_path: Path) -> None:
     text = console.export_text()
     # Same label twice: each row names its run id, and each has its own bound.
     assert "20250101-000000-a" in text and "20250101-000001-b" in text
-    from glmkit.report import tpot_bound
+    from glmkit.measure.report import tpot_bound
 
     bounds = [tpot_bound(s, 16, s.points[16]) for s in series]
     assert bounds[0] is not None and bounds[1] is not None and bounds[0] < bounds[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from glmkit.errors import UsageError
-from glmkit.settings import resolve_settings
+from glmkit.host.settings import resolve_settings
 
 
 def test_layers_in_order_and_sources_recorded() -> None:

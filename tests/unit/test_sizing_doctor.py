@@ -4,19 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from glmkit.catalog import CATALOG
-from glmkit.doctor import (
-    check_amd_devices,
-    check_disk,
-    check_gpus,
-    check_groups,
-    check_nvidia_runtime,
-    check_port,
-    render_lines,
-)
 from glmkit.errors import UsageError
-from glmkit.hardware import Hardware, parse_nvidia_smi
-from glmkit.sizing import (
+from glmkit.host.hardware import Hardware, parse_nvidia_smi
+from glmkit.knowledge.catalog import CATALOG
+from glmkit.knowledge.sizing import (
     ARCH,
     GPUS,
     arch_from_config,
@@ -26,6 +17,15 @@ from glmkit.sizing import (
     kv_bytes_per_token,
     plan_report,
     valid_tp,
+)
+from glmkit.run.doctor import (
+    check_amd_devices,
+    check_disk,
+    check_gpus,
+    check_groups,
+    check_nvidia_runtime,
+    check_port,
+    render_lines,
 )
 
 DATA = Path(__file__).parent / "data"

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from glmkit.compose import compose_dict, dump
 from glmkit.errors import UsageError
-from glmkit.plan import build_plan
-from glmkit.recipes import BUILTIN_ROOT
-from glmkit.settings import resolve_settings
+from glmkit.host.settings import resolve_settings
+from glmkit.knowledge.recipes import BUILTIN_ROOT
+from glmkit.plan.serve import build_plan
+from glmkit.render.compose import compose_dict, dump
 from tests.unit.helpers import NO_GPU
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glmkit.catalog import CATALOG, resolve_model
 from glmkit.errors import UsageError
-from glmkit.settings import Settings
-from glmkit.tune import (
+from glmkit.host.settings import Settings
+from glmkit.knowledge.catalog import CATALOG, resolve_model
+from glmkit.measure.tune import (
     STATE,
     Row,
     TuneReport,
@@ -22,7 +22,7 @@ from glmkit.tune import (
     _write_state,
     candidates_for,
 )
-from glmkit.workloads import parse_slo
+from glmkit.measure.workloads import parse_slo
 
 
 def test_slo_becomes_goodput_bounds() -> None:
@@ -85,8 +85,8 @@ def test_resume_reads_the_saved_request_and_rows(tmp_path: Path) -> None:
 def test_bad_input_is_refused_before_a_tune_folder_exists(tmp_path: Path) -> None:
     from rich.console import Console
 
-    from glmkit.hardware import Hardware
-    from glmkit.tune import run_tune
+    from glmkit.host.hardware import Hardware
+    from glmkit.measure.tune import run_tune
 
     with pytest.raises(UsageError, match="Unknown vendor"):
         run_tune(TuneRequest(settings=Settings(vendor="intel")), Hardware(vendor="cpu"), {},

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from glmkit.bench import Target, bench_argv, target_from_container
 from glmkit.errors import UsageError
-from glmkit.workloads import (
+from glmkit.measure.point import bench_argv
+from glmkit.measure.workloads import (
     RECIPE_BATCHES,
     WORKLOADS,
     Point,
@@ -12,9 +12,10 @@ from glmkit.workloads import (
     resolve_workload,
     sweep_points,
 )
+from glmkit.run.server import RunningServer, server_from_container
 
 V_MODEL = "zai-org/GLM-4.5V-FP8"
-TARGET = Target(container="c", served_model=V_MODEL, model_ref=V_MODEL, max_model_len=65536,
+TARGET = RunningServer(container="c", served_model=V_MODEL, model_ref=V_MODEL, max_model_len=65536,
                 vendor="cuda", image="img", serve_args=(),
                 base_url="http://127.0.0.1:8000")
 
@@ -75,12 +76,12 @@ def test_vision_argv_and_fallback() -> None:
 
 
 class _Container:
-    """What `target_from_container` reads of a container: name, labels and inspect data."""
+    """What `server_from_container` reads of a container: name, labels and inspect data."""
 
     name = "glmkit-vllm-1"
 
     def __init__(self, host_ip: str) -> None:
-        from glmkit.plan import LABEL
+        from glmkit.plan.serve import LABEL
 
         self.labels = {f"{LABEL}.{k}": v for k, v in {
             "served-model": "m", "model-ref": "/models/m", "max-model-len": "4096",
@@ -93,4 +94,4 @@ class _Container:
                                               ("::1", "http://[::1]:8100"),
                                               ("0.0.0.0", "http://127.0.0.1:8100")])
 def test_bench_probes_where_the_server_is_published(host_ip: str, url: str) -> None:
-    assert target_from_container(_Container(host_ip)).base_url == url
+    assert server_from_container(_Container(host_ip)).base_url == url

@@ -1,0 +1,2 @@
+"""What the tasks print and their help text.
+"""

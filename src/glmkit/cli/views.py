@@ -1,0 +1,246 @@
+"""What the tasks print: the library's data as rich tables and lines, nothing computed.
+
+Text from outside (model ids, recipes, labels, paths, error messages, container output)
+is printed as plain text, never read as rich markup: a `[/x]` in a vendor name must not
+crash the print, and a `[link=...]` in a synced recipe must not become a link. Styles
+come only from this module's own literals (`Text` spans), never from the data.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from glmkit.errors import GlmkitError, ServerFailed
+from glmkit.host.credentials import redact_args
+from glmkit.knowledge.catalog import ModelSpec
+from glmkit.knowledge.recipes import RecipeBook, RecipeChange
+from glmkit.measure.results import Series, reference_names
+from glmkit.measure.tune import TuneReport
+from glmkit.plan.advice import Advice
+from glmkit.plan.cluster import ClusterPlan
+from glmkit.run.deploy import Deployment, UpResult, describe_cluster
+from glmkit.run.engine import ServerStatus
+from glmkit.run.tool_check import CaseResult
+
+
+def console(stderr: bool = False) -> Console:
+    # Piped output (CI logs, tests) gets wide tables instead of truncated cells.
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160)
+
+
+def _text(value: Any) -> Text:
+    """A cell or line from data: its characters as they are, no markup."""
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+def _add_row(table: Table, *cells: Any, style: str | None = None) -> None:
+    # Table.add_row renders str cells as markup; Text cells are shown as written.
+    table.add_row(*(_text(cell) for cell in cells), style=style)
+
+
+def print_error(err: GlmkitError) -> int:
+    """The error in one line on stderr (after a crashed server's log tail); its exit code."""
+    out = console(stderr=True)
+    if isinstance(err, ServerFailed) and err.log_tail:
+        out.rule("container log (last lines)")
+        out.print(err.log_tail, markup=False, highlight=False)
+        out.rule()
+    out.print(Text.assemble(("error:", "bold red"), " ", str(err)), highlight=False,
+              soft_wrap=True)
+    return err.exit_code
+
+
+def print_notes(out: Console, notes: Iterable[str], kind: str = "note") -> None:
+    colour = "cyan" if kind == "note" else "yellow"
+    for note in notes:
+        out.print(Text.assemble((f"{kind}:", colour), " ", str(note)), highlight=False)
+
+
+def _shown(s: Series) -> Series:
+    """A run with its id and label escaped for the report's tables, which read markup."""
+    return replace(s, run_id=escape(s.run_id), meta=replace(s.meta, label=escape(s.label)))
+
+
+def print_report(out: Console, series: list[Series], folder: Path, *, compare: bool = False,
+                 csv: bool = False, notes: Iterable[str] = ()) -> None:
+    """Results table (and B/A ratios), plots and CSV into `folder`; notes (runs or files
+    skipped) first."""
+    from glmkit.measure.report import (
+        compare_table,
+        metrics_table,
+        results_table,
+        write_csv,
+        write_metrics_plot,
+        write_plots,
+    )
+
+    print_notes(out, notes, "skipped")
+    shown = [_shown(s) for s in series]
+    out.print(results_table(shown))
+    if (server := metrics_table(shown)) is not None:
+        out.print(server)
+        out.print(f"server metrics: {write_metrics_plot(series, folder / 'metrics.png')}",
+                  highlight=False, markup=False)
+    if compare:
+        out.print(compare_table(shown))
+    if any(s.points for s in series):
+        out.print(f"plots: {write_plots(series, folder / 'report.png')}", highlight=False,
+                  markup=False)
+    if csv:
+        out.print(f"csv:   {write_csv(series, folder / 'report.csv')}", highlight=False,
+                  markup=False)
+        out.print(Text(f"reference runs: {', '.join('ref:' + n for n in reference_names())}",
+                       style="dim"))
+    else:
+        out.print(f"saved {folder}", highlight=False, markup=False)
+
+
+def models_table(models: Iterable[ModelSpec]) -> Table:
+    table = Table()
+    for column in ("model", "family", "precision", "params (active)", "needs GB", "context",
+                   "tool / reasoning", "MTP", "vision", "min vLLM", "source"):
+        table.add_column(column)
+    for m in models:
+        _add_row(table, m.id, m.family, m.precision,
+                      f"{m.total_params_b:g}B ({m.active_params_b:g}B)",
+                      f"{m.vram_minimum_gb:g}", str(m.max_context),
+                      f"{m.tool_parser or '-'} / {m.reasoning_parser or '-'}",
+                      "yes" if m.has_mtp else "-", "yes" if m.vision else "-", m.min_vllm,
+                      m.source)
+    return table
+
+
+def recipes_table(book: RecipeBook) -> Table:
+    table = Table()
+    for column in ("recipe", "checkpoints", "min vLLM", "strategies", "source"):
+        table.add_column(column)
+    for key, recipe in book.recipes.items():
+        _add_row(table, key, ", ".join(recipe.variant_model_id(v) for v in recipe.variants),
+                      recipe.min_vllm, ", ".join(recipe.compatible_strategies),
+                      recipe.source.describe())
+    return table
+
+
+def recipe_diff_table(changes: Iterable[RecipeChange]) -> Table:
+    table = Table(title="synced recipes against the built-in data")
+    for column in ("recipe", "change", "field", "built-in", "synced"):
+        table.add_column(column)
+    for ch in changes:
+        _add_row(table, ch.recipe, ch.kind, ch.path, "" if ch.builtin is None else
+                      str(ch.builtin), "" if ch.synced is None else str(ch.synced))
+    return table
+
+
+def as_json_text(rows: Iterable[Any]) -> str:
+    """Dataclass rows as a JSON array (`invoke status --json`)."""
+    import dataclasses
+    import json
+
+    return json.dumps([dataclasses.asdict(row) for row in rows], indent=2)
+
+
+def print_status(out: Console, rows: list[ServerStatus], *, as_json: bool) -> None:
+    if as_json:
+        print(as_json_text(rows))
+    else:
+        out.print(status_table(rows) if rows else "no glmkit servers")
+
+
+def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> None:
+    if isinstance(deployment, ClusterPlan):
+        for line in describe_cluster(deployment):
+            out.print(line, highlight=False, markup=False)
+    for path in paths:
+        print(path)
+
+
+def status_table(rows: list[ServerStatus]) -> Table:
+    table = Table()
+    for field in fields(ServerStatus):
+        table.add_column(field.name.replace("_", " "), overflow="fold")
+    for row in rows:
+        _add_row(table, *astuple(row))
+    return table
+
+
+def settings_table(values: Mapping[str, Any], sources: Mapping[str, str]) -> Table:
+    table = Table()
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for name, source in sources.items():
+        value = values[name]
+        if name == "extra_args":  # `-- --api-key KEY` is refused later; never shown
+            value = tuple(redact_args(value))
+        _add_row(table, name, repr(value), source)
+    return table
+
+
+def advice_table(advice: Advice) -> Table:
+    table = Table(title=Text(advice.title, style="table.title"), show_header=False)
+    table.add_column("")
+    table.add_column("")
+    for label, text in advice.rows:
+        _add_row(table, label, text)
+    return table
+
+
+def print_advice(out: Console, advice: Advice) -> None:
+    out.print(advice_table(advice))
+    if advice.multinode:
+        out.print(advice.multinode, highlight=False, markup=False)
+    for line in advice.assumptions:
+        out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
+
+
+def check_table(results: Iterable[CaseResult]) -> Table:
+    table = Table(title="tool-call conformance")
+    for column in ("case", "tool_choice", "stream", "thinking", "result"):
+        table.add_column(column)
+    for r in results:
+        _add_row(table, r.case, r.tool_choice, "yes" if r.stream else "no",
+                 "on" if r.thinking else "off", Text("pass", style="green") if r.ok else
+                 Text.assemble(("FAIL", "red"), " ", str(r.detail)))
+    return table
+
+
+def print_tune(out: Console, report: TuneReport) -> None:
+    table = Table(title=Text(f"invoke tune {report.folder.name}: goodput against the recipe "
+                             "default", style="table.title"))
+    for column in ("candidate", "goodput req/s", "vs default", "out tok/s", "TTFT p99",
+                   "TPOT p99", "run"):
+        table.add_column(column)
+    for row in report.rows:
+        ratio = report.ratio(row)
+        cells = [row.candidate, *(f"{v:.2f}" if v is not None else "-" for v in
+                                  (row.goodput, ratio, row.throughput, row.ttft_p99,
+                                   row.tpot_p99)), row.error or row.run_id or "-"]
+        style = "green" if row.candidate == report.winner else ("red" if row.error else None)
+        _add_row(table, *cells, style=style)
+    out.print(table)
+    if report.winner_file is not None:
+        out.print(f"winner: {report.winner}; serve it with `invoke -f {report.winner_file} up`",
+                  highlight=False, markup=False)
+
+
+def print_up(out: Console, result: UpResult) -> None:
+    """The health line, then the short tool-call check, one line per request."""
+    where = (f"{result.nodes} nodes, every node running and a real request served; "
+             if result.nodes > 1 else "")
+    out.print(Text.assemble(("healthy", "green"), f" after {result.seconds:.1f} s: {where}"
+                            f"{result.plan.base_url}/v1 serves "
+                            f"{result.plan.served_model_name!r}"), highlight=False)
+    for r in result.readiness:
+        mark = Text("ok", style="green") if r.ok else Text.assemble(("FAILED", "red"), " ",
+                                                                    str(r.detail))
+        out.print(Text.assemble(f"tool call ({r.tool_choice}, "
+                                f"{'streamed' if r.stream else 'not streamed'}, thinking "
+                                f"{'on' if r.thinking else 'off'}): ", mark), highlight=False)

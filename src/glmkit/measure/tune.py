@@ -1,0 +1,239 @@
+"""`invoke tune`: is the recipe's command the best this hardware can do for a workload?
+
+Each candidate is the recipe's command with some knobs turned (strategy, max-num-seqs,
+max-num-batched-tokens, MTP, FP8 KV cache, prefix caching). Every candidate is served in
+turn (restarts reuse the torch.compile cache volume), benchmarked with the same workload,
+seed and SLO (`vllm bench serve --goodput` counts the requests that meet it), and
+compared with the recipe's default measured in the same tune. The winner is written as
+an invoke config file that `invoke -f FILE up` starts. Finished candidates are kept in
+results/tune/<id>/; `--resume ID` runs the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.text import Text
+
+from glmkit.errors import GlmkitError, Interrupted, UsageError
+from glmkit.files import atomic_write
+from glmkit.host.hardware import Hardware
+from glmkit.host.settings import Settings
+from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.measure.bench import BenchRequest, run_bench
+from glmkit.measure.results import plain_name
+from glmkit.run import deploy
+
+TUNE_DIR = "tune"
+STATE = "tune.json"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    changes: dict[str, Any] = field(default_factory=dict)  # Settings fields to replace
+
+    def apply(self, settings: Settings) -> Settings:
+        changes = dict(self.changes)
+        if extra := changes.pop("extra_args", None):
+            changes["extra_args"] = (*settings.extra_args, *extra)
+        return dataclasses.replace(settings, **changes)
+
+
+def candidates_for(model: ModelSpec, vendor: str) -> list[Candidate]:
+    """The recipe's default first, then the knobs that move throughput and latency most,
+    most promising first (a budget cuts the tail)."""
+    out = [Candidate("recipe default")]
+    if vendor == "cpu":
+        return [*out, Candidate("max-num-seqs 8", {"extra_args": ("--max-num-seqs", "8")}),
+                Candidate("max-num-batched-tokens 512", {"max_num_batched_tokens": 512}),
+                Candidate("prefix caching off", {"bench_mode": True})]
+    strategies = model.recipe.compatible_strategies if model.recipe else ("single_node_tp",)
+    for strategy in strategies:
+        if strategy.startswith("single_node") and strategy != "single_node_tp":
+            out.append(Candidate(strategy, {"strategy": strategy}))
+    if model.has_mtp:
+        out.append(Candidate("MTP", {"mtp": True}))
+    for seqs in ("512", "128"):
+        out.append(Candidate(f"max-num-seqs {seqs}", {"extra_args": ("--max-num-seqs", seqs)}))
+    out += [Candidate("max-num-batched-tokens 16384", {"max_num_batched_tokens": 16384}),
+            Candidate("FP8 KV cache", {"extra_args": ("--kv-cache-dtype", "fp8")})]
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneRequest:
+    settings: Settings  # the model, vendor and hardware to tune for; its project is used
+    workload: str = "balanced"
+    batch: str = "16"
+    input_len: int | None = None
+    output_len: int | None = None
+    slo: tuple[str, ...] = ()
+    budget_min: float = 60.0
+    max_candidates: int | None = None
+    resume: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    candidate: str
+    run_id: str | None
+    goodput: float | None  # requests/s that met the SLO (all requests without one)
+    throughput: float | None  # output tokens/s
+    ttft_p99: float | None
+    tpot_p99: float | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    folder: Path
+    rows: list[Row]
+    winner: str | None
+    winner_file: Path | None
+
+    def ratio(self, row: Row) -> float | None:
+        base = self.rows[0].goodput if self.rows and self.rows[0].error == "" else None
+        return row.goodput / base if base and row.goodput is not None else None
+
+
+def parse_request(settings: Settings, *, workload: str, batch: str, slo: str | None,
+                  budget: str, candidates: str, resume: str | None) -> TuneRequest:
+    """A request from `invoke tune`'s text options; numbers and the SLO checked here."""
+    from glmkit.host.settings import number
+    from glmkit.measure.workloads import parse_slo
+
+    return TuneRequest(settings=settings, workload=workload, batch=batch, slo=parse_slo(slo),
+                       budget_min=number(budget, float, "budget", 0), resume=resume,
+                       max_candidates=number(candidates, int, "candidates", 0) or None)
+
+
+def _score(result: Mapping[str, Any], slo: tuple[str, ...]) -> float | None:
+    value = result.get("request_goodput") if slo else result.get("request_throughput")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _row(name: str, run_id: str, result: Mapping[str, Any], slo: tuple[str, ...]) -> Row:
+    def num(key: str) -> float | None:
+        value = result.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    return Row(name, run_id, _score(result, slo), num("output_throughput"),
+               num("p99_ttft_ms"), num("p99_tpot_ms"))
+
+
+def _write_state(folder: Path, request: TuneRequest, rows: list[Row]) -> None:
+    state = {"settings": dataclasses.asdict(request.settings), "workload": request.workload,
+             "batch": request.batch, "input_len": request.input_len,
+             "output_len": request.output_len, "slo": list(request.slo),
+             "rows": [dataclasses.asdict(r) for r in rows]}
+    atomic_write(folder / STATE, json.dumps(state, indent=2) + "\n")
+
+
+def _winner_file(folder: Path, settings: Settings) -> Path:
+    """The winning settings as an invoke config: `invoke -f FILE up` serves them."""
+    chosen = {k: (list(v) if isinstance(v, tuple) else v)
+              for k, v in dataclasses.asdict(settings).items()
+              if v != getattr(Settings(), k) and k not in ("project",)}
+    return atomic_write(folder / "invoke.yaml", "# The winner of `invoke tune`.\n"
+                        + yaml.safe_dump({"glmkit": chosen}, sort_keys=False))
+
+
+def new_tune_folder(results_dir: Path) -> Path:
+    """results/tune/<time>-<random>: two tunes started in the same second get their own."""
+    parent = results_dir / TUNE_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise UsageError(f"Could not create a new tune folder under {parent}.")
+
+
+def _open(request: TuneRequest, results_dir: Path) -> tuple[Path, TuneRequest, list[Row]]:
+    if request.resume is None:
+        return new_tune_folder(results_dir), request, []
+    folder = results_dir / TUNE_DIR / plain_name(request.resume, "Tune id")
+    try:
+        state = json.loads((folder / STATE).read_bytes().decode())
+    except (OSError, ValueError):
+        raise UsageError(f"No tune {request.resume!r} under {results_dir / TUNE_DIR}.") \
+            from None
+    try:
+        saved: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in state["settings"].items()}
+        resumed = dataclasses.replace(
+            request, settings=Settings(**saved), workload=str(state["workload"]),
+            batch=str(state["batch"]), input_len=state["input_len"],
+            output_len=state["output_len"], slo=tuple(str(s) for s in state["slo"]))
+        rows = [Row(**r) for r in state["rows"]]
+    except (KeyError, TypeError, AttributeError) as err:  # hand-edited or from another version
+        raise UsageError(f"{folder / STATE} is not a tune state this glmkit reads "
+                         f"({err.__class__.__name__}: {err}); start a new tune.") from None
+    return folder, resumed, rows
+
+
+def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: Path,
+         console: Console) -> TuneReport:
+    """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)."""
+    results_dir, compose_dir = root / "results", root / "compose"
+    if request.resume is None:  # bad input is refused before anything is written
+        deploy.plan_deployment(request.settings, hw, env)
+    folder, request, rows = _open(request, results_dir)
+    model = resolve_model(request.settings.model, env)
+    vendor = request.settings.vendor or hw.vendor
+    candidates = candidates_for(model, vendor)[:request.max_candidates or None]
+    done = {r.candidate for r in rows}
+    started = time.monotonic()
+    try:
+        for i, cand in enumerate(candidates):
+            if cand.name in done:
+                continue
+            if rows and time.monotonic() - started > request.budget_min * 60:
+                console.print(f"budget of {request.budget_min:g} min spent: {cand.name} and "
+                              "later candidates not run", highlight=False, markup=False)
+                break
+            console.print(Text(f"candidate {i + 1}/{len(candidates)}: {cand.name}", "bold"))
+            settings = cand.apply(request.settings)
+            try:
+                deploy.up(deploy.plan_deployment(settings, hw, env), None, compose_dir, root,
+                          console, env, smoke=False)
+                outcome = run_bench(BenchRequest(
+                    project=settings.project, workload=request.workload, batch=request.batch,
+                    input_len=request.input_len, output_len=request.output_len,
+                    slo=request.slo, label=f"tune-{folder.name}-{i}"),
+                    results_dir, root, hw, console)
+                points = outcome.series.points
+                result = points[max(points)] if points else {}
+                rows.append(_row(cand.name, outcome.series.run_id, result, request.slo))
+            except UsageError:
+                raise
+            except GlmkitError as err:  # a candidate that does not serve loses; the rest run
+                rows.append(Row(cand.name, None, None, None, None, None,
+                                str(err).splitlines()[0][:120]))
+            _write_state(folder, request, rows)
+    except KeyboardInterrupt:
+        _write_state(folder, request, rows)
+        raise Interrupted(f"tune interrupted: {len(rows)} candidate(s) kept; continue with "
+                          f"`invoke tune --resume {folder.name}`") from None
+    finally:
+        deploy.down(request.settings.project, None)
+    scored = [r for r in rows if r.goodput is not None]
+    best = max(scored, key=lambda r: (r.goodput or 0, r.throughput or 0), default=None)
+    winner_file = None
+    if best is not None:
+        cand = next(c for c in candidates_for(model, vendor) if c.name == best.candidate)
+        winner_file = _winner_file(folder, cand.apply(request.settings))
+    return TuneReport(folder, rows, best.candidate if best else None, winner_file)

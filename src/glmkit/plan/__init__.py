@@ -1,0 +1,3 @@
+"""The plan: recipe knowledge + host facts + settings → a ServePlan or ClusterPlan, and
+`invoke plan`'s fit advice.
+"""

@@ -1,0 +1,191 @@
+"""`invoke plan`: will a model fit these GPUs, in which layout, and how fast can it decode.
+
+Sizing (`sizing`) gives the numbers, the recipes (`resolver`) the layout; this module
+puts them side by side as rows a person reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from glmkit.errors import UsageError
+from glmkit.host.hardware import Hardware
+from glmkit.host.hub import fetch_config, hf_token
+from glmkit.host.settings import Settings, number
+from glmkit.host.vendors import resolve_vendor
+from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, SINGLE_NODE_STRATEGIES, load_book
+from glmkit.knowledge.resolver import Resolved, default_features, recommend_strategy, resolve
+from glmkit.knowledge.sizing import (
+    ASSUMPTIONS,
+    PlanReport,
+    gpu_spec,
+    kv_cache_bytes,
+    model_arch,
+    multinode,
+    plan_report,
+)
+from glmkit.paths import hf_cache
+from glmkit.plan.cluster import parse_nodes
+from glmkit.plan.serve import choose_target
+
+# Far above any machine, low enough that sizing's loops over TP sizes and batches end.
+MAX_COUNT = 1 << 20
+MAX_GPU_MEM_GB = 100_000.0
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRequest:
+    model: str
+    vendor: str | None = None
+    gpu: str | None = None
+    gpu_count: int | None = None
+    gpu_mem: float | None = None
+    strategy: str | None = None
+    goal: str = "latency"
+    tp: int | None = None
+    batch: int = 16
+    context: int = 9000
+    gpu_memory_utilization: float = 0.9
+    nodes: int | None = None
+
+    def __post_init__(self) -> None:
+        """Counts are positive and the memory fraction in (0, 1]: "fits at TP -2" is no
+        answer, so such a request is refused where it is made."""
+        if self.goal not in ("latency", "throughput"):
+            raise UsageError(f"--goal {self.goal!r}: choose latency or throughput.")
+        for option, value in (("--gpu-count", self.gpu_count), ("--tp", self.tp),
+                              ("--batch", self.batch), ("--context", self.context),
+                              ("--nodes", self.nodes)):
+            if value is not None and not (isinstance(value, int) and 1 <= value <= MAX_COUNT):
+                raise UsageError(f"{option} must be a whole number from 1 to {MAX_COUNT}, "
+                                 f"got {value}.")
+        if self.gpu_mem is not None and not 0 < self.gpu_mem <= MAX_GPU_MEM_GB:
+            raise UsageError(f"--gpu-mem must be above 0 and at most {MAX_GPU_MEM_GB} GB, got "
+                             f"{self.gpu_mem}.")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise UsageError(f"--gpu-memory-utilization {self.gpu_memory_utilization} must be "
+                             "in (0, 1]; vLLM's default is 0.9.")
+
+
+def plan_request(settings: Settings, *, batch: str, context: str, goal: str) -> PlanRequest:
+    """`invoke plan`'s request: the settings' model and hardware, and its own numbers."""
+    nodes = settings.nodes
+    if nodes is not None and not nodes.strip().isdigit():
+        nodes = str(len(parse_nodes(nodes)))  # head=ssh://h1,w1=ssh://h2: two machines
+    return PlanRequest(
+        model=settings.model, vendor=settings.vendor, gpu=settings.gpu,
+        gpu_count=settings.gpu_count, gpu_mem=settings.gpu_mem, strategy=settings.strategy,
+        goal=goal, tp=settings.tp, batch=number(batch, int, "batch"),
+        context=number(context, int, "context"), nodes=number(nodes, int, "nodes"),
+        gpu_memory_utilization=settings.gpu_memory_utilization)
+
+
+@dataclass(frozen=True)
+class Advice:
+    title: str
+    rows: list[tuple[str, str]]
+    multinode: str | None
+    assumptions: tuple[str, ...]
+
+
+def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
+    rows = []
+    for precision, f in report.fits.items():
+        verdict = "no TP size works" if f is None else (
+            f"fits at TP {f.tp} ({f.weights_per_gpu_gb:.0f} GB weights/GPU)" if f.fits else
+            f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}")
+        rows.append((f"in {precision.upper()}", verdict))
+    ch = report.chosen
+    rows += [("smallest fit", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
+              f"replica(s) on {report.gpu_count} GPUs"),
+             ("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU; largest "
+              f"--max-model-len {ch.max_model_len}"),
+             ("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb} (crosses PCIe each step: "
+              "in the TPOT bound)" if ch.cpu_offload_gb else "not needed")]
+    return rows
+
+
+def _check_strategy(strategy: str | None, spec: ModelSpec) -> None:
+    """A --strategy the recipes name and this model's recipe offers, as `up` checks it."""
+    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+    if strategy is None:
+        return
+    if strategy not in known:
+        raise UsageError(f"Unknown --strategy {strategy!r}; the recipes' names are "
+                         f"{', '.join(known)}.")
+    if spec.recipe is None:  # a generic model: no recipe layouts, as `up` ignores it
+        return
+    offered = spec.recipe.compatible_strategies
+    if strategy not in offered and strategy.replace("multi_node", "single_node") not in offered:
+        raise UsageError(f"{spec.id}'s recipe does not offer {strategy}; it offers "
+                         f"{', '.join(offered)}.")
+
+
+def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
+    spec = resolve_model(request.model, env)
+    _check_strategy(request.strategy, spec)
+    book = load_book(env)
+    vendor = resolve_vendor(request.vendor).name if request.vendor else hw.vendor
+    target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,
+                                    gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
+    detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor else None
+    card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
+    count = target.gpu_count
+    cache = hf_cache(env)
+    arch = model_arch(spec, cache, fetch=None if spec.local_dir or not spec.in_catalog else
+                      lambda: fetch_config(spec.id, cache, hf_token(env), env))
+    rows: list[tuple[str, str]] = [("model", (
+        f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active, {arch.layers} "
+        f"layers, {arch.heads} heads, {arch.kv_heads} KV heads × {arch.head_dim} (facts "
+        f"from {arch.source})"))]
+    if note:
+        rows.append(("hardware", note))
+    resolved: Resolved | None = None
+    recommended: list[tuple[str, str]] = []
+    if spec.recipe is not None and spec.variant is not None:
+        for aim in ("latency", "throughput"):
+            name, why = recommend_strategy(spec.recipe, aim)
+            mtp = " --mtp" if aim == "latency" and spec.has_mtp else ""
+            recommended.append((f"for {aim}", f"--strategy {name}{mtp}: {why}"))
+        strategy = request.strategy or recommend_strategy(spec.recipe, request.goal)[0]
+        resolved = resolve(book, spec.recipe, spec.variant, strategy, target,
+                           default_features(spec.recipe))
+        ep = " --enable-expert-parallel" if "--enable-expert-parallel" in resolved.args else ""
+        rows.append(("recipe layout", f"{strategy}: {resolved.parallel_flag} "
+                     f"{resolved.parallel_size}{ep}"))
+    kv_bytes = kv_cache_bytes(resolved.args) if resolved else 2.0
+    report = plan_report(spec, arch, card, count, batch=request.batch, context=request.context,
+                         utilization=request.gpu_memory_utilization, tp=request.tp,
+                         kv_bytes=kv_bytes)
+    rows += _fit_rows(report)
+    if spec.vram_minimum_gb:
+        verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
+        rows.append(("recipe check", f"vram_minimum_gb {spec.vram_minimum_gb:g} GB {verdict} "
+                     f"the node's {target.vram_gb:g} GB ({target.describe()})"))
+    rows.append(("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
+                 if kv_bytes == 1.0 else "bf16 (vLLM's default)"))
+    rows += recommended
+    if report.impossible_tp:
+        rows.append(("impossible TP", "; ".join(f"{t}: {why}" for t, why in
+                                                sorted(report.impossible_tp.items())[:4])))
+    d = report.decode
+    rows.append(("decode bound", f"TPOT ≥ {d.tpot_ms:.2f} ms at batch {report.batch} × "
+                 f"{report.context} tokens ({d.weights_read_gb:.1f} GB weights + "
+                 f"{d.kv_read_gb:.1f} GB KV read per GPU per step; "
+                 f"{d.distinct_experts:.0f} experts touched per layer)"))
+    node_count = request.nodes or (2 if not report.chosen.fits else 1)
+    several = None
+    if node_count > 1:
+        mn = multinode(spec, arch, card, count, node_count, spec.precision,
+                       request.gpu_memory_utilization)
+        several = (f"{node_count} nodes × {count} GPUs: TP {mn.tp} × PP {mn.pp} "
+                   f"({mn.weights_per_gpu_gb:.0f} GB weights per GPU) "
+                   f"{'fits' if mn.fits else 'does not fit either'}. Between nodes per "
+                   f"generated token: {mn.pp_bytes_per_token / 1e3:.0f} KB of activations "
+                   f"with PP across nodes, vs {mn.tp_bytes_per_token / 1e6:.1f} MB of "
+                   f"all-reduce with TP across them. `invoke up --nodes head=HOST1,w1=HOST2 "
+                   f"--tp {mn.tp} --pp {mn.pp}`")
+    title = (f"{spec.id} on {count} × {card.name} ({card.memory_gb:g} GB, "
+             f"{card.bandwidth_tb_s:g} TB/s)")
+    return Advice(title, rows, several, tuple(ASSUMPTIONS))

@@ -1,0 +1,261 @@
+"""Beyond one machine: a serve plan spread over nodes with vLLM's own distributed engines.
+
+Engines:
+- `mp`: vLLM's native multi-node runtime (`--nnodes/--node-rank/--master-addr`, the mp
+  executor, `--headless` workers) for tensor and pipeline parallel across nodes;
+- `dp`: multi-node data parallel (`--data-parallel-size-local`, `--data-parallel-address`,
+  `--headless --data-parallel-start-rank` on workers);
+- `ray`: a Ray cluster as vLLM's `run_cluster.sh` forms it (`ray start --head`, workers
+  join), then `vllm serve --distributed-executor-backend ray` on the head.
+
+Nodes are either simulated on this Docker engine (`--nodes 2`: one container per node on
+a private bridge network, a CPU core or GPU set each; what CI runs), or real machines
+(`--nodes head=ssh://gpu1,w1=ssh://gpu2`), each driven through its own Docker engine
+(DOCKER_HOST) with one compose file per node on the host network, as GPU fabrics need.
+On the host network nothing stands between a port and the machine's interfaces, so the
+plan binds what it can: the API to the user's --host and port, Ray to each node's
+address (without its dashboard), and Ray's control plane takes a shared token.
+This module is the plan alone; `cluster_compose` renders it and `cluster_runtime` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from glmkit.endpoints import CONTAINER_PORT, is_ip
+from glmkit.errors import UsageError
+from glmkit.host.hardware import Hardware
+from glmkit.host.settings import Settings
+from glmkit.plan.serve import ServePlan, build_plan
+from glmkit.vllm_args import drop_flags
+
+Engine = Literal["mp", "dp", "ray"]
+ENGINES: tuple[Engine, ...] = ("mp", "dp", "ray")
+MASTER_PORT = 29501
+DP_RPC_PORT = 13345
+RAY_PORT = 6379
+# Ray's token authentication (Ray 2.52+): the mode is written into the files, the token
+# travels by name only, from the environment of `docker compose` (see cluster_runtime).
+RAY_AUTH_ENV = ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN")
+RAY_TOKEN = "RAY_AUTH_TOKEN"
+# Flags the cluster engine owns; a single-node plan's values are replaced.
+_OWNED = ("--tensor-parallel-size", "--data-parallel-size")
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    rank: int
+    docker_host: str | None  # None: this machine's engine
+    address: str  # how the other nodes reach it
+
+    @property
+    def is_head(self) -> bool:
+        return self.rank == 0
+
+
+def parse_nodes(text: str) -> tuple[Node, ...]:
+    """'2' → two nodes on this engine; 'head=ssh://a,w1=ssh://b' → real machines."""
+    text = text.strip()
+    if text.isdigit():
+        count = int(text)
+        if not 2 <= count <= 16:
+            raise UsageError(f"--nodes {count}: give 2 to 16 nodes (1 is a normal `up`).")
+        return tuple(Node(name="head" if i == 0 else f"worker{i}", rank=i, docker_host=None,
+                          address="head" if i == 0 else f"worker{i}") for i in range(count))
+    nodes = []
+    for rank, item in enumerate(part.strip() for part in text.split(",") if part.strip()):
+        name, sep, host = item.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name) or not host:
+            raise UsageError(f"--nodes: {item!r} is not NAME=HOST (e.g. head=ssh://gpu1).")
+        url = host if "://" in host else f"ssh://{host}"
+        address = re.sub(r"^[a-z]+://([^@/]*@)?", "", url).split(":")[0].split("/")[0]
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", address):
+            raise UsageError(f"--nodes: cannot read a host name from {host!r}.")
+        if _reaches_no_other_node(address):
+            raise UsageError(f"--nodes: {address!r} ({name}) is not an address other nodes "
+                             "can reach; give the machine's own host name or IP address.")
+        nodes.append(Node(name=name, rank=rank, docker_host=url, address=address))
+    if len(nodes) < 2:
+        raise UsageError("--nodes needs at least two NAME=HOST entries, the head first.")
+    if len({n.name for n in nodes}) != len(nodes):
+        raise UsageError("--nodes names a node twice.")
+    return tuple(nodes)
+
+
+def _reaches_no_other_node(address: str) -> bool:
+    """0.0.0.0 or loopback, in any spelling the resolver accepts ("0", "127.1", "0x0"):
+    as a bind address it would open every interface, as a peer address it is this node."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        packed = socket.inet_aton(address)
+    except OSError:
+        return False
+    return packed == bytes(4) or packed[0] == 127
+
+
+def with_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
+    """`args` with the value of `flag value` replaced in place (absent: unchanged)."""
+    out = list(args)
+    if flag in out:
+        out[out.index(flag) + 1] = value
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterPlan:
+    base: ServePlan
+    nodes: tuple[Node, ...]
+    engine: Engine
+    tensor_parallel: int
+    pipeline_parallel: int
+    data_parallel_local: int
+    gpus_per_node: int
+    ifname: str | None
+    rdma: bool
+    node_args: dict[str, tuple[str, ...]]
+    head_command: tuple[str, ...] | None  # ray: what `up` runs on the head once Ray formed
+
+    @property
+    def local(self) -> bool:
+        return self.nodes[0].docker_host is None
+
+    @property
+    def head(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def api_port(self) -> int:
+        """Where vLLM listens in the head's network: the container's own port behind a
+        published one, or the user's --port itself on a real machine's host network."""
+        return CONTAINER_PORT if self.local else self.base.port
+
+    def ports(self) -> list[str]:
+        """What listens on the nodes and where (SECURITY.md has the same, with reasons)."""
+        every = "inside the nodes' bridge network" if self.local else \
+            "on every interface, so firewall to the other nodes only"
+        ports = [f"{self.base.port}/tcp: the API on {self.base.host} (head)"]
+        if self.engine == "mp":
+            ports.append(f"{MASTER_PORT}/tcp: torch.distributed store (head), {every}")
+        if self.engine == "dp":
+            ports.append(f"{DP_RPC_PORT}/tcp: data-parallel RPC on {self.head.address} "
+                         "(head), and vLLM's ZMQ ports between the nodes")
+        if self.engine == "ray":
+            ports.append(f"{RAY_PORT}/tcp: Ray GCS (head), and Ray's raylet, object manager "
+                         f"and worker ports on every node, {every}; a token guards them "
+                         "from Ray 2.52; no dashboard")
+        ports.append("NCCL/gloo: every node to every node" + (
+            f" on {self.ifname}" if self.ifname else ""))
+        return ports
+
+
+def strategy_layout(strategy: str | None, engine: str, tp: int | None, pp: int | None,
+                    gpus_per_node: int, nodes: int) -> tuple[str, int | None, int | None]:
+    """(engine, TP, PP) for the recipes' multi-node strategies; others keep what was asked.
+
+    multi_node_tp/tep: one TP group over every GPU; multi_node_tp_pp: TP inside a node, PP
+    across; multi_node_dep: data parallel ranks with the experts over all of them."""
+    if strategy in ("multi_node_tp", "multi_node_tep"):
+        return "mp", tp or gpus_per_node * nodes, 1
+    if strategy == "multi_node_tp_pp":
+        return "mp", tp or gpus_per_node, pp or nodes
+    if strategy == "multi_node_dep":
+        return "dp", tp or 1, 1
+    return engine, tp, pp
+
+
+def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
+                  tp: int | None, pp: int | None, gpus_per_node: int,
+                  ifname: str | None = None, rdma: bool = False) -> ClusterPlan:
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    n = len(nodes)
+    if gpus_per_node < 1:
+        raise UsageError("--gpus-per-node must be at least 1.")
+    common = drop_flags(base.serve_args, *_OWNED)
+    real = nodes[0].docker_host is not None
+    if real:
+        # The host network: no published port in between, so vLLM's own --host and --port
+        # are what the machine exposes.
+        if base.port in (MASTER_PORT, DP_RPC_PORT, RAY_PORT):
+            raise UsageError(f"--port {base.port} is a port the cluster's nodes use among "
+                             "themselves; choose another one for the API.")
+        common = with_flag(with_flag(common, "--host", base.host), "--port", str(base.port))
+    head_addr = nodes[0].address
+    node_args: dict[str, tuple[str, ...]] = {}
+    head_command = None
+    dp_local = 1
+    if engine == "dp":
+        tp = tp or 1
+        if gpus_per_node % tp:
+            raise UsageError(f"Data parallel: {gpus_per_node} GPUs per node are not a multiple "
+                             f"of TP {tp}.")
+        dp_local = gpus_per_node // tp
+        pp = 1
+        for node in nodes:
+            args = [*common, "--tensor-parallel-size", str(tp),
+                    "--data-parallel-size", str(dp_local * n),
+                    "--data-parallel-size-local", str(dp_local),
+                    "--data-parallel-address", head_addr,
+                    "--data-parallel-rpc-port", str(DP_RPC_PORT)]
+            if not node.is_head:
+                args += ["--headless", "--data-parallel-start-rank", str(node.rank * dp_local)]
+            node_args[node.name] = tuple(args)
+    else:
+        # Default: TP inside a node, PP across nodes (the slower link carries less). On
+        # CPU nodes TP spans them: PP needs a MoE layer per stage, which tiny models lack.
+        tp = tp or (gpus_per_node * n if base.vendor.name == "cpu" else gpus_per_node)
+        pp = pp or (n * gpus_per_node) // tp
+        if tp * pp != n * gpus_per_node:
+            raise UsageError(f"TP {tp} × PP {pp} = {tp * pp} workers, but {n} nodes × "
+                             f"{gpus_per_node} = {n * gpus_per_node} GPUs.")
+        parallel = ["--tensor-parallel-size", str(tp), "--pipeline-parallel-size", str(pp)]
+        if engine == "mp":
+            for node in nodes:
+                args = [*common, *parallel, "--distributed-executor-backend", "mp",
+                        "--nnodes", str(n), "--node-rank", str(node.rank),
+                        "--master-addr", head_addr, "--master-port", str(MASTER_PORT)]
+                if not node.is_head:
+                    args.append("--headless")
+                node_args[node.name] = tuple(args)
+        else:  # ray: containers run Ray; the head then serves on the formed cluster
+            for node in nodes:
+                node_args[node.name] = _ray_start(node, head_addr, real)
+            head_command = ("vllm", "serve", *common, *parallel,
+                            "--distributed-executor-backend", "ray")
+    return ClusterPlan(base=base, nodes=nodes, engine=engine, tensor_parallel=tp,
+                       pipeline_parallel=pp or 1, data_parallel_local=dp_local,
+                       gpus_per_node=gpus_per_node, ifname=ifname, rdma=rdma,
+                       node_args=node_args, head_command=head_command)
+
+
+def _ray_start(node: Node, head_addr: str, real: bool) -> tuple[str, ...]:
+    """`ray start` for one node, as vLLM's run_cluster.sh does, with no dashboard (its Jobs
+    API runs code for whoever reaches it; vLLM needs none). On a real machine Ray binds to
+    the node's IP address when one was given; a host name is left to Ray's detection."""
+    args = ["start", "--head", f"--port={RAY_PORT}", "--include-dashboard=false"] \
+        if node.is_head else ["start", f"--address={head_addr}:{RAY_PORT}"]
+    if real and is_ip(node.address):
+        args.append(f"--node-ip-address={node.address}")
+    return (*args, "--block")
+
+
+def plan_cluster(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
+                 portable: bool = False) -> ClusterPlan:
+    """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes."""
+    assert settings.nodes
+    nodes = parse_nodes(settings.nodes)
+    base = build_plan(dataclasses.replace(settings, tp=1, dp=1), hw, env, portable=portable)
+    per_node = settings.gpus_per_node or (
+        hw.gpu_count if hw.vendor == base.vendor.name and hw.gpu_count else
+        (1 if not base.vendor.has_gpus else 8))
+    engine, tp, pp = strategy_layout(settings.strategy, settings.engine, settings.tp,
+                                     settings.pp, per_node, len(nodes))
+    return build_cluster(base, nodes, engine, tp=tp, pp=pp, gpus_per_node=per_node,
+                         ifname=settings.ifname, rdma=settings.rdma)

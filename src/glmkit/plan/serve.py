@@ -1,0 +1,515 @@
+"""Serve plan: catalog facts + vendor profile + detected hardware + user settings.
+
+`build_plan` is the one place where these meet. It validates everything a user can get
+wrong before any file is written or container started, and returns a frozen
+`ServePlan` from which `compose` renders the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from glmkit import __version__
+from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
+from glmkit.errors import UsageError
+from glmkit.host.hardware import Hardware, needs_cuda12_images
+from glmkit.host.hub import offline_env
+from glmkit.host.settings import Settings
+from glmkit.host.vendors import VendorProfile, resolve_vendor
+from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec, resolve_model
+from glmkit.knowledge.images import (
+    MTP_TOOL_FIX,
+    ImageProfile,
+    at_least,
+    choose_image,
+    flag_supported,
+)
+from glmkit.knowledge.recipes import (
+    MULTI_NODE_STRATEGIES,
+    SINGLE_NODE_STRATEGIES,
+    RecipeBook,
+    load_book,
+)
+from glmkit.knowledge.resolver import (
+    CPU_TARGET,
+    HardwareTarget,
+    default_features,
+    precision_supported,
+    recommend_strategy,
+    resolve,
+    target_for,
+)
+from glmkit.paths import existing_ancestor, hf_cache, kit_home
+from glmkit.policy import (
+    Source,
+    admit_args,
+    admit_env,
+    admit_mount,
+    env_dict,
+    flag_names,
+    merge_args,
+)
+from glmkit.vllm_args import drop_flags
+
+CONTAINER_HF_HOME = "/root/.cache/huggingface"
+CONTAINER_VLLM_CACHE = "/root/.cache/vllm"  # torch.compile cache; not under HF_HOME
+CONTAINER_MEDIA = "/media"
+LABEL = "io.glmkit"
+# Secrets reach containers from the environment of the `docker compose` process, by
+# name only: their values are never written into the compose file.
+SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
+_PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")  # Linux: 15 characters
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool
+    kind: Literal["bind", "volume"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServePlan:
+    project: str
+    model: ModelSpec
+    vendor: VendorProfile
+    image: ImageProfile
+    served_model_name: str
+    serve_args: tuple[str, ...]  # everything after `vllm serve`
+    environment: dict[str, str]
+    secret_env: tuple[str, ...]
+    devices: tuple[str, ...]
+    group_add: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    security_opt: tuple[str, ...]
+    ipc_host: bool
+    shm_size: str | None
+    privileged: bool
+    gpu_ids: tuple[str, ...] | None  # None: all GPUs
+    tensor_parallel: int
+    data_parallel: int
+    max_model_len: int
+    host: str
+    port: int
+    mounts: tuple[Mount, ...]
+    labels: dict[str, str]
+    start_period_s: int
+    health_timeout_s: int
+    model_dir: Path | None  # host folder of a local model
+    notes: tuple[str, ...]
+    strategy: str = "single_node_tp"
+    target: HardwareTarget = CPU_TARGET
+    restart: str = "unless-stopped"  # Docker's restart policy
+
+    @property
+    def base_url(self) -> str:
+        return http_url(self.host, self.port)
+
+
+def _gpu_ids(text: str) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not ids or not all(i.isdigit() for i in ids):
+        raise UsageError(f"--gpus {text!r}: give GPU indexes separated by commas, e.g. 0,1,2,3.")
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus {text!r} names a GPU twice.")
+    return ids
+
+
+def _check_ranges(s: Settings) -> None:
+    if not _PROJECT_NAME.match(s.project):
+        raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
+    if not 1 <= s.port <= 65535:
+        raise UsageError(f"--port {s.port} is out of range (1-65535).")
+    if s.port < 1024:
+        raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
+                         "(the default is 8000).")
+    for option, text in (("--host", s.host), ("--image", s.image or ""),
+                         ("--model", s.model), ("--media-dir", s.media_dir or ""),
+                         ("--hf-cache", s.hf_cache or "")):
+        if any(ch in text for ch in "\n\r\0"):
+            raise UsageError(f"{option} contains a line break or NUL character.")
+    if s.host != "localhost" and not is_ip(s.host):
+        raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
+    if s.restart not in RESTART_POLICIES:
+        raise UsageError(f"--restart {s.restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
+    if not 0 < s.gpu_memory_utilization <= 1:
+        raise UsageError(f"--gpu-memory-utilization {s.gpu_memory_utilization} must be in "
+                         "(0, 1]; vLLM's default is 0.9.")
+    for name, value in (("--tp", s.tp), ("--dp", s.dp), ("--max-model-len", s.max_model_len),
+                        ("--max-num-batched-tokens", s.max_num_batched_tokens),
+                        ("--mtp-tokens", s.mtp_tokens), ("--health-timeout", s.health_timeout)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, got {value}.")
+    if s.ifname is not None and not _IFNAME.match(s.ifname):
+        raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
+
+
+REFERENCE_NODE = {"cuda": "h200", "rocm": "mi300x"}  # the recipes' default hardware
+
+
+def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | None = None,
+                  gpu_count: int | None = None, gpu_mem: float | None = None
+                  ) -> tuple[HardwareTarget, bool, str | None]:
+    """The machine to plan for, whether it is this one, and a note when it is assumed.
+
+    Named hardware (`--gpu`, `--gpu-count`) wins over detected; with neither, the recipes'
+    reference node for the vendor is assumed and said so."""
+    if gpu:
+        return target_for(book, gpu, gpu_count, gpu_mem, vendor), False, None
+    if hw.vendor == vendor and hw.gpu_count > 0:
+        first = hw.gpus[0]
+        return target_for(book, first.name, gpu_count or hw.gpu_count,
+                          round(first.memory_mib / 1024, 1), vendor), True, None
+    if gpu_mem:
+        # A GPU glmkit has no name for: its memory and count are enough to size it.
+        target = target_for(book, "GPU", gpu_count, gpu_mem, vendor)
+        return target, False, (f"planned for {target.describe()} as given; --gpu TYPE adds "
+                               "its bandwidth and the recipes' settings for it")
+    if vendor not in REFERENCE_NODE:
+        raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
+                         "cuda/rocm, and --gpu-count.")
+    target = target_for(book, REFERENCE_NODE[vendor], gpu_count)
+    return target, False, (f"no {vendor} GPUs detected here: planned for {target.describe()}, "
+                           "the recipes' reference node (pass --gpu TYPE --gpu-count N for "
+                           "yours)")
+
+
+def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
+            gpu_ids: tuple[str, ...] | None, notes: list[str]) -> tuple[HardwareTarget, bool]:
+    if not vendor.has_gpus:
+        if s.gpus is not None:
+            raise UsageError("--gpus does not apply to the cpu vendor.")
+        return CPU_TARGET, True
+    target, here, note = choose_target(book, vendor.name, hw, gpu=s.gpu,
+                                       gpu_count=s.gpu_count or (len(gpu_ids) if gpu_ids
+                                                                 else None),
+                                       gpu_mem=s.gpu_mem)
+    if note:
+        notes.append(note)
+    return target, here
+
+
+def _strategy(s: Settings, model: ModelSpec) -> str:
+    assert model.recipe is not None
+    compatible = model.recipe.compatible_strategies
+    if s.strategy is None:
+        if s.dp > 1 and model.recipe.is_moe and "single_node_dep" in compatible:
+            return "single_node_dep"  # data parallel over MoE experts is the recipes' DEP
+        return recommend_strategy(model.recipe)[0]
+    if s.strategy in MULTI_NODE_STRATEGIES and not s.nodes:
+        raise UsageError(f"--strategy {s.strategy} spans machines: add --nodes (or choose "
+                         f"one of {', '.join(SINGLE_NODE_STRATEGIES)}).")
+    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+    if s.strategy not in known:
+        raise UsageError(f"Unknown --strategy {s.strategy!r}; the recipes' names are "
+                         f"{', '.join(known)}.")
+    if s.strategy not in compatible and s.strategy.replace("multi_node", "single_node") \
+            not in compatible:
+        raise UsageError(f"{model.id}'s recipe does not offer {s.strategy}; it offers "
+                         f"{', '.join(compatible)}.")
+    return s.strategy if s.strategy in SINGLE_NODE_STRATEGIES else \
+        s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+
+
+def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
+    """Set the draft-token count in either form the recipes write MTP in."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--speculative-config.num_speculative_tokens":
+            out[i + 1] = str(tokens)
+        elif arg == "--speculative-config" and out[i + 1].lstrip().startswith("{"):
+            try:
+                config = json.loads(out[i + 1])
+            except ValueError:
+                raise UsageError(f"The recipe's --speculative-config {out[i + 1][:80]!r} is "
+                                 "not JSON; --mtp-tokens cannot change it.") from None
+            config["num_speculative_tokens"] = tokens
+            out[i + 1] = json.dumps(config, separators=(",", ":"))
+    return out
+
+
+@dataclass(frozen=True)
+class RecipeCommand:
+    args: list[str]  # admitted by glmkit.policy: canonical spellings
+    env: dict[str, str]
+    strategy: str
+    tp: int
+    dp: int
+    notes: tuple[str, ...] = ()
+
+
+def recipe_source(model: ModelSpec, book: RecipeBook | None = None) -> Source:
+    """Where a model's recipe command came from, for the input policy. Once recipes are
+    synced, the strategies a command merges in come from the synced copy too, so every
+    recipe command is synced data then."""
+    synced = model.recipe is not None and model.recipe.source.kind == "synced"
+    if book is not None and any(source.kind == "synced" for source in book.sources):
+        synced = True
+    return Source.SYNCED_RECIPE if synced else Source.BUILTIN_RECIPE
+
+
+def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book: RecipeBook
+                    ) -> RecipeCommand:
+    """The recipe's flags and env for this choice, with --tp/--dp/--mtp-tokens applied."""
+    if model.recipe is None or model.variant is None:
+        tp = s.tp or 1
+        return RecipeCommand(["--tensor-parallel-size", str(tp)] if tp > 1 or target.brand
+                             != "CPU" else [], {}, "single_node_tp", tp, s.dp)
+    variant = model.recipe.variants[model.variant]
+    if target.brand != "CPU" and (why := precision_supported(variant, target, model.variant)):
+        raise UsageError(f"{model.id} {why}; {target.describe()} cannot serve it. Choose "
+                         "another checkpoint of the family (`invoke models`).")
+    strategy = _strategy(s, model)
+    features = default_features(model.recipe)
+    if s.mtp:
+        if "spec_decoding" not in model.recipe.features:
+            raise UsageError(f"--mtp: {model.id} has no MTP layers (its recipe offers no "
+                             "speculative decoding).")
+        features.append("spec_decoding")
+    modes = {"spec_decoding": "mtp"} if s.mtp and "mtp" in (
+        model.recipe.features["spec_decoding"].get("modes") or {}) else {}
+    resolved = resolve(book, model.recipe, model.variant, strategy, target, features, modes)
+    # The recipe is data: its flags and environment pass the same policy as the user's.
+    admitted = admit_args(resolved.args, recipe_source(model, book))
+    admitted_env = admit_env(resolved.env, recipe_source(model, book))
+    args = list(admitted.args)
+    tp, dp = resolved.parallel_size, 1
+    if resolved.parallel_flag == "--data-parallel-size":
+        dp = s.dp if s.dp > 1 else resolved.parallel_size
+        tp = s.tp or 1
+        args = [*drop_flags(args, "--data-parallel-size"), "--data-parallel-size", str(dp)]
+        if tp > 1:
+            args += ["--tensor-parallel-size", str(tp)]
+    else:
+        if s.tp:
+            tp = s.tp
+        args = [*drop_flags(args, "--tensor-parallel-size"), "--tensor-parallel-size", str(tp)]
+        if s.dp > 1:
+            dp = s.dp
+            args += ["--data-parallel-size", str(dp)]
+            if model.recipe.is_moe:
+                args.append("--enable-expert-parallel")
+    if s.mtp and s.mtp_tokens:
+        args = _with_mtp_tokens(args, s.mtp_tokens)
+    return RecipeCommand(args, env_dict(admitted_env), strategy, tp, dp,
+                         admitted.notes + admitted_env.notes)
+
+
+def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: int,
+                  gpu_ids: tuple[str, ...] | None) -> None:
+    needed = tp * dp
+    if gpu_ids is not None and needed > len(gpu_ids):
+        raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs, but "
+                         f"--gpus {s.gpus} names {len(gpu_ids)}. Lower --tp/--dp or name more "
+                         "GPUs.")
+    if needed > target.gpu_count and target.brand != "CPU":
+        where = "this machine has" if here else "the planned node has"
+        raise UsageError(f"Tensor parallel {tp} × data parallel {dp} needs {needed} GPUs; "
+                         f"{where} {target.gpu_count}. Pass --tp/--dp to fit.")
+
+
+def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
+         user_args: Sequence[str], notes: list[str]) -> int | None:
+    """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
+    from glmkit.knowledge.sizing import ARCH, arch_key, fit, gpu_spec, kv_cache_bytes
+
+    offload = "--cpu-offload-gb" in flag_names(user_args)
+    if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
+        return None
+    tp, dp = recipe.tp, recipe.dp
+    # With expert parallelism the experts, most of a GLM's weights, spread over every rank.
+    holders = tp * dp if "--enable-expert-parallel" in recipe.args else tp
+    have = target.gpu_memory_gb * holders
+    if model.vram_minimum_gb > have and not offload:
+        raise UsageError(
+            f"{model.id} needs about {model.vram_minimum_gb:g} GB (its recipe's "
+            f"vram_minimum_gb); {holders} GPU(s) of {target.describe()} give {have:g} GB "
+            f"at TP {tp}. Use a "
+            "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
+            "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
+    arch = ARCH.get(arch_key(model))
+    if arch is None:
+        return None
+    gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
+    result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
+                 holders, kv_cache_bytes(recipe.args))
+    if not result.fits and not offload:
+        raise UsageError(
+            f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gb:.0f} GB: "
+            f"{result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 model, more "
+            f"GPUs, or offload: `invoke up ... -- --cpu-offload-gb {result.cpu_offload_gb}` "
+            "(see `invoke plan`).")
+    notes.append(f"plan: TP {tp}" + (f" × DP {dp}" if dp > 1 else "") +
+                 f" on {target.describe()} ({result.weights_per_gpu_gb:.0f} GB "
+                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache)")
+    return result.max_model_len or None
+
+
+def _owner_uid(path: Path) -> int | None:
+    path = existing_ancestor(path)  # a missing cache is created by `up` as the invoking user
+    try:
+        return path.stat().st_uid if path.exists() else None
+    except OSError:
+        return None
+
+
+def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
+    return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
+
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+
+
+def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
+               portable: bool = False) -> ServePlan:
+    """The plan for this host; `portable` leaves out what only holds here (detected GPUs,
+    group ids, a completed local download, GPU indexes, the cache's owner), for exports
+    that run elsewhere."""
+    _check_ranges(s)
+    notes: list[str] = []
+    if portable:
+        hw = Hardware(vendor=hw.vendor, source="not this host: exported")
+    if s.vendor:
+        vendor = resolve_vendor(s.vendor)
+    else:
+        vendor = resolve_vendor(hw.vendor)
+        notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
+    book = load_book(env)
+    notes.extend(book.notes)
+    # The user's own vLLM flags, decided before anything else reads them.
+    user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
+    model = resolve_model(s.model, env)
+    if model.local_dir and model.recipe is not None and \
+            recipe_source(model) is Source.SYNCED_RECIPE:
+        raise UsageError(f"{model.id}: a synced recipe names a host folder (local_dir); host "
+                         "mounts come only from glmkit and the user.")
+    gpu_ids = _gpu_ids(s.gpus) if s.gpus is not None else None
+    target, here = _target(s, vendor, hw, book, gpu_ids, notes)
+    recipe = _recipe_command(s, model, target, book)
+    notes.extend(recipe.notes)
+    tp, dp = recipe.tp, recipe.dp
+    _check_counts(s, target, here, tp, dp, gpu_ids)
+    fitted_len = _fit(s, model, target, recipe, user.args, notes)
+    image = choose_image(model, vendor.name, image=s.image, vllm_version=s.vllm_version,
+                         hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
+    if image.why:
+        notes.append(f"image {image.ref}: {image.why}")
+
+    max_len = s.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context,
+                                     fitted_len or model.max_context)
+    if max_len > model.max_context:
+        raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
+                         f"{model.max_context} tokens.")
+
+    home = Path.home()
+    cache_dir = admit_mount(hf_cache(env, s.hf_cache), "--hf-cache" if s.hf_cache else
+                            "The HF cache (HF_HOME)", home)
+    offline = {} if model.local_dir or portable else offline_env(cache_dir, model.id, env)
+    mounts = [
+        # Complete weights (`invoke download`) are mounted read-only: the server only reads.
+        Mount(str(cache_dir), CONTAINER_HF_HOME, read_only=bool(offline), kind="bind"),
+        Mount(f"glmkit-vllm-cache-{vendor.name}", CONTAINER_VLLM_CACHE, read_only=False,
+              kind="volume"),
+    ]
+    model_dir: Path | None = None
+    if model.local_dir:
+        model_dir = Path(model.local_dir)
+        if not model_dir.is_absolute():
+            model_dir = kit_home(env) / model_dir
+        model_dir = admit_mount(model_dir, "The model folder", home)
+        model_ref = f"/models/{model_dir.name}"
+        mounts.append(Mount(str(model_dir), model_ref, read_only=True, kind="bind"))
+    else:
+        model_ref = model.id
+    served_name = model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1]
+
+    # The policy left out the recipe's `--allowed-local-media-path /`: only a mounted
+    # --media-dir may be read.
+    args: list[str] = list(recipe.args)
+    args += ["--max-model-len", str(max_len)]
+    if vendor.has_gpus:
+        args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
+    else:
+        args += ["--dtype", "bfloat16"]  # the CPU backend's fast path
+    if s.max_num_batched_tokens:
+        args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    if s.bench_mode:
+        args.append("--no-enable-prefix-caching")
+    if s.media_dir:
+        if not model.vision:
+            raise UsageError(f"--media-dir is for vision models; {model.id} is text-only.")
+        media = admit_mount(s.media_dir, "--media-dir", home)
+        if not media.is_dir():
+            raise UsageError(f"--media-dir {s.media_dir!r} is not a folder.")
+        mounts.append(Mount(str(media), CONTAINER_MEDIA, read_only=True, kind="bind"))
+        args += ["--allowed-local-media-path", CONTAINER_MEDIA]
+    if s.enforce_eager:
+        args.append("--enforce-eager")
+    # Older images log every request unless told not to; 0.17 removed the flag.
+    if vendor.name == "rocm" and flag_supported("--disable-log-requests", image.vllm_version):
+        args.append("--disable-log-requests")
+    args = merge_args(args, user.args)
+    for flag in [a for a in args if a.startswith("--")]:
+        if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
+            args = drop_flags(args, flag)
+            notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
+    if s.mtp and model.tool_parser and not at_least(image.vllm_version, MTP_TOOL_FIX):
+        notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "
+                     f"arguments (fixed in vLLM {MTP_TOOL_FIX}); use a newer image or drop --mtp")
+    args = [model_ref, "--served-model-name", served_name,
+            "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]
+
+    environment = {"HF_HOME": CONTAINER_HF_HOME, **env_dict(admit_env(vendor.env, Source.KIT)),
+                   **recipe.env}
+    # Weights complete in the cache (`invoke download`): start without the network.
+    environment.update(offline)
+    if vendor.visibility_env and gpu_ids is not None and not portable:
+        environment[vendor.visibility_env] = ",".join(gpu_ids)
+
+    devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
+    cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
+    cache = mounts[0]
+    if not portable and not cache.read_only and \
+            _owner_uid(Path(cache.source)) not in (None, 0):
+        # The server runs as root with every capability dropped; to write weights into a
+        # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
+        # `invoke download` has filled it (then it is mounted read-only).
+        cap_add += ("DAC_OVERRIDE",)
+        notes.append("the HF cache belongs to a normal user: the container keeps "
+                     "CAP_DAC_OVERRIDE to write downloads there (`invoke download` first "
+                     "to run without it)")
+    if s.privileged:
+        notes.append("--privileged: the container gets every device and capability of the "
+                     "host (privileged, /dev/mem, CAP_SYS_ADMIN)")
+    if not is_loopback(s.host):
+        notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
+
+    # Loading hundreds of GB of weights takes a while; size the wait to the model.
+    start_period = int(300 + 5 * model.total_params_b)
+    return ServePlan(
+        project=s.project, model=model, vendor=vendor, image=image,
+        served_model_name=served_name, serve_args=tuple(args), environment=environment,
+        secret_env=SECRET_ENV, devices=devices, group_add=_group_add(vendor, hw),
+        cap_add=cap_add, security_opt=vendor.security_opt, ipc_host=vendor.ipc_host,
+        shm_size=None if vendor.ipc_host else vendor.shm_size, privileged=s.privileged,
+        gpu_ids=gpu_ids, tensor_parallel=tp, data_parallel=dp, max_model_len=max_len,
+        # Docker publishes on addresses, not names.
+        host="127.0.0.1" if s.host == "localhost" else s.host, port=s.port,
+        mounts=tuple(mounts),
+        labels={f"{LABEL}.managed": "true", f"{LABEL}.version": __version__,
+                f"{LABEL}.project": s.project, f"{LABEL}.model": model.id,
+                f"{LABEL}.vendor": vendor.name, f"{LABEL}.port": str(s.port),
+                f"{LABEL}.image": image.ref, f"{LABEL}.served-model": served_name,
+                f"{LABEL}.model-ref": model_ref, f"{LABEL}.max-model-len": str(max_len),
+                f"{LABEL}.strategy": recipe.strategy},
+        start_period_s=start_period, restart=s.restart,
+        health_timeout_s=s.health_timeout or max(600, start_period + 600),
+        model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
+    )

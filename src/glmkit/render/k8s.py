@@ -1,0 +1,247 @@
+"""Kubernetes manifests for the same plan: a Deployment for one node, a LeaderWorkerSet
+(the usual way vLLM spans nodes on Kubernetes) for several.
+
+The HF token and the API key are Secret references (the key required: a Service is
+reachable from every pod of the cluster), the weights live on a PVC, probes hit `/health`
+with a start-up budget sized to the model, and the pod keeps compose's least privilege
+(no capabilities, the runtime's seccomp profile, no service account token).
+Manifests are validated offline against the Kubernetes schemas (kubernetes-validate);
+a LeaderWorkerSet's pod templates are validated as PodTemplates, its own fields here.
+
+Kubernetes expands `$(NAME)` in a container's command, args and env values, as Compose
+does `${NAME}`: `dump` writes every `$` there as `$$`, except in the kit's own
+references (`KubeRef`), so a flag or model id reaches vLLM as it was written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import yaml
+
+from glmkit.endpoints import CONTAINER_PORT
+from glmkit.errors import UsageError
+from glmkit.plan.cluster import ClusterPlan, with_flag
+from glmkit.plan.serve import CONTAINER_HF_HOME, ServePlan
+
+K8S_VERSION = "1.33.0"
+GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
+HF_SECRET = "hf-token"
+API_KEY_SECRET = "vllm-api-key"
+# RFC 1035 label: what a Service's name must be; the Deployment, LeaderWorkerSet and
+# labels take the project name too, and derived names (`<project>-hf-cache`) then stay
+# far inside a DNS subdomain's 253 characters.
+_K8S_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+# A LeaderWorkerSet's StatefulSets are `<name>` and `<name>-<group>`; a StatefulSet name
+# longer than 52 characters breaks its pods' controller-revision-hash label.
+_LWS_NAME_MAX = 50
+
+
+class KubeRef(str):
+    """`$(NAME)`: a reference the kit means Kubernetes to expand (LWS's leader address,
+    a worker's index); the one value in command, args or env that `dump` leaves as is."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str) -> KubeRef:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return super().__new__(cls, f"$({name})")
+
+
+def _labels(plan: ServePlan, role: str | None = None) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": plan.project, "app.kubernetes.io/managed-by": "glmkit"}
+    if role:
+        labels["glmkit/role"] = role
+    return labels
+
+
+def _container(plan: ServePlan, args: list[str], gpus: int, probes: bool) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plan.environment.items()]
+    env += [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": HF_SECRET, "key": "token", "optional": True}}},
+        # Required: without it the pod does not start, rather than serve every pod of
+        # the cluster without a key.
+        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {
+            "name": API_KEY_SECRET, "key": "key", "optional": False}}},
+    ]
+    container: dict[str, Any] = {
+        "name": "vllm", "image": plan.image.ref, "command": ["vllm", "serve"], "args": args,
+        "env": env,
+        "volumeMounts": [{"name": "hf-cache", "mountPath": CONTAINER_HF_HOME},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
+        "securityContext": {"allowPrivilegeEscalation": plan.privileged,
+                            "privileged": plan.privileged,
+                            "capabilities": {"drop": ["ALL"], "add": list(plan.cap_add)}},
+    }
+    if gpus and plan.vendor.name in GPU_RESOURCE:
+        container["resources"] = {"limits": {GPU_RESOURCE[plan.vendor.name]: gpus}}
+    container["securityContext"]["seccompProfile"] = {
+        "type": "Unconfined" if "seccomp=unconfined" in plan.security_opt
+        else "RuntimeDefault"}  # Docker applies its default profile; Kubernetes does not
+    if probes:
+        container["ports"] = [{"name": "http", "containerPort": CONTAINER_PORT}]
+        health = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
+                  "timeoutSeconds": 5}
+        container["startupProbe"] = {**health,
+                                     "failureThreshold": math.ceil(plan.start_period_s / 10)}
+        container["readinessProbe"] = {**health, "failureThreshold": 3}
+        container["livenessProbe"] = {**health, "failureThreshold": 6}
+    return container
+
+
+def _pod(plan: ServePlan, container: dict[str, Any], labels: dict[str, str]
+         ) -> dict[str, Any]:
+    return {"metadata": {"labels": labels}, "spec": {
+        "automountServiceAccountToken": False,  # vLLM never calls the Kubernetes API
+        "containers": [container],
+        "volumes": [{"name": "hf-cache", "persistentVolumeClaim": {
+                        "claimName": f"{plan.project}-hf-cache"}},
+                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]}}
+
+
+def _pvc(plan: ServePlan, shared: bool) -> dict[str, Any]:
+    size = max(10, math.ceil(plan.model.total_params_b * (2 if plan.model.precision == "bf16"
+                                                            else 1) * 1.1))
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"{plan.project}-hf-cache", "labels": _labels(plan)},
+            "spec": {"accessModes": ["ReadWriteMany" if shared else "ReadWriteOnce"],
+                     "resources": {"requests": {"storage": f"{size}Gi"}}}}
+
+
+def _service(plan: ServePlan, role: str | None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": plan.project, "labels": _labels(plan)},
+            "spec": {"selector": _labels(plan, role),
+                     "ports": [{"name": "http", "port": CONTAINER_PORT, "targetPort": "http"}]}}
+
+
+def _check_exportable(plan: ServePlan, max_name: int = 63) -> None:
+    """Before any manifest is built or written: what Kubernetes would refuse later."""
+    name = plan.project
+    if len(name) > max_name or not _K8S_NAME.fullmatch(name):
+        raise UsageError(
+            f"Project name {name!r} is not a Kubernetes name: use lowercase letters, digits "
+            f"and '-', a letter first and no '-' last, at most {max_name} characters "
+            "(pass --project).")
+    if plan.model.local_dir:
+        raise UsageError(f"{plan.model.id} is a local model folder; a Kubernetes cluster pulls "
+                         "weights from the Hub: export a Hub model.")
+
+
+def single_node(plan: ServePlan) -> list[dict[str, Any]]:
+    _check_exportable(plan)
+    gpus = plan.tensor_parallel * plan.data_parallel if plan.vendor.has_gpus else 0
+    container = _container(plan, list(plan.serve_args), gpus, probes=True)
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": plan.project, "labels": _labels(plan)},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": _labels(plan)},
+                 "template": _pod(plan, container, _labels(plan))}}
+    return [_pvc(plan, shared=False), deployment, _service(plan, None)]
+
+
+def _lws_args(args: tuple[str, ...], worker: bool) -> list[str]:
+    """A node's argv as a pod runs it: the leader found through LWS's environment, the API
+    on the pod's own port (the node's --host/--port belong to a host network)."""
+    out = list(args)
+    for flag, value in (("--master-addr", KubeRef("LWS_LEADER_ADDRESS")),
+                        ("--node-rank", KubeRef("LWS_WORKER_INDEX") if worker else "0"),
+                        ("--host", "0.0.0.0"), ("--port", str(CONTAINER_PORT))):
+        out = with_flag(out, flag, value)
+    return out
+
+
+def multi_node(cluster: ClusterPlan) -> list[dict[str, Any]]:
+    plan = cluster.base
+    _check_exportable(plan, _LWS_NAME_MAX)
+    if cluster.engine != "mp":
+        raise UsageError("The Kubernetes export spans nodes with vLLM's native engine "
+                         "(--engine mp); LeaderWorkerSet starts Ray or DP groups differently.")
+    head = cluster.node_args[cluster.nodes[0].name]
+    worker = cluster.node_args[cluster.nodes[1].name]
+    gpus = cluster.gpus_per_node if plan.vendor.has_gpus else 0
+    leader = _pod(plan, _container(plan, _lws_args(head, worker=False), gpus, probes=True),
+                  _labels(plan, "leader"))
+    workers = _pod(plan, _container(plan, _lws_args(worker, worker=True), gpus, probes=False),
+                   _labels(plan, "worker"))
+    lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+           "metadata": {"name": plan.project, "labels": _labels(plan)},
+           "spec": {"replicas": 1, "startupPolicy": "LeaderCreated",
+                    "leaderWorkerTemplate": {
+                        "size": len(cluster.nodes),
+                        "restartPolicy": "RecreateGroupOnPodRestart",
+                        "leaderTemplate": leader, "workerTemplate": workers}}}
+    return [_pvc(plan, shared=True), lws, _service(plan, "leader")]
+
+
+def validate(manifests: list[dict[str, Any]], version: str = K8S_VERSION) -> str:
+    """Offline: core kinds against the bundled schemas, LWS templates as PodTemplates.
+
+    kubernetes-validate carries every Kubernetes schema (tens of MB): an optional extra.
+    Returns what was checked, in words."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return ("not validated: `pip install 'glmkit[k8s]'` (kubernetes-validate) checks the "
+                f"manifests against Kubernetes {version}'s schemas")
+
+    def check(obj: dict[str, Any], what: str) -> None:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            raise UsageError(f"{what} is not valid Kubernetes {version}: "
+                             f"{err.message}") from None
+
+    for manifest in manifests:
+        if manifest["kind"] != "LeaderWorkerSet":
+            check(manifest, f"{manifest['kind']} {manifest['metadata']['name']}")
+            continue
+        spec = manifest["spec"]["leaderWorkerTemplate"]
+        if not isinstance(spec.get("size"), int) or spec["size"] < 2:
+            raise UsageError("LeaderWorkerSet size must be at least 2.")
+        for role in ("leaderTemplate", "workerTemplate"):
+            check({"apiVersion": "v1", "kind": "PodTemplate",
+                   "metadata": {"name": f"{manifest['metadata']['name']}-{role.lower()}"},
+                   "template": spec[role]}, f"LeaderWorkerSet {role}")
+    return f"valid for Kubernetes {version}"
+
+
+def _literal(value: str) -> str:
+    """What Kubernetes expands back to `value`: `$` doubled, a KubeRef kept (plain str)."""
+    return str(value) if isinstance(value, KubeRef) else value.replace("$", "$$")
+
+
+def escape(obj: Any) -> Any:
+    """A copy of a manifest whose containers' command, args and env values reach the pod
+    literally: the one place `$` is escaped for Kubernetes."""
+    if isinstance(obj, list):
+        return [escape(item) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    out = {key: escape(value) for key, value in obj.items()}
+    for key in ("containers", "initContainers"):  # a PodSpec
+        for container in out.get(key) or []:
+            for field in ("command", "args"):
+                if field in container:
+                    container[field] = [_literal(word) for word in container[field]]
+            for var in container.get("env") or []:
+                if isinstance(var.get("value"), str):
+                    var["value"] = _literal(var["value"])
+    return out
+
+
+def dump(manifests: list[dict[str, Any]]) -> str:
+    header = ("# Generated by glmkit (`invoke export k8s`). Create the secrets first; the API\n"
+              "# key is required (pods do not start without it): a Service is reachable from\n"
+              "# every pod in the cluster. The Hugging Face token is optional (public models).\n"
+              f"#   kubectl create secret generic {API_KEY_SECRET} "
+              "--from-literal=key=\"$VLLM_API_KEY\"\n"
+              f"#   kubectl create secret generic {HF_SECRET} "
+              "--from-literal=token=\"$HF_TOKEN\"\n")
+    return header + yaml.safe_dump_all([escape(m) for m in manifests], sort_keys=False,
+                                       width=1000)

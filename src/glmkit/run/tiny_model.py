@@ -1,0 +1,74 @@
+"""The embedded default model: a tiny GLM-4 MoE made locally, trained to call tools.
+
+It is generated inside the CPU vLLM image (torch, transformers and tokenizers are
+already there), so the host needs nothing but Docker: random weights first
+(make_tiny_glm.py), then about a minute and a half of training on the tool-call
+conformance cases (train_tiny_tools.py, data/tool_cases.json) so that `tool_choice:
+auto` parses real GLM markup. The folder records a hash of what made it, and is made
+again when the scripts or the cases change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from glmkit.errors import CommandFailed, EnvironmentProblem
+from glmkit.process import run
+
+GENERATOR = "make_tiny_glm.py"
+TRAINER = "train_tiny_tools.py"
+CASES = Path(__file__).parents[1] / "data" / "tool_cases.json"
+INFO = "glmkit-tiny.json"
+
+
+def recipe_hash(scripts_dir: Path, layers: int) -> str:
+    """What makes the model: both scripts, the cases and the layer count."""
+    digest = hashlib.sha256(str(layers).encode())
+    for path in (scripts_dir / GENERATOR, scripts_dir / TRAINER, CASES):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def is_current(out_dir: Path, recipe: str) -> bool:
+    try:
+        return bool(json.loads((out_dir / INFO).read_text()).get("recipe") == recipe)
+    except (OSError, ValueError):
+        return False
+
+
+def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
+             force: bool = False) -> bool:
+    """Write the model to `out_dir` unless an up-to-date one is there; True when made."""
+    recipe = recipe_hash(scripts_dir, layers)
+    if is_current(out_dir, recipe) and not force:
+        return False
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    argv = ["docker", "run", "--rm", "--network", "none",
+            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+            "-v", f"{scripts_dir.resolve()}:/glmkit-scripts:ro",
+            "-v", f"{CASES.parent.resolve()}:/glmkit-data:ro",
+            "-v", f"{staging.resolve()}:/out",
+            "--entrypoint", "sh", image, "-c",
+            f"python3 /glmkit-scripts/{GENERATOR} /out --layers \"$1\" && "
+            f"python3 /glmkit-scripts/{TRAINER} /out /glmkit-data/{CASES.name}", "sh",
+            str(layers)]
+    try:
+        run(argv)
+    except CommandFailed as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EnvironmentProblem(f"Generating the tiny model failed: "
+                                 f"{(err.stderr or err.stdout).strip()[-800:]}") from None
+    info = json.loads((staging / INFO).read_text())
+    info["recipe"] = recipe
+    (staging / INFO).write_text(json.dumps(info, indent=2) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return True

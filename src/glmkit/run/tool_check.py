@@ -1,0 +1,238 @@
+"""`invoke check`: does the running server call tools the way OpenAI clients expect?
+
+Through the official `openai` client, for tool_choice auto, required, a named function
+and none, streamed and not, with thinking on and off: tool calls parse (names, JSON
+arguments valid against the tool's schema, ids, finish_reason `tool_calls`), streamed
+deltas reassemble to the same calls, reasoning lands in `reasoning` and not in
+`content`, and a turn after a tool result completes.
+
+The conversations are data/tool_cases.json, the same the tiny model is trained on: on
+it every answer must match exactly; on any other model the checks are structural (a
+real model chooses its own words and argument values).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+CASES_FILE = Path(__file__).parents[1] / "data" / "tool_cases.json"
+
+
+@cache
+def cases() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(CASES_FILE.read_text())
+    return data
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One chat completion, streamed or not, read into the same shape."""
+
+    content: str
+    reasoning: str
+    calls: list[dict[str, Any]]  # {"id", "name", "arguments" (the JSON text)}
+    finish_reason: str | None
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: str
+    tool_choice: str
+    stream: bool
+    thinking: bool
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Request:
+    case: dict[str, Any]
+    tool_choice: str  # auto, required, none, or a function's name
+    stream: bool
+    thinking: bool
+
+
+def _reasoning_of(obj: Any) -> str:
+    # vLLM names it `reasoning`; older versions and the recipes `reasoning_content`.
+    extra = getattr(obj, "model_extra", None) or {}
+    return str(extra.get("reasoning") or extra.get("reasoning_content") or "")
+
+
+def _collect_stream(chunks: Iterator[Any]) -> Reply:
+    content, reasoning, finish = [], [], None
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        if not chunk.choices:
+            continue
+        choice = chunk.choices[0]
+        delta = choice.delta
+        content.append(delta.content or "")
+        reasoning.append(_reasoning_of(delta))
+        for tc in delta.tool_calls or []:
+            call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = call["id"] or (tc.id or "")
+            if tc.function is not None:
+                call["name"] += tc.function.name or ""
+                call["arguments"] += tc.function.arguments or ""
+        finish = choice.finish_reason or finish
+    return Reply("".join(content), "".join(reasoning), [calls[i] for i in sorted(calls)],
+                 finish)
+
+
+def ask(client: Any, model: str, req: Request, max_tokens: int = 256) -> Reply:
+    tools = cases()["tools"]
+    choice: Any = req.tool_choice
+    if choice not in ("auto", "required", "none"):
+        choice = {"type": "function", "function": {"name": choice}}
+    body: dict[str, Any] = {
+        "model": model, "messages": req.case["messages"], "tools": tools,
+        "tool_choice": choice, "temperature": 0, "max_tokens": max_tokens,
+        "extra_body": {"chat_template_kwargs": {"enable_thinking": req.thinking}}}
+    if req.stream:
+        return _collect_stream(client.chat.completions.create(stream=True, **body))
+    response = client.chat.completions.create(**body)
+    choice_ = response.choices[0]
+    message = choice_.message
+    calls = [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
+             for tc in message.tool_calls or []]
+    return Reply(message.content or "", _reasoning_of(message), calls, choice_.finish_reason)
+
+
+def _schema_problem(name: str, arguments: str) -> str | None:
+    import jsonschema
+
+    tools = {t["function"]["name"]: t["function"] for t in cases()["tools"]}
+    if name not in tools:
+        return f"called {name!r}, which is not one of the tools"
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return f"{name}: arguments are not JSON: {arguments[:80]!r}"
+    try:
+        jsonschema.validate(args, tools[name]["parameters"])
+    except jsonschema.ValidationError as err:
+        return f"{name}: arguments do not match the schema: {err.message}"
+    return None
+
+
+def judge(req: Request, reply: Reply, exact: bool) -> str | None:
+    """None when the reply is right; else what is wrong, in one line."""
+    case = req.case
+    wants_calls = req.tool_choice != "none" and ("calls" in case or req.tool_choice != "auto")
+    if req.thinking and req.tool_choice in ("auto", "none") and not reply.reasoning:
+        return "no reasoning in the reply: is --reasoning-parser set?"
+    if "<think>" in reply.content or "</think>" in reply.content:
+        return "reasoning markup leaked into content"
+    if not req.thinking and reply.reasoning:
+        return f"reasoning with thinking off: {reply.reasoning[:60]!r}"
+    if not wants_calls:
+        if reply.calls:
+            return f"tool calls where none belong: {[c['name'] for c in reply.calls]}"
+        if exact and req.tool_choice == "auto" and reply.content.strip() != case["answer"]:
+            return f"answer {reply.content.strip()[:60]!r}, expected {case['answer']!r}"
+        return None if reply.finish_reason == "stop" else \
+            f"finish_reason {reply.finish_reason!r}, expected 'stop'"
+    if not reply.calls:
+        return (f"no tool call parsed (content: {reply.content.strip()[:60]!r}): is "
+                "--tool-call-parser right for this model?")
+    for call in reply.calls:
+        if problem := _schema_problem(call["name"], call["arguments"]):
+            return problem
+    ids = [c["id"] for c in reply.calls]
+    if not all(ids) or len(set(ids)) != len(ids):
+        return f"tool call ids missing or repeated: {ids}"
+    if req.tool_choice == "auto" and reply.finish_reason != "tool_calls":
+        return f"finish_reason {reply.finish_reason!r}, expected 'tool_calls'"
+    if exact:
+        want = case["calls"][:1] if req.tool_choice not in ("auto", "required") else \
+            case["calls"]
+        got = [{"name": c["name"], "arguments": json.loads(c["arguments"] or "{}")}
+               for c in reply.calls]
+        if got != want:
+            return f"calls {json.dumps(got, ensure_ascii=False)[:120]}, expected " \
+                   f"{json.dumps(want, ensure_ascii=False)[:120]}"
+        if req.thinking and req.tool_choice == "auto" and reply.reasoning != case["reasoning"]:
+            return f"reasoning {reply.reasoning[:60]!r}, expected {case['reasoning']!r}"
+    return None
+
+
+def requests_for(quick: bool) -> list[Request]:
+    """The matrix; `quick` is what `invoke up` runs: one auto call, streamed and not."""
+    by_name = {c["name"]: c for c in cases()["cases"]}
+    if quick:  # thinking off unstreamed, on streamed: both parsers in two requests
+        return [Request(by_name["typed-arguments"], "auto", stream, stream)
+                for stream in (False, True)]
+    out = []
+    for case in cases()["cases"]:
+        for thinking in (True, False):
+            for stream in (False, True):
+                out.append(Request(case, "auto", stream, thinking))
+                if "calls" in case:
+                    out.append(Request(case, "required", stream, thinking))
+                    out.append(Request(case, case["calls"][0]["name"], stream, thinking))
+    for stream in (False, True):
+        out.append(Request(by_name["typed-arguments"], "none", stream, True))
+    return out
+
+
+def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
+              quick: bool = False) -> list[CaseResult]:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{base_url}/v1", api_key=api_key or "EMPTY", timeout=120,
+                    max_retries=0)
+    results = []
+    for req in requests_for(quick):
+        try:
+            problem = judge(req, ask(client, model, req), exact)
+        except Exception as err:  # the client's HTTP and API errors: a failed case
+            problem = f"{err.__class__.__name__}: {str(err).splitlines()[0][:120]}"
+        results.append(CaseResult(req.case["name"], req.tool_choice, req.stream, req.thinking,
+                                  problem is None, problem or "ok"))
+    return results
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    results: list[CaseResult]
+    path: Path
+    parsers: str  # the server's --tool-call-parser / --reasoning-parser, in words
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.ok]
+
+    def check(self) -> None:
+        from glmkit.errors import CheckFailed
+
+        if self.failed:
+            raise CheckFailed(f"{len(self.failed)} of {len(self.results)} cases failed with "
+                              f"{self.parsers}; first: {self.failed[0].detail}")
+
+
+def check_server(project: str, results_dir: Path) -> CheckReport:
+    """Every case against the project's running server; the table saved under
+    results/checks/ beside the benchmark runs."""
+    import time
+    from dataclasses import asdict
+
+    from glmkit.files import write_json_once
+    from glmkit.knowledge.catalog import TINY_MODEL_ID
+    from glmkit.run.server import running_server
+    from glmkit.vllm_args import flag_value
+
+    _, target = running_server(project)
+    parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
+                        for flag in ("--tool-call-parser", "--reasoning-parser"))
+    results = run_check(target.base_url, target.served_model, target.api_key,
+                        exact=target.served_model == TINY_MODEL_ID)
+    path = results_dir / "checks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{project}.json"
+    write_json_once(path, {"model": target.served_model, "image": target.image,
+                           "serve_args": list(target.serve_args), "parsers": parsers,
+                           "cases": [asdict(r) for r in results]})
+    return CheckReport(results, path, parsers)
