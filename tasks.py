@@ -22,7 +22,7 @@ from invoke.tasks import task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
-from glmkit.cli.help import BOOL_OPTIONS, HELP, SERVE_HELP  # noqa: E402  (plain data)
+from glmkit.cli.help import BOOL_OPTIONS, HELP, SERVE_HELP, task_help  # noqa: E402
 
 COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
@@ -49,7 +49,7 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
     """A task whose library errors end in one line and an exit code; help from cli_help."""
-    return lambda fn: task(_exits(fn), help=dict(HELP.get(fn.__name__, {})), **kwargs)
+    return lambda fn: task(_exits(fn), help=task_help(fn, HELP.get(fn.__name__, {})), **kwargs)
 
 
 def _serve_task(fn: Callable[..., Any]) -> Any:
@@ -61,7 +61,7 @@ def _serve_task(fn: Callable[..., Any]) -> Any:
                                 else None) for name in SERVE_HELP]
     wrapped = _exits(fn)
     wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
-    return task(wrapped, help=dict(HELP[fn.__name__]), auto_shortflags=False)
+    return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False)
 
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:

@@ -11,58 +11,108 @@ from __future__ import annotations
 import dataclasses
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, get_type_hints
 
+from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
-from glmkit.knowledge.catalog import TINY_MODEL_ID
 from glmkit.policy import check_setting_sources
+
+
+def setting(default: Any, help: str) -> Any:
+    """A Settings field: its default and its help, declared once. Task options, `--no-X`
+    switches, `invoke config` and the help's "(default: …)" all derive from these."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    project: str = "glmkit"
-    vendor: str | None = None  # None: what the machine has
-    model: str = TINY_MODEL_ID
-    image: str | None = None
-    vllm_version: str | None = None  # of a custom --image
-    host: str = "127.0.0.1"
-    port: int = 8000
-    tp: int | None = None  # None: the catalog's default for the model
-    dp: int = 1
-    gpus: str | None = None  # "0,1,2,3"; None: all
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int | None = None
-    max_num_batched_tokens: int | None = None
-    mtp: bool = False
-    mtp_tokens: int | None = None  # None: the recipe's draft-token count
+    project: str = setting("glmkit", "compose project name")
+    vendor: str | None = setting(None, "cuda (nvidia), rocm (amd) or cpu; default: what this "
+                                 "machine has")
+    model: str = setting(DEFAULT_MODEL, "catalog id (`invoke models`), HF repo id or model "
+                         "folder")
+    image: str | None = setting(None, "image to run instead of the vendor's pinned one")
+    vllm_version: str | None = setting(None, "vLLM version inside --image, so the rendered "
+                                       "flags match it")
+    host: str = setting("127.0.0.1", "address the port is published on")
+    port: int = setting(8000, "host port")
+    tp: int | None = setting(None, "tensor-parallel size; default: the recipe's for the model")
+    dp: int = setting(1, "data-parallel size")
+    gpus: str | None = setting(None, "GPU indexes, e.g. 0,1,2,3; default: all")
+    gpu_memory_utilization: float = setting(0.9, "fraction of GPU memory for vLLM")
+    max_model_len: int | None = setting(None, "context length; default 65536, capped at the "
+                                        "model's limit and what fits")
+    max_num_batched_tokens: int | None = setting(None, "vLLM --max-num-batched-tokens")
+    mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
+    mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
+                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)")
     # Hardware to plan for instead of what is detected: a taxonomy id (h200, mi355x) or a
     # GPU name with --gpu-mem; and the recipes' strategy names.
-    gpu: str | None = None
-    gpu_count: int | None = None
-    gpu_mem: float | None = None
-    strategy: str | None = None
-    cuda12: bool = False  # the -cu129 image tags, for NVIDIA drivers older than CUDA 13 needs
-    bench_mode: bool = False  # --no-enable-prefix-caching, as the recipes bench
-    privileged: bool = False
-    enforce_eager: bool = False
-    media_dir: str | None = None
-    hf_cache: str | None = None
-    health_timeout: int | None = None
-    extra_args: tuple[str, ...] = ()
+    gpu: str | None = setting(None, "plan for this GPU instead of the detected one: h100, "
+                              "h200, b200, b300, mi300x, mi325x, mi355x, or any name with "
+                              "--gpu-mem")
+    gpu_count: int | None = setting(None, "GPUs per node to plan for; default: detected, else "
+                                    "the GPU's 8-GPU node")
+    gpu_mem: float | None = setting(None, "GB per GPU, for a GPU the recipes' hardware list "
+                                    "lacks")
+    strategy: str | None = setting(None, "the recipes' strategy: single_node_tp, "
+                                   "single_node_tep, single_node_dep, multi_node_tp, "
+                                   "multi_node_tp_pp, multi_node_tep, multi_node_dep; default: "
+                                   "the recipe's recommendation")
+    cuda12: bool = setting(False, "use vLLM's CUDA 12 (-cu129) images; automatic with an "
+                           "NVIDIA driver below 580")
+    bench_mode: bool = setting(False, "serve with --no-enable-prefix-caching, as the recipes "
+                               "benchmark")
+    privileged: bool = setting(False, "ROCm: every device and capability (privileged, "
+                               "/dev/mem, SYS_ADMIN); command line only")
+    enforce_eager: bool = setting(False, "skip torch.compile and graph capture (faster start, "
+                                  "slower serving)")
+    media_dir: str | None = setting(None, "V models: host folder served read-only as local "
+                                    "media")
+    hf_cache: str | None = setting(None, "host Hugging Face cache; default $HF_HOME or "
+                                   "~/.cache/huggingface")
+    health_timeout: int | None = setting(None, "seconds to wait for /health; default sized to "
+                                         "the model")
+    extra_args: tuple[str, ...] = setting((), "vLLM flags; on the command line after `--`")
     # Beyond one machine (glmkit.plan.cluster): "2" simulates two nodes on this engine;
     # "head=ssh://gpu1,w1=ssh://gpu2" drives each machine's Docker engine.
-    nodes: str | None = None
-    engine: str = "mp"  # mp (vLLM native), dp (data parallel), ray
-    pp: int | None = None
-    gpus_per_node: int | None = None
-    ifname: str | None = None  # NIC for gloo/NCCL (GLOO_/NCCL_SOCKET_IFNAME)
-    rdma: bool = False
-    # Docker restarts the server after a crash or a reboot; `no` for throwaway servers.
-    restart: str = "unless-stopped"
+    nodes: str | None = setting(None, "several machines: 2 (simulated on this engine) or "
+                                "head=ssh://h1,w1=ssh://h2")
+    engine: str = setting("mp", "multi-node engine: mp (vLLM native), dp (data parallel) or "
+                          "ray")
+    pp: int | None = setting(None, "pipeline-parallel size across nodes; default: nodes × GPUs "
+                             "per node / TP")
+    gpus_per_node: int | None = setting(None, "GPUs each node gives; default: detected, or 1 "
+                                        "on cpu")
+    ifname: str | None = setting(None, "network interface for gloo/NCCL between nodes")
+    rdma: bool = setting(False, "pass /dev/infiniband to the nodes (RDMA fabrics)")
+    restart: str = setting("unless-stopped", "Docker restart policy: unless-stopped (back "
+                           "after a crash or a reboot), no, always, on-failure")
     # Which layer gave extra_args (not a setting): glmkit.policy lets only the command
     # line ask for flags that load code.
-    extra_args_source: str = "default"
+    extra_args_source: str = field(default="default", metadata={"internal": True})
+
+
+def user_settings() -> list[dataclasses.Field[Any]]:
+    """The fields a user sets (invoke.yaml, GLMKIT_*, flags)."""
+    return [f for f in fields(Settings) if not f.metadata.get("internal")]
+
+
+def help_text(f: dataclasses.Field[Any]) -> str:
+    """A setting's help with its default, read from the field, never restated by hand."""
+    text = str(f.metadata["help"])
+    if f.default not in (None, False, ()) and "default" not in text:
+        text += f" (default {f.default})"
+    return text
+
+
+# Switches take --X / --no-X on the command line; the rest take a value.
+BOOL_SETTINGS = tuple(f.name for f in user_settings() if f.type in ("bool", bool))
+# Options the serve tasks take: every setting but the words after `--`.
+SERVE_HELP = {f.name: help_text(f) for f in user_settings() if f.name != "extra_args"}
+SERVE_HELP.update({f"no_{name}": f"turn off --{name.replace('_', '-')} set in invoke.yaml "
+                   "or the environment" for name in BOOL_SETTINGS})
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
@@ -104,7 +154,7 @@ def resolve_settings(
     """Merge the layers; `None` in a layer means "not set there"."""
     check_section(config)
     hints = get_type_hints(Settings)
-    known = {f.name for f in fields(Settings)} - {"extra_args_source"}
+    known = {f.name for f in user_settings()}
     for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
         unknown = sorted(str(name) for name in set(layer) - known)
         if unknown:

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
 from glmkit.knowledge.recipes import Recipe, RecipeBook, load_book, parse_count
 
 DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
-TINY_MODEL_ID = "glmkit/glm-tiny"
+TINY_MODEL_ID = DEFAULT_MODEL
 # A Hub repo id as the Hub accepts it (huggingface_hub's validate_repo_id): org/name, each
 # at most 96 of A-Z a-z 0-9 . _ -, neither starting nor ending with . or -, no .. or --.
 _HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
