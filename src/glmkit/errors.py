@@ -6,6 +6,45 @@ code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import shlex
+from collections.abc import Iterable, Mapping
+
+# The flags whose value is a secret (vLLM's --api-key, glmkit's --hf-token and --token),
+# the environment entries that hold one, and what a masked secret reads as.
+SECRET_FLAGS = ("--api-key", "--hf-token", "--token")
+SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
+MASK = "***"
+
+
+def secrets_in(env: Mapping[str, str]) -> list[str]:
+    """The secret values an environment holds (HF_TOKEN, VLLM_API_KEY)."""
+    return [env[name] for name in SECRET_ENV if env.get(name)]
+
+
+def mask(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with each secret's value replaced by ***; values under 4 characters are left
+    alone (masking every "1" would hide the command, not a secret)."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def mask_argv(argv: Iterable[str], secrets: Iterable[str | None] = ()) -> list[str]:
+    """Command words fit to show: the value of each secret flag (`--api-key KEY`,
+    `--token=KEY`) and every secret's value anywhere in a word become ***."""
+    values = list(secrets)
+    out: list[str] = []
+    for word in argv:
+        flag, eq, _ = word.partition("=")
+        if out and out[-1] in SECRET_FLAGS:
+            out.append(MASK)
+        elif eq and flag in SECRET_FLAGS:
+            out.append(f"{flag}={MASK}")
+        else:
+            out.append(mask(word, values))
+    return out
+
 
 class GlmkitError(Exception):
     """A failure the user can act on. The message says what happened and what to do."""
@@ -26,19 +65,22 @@ class EnvironmentProblem(GlmkitError):
 
 
 class CommandFailed(GlmkitError):
-    """An external command (docker, compose) exited non-zero."""
+    """An external command (docker, compose) exited non-zero. The message names the whole
+    command, as a shell would read it, with secrets masked: the values of the secret flags
+    and of HF_TOKEN and VLLM_API_KEY (`secrets`; by default this process's environment)."""
 
     exit_code = 4
 
     def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str,
-                 hint: str = "") -> None:
-        self.argv = argv
+                 hint: str = "", secrets: Iterable[str] | None = None) -> None:
+        values = list(secrets_in(os.environ) if secrets is None else secrets)
+        self.argv = mask_argv(argv, values)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
         detail = (stderr or stdout).strip().splitlines()
-        last = detail[-1] if detail else "(no output)"
-        message = f"`{' '.join(argv[:3])} ...` failed with exit code {returncode}: {last}"
+        last = mask(detail[-1], values) if detail else "(no output)"
+        message = f"`{shlex.join(self.argv)}` failed with exit code {returncode}: {last}"
         super().__init__(f"{message}\n{hint}" if hint else message)
 
 

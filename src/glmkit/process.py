@@ -9,11 +9,17 @@ import subprocess
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from glmkit.errors import CommandFailed, EnvironmentProblem
+from glmkit.errors import CommandFailed, EnvironmentProblem, mask_argv, secrets_in
 
 
-def display(argv: list[str]) -> str:
-    return shlex.join(argv)
+def _secrets(env: Mapping[str, str] | None) -> list[str]:
+    """The secrets a command may carry: this process's and the ones given to the command."""
+    return secrets_in(os.environ) + secrets_in(env or {})
+
+
+def display(argv: list[str], env: Mapping[str, str] | None = None) -> str:
+    """The command as a shell would read it, secrets masked."""
+    return shlex.join(mask_argv(argv, _secrets(env)))
 
 
 def run(argv: list[str], *, env: Mapping[str, str] | None = None, check: bool = True,
@@ -27,10 +33,11 @@ def run(argv: list[str], *, env: Mapping[str, str] | None = None, check: bool = 
     except FileNotFoundError:
         raise EnvironmentProblem(f"`{argv[0]}` is not installed or not on PATH.") from None
     except subprocess.TimeoutExpired:
-        raise EnvironmentProblem(f"`{display(argv[:3])} ...` did not finish in {timeout} s.") \
+        raise EnvironmentProblem(f"`{display(argv, env)}` did not finish in {timeout} s.") \
             from None
     if check and done.returncode != 0:
-        raise CommandFailed(argv, done.returncode, done.stdout, done.stderr, hint=hint)
+        raise CommandFailed(argv, done.returncode, done.stdout, done.stderr, hint=hint,
+                            secrets=_secrets(env))
     return done
 
 
@@ -42,7 +49,7 @@ def stream(argv: list[str], *, env: Mapping[str, str] | None = None, check: bool
     except FileNotFoundError:
         raise EnvironmentProblem(f"`{argv[0]}` is not installed or not on PATH.") from None
     if check and code != 0:
-        raise CommandFailed(argv, code, "", "", hint=hint)
+        raise CommandFailed(argv, code, "", "", hint=hint, secrets=_secrets(env))
     return code
 
 

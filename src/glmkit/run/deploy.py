@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from glmkit.errors import CommandFailed, GlmkitError, ServerFailed, UsageError
+from glmkit.errors import CheckFailed, CommandFailed, GlmkitError, ServerFailed, UsageError
 from glmkit.files import atomic_write
 from glmkit.host.credentials import container_secrets, masked
 from glmkit.host.hardware import Hardware
@@ -73,8 +73,8 @@ class UpResult:
 
     def check(self) -> None:
         if failed := [r for r in self.readiness if not r.ok]:
-            raise ServerFailed(f"The server is up but its tool-call check failed: "
-                               f"{failed[0].detail} (`invoke check` runs every case).")
+            raise CheckFailed(f"The server is up but its tool-call check failed: "
+                              f"{failed[0].detail} (`invoke check` runs every case).")
 
 
 def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
