@@ -74,15 +74,15 @@ def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]
 
 
 def _deployment(c: Context, options: dict[str, Any], console: Any = None,
-                portable: bool = False) -> Any:
-    """The plan for these options; its notes printed when a console is given."""
+                plan_for: Callable[..., Any] | None = None) -> Any:
+    """The plan for these options (by `plan_for`, else for this host); its notes printed."""
     from glmkit.cli import views
     from glmkit.host import hardware
     from glmkit.run import deploy
 
     settings, _ = _settings(c, options)
-    deployment = deploy.plan_deployment(settings, hardware.detect(os.environ), os.environ,
-                                        portable=portable)
+    deployment = (plan_for or deploy.plan_on_host)(settings, hardware.detect(os.environ),
+                                                   os.environ)
     views.print_notes(console or views.console(), deploy.single(deployment).notes)
     return deployment
 
@@ -321,11 +321,11 @@ def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | N
 def export(c: Context, target: str, **options: Any) -> None:
     """Export the plan for another platform: `invoke export k8s` writes Kubernetes manifests."""
     from glmkit.errors import UsageError
-    from glmkit.run.deploy import export_k8s
+    from glmkit.run.deploy import export_k8s, plan_for_export
 
     if target != "k8s":
         raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
-    done = export_k8s(_deployment(c, options, portable=True), COMPOSE_DIR)
+    done = export_k8s(_deployment(c, options, plan_for=plan_for_export), COMPOSE_DIR)
     print(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
 

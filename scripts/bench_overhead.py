@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from glmkit.endpoints import CONTAINER_PORT  # noqa: E402
 from glmkit.host import hardware  # noqa: E402
+from glmkit.host.facts import read_host_facts  # noqa: E402
 from glmkit.host.settings import Settings  # noqa: E402
+from glmkit.knowledge.recipes import load_book  # noqa: E402
 from glmkit.measure.point import bench_argv  # noqa: E402
 from glmkit.measure.workloads import Point, resolve_workload  # noqa: E402
 from glmkit.plan.serve import build_plan  # noqa: E402
@@ -77,8 +79,9 @@ def up_with_glmkit(port: int, eager: bool) -> float:
 def up_by_hand(port: int, eager: bool) -> float:
     """The same image, command, environment and volumes, as one `docker run`."""
     sh("docker", "rm", "-f", HAND, check=False)
-    plan = build_plan(Settings(vendor="cpu", project=PROJECT, port=port, enforce_eager=eager),
-                      hardware.detect(), os.environ)
+    settings = Settings(vendor="cpu", project=PROJECT, port=port, enforce_eager=eager)
+    facts = read_host_facts(settings, os.environ, hardware.detect())
+    plan = build_plan(settings, facts, load_book(os.environ))
     argv = ["docker", "run", "-d", "--name", HAND, "--entrypoint", "vllm",
             "-p", f"127.0.0.1:{port}:{CONTAINER_PORT}"]
     if plan.shm_size:

@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from glmkit.errors import UsageError  # noqa: E402
+from glmkit.host.facts import read_host_facts  # noqa: E402
 from glmkit.host.hardware import Hardware  # noqa: E402
 from glmkit.host.settings import Settings  # noqa: E402
 from glmkit.knowledge.catalog import CATALOG  # noqa: E402
 from glmkit.knowledge.images import CPU_IMAGE  # noqa: E402
-from glmkit.knowledge.recipes import SINGLE_NODE_STRATEGIES  # noqa: E402
+from glmkit.knowledge.recipes import SINGLE_NODE_STRATEGIES, load_book  # noqa: E402
 from glmkit.plan.serve import build_plan  # noqa: E402
 
 NODES = {"cuda": "b300", "rocm": "mi355x"}
@@ -60,6 +61,7 @@ def rendered() -> tuple[dict[str, list[str]], int]:
     cases: dict[str, list[str]] = {}
     refused = 0
     env = {"GLMKIT_HOME": "/tmp/glmkit-flags", "HF_HOME": "/tmp/glmkit-flags/hf"}
+    book = load_book(env)
     for model_id, spec in CATALOG.items():
         if spec.recipe is None or spec.local_dir:
             continue
@@ -70,7 +72,8 @@ def rendered() -> tuple[dict[str, list[str]], int]:
                     settings = Settings(vendor=vendor, model=model_id, gpu=gpu, gpu_count=8,
                                         strategy=strategy, mtp=mtp)
                     try:
-                        plan = build_plan(settings, Hardware(vendor="cpu"), env)
+                        facts = read_host_facts(settings, env, Hardware(vendor="cpu"))
+                        plan = build_plan(settings, facts, book)
                     except UsageError:
                         refused += 1  # e.g. NVFP4 on AMD: nothing to render
                         continue

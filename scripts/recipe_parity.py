@@ -26,9 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from glmkit.errors import UsageError  # noqa: E402
+from glmkit.host.facts import read_host_facts  # noqa: E402
 from glmkit.host.hardware import Hardware  # noqa: E402
 from glmkit.host.settings import Settings  # noqa: E402
-from glmkit.knowledge.recipes import SINGLE_NODE_STRATEGIES, is_chat_recipe, sync  # noqa: E402
+from glmkit.knowledge.recipes import (  # noqa: E402
+    SINGLE_NODE_STRATEGIES,
+    is_chat_recipe,
+    load_book,
+    sync,
+)
 from glmkit.plan.serve import build_plan  # noqa: E402
 
 HARDWARE = ("h100", "h200", "b200", "mi300x", "mi355x")
@@ -138,7 +144,8 @@ def glmkit_render(case: Case, model_id: str, env: dict[str, str]) -> tuple[list[
     vendor = "rocm" if case.hardware.startswith("mi") else "cuda"
     settings = Settings(vendor=vendor, model=model_id, gpu=case.hardware, gpu_count=8,
                         strategy=case.strategy, mtp=case.mtp)
-    plan = build_plan(settings, Hardware(vendor="cpu"), env)
+    plan = build_plan(settings, read_host_facts(settings, env, Hardware(vendor="cpu")),
+                      load_book(env))
     return list(plan.serve_args), plan.environment
 
 

@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from glmkit.errors import UsageError
 from glmkit.host.settings import resolve_settings
 from glmkit.knowledge.images import CPU_IMAGE
-from glmkit.plan.serve import build_plan
 from glmkit.render.compose import write_compose
-from tests.unit.helpers import NO_GPU
+from tests.unit.helpers import NO_GPU, plan_here
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hf_SECRETVALUE_5678"
@@ -76,7 +75,7 @@ def test_created_container_runs_exactly_the_intended_argv(workdir: Path, value: 
     try:
         settings_, _ = resolve_settings({"extra_args": words, "project": "glmkit-policy"},
                                         {}, env)
-        plan = build_plan(settings_, NO_GPU, env)
+        plan = plan_here(settings_, NO_GPU, env)
     except UsageError:
         return
     path = write_compose(plan, workdir)
@@ -89,7 +88,7 @@ def test_interpolation_syntax_in_every_source_stays_literal(workdir: Path) -> No
         {"extra_args": ("--chat-template-content-format", "${HF_TOKEN}",
                         "--speculative-config", '{"method": "ngram", "x": "$VLLM_API_KEY"}'),
          "project": "glmkit-policy"}, {}, env)
-    plan = build_plan(settings_, NO_GPU, env)
+    plan = plan_here(settings_, NO_GPU, env)
     command = _created_command(write_compose(plan, workdir), plan.project)
     assert "${HF_TOKEN}" in command
     assert '{"method": "ngram", "x": "$VLLM_API_KEY"}' in command

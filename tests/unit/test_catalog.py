@@ -88,15 +88,17 @@ def test_local_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_vllm_version_on_a_kit_built_image_builds_it_never_pulls() -> None:
+    from glmkit.host.vendors import VENDORS
     from glmkit.knowledge.images import CPU_IMAGE, choose_image
 
-    cpu = choose_image(resolve_model("glmkit/glm-tiny"), "cpu", image=CPU_IMAGE.ref,
+    cpu = choose_image(resolve_model("glmkit/glm-tiny"), VENDORS["cpu"], image=CPU_IMAGE.ref,
                        vllm_version=CPU_IMAGE.vllm_version)
     assert cpu.source == "build" and cpu.build_dir == "docker/cpu"
     glm47 = resolve_model("zai-org/GLM-4.7")
-    overlay = choose_image(glm47, "cuda", vllm_version="0.15.1")
+    overlay = choose_image(glm47, VENDORS["cuda"], vllm_version="0.15.1")
     assert overlay.source == "build" and overlay.ref.startswith("glmkit/")
-    again = choose_image(glm47, "cuda", image=overlay.ref, vllm_version="0.15.1")
+    again = choose_image(glm47, VENDORS["cuda"], image=overlay.ref, vllm_version="0.15.1")
     assert again == overlay  # its base image and transformers pin, so it can be rebuilt
-    other = choose_image(glm47, "cuda", image="glmkit/vllm-cuda:mine", vllm_version="0.33.0")
+    other = choose_image(glm47, VENDORS["cuda"], image="glmkit/vllm-cuda:mine",
+                         vllm_version="0.33.0")
     assert other.source == "local"  # never a pull: no registry has glmkit/ images

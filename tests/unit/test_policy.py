@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 
 from glmkit.errors import UsageError
 from glmkit.host.settings import remainder_words, resolve_settings
-from glmkit.plan.serve import build_plan
 from glmkit.policy import Source, admit_args, admit_env, admit_mount, merge_args, vllm_flags
 from glmkit.render.compose import compose_dict, dump
-from tests.unit.helpers import NO_GPU
+from tests.unit.helpers import NO_GPU, plan_here
 
 SECRET = "hf_SECRETVALUE_1234"
 
@@ -32,7 +31,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def _plan(env: dict[str, str], flags: dict[str, Any] | None = None,
           config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     settings, _ = resolve_settings({**(flags or {}), **kwargs}, config or {}, env)
-    return build_plan(settings, NO_GPU, env)
+    return plan_here(settings, NO_GPU, env)
 
 
 def _file_args(plan: Any) -> list[str]:
@@ -161,7 +160,7 @@ def test_any_arguments_render_as_written_or_fail_with_one_line(
         env: dict[str, str], words: list[str], host_env: dict[str, str]) -> None:
     try:
         settings_, _ = resolve_settings({"extra_args": tuple(words)}, {}, {**env, **host_env})
-        plan = build_plan(settings_, NO_GPU, {**env, **host_env})
+        plan = plan_here(settings_, NO_GPU, {**env, **host_env})
     except UsageError as err:
         assert str(err).strip(), "an error says what happened"
         return

@@ -16,9 +16,8 @@ import yaml
 from glmkit.errors import UsageError
 from glmkit.host.settings import resolve_settings
 from glmkit.knowledge.recipes import BUILTIN_ROOT
-from glmkit.plan.serve import build_plan
 from glmkit.render.compose import compose_dict, dump
-from tests.unit.helpers import NO_GPU
+from tests.unit.helpers import NO_GPU, plan_here
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hf_SECRETVALUE_1234"
@@ -34,7 +33,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def _plan(env: dict[str, str], flags: dict[str, Any] | None = None,
           config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     settings, _ = resolve_settings({**(flags or {}), **kwargs}, config or {}, env)
-    return build_plan(settings, NO_GPU, env)
+    return plan_here(settings, NO_GPU, env)
 
 
 def _file_args(plan: Any) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import UsageError
-from glmkit.host.vendors import VendorName, resolve_vendor
+from glmkit.host.vendors import VENDORS, VendorName, VendorProfile, resolve_vendor
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Hardware:
     driver_version: str = ""  # NVIDIA driver, e.g. "575.57.08"
 
     @property
+    def profile(self) -> VendorProfile:
+        return VENDORS[self.vendor]
+
+    @property
     def gpu_count(self) -> int:
         return len(self.gpus)
 
@@ -45,8 +49,7 @@ class Hardware:
         return f"{self.gpu_count} × {', '.join(names)} ({self.source})"
 
 
-NVIDIA_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total",
-                "--format=csv,noheader,nounits"]
+NVIDIA_QUERY = list(VENDORS["cuda"].smi)
 
 
 def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
@@ -125,12 +128,14 @@ CUDA13_MIN_DRIVER = 580
 def needs_cuda12_images(hw: Hardware) -> bool:
     """An NVIDIA driver too old for CUDA 13: vLLM's -cu129 image tags run on it."""
     major = hw.driver_version.split(".", 1)[0]
-    return hw.vendor == "cuda" and major.isdigit() and int(major) < CUDA13_MIN_DRIVER
+    return hw.profile.cuda12_suffix is not None and major.isdigit() and \
+        int(major) < CUDA13_MIN_DRIVER
 
 
-def nvidia_runtime_registered(runtimes: Iterable[str]) -> bool:
-    """Docker can hand out NVIDIA GPUs: the nvidia runtime, or a CDI spec for them."""
-    return "nvidia" in runtimes or Path("/etc/cdi/nvidia.yaml").exists()
+def gpu_runtime_registered(vendor: VendorProfile, runtimes: Iterable[str]) -> bool:
+    """Docker can hand out the vendor's GPUs: its runtime, or a CDI spec for them."""
+    return (vendor.docker_runtime is not None and vendor.docker_runtime in runtimes) or \
+        (vendor.cdi_spec is not None and Path(vendor.cdi_spec).exists())
 
 
 MAX_HARDWARE_FILE = 1 << 20  # a description of 1000 GPUs is under 100 KB
@@ -191,12 +196,16 @@ def detect(env: Mapping[str, str] | None = None) -> Hardware:
     if env and env.get("GLMKIT_HARDWARE"):
         return from_file(Path(env["GLMKIT_HARDWARE"]))
     groups = host_group_ids()
-    smi = _run(NVIDIA_QUERY)
+    nvidia, amd, cpu = VENDORS["cuda"], VENDORS["rocm"], VENDORS["cpu"]
+    smi = _run(list(nvidia.smi))
     if smi and (gpus := parse_nvidia_smi(smi)):
-        driver = (_run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+        tool = nvidia.smi[0]
+        driver = (_run([tool, "--query-gpu=driver_version", "--format=csv,noheader"])
                   or "").strip().splitlines()
-        return Hardware(vendor="cuda", gpus=gpus, group_ids=groups, source="nvidia-smi",
+        return Hardware(vendor=nvidia.name, gpus=gpus, group_ids=groups, source=tool,
                         driver_version=driver[0].strip() if driver else "")
-    if Path("/dev/kfd").exists():
-        return Hardware(vendor="rocm", gpus=amd_gpus(), group_ids=groups, source="/dev/kfd, sysfs")
-    return Hardware(vendor="cpu", group_ids=groups, source="no nvidia-smi GPUs, no /dev/kfd")
+    if Path(amd.devices[0]).exists():
+        return Hardware(vendor=amd.name, gpus=amd_gpus(), group_ids=groups,
+                        source=f"{amd.devices[0]}, sysfs")
+    return Hardware(vendor=cpu.name, group_ids=groups,
+                    source=f"no {nvidia.smi[0]} GPUs, no {amd.devices[0]}")

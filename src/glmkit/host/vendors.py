@@ -37,6 +37,33 @@ class VendorProfile:
     # What `--privileged` adds: every device and capability, as AMD's full `docker run`.
     privileged_devices: tuple[str, ...] = ()
     privileged_cap_add: tuple[str, ...] = ()
+    # What the rest of glmkit asks of a vendor instead of comparing its name:
+    # the recipes' taxonomy brand (HardwareTarget.brand: NVIDIA, AMD, CPU);
+    brand: str
+    # the key of this vendor's image in a recipe's `docker_image: {nvidia: …, amd: …}`;
+    # None: the recipes pin no image for it;
+    recipe_image_key: str | None = None
+    # whether a recipe's plain-string docker_image is this vendor's (the recipes write
+    # NVIDIA's image so);
+    takes_plain_image_pin: bool = False
+    # vLLM's official image repository; None: glmkit builds the image (docker/cpu);
+    image_repository: str | None = None
+    # the tag suffix of vLLM's CUDA 12 builds, for drivers too old for CUDA 13; None:
+    # the vendor has no such builds (and no CUDA driver to check);
+    cuda12_suffix: str | None = None
+    # the extended resource a Kubernetes pod asks for its GPUs by;
+    k8s_gpu_resource: str | None = None
+    # the recipes' reference node, assumed when no GPU is detected or named;
+    reference_node: str | None = None
+    # the Docker runtime (and its CDI spec) that hands out the GPUs, for `gpu_reservation`;
+    docker_runtime: str | None = None
+    cdi_spec: str | None = None
+    # the vendor's tool that lists GPUs as CSV (index, name, memory in MiB);
+    smi: tuple[str, ...] = ()
+    # older images of this vendor log every request unless `--disable-log-requests`;
+    quiet_requests_flag: bool = False
+    # what a missing device of `devices` means, for the preflight check.
+    driver: str = ""
 
 
 VENDORS: dict[VendorName, VendorProfile] = {
@@ -46,6 +73,18 @@ VENDORS: dict[VendorName, VendorProfile] = {
         description="NVIDIA GPUs through the NVIDIA container runtime",
         ipc_host=True,
         gpu_reservation=True,
+        brand="NVIDIA",
+        recipe_image_key="nvidia",
+        takes_plain_image_pin=True,
+        image_repository="vllm/vllm-openai",
+        cuda12_suffix="-cu129",
+        k8s_gpu_resource="nvidia.com/gpu",
+        reference_node="h200",
+        docker_runtime="nvidia",
+        cdi_spec="/etc/cdi/nvidia.yaml",
+        smi=("nvidia-smi", "--query-gpu=index,name,memory.total",
+             "--format=csv,noheader,nounits"),
+        driver="NVIDIA driver",
     ),
     "rocm": VendorProfile(
         name="rocm",
@@ -60,6 +99,13 @@ VENDORS: dict[VendorName, VendorProfile] = {
         visibility_env="HIP_VISIBLE_DEVICES",
         privileged_devices=("/dev/mem",),
         privileged_cap_add=("SYS_ADMIN",),
+        brand="AMD",
+        recipe_image_key="amd",
+        image_repository="vllm/vllm-openai-rocm",
+        k8s_gpu_resource="amd.com/gpu",
+        reference_node="mi300x",
+        quiet_requests_flag=True,
+        driver="AMD GPU driver (amdgpu/ROCm)",
     ),
     "cpu": VendorProfile(
         name="cpu",
@@ -70,6 +116,7 @@ VENDORS: dict[VendorName, VendorProfile] = {
         shm_size="2gb",
         env={"VLLM_CPU_KVCACHE_SPACE": "1"},
         has_gpus=False,
+        brand="CPU",
     ),
 }
 

@@ -17,7 +17,7 @@ from glmkit.errors import UsageError
 
 if TYPE_CHECKING:
     from glmkit.knowledge.catalog import ModelSpec
-    from glmkit.knowledge.resolver import HardwareTarget
+    from glmkit.knowledge.resolver import HardwareTarget, VendorFacts
 
 # pull: from a registry; build: glmkit builds it from docker/; local: only on this machine.
 Source = Literal["pull", "build", "local"]
@@ -27,7 +27,6 @@ CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
 # vLLM's GLM streaming tool parser lost or mangled arguments under MTP until the rewrite
 # in vllm-project/vllm#39253 (April 2026), first released in v0.20.0.
 MTP_TOOL_FIX = "0.20.0"
-REPOS = {"cuda": "vllm/vllm-openai", "rocm": "vllm/vllm-openai-rocm"}
 KIT_REPO = "glmkit/"  # images glmkit builds are named glmkit/...
 
 
@@ -65,29 +64,33 @@ CPU_IMAGE = ImageProfile(
     why="vLLM's CPU build, made offline from a wheelhouse")
 
 
-def official_image(vendor: str, version: str = CURRENT_VLLM, *, cuda12: bool = False
+def _cuda12_suffix(vendor: VendorFacts, cuda12: bool) -> str:
+    return (vendor.cuda12_suffix or "") if cuda12 else ""
+
+
+def official_image(vendor: VendorFacts, version: str = CURRENT_VLLM, *, cuda12: bool = False
                    ) -> ImageProfile:
-    if vendor == "cpu":
+    if vendor.image_repository is None:  # the CPU image: glmkit builds it
         if version != CPU_VLLM:
             raise UsageError(f"The CPU image is built with vLLM {CPU_VLLM}; pass --image with "
                              "--vllm-version for another CPU build.")
         return CPU_IMAGE
-    suffix = "-cu129" if cuda12 and vendor == "cuda" else ""
-    return ImageProfile(ref=f"{REPOS[vendor]}:v{version.lstrip('v')}{suffix}", vendor=vendor,
-                        vllm_version=version.lstrip("v"), source="pull")
+    suffix = _cuda12_suffix(vendor, cuda12)
+    return ImageProfile(ref=f"{vendor.image_repository}:v{version.lstrip('v')}{suffix}",
+                        vendor=vendor.name, vllm_version=version.lstrip("v"), source="pull")
 
 
-def _kit_image(image: str, model: ModelSpec, vendor: str, vllm_version: str | None,
+def _kit_image(image: str, model: ModelSpec, vendor: VendorFacts, vllm_version: str | None,
                cuda12: bool) -> ImageProfile:
     """An image glmkit builds (the CPU image, a transformers overlay) is built again from
     its recipe when missing, never pulled: no registry has it."""
     versions = {v for v in (vllm_version, _tag_version(image, "")) if v}
     for candidate in [CPU_IMAGE, *(with_transformers(official_image(vendor, v, cuda12=cuda12),
-                                                     model)
-                                   for v in versions if vendor != "cpu")]:
+                                                     model, vendor)
+                                   for v in versions if vendor.image_repository)]:
         if candidate.ref == image:
             return candidate
-    return ImageProfile(ref=image, vendor=vendor, source="local",
+    return ImageProfile(ref=image, vendor=vendor.name, source="local",
                         vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
                         why="--image, built by glmkit on this machine")
 
@@ -97,13 +100,13 @@ def _tag_version(ref: str, fallback: str) -> str:
     return match.group(1) if match else fallback
 
 
-def _recipe_pin(model: ModelSpec, vendor: str, hw: HardwareTarget | None, cuda12: bool
-                ) -> str | None:
+def _recipe_pin(model: ModelSpec, vendor: VendorFacts, hw: HardwareTarget | None,
+                cuda12: bool) -> str | None:
     """The recipe's docker_image for this brand: exact GPU override > variant > model."""
     if model.recipe is None:
         return None
     variant = model.recipe.variants[model.variant or "default"]
-    brand = "nvidia" if vendor == "cuda" else "amd" if vendor == "rocm" else None
+    brand = vendor.recipe_image_key
     if brand is None:
         return None
     exact = ((variant.get("hardware_overrides") or {}).get(hw.id) or {}) if hw and hw.id else {}
@@ -113,14 +116,13 @@ def _recipe_pin(model: ModelSpec, vendor: str, hw: HardwareTarget | None, cuda12
         value: Any = pin
         if isinstance(pin, dict) and any(k in pin for k in ("nvidia", "amd", "tpu", "intel")):
             value = pin.get(brand)
-        elif isinstance(pin, str) and brand != "nvidia":
+        elif isinstance(pin, str) and not vendor.takes_plain_image_pin:
             value = None  # a bare string pins the NVIDIA image only
-        if isinstance(value, dict) and brand == "nvidia":
+        if isinstance(value, dict) and vendor.cuda12_suffix:
             return str(value.get("cu129" if cuda12 else "cu130") or next(iter(value.values())))
         if isinstance(value, str):
-            suffix = "-cu129" if cuda12 and brand == "nvidia" and \
-                not value.endswith("-cu129") else ""
-            return f"{value}{suffix}"
+            suffix = _cuda12_suffix(vendor, cuda12)
+            return value if value.endswith(suffix) else f"{value}{suffix}"
     return None
 
 
@@ -148,10 +150,12 @@ def needed_transformers(model: ModelSpec) -> str | None:
     return max(floors, key=version_tuple) if floors else None
 
 
-def with_transformers(image: ImageProfile, model: ModelSpec) -> ImageProfile:
-    """The image itself, or glmkit's overlay of it pinned to the transformers the recipe needs."""
+def with_transformers(image: ImageProfile, model: ModelSpec, vendor: VendorFacts
+                      ) -> ImageProfile:
+    """The image itself, or glmkit's overlay of it pinned to the transformers the recipe needs
+    (none for a vendor whose image glmkit builds itself)."""
     need = needed_transformers(model)
-    if need is None or image.vendor == "cpu" or image.source == "build" or \
+    if need is None or vendor.image_repository is None or image.source == "build" or \
             at_least(shipped_transformers(image.vllm_version), need):
         return image
     tag = image.ref.split(":", 1)[1] if ":" in image.ref else "latest"
@@ -167,7 +171,7 @@ def _source(model: ModelSpec) -> policy.Source:
     return policy.Source.SYNCED_RECIPE if synced else policy.Source.BUILTIN_RECIPE
 
 
-def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
+def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = None,
                  vllm_version: str | None = None, hw: HardwareTarget | None = None,
                  cuda12: bool = False) -> ImageProfile:
     """--image (with its --vllm-version), else the official image of --vllm-version, else
@@ -176,29 +180,31 @@ def choose_image(model: ModelSpec, vendor: str, *, image: str | None = None,
         chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
     elif image:
         policy.admit_image(image, policy.Source.COMMAND_LINE)
-        chosen = ImageProfile(ref=image, vendor=vendor, source="pull", why="--image",
+        chosen = ImageProfile(ref=image, vendor=vendor.name, source="pull", why="--image",
                               vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM))
     elif vllm_version:
         chosen = official_image(vendor, vllm_version, cuda12=cuda12)
-    elif vendor == "cpu":
+    elif vendor.image_repository is None:
         chosen = CPU_IMAGE
     elif (pin := _recipe_pin(model, vendor, hw, cuda12)) and \
             policy.admit_image(pin, _source(model)):
         # A nightly tag carries no version: it is at least the recipe's minimum.
-        chosen = ImageProfile(ref=pin, vendor=vendor, source="pull",
+        chosen = ImageProfile(ref=pin, vendor=vendor.name, source="pull",
                               vllm_version=_tag_version(pin, model.min_vllm),
                               why=f"pinned by the {model.family} recipe")
     else:
         chosen = official_image(vendor, CURRENT_VLLM, cuda12=cuda12)
         refused = f"; the synced recipe's {pin} is not an official vLLM image" if pin else ""
         chosen = ImageProfile(**{**chosen.__dict__, "why": "newest stable vLLM release"
-                                 + (" (CUDA 12 build)" if cuda12 and vendor == "cuda" else "")
+                                 + (" (CUDA 12 build)" if _cuda12_suffix(vendor, cuda12)
+                                    else "")
                                  + refused})
-    if vendor != "cpu" and not at_least(chosen.vllm_version, model.min_vllm):
+    if vendor.image_repository is not None and \
+            not at_least(chosen.vllm_version, model.min_vllm):
         raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "
                          f"{chosen.vllm_version}. Drop --vllm-version/--image to use "
                          f"vLLM {CURRENT_VLLM}.")
-    return with_transformers(chosen, model)
+    return with_transformers(chosen, model, vendor)
 
 
 # Flags accepted only in a range of vLLM versions: (first version, first version without).

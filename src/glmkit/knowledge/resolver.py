@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from glmkit.errors import UsageError
 from glmkit.knowledge.recipes import Recipe, RecipeBook
@@ -46,6 +46,27 @@ class HardwareTarget:
 
 CPU_TARGET = HardwareTarget(None, "CPU", "cpu", 1, 0.0)
 
+
+class VendorFacts(Protocol):
+    """What model knowledge asks of a vendor (`host.vendors.VendorProfile` is one; the
+    knowledge layer sits below the host's, so it names the facts, not the class)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def brand(self) -> str: ...  # the taxonomy's: NVIDIA, AMD, CPU
+    @property
+    def has_gpus(self) -> bool: ...
+    @property
+    def recipe_image_key(self) -> str | None: ...
+    @property
+    def takes_plain_image_pin(self) -> bool: ...
+    @property
+    def image_repository(self) -> str | None: ...
+    @property
+    def cuda12_suffix(self) -> str | None: ...
+
+
 # Names detected GPUs report (nvidia-smi, amd-smi/sysfs) → taxonomy ids.
 _NAME_TO_ID = (("GB300", "gb300"), ("GB200", "gb200"), ("B300", "b300"), ("B200", "b200"),
                ("H200", "h200"), ("H100", "h100"), ("H800", "h100"), ("MI355", "mi355x"),
@@ -70,8 +91,13 @@ def _generation_from_name(name: str, brand: str) -> str:
     return "ampere"
 
 
+# Names only AMD's GPUs carry, to tell a GPU the taxonomy lacks when no vendor says.
+_AMD_NAME_HINTS = ("AMD", "MI", "RADEON")
+
+
 def target_for(book: RecipeBook, gpu: str, count: int | None,
-               memory_gb: float | None = None, vendor: str | None = None) -> HardwareTarget:
+               memory_gb: float | None = None, vendor: VendorFacts | None = None
+               ) -> HardwareTarget:
     """A target from a GPU type (`--gpu H200` or a detected name) and a GPU count."""
     tid: str | None = gpu.lower() if gpu.lower() in book.hardware else taxonomy_id(gpu)
     profile = book.hardware.get(tid or "")
@@ -83,8 +109,10 @@ def target_for(book: RecipeBook, gpu: str, count: int | None,
         known = ", ".join(sorted(book.hardware))
         raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "
                          "with --gpu-mem GB.")
-    brand = "AMD" if vendor == "rocm" or any(k in gpu.upper() for k in ("AMD", "MI", "RADEON")) \
-        else "NVIDIA"
+    if vendor is not None and vendor.has_gpus:
+        brand = vendor.brand
+    else:
+        brand = "AMD" if any(k in gpu.upper() for k in _AMD_NAME_HINTS) else "NVIDIA"
     return HardwareTarget(None, brand, _generation_from_name(gpu, brand), count or 1, memory_gb)
 
 

@@ -190,7 +190,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
     """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)."""
     results_dir, compose_dir = root / "results", root / "compose"
     if request.resume is None:  # bad input is refused before anything is written
-        deploy.plan_deployment(request.settings, hw, env)
+        deploy.plan_on_host(request.settings, hw, env)
     folder, request, rows = _open(request, results_dir)
     model = resolve_model(request.settings.model, env)
     vendor = request.settings.vendor or hw.vendor
@@ -208,7 +208,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
             console.print(Text(f"candidate {i + 1}/{len(candidates)}: {cand.name}", "bold"))
             settings = cand.apply(request.settings)
             try:
-                deploy.up(deploy.plan_deployment(settings, hw, env), None, compose_dir, root,
+                deploy.up(deploy.plan_on_host(settings, hw, env), None, compose_dir, root,
                           console, env, smoke=False)
                 outcome = run_bench(BenchRequest(
                     project=settings.project, workload=request.workload, batch=request.batch,

@@ -126,10 +126,10 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     spec = resolve_model(request.model, env)
     _check_strategy(request.strategy, spec)
     book = load_book(env)
-    vendor = resolve_vendor(request.vendor).name if request.vendor else hw.vendor
+    vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
     target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,
                                     gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
-    detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor else None
+    detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
     card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
     count = target.gpu_count
     cache = hf_cache(env)

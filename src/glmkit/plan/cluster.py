@@ -23,14 +23,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from glmkit.endpoints import CONTAINER_PORT, is_ip
 from glmkit.errors import UsageError
-from glmkit.host.hardware import Hardware
+from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings
+from glmkit.knowledge.recipes import RecipeBook
 from glmkit.plan.serve import ServePlan, build_plan
 from glmkit.vllm_args import drop_flags
 
@@ -210,7 +211,7 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
     else:
         # Default: TP inside a node, PP across nodes (the slower link carries less). On
         # CPU nodes TP spans them: PP needs a MoE layer per stage, which tiny models lack.
-        tp = tp or (gpus_per_node * n if base.vendor.name == "cpu" else gpus_per_node)
+        tp = tp or (gpus_per_node if base.vendor.has_gpus else gpus_per_node * n)
         pp = pp or (n * gpus_per_node) // tp
         if tp * pp != n * gpus_per_node:
             raise UsageError(f"TP {tp} × PP {pp} = {tp * pp} workers, but {n} nodes × "
@@ -246,12 +247,13 @@ def _ray_start(node: Node, head_addr: str, real: bool) -> tuple[str, ...]:
     return (*args, "--block")
 
 
-def plan_cluster(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
-                 portable: bool = False) -> ClusterPlan:
-    """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes."""
+def plan_cluster(settings: Settings, facts: HostFacts, book: RecipeBook) -> ClusterPlan:
+    """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes.
+    Pure, as `build_plan`: portable facts give the plan for an export."""
     assert settings.nodes
     nodes = parse_nodes(settings.nodes)
-    base = build_plan(dataclasses.replace(settings, tp=1, dp=1), hw, env, portable=portable)
+    base = build_plan(dataclasses.replace(settings, tp=1, dp=1), facts, book)
+    hw = facts.hardware
     per_node = settings.gpus_per_node or (
         hw.gpu_count if hw.vendor == base.vendor.name and hw.gpu_count else
         (1 if not base.vendor.has_gpus else 8))

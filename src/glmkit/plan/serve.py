@@ -1,15 +1,17 @@
-"""Serve plan: catalog facts + vendor profile + detected hardware + user settings.
+"""Serve plan: recipe book + vendor profile + host facts + user settings.
 
 `build_plan` is the one place where these meet. It validates everything a user can get
 wrong before any file is written or container started, and returns a frozen
-`ServePlan` from which `compose` renders the file.
+`ServePlan` from which `compose` renders the file. It reads nothing itself: what it
+needs of the host comes in as `HostFacts` (`host.facts.read_host_facts`), so the same
+inputs give the same plan, here or for an export.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,11 +19,11 @@ from typing import Literal
 from glmkit import __version__
 from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
+from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.hub import offline_env
 from glmkit.host.settings import Settings
 from glmkit.host.vendors import VendorProfile, resolve_vendor
-from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec, resolve_model
+from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
     MTP_TOOL_FIX,
     ImageProfile,
@@ -33,7 +35,6 @@ from glmkit.knowledge.recipes import (
     MULTI_NODE_STRATEGIES,
     SINGLE_NODE_STRATEGIES,
     RecipeBook,
-    load_book,
 )
 from glmkit.knowledge.resolver import (
     CPU_TARGET,
@@ -44,12 +45,10 @@ from glmkit.knowledge.resolver import (
     resolve,
     target_for,
 )
-from glmkit.paths import existing_ancestor, hf_cache, kit_home
 from glmkit.policy import (
     Source,
     admit_args,
     admit_env,
-    admit_mount,
     env_dict,
     flag_names,
     merge_args,
@@ -151,10 +150,8 @@ def _check_ranges(s: Settings) -> None:
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
 
-REFERENCE_NODE = {"cuda": "h200", "rocm": "mi300x"}  # the recipes' default hardware
-
-
-def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | None = None,
+def choose_target(book: RecipeBook, vendor: VendorProfile, hw: Hardware, *,
+                  gpu: str | None = None,
                   gpu_count: int | None = None, gpu_mem: float | None = None
                   ) -> tuple[HardwareTarget, bool, str | None]:
     """The machine to plan for, whether it is this one, and a note when it is assumed.
@@ -163,7 +160,7 @@ def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | Non
     reference node for the vendor is assumed and said so."""
     if gpu:
         return target_for(book, gpu, gpu_count, gpu_mem, vendor), False, None
-    if hw.vendor == vendor and hw.gpu_count > 0:
+    if hw.vendor == vendor.name and hw.gpu_count > 0:
         first = hw.gpus[0]
         return target_for(book, first.name, gpu_count or hw.gpu_count,
                           round(first.memory_mib / 1024, 1), vendor), True, None
@@ -172,11 +169,11 @@ def choose_target(book: RecipeBook, vendor: str, hw: Hardware, *, gpu: str | Non
         target = target_for(book, "GPU", gpu_count, gpu_mem, vendor)
         return target, False, (f"planned for {target.describe()} as given; --gpu TYPE adds "
                                "its bandwidth and the recipes' settings for it")
-    if vendor not in REFERENCE_NODE:
+    if vendor.reference_node is None:
         raise UsageError("No GPU detected: pass --gpu (h100, h200, mi300x, …) or --vendor "
                          "cuda/rocm, and --gpu-count.")
-    target = target_for(book, REFERENCE_NODE[vendor], gpu_count)
-    return target, False, (f"no {vendor} GPUs detected here: planned for {target.describe()}, "
+    target = target_for(book, vendor.reference_node, gpu_count)
+    return target, False, (f"no {vendor.name} GPUs detected here: planned for {target.describe()}, "
                            "the recipes' reference node (pass --gpu TYPE --gpu-count N for "
                            "yours)")
 
@@ -187,7 +184,7 @@ def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
         if s.gpus is not None:
             raise UsageError("--gpus does not apply to the cpu vendor.")
         return CPU_TARGET, True
-    target, here, note = choose_target(book, vendor.name, hw, gpu=s.gpu,
+    target, here, note = choose_target(book, vendor, hw, gpu=s.gpu,
                                        gpu_count=s.gpu_count or (len(gpu_ids) if gpu_ids
                                                                  else None),
                                        gpu_mem=s.gpu_mem)
@@ -352,14 +349,6 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     return result.max_model_len or None
 
 
-def _owner_uid(path: Path) -> int | None:
-    path = existing_ancestor(path)  # a missing cache is created by `up` as the invoking user
-    try:
-        return path.stat().st_uid if path.exists() else None
-    except OSError:
-        return None
-
-
 def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
     return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
 
@@ -367,25 +356,24 @@ def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
 
-def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
-               portable: bool = False) -> ServePlan:
-    """The plan for this host; `portable` leaves out what only holds here (detected GPUs,
-    group ids, a completed local download, GPU indexes, the cache's owner), for exports
-    that run elsewhere."""
+def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
+    """The plan for these settings on the host `facts` describe; portable facts
+    (`HostFacts.portable()`) leave out what only holds on this host, for exports that
+    run elsewhere. Reads nothing: the same inputs give the same plan."""
     _check_ranges(s)
     notes: list[str] = []
-    if portable:
-        hw = Hardware(vendor=hw.vendor, source="not this host: exported")
+    hw = facts.hardware
     if s.vendor:
         vendor = resolve_vendor(s.vendor)
     else:
-        vendor = resolve_vendor(hw.vendor)
+        vendor = hw.profile
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
-    book = load_book(env)
     notes.extend(book.notes)
     # The user's own vLLM flags, decided before anything else reads them.
     user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
-    model = resolve_model(s.model, env)
+    if facts.model is None:
+        raise UsageError(facts.model_refusal or f"Model {s.model!r} was not resolved.")
+    model = facts.model
     if model.local_dir and model.recipe is not None and \
             recipe_source(model) is Source.SYNCED_RECIPE:
         raise UsageError(f"{model.id}: a synced recipe names a host folder (local_dir); host "
@@ -397,7 +385,7 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
     fitted_len = _fit(s, model, target, recipe, user.args, notes)
-    image = choose_image(model, vendor.name, image=s.image, vllm_version=s.vllm_version,
+    image = choose_image(model, vendor, image=s.image, vllm_version=s.vllm_version,
                          hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
     if image.why:
         notes.append(f"image {image.ref}: {image.why}")
@@ -408,10 +396,10 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
         raise UsageError(f"--max-model-len {max_len} is above {model.id}'s context limit of "
                          f"{model.max_context} tokens.")
 
-    home = Path.home()
-    cache_dir = admit_mount(hf_cache(env, s.hf_cache), "--hf-cache" if s.hf_cache else
-                            "The HF cache (HF_HOME)", home)
-    offline = {} if model.local_dir or portable else offline_env(cache_dir, model.id, env)
+    # The mount policy (glmkit.policy.admit_mount) admitted these folders when the facts
+    # were read, symlinks resolved; a refusal is raised here, where they are mounted.
+    cache_dir = facts.hf_cache.admitted()
+    offline = {"HF_HUB_OFFLINE": "1"} if facts.offline and not model.local_dir else {}
     mounts = [
         # Complete weights (`invoke download`) are mounted read-only: the server only reads.
         Mount(str(cache_dir), CONTAINER_HF_HOME, read_only=bool(offline), kind="bind"),
@@ -420,10 +408,9 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     ]
     model_dir: Path | None = None
     if model.local_dir:
-        model_dir = Path(model.local_dir)
-        if not model_dir.is_absolute():
-            model_dir = kit_home(env) / model_dir
-        model_dir = admit_mount(model_dir, "The model folder", home)
+        if facts.model_dir is None:
+            raise UsageError(f"{model.id}: its folder was not read from this host.")
+        model_dir = facts.model_dir.admitted()
         model_ref = f"/models/{model_dir.name}"
         mounts.append(Mount(str(model_dir), model_ref, read_only=True, kind="bind"))
     else:
@@ -445,15 +432,18 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
     if s.media_dir:
         if not model.vision:
             raise UsageError(f"--media-dir is for vision models; {model.id} is text-only.")
-        media = admit_mount(s.media_dir, "--media-dir", home)
-        if not media.is_dir():
+        if facts.media_dir is None:
+            raise UsageError("--media-dir was not read from this host.")
+        media = facts.media_dir.admitted()
+        if not facts.media_dir.is_dir:
             raise UsageError(f"--media-dir {s.media_dir!r} is not a folder.")
         mounts.append(Mount(str(media), CONTAINER_MEDIA, read_only=True, kind="bind"))
         args += ["--allowed-local-media-path", CONTAINER_MEDIA]
     if s.enforce_eager:
         args.append("--enforce-eager")
     # Older images log every request unless told not to; 0.17 removed the flag.
-    if vendor.name == "rocm" and flag_supported("--disable-log-requests", image.vllm_version):
+    if vendor.quiet_requests_flag and \
+            flag_supported("--disable-log-requests", image.vllm_version):
         args.append("--disable-log-requests")
     args = merge_args(args, user.args)
     for flag in [a for a in args if a.startswith("--")]:
@@ -470,14 +460,13 @@ def build_plan(s: Settings, hw: Hardware, env: Mapping[str, str], *,
                    **recipe.env}
     # Weights complete in the cache (`invoke download`): start without the network.
     environment.update(offline)
-    if vendor.visibility_env and gpu_ids is not None and not portable:
+    if vendor.visibility_env and gpu_ids is not None and facts.here:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
 
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
     cache = mounts[0]
-    if not portable and not cache.read_only and \
-            _owner_uid(Path(cache.source)) not in (None, 0):
+    if facts.here and not cache.read_only and facts.cache_owner_uid not in (None, 0):
         # The server runs as root with every capability dropped; to write weights into a
         # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
         # `invoke download` has filled it (then it is mounted read-only).

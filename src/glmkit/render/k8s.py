@@ -23,11 +23,13 @@ import yaml
 
 from glmkit.endpoints import CONTAINER_PORT
 from glmkit.errors import UsageError
+from glmkit.host.vendors import VENDORS
 from glmkit.plan.cluster import ClusterPlan, with_flag
 from glmkit.plan.serve import CONTAINER_HF_HOME, ServePlan
 
 K8S_VERSION = "1.33.0"
-GPU_RESOURCE = {"cuda": "nvidia.com/gpu", "rocm": "amd.com/gpu"}
+# Each vendor's extended resource for GPUs, from its profile.
+GPU_RESOURCE = {name: p.k8s_gpu_resource for name, p in VENDORS.items() if p.k8s_gpu_resource}
 HF_SECRET = "hf-token"
 API_KEY_SECRET = "vllm-api-key"
 # RFC 1035 label: what a Service's name must be; the Deployment, LeaderWorkerSet and
@@ -77,8 +79,8 @@ def _container(plan: ServePlan, args: list[str], gpus: int, probes: bool) -> dic
                             "privileged": plan.privileged,
                             "capabilities": {"drop": ["ALL"], "add": list(plan.cap_add)}},
     }
-    if gpus and plan.vendor.name in GPU_RESOURCE:
-        container["resources"] = {"limits": {GPU_RESOURCE[plan.vendor.name]: gpus}}
+    if gpus and plan.vendor.k8s_gpu_resource:
+        container["resources"] = {"limits": {plan.vendor.k8s_gpu_resource: gpus}}
     container["securityContext"]["seccompProfile"] = {
         "type": "Unconfined" if "seccomp=unconfined" in plan.security_opt
         else "RuntimeDefault"}  # Docker applies its default profile; Kubernetes does not

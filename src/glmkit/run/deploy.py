@@ -1,8 +1,8 @@
 """From settings to a running, checked server: the sequences behind `render`, `up`,
 `export`, `down` and `logs`, for one node or a cluster.
 
-    settings + hardware ─▶ plan (ServePlan | ClusterPlan) ─▶ compose files ─▶ containers
-                         ─▶ health ─▶ one real chat request with tools and reasoning
+    settings + host facts + recipe book ─▶ plan (ServePlan | ClusterPlan) ─▶ compose files
+        ─▶ containers ─▶ health ─▶ one real chat request with tools and reasoning
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from rich.markup import escape
 from glmkit.errors import CheckFailed, CommandFailed, GlmkitError, ServerFailed, UsageError
 from glmkit.files import atomic_write
 from glmkit.host.credentials import container_secrets, masked
+from glmkit.host.facts import HostFacts, read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
 from glmkit.host.settings import Settings, number
 from glmkit.knowledge.catalog import TINY_MODEL_ID
+from glmkit.knowledge.recipes import RecipeBook, load_book
 from glmkit.plan.cluster import ClusterPlan, parse_nodes, plan_cluster
 from glmkit.plan.serve import ServePlan, build_plan
 from glmkit.process import run, stream
@@ -34,12 +36,24 @@ from glmkit.run.tool_check import CaseResult, run_check
 Deployment = ServePlan | ClusterPlan
 
 
-def plan_deployment(settings: Settings, hw: Hardware, env: Mapping[str, str], *,
-                    portable: bool = False) -> Deployment:
-    """A ServePlan, or a ClusterPlan when --nodes is given."""
+def plan_deployment(settings: Settings, facts: HostFacts, book: RecipeBook) -> Deployment:
+    """A ServePlan, or a ClusterPlan when --nodes is given; portable facts
+    (`HostFacts.portable()`) plan for another platform (`export`)."""
     if settings.nodes:
-        return plan_cluster(settings, hw, env, portable=portable)
-    return build_plan(settings, hw, env, portable=portable)
+        return plan_cluster(settings, facts, book)
+    return build_plan(settings, facts, book)
+
+
+def plan_on_host(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> Deployment:
+    """The plan for this host: its facts read now, the recipe book loaded once."""
+    return plan_deployment(settings, read_host_facts(settings, env, hw), load_book(env))
+
+
+def plan_for_export(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> Deployment:
+    """The plan for another platform: only the facts that hold on any machine
+    (`HostFacts.portable()`: no detected GPUs, group ids, completed download or owner)."""
+    facts = read_host_facts(settings, env, hw).portable()
+    return plan_deployment(settings, facts, load_book(env))
 
 
 def single(deployment: Deployment) -> ServePlan:

@@ -15,13 +15,13 @@ from typing import Any, Literal
 
 from glmkit.host.hardware import (
     CUDA13_MIN_DRIVER,
-    NVIDIA_QUERY,
     Hardware,
+    gpu_runtime_registered,
     needs_cuda12_images,
-    nvidia_runtime_registered,
     parse_nvidia_smi,
 )
 from glmkit.host.settings import Settings
+from glmkit.host.vendors import VENDORS, VendorProfile
 from glmkit.paths import existing_ancestor
 from glmkit.process import run
 
@@ -73,7 +73,7 @@ def check_nvidia_runtime(runtimes: list[str] | None, wanted: bool) -> Check:
     if runtimes is None:
         return Check("NVIDIA container runtime", "skip" if not wanted else "fail",
                      "Docker not reachable", "")
-    if nvidia_runtime_registered(runtimes):
+    if gpu_runtime_registered(VENDORS["cuda"], runtimes):
         return Check("NVIDIA container runtime", "ok", "registered with Docker")
     return Check("NVIDIA container runtime", "fail" if wanted else "skip",
                  "not registered with Docker",
@@ -157,10 +157,12 @@ def check_image(ref: str, docker_ok: bool) -> Check:
                  "`invoke build` or `invoke pull` (`invoke up` does it for you)")
 
 
-def nvidia_smi_output() -> str | None:
-    if shutil.which("nvidia-smi") is None:
+def smi_output(vendor: VendorProfile) -> str | None:
+    """What the vendor's GPU-listing tool prints; None: the vendor has none, or it is not
+    installed."""
+    if not vendor.smi or shutil.which(vendor.smi[0]) is None:
         return None
-    done = run(NVIDIA_QUERY, check=False, timeout=20)
+    done = run(list(vendor.smi), check=False, timeout=20)
     return done.stdout if done.returncode == 0 else ""
 
 
@@ -213,17 +215,18 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
 
     check_address(host, port)
     hw = hardware.detect(env)
-    wanted = resolve_vendor(vendor).name if vendor else hw.vendor
+    wanted = resolve_vendor(vendor) if vendor else hw.profile
     model = resolve_model(model_id) if model_id else None
     info = docker_info()
     docker_ok = info is not None
     checks = [check_docker(info), check_compose()]
     runtimes = sorted(info.get("Runtimes") or {}) if info is not None else None
-    checks.append(check_nvidia_runtime(runtimes, wanted == "cuda"))
-    checks += check_amd_devices(wanted == "rocm")
-    checks.append(check_groups(hw.group_ids, wanted == "rocm"))
-    checks.append(check_gpus(hw, nvidia_smi_output()))
-    if wanted == "cuda":
+    checks.append(check_nvidia_runtime(runtimes, wanted.gpu_reservation))
+    checks += check_amd_devices(bool(wanted.devices))
+    checks.append(check_groups(hw.group_ids, bool(wanted.groups)))
+    # A driver that runs but lists no GPU is worth a warning whatever the vendor asked.
+    checks.append(check_gpus(hw, smi_output(VENDORS["cuda"])))
+    if wanted.cuda12_suffix is not None:  # vLLM's CUDA images: the driver decides the tag
         checks.append(check_cuda_driver(hw))
     needed = None
     if model is not None and not model.local_dir:

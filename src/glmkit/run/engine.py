@@ -25,7 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.endpoints import api_ready, published_url
 from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
-from glmkit.host.hardware import nvidia_runtime_registered
+from glmkit.host.hardware import gpu_runtime_registered
 from glmkit.plan.serve import LABEL, ServePlan
 from glmkit.process import child_env, run
 from glmkit.render.compose import SERVICE
@@ -120,14 +120,13 @@ def port_free(host: str, port: int) -> bool:
 def preflight(plan: ServePlan, c: DockerClient) -> None:
     """Everything that would make `up` fail late, checked before anything starts."""
     require_compose_v2()
-    if plan.vendor.name == "rocm":
-        for dev in ("/dev/kfd", "/dev/dri"):
-            if not Path(dev).exists():
-                raise EnvironmentProblem(
-                    f"{dev} is missing: no AMD GPU driver (amdgpu/ROCm) on this host. Install "
-                    "ROCm's kernel driver, or use --vendor cuda/cpu.")
+    for dev in plan.vendor.devices:
+        if not Path(dev).exists():
+            raise EnvironmentProblem(
+                f"{dev} is missing: no {plan.vendor.driver} on this host. Install it, or "
+                "choose another --vendor.")
     if plan.vendor.gpu_reservation and \
-            not nvidia_runtime_registered(c.info().get("Runtimes") or {}):
+            not gpu_runtime_registered(plan.vendor, c.info().get("Runtimes") or {}):
         raise EnvironmentProblem(
             "Docker has no NVIDIA runtime (`docker info` lists none). Install the NVIDIA "
             "Container Toolkit and run `sudo nvidia-ctk runtime configure --runtime=docker`"

@@ -184,8 +184,7 @@ def build_for(vendor: str, model: str | None, vllm_version: str | None, repo_roo
     from glmkit.knowledge.catalog import TINY_MODEL_ID, resolve_model
     from glmkit.knowledge.images import choose_image
 
-    name = resolve_vendor(vendor).name
-    profile = choose_image(resolve_model(model or TINY_MODEL_ID, env), name,
+    profile = choose_image(resolve_model(model or TINY_MODEL_ID, env), resolve_vendor(vendor),
                            vllm_version=vllm_version)
     if profile.source != "build":
         return (f"{profile.ref} is vLLM's official image; `invoke pull --vendor {vendor}` "
@@ -202,14 +201,14 @@ def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: b
     from glmkit.knowledge.catalog import resolve_model
     from glmkit.knowledge.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
 
-    name = resolve_vendor(vendor).name
-    if name == "cpu":
+    chosen = resolve_vendor(vendor)
+    if chosen.image_repository is None:  # the CPU image
         profile = CPU_IMAGE
     elif model:
-        profile = choose_image(resolve_model(model, env), name, cuda12=cuda12,
+        profile = choose_image(resolve_model(model, env), chosen, cuda12=cuda12,
                                vllm_version=vllm_version)
     else:
-        profile = official_image(name, vllm_version or CURRENT_VLLM, cuda12=cuda12)
+        profile = official_image(chosen, vllm_version or CURRENT_VLLM, cuda12=cuda12)
     ref = profile.official_ref or profile.ref
     pull_image(ref, console)
     if ref == profile.ref:

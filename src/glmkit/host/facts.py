@@ -1,0 +1,109 @@
+"""What planning needs to know about this host, read once before the plan is made.
+
+`read_host_facts` is the one place a serve plan's inputs touch the machine: detected
+GPUs, the home and working folders, the HF cache (its owner, whether a model's weights
+are complete there), the folders the settings name (resolved as Docker will mount them)
+and the model the settings name (a folder there is this host's). `plan.serve.build_plan`
+is then a pure function of these facts, the recipe book and the settings.
+
+`HostFacts.portable()` keeps only what holds on any machine, for exports that run
+elsewhere (Kubernetes): no detected GPUs or group ids, no completed download, no owner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from glmkit.errors import UsageError
+from glmkit.host.hardware import Hardware
+from glmkit.host.hub import offline_env
+from glmkit.host.settings import Settings
+from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.paths import existing_ancestor, hf_cache, kit_home
+from glmkit.policy import admit_mount
+
+
+@dataclass(frozen=True)
+class HostPath:
+    """A host folder the settings name, as the mount policy admitted it (absolute,
+    symlinks resolved), or the policy's refusal, raised where the plan mounts it."""
+
+    path: Path | None
+    refusal: str | None = None
+    is_dir: bool = False
+
+    def admitted(self) -> Path:
+        if self.path is None:
+            raise UsageError(self.refusal or "The folder was refused.")
+        return self.path
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostFacts:
+    hardware: Hardware  # detected GPUs and the host's video/render group ids
+    home: Path  # the user's home folder, resolved
+    cwd: Path  # the working directory relative host paths are taken from
+    # --model resolved: a catalog entry, a Hub id, or a model folder on this host; a
+    # refusal is kept and raised where the plan reads the model.
+    model: ModelSpec | None
+    model_refusal: str | None = None
+    hf_cache: HostPath  # the HF cache to mount (HF_HOME or --hf-cache)
+    offline: bool = False  # the model's weights are complete in the cache
+    cache_owner_uid: int | None = None  # owner of the cache (or its nearest parent)
+    model_dir: HostPath | None = None  # a local model's folder
+    media_dir: HostPath | None = None  # --media-dir
+    here: bool = True  # False: portable facts, for a plan that runs elsewhere
+
+    def portable(self) -> HostFacts:
+        """What holds on any machine: the vendor of the detected hardware and the folders,
+        without the GPUs, group ids, a completed download or the cache's owner."""
+        return dataclasses.replace(
+            self, hardware=Hardware(vendor=self.hardware.vendor,
+                                    source="not this host: exported"),
+            offline=False, cache_owner_uid=None, here=False)
+
+
+def _admit(path: str | Path, what: str, home: Path, cwd: Path) -> HostPath:
+    try:
+        resolved = admit_mount(path, what, home, cwd)
+    except UsageError as err:
+        return HostPath(None, str(err))
+    return HostPath(resolved, is_dir=resolved.is_dir())
+
+
+def _owner_uid(path: Path) -> int | None:
+    path = existing_ancestor(path)  # a missing cache is created by `up` as the invoking user
+    try:
+        return path.stat().st_uid if path.exists() else None
+    except OSError:
+        return None
+
+
+def read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFacts:
+    """Everything about this host a serve plan for `s` depends on, read now."""
+    home, cwd = Path.home(), Path(os.getcwd())
+    model: ModelSpec | None = None
+    refusal: str | None = None
+    try:
+        model = resolve_model(s.model, env)
+    except UsageError as err:
+        refusal = str(err)
+    cache = _admit(hf_cache(env, s.hf_cache), "--hf-cache" if s.hf_cache else
+                   "The HF cache (HF_HOME)", home, cwd)
+    model_dir = None
+    if model is not None and model.local_dir:
+        folder = Path(model.local_dir)
+        model_dir = _admit(folder if folder.is_absolute() else kit_home(env) / folder,
+                           "The model folder", home, cwd)
+    offline = bool(cache.path and model and not model.local_dir
+                   and offline_env(cache.path, model.id, env))
+    return HostFacts(
+        hardware=hw, home=home, cwd=cwd, model=model, model_refusal=refusal,
+        hf_cache=cache, offline=offline,
+        cache_owner_uid=_owner_uid(cache.path) if cache.path else None,
+        model_dir=model_dir,
+        media_dir=_admit(s.media_dir, "--media-dir", home, cwd) if s.media_dir else None)
