@@ -1,34 +1,25 @@
-"""The tasks as a user runs them: one clear line and a non-zero exit for bad input."""
+"""The tasks as a user runs them: one clear line and a non-zero exit for bad input.
+
+Tasks run in this process through invoke's Program (test_cli_trust.run_task); the CLI as
+its own process, start-up time included, is tests/integration/test_cli_process.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from .test_cli_trust import run_task
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    # The same machine to glmkit on every host: CPU only, whatever GPUs this one has.
-    full_env = {**os.environ, "GLMKIT_HARDWARE": str(ROOT / "tests" / "cpu-host.json"),
-                **(env or {})}
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
-                          capture_output=True, check=False, env=full_env, timeout=120)
-
-
-def test_list_is_instant_and_shows_help() -> None:
-    started = time.monotonic()
-    done = invoke("--list")
-    assert done.returncode == 0
+def test_list_shows_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                         tmp_path: Path) -> None:
+    code, out, _ = run_task(monkeypatch, capsys, tmp_path, "--list")
+    assert code == 0
     for name in ("up", "down", "render", "bench", "build", "pull", "login", "status", "logs"):
-        assert f"  {name} " in done.stdout
-    assert time.monotonic() - started < 10  # generous: start-up of a whole interpreter
+        assert f"  {name} " in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -47,6 +38,8 @@ def test_list_is_instant_and_shows_help() -> None:
     (["bench", "--batch", "1,x"], "--batch '1,x'"),
 ])
 def test_bad_input_one_line_no_traceback_no_file(args: list[str], message: str,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path) -> None:
     project = f"cli-{abs(hash(tuple(args))) % 10**8}"
     if "--" in args:
@@ -54,19 +47,23 @@ def test_bad_input_one_line_no_traceback_no_file(args: list[str], message: str,
         args = [*args[:at], "--project", project, *args[at:]]
     else:
         args = [*args, "--project", project]
-    done = invoke(*args, env={"VLLM_API_KEY": ""})
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr + done.stdout
-    assert message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert not (ROOT / "compose" / f"{project}.yaml").exists()
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, *args,
+                              env={"VLLM_API_KEY": ""})
+    assert code == 2, err
+    assert "Traceback" not in err + out
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "compose" / f"{project}.yaml").exists()
 
 
-def test_docker_unreachable_is_a_clear_error() -> None:
-    done = invoke("status", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
-    assert done.returncode == 3
-    assert "Docker engine is not reachable" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_docker_unreachable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "status",
+                            env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert code == 3
+    assert "Docker engine is not reachable" in err
+    assert "Traceback" not in err
 
 
 def test_tasks_stay_thin() -> None:

@@ -48,6 +48,13 @@ features: {tool_calling: {args: [*i]}}
 """
 
 
+@pytest.fixture(autouse=True)
+def no_git_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synced folder here is never a git checkout: its commit is None without asking git
+    (the unit layer starts no program)."""
+    monkeypatch.setattr(recipes, "_git_commit", lambda folder: None)
+
+
 def env_for(tmp_path: Path) -> dict[str, str]:
     return {"GLMKIT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")}
 
@@ -434,10 +441,18 @@ def test_public_origin_strips_credentials() -> None:
     assert strip("http://[::1") == "(an unreadable URL)"
 
 
-def test_a_failed_clone_does_not_echo_the_token(tmp_path: Path) -> None:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+def test_a_failed_clone_does_not_echo_the_token(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """git's own refusal, as it prints it (the real clone: tests/integration/
+    test_recipe_sync_git.py)."""
     origin = "http://someone:sekrit-token-123@127.0.0.1:9/recipes.git"
+
+    def git_refuses(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(argv, 128, "", f"fatal: unable to access "
+                                           f"'{origin}/': Failed to connect to 127.0.0.1")
+
+    monkeypatch.setattr(shutil, "which", lambda _: "/usr/bin/git")
+    monkeypatch.setattr(subprocess, "run", git_refuses)
     with pytest.raises(EnvironmentProblem) as caught:
         sync(origin, env_for(tmp_path))
     assert "sekrit" not in str(caught.value)
@@ -588,13 +603,23 @@ def mutated(draw: st.DrawFn) -> Any:
 EXAMPLES = {"documents": 0, "loaded": 0, "skipped": 0}
 
 
-@settings(max_examples=200, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                 HealthCheck.too_slow])
-@given(document=st.one_of(mutated(), mutated(), RECIPES, DOCUMENTS),
-       as_text=st.sampled_from([False, False, True]))
+# Any document, as YAML or as YAML-ish text. The unit layer tries 40 of them; tests/
+# integration/test_recipe_trust_examples.py tries 200 with the same check.
+ANY_DOCUMENT = {"document": st.one_of(mutated(), mutated(), RECIPES, DOCUMENTS),
+                "as_text": st.sampled_from([False, False, True])}
+PROPERTY = {"deadline": None, "database": None,
+            "suppress_health_check": [HealthCheck.function_scoped_fixture,
+                                      HealthCheck.too_slow]}
+
+
+@settings(max_examples=40, **PROPERTY)  # type: ignore[arg-type]
+@given(**ANY_DOCUMENT)
 def test_no_synced_document_makes_load_book_raise(tmp_path: Path, document: Any,
                                                    as_text: bool) -> None:
+    load_book_survives(tmp_path, document, as_text)
+
+
+def load_book_survives(tmp_path: Path, document: Any, as_text: bool) -> None:
     env = env_for(tmp_path)
     root = Path(env["GLMKIT_HOME"]) / "recipes"
     if not root.exists():  # a synced copy of one recipe: each example parses one file

@@ -133,13 +133,16 @@ def _old_run(tmp_path: Path, meta: dict[str, object], name: str) -> Path:
     return folder
 
 
-def test_report_of_a_reference_run_is_a_table_not_a_traceback(tmp_path: Path) -> None:
-    from tests.unit.test_cli import invoke
+def test_report_of_a_reference_run_is_a_table_not_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    from tests.unit.test_cli_trust import run_task
 
-    done = invoke("report", "--runs", "ref:glm45-fp8-prompt-heavy-16", "--out", str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "651.6" in done.stdout  # its output throughput
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--runs",
+                              "ref:glm45-fp8-prompt-heavy-16", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "651.6" in out  # its output throughput
     assert (tmp_path / "report.csv").is_file()
 
 
@@ -196,9 +199,12 @@ def test_labels_and_run_ids_are_plain_names(tmp_path: Path, name: str) -> None:
     assert not any(p for p in tmp_path.rglob("*") if p.is_file())
 
 
-def test_bench_label_outside_results_is_a_usage_error() -> None:
-    from tests.unit.test_cli import invoke
+def test_bench_label_outside_results_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    from tests.unit.test_cli_trust import run_task
 
-    done = invoke("bench", "--label", "../../x", "--project", "no-such-project")
-    assert done.returncode == 2
-    assert "plain name" in done.stderr and "Traceback" not in done.stderr
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--label", "../../x",
+                            "--project", "no-such-project")
+    assert code == 2
+    assert "plain name" in err and "Traceback" not in err
