@@ -151,13 +151,15 @@ FLAGS = st.sampled_from(["--chat-template-content-format", "--max-num-seqs", "--
 ARGS = st.lists(st.one_of(FLAGS, TEXT), max_size=8)
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(words=ARGS, host_env=st.dictionaries(
+ENV_TEXT = st.dictionaries(
     st.sampled_from(["GLMKIT_EXTRA_ARGS", "GLMKIT_PROJECT", "GLMKIT_MODEL", "GLMKIT_HOST",
-                     "GLMKIT_MAX_MODEL_LEN", "GLMKIT_HF_CACHE"]), TEXT, max_size=3))
-def test_any_arguments_render_as_written_or_fail_with_one_line(
-        env: dict[str, str], words: list[str], host_env: dict[str, str]) -> None:
+                     "GLMKIT_MAX_MODEL_LEN", "GLMKIT_HF_CACHE"]), TEXT, max_size=3)
+
+
+def renders_as_written_or_fails_with_one_line(env: dict[str, str], words: list[str],
+                                              host_env: dict[str, str]) -> None:
+    """The property: any argument list and GLMKIT_* values through render either give a
+    one-line UsageError or a file with the user's words as given and no secret."""
     try:
         settings_, _ = resolve_settings({"extra_args": tuple(words)}, {}, {**env, **host_env})
         plan = plan_here(settings_, NO_GPU, {**env, **host_env})
@@ -172,3 +174,12 @@ def test_any_arguments_render_as_written_or_fail_with_one_line(
     for word in admitted:
         assert word in command
     assert "--api-key" not in command
+
+
+# 100 examples here; tests/integration/test_policy_examples.py runs 1000 of the same.
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(words=ARGS, host_env=ENV_TEXT)
+def test_any_arguments_render_as_written_or_fail_with_one_line(
+        env: dict[str, str], words: list[str], host_env: dict[str, str]) -> None:
+    renders_as_written_or_fails_with_one_line(env, words, host_env)

@@ -483,7 +483,7 @@ def www(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         tar.add(checkout(tmp_path), arcname="recipes-main")
     handler = functools.partial(QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}", folder
