@@ -11,6 +11,7 @@ import yaml
 
 from glmkit.errors import UsageError
 from glmkit.host.settings import Settings
+from glmkit.host.vendors import VENDORS
 from glmkit.knowledge.catalog import CATALOG, resolve_model
 from glmkit.measure.tune import (
     STATE,
@@ -35,18 +36,18 @@ def test_slo_becomes_goodput_bounds() -> None:
 
 
 def test_cpu_candidates_start_with_the_recipe_default() -> None:
-    names = [c.name for c in candidates_for(resolve_model("glmkit/glm-tiny"), "cpu")]
+    names = [c.name for c in candidates_for(resolve_model("glmkit/glm-tiny"), VENDORS["cpu"])]
     assert names[0] == "recipe default" and len(names) == 4
     base = Settings(extra_args=("--enforce-eager",))
-    seqs = candidates_for(resolve_model("glmkit/glm-tiny"), "cpu")[1].apply(base)
+    seqs = candidates_for(resolve_model("glmkit/glm-tiny"), VENDORS["cpu"])[1].apply(base)
     assert seqs.extra_args == ("--enforce-eager", "--max-num-seqs", "8")
 
 
 def test_gpu_candidates_search_the_recipes_strategies_and_knobs() -> None:
-    names = [c.name for c in candidates_for(CATALOG["zai-org/GLM-5.2"], "cuda")]
+    names = [c.name for c in candidates_for(CATALOG["zai-org/GLM-5.2"], VENDORS["cuda"])]
     assert names[0] == "recipe default"
     assert {"single_node_tep", "MTP", "max-num-seqs 512", "FP8 KV cache"} <= set(names)
-    vision = [c.name for c in candidates_for(CATALOG["zai-org/GLM-4.5V"], "cuda")]
+    vision = [c.name for c in candidates_for(CATALOG["zai-org/GLM-4.5V"], VENDORS["cuda"])]
     assert "MTP" not in vision
 
 

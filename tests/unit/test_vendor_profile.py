@@ -21,8 +21,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "glmkit"
 NAMES = {"rocm", "cuda", "cpu", "amd", "nvidia"}
 # Modules outside this change's reach that still compare a vendor's name (issue #18);
 # the list only shrinks.
-NOT_YET = {"measure/tune.py", "measure/report.py", "render/cluster_compose.py",
-           "run/image_build.py"}
+NOT_YET: set[str] = set()
 
 
 def _compares_a_vendor_name(tree: ast.AST) -> list[int]:

@@ -20,14 +20,16 @@ from glmkit.measure.results import Series
 
 def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
     """The plan's memory-bandwidth bound on TPOT for a GPU run's point (see `sizing`)."""
+    from glmkit.host.vendors import VENDORS
     from glmkit.knowledge.catalog import CATALOG
     from glmkit.knowledge.sizing import ARCH, arch_key, decode_tpot, gpu_from_hardware
 
     meta = s.meta
     model = CATALOG.get(meta.model)
     gpu = meta.gpus[0] if meta.gpus else None
+    vendor = VENDORS.get(meta.vendor)  # type: ignore[call-overload]  # data: any text
     if gpu is None or not gpu.memory_mib or model is None or meta.workload is None or \
-            meta.vendor not in ("cuda", "rocm"):
+            vendor is None or not vendor.has_gpus:
         return None
     arch = ARCH.get(arch_key(model))
     if arch is None:

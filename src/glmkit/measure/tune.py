@@ -28,6 +28,7 @@ from glmkit.errors import GlmkitError, Interrupted, UsageError
 from glmkit.files import atomic_write
 from glmkit.host.hardware import Hardware
 from glmkit.host.settings import Settings
+from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.measure.bench import BenchRequest, run_bench
 from glmkit.measure.results import plain_name
@@ -49,11 +50,11 @@ class Candidate:
         return dataclasses.replace(settings, **changes)
 
 
-def candidates_for(model: ModelSpec, vendor: str) -> list[Candidate]:
+def candidates_for(model: ModelSpec, vendor: VendorProfile) -> list[Candidate]:
     """The recipe's default first, then the knobs that move throughput and latency most,
     most promising first (a budget cuts the tail)."""
     out = [Candidate("recipe default")]
-    if vendor == "cpu":
+    if not vendor.has_gpus:
         return [*out, Candidate("max-num-seqs 8", {"extra_args": ("--max-num-seqs", "8")}),
                 Candidate("max-num-batched-tokens 512", {"max_num_batched_tokens": 512}),
                 Candidate("prefix caching off", {"bench_mode": True})]
@@ -193,7 +194,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
         deploy.plan_on_host(request.settings, hw, env)
     folder, request, rows = _open(request, results_dir)
     model = resolve_model(request.settings.model, env)
-    vendor = request.settings.vendor or hw.vendor
+    vendor = resolve_vendor(request.settings.vendor or hw.vendor)
     candidates = candidates_for(model, vendor)[:request.max_candidates or None]
     done = {r.candidate for r in rows}
     started = time.monotonic()

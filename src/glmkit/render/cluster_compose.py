@@ -47,7 +47,8 @@ def _node_service(cluster: ClusterPlan, node: Node, base_service: dict[str, Any]
             first = node.rank * cluster.gpus_per_node
             ids = [str(i) for i in range(first, first + cluster.gpus_per_node)]
             service["deploy"] = {"resources": {"reservations": {"devices": [
-                {"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ids}]}}}
+                {"driver": cluster.base.vendor.docker_runtime, "capabilities": ["gpu"],
+                 "device_ids": ids}]}}}
         if cluster.base.vendor.visibility_env:
             first = node.rank * cluster.gpus_per_node
             env.append(f"{cluster.base.vendor.visibility_env}="
@@ -73,7 +74,7 @@ def cluster_compose(cluster: ClusterPlan) -> dict[str, dict[str, Any]]:
     base = compose_dict(plan if plan.ipc_host else replace(plan, shm_size=plan.shm_size or "1gb"))
     base_service = base["services"][SERVICE]
     cpus = None
-    if cluster.local and cluster.base.vendor.name == "cpu":
+    if cluster.local and not cluster.base.vendor.has_gpus:
         cores = os.cpu_count() or 1
         cpus = [i % cores for i in range(len(cluster.nodes))]
     if cluster.local:

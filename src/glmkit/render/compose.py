@@ -72,7 +72,7 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
         service["cap_drop"] = ["ALL"]
         service["security_opt"] = ["no-new-privileges:true", *plan.security_opt]
     if plan.vendor.gpu_reservation:
-        device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+        device: dict[str, Any] = {"driver": plan.vendor.docker_runtime, "capabilities": ["gpu"]}
         if plan.gpu_ids is None:
             device["count"] = "all"
         else:

@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
+from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.images import ImageProfile
 from glmkit.paths import kit_home
 from glmkit.process import run, stream
@@ -127,7 +128,7 @@ def build_image(profile: ImageProfile, repo_root: Path, console: Console,
     if not force and image_label(profile.ref, HASH_LABEL) == wanted:
         console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
         return False
-    if profile.vendor == "cpu":
+    if not resolve_vendor(profile.vendor).has_gpus:  # the CPU image installs from a wheelhouse
         fill_wheelhouse(profile, context, env, console)
     argv = ["docker", "build", "--tag", profile.ref, "--label", f"{HASH_LABEL}={wanted}"]
     for key, value in profile.build_args.items():
@@ -180,7 +181,6 @@ def build_for(vendor: str, model: str | None, vllm_version: str | None, repo_roo
               console: Console, env: Mapping[str, str], *, ca_certs: Sequence[str] = (),
               force: bool = False) -> str:
     """`invoke build`: the image a vendor (and model) serves with, when glmkit builds it."""
-    from glmkit.host.vendors import resolve_vendor
     from glmkit.knowledge.catalog import TINY_MODEL_ID, resolve_model
     from glmkit.knowledge.images import choose_image
 
@@ -197,7 +197,6 @@ def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: b
              console: Console, env: Mapping[str, str]) -> str:
     """`invoke pull`: vLLM's official image for a vendor, a model's pin, or a release;
     for the CPU image, vLLM's published CPU build, tagged with glmkit's name."""
-    from glmkit.host.vendors import resolve_vendor
     from glmkit.knowledge.catalog import resolve_model
     from glmkit.knowledge.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
 
