@@ -20,9 +20,9 @@ def test_a_failed_point_is_a_bench_failure_not_an_interruption(tmp_path) -> None
     from glmkit.errors import BenchFailed, Interrupted
     from glmkit.measure.bench import BenchOutcome, SweepReport
     from glmkit.measure.point import PointOutcome
-    from glmkit.measure.results import Series, create_run
+    from glmkit.measure.results import Series, create_run, read_meta
 
-    run = create_run(tmp_path, {"batches": [1, 4], "model": "m"}, "sweep")
+    run = create_run(tmp_path, read_meta({"batches": [1, 4], "model": "m"}, "sweep"))
     run.save_point(1, {"completed": 1, "failed": 0})
     outcomes = [PointOutcome(1, True, {"completed": 1}, "ok"),
                 PointOutcome(4, False, None, "tokenizer missing")]

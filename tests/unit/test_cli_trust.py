@@ -414,7 +414,7 @@ def test_corrupt_results_are_skipped_with_a_note(tmp_path: Path) -> None:
     assert [s.run_id for s in series] == ["20250101-000000-good", "20250101-000003-shapes"]
     assert series[0].points == {1: {"output_throughput": 5.0}}
     assert series[0].missing == ()  # a point file that exists is never written again
-    assert series[1].meta.serve_args == () and series[1].meta.gpus == ()
+    assert series[1].meta.serve_args == () and series[1].meta.hardware.gpus == ()
     with pytest.raises(UsageError, match="cannot be read"):
         open_run(tmp_path, "20250101-000001-latin1")
     from glmkit.measure.results import load_report
@@ -435,9 +435,9 @@ def test_report_task_notes_a_corrupt_point(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_concurrent_failures_are_all_kept(tmp_path: Path) -> None:
-    from glmkit.measure.results import create_run
+    from glmkit.measure.results import create_run, read_meta
 
-    run = create_run(tmp_path, {"batches": [16]}, "race")
+    run = create_run(tmp_path, read_meta({"batches": [16]}, "race"))
     writers = 24
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []
@@ -462,9 +462,9 @@ def test_concurrent_failures_are_all_kept(tmp_path: Path) -> None:
 
 
 def test_concurrent_samples_keep_the_first_and_raise_nothing(tmp_path: Path) -> None:
-    from glmkit.measure.results import create_run
+    from glmkit.measure.results import create_run, read_meta
 
-    run = create_run(tmp_path, {"batches": [16]}, "samples")
+    run = create_run(tmp_path, read_meta({"batches": [16]}, "samples"))
     writers = 16
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []

@@ -90,7 +90,7 @@ def test_extra_args_from_the_environment_are_shell_words() -> None:
 
 def test_bench_metadata_without_git_on_path(monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
-    from glmkit.measure.point import _git_commit
+    from glmkit.measure.results import _git_commit
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no git there: nothing to start
     assert _git_commit(ROOT) is None

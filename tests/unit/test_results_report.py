@@ -23,7 +23,7 @@ SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 
 
 def test_runs_are_append_only_and_resumable(tmp_path: Path) -> None:
-    run = create_run(tmp_path, {"batches": [1, 16, 64], "model": "m"}, "sweep")
+    run = create_run(tmp_path, read_meta({"batches": [1, 16, 64], "model": "m"}, "sweep"))
     run.save_point(1, {"output_throughput": 10.0})
     assert run.missing() == [16, 64]
     with pytest.raises(UsageError, match="never overwritten"):
@@ -35,7 +35,7 @@ def test_runs_are_append_only_and_resumable(tmp_path: Path) -> None:
     assert len(list((run.path / "failures").iterdir())) == 2
     again = open_run(tmp_path, run.run_id[:15])
     assert again.missing() == [16, 64]
-    second = create_run(tmp_path, {"batches": [1]}, "sweep")
+    second = create_run(tmp_path, read_meta({"batches": [1]}, "sweep"))
     assert second.path != run.path
     assert len(list_runs(tmp_path)) == 2
     with pytest.raises(UsageError, match="several runs"):
@@ -193,7 +193,7 @@ def test_reports_key_runs_by_id_not_label(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "", "x" * 200, "a b"])
 def test_labels_and_run_ids_are_plain_names(tmp_path: Path, name: str) -> None:
     with pytest.raises(UsageError, match="plain name"):
-        create_run(tmp_path / "results", {"batches": [1]}, name)
+        create_run(tmp_path / "results", read_meta({"batches": [1]}, name))
     with pytest.raises(UsageError):
         open_run(tmp_path / "results", name)
     assert not any(p for p in tmp_path.rglob("*") if p.is_file())
@@ -208,3 +208,48 @@ def test_bench_label_outside_results_is_a_usage_error(
                             "--project", "no-such-project")
     assert code == 2
     assert "plain name" in err and "Traceback" not in err
+
+
+# --- results make runs: one typed RunMeta, written and read -------------------------
+
+V2_KEYS = ["version", "label", "glmkit_version", "glmkit_commit", "created", "model",
+           "vendor", "image", "image_digest", "serve_args", "max_model_len",
+           "prefix_caching", "workload", "mode", "batches", "points", "hardware", "container"]
+
+
+def test_a_new_run_writes_meta_version_2_and_reads_it_back_the_same(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from glmkit.measure import results
+    from glmkit.measure.results import HardwareMeta, start_run
+    from glmkit.measure.workloads import WORKLOADS, sweep_points
+    from glmkit.run.server import RunningServer
+    from tests.unit.helpers import gpus
+
+    monkeypatch.setattr(results, "image_digest", lambda ref: f"{ref}@sha256:abc")
+    monkeypatch.setattr(results, "_git_commit", lambda root: "deadbeef")
+    target = RunningServer(container="glmkit-vllm-1", served_model="zai-org/GLM-4.5-Air",
+                           model_ref="/models/air", max_model_len=65536, vendor="cuda",
+                           image="img:1", serve_args=("m", "--tensor-parallel-size", "2"),
+                           base_url="http://127.0.0.1:8000", api_key="secret")
+    points = sweep_points([1, 16], "concurrency", request_rate="inf", goodput=("ttft:500",))
+    run = start_run(tmp_path, target, WORKLOADS["balanced"], "concurrency", points,
+                    HardwareMeta.of(gpus("cuda", 2)), tmp_path)
+    assert run.run_id.endswith("-GLM-4.5-Air-cuda-balanced")
+    written = json.loads((run.path / "meta.json").read_text())
+    assert list(written) == V2_KEYS and written["version"] == 2
+    assert written["hardware"]["gpus"][1] == {"index": 1, "name": "NVIDIA H100 80GB HBM3",
+                                              "memory_mib": 81559}
+    assert list(written["hardware"]) == ["vendor", "description", "gpus", "cpu_count"]
+    assert written["batches"] == [1, 16] and written["points"][0]["goodput"] == ["ttft:500"]
+    assert written["image_digest"] == "img:1@sha256:abc" and written["prefix_caching"]
+    assert "secret" not in (run.path / "meta.json").read_text()
+    assert open_run(tmp_path, run.run_id).meta == run.meta  # what is written is what is read
+    assert run.meta.tensor_parallel == 2 and run.meta.hardware.gpus[0].memory_mib == 81559
+
+
+def test_old_meta_reads_into_the_same_shape_with_unknowns_left_empty() -> None:
+    meta = read_meta(OLD_META, "x")
+    assert meta.version == 1 and meta.glmkit_commit is None and meta.prefix_caching is None
+    assert meta.hardware.gpus[0].memory_mib is None and meta.hardware.gpus[0].index is None
+    assert read_meta({"hardware": "8 × H100"}, "x").hardware.description == "8 × H100"
+    assert read_meta(meta.to_json(), "y") == meta

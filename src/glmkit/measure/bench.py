@@ -4,7 +4,6 @@ running point. Stops cleanly on Ctrl-C or a dead server."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from glmkit.errors import BenchFailed, Interrupted, UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.settings import number
-from glmkit.measure.point import PointOutcome, fit_lengths, new_sweep, run_point
-from glmkit.measure.results import Run, Series, open_run, plain_name
+from glmkit.measure.point import PointOutcome, fit_lengths, run_point
+from glmkit.measure.results import HardwareMeta, Run, Series, open_run, plain_name, start_run
 from glmkit.measure.workloads import Workload, parse_batches, resolve_workload, sweep_points
 from glmkit.run.engine import log_tail, probe
 from glmkit.run.server import RunningServer, running_server
@@ -137,11 +136,6 @@ def parse_request(project: str, *, input_len: str | None, output_len: str | None
                         request_rate=request_rate.strip(), **options)
 
 
-def hardware_meta(hw: Hardware) -> dict[str, Any]:
-    return {"vendor": hw.vendor, "description": hw.describe(),
-            "gpus": [g.__dict__ for g in hw.gpus], "cpu_count": os.cpu_count()}
-
-
 def _shape(request: BenchRequest) -> tuple[Workload, tuple[int, ...]]:
     """The workload and batch sizes asked for, checked before any server is looked up."""
     if request.label is not None:
@@ -167,8 +161,8 @@ def _new_run(request: BenchRequest, target: RunningServer, results_dir: Path, re
     points = sweep_points(batches, request.mode,  # type: ignore[arg-type]
                           request.num_prompts if request.batch else None, request.request_rate,
                           request.slo)
-    return new_sweep(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
-                     points, hardware_meta(hw), repo_root, request.label)
+    return start_run(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
+                     points, HardwareMeta.of(hw), repo_root, request.label)
 
 
 def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,

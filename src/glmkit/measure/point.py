@@ -1,32 +1,28 @@
-"""`vllm bench serve` inside the serving container, via `docker exec`, over a batch sweep.
+"""One point of a sweep: `vllm bench serve` inside the serving container, via
+`docker exec`.
 
 Running the client in the server's own container means the same vLLM version and
-tokenizer on both ends and no client install on the host. Each point's JSON is copied
-out with `docker cp` into the run's folder (see `results`); a point that fails is
-recorded as a failure, and a server that dies ends the sweep with its log tail while
-the finished points stay.
+tokenizer on both ends and no client install on the host. The point's JSON is copied
+out with `docker cp` into the run's folder (`results` makes the run; `bench` loops over
+the points); a point that fails is recorded as a failure.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmkit import __version__
-from glmkit.errors import EnvironmentProblem
 from glmkit.host.credentials import redact
 from glmkit.measure.gpu_telemetry import Sampler
-from glmkit.measure.results import Run, create_run, point_name
+from glmkit.measure.results import Run, point_name
 from glmkit.measure.server_metrics import MetricsSampler
-from glmkit.measure.workloads import VISIONARENA, Point, SweepMode, Workload
+from glmkit.measure.workloads import VISIONARENA, Point, Workload
 from glmkit.process import child_env, run, stream_lines
-from glmkit.run.image_build import image_digest
 from glmkit.run.server import RunningServer
 
 CONTAINER_RESULTS = "/tmp/glmkit-bench"
@@ -73,38 +69,6 @@ def bench_argv(target: RunningServer, workload: Workload, point: Point, result_n
         argv.append("--ignore-eos")
     return argv
 
-
-
-def _git_commit(repo_root: Path) -> str | None:
-    """The kit's commit, when it runs from a git checkout and git is installed."""
-    try:
-        done = run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], check=False, timeout=10)
-    except EnvironmentProblem:  # no git on PATH
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def run_meta(target: RunningServer, workload: Workload, mode: SweepMode, points: list[Point],
-             hardware: dict[str, Any], repo_root: Path, label: str | None) -> dict[str, Any]:
-    return {
-        "label": label, "glmkit_version": __version__, "glmkit_commit": _git_commit(repo_root),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": target.served_model, "vendor": target.vendor, "image": target.image,
-        "image_digest": image_digest(target.image), "serve_args": list(target.serve_args),
-        "max_model_len": target.max_model_len, "prefix_caching": target.prefix_caching,
-        "workload": asdict(workload), "mode": mode,
-        "batches": [p.batch for p in points], "points": [asdict(p) for p in points],
-        "hardware": hardware, "container": target.container,
-    }
-
-
-def new_sweep(results_dir: Path, target: RunningServer, workload: Workload, mode: SweepMode,
-              points: list[Point], hardware: dict[str, Any], repo_root: Path,
-              label: str | None = None) -> Run:
-    default = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
-    name = label or re.sub(r"[^A-Za-z0-9._-]+", "-", default).strip("-.")[:100]
-    meta = run_meta(target, workload, mode, points, hardware, repo_root, name)
-    return create_run(results_dir, meta, name)
 
 
 @dataclass(frozen=True)

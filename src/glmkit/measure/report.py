@@ -26,7 +26,7 @@ def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
 
     meta = s.meta
     model = CATALOG.get(meta.model)
-    gpu = meta.gpus[0] if meta.gpus else None
+    gpu = meta.hardware.gpus[0] if meta.hardware.gpus else None
     vendor = VENDORS.get(meta.vendor)  # type: ignore[call-overload]  # data: any text
     if gpu is None or not gpu.memory_mib or model is None or meta.workload is None or \
             vendor is None or not vendor.has_gpus:

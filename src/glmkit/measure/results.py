@@ -22,13 +22,18 @@ import re
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from glmkit.errors import UsageError
+from glmkit import __version__
+from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.files import write_json_once
-from glmkit.measure.workloads import WORKLOADS, Point, Workload, sweep_points
+from glmkit.host.hardware import Hardware
+from glmkit.measure.workloads import WORKLOADS, Point, SweepMode, Workload, sweep_points
+from glmkit.process import run
+from glmkit.run.image_build import image_digest
+from glmkit.run.server import RunningServer
 from glmkit.vllm_args import flag_value
 
 META = "meta.json"
@@ -55,6 +60,30 @@ def point_name(batch: int) -> str:
 class GpuInfo:
     name: str
     memory_mib: int | None
+    index: int | None = None  # written since version 2; older runs lack it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "memory_mib": self.memory_mib}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareMeta:
+    """What a run ran on. Version 1 wrote only GPU names, or a description as text."""
+
+    vendor: str | None = None
+    description: str = ""  # in words
+    gpus: tuple[GpuInfo, ...] = ()
+    cpu_count: int | None = None
+
+    @classmethod
+    def of(cls, hw: Hardware) -> HardwareMeta:
+        return cls(vendor=hw.vendor, description=hw.describe(),
+                   gpus=tuple(GpuInfo(g.name, g.memory_mib, g.index) for g in hw.gpus),
+                   cpu_count=os.cpu_count())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vendor": self.vendor, "description": self.description,
+                "gpus": [g.to_json() for g in self.gpus], "cpu_count": self.cpu_count}
 
 
 def _int(value: Any) -> int | None:
@@ -106,8 +135,11 @@ def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, 
 def _point(item: Any) -> Point | None:
     if not isinstance(item, dict):
         return None
+    goodput = item.get("goodput", ())
+    if not isinstance(goodput, (list, tuple)):
+        return None
     try:
-        point = Point(**item)
+        point = Point(**{**item, "goodput": tuple(str(g) for g in goodput)})
     except TypeError:
         return None
     ok = isinstance(point.batch, int) and isinstance(point.num_prompts, int) and \
@@ -132,24 +164,30 @@ def _workload(raw: Any) -> Workload | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunMeta:
-    """meta.json of any version, or a reference run's header, read into one shape."""
+    """meta.json: written by `start_run`, and read back from any version (or from a
+    reference run's header) into this one shape."""
 
-    version: int
+    version: int = META_VERSION
     label: str
     model: str
     vendor: str
-    image: str
-    serve_args: tuple[str, ...]
-    max_model_len: int | None
-    workload: Workload | None
-    mode: str
-    points: tuple[Point, ...]
-    hardware: str  # what it ran on, in words
-    gpus: tuple[GpuInfo, ...]
-    reference: bool
-    raw: Mapping[str, Any]
+    image: str = ""
+    serve_args: tuple[str, ...] = ()
+    max_model_len: int | None = None
+    workload: Workload | None = None
+    mode: SweepMode = "prompts"
+    points: tuple[Point, ...] = ()
+    hardware: HardwareMeta = HardwareMeta()
+    reference: bool = False
+    # Provenance: written since glmkit wrote meta.json; None where a file lacks it.
+    glmkit_version: str | None = None
+    glmkit_commit: str | None = None
+    created: str | None = None
+    image_digest: str | None = None
+    prefix_caching: bool | None = None
+    container: str | None = None
 
     @property
     def batches(self) -> list[int]:
@@ -160,29 +198,58 @@ class RunMeta:
         """The last --tensor-parallel-size, in either `--flag N` or `--flag=N` form."""
         return _int(flag_value(self.serve_args, "--tensor-parallel-size")) or 1
 
+    def to_json(self) -> dict[str, Any]:
+        """meta.json as META_VERSION writes it (the keys in the order they always had)."""
+        return {
+            "version": self.version, "label": self.label,
+            "glmkit_version": self.glmkit_version, "glmkit_commit": self.glmkit_commit,
+            "created": self.created, "model": self.model, "vendor": self.vendor,
+            "image": self.image, "image_digest": self.image_digest,
+            "serve_args": list(self.serve_args), "max_model_len": self.max_model_len,
+            "prefix_caching": self.prefix_caching,
+            "workload": asdict(self.workload) if self.workload else None, "mode": self.mode,
+            "batches": self.batches, "points": [asdict(p) for p in self.points],
+            "hardware": self.hardware.to_json(), "container": self.container,
+            **({"reference": True} if self.reference else {}),
+        }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _hardware(raw: Any) -> HardwareMeta:
+    if not isinstance(raw, Mapping):
+        return HardwareMeta(description=str(raw or ""))
+    return HardwareMeta(
+        vendor=_text(raw.get("vendor")), description=str(raw.get("description") or ""),
+        gpus=tuple(GpuInfo(str(g.get("name") or "?"), _int(g.get("memory_mib")),
+                           _int(g.get("index")))
+                   for g in _list(raw.get("gpus")) if isinstance(g, Mapping)),
+        cpu_count=_int(raw.get("cpu_count")))
+
 
 def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
-    hw = raw.get("hardware")
-    gpus: tuple[GpuInfo, ...] = ()
-    description = str(hw or "")
-    if isinstance(hw, Mapping):
-        description = str(hw.get("description") or "")
-        gpus = tuple(GpuInfo(str(g.get("name") or "?"), _int(g.get("memory_mib")))
-                     for g in _list(hw.get("gpus")) if isinstance(g, Mapping))
-    mode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
+    mode: SweepMode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
     read = [_point(item) for item in _list(raw.get("points"))]
     points = [p for p in read if p is not None]
     if not read or len(points) != len(read):
         batches = [b for b in (_int(x) for x in _list(raw.get("batches"))) if b and b > 0]
-        points = sweep_points(list(dict.fromkeys(batches)), mode)  # type: ignore[arg-type]
+        points = sweep_points(list(dict.fromkeys(batches)), mode)
+    caching = raw.get("prefix_caching")
     return RunMeta(
         version=_int(raw.get("version")) or 1, label=str(raw.get("label") or fallback_label),
         model=str(raw.get("model") or "?"), vendor=str(raw.get("vendor") or "?"),
         image=str(raw.get("image") or ""),
         serve_args=tuple(str(a) for a in _list(raw.get("serve_args"))),
         max_model_len=_int(raw.get("max_model_len")), workload=_workload(raw.get("workload")),
-        mode=mode, points=tuple(points), hardware=description, gpus=gpus,
-        reference=bool(raw.get("reference")), raw=dict(raw))
+        mode=mode, points=tuple(points), hardware=_hardware(raw.get("hardware")),
+        reference=bool(raw.get("reference")),
+        glmkit_version=_text(raw.get("glmkit_version")),
+        glmkit_commit=_text(raw.get("glmkit_commit")), created=_text(raw.get("created")),
+        image_digest=_text(raw.get("image_digest")),
+        prefix_caching=caching if isinstance(caching, bool) else None,
+        container=_text(raw.get("container")))
 
 
 @dataclass(frozen=True)
@@ -252,19 +319,45 @@ class Run:
         return _read_batches(self.path / "metrics", notes)
 
 
-def create_run(results_dir: Path, meta: dict[str, Any], name: str) -> Run:
-    plain_name(name, "Label")
+def _git_commit(repo_root: Path) -> str | None:
+    """The kit's commit, when it runs from a git checkout and git is installed."""
+    try:
+        done = run(["git", "-C", str(repo_root), "rev-parse", "HEAD"], check=False, timeout=10)
+    except EnvironmentProblem:  # no git on PATH
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def create_run(results_dir: Path, meta: RunMeta) -> Run:
+    """A new run folder named `<time>-<label>` (numbered if taken), its meta.json written."""
+    plain_name(meta.label, "Label")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    meta = {"version": META_VERSION, **meta}
     for n in range(1000):
-        path = results_dir / (f"{stamp}-{name}" if n == 0 else f"{stamp}-{name}-{n}")
+        path = results_dir / (f"{stamp}-{meta.label}" if n == 0 else
+                              f"{stamp}-{meta.label}-{n}")
         try:
             path.mkdir(parents=True)
         except FileExistsError:
             continue
-        write_json_once(path / META, meta)
-        return Run(path, read_meta(meta, path.name))
+        write_json_once(path / META, meta.to_json())
+        return Run(path, meta)
     raise UsageError(f"Could not create a new run folder under {results_dir}.")
+
+
+def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode: SweepMode,
+              points: list[Point], hardware: HardwareMeta, repo_root: Path,
+              label: str | None = None) -> Run:
+    """A new run of a sweep against `target`: what ran, where, and from which glmkit."""
+    default = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
+    name = label or re.sub(r"[^A-Za-z0-9._-]+", "-", default).strip("-.")[:100]
+    meta = RunMeta(
+        label=name, glmkit_version=__version__, glmkit_commit=_git_commit(repo_root),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), model=target.served_model,
+        vendor=target.vendor, image=target.image, image_digest=image_digest(target.image),
+        serve_args=tuple(target.serve_args), max_model_len=target.max_model_len,
+        prefix_caching=target.prefix_caching, workload=workload, mode=mode,
+        points=tuple(points), hardware=hardware, container=target.container)
+    return create_run(results_dir, meta)
 
 
 def _read_run(path: Path) -> Run:
