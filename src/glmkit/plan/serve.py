@@ -45,6 +45,8 @@ from glmkit.knowledge.resolver import (
     resolve,
     target_for,
 )
+from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
+from glmkit.labels import ServerLabels
 from glmkit.policy import (
     Source,
     admit_args,
@@ -58,7 +60,6 @@ from glmkit.vllm_args import drop_flags
 CONTAINER_HF_HOME = "/root/.cache/huggingface"
 CONTAINER_VLLM_CACHE = "/root/.cache/vllm"  # torch.compile cache; not under HF_HOME
 CONTAINER_MEDIA = "/media"
-LABEL = "io.glmkit"
 # Secrets reach containers from the environment of the `docker compose` process, by
 # name only: their values are never written into the compose file.
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
@@ -492,12 +493,10 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         # Docker publishes on addresses, not names.
         host="127.0.0.1" if s.host == "localhost" else s.host, port=s.port,
         mounts=tuple(mounts),
-        labels={f"{LABEL}.managed": "true", f"{LABEL}.version": __version__,
-                f"{LABEL}.project": s.project, f"{LABEL}.model": model.id,
-                f"{LABEL}.vendor": vendor.name, f"{LABEL}.port": str(s.port),
-                f"{LABEL}.image": image.ref, f"{LABEL}.served-model": served_name,
-                f"{LABEL}.model-ref": model_ref, f"{LABEL}.max-model-len": str(max_len),
-                f"{LABEL}.strategy": recipe.strategy},
+        labels=ServerLabels(version=__version__, project=s.project, model=model.id,
+                            vendor=vendor.name, port=s.port, image=image.ref,
+                            served_model=served_name, model_ref=model_ref,
+                            max_model_len=max_len, strategy=recipe.strategy).to_labels(),
         start_period_s=start_period, restart=s.restart,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
         model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,

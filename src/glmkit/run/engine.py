@@ -26,7 +26,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from glmkit.endpoints import api_ready, published_url
 from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
 from glmkit.host.hardware import gpu_runtime_registered
-from glmkit.plan.serve import LABEL, ServePlan
+from glmkit.labels import MANAGED, label_key
+from glmkit.plan.serve import ServePlan
 from glmkit.process import child_env, run
 from glmkit.render.compose import SERVICE
 
@@ -76,7 +77,7 @@ def require_compose_v2() -> None:
 def project_containers(c: DockerClient, project: str) -> list[Any]:
     """Every container glmkit started in a compose project, running or stopped."""
     found: list[Any] = c.containers.list(all=True, filters={"label": [
-        f"com.docker.compose.project={project}", f"{LABEL}.managed=true"]})
+        f"com.docker.compose.project={project}", f"{MANAGED}=true"]})
     return found
 
 
@@ -85,7 +86,7 @@ def find_container(c: DockerClient, project: str) -> Any | None:
     for container in project_containers(c, project):
         labels = container.labels
         if labels.get("com.docker.compose.service") == SERVICE or \
-                labels.get(f"{LABEL}.node-rank") == "0":
+                labels.get(label_key("node_rank")) == "0":
             return container
     return None
 
@@ -252,7 +253,7 @@ def down(project: str, docker_host: str | None = None) -> bool:
 
 
 def managed_containers(c: DockerClient) -> list[Any]:
-    result: list[Any] = c.containers.list(all=True, filters={"label": f"{LABEL}.managed=true"})
+    result: list[Any] = c.containers.list(all=True, filters={"label": f"{MANAGED}=true"})
     return result
 
 
@@ -274,19 +275,21 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
     """Every glmkit container on an engine (or one project's), with its state, restarts
     and a live /health probe."""
     rows = []
+    # Read label by label, not through ServerLabels.from_labels: status shows every
+    # managed container, one an older glmkit labelled less too.
     containers = [ct for ct in managed_containers(c)
-                  if project is None or ct.labels.get(f"{LABEL}.project") == project]
+                  if project is None or ct.labels.get(label_key("project")) == project]
     down_by_project: dict[str, list[str]] = {}
     for ct in containers:
         if ct.status != "running":
-            down_by_project.setdefault(ct.labels.get(f"{LABEL}.project", "?"), []).append(
-                ct.labels.get(f"{LABEL}.node", ct.name))
+            down_by_project.setdefault(ct.labels.get(label_key("project"), "?"), []).append(
+                ct.labels.get(label_key("node"), ct.name))
     for ct in containers:
         labels = ct.labels
         state = ct.attrs.get("State", {})
         url = published_url(ct.attrs.get("HostConfig", {}).get("PortBindings"))
         api = "-"
-        project = labels.get(f"{LABEL}.project", "?")
+        project = labels.get(label_key("project"), "?")
         if state.get("Status") == "running" and url is None:
             api = "worker"
         elif state.get("Status") == "running" and url is not None:
@@ -295,12 +298,12 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
             # A head whose worker died still answers /health (measured: for minutes).
             api = f"DEGRADED: {', '.join(down_by_project[project])} down"
         rows.append(ServerStatus(
-            project=project, node=labels.get(f"{LABEL}.node", "-"),
-            model=labels.get(f"{LABEL}.model", "?"),
-            vendor=labels.get(f"{LABEL}.vendor", "?"), url=url or "-",
+            project=project, node=labels.get(label_key("node"), "-"),
+            model=labels.get(label_key("model"), "?"),
+            vendor=labels.get(label_key("vendor"), "?"), url=url or "-",
             state=f"{state.get('Status', '?')}"
             + (f" (exit {state.get('ExitCode')})" if state.get("Status") == "exited" else ""),
             api=api, docker_health=state.get("Health", {}).get("Status", "-"),
             restarts=int(ct.attrs.get("RestartCount") or 0),
-            image=labels.get(f"{LABEL}.image", "?")))
+            image=labels.get(label_key("image"), "?")))
     return rows

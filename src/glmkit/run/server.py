@@ -8,7 +8,7 @@ from typing import Any
 
 from glmkit.endpoints import published_url
 from glmkit.errors import UsageError
-from glmkit.plan.serve import LABEL
+from glmkit.labels import MissingLabel, ServerLabels, label_key
 from glmkit.run import engine
 
 
@@ -35,21 +35,22 @@ class RunningServer:
 
 
 def server_from_container(container: Any) -> RunningServer:
-    labels = container.labels
     env = dict(item.split("=", 1) for item in container.attrs["Config"].get("Env") or []
                if "=" in item)
     try:
-        return RunningServer(container=container.name, served_model=labels[f"{LABEL}.served-model"],
-                      model_ref=labels[f"{LABEL}.model-ref"],
-                      max_model_len=int(labels[f"{LABEL}.max-model-len"]),
-                      vendor=labels[f"{LABEL}.vendor"], image=labels[f"{LABEL}.image"],
-                      serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
-                      base_url=published_url(container.attrs["HostConfig"].get(
-                          "PortBindings")) or f"http://127.0.0.1:{labels[f'{LABEL}.port']}",
-                      api_key=env.get("VLLM_API_KEY") or None)
-    except KeyError as err:
+        labels = ServerLabels.from_labels(container.labels)
+        base_url = published_url(container.attrs["HostConfig"].get("PortBindings"))
+        if base_url is None and labels.port is None:
+            raise MissingLabel(label_key("port"))
+    except MissingLabel as err:
         raise UsageError(f"Container {container.name} was not started by this glmkit version "
                          f"(missing label {err}); run `invoke up` again.") from None
+    return RunningServer(container=container.name, served_model=labels.served_model,
+                         model_ref=labels.model_ref, max_model_len=labels.max_model_len,
+                         vendor=labels.vendor, image=labels.image,
+                         serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
+                         base_url=base_url or f"http://127.0.0.1:{labels.port}",
+                         api_key=env.get("VLLM_API_KEY") or None)
 
 
 def running_server(project: str) -> tuple[Any, RunningServer]:
