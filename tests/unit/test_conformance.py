@@ -10,20 +10,28 @@ from typing import Any
 
 import pytest
 
-from glmkit.run.tool_check import Reply, Request, _collect_stream, cases, judge, requests_for
+from glmkit.run.tool_check import (
+    Reply,
+    Request,
+    ToolCase,
+    _collect_stream,
+    cases,
+    judge,
+    requests_for,
+)
 
-CASES = {c["name"]: c for c in cases()["cases"]}
+CASES = {c.name: c for c in cases().cases}
 TYPED = CASES["typed-arguments"]
 
 
-def calls_of(case: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"id": f"call_{i}", "name": c["name"], "arguments": json.dumps(c["arguments"])}
-            for i, c in enumerate(case["calls"])]
+def calls_of(case: ToolCase) -> list[dict[str, Any]]:
+    return [{"id": f"call_{i}", "name": c.name, "arguments": json.dumps(c.arguments)}
+            for i, c in enumerate(case.calls)]
 
 
 def test_the_right_reply_passes_exactly_and_structurally() -> None:
     req = Request(TYPED, "auto", False, True)
-    reply = Reply("", TYPED["reasoning"], calls_of(TYPED), "tool_calls")
+    reply = Reply("", TYPED.reasoning, calls_of(TYPED), "tool_calls")
     assert judge(req, reply, exact=True) is None
     assert judge(req, Reply("", "other thoughts", [{**calls_of(TYPED)[0], "arguments":
                                                     '{"city": "Lyon"}'}], "tool_calls"),
@@ -54,16 +62,16 @@ def test_wrong_replies_say_what_is_wrong(reply: Reply, problem: str) -> None:
 def test_exact_mode_compares_calls_answers_and_reasoning() -> None:
     req = Request(TYPED, "auto", False, True)
     wrong_city = [{**calls_of(TYPED)[0], "arguments": json.dumps(
-        {**TYPED["calls"][0]["arguments"], "city": "Lyon"})}]
-    assert "expected" in (judge(req, Reply("", TYPED["reasoning"], wrong_city, "tool_calls"),
+        {**TYPED.calls[0].arguments, "city": "Lyon"})}]
+    assert "expected" in (judge(req, Reply("", TYPED.reasoning, wrong_city, "tool_calls"),
                                 exact=True) or "")
     after = CASES["after-tool-result"]
-    good = Reply(after["answer"], "", [], "stop")
+    good = Reply(after.answer, "", [], "stop")
     assert judge(Request(after, "auto", True, False), good, exact=True) is None
     assert "answer" in (judge(Request(after, "auto", True, False),
                               Reply("Nope.", "", [], "stop"), exact=True) or "")
     assert "reasoning with thinking off" in (judge(Request(after, "auto", True, False),
-                                                   Reply(after["answer"], "hm", [], "stop"),
+                                                   Reply(after.answer, "hm", [], "stop"),
                                                    exact=True) or "")
     none = Request(TYPED, "none", False, True)
     assert "none belong" in (judge(none, Reply("", "r", calls_of(TYPED), "tool_calls"),
@@ -97,9 +105,20 @@ def test_the_matrix_covers_every_tool_choice_stream_and_thinking() -> None:
                                              "get_time"}
     assert {(r.stream, r.thinking) for r in full} == {(s, t) for s in (True, False)
                                                       for t in (True, False)}
-    assert {r.case["name"] for r in full} == set(CASES)
+    assert {r.case.name for r in full} == set(CASES)
     assert [(r.stream, r.thinking) for r in requests_for(quick=True)] == \
         [(False, False), (True, True)]
+
+
+def test_the_cases_file_reads_into_tool_cases() -> None:
+    raw = json.loads((Path(__file__).resolve().parents[2] / "src" / "glmkit" / "data" /
+                      "tool_cases.json").read_text())
+    assert [c.name for c in cases().cases] == [c["name"] for c in raw["cases"]]
+    for case, data in zip(cases().cases, raw["cases"], strict=True):
+        assert [c.as_dict() for c in case.calls] == data.get("calls", [])
+        assert case.answer == data.get("answer") and list(case.messages) == data["messages"]
+        assert bool(case.calls) != (case.answer is not None)  # calls, or an answer
+    assert list(cases().tools) == raw["tools"]
 
 
 def test_the_tiny_model_is_made_again_when_its_recipe_changes(tmp_path: Path) -> None:

@@ -23,10 +23,51 @@ from typing import Any
 CASES_FILE = Path(__file__).parents[1] / "data" / "tool_cases.json"
 
 
+@dataclass(frozen=True)
+class ExpectedCall:
+    """A tool call a case expects: the function's name and its arguments as data."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCase:
+    """One conversation of data/tool_cases.json and what the tiny model answers to it:
+    tool calls, or (where there are none) a text answer."""
+
+    name: str
+    messages: tuple[dict[str, Any], ...]  # sent as they are, in OpenAI's message shape
+    reasoning: str
+    calls: tuple[ExpectedCall, ...] = ()
+    answer: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ToolCase:
+        return cls(name=str(data["name"]), messages=tuple(data["messages"]),
+                   reasoning=str(data["reasoning"]),
+                   calls=tuple(ExpectedCall(str(c["name"]), dict(c["arguments"]))
+                               for c in data.get("calls") or ()),
+                   answer=None if data.get("answer") is None else str(data["answer"]))
+
+
+@dataclass(frozen=True)
+class ToolCases:
+    tools: tuple[dict[str, Any], ...]  # OpenAI tool definitions, sent as they are
+    cases: tuple[ToolCase, ...]
+
+    def by_name(self, name: str) -> ToolCase:
+        return next(c for c in self.cases if c.name == name)
+
+
 @cache
-def cases() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(CASES_FILE.read_text())
-    return data
+def cases() -> ToolCases:
+    """data/tool_cases.json, read once; glmkit's own file, so a KeyError is a bug."""
+    data = json.loads(CASES_FILE.read_text())
+    return ToolCases(tuple(data["tools"]), tuple(ToolCase.from_json(c) for c in data["cases"]))
 
 
 @dataclass(frozen=True)
@@ -51,7 +92,7 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class Request:
-    case: dict[str, Any]
+    case: ToolCase
     tool_choice: str  # auto, required, none, or a function's name
     stream: bool
     thinking: bool
@@ -85,12 +126,12 @@ def _collect_stream(chunks: Iterator[Any]) -> Reply:
 
 
 def ask(client: Any, model: str, req: Request, max_tokens: int = 256) -> Reply:
-    tools = cases()["tools"]
+    tools = list(cases().tools)
     choice: Any = req.tool_choice
     if choice not in ("auto", "required", "none"):
         choice = {"type": "function", "function": {"name": choice}}
     body: dict[str, Any] = {
-        "model": model, "messages": req.case["messages"], "tools": tools,
+        "model": model, "messages": list(req.case.messages), "tools": tools,
         "tool_choice": choice, "temperature": 0, "max_tokens": max_tokens,
         "extra_body": {"chat_template_kwargs": {"enable_thinking": req.thinking}}}
     if req.stream:
@@ -106,7 +147,7 @@ def ask(client: Any, model: str, req: Request, max_tokens: int = 256) -> Reply:
 def _schema_problem(name: str, arguments: str) -> str | None:
     import jsonschema
 
-    tools = {t["function"]["name"]: t["function"] for t in cases()["tools"]}
+    tools = {t["function"]["name"]: t["function"] for t in cases().tools}
     if name not in tools:
         return f"called {name!r}, which is not one of the tools"
     try:
@@ -123,7 +164,7 @@ def _schema_problem(name: str, arguments: str) -> str | None:
 def judge(req: Request, reply: Reply, exact: bool) -> str | None:
     """None when the reply is right; else what is wrong, in one line."""
     case = req.case
-    wants_calls = req.tool_choice != "none" and ("calls" in case or req.tool_choice != "auto")
+    wants_calls = req.tool_choice != "none" and (bool(case.calls) or req.tool_choice != "auto")
     if req.thinking and req.tool_choice in ("auto", "none") and not reply.reasoning:
         return "no reasoning in the reply: is --reasoning-parser set?"
     if "<think>" in reply.content or "</think>" in reply.content:
@@ -133,8 +174,8 @@ def judge(req: Request, reply: Reply, exact: bool) -> str | None:
     if not wants_calls:
         if reply.calls:
             return f"tool calls where none belong: {[c['name'] for c in reply.calls]}"
-        if exact and req.tool_choice == "auto" and reply.content.strip() != case["answer"]:
-            return f"answer {reply.content.strip()[:60]!r}, expected {case['answer']!r}"
+        if exact and req.tool_choice == "auto" and reply.content.strip() != case.answer:
+            return f"answer {reply.content.strip()[:60]!r}, expected {case.answer!r}"
         return None if reply.finish_reason == "stop" else \
             f"finish_reason {reply.finish_reason!r}, expected 'stop'"
     if not reply.calls:
@@ -149,34 +190,33 @@ def judge(req: Request, reply: Reply, exact: bool) -> str | None:
     if req.tool_choice == "auto" and reply.finish_reason != "tool_calls":
         return f"finish_reason {reply.finish_reason!r}, expected 'tool_calls'"
     if exact:
-        want = case["calls"][:1] if req.tool_choice not in ("auto", "required") else \
-            case["calls"]
+        want = [c.as_dict() for c in (case.calls[:1] if req.tool_choice not in
+                                      ("auto", "required") else case.calls)]
         got = [{"name": c["name"], "arguments": json.loads(c["arguments"] or "{}")}
                for c in reply.calls]
         if got != want:
             return f"calls {json.dumps(got, ensure_ascii=False)[:120]}, expected " \
                    f"{json.dumps(want, ensure_ascii=False)[:120]}"
-        if req.thinking and req.tool_choice == "auto" and reply.reasoning != case["reasoning"]:
-            return f"reasoning {reply.reasoning[:60]!r}, expected {case['reasoning']!r}"
+        if req.thinking and req.tool_choice == "auto" and reply.reasoning != case.reasoning:
+            return f"reasoning {reply.reasoning[:60]!r}, expected {case.reasoning!r}"
     return None
 
 
 def requests_for(quick: bool) -> list[Request]:
     """The matrix; `quick` is what `invoke up` runs: one auto call, streamed and not."""
-    by_name = {c["name"]: c for c in cases()["cases"]}
+    typed = cases().by_name("typed-arguments")
     if quick:  # thinking off unstreamed, on streamed: both parsers in two requests
-        return [Request(by_name["typed-arguments"], "auto", stream, stream)
-                for stream in (False, True)]
+        return [Request(typed, "auto", stream, stream) for stream in (False, True)]
     out = []
-    for case in cases()["cases"]:
+    for case in cases().cases:
         for thinking in (True, False):
             for stream in (False, True):
                 out.append(Request(case, "auto", stream, thinking))
-                if "calls" in case:
+                if case.calls:
                     out.append(Request(case, "required", stream, thinking))
-                    out.append(Request(case, case["calls"][0]["name"], stream, thinking))
+                    out.append(Request(case, case.calls[0].name, stream, thinking))
     for stream in (False, True):
-        out.append(Request(by_name["typed-arguments"], "none", stream, True))
+        out.append(Request(typed, "none", stream, True))
     return out
 
 
@@ -192,7 +232,7 @@ def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
             problem = judge(req, ask(client, model, req), exact)
         except Exception as err:  # the client's HTTP and API errors: a failed case
             problem = f"{err.__class__.__name__}: {str(err).splitlines()[0][:120]}"
-        results.append(CaseResult(req.case["name"], req.tool_choice, req.stream, req.thinking,
+        results.append(CaseResult(req.case.name, req.tool_choice, req.stream, req.thinking,
                                   problem is None, problem or "ok"))
     return results
 
