@@ -47,6 +47,34 @@ class HardwareTarget:
 CPU_TARGET = HardwareTarget(None, "CPU", "cpu", 1, 0.0)
 
 
+@dataclass(frozen=True)
+class HardwareProfile:
+    """One taxonomy hardware profile, typed: a node of `gpu_count` GPUs with `vram_gb`
+    between them. The book keeps the profiles as schema-checked data
+    (recipe_schema.HardwareProfile), so every value here is already the right type."""
+
+    id: str
+    brand: str  # NVIDIA, AMD
+    generation: str
+    gpu_count: int
+    vram_gb: float
+
+    @property
+    def gpu_memory_gb(self) -> float:
+        return self.vram_gb / self.gpu_count
+
+    @classmethod
+    def from_taxonomy(cls, tid: str, data: Mapping[str, Any]) -> HardwareProfile:
+        return cls(tid, str(data["brand"]), str(data["generation"]), int(data["gpu_count"]),
+                   float(data["vram_gb"]))
+
+
+def hardware_profile(book: RecipeBook, tid: str | None) -> HardwareProfile | None:
+    """The book's profile of a taxonomy id, or None."""
+    data = book.hardware.get(tid or "")
+    return HardwareProfile.from_taxonomy(tid, data) if tid and data else None
+
+
 class VendorFacts(Protocol):
     """What model knowledge asks of a vendor (`host.vendors.VendorProfile` is one; the
     knowledge layer sits below the host's, so it names the facts, not the class)."""
@@ -100,11 +128,10 @@ def target_for(book: RecipeBook, gpu: str, count: int | None,
                ) -> HardwareTarget:
     """A target from a GPU type (`--gpu H200` or a detected name) and a GPU count."""
     tid: str | None = gpu.lower() if gpu.lower() in book.hardware else taxonomy_id(gpu)
-    profile = book.hardware.get(tid or "")
+    profile = hardware_profile(book, tid)
     if profile:
-        per_gpu = float(profile["vram_gb"]) / int(profile["gpu_count"])
-        return HardwareTarget(tid, str(profile["brand"]), str(profile["generation"]),
-                              count or int(profile["gpu_count"]), memory_gb or per_gpu)
+        return HardwareTarget(profile.id, profile.brand, profile.generation,
+                              count or profile.gpu_count, memory_gb or profile.gpu_memory_gb)
     if memory_gb is None:
         known = ", ".join(sorted(book.hardware))
         raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "
