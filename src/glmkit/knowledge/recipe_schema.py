@@ -12,6 +12,8 @@ with a note and the built-in data keeps serving.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 import stat
@@ -118,7 +120,14 @@ def _check_expanded(value: Any) -> None:
 
 
 def parse_yaml(text: str) -> Any:
-    """One YAML document through `LimitedLoader`, its expanded size checked."""
+    """One YAML document through `LimitedLoader`, its expanded size checked. The same text
+    is parsed once per process (a synced copy is mostly the built-in files again); callers
+    get their own copy."""
+    return copy.deepcopy(_parse_yaml(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_yaml(text: str) -> Any:
     loader = LimitedLoader(text)
     try:
         value = loader.get_single_data()
