@@ -30,19 +30,31 @@ def mask(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+def is_secret_flag(word: str) -> bool:
+    """Whether `word` names a secret flag in any spelling vLLM's parser accepts: `_` for
+    `-` before the first `.`, and an abbreviation argparse would expand (`--api-ke`)."""
+    if not word.startswith("--"):
+        return False
+    name = "--" + word[2:].split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+    return len(name) > 4 and any(flag.startswith(name) for flag in SECRET_FLAGS)
+
+
 def mask_argv(argv: Iterable[str], secrets: Iterable[str | None] = ()) -> list[str]:
     """Command words fit to show: the value of each secret flag (`--api-key KEY`,
-    `--token=KEY`) and every secret's value anywhere in a word become ***."""
+    `--api_key=KEY`, `--api-ke KEY`) and every secret's value anywhere in a word become
+    ***."""
     values = list(secrets)
     out: list[str] = []
+    previous = ""
     for word in argv:
         flag, eq, _ = word.partition("=")
-        if out and out[-1] in SECRET_FLAGS:
+        if is_secret_flag(previous) and "=" not in previous:
             out.append(MASK)
-        elif eq and flag in SECRET_FLAGS:
+        elif eq and is_secret_flag(flag):
             out.append(f"{flag}={MASK}")
         else:
             out.append(mask(word, values))
+        previous = word
     return out
 
 

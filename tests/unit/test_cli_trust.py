@@ -304,10 +304,11 @@ def test_hub_ids_at_the_limit_still_work() -> None:
 
 
 @pytest.mark.parametrize(("argv", "env", "message"), [
-    (["doctor", "--port", "99999"], {}, "--port 99999 is out of range"),
+    (["doctor", "--port", "99999"], {}, "--port must be a whole number from 1 to 65535, got 99999"),
     (["doctor", "--port", "abc"], {}, "expected a whole number"),
     (["doctor", "--host", "not-an-ip"], {}, "not an IP address"),
-    (["doctor"], {"GLMKIT_PORT": "70000"}, "--port 70000 is out of range"),
+    (["doctor"], {"GLMKIT_PORT": "70000"},
+     "--port must be a whole number from 1 to 65535, got 70000"),
     (["plan", "--tp", "-2", "--gpu", "h100"], {}, "--tp must be a whole number from 1"),
     (["plan", "--gpu-count", "0", "--gpu", "h100"], {}, "--gpu-count must be"),
     (["plan", "--batch", "0", "--gpu", "h100"], {}, "--batch must be"),

@@ -57,7 +57,7 @@ def test_complete_download_mounts_the_cache_read_only_and_offline(tmp_path: Path
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"port": 80}, "privileged port"),
-    ({"port": 0}, "out of range"),
+    ({"port": 0}, "must be a whole number from 1 to 65535"),
     ({"image": "evil\nimage"}, "line break"),
     ({"host": "0.0.0.0; rm -rf /"}, "not an IP address"),
     ({"extra_args": ("--api-key", "sk-123")}, "would write a secret"),

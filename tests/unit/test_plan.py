@@ -115,8 +115,8 @@ def test_max_model_len_default_and_limit() -> None:
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("gpu_memory_utilization", 1.5, "must be in"),
     ("gpu_memory_utilization", 0.0, "must be in"),
-    ("port", 70000, "out of range"),
-    ("tp", 0, "at least 1"),
+    ("port", 70000, "must be a whole number from 1 to 65535"),
+    ("tp", 0, "must be a whole number from 1"),
     ("project", "Bad Name", "Project name"),
 ])
 def test_out_of_range_values(field: str, value: object, message: str) -> None:

@@ -249,3 +249,35 @@ def test_a_symlink_loop_is_one_line(env: dict[str, str], tmp_path: Path) -> None
 def test_where_nodes_meet_is_glmkits(env: dict[str, str], flag: str) -> None:
     with pytest.raises(UsageError, match="set by glmkit"):
         _plan(env, extra_args=(flag, "1"))
+
+
+# --- found by the independent review ----------------------------------------------------------
+
+@pytest.mark.parametrize("flags", [
+    {"vendor": "cuda", "gpu": "h200", "gpu_count": 0}, {"gpu": "foo", "gpu_mem": -3.0},
+    {"gpu": "foo", "gpu_mem": 1e9}, {"nodes": "2", "pp": 0}, {"nodes": "2", "pp": -2},
+    {"nodes": "2", "gpus_per_node": 0},
+])
+def test_every_task_checks_the_same_ranges(env: dict[str, str], flags: dict[str, Any]) -> None:
+    with pytest.raises(UsageError, match="must be"):
+        resolve_settings(flags, {}, env)
+
+
+@pytest.mark.parametrize("words", [["--api_key=sk-SECRET1"], ["--api-ke", "sk-SECRET1"],
+                                   ["--api-key", "sk-SECRET1"], ["--hf_token", "sk-SECRET1"]])
+def test_secret_flags_in_any_spelling_are_masked_for_display(words: list[str]) -> None:
+    from glmkit.errors import mask_argv
+
+    assert "sk-SECRET1" not in " ".join(mask_argv(words))
+
+
+def test_the_tune_winner_file_is_a_valid_invoke_config(tmp_path: Path,
+                                                       env: dict[str, str]) -> None:
+    from glmkit.measure.tune import _winner_file
+
+    settings, _ = resolve_settings({"extra_args": ("--max-num-seqs", "8"), "mtp": True}, {},
+                                   env)
+    config = yaml.safe_load(_winner_file(tmp_path, settings).read_text())["glmkit"]
+    again, sources = resolve_settings({}, config, env)
+    assert again.extra_args == ("--max-num-seqs", "8") and again.mtp
+    assert sources["extra_args"] == "invoke.yaml"

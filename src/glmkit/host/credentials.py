@@ -18,12 +18,10 @@ from contextlib import contextmanager
 from typing import IO
 
 from glmkit.endpoints import is_loopback
-from glmkit.errors import CommandFailed, GlmkitError, UsageError
+from glmkit.errors import CommandFailed, GlmkitError, UsageError, mask, mask_argv
 from glmkit.host.hub import explain_hub_error, hf_token
 
 MAX_SECRET_BYTES = 4096
-SECRET_ARGS = ("--api-key", "--hf-token")  # vLLM flags whose value is a secret
-MASK = "***"
 
 
 def check_secret(text: str, where: str) -> str:
@@ -84,23 +82,9 @@ def secret_option(value: str | None, path: str | None, option: str,
         f"in your shell history; prefer {option}-file FILE or the environment."]
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with each secret's value replaced by ***."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
-def redact_args(args: Iterable[str]) -> list[str]:
-    """Command-line words with the values of --api-key/--hf-token replaced by ***."""
-    out: list[str] = []
-    for arg in args:
-        flag, eq, _ = arg.partition("=")
-        if out and out[-1] in SECRET_ARGS:
-            out.append(MASK)
-        else:
-            out.append(f"{flag}={MASK}" if eq and flag in SECRET_ARGS else arg)
-    return out
+# Secret masking is the error hierarchy's own (a root leaf every layer may use).
+redact = mask
+redact_args = mask_argv
 
 
 @contextmanager

@@ -18,11 +18,33 @@ from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
 from glmkit.policy import check_setting_sources
 
+# The largest count and GPU memory any option takes: past these a number is a typo.
+MAX_COUNT = 1 << 20
+MAX_GPU_MEM_GB = 100_000.0
 
-def setting(default: Any, help: str) -> Any:
-    """A Settings field: its default and its help, declared once. Task options, `--no-X`
-    switches, `invoke config` and the help's "(default: …)" all derive from these."""
-    return field(default=default, metadata={"help": help})
+
+def setting(default: Any, help: str, *, low: float | None = None,
+            high: float | None = None) -> Any:
+    """A Settings field: its default, its help and its range, declared once. Task options,
+    `--no-X` switches, `invoke config`, the help's "(default: …)" and the range checks of
+    every task (`check_ranges`, `invoke plan` too) all derive from these."""
+    return field(default=default, metadata={"help": help, "range": (low, high)})
+
+
+def check_value(name: str, value: Any) -> None:
+    """A UsageError when `value` is outside setting `name`'s declared range."""
+    low, high = _RANGES.get(name, (None, None))
+    if value is None or (low is None and high is None):
+        return
+    option = "--" + name.replace("_", "-")
+    if isinstance(low, int) and isinstance(high, int):
+        if not (isinstance(value, int) and low <= value <= high):
+            raise UsageError(f"{option} must be a whole number from {low} to {high}, got "
+                             f"{value}.")
+    elif not (low is not None and low < value <= (high if high is not None else value)):
+        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {value}"
+                         + ("; vLLM's default is 0.9." if name == "gpu_memory_utilization"
+                            else "."))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,26 +58,29 @@ class Settings:
     vllm_version: str | None = setting(None, "vLLM version inside --image, so the rendered "
                                        "flags match it")
     host: str = setting("127.0.0.1", "address the port is published on")
-    port: int = setting(8000, "host port")
-    tp: int | None = setting(None, "tensor-parallel size; default: the recipe's for the model")
-    dp: int = setting(1, "data-parallel size")
+    port: int = setting(8000, "host port", low=1, high=65535)
+    tp: int | None = setting(None, "tensor-parallel size; default: the recipe's for the model",
+                             low=1, high=MAX_COUNT)
+    dp: int = setting(1, "data-parallel size", low=1, high=MAX_COUNT)
     gpus: str | None = setting(None, "GPU indexes, e.g. 0,1,2,3; default: all")
-    gpu_memory_utilization: float = setting(0.9, "fraction of GPU memory for vLLM")
+    gpu_memory_utilization: float = setting(0.9, "fraction of GPU memory for vLLM", low=0.0,
+                                            high=1.0)
     max_model_len: int | None = setting(None, "context length; default 65536, capped at the "
-                                        "model's limit and what fits")
-    max_num_batched_tokens: int | None = setting(None, "vLLM --max-num-batched-tokens")
+                                        "model's limit and what fits", low=1, high=MAX_COUNT)
+    max_num_batched_tokens: int | None = setting(None, "vLLM --max-num-batched-tokens", low=1,
+                                                 high=MAX_COUNT)
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
-                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)")
+                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)
     # Hardware to plan for instead of what is detected: a taxonomy id (h200, mi355x) or a
     # GPU name with --gpu-mem; and the recipes' strategy names.
     gpu: str | None = setting(None, "plan for this GPU instead of the detected one: h100, "
                               "h200, b200, b300, mi300x, mi325x, mi355x, or any name with "
                               "--gpu-mem")
     gpu_count: int | None = setting(None, "GPUs per node to plan for; default: detected, else "
-                                    "the GPU's 8-GPU node")
+                                    "the GPU's 8-GPU node", low=1, high=MAX_COUNT)
     gpu_mem: float | None = setting(None, "GB per GPU, for a GPU the recipes' hardware list "
-                                    "lacks")
+                                    "lacks", low=0.0, high=MAX_GPU_MEM_GB)
     strategy: str | None = setting(None, "the recipes' strategy: single_node_tp, "
                                    "single_node_tep, single_node_dep, multi_node_tp, "
                                    "multi_node_tp_pp, multi_node_tep, multi_node_dep; default: "
@@ -73,7 +98,7 @@ class Settings:
     hf_cache: str | None = setting(None, "host Hugging Face cache; default $HF_HOME or "
                                    "~/.cache/huggingface")
     health_timeout: int | None = setting(None, "seconds to wait for /health; default sized to "
-                                         "the model")
+                                         "the model", low=1, high=MAX_COUNT)
     extra_args: tuple[str, ...] = setting((), "vLLM flags; on the command line after `--`")
     # Beyond one machine (glmkit.plan.cluster): "2" simulates two nodes on this engine;
     # "head=ssh://gpu1,w1=ssh://gpu2" drives each machine's Docker engine.
@@ -82,9 +107,9 @@ class Settings:
     engine: str = setting("mp", "multi-node engine: mp (vLLM native), dp (data parallel) or "
                           "ray")
     pp: int | None = setting(None, "pipeline-parallel size across nodes; default: nodes × GPUs "
-                             "per node / TP")
+                             "per node / TP", low=1, high=MAX_COUNT)
     gpus_per_node: int | None = setting(None, "GPUs each node gives; default: detected, or 1 "
-                                        "on cpu")
+                                        "on cpu", low=1, high=MAX_COUNT)
     ifname: str | None = setting(None, "network interface for gloo/NCCL between nodes")
     rdma: bool = setting(False, "pass /dev/infiniband to the nodes (RDMA fabrics)")
     restart: str = setting("unless-stopped", "Docker restart policy: unless-stopped (back "
@@ -105,6 +130,15 @@ def help_text(f: dataclasses.Field[Any]) -> str:
     if f.default not in (None, False, ()) and "default" not in text:
         text += f" (default {f.default})"
     return text
+
+
+_RANGES = {f.name: f.metadata["range"] for f in fields(Settings) if "range" in f.metadata}
+
+
+def check_ranges(settings: Settings) -> None:
+    """Every setting within its declared range, whichever task reads them."""
+    for name in _RANGES:
+        check_value(name, getattr(settings, name))
 
 
 # Switches take --X / --no-X on the command line; the rest take a value.
@@ -171,7 +205,9 @@ def resolve_settings(
             sources[name] = source
     check_setting_sources(values, sources)
     values["extra_args_source"] = sources["extra_args"]
-    return dataclasses.replace(Settings(), **values), sources
+    settings = dataclasses.replace(Settings(), **values)
+    check_ranges(settings)
+    return settings, sources
 
 
 def remainder_words(remainder: str, argv: Sequence[str]) -> tuple[str, ...]:

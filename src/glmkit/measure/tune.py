@@ -27,7 +27,7 @@ from rich.text import Text
 from glmkit.errors import GlmkitError, Interrupted, UsageError
 from glmkit.files import atomic_write
 from glmkit.host.hardware import Hardware
-from glmkit.host.settings import Settings
+from glmkit.host.settings import Settings, user_settings
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.measure.bench import BenchRequest, run_bench
@@ -142,9 +142,10 @@ def _write_state(folder: Path, request: TuneRequest, rows: list[Row]) -> None:
 
 def _winner_file(folder: Path, settings: Settings) -> Path:
     """The winning settings as an invoke config: `invoke -f FILE up` serves them."""
-    chosen = {k: (list(v) if isinstance(v, tuple) else v)
-              for k, v in dataclasses.asdict(settings).items()
-              if v != getattr(Settings(), k) and k not in ("project",)}
+    # The settings a user can set (not which layer gave them), less what differs by host.
+    chosen = {f.name: (list(value) if isinstance(value, tuple) else value)
+              for f in user_settings()
+              if (value := getattr(settings, f.name)) != f.default and f.name != "project"}
     return atomic_write(folder / "invoke.yaml", "# The winner of `invoke tune`.\n"
                         + yaml.safe_dump({"glmkit": chosen}, sort_keys=False))
 

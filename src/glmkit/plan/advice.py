@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from glmkit.errors import UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import fetch_config, hf_token
-from glmkit.host.settings import Settings, number
+from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, SINGLE_NODE_STRATEGIES, load_book
@@ -31,8 +31,6 @@ from glmkit.plan.cluster import parse_nodes
 from glmkit.plan.serve import choose_target
 
 # Far above any machine, low enough that sizing's loops over TP sizes and batches end.
-MAX_COUNT = 1 << 20
-MAX_GPU_MEM_GB = 100_000.0
 
 @dataclass(frozen=True, kw_only=True)
 class PlanRequest:
@@ -54,19 +52,14 @@ class PlanRequest:
         answer, so such a request is refused where it is made."""
         if self.goal not in ("latency", "throughput"):
             raise UsageError(f"--goal {self.goal!r}: choose latency or throughput.")
-        for option, value in (("--gpu-count", self.gpu_count), ("--tp", self.tp),
-                              ("--batch", self.batch), ("--context", self.context),
+        # The settings' own ranges (one table for every task), then plan's own numbers.
+        for name in ("gpu_count", "tp", "gpu_mem", "gpu_memory_utilization"):
+            check_value(name, getattr(self, name))
+        for option, value in (("--batch", self.batch), ("--context", self.context),
                               ("--nodes", self.nodes)):
             if value is not None and not (isinstance(value, int) and 1 <= value <= MAX_COUNT):
                 raise UsageError(f"{option} must be a whole number from 1 to {MAX_COUNT}, "
                                  f"got {value}.")
-        if self.gpu_mem is not None and not 0 < self.gpu_mem <= MAX_GPU_MEM_GB:
-            raise UsageError(f"--gpu-mem must be above 0 and at most {MAX_GPU_MEM_GB} GB, got "
-                             f"{self.gpu_mem}.")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise UsageError(f"--gpu-memory-utilization {self.gpu_memory_utilization} must be "
-                             "in (0, 1]; vLLM's default is 0.9.")
-
 
 def plan_request(settings: Settings, *, batch: str, context: str, goal: str) -> PlanRequest:
     """`invoke plan`'s request: the settings' model and hardware, and its own numbers."""

@@ -21,7 +21,7 @@ from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.settings import Settings
+from glmkit.host.settings import Settings, check_ranges
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
@@ -123,10 +123,9 @@ def _gpu_ids(text: str) -> tuple[str, ...]:
 
 
 def _check_ranges(s: Settings) -> None:
+    check_ranges(s)  # every count, size and fraction, from the settings' one table
     if not _PROJECT_NAME.match(s.project):
         raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
-    if not 1 <= s.port <= 65535:
-        raise UsageError(f"--port {s.port} is out of range (1-65535).")
     if s.port < 1024:
         raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
                          "(the default is 8000).")
@@ -139,14 +138,6 @@ def _check_ranges(s: Settings) -> None:
         raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
     if s.restart not in RESTART_POLICIES:
         raise UsageError(f"--restart {s.restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
-    if not 0 < s.gpu_memory_utilization <= 1:
-        raise UsageError(f"--gpu-memory-utilization {s.gpu_memory_utilization} must be in "
-                         "(0, 1]; vLLM's default is 0.9.")
-    for name, value in (("--tp", s.tp), ("--dp", s.dp), ("--max-model-len", s.max_model_len),
-                        ("--max-num-batched-tokens", s.max_num_batched_tokens),
-                        ("--mtp-tokens", s.mtp_tokens), ("--health-timeout", s.health_timeout)):
-        if value is not None and value < 1:
-            raise UsageError(f"{name} must be at least 1, got {value}.")
     if s.ifname is not None and not _IFNAME.match(s.ifname):
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
