@@ -18,7 +18,8 @@ Sources are ranked by trust (see SECURITY.md, "Threat model"):
 Flags are decided on the name vLLM's own parser (`FlexibleArgumentParser`, vLLM 0.32)
 would act on: `_` becomes `-` between `--` and the first `.`, `--flag=value` splits at the
 first `=`, `--a.b value` sets key `b` of the JSON option `--a`. Prefixes (argparse's
-abbreviations) and names the image's vLLM does not know are refused, so what is checked is
+abbreviations) and names vLLM 0.32 (the CPU image's own parser) does not know are refused,
+so what is checked is
 exactly what vLLM acts on; every accepted flag is written in its canonical spelling.
 """
 

@@ -281,3 +281,12 @@ def test_the_tune_winner_file_is_a_valid_invoke_config(tmp_path: Path,
     again, sources = resolve_settings({}, config, env)
     assert again.extra_args == ("--max-num-seqs", "8") and again.mtp
     assert sources["extra_args"] == "invoke.yaml"
+
+
+def test_mtp_tokens_reach_either_joined_form() -> None:
+    from glmkit.plan.serve import _with_mtp_tokens
+
+    assert _with_mtp_tokens(["--speculative-config.num_speculative_tokens=1"], 3) == [
+        "--speculative-config.num_speculative_tokens", "3"]
+    joined = _with_mtp_tokens(['--speculative-config={"method": "mtp"}'], 2)
+    assert joined[0] == "--speculative-config" and '"num_speculative_tokens":2' in joined[1]

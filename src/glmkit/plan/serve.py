@@ -209,7 +209,11 @@ def _strategy(s: Settings, model: ModelSpec) -> str:
 
 def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
     """Set the draft-token count in either form the recipes write MTP in."""
-    out = list(args)
+    # Admitted words join a value to its flag with `=` where it starts with `-`, and recipes
+    # may write either form: split them so both forms are found.
+    out = [part for arg in args for part in (
+        arg.split("=", 1) if arg.startswith(("--speculative-config.num_speculative_tokens=",
+                                             "--speculative-config=")) else [arg])]
     for i, arg in enumerate(out[:-1]):
         if arg == "--speculative-config.num_speculative_tokens":
             out[i + 1] = str(tokens)
