@@ -24,19 +24,20 @@ def test_summary_of_a_point() -> None:
          "accepted_tokens": 20, "generation_tokens": 1000},
         {"t": 1.0, "kv_cache_usage": 0.5, "running": 8, "waiting": 4, "preemptions": 2,
          "prefix_queries": 100, "prefix_hits": 10, "drafts": 50, "draft_tokens": 50,
-         "accepted_tokens": 20, "generation_tokens": 1000},
+         "accepted_tokens": 20, "generation_tokens": 1000, "requests_finished": 3},
         {"t": 2.0, "kv_cache_usage": 0.9, "running": 12, "waiting": 0, "preemptions": 3,
          "prefix_queries": 300, "prefix_hits": 60, "drafts": 150, "draft_tokens": 150,
          "accepted_tokens": 80, "generation_tokens": 1400},
         {"t": 5.0, "kv_cache_usage": 0.0, "running": 0, "waiting": 0, "preemptions": 3,
          "prefix_queries": 300, "prefix_hits": 60, "drafts": 150, "draft_tokens": 150,
-         "accepted_tokens": 80, "generation_tokens": 1400},
+         "accepted_tokens": 80, "generation_tokens": 1400, "requests_finished": 15},
     ]
     summary = summarize(samples)
     assert summary["kv_cache_usage_peak"] == 90.0
     assert summary["kv_cache_usage_mean"] == 35.0
     assert summary["running_peak"] == 12 and summary["waiting_peak"] == 4
     assert summary["preemptions"] == 1
+    assert summary["requests_finished"] == 12
     assert summary["prefix_hit_pct"] == 25.0  # 50 hits of 200 queries during the point
     assert summary["spec_acceptance_pct"] == 60.0  # 60 of 100 draft tokens
     assert summary["spec_mean_acceptance_length"] == 1.6

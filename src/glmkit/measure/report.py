@@ -80,6 +80,7 @@ def results_table(series: list[Series]) -> Table:
 # The server's side of a point (see `metrics`): column, summary key, format.
 METRIC_COLUMNS = [("KV peak %", "kv_cache_usage_peak", "{:.1f}"),
                   ("KV mean %", "kv_cache_usage_mean", "{:.1f}"),
+                  ("finished", "requests_finished", "{:.0f}"),
                   ("running peak", "running_peak", "{:.0f}"),
                   ("waiting peak", "waiting_peak", "{:.0f}"),
                   ("preempted", "preemptions", "{:.0f}"),

@@ -24,7 +24,8 @@ COUNTERS = {"vllm:num_preemptions": "preemptions", "vllm:prefix_cache_queries": 
             "vllm:prefix_cache_hits": "prefix_hits", "vllm:spec_decode_num_drafts": "drafts",
             "vllm:spec_decode_num_draft_tokens": "draft_tokens",
             "vllm:spec_decode_num_accepted_tokens": "accepted_tokens",
-            "vllm:generation_tokens": "generation_tokens"}
+            "vllm:generation_tokens": "generation_tokens",
+            "vllm:request_success": "requests_finished"}
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -62,6 +63,10 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float]:
     preemptions = _delta(samples, "preemptions")
     if preemptions is not None:
         summary["preemptions"] = preemptions
+    # Exact, where the running gauge is a sample: a short point can finish between two.
+    finished = _delta(samples, "requests_finished")
+    if finished is not None:
+        summary["requests_finished"] = finished
     queries, hits = _delta(samples, "prefix_queries"), _delta(samples, "prefix_hits")
     if queries and hits is not None:
         summary["prefix_hit_pct"] = round(100 * hits / queries, 2)
