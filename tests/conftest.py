@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +22,14 @@ def compose_cli() -> None:
         if os.environ.get("CI"):
             pytest.fail("docker compose v2 is required in CI (scripts/install-docker.sh)")
         pytest.skip("docker compose v2 not installed")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A kit home and HF cache of this test's own, with secrets in the environment (the
+    trust-boundary tests check they never reach a file)."""
+    from tests.unit.helpers import SECRET
+
+    (tmp_path / "hf").mkdir()
+    return {"GLMKIT_HOME": str(tmp_path / "kit"), "HF_HOME": str(tmp_path / "hf"),
+            "HF_TOKEN": SECRET, "VLLM_API_KEY": SECRET}

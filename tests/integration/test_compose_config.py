@@ -18,7 +18,7 @@ from glmkit.knowledge.catalog import CATALOG
 from glmkit.plan.cluster import build_cluster, parse_nodes
 from glmkit.render.cluster_compose import cluster_compose
 from glmkit.render.compose import write_compose, write_compose_data
-from tests.unit.helpers import gpus, plan_for
+from tests.unit.helpers import plan_for, plan_for_largest_node
 from tests.unit.test_cluster import BIG, REMOTE
 
 pytestmark = pytest.mark.usefixtures("compose_cli")
@@ -39,19 +39,9 @@ def compose_config(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("model_id", "vendor"), CASES)
 def test_every_model_and_vendor_validates(model_id: str, vendor: str, tmp_path: Path) -> None:
-    # The largest node of each vendor, so every checkpoint fits one without offload.
-    machine = {"cuda": gpus("cuda", 8, 274432, "NVIDIA B300 SXM6 AC"),
-               "rocm": gpus("rocm", 8, 294912, "AMD Instinct MI355X"),
-               "cpu": gpus("cpu", 0)}[vendor]
-    if "NVFP4" in model_id and vendor == "rocm":
-        with pytest.raises(UsageError, match="nvfp4 needs NVIDIA blackwell"):
-            plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
-        return
-    if "MXFP4" in model_id and vendor == "cuda":
-        with pytest.raises(UsageError, match="runs only on mi355x"):
-            plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
-        return
-    plan = plan_for(hw=machine, vendor=vendor, model=model_id, project="t")
+    plan = plan_for_largest_node(model_id, vendor)
+    if plan is None:
+        return  # refused where the checkpoint cannot run, for the right reason
     path = write_compose(plan, tmp_path)
     config = compose_config(path)
     service = config["services"]["vllm"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from tests.unit.test_policy import ARGS, ENV_TEXT, env, renders_as_written_or_fails_with_one_line
-
-__all__ = ["env"]  # the fixture
+from tests.unit.test_policy import ARGS, ENV_TEXT, renders_as_written_or_fails_with_one_line
 
 
 @settings(max_examples=1000, deadline=None,

@@ -60,3 +60,4 @@ def no_programs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
             monkeypatch.setattr(os, name, refused)
     yield
+

@@ -5,10 +5,8 @@ escaping step writes the compose file. Pure: no Docker, files only under tmp_pat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,30 +14,7 @@ from glmkit.errors import UsageError
 from glmkit.host.settings import remainder_words, resolve_settings
 from glmkit.policy import Source, admit_args, admit_env, admit_mount, merge_args, vllm_flags
 from glmkit.render.compose import compose_dict, dump
-from tests.unit.helpers import NO_GPU, plan_here
-
-SECRET = "hf_SECRETVALUE_1234"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    (tmp_path / "hf").mkdir()
-    return {"GLMKIT_HOME": str(tmp_path / "kit"), "HF_HOME": str(tmp_path / "hf"),
-            "HF_TOKEN": SECRET, "VLLM_API_KEY": SECRET}
-
-
-def _plan(env: dict[str, str], flags: dict[str, Any] | None = None,
-          config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    settings, _ = resolve_settings({**(flags or {}), **kwargs}, config or {}, env)
-    return plan_here(settings, NO_GPU, env)
-
-
-def _file_args(plan: Any) -> list[str]:
-    """The container's command as Compose will run it: the file read back, `$$` → `$`."""
-    text = dump(compose_dict(plan))
-    data = yaml.safe_load(text)
-    return [a.replace("$$", "$") for a in data["services"]["vllm"]["command"]]
-
+from tests.unit.helpers import NO_GPU, SECRET, file_args, plan_here
 
 # --- 2. arguments after `--` keep their words ---------------------------------------------------
 
@@ -169,7 +144,7 @@ def renders_as_written_or_fails_with_one_line(env: dict[str, str], words: list[s
     text = dump(compose_dict(plan))
     assert SECRET not in text
     # Every word the user gave is in the command as given (canonical flag spelling aside).
-    command = _file_args(plan)
+    command = file_args(plan)
     admitted = merge_args(admit_args(words, Source.COMMAND_LINE).args)
     for word in admitted:
         assert word in command

