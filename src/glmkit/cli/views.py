@@ -19,8 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from glmkit.errors import GlmkitError, ServerFailed
-from glmkit.host.credentials import redact_args
+from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
 from glmkit.measure.results import Series, reference_names
@@ -179,7 +178,7 @@ def settings_table(values: Mapping[str, Any], sources: Mapping[str, str]) -> Tab
     for name, source in sources.items():
         value = values[name]
         if name == "extra_args":  # `-- --api-key KEY` is refused later; never shown
-            value = tuple(redact_args(value))
+            value = tuple(mask_argv(value))
         _add_row(table, name, repr(value), source)
     return table
 

@@ -82,9 +82,6 @@ def secret_option(value: str | None, path: str | None, option: str,
         f"in your shell history; prefer {option}-file FILE or the environment."]
 
 
-# Secret masking is the error hierarchy's own (a root leaf every layer may use).
-redact = mask
-redact_args = mask_argv
 
 
 @contextmanager
@@ -95,12 +92,12 @@ def masked(secrets: Iterable[str | None]) -> Iterator[None]:
     try:
         yield
     except GlmkitError as err:
-        err.args = tuple(redact(a, values) if isinstance(a, str) else a for a in err.args)
+        err.args = tuple(mask(a, values) if isinstance(a, str) else a for a in err.args)
         for name in ("stdout", "stderr", "log_tail"):
             if isinstance(getattr(err, name, None), str):
-                setattr(err, name, redact(getattr(err, name), values))
+                setattr(err, name, mask(getattr(err, name), values))
         if isinstance(err, CommandFailed):
-            err.argv = [redact(a, values) for a in redact_args(err.argv)]
+            err.argv = mask_argv(err.argv, values)
         raise
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
 from glmkit.knowledge.recipes import Recipe, RecipeBook, load_book, parse_count
+from glmkit.policy import Source
 
 DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
 TINY_MODEL_ID = DEFAULT_MODEL
@@ -56,6 +57,12 @@ class ModelSpec:
     @property
     def short_name(self) -> str:
         return self.id.rsplit("/", 1)[-1]
+
+    @property
+    def recipe_input(self) -> Source:
+        """Where its recipe came from, as the input policy ranks sources."""
+        synced = self.recipe is not None and self.recipe.source.kind == "synced"
+        return Source.SYNCED_RECIPE if synced else Source.BUILTIN_RECIPE
 
     @property
     def source(self) -> str:

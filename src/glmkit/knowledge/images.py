@@ -166,11 +166,6 @@ def with_transformers(image: ImageProfile, model: ModelSpec, vendor: VendorFacts
         why=f"{image.ref} + transformers=={need} ({model.family} needs ≥ {need})")
 
 
-def _source(model: ModelSpec) -> policy.Source:
-    synced = model.recipe is not None and model.recipe.source.kind == "synced"
-    return policy.Source.SYNCED_RECIPE if synced else policy.Source.BUILTIN_RECIPE
-
-
 def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = None,
                  vllm_version: str | None = None, hw: HardwareTarget | None = None,
                  cuda12: bool = False) -> ImageProfile:
@@ -187,7 +182,7 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
     elif vendor.image_repository is None:
         chosen = CPU_IMAGE
     elif (pin := _recipe_pin(model, vendor, hw, cuda12)) and \
-            policy.admit_image(pin, _source(model)):
+            policy.admit_image(pin, model.recipe_input):
         # A nightly tag carries no version: it is at least the recipe's minimum.
         chosen = ImageProfile(ref=pin, vendor=vendor.name, source="pull",
                               vllm_version=_tag_version(pin, model.min_vllm),

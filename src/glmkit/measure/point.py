@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmkit.host.credentials import redact
+from glmkit.errors import mask
 from glmkit.measure.gpu_telemetry import Sampler
 from glmkit.measure.results import Run, point_name
 from glmkit.measure.server_metrics import MetricsSampler
@@ -95,9 +95,9 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
         # `vllm bench serve` sends OPENAI_API_KEY as the bearer token.
         exec_env = child_env({"OPENAI_API_KEY": target.api_key} if target.api_key else None)
         # Whatever the client prints, the key is never shown or saved with a failure.
-        code, tail = stream_lines(exec_argv, lambda line: on_line(redact(line, keys)),
+        code, tail = stream_lines(exec_argv, lambda line: on_line(mask(line, keys)),
                                   env=exec_env)
-        tail = [redact(line, keys) for line in tail]
+        tail = [mask(line, keys) for line in tail]
         telemetry, metrics = sampler.stop(), server.stop()
         offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
         if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:

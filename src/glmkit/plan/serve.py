@@ -242,10 +242,9 @@ def recipe_source(model: ModelSpec, book: RecipeBook | None = None) -> Source:
     """Where a model's recipe command came from, for the input policy. Once recipes are
     synced, the strategies a command merges in come from the synced copy too, so every
     recipe command is synced data then."""
-    synced = model.recipe is not None and model.recipe.source.kind == "synced"
     if book is not None and any(source.kind == "synced" for source in book.sources):
-        synced = True
-    return Source.SYNCED_RECIPE if synced else Source.BUILTIN_RECIPE
+        return Source.SYNCED_RECIPE
+    return model.recipe_input
 
 
 def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book: RecipeBook
