@@ -339,6 +339,7 @@ def recipes(c: Context, action: str, from_: str | None = None) -> None:
     if action == "sync":
         result = book.sync(from_, os.environ)
         _views().print_notes(console, result.notes, "skipped")
+        _views().print_notes(console, result.unknown_notes(), "unknown keys")
         console.print(result.describe(), highlight=False, markup=False)
     elif action in ("diff", "list"):
         loaded = book.load_book(os.environ)

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 # A real recipe is 2-16 KiB; the upstream taxonomy is 16 KiB.
 MAX_FILE_BYTES = 256 * 1024
@@ -31,6 +39,7 @@ MAX_ALIASES = 8
 MAX_DEPTH = 20  # real files nest 7 deep
 MAX_NODES = 20_000  # values after aliases are expanded; the largest real file has 625
 MAX_REASON = 240  # characters of a reason shown in a note
+MAX_UNKNOWN_SHOWN = 20  # unknown key paths listed per file; the rest are counted
 
 
 class RecipeRefused(ValueError):
@@ -207,6 +216,15 @@ def _dependency(value: Any) -> Any:
 
 
 Text = Annotated[str, Field(strict=True)]
+# A name glmkit shows and matches (a mode, a hardware key, a status): short, one word.
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=64,
+                            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# A vLLM release (0.28.0, v0.29.1rc1) or `nightly` (support not in a release yet).
+Version = Annotated[str, Field(strict=True, max_length=40,
+                               pattern=r"^(nightly|v?[0-9]+(\.[0-9]+){0,3}([.+-]?[A-Za-z0-9.]+)?)$")]
+# Site text glmkit prints (hardware notes): bounded, printed as plain text on one line.
+NoteTitle = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+NoteBody = Annotated[str, Field(strict=True, max_length=2000)]
 Word = Annotated[str, BeforeValidator(_word), Field(strict=True)]
 Words = Annotated[list[Word], Field(strict=True)]
 Texts = Annotated[list[Text], Field(strict=True)]
@@ -220,9 +238,16 @@ Dependency = Annotated[str | dict[str, Any], BeforeValidator(_dependency)]
 
 
 class _Open(BaseModel):
-    """Known keys typed; unknown keys kept as they are (upstream adds new ones)."""
+    """Known keys typed; unknown keys kept as they are (upstream adds new ones) and named by
+    `unknown_keys`, so a sync says what glmkit does not read.
+
+    Prose for the recipe site (description, label, display_name, guide) is declared as such:
+    glmkit knows it and does not read it."""
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), frozen=True)
+    description: Any = None
+    label: Any = None
+    display_name: Any = None
 
 
 class HardwareBlock(_Open):
@@ -241,7 +266,9 @@ HardwareOverrides = dict[Text, HardwareBlock | None]
 
 class ModelBlock(_Open):
     model_id: Text | None = None
-    min_vllm_version: Text | None = None
+    min_vllm_version: Version | None = None
+    # The release named by min_vllm_version is not out yet: images are nightly builds.
+    nightly_required: StrictBool | None = None
     context_length: Tokens | None = None
     parameter_count: Count | None = None
     active_parameters: Count | None = None
@@ -267,21 +294,38 @@ class Variant(_Open):
     precision_hardware: dict[Text, Text] | None = None
     default_modes: dict[Text, Text] | None = None
     docker_image: Image | None = None
+    min_vllm_version: Version | None = None  # this checkpoint's floor, over the model's
 
 
 class Mode(_Open):
     args: Words | None = None
     variants: Texts | None = None
-    hardware: dict[Text, Text] | None = None
+    # hardware key (exact id, generation, brand) → status; `unsupported` refuses the mode
+    hardware: dict[Name, Name] | None = None
     hardware_overrides: HardwareOverrides | None = None
 
 
 class Feature(_Open):
     args: Words | None = None
-    modes: dict[Text, Mode] | None = None
-    default_mode: Text | None = None
+    modes: dict[Name, Mode] | None = None
+    default_mode: Name | None = None
     hardware_overrides: HardwareOverrides | None = None
     strategies: Texts | None = None
+
+    @model_validator(mode="after")
+    def _default_is_a_mode(self) -> Feature:
+        if self.default_mode is not None and self.modes is not None and \
+                self.default_mode not in self.modes:
+            raise ValueError(f"default_mode {one_line(self.default_mode, 64)!r} names none "
+                             "of the feature's modes")
+        return self
+
+
+class HardwareNote(_Open):
+    """A hardware_notes entry: advice the recipe site shows for one GPU."""
+
+    title: NoteTitle
+    body: NoteBody = ""
 
 
 class StrategyOverride(_Open):
@@ -294,7 +338,18 @@ class StrategyOverride(_Open):
 
 
 class Meta(_Open):
+    """The site's card: only `tasks` is read (multimodal); the rest is site prose."""
+
     tasks: Texts | None = None
+    title: Any = None
+    slug: Any = None
+    provider: Any = None
+    date_added: Any = None
+    date_updated: Any = None
+    difficulty: Any = None
+    performance_headline: Any = None
+    related_recipes: Any = None
+    hardware: Any = None  # the site's "verified on" badges
 
 
 class RecipeDoc(_Open):
@@ -310,6 +365,22 @@ class RecipeDoc(_Open):
     default_strategy: Text | None = None
     meta: Meta | None = None
     dependencies: Annotated[list[Dependency], Field(strict=True)] | None = None
+    guide: Any = None  # the site's prose guide
+    # strategy → hardware key → status; `unsupported` refuses the strategy on that GPU
+    strategy_hardware: dict[Name, dict[Name, Name] | None] | None = None
+    # KV offload backend (offloading_cpu, offloading_fs) → status, shown by `invoke plan`
+    kv_offload_support: dict[Name, Name] | None = None
+    # hardware key → a note `invoke plan` and `up` show for that GPU
+    hardware_notes: dict[Name, HardwareNote | None] | None = None
+
+
+class HardwareMatch(_Open):
+    """Where a strategy applies: GPU counts, one node or several, model architecture."""
+
+    min_gpus: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
+    max_gpus: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
+    multi_node: StrictBool | None = None
+    architecture: Name | None = None
 
 
 class StrategyDoc(_Open):
@@ -319,6 +390,14 @@ class StrategyDoc(_Open):
     vllm_args: Words | None = None
     parallel_flag: Text | None = None
     env: Env | None = None
+    deploy_type: Name | None = None
+    orientation: Name | None = None
+    parallelism: Name | None = None
+    hardware_match: HardwareMatch | None = None
+    remove_args: Words | None = None  # flags the strategy takes out of the command
+    kv_offload: StrictBool | None = None
+    # A program that runs beside vLLM (a router); glmkit refuses strategies that need one.
+    companion: Mapping[str, Any] | None = None
 
 
 class HardwareProfile(_Open):
@@ -339,29 +418,63 @@ def _reason(err: ValidationError) -> str:
     return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
 
 
-def _validated(model: type[_Open], data: Any, what: str) -> dict[str, Any]:
+def _unknown(value: Any, path: str, found: set[str]) -> None:
+    """Add to `found` the path of every key the schema does not declare; a mapping's own
+    names (variants, GPUs, modes) are written `*` so one new key is one line."""
+    if isinstance(value, BaseModel):
+        for key in value.model_extra or {}:
+            found.add(f"{path}{one_line(str(key), 60)}")
+        for key in value.model_fields_set - set(value.model_extra or {}):
+            _unknown(getattr(value, key), f"{path}{key}.", found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _unknown(item, f"{path}*.", found)
+
+
+def unknown_keys(checked: BaseModel) -> list[str]:
+    """Key paths of a checked document that glmkit does not read (`model.install`,
+    `variants.*.hardware_overrides.*.install`), sorted."""
+    found: set[str] = set()
+    _unknown(checked, "", found)
+    return sorted(found)
+
+
+def _validated(model: type[_Open], data: Any, what: str,
+               unknown: list[str] | None = None) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise RecipeRefused(f"not a {what}: the document is not a mapping")
     try:
         checked = model.model_validate(data)
     except ValidationError as err:
         raise RecipeRefused(_reason(err)) from None
+    if unknown is not None:
+        unknown.extend(unknown_keys(checked))
     # Plain data again, only the keys the file set: readers keep their `or` defaults.
     dumped: dict[str, Any] = checked.model_dump(exclude_unset=True, by_alias=True)
     return dumped
 
 
-def check_recipe(data: Any, *, synced: bool) -> dict[str, Any]:
-    """A model recipe as typed plain data; a synced one may not name a host folder."""
-    recipe = _validated(RecipeDoc, data, "recipe")
+def check_recipe(data: Any, *, synced: bool, unknown: list[str] | None = None
+                 ) -> dict[str, Any]:
+    """A model recipe as typed plain data; a synced one may not name a host folder. Key
+    paths glmkit does not read are added to `unknown`."""
+    recipe = _validated(RecipeDoc, data, "recipe", unknown)
     if synced and "local_dir" in recipe["model"]:
         raise RecipeRefused("model.local_dir is not accepted from a synced recipe: host "
                             "folders to mount come only from glmkit's own recipes")
     return recipe
 
 
-def check_strategy(data: Any) -> dict[str, Any]:
-    return _validated(StrategyDoc, data, "strategy")
+def check_strategy(data: Any, unknown: list[str] | None = None) -> dict[str, Any]:
+    return _validated(StrategyDoc, data, "strategy", unknown)
+
+
+def describe_unknown(keys: list[str]) -> str:
+    """`keys` as one note: the first `MAX_UNKNOWN_SHOWN`, then how many more."""
+    shown = ", ".join(keys[:MAX_UNKNOWN_SHOWN])
+    more = f" (and {len(keys) - MAX_UNKNOWN_SHOWN} more)" \
+        if len(keys) > MAX_UNKNOWN_SHOWN else ""
+    return shown + more
 
 
 def check_hardware(profiles: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -37,6 +37,7 @@ from glmkit.knowledge.recipe_schema import (
     check_hardware,
     check_recipe,
     check_strategy,
+    describe_unknown,
     one_line,
     read_plain_file,
     read_yaml,
@@ -212,32 +213,39 @@ def _yaml_files(root: Path, folder: str, source: RecipeSource,
 
 
 def _read_root(root: Path, source: RecipeSource, notes: list[str],
-               providers: tuple[str, ...]) -> tuple[dict[str, Recipe],
-                                                     dict[str, Mapping[str, Any]],
-                                                     dict[str, Mapping[str, Any]]]:
+               providers: tuple[str, ...], unknown: dict[str, list[str]] | None = None
+               ) -> tuple[dict[str, Recipe], dict[str, Mapping[str, Any]],
+                          dict[str, Mapping[str, Any]]]:
     """Every recipe, strategy and hardware profile under `root` that passes
-    `recipe_schema`; each file that does not is skipped with a note."""
+    `recipe_schema`; each file that does not is skipped with a note. The key paths glmkit
+    does not read go into `unknown`, by file."""
     synced = source.kind == "synced"
     recipes: dict[str, Recipe] = {}
     for provider in providers:
         for path in _yaml_files(root, f"models/{provider}", source, notes):
+            keys: list[str] = []
             try:
                 raw = read_yaml(path)
                 # Recipes glmkit does not serve (TTS, OCR) are passed over without a note.
                 if isinstance(raw, dict) and not is_chat_recipe(raw):
                     continue
-                data = check_recipe(raw, synced=synced)
+                data = check_recipe(raw, synced=synced, unknown=keys)
             except RecipeRefused as err:
                 notes.append(_skipped(path, source, err))
                 continue
+            if keys and unknown is not None:
+                unknown[str(path.relative_to(root))] = keys
             recipes[f"{provider}/{path.stem}"] = Recipe(f"{provider}/{path.stem}", data, source)
     strategies: dict[str, Mapping[str, Any]] = {}
     for path in _yaml_files(root, "strategies", source, notes):
+        keys = []
         try:
-            strategy = check_strategy(read_yaml(path))
+            strategy = check_strategy(read_yaml(path), keys)
         except RecipeRefused as err:
             notes.append(_skipped(path, source, err))
             continue
+        if keys and unknown is not None:
+            unknown[str(path.relative_to(root))] = keys
         strategies[str(strategy.get("name") or path.stem)] = strategy
     hardware: dict[str, Mapping[str, Any]] = {}
     taxonomy = root / "taxonomy.yaml"
@@ -538,6 +546,12 @@ class SyncResult:
     origin: str  # without credentials
     recipes: tuple[str, ...]
     notes: tuple[str, ...]
+    # (file, key paths glmkit does not read): a newer schema is shown, not ignored
+    unknown: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def unknown_notes(self) -> list[str]:
+        return [f"{path}: keys glmkit does not read: {describe_unknown(list(keys))}"
+                for path, keys in self.unknown]
 
     def describe(self) -> str:
         at = f" @ {self.commit[:12]}" if self.commit else ""
@@ -565,7 +579,8 @@ def sync(origin: str | None, env: Mapping[str, str]) -> SyncResult:
         notes: list[str] = []
         _copy_plain(root, staged, RecipeSource("synced", root, commit, shown), notes)
         source = RecipeSource("synced", staged, commit, shown)
-        recipes, _, _ = _read_root(staged, source, notes, PROVIDERS)
+        unknown: dict[str, list[str]] = {}
+        recipes, _, _ = _read_root(staged, source, notes, PROVIDERS, unknown)
         # Notes name files as in the recipes repository: models/zai-org/GLM-4.6.yaml.
         notes = [note.replace(f"{root}{os.sep}", "").replace(f"{staged}{os.sep}", "")
                  for note in notes]
@@ -581,7 +596,8 @@ def sync(origin: str | None, env: Mapping[str, str]) -> SyncResult:
         if target.exists():
             target.replace(old)
         staged.replace(target)
-    return SyncResult(target, commit, shown, tuple(sorted(recipes)), tuple(notes))
+    return SyncResult(target, commit, shown, tuple(sorted(recipes)), tuple(notes),
+                      tuple((path, tuple(keys)) for path, keys in sorted(unknown.items())))
 
 
 # --- diff ---------------------------------------------------------------------------------
@@ -605,10 +621,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 @dataclass(frozen=True)
 class RecipeChange:
     recipe: str
-    kind: Literal["added", "removed", "changed"]
+    # kept: a checkpoint only glmkit's data has (GLM-4.5-Air), served after the sync too
+    kind: Literal["added", "removed", "changed", "kept"]
     path: str = ""
     builtin: Any = None
     synced: Any = None
+
+
+KEPT = "only in the built-in data (kept)"
 
 
 def diff(env: Mapping[str, str]) -> list[RecipeChange]:
@@ -628,7 +648,15 @@ def diff(env: Mapping[str, str]) -> list[RecipeChange]:
         if key not in builtin:
             changes.append(RecipeChange(key, "added"))
             continue
-        old, new = _flatten(builtin[key].data), _flatten(synced[key].data)
+        # Variants the load keeps (`_keep_builtin_variants`) are one line, not a change of
+        # each of their fields to nothing.
+        merged = _keep_builtin_variants(builtin[key], synced[key])
+        kept = [v for v in merged.variants if v not in synced[key].variants]
+        changes += [RecipeChange(key, "kept", f"variants.{v}",
+                                 builtin[key].variant_model_id(v), KEPT) for v in kept]
+        old = {p: v for p, v in _flatten(builtin[key].data).items()
+               if not any(p.startswith(f"variants.{k}.") for k in kept)}
+        new = _flatten(synced[key].data)
         for path in sorted(set(old) | set(new)):
             if old.get(path) != new.get(path):
                 changes.append(RecipeChange(key, "changed", path, old.get(path), new.get(path)))

@@ -1,0 +1,264 @@
+"""Upstream's recipe schema as it is written today (issue #22).
+
+`tests/data/recipes-upstream` holds upstream's newest GLM files: a sync of it serves every
+chat recipe and leaves no key unreported; each key glmkit reads has its type and limits,
+and a synced file's hostile values are refused with a one-line note.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from glmkit.knowledge import recipes
+from glmkit.knowledge.recipe_schema import (
+    MAX_UNKNOWN_SHOWN,
+    RecipeDoc,
+    RecipeRefused,
+    StrategyDoc,
+    check_recipe,
+    check_strategy,
+    describe_unknown,
+    read_yaml,
+)
+from glmkit.knowledge.recipes import diff, load_book, sync
+
+UPSTREAM = Path(__file__).resolve().parents[1] / "data" / "recipes-upstream"
+
+
+@pytest.fixture(autouse=True)
+def no_git_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recipes, "_git_commit", lambda folder: None)
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {"GLMKIT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")}
+
+
+def upstream_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "upstream"
+    if not folder.exists():
+        shutil.copytree(UPSTREAM, folder)
+    return folder
+
+
+def _paths(value: Any, schema: Any, prefix: str = "") -> set[str]:
+    """Every key path of a YAML document, with the names of a mapping of entries
+    (variants, GPUs, modes) as `*`: what the schema is asked about. `schema` tells an
+    entry mapping (a dict of models) from a model, read from the pydantic annotations."""
+    import typing
+
+    from pydantic import BaseModel
+
+    found: set[str] = set()
+    if not isinstance(value, dict):
+        return found
+
+    def models_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+        """(the model class an annotation holds, whether it is a dict of them)."""
+        args = typing.get_args(annotation)
+        origin = typing.get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation, False
+        if origin is dict:
+            inner, _ = models_in(args[1])
+            return inner, inner is not None
+        for arg in args:
+            inner, many = models_in(arg)
+            if inner is not None:
+                return inner, many
+        return None, False
+
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        found.add(path)
+        field = schema.model_fields.get(key) if schema is not None else None
+        inner, many = models_in(field.annotation) if field is not None else (None, False)
+        if inner is None:
+            continue
+        if many and isinstance(item, dict):
+            for entry in item.values():
+                found |= _paths(entry, inner, f"{path}.*.")
+        else:
+            found |= _paths(item, inner, f"{path}.")
+    return found
+
+
+def _declared(path: str, schema: Any) -> bool:
+    """Whether the schema declares every step of `path` (a `*` steps into entries)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    current: Any = schema
+    parts = path.split(".")
+    index = 0
+    while index < len(parts):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return True  # a value the schema types as a whole (docker_image, companion)
+        field = current.model_fields.get(parts[index])
+        if field is None:
+            return False
+        annotation: Any = field.annotation
+        index += 1
+        # Unwrap Optional / dict[str, Model] to the next model, a `*` per dict.
+        while True:
+            origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+            if origin is dict and index < len(parts) and parts[index] == "*":
+                annotation, index = args[1], index + 1
+            elif args and origin is not dict and any(
+                    (isinstance(a, type) and issubclass(a, BaseModel)) or
+                    typing.get_origin(a) is dict for a in args):
+                annotation = next(a for a in args if (isinstance(a, type) and issubclass(
+                    a, BaseModel)) or typing.get_origin(a) is dict)
+            else:
+                break
+        current = annotation
+    return True
+
+
+def test_upstream_newest_glm_files_sync_with_no_key_left_unreported(tmp_path: Path) -> None:
+    result = sync(str(upstream_copy(tmp_path)), env_for(tmp_path))
+    assert result.notes == ()  # no file skipped
+    assert "zai-org/GLM-5.3" in result.recipes and "zai-org/GLM-5.3-Flash" in result.recipes
+    reported = {path: set(keys) for path, keys in result.unknown}
+    files = sorted((UPSTREAM / "models/zai-org").glob("*.yaml")) + sorted(
+        (UPSTREAM / "strategies").glob("*.yaml"))
+    assert len(files) >= 20
+    for file in files:
+        schema = StrategyDoc if file.parent.name == "strategies" else RecipeDoc
+        relative = str(file.relative_to(UPSTREAM))
+        for path in _paths(read_yaml(file), schema):
+            if not _declared(path, schema):
+                # The path itself or a key above it is reported for this file.
+                assert any(path == k or path.startswith(f"{k}.")
+                           for k in reported.get(relative, ())), (relative, path)
+    # What today's upstream writes that glmkit does not read, file by file.
+    assert reported == {
+        "models/zai-org/GLM-5.3-Flash.yaml": {
+            "model.install", "strategy_overrides.*.decode", "strategy_overrides.*.prefill",
+            "variants.*.hardware_overrides.*.install"},
+        "strategies/pd_cluster.yaml": {"decode", "prefill", "router"},
+    }
+
+
+@pytest.mark.parametrize("where", [
+    ("top",), ("model",), ("variants", "default"), ("features", "spec_decoding"),
+    ("features", "spec_decoding", "modes", "mtp"), ("hardware_notes", "mi355x"),
+])
+def test_a_key_glmkit_does_not_know_is_reported_wherever_it_is(tmp_path: Path,
+                                                               where: tuple[str, ...]) -> None:
+    folder = upstream_copy(tmp_path)
+    path = folder / "models/zai-org/GLM-5.3-Flash.yaml"
+    data = yaml.safe_load(path.read_text())
+    block = data
+    for step in where[1:] if where[0] == "top" else where:
+        block = block[step]
+    block["brand_new_key"] = {"anything": 1}
+    path.write_text(yaml.safe_dump(data))
+    result = sync(str(folder), env_for(tmp_path))
+    keys = dict(result.unknown)["models/zai-org/GLM-5.3-Flash.yaml"]
+    steps = [("*" if i % 2 else s) if where[0] in ("variants", "features", "hardware_notes")
+             else s for i, s in enumerate(where)]
+    expected = "brand_new_key" if where == ("top",) else ".".join([*steps, "brand_new_key"])
+    assert expected in keys
+    assert any("brand_new_key" in note for note in result.unknown_notes())
+
+
+def test_unknown_keys_are_shown_on_one_line_within_limits() -> None:
+    keys = [f"k{i}" for i in range(MAX_UNKNOWN_SHOWN + 5)]
+    assert describe_unknown(keys).endswith("(and 5 more)")
+    hostile = {"model": {"model_id": "x/y", "\x1b[31mred\nline" + "x" * 500: 1},
+               "features": {"tool_calling": {}}}
+    unknown: list[str] = []
+    check_recipe(hostile, synced=True, unknown=unknown)
+    assert len(unknown) == 1 and "\n" not in unknown[0] and "\x1b" not in unknown[0]
+    assert len(unknown[0]) <= len("model.") + 60
+
+
+# --- each new key: typed, limited, refused with the reason ---------------------------------
+
+def flash() -> dict[str, Any]:
+    data: dict[str, Any] = read_yaml(UPSTREAM / "models/zai-org/GLM-5.3-Flash.yaml")
+    return data
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda d: d["model"].update(nightly_required="yes"), "model.nightly_required"),
+    (lambda d: d["model"].update(min_vllm_version="0.29; rm -rf /"), "model.min_vllm_version"),
+    (lambda d: d["variants"]["default"].update(min_vllm_version=["0.30"]),
+     "variants.default.min_vllm_version"),
+    (lambda d: d.update(hardware_notes={"mi355x": {"title": "x" * 201}}),
+     "hardware_notes.mi355x.title"),
+    (lambda d: d.update(hardware_notes={"mi355x": {"title": "t", "body": "b" * 2001}}),
+     "hardware_notes.mi355x.body"),
+    (lambda d: d.update(hardware_notes={"mi355x": "just text"}), "hardware_notes.mi355x"),
+    (lambda d: d.update(hardware_notes={"bad key!": {"title": "t"}}), "hardware_notes"),
+    (lambda d: d.update(strategy_hardware={"single_node_tep": {"npu": ["unsupported"]}}),
+     "strategy_hardware.single_node_tep"),
+    (lambda d: d.update(strategy_hardware={"single_node_tep": {"n pu": "unsupported"}}),
+     "strategy_hardware.single_node_tep"),
+    (lambda d: d.update(kv_offload_support={"offloading_cpu": {"verified": True}}),
+     "kv_offload_support.offloading_cpu"),
+    (lambda d: d.update(kv_offload_support={"offloading_cpu": "v" * 65}),
+     "kv_offload_support.offloading_cpu"),
+    (lambda d: d["features"]["spec_decoding"].update(default_mode="eagle"), "default_mode"),
+    (lambda d: d["features"]["spec_decoding"]["modes"].update({"--mode": {"args": []}}),
+     "features.spec_decoding.modes"),
+    (lambda d: d["features"]["spec_decoding"]["modes"]["dflash"].update(
+        hardware={"amd": 1}), "features.spec_decoding.modes.dflash.hardware.amd"),
+])
+def test_a_hostile_value_of_a_new_key_refuses_the_file(change: Any, reason: str) -> None:
+    data = flash()
+    change(data)
+    with pytest.raises(RecipeRefused, match=reason.replace(".", r"\.")):
+        check_recipe(data, synced=True)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda d: d.update(hardware_match={"min_gpus": 0}), "hardware_match.min_gpus"),
+    (lambda d: d.update(hardware_match={"multi_node": "no"}), "hardware_match.multi_node"),
+    (lambda d: d.update(remove_args="--enable-expert-parallel"), "remove_args"),
+    (lambda d: d.update(kv_offload="false"), "kv_offload"),
+    (lambda d: d.update(companion=["vllm-router"]), "companion"),
+])
+def test_a_hostile_strategy_value_refuses_the_file(change: Any, reason: str) -> None:
+    data: dict[str, Any] = read_yaml(UPSTREAM / "strategies/single_node_dpa_tp.yaml")
+    change(data)
+    with pytest.raises(RecipeRefused, match=reason):
+        check_strategy(data)
+
+
+def test_a_refused_new_file_is_skipped_and_the_rest_serves(tmp_path: Path) -> None:
+    folder = upstream_copy(tmp_path)
+    path = folder / "models/zai-org/GLM-5.3-Flash.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["hardware_notes"] = {"mi355x": {"title": "x" * 5000}}
+    path.write_text(yaml.safe_dump(data))
+    env = env_for(tmp_path)
+    result = sync(str(folder), env)
+    assert any("GLM-5.3-Flash.yaml" in note and "hardware_notes" in note
+               for note in result.notes)
+    assert "zai-org/GLM-5.3" in load_book(env).recipes
+    assert "zai-org/GLM-5.3-Flash" not in load_book(env).recipes
+
+
+# --- recipes diff ---------------------------------------------------------------------------
+
+def test_diff_says_a_built_in_variant_is_kept_not_changed_to_nothing(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    sync(str(upstream_copy(tmp_path)), env)
+    changes = diff(env)
+    kept = {(c.recipe, c.path) for c in changes if c.kind == "kept"}
+    assert ("zai-org/GLM-4.5", "variants.air") in kept
+    assert ("zai-org/GLM-4.7", "variants.flash") in kept
+    assert all(c.synced == recipes.KEPT for c in changes if c.kind == "kept")
+    # None of the kept variants' fields shows as changed to an empty value.
+    assert not [c for c in changes if c.kind == "changed" and
+                c.path.startswith(("variants.air", "variants.flash"))]
+    # And they are still served after the sync.
+    assert load_book(env).recipe("zai-org/GLM-4.7").variants.get("flash")
