@@ -262,3 +262,158 @@ def test_diff_says_a_built_in_variant_is_kept_not_changed_to_nothing(tmp_path: P
                 c.path.startswith(("variants.air", "variants.flash"))]
     # And they are still served after the sync.
     assert load_book(env).recipe("zai-org/GLM-4.7").variants.get("flash")
+
+
+# --- what the new keys do ------------------------------------------------------------------
+
+def synced_env(tmp_path: Path, edit: Any = None) -> dict[str, str]:
+    folder = upstream_copy(tmp_path)
+    if edit is not None:
+        path = folder / "models/zai-org/GLM-5.3-Flash.yaml"
+        data = yaml.safe_load(path.read_text())
+        edit(data)
+        path.write_text(yaml.safe_dump(data))
+    env = {**env_for(tmp_path), "HF_HUB_OFFLINE": "1"}
+    sync(str(folder), env)
+    return env
+
+
+def test_a_variant_min_vllm_version_is_that_checkpoints_floor(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.knowledge.catalog import resolve_model
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path, lambda d: d["variants"]["nvfp4"].update(
+        min_vllm_version="0.34.0"))
+    assert resolve_model("RedHatAI/GLM-5.3-Flash-NVFP4", env).min_vllm == "0.34.0"
+    assert resolve_model("zai-org/GLM-5.3-Flash", env).min_vllm == "0.29.0"
+    with pytest.raises(UsageError, match=r"needs vLLM ≥ 0\.34\.0"):
+        plan_for(env=env, vendor="cuda", model="RedHatAI/GLM-5.3-Flash-NVFP4", gpu="b200",
+                 gpu_count=8, vllm_version="0.33.0")
+
+
+def test_strategy_hardware_refuses_a_strategy_on_that_gpu_with_the_reason(
+        tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path)
+    with pytest.raises(UsageError, match=r"marks single_node_tep unsupported on npu"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="ascend_950pr",
+                 gpu_count=8, strategy="single_node_tep")
+    # The same strategy on a GPU the gate does not name is served.
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8, strategy="single_node_tep")
+    assert plan.strategy == "single_node_tep"
+
+
+def test_strategy_hardware_opts_a_strategy_in_on_one_gpu(tmp_path: Path) -> None:
+    from glmkit.knowledge.recipes import load_book
+    from glmkit.knowledge.resolver import offered_strategies, target_for
+
+    env = synced_env(tmp_path, lambda d: d["strategy_hardware"].update(
+        single_node_dep={"npu": "unsupported", "b200": "supported"},
+        multi_node_tp_dp={"blackwell": "supported"}))
+    book = load_book(env)
+    recipe = book.recipe("zai-org/GLM-5.3-Flash")
+    assert "multi_node_tp_dp" in offered_strategies(recipe, target_for(book, "b200", 8))
+    assert "multi_node_tp_dp" not in offered_strategies(recipe, target_for(book, "h200", 8))
+    assert "single_node_dep" not in offered_strategies(recipe,
+                                                       target_for(book, "ascend_950pr", 8))
+
+
+def test_a_new_strategy_is_refused_with_the_reason_when_its_parts_are_missing(
+        tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path, lambda d: d["compatible_strategies"].append(
+        "single_node_dpa_tp"))
+    with pytest.raises(UsageError, match=r"needs vLLM Router running beside vLLM"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                 gpu_count=8, strategy="single_node_dpa_tp")
+
+
+def test_a_new_strategy_is_offered_when_its_parts_exist(tmp_path: Path) -> None:
+    """The same DPA+TP layout without the router: glmkit has every part, so it serves it,
+    with the strategy's own flags, parallel size and removed flags."""
+    folder = upstream_copy(tmp_path)
+    strategy = folder / "strategies/single_node_dpa_tp.yaml"
+    data = yaml.safe_load(strategy.read_text())
+    del data["companion"]
+    data["vllm_args"] = ["--enable-expert-parallel", "--max-num-seqs", "64"]
+    strategy.write_text(yaml.safe_dump(data))
+    env = synced_env(tmp_path, lambda d: d["compatible_strategies"].append(
+        "single_node_dpa_tp"))
+    from .helpers import plan_for
+
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8, strategy="single_node_dpa_tp")
+    args = list(plan.serve_args)
+    assert plan.strategy == "single_node_dpa_tp"
+    assert args[args.index("--data-parallel-size") + 1] == "8"
+    assert "--enable-expert-parallel" not in args  # remove_args
+    assert args[args.index("--max-num-seqs") + 1] == "64"
+    # hardware_match: fewer GPUs than min_gpus is refused with the reason.
+    from glmkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs at least 2 GPUs"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="b300",
+                 gpu_count=1, strategy="single_node_dpa_tp")
+
+
+def test_hardware_notes_and_kv_offload_support_are_shown(tmp_path: Path) -> None:
+    from glmkit.knowledge.recipes import load_book
+    from glmkit.knowledge.resolver import hardware_note, kv_offload_support, target_for
+
+    env = synced_env(tmp_path, lambda d: d["hardware_notes"]["mi355x"].update(
+        body="[link=file:///etc/passwd]x[/link]\nsecond line\x1b[2J"))
+    book = load_book(env)
+    recipe = book.recipe("zai-org/GLM-5.3-Flash")
+    note = hardware_note(recipe, target_for(book, "mi355x", 8))
+    assert note is not None and note.startswith("Long-context indexer top-k opt-in: ")
+    assert "\n" not in note
+    assert hardware_note(recipe, target_for(book, "h100", 8)) is None
+    assert kv_offload_support(recipe) == "offloading_cpu: verified, offloading_fs: verified"
+    from .helpers import plan_for
+
+    plan = plan_for(env=env, vendor="rocm", model="zai-org/GLM-5.3-Flash", gpu="mi355x",
+                    gpu_count=8)
+    assert any(n.startswith("hardware note for 8 × MI355X") for n in plan.notes)
+
+
+# --- the decode bound is for a batch that fits --------------------------------------------
+
+def test_the_decode_bound_is_for_the_largest_batch_the_kv_cache_holds() -> None:
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    advice = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1),
+                    NO_GPU, {"HF_HUB_OFFLINE": "1", "GLMKIT_HOME": "/nonexistent"})
+    rows = dict(advice.rows)
+    assert "largest --max-model-len 73877" in rows["KV cache"]
+    bound = rows["decode bound"]
+    assert "at batch 8 × 9000 tokens; capped from batch 16: the KV cache holds 73,877 " \
+           "tokens" in bound
+    asked = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1,
+                               batch=4), NO_GPU, {"HF_HUB_OFFLINE": "1"})
+    assert "at batch 4 × 9000 tokens (" in dict(asked.rows)["decode bound"]  # not capped
+
+
+@pytest.mark.parametrize(("tokens", "batch", "context", "expected"), [
+    (73877, 16, 9000, (8, 9000)), (73877, 8, 9000, (8, 9000)), (5000, 4, 9000, (1, 5000)),
+    (0, 16, 9000, (16, 9000)),
+])
+def test_resident_batch(tokens: int, batch: int, context: int,
+                        expected: tuple[int, int]) -> None:
+    from glmkit.knowledge.sizing import Fit, resident_batch
+
+    fit = Fit(1, 1, 1.0, 1.0, tokens, 0, True, kv_tokens=tokens)
+    got_batch, got_context, why = resident_batch(fit, batch, context)
+    assert (got_batch, got_context) == expected
+    assert (why is None) == ((got_batch, got_context) == (batch, context))
+    assert tokens == 0 or got_batch * got_context <= tokens

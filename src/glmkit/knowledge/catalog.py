@@ -89,7 +89,8 @@ def spec_from_recipe(recipe: Recipe, variant_key: str) -> ModelSpec:
         local_dir=str(model["local_dir"]) if model.get("local_dir") else None,
         recipe=recipe, variant=variant_key,
         vram_minimum_gb=float(variant.get("vram_minimum_gb") or 0),
-        min_vllm=recipe.min_vllm,
+        # A checkpoint may need a newer vLLM than its family (a new quantization).
+        min_vllm=str(variant.get("min_vllm_version") or recipe.min_vllm),
         notes="random weights, GLM-4 MoE architecture; made by `invoke tiny-model`"
         if recipe.key == TINY_MODEL_ID else "",
     )

@@ -19,8 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from glmkit.errors import UsageError
-from glmkit.knowledge.recipes import Recipe, RecipeBook
-from glmkit.vllm_args import dedupe_flags
+from glmkit.knowledge.recipes import (
+    MULTI_NODE_STRATEGIES,
+    SINGLE_NODE_STRATEGIES,
+    Recipe,
+    RecipeBook,
+)
+from glmkit.vllm_args import dedupe_flags, drop_flags
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,81 @@ def mode_for(feature: Mapping[str, Any], name: str, variant: Mapping[str, Any],
     return allowed[0] if allowed else None
 
 
+def _hw_name(hw: HardwareTarget, mapping: Mapping[str, Any]) -> str:
+    """The key of a hardware-keyed mapping that matched `hw` (for messages)."""
+    return next((k for k in (hw.id, hw.generation, hw.brand.lower(), "default")
+                 if k is not None and k in mapping), hw.id or hw.generation)
+
+
+def strategy_gate(recipe: Recipe, strategy: str, hw: HardwareTarget | None) -> str | None:
+    """The recipe's strategy_hardware status of `strategy` on `hw` (None: not said)."""
+    gates = (recipe.data.get("strategy_hardware") or {}).get(strategy)
+    value = _keyed(gates, hw) if hw is not None else None
+    return str(value) if value is not None else None
+
+
+def offered_strategies(recipe: Recipe, hw: HardwareTarget | None = None) -> tuple[str, ...]:
+    """compatible_strategies, less those strategy_hardware marks unsupported on `hw`, plus
+    those it opts in there (`supported`)."""
+    names = list(recipe.compatible_strategies)
+    names += [n for n in recipe.data.get("strategy_hardware") or {} if n not in names]
+    return tuple(n for n in names if (gate := strategy_gate(recipe, n, hw)) != "unsupported"
+                 and (n in recipe.compatible_strategies or gate == "supported"))
+
+
+# Strategies glmkit starts itself; others in the book are offered when their parts exist.
+KIT_STRATEGIES = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+
+
+def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
+                     hw: HardwareTarget | None) -> str | None:
+    """None when `recipe` can be served with `strategy` on `hw`, else why not (one line)."""
+    if strategy_gate(recipe, strategy, hw) == "unsupported" and hw is not None:
+        gates = (recipe.data.get("strategy_hardware") or {}).get(strategy) or {}
+        return (f"the {recipe.key} recipe marks {strategy} unsupported on "
+                f"{_hw_name(hw, gates)} ({hw.describe()}); it offers "
+                f"{', '.join(offered_strategies(recipe, hw)) or 'nothing'} there")
+    if strategy not in offered_strategies(recipe, hw):
+        return (f"{recipe.key}'s recipe does not offer {strategy}; it offers "
+                f"{', '.join(offered_strategies(recipe, hw))}")
+    if strategy in KIT_STRATEGIES:
+        return None
+    doc = book.strategies.get(strategy)
+    if doc is None:
+        return f"no strategies/{strategy}.yaml in the recipe book (`invoke recipes sync`)"
+    if doc.get("companion"):
+        label = (doc["companion"] or {}).get("label") or "a companion program"
+        return (f"{strategy} needs {str(label)[:60]} running beside vLLM, which glmkit "
+                "does not start")
+    if doc.get("deploy_type") not in (None, "single_node"):
+        return f"{strategy} is a {str(doc.get('deploy_type'))[:40]} layout glmkit does not run"
+    match = doc.get("hardware_match") or {}
+    if match.get("architecture") == "moe" and not recipe.is_moe:
+        return f"{strategy} is for MoE models"
+    if hw is not None and hw.brand != "CPU":
+        if hw.gpu_count < int(match.get("min_gpus") or 1):
+            return f"{strategy} needs at least {match['min_gpus']} GPUs; {hw.describe()}"
+        if match.get("max_gpus") and hw.gpu_count > int(match["max_gpus"]):
+            return f"{strategy} takes at most {match['max_gpus']} GPUs; {hw.describe()}"
+    return None
+
+
+def hardware_note(recipe: Recipe, hw: HardwareTarget) -> str | None:
+    """The recipe's hardware_notes entry for `hw` (exact GPU > generation > brand), as one
+    line of plain text."""
+    note = _keyed(recipe.data.get("hardware_notes"), hw)
+    if not isinstance(note, Mapping):
+        return None
+    body = f": {note.get('body')}" if note.get("body") else ""
+    return " ".join(f"{note.get('title')}{body}".split())
+
+
+def kv_offload_support(recipe: Recipe) -> str | None:
+    """The recipe's kv_offload_support (`offloading_cpu: verified, …`), or None."""
+    support = recipe.data.get("kv_offload_support") or {}
+    return ", ".join(f"{k}: {v}" for k, v in support.items()) or None
+
+
 @dataclass(frozen=True)
 class Resolved:
     model_id: str
@@ -300,14 +380,18 @@ def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: s
     env |= _env(overrides, "env") | _env(overrides)
     for block in (*generation_layers, exact_strategy):
         env |= _env(block)
+    for flag in strategy.get("remove_args") or ():  # a strategy takes these out
+        args = drop_flags(args, str(flag))
     return Resolved(model_id=recipe.variant_model_id(variant_key), args=tuple(dedupe_flags(args)),
                     env=env, strategy=strategy_name, parallel_flag=flag, parallel_size=size,
                     features=tuple(enabled))
 
 
-def recommend_strategy(recipe: Recipe, goal: str = "latency") -> tuple[str, str]:
-    """(strategy, why) for one node: TP for latency, DEP (else TEP) for throughput."""
-    compatible = recipe.compatible_strategies
+def recommend_strategy(recipe: Recipe, goal: str = "latency",
+                       hw: HardwareTarget | None = None) -> tuple[str, str]:
+    """(strategy, why) for one node: TP for latency, DEP (else TEP) for throughput; only
+    strategies the recipe offers on `hw`."""
+    compatible = offered_strategies(recipe, hw) or recipe.compatible_strategies
     if goal == "throughput" and recipe.is_moe:
         for name, why in (("single_node_dep", "data parallel attention with the experts shared "
                            "over every GPU (DEP) serves the most concurrent requests"),

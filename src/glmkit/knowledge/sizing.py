@@ -190,6 +190,7 @@ class Fit:
     max_model_len: int
     cpu_offload_gb: int
     fits: bool
+    kv_tokens: int = 0  # tokens the KV cache of one replica holds at once
 
 
 def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: str,
@@ -213,7 +214,7 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
         chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=per_gpu,
                      kv_budget_per_gpu_gb=max(0.0, kv_gb),
                      max_model_len=min(model.max_context, tokens), cpu_offload_gb=offload,
-                     fits=offload == 0)
+                     fits=offload == 0, kv_tokens=tokens)
         if chosen.fits:
             return chosen
     if chosen is None:
@@ -287,6 +288,23 @@ class PlanReport:
     decode: DecodeEstimate
     batch: int
     context: int
+    # Why the bound is for a smaller batch or context than asked (None: as asked).
+    capped: str | None = None
+
+
+def resident_batch(fit: Fit, batch: int, context: int) -> tuple[int, int, str | None]:
+    """The largest batch × context whose KV cache is resident at once, and why it is
+    smaller than asked: a bound for sequences that cannot all be in memory bounds nothing
+    (vLLM preempts them)."""
+    tokens = fit.kv_tokens
+    if tokens <= 0 or batch * context <= tokens:
+        return batch, context, None
+    if context > tokens:
+        return 1, tokens, (f"capped from batch {batch} × {context}: the KV cache holds "
+                           f"{tokens:,} tokens, less than one sequence")
+    fitting = max(1, tokens // context)
+    return fitting, context, (f"capped from batch {batch}: the KV cache holds {tokens:,} "
+                              f"tokens, {fitting} sequences of {context:,}")
 
 
 def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
@@ -304,12 +322,13 @@ def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
     chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp, kv_bytes)
     impossible = {t: reason for t in range(1, gpu_count + 1)
                   if (reason := valid_tp(arch, t)) is not None}
+    batch, context, capped = resident_batch(chosen, batch, context)
     decode = decode_tpot(model, arch, gpu, chosen.tp, model.precision, batch, context,
                          kv_bytes, offload_gb=chosen.cpu_offload_gb)
     return PlanReport(model=model, arch=arch, gpu=gpu, gpu_count=gpu_count, fits=fits,
                       chosen=chosen, impossible_tp=impossible,
                       expert_parallel=arch.experts > 0 and chosen.tp > 1, decode=decode,
-                      batch=batch, context=context)
+                      batch=batch, context=context, capped=capped)
 
 
 def gpu_from_hardware(name: str, memory_mib: int) -> GpuSpec:

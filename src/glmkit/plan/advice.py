@@ -15,8 +15,19 @@ from glmkit.host.hub import fetch_config, hf_token
 from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
-from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, SINGLE_NODE_STRATEGIES, load_book
-from glmkit.knowledge.resolver import Resolved, default_features, recommend_strategy, resolve
+from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, RecipeBook, load_book
+from glmkit.knowledge.resolver import (
+    KIT_STRATEGIES,
+    HardwareTarget,
+    Resolved,
+    default_features,
+    hardware_note,
+    kv_offload_support,
+    offered_strategies,
+    recommend_strategy,
+    resolve,
+    strategy_refusal,
+)
 from glmkit.knowledge.sizing import (
     ASSUMPTIONS,
     PlanReport,
@@ -99,29 +110,32 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _check_strategy(strategy: str | None, spec: ModelSpec) -> None:
-    """A --strategy the recipes name and this model's recipe offers, as `up` checks it."""
-    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
+def _check_strategy(strategy: str | None, spec: ModelSpec, book: RecipeBook,
+                    target: HardwareTarget) -> None:
+    """A --strategy the recipes name and this model's recipe offers on this GPU, as `up`
+    checks it."""
     if strategy is None:
         return
+    known = KIT_STRATEGIES + tuple(n for n in book.strategies if n not in KIT_STRATEGIES)
     if strategy not in known:
         raise UsageError(f"Unknown --strategy {strategy!r}; the recipes' names are "
                          f"{', '.join(known)}.")
     if spec.recipe is None:  # a generic model: no recipe layouts, as `up` ignores it
         return
-    offered = spec.recipe.compatible_strategies
-    if strategy not in offered and strategy.replace("multi_node", "single_node") not in offered:
-        raise UsageError(f"{spec.id}'s recipe does not offer {strategy}; it offers "
-                         f"{', '.join(offered)}.")
+    single = strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+    name = single if strategy in MULTI_NODE_STRATEGIES and \
+        strategy not in offered_strategies(spec.recipe, target) else strategy
+    if why := strategy_refusal(book, spec.recipe, name, target):
+        raise UsageError(f"--strategy {strategy}: {why}.")
 
 
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
     spec = resolve_model(request.model, env)
-    _check_strategy(request.strategy, spec)
     book = load_book(env)
     vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
     target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,
                                     gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
+    _check_strategy(request.strategy, spec, book, target)
     detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
     card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
     count = target.gpu_count
@@ -138,10 +152,20 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     recommended: list[tuple[str, str]] = []
     if spec.recipe is not None and spec.variant is not None:
         for aim in ("latency", "throughput"):
-            name, why = recommend_strategy(spec.recipe, aim)
+            name, why = recommend_strategy(spec.recipe, aim, target)
             mtp = " --mtp" if aim == "latency" and spec.has_mtp else ""
             recommended.append((f"for {aim}", f"--strategy {name}{mtp}: {why}"))
-        strategy = request.strategy or recommend_strategy(spec.recipe, request.goal)[0]
+        refused = [f"{n} ({reason})" for n in book.strategies if n not in KIT_STRATEGIES and
+                   n in offered_strategies(spec.recipe, target) and
+                   (reason := strategy_refusal(book, spec.recipe, n, target))]
+        if refused:
+            recommended.append(("not offered", "; ".join(refused)))
+        if hw_note := hardware_note(spec.recipe, target):
+            rows.append(("hardware note", hw_note))
+        if kv := kv_offload_support(spec.recipe):
+            rows.append(("KV offload", f"{kv} (the recipe's kv_offload_support)"))
+        strategy = request.strategy or recommend_strategy(spec.recipe, request.goal,
+                                                          target)[0]
         resolved = resolve(book, spec.recipe, spec.variant, strategy, target,
                            default_features(spec.recipe))
         ep = " --enable-expert-parallel" if "--enable-expert-parallel" in resolved.args else ""
@@ -163,8 +187,9 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         rows.append(("impossible TP", "; ".join(f"{t}: {why}" for t, why in
                                                 sorted(report.impossible_tp.items())[:4])))
     d = report.decode
+    capped = f"; {report.capped}" if report.capped else ""
     rows.append(("decode bound", f"TPOT ≥ {d.tpot_ms:.2f} ms at batch {report.batch} × "
-                 f"{report.context} tokens ({d.weights_read_gb:.1f} GB weights + "
+                 f"{report.context} tokens{capped} ({d.weights_read_gb:.1f} GB weights + "
                  f"{d.kv_read_gb:.1f} GB KV read per GPU per step; "
                  f"{d.distinct_experts:.0f} experts touched per layer)"))
     node_count = request.nodes or (2 if not report.chosen.fits else 1)

@@ -38,11 +38,15 @@ from glmkit.knowledge.recipes import (
 )
 from glmkit.knowledge.resolver import (
     CPU_TARGET,
+    KIT_STRATEGIES,
     HardwareTarget,
     default_features,
+    hardware_note,
+    offered_strategies,
     precision_supported,
     recommend_strategy,
     resolve,
+    strategy_refusal,
     target_for,
 )
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
@@ -185,13 +189,17 @@ def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
     return target, here
 
 
-def _strategy(s: Settings, model: ModelSpec) -> str:
+def _strategy(s: Settings, model: ModelSpec, book: RecipeBook, target: HardwareTarget) -> str:
     assert model.recipe is not None
-    compatible = model.recipe.compatible_strategies
+    compatible = offered_strategies(model.recipe, target)
     if s.strategy is None:
         if s.dp > 1 and model.recipe.is_moe and "single_node_dep" in compatible:
             return "single_node_dep"  # data parallel over MoE experts is the recipes' DEP
-        return recommend_strategy(model.recipe)[0]
+        return recommend_strategy(model.recipe, hw=target)[0]
+    if s.strategy not in KIT_STRATEGIES and s.strategy in book.strategies:
+        if why := strategy_refusal(book, model.recipe, s.strategy, target):
+            raise UsageError(f"--strategy {s.strategy}: {why}.")
+        return s.strategy  # a newer upstream strategy whose parts glmkit has
     if s.strategy in MULTI_NODE_STRATEGIES and not s.nodes:
         raise UsageError(f"--strategy {s.strategy} spans machines: add --nodes (or choose "
                          f"one of {', '.join(SINGLE_NODE_STRATEGIES)}).")
@@ -199,10 +207,11 @@ def _strategy(s: Settings, model: ModelSpec) -> str:
     if s.strategy not in known:
         raise UsageError(f"Unknown --strategy {s.strategy!r}; the recipes' names are "
                          f"{', '.join(known)}.")
-    if s.strategy not in compatible and s.strategy.replace("multi_node", "single_node") \
-            not in compatible:
-        raise UsageError(f"{model.id}'s recipe does not offer {s.strategy}; it offers "
-                         f"{', '.join(compatible)}.")
+    name = s.strategy if s.strategy in SINGLE_NODE_STRATEGIES or s.strategy in compatible \
+        else s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+    if why := strategy_refusal(book, model.recipe, name if name in compatible else s.strategy,
+                               target):
+        raise UsageError(f"--strategy {s.strategy}: {why}.")
     return s.strategy if s.strategy in SINGLE_NODE_STRATEGIES else \
         s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
 
@@ -258,7 +267,7 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
     if target.brand != "CPU" and (why := precision_supported(variant, target, model.variant)):
         raise UsageError(f"{model.id} {why}; {target.describe()} cannot serve it. Choose "
                          "another checkpoint of the family (`invoke models`).")
-    strategy = _strategy(s, model)
+    strategy = _strategy(s, model, book, target)
     features = default_features(model.recipe)
     if s.mtp:
         if "spec_decoding" not in model.recipe.features:
@@ -377,6 +386,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
     notes.extend(recipe.notes)
+    if model.recipe is not None and (hw_note := hardware_note(model.recipe, target)):
+        notes.append(f"hardware note for {target.describe()}: {hw_note}")
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
     fitted_len = _fit(s, model, target, recipe, user.args, notes)
