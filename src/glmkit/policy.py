@@ -491,6 +491,20 @@ def admit_image(ref: str, source: Source) -> str | None:
     return ref
 
 
+# --- names that select from a recipe ---------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def admit_name(value: str, what: str) -> str:
+    """A name a user picks from a recipe (a --spec-mode): one short word, or a UsageError.
+    It selects recipe data and is never itself written into a command or file."""
+    if not _NAME.fullmatch(value):
+        raise UsageError(f"{what} {value[:64]!r} is not a name: 1-64 of A-Z a-z 0-9 . _ -, "
+                         "starting with a letter or digit.")
+    return value
+
+
 # --- settings that only the command line may turn on -----------------------------------------
 
 # Root on the host: a checkout's invoke.yaml or an inherited variable must not ask for it.

@@ -417,3 +417,91 @@ def test_resident_batch(tokens: int, batch: int, context: int,
     assert (got_batch, got_context) == expected
     assert (why is None) == ((got_batch, got_context) == (batch, context))
     assert tokens == 0 or got_batch * got_context <= tokens
+
+
+# --- speculative decoding modes: --spec-mode NAME -----------------------------------------
+
+def test_spec_mode_picks_a_mode_and_refuses_one_the_gpu_cannot_run(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path)
+    flash = {"env": env, "model": "zai-org/GLM-5.3-Flash", "gpu_count": 8}
+    default = plan_for(vendor="cuda", gpu="h200", spec_mode="mtp", **flash)
+    assert '{"method":"mtp","num_speculative_tokens":5}' in default.serve_args
+    with pytest.raises(UsageError, match=r"Mode 'dflash' of spec_decoding: the recipe marks "
+                                         r"it unsupported on amd; choose from mtp"):
+        plan_for(vendor="rocm", gpu="mi355x", spec_mode="dflash", **flash)
+    # A mode that does not exist is refused, not swapped for the default.
+    with pytest.raises(UsageError, match=r"'eagle'.*no such mode \(it has mtp, dflash\)"):
+        plan_for(vendor="cuda", gpu="h200", spec_mode="eagle", **flash)
+
+
+def test_a_synced_mode_that_names_another_repository_is_refused_not_dropped(
+        tmp_path: Path) -> None:
+    """DFlash2's draft model is another repository: the policy does not take it from a
+    synced recipe, so `--spec-mode dflash` says so (and how to pass it) instead of
+    starting a server without speculative decoding."""
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path)
+    flash = {"env": env, "model": "zai-org/GLM-5.3-Flash", "gpu_count": 8, "vendor": "cuda",
+             "gpu": "h200"}
+    with pytest.raises(UsageError, match=r"only the user sets it.*pass it after `--`: "
+                                         r"--speculative-config '\{\"method\":\"dflash\""):
+        plan_for(spec_mode="dflash", **flash)
+    config = '{"method":"dflash","model":"incoai/GLM-5.3-Flash-DFlash2",' \
+             '"num_speculative_tokens":7}'
+    plan = plan_for(spec_mode="dflash", extra_args=("--speculative-config", config), **flash)
+    assert config in plan.serve_args
+
+
+def test_a_built_in_mode_serves_and_plan_lists_the_modes() -> None:
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU, plan_for
+
+    env = {"GLMKIT_HOME": "/nonexistent", "HF_HUB_OFFLINE": "1"}
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.2-FP8", gpu="h200",
+                    gpu_count=8, spec_mode="dspark")
+    assert any('"method": "dspark"' in a for a in plan.serve_args)
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.2-FP8", gpu="h200", gpu_count=8),
+                       NO_GPU, env).rows)
+    assert rows["spec decoding"] == "--spec-mode mtp (default), dspark"
+    nvfp4 = dict(advise(PlanRequest(model="nvidia/GLM-5.2-NVFP4", gpu="b200", gpu_count=8),
+                        NO_GPU, env).rows)
+    assert "dspark (only for the default checkpoint(s))" in nvfp4["spec decoding"]
+
+
+@pytest.mark.parametrize("hostile", ["x;y", "--mtp", "", "a" * 65, "mtp\nx", "../../etc",
+                                     "$(id)", "ｍｔｐ"])
+def test_a_hostile_spec_mode_is_one_line_from_every_layer(hostile: str) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.host.settings import resolve_settings
+    from glmkit.policy import admit_name
+
+    with pytest.raises(UsageError, match="is not a name"):
+        admit_name(hostile, "--spec-mode")
+    for layer in ({"flags": {"spec_mode": hostile}}, {"config": {"spec_mode": hostile}},
+                  {"env": {"GLMKIT_SPEC_MODE": hostile}}):
+        settings, _ = resolve_settings(layer.get("flags", {}), layer.get("config"),
+                                       layer.get("env"))
+        from .helpers import plan_for
+
+        if settings.spec_mode:  # an empty value is "not set"
+            with pytest.raises(UsageError, match="is not a name"):
+                plan_for(vendor="cuda", model="zai-org/GLM-5.2-FP8", gpu="h200", gpu_count=8,
+                         spec_mode=settings.spec_mode)
+
+
+def test_spec_mode_on_a_recipe_without_modes_says_use_mtp() -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    with pytest.raises(UsageError, match="no modes; use --mtp"):
+        plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", gpu="h200", gpu_count=8,
+                 spec_mode="mtp")

@@ -72,6 +72,10 @@ class Settings:
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
                                      "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)
+    spec_mode: str | None = setting(None, "speculative decoding mode of the recipe (mtp, "
+                                    "dflash, dspark, …: `invoke plan` lists them); turns "
+                                    "speculative decoding on; default: the recipe's "
+                                    "default_mode")
     # Hardware to plan for instead of what is detected: a taxonomy id (h200, mi355x) or a
     # GPU name with --gpu-mem; and the recipes' strategy names.
     gpu: str | None = setting(None, "plan for this GPU instead of the detected one: h100, "

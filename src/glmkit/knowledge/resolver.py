@@ -218,24 +218,46 @@ def mode_for(feature: Mapping[str, Any], name: str, variant: Mapping[str, Any],
     modes = feature.get("modes")
     if not isinstance(modes, Mapping):
         return None
-    allowed = []
-    for key, mode in modes.items():
-        only = mode.get("variants")
-        if isinstance(only, list) and only and variant_key not in only:
-            continue
-        gate = mode.get("hardware") or {}
-        if gate.get(hw.generation) == "unsupported" or (hw.id and gate.get(hw.id) ==
-                                                        "unsupported"):
-            continue
-        allowed.append(key)
+    why_not = {key: reason for key, mode in modes.items()
+               if (reason := mode_refusal(mode, variant_key, hw))}
+    allowed = [key for key in modes if key not in why_not]
+    # A mode the user named is served or refused with the reason, never swapped for another.
+    if chosen and chosen not in allowed:
+        why = why_not.get(chosen) or f"the recipe has no such mode (it has " \
+                                     f"{', '.join(modes)})"
+        raise UsageError(f"Mode {chosen!r} of {name}: {why}; choose from "
+                         f"{', '.join(allowed) or 'none'} on {hw.describe()}.")
     for candidate in (chosen, (variant.get("default_modes") or {}).get(name),
                       feature.get("default_mode")):
         if candidate in allowed:
             return str(candidate)
-    if chosen:
-        raise UsageError(f"Mode {chosen!r} of {name} is not available here; choose from "
-                         f"{', '.join(allowed) or 'none'}.")
     return allowed[0] if allowed else None
+
+
+def mode_refusal(mode: Mapping[str, Any], variant_key: str, hw: HardwareTarget) -> str | None:
+    """None when a feature mode runs for this checkpoint on `hw`, else why not: its
+    `variants` list leaves the checkpoint out, or its `hardware` says unsupported there."""
+    only = mode.get("variants")
+    if isinstance(only, list) and only and variant_key not in only:
+        return f"only for the {', '.join(str(v) for v in only)} checkpoint(s)"
+    gate = mode.get("hardware") or {}
+    if _keyed(gate, hw) == "unsupported":
+        return f"the recipe marks it unsupported on {_hw_name(hw, gate)}"
+    return None
+
+
+def spec_modes(recipe: Recipe, variant_key: str, hw: HardwareTarget) -> str | None:
+    """The speculative decoding modes for `invoke plan`: each, the default, why not here."""
+    feature = recipe.features.get("spec_decoding") or {}
+    modes = feature.get("modes")
+    if not isinstance(modes, Mapping) or not modes:
+        return None
+    default = mode_for(feature, "spec_decoding", recipe.variants[variant_key], variant_key,
+                       hw, None)
+    return ", ".join(
+        f"{key}" + (" (default)" if key == default else "") +
+        (f" ({why})" if (why := mode_refusal(mode, variant_key, hw)) else "")
+        for key, mode in modes.items())
 
 
 def _hw_name(hw: HardwareTarget, mapping: Mapping[str, Any]) -> str:

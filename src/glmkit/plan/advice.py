@@ -26,6 +26,7 @@ from glmkit.knowledge.resolver import (
     offered_strategies,
     recommend_strategy,
     resolve,
+    spec_modes,
     strategy_refusal,
 )
 from glmkit.knowledge.sizing import (
@@ -162,6 +163,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
             recommended.append(("not offered", "; ".join(refused)))
         if hw_note := hardware_note(spec.recipe, target):
             rows.append(("hardware note", hw_note))
+        if modes := spec_modes(spec.recipe, spec.variant, target):
+            rows.append(("spec decoding", f"--spec-mode {modes}"))
         if kv := kv_offload_support(spec.recipe):
             rows.append(("KV offload", f"{kv} (the recipe's kv_offload_support)"))
         strategy = request.strategy or recommend_strategy(spec.recipe, request.goal,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from glmkit.knowledge.images import (
     choose_image,
     flag_supported,
 )
+from glmkit.knowledge.recipe_schema import one_line
 from glmkit.knowledge.recipes import (
     MULTI_NODE_STRATEGIES,
     SINGLE_NODE_STRATEGIES,
@@ -55,6 +57,7 @@ from glmkit.policy import (
     Source,
     admit_args,
     admit_env,
+    admit_name,
     env_dict,
     flag_names,
     merge_args,
@@ -269,17 +272,26 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
                          "another checkpoint of the family (`invoke models`).")
     strategy = _strategy(s, model, book, target)
     features = default_features(model.recipe)
-    if s.mtp:
+    if s.mtp or s.spec_mode:
         if "spec_decoding" not in model.recipe.features:
-            raise UsageError(f"--mtp: {model.id} has no MTP layers (its recipe offers no "
-                             "speculative decoding).")
+            raise UsageError(f"--{'spec-mode' if s.spec_mode else 'mtp'}: {model.id} has no "
+                             "MTP layers (its recipe offers no speculative decoding).")
         features.append("spec_decoding")
-    modes = {"spec_decoding": "mtp"} if s.mtp and "mtp" in (
-        model.recipe.features["spec_decoding"].get("modes") or {}) else {}
+    spec_modes = model.recipe.features["spec_decoding"].get("modes") or {} \
+        if "spec_decoding" in model.recipe.features else {}
+    if s.spec_mode:
+        admit_name(s.spec_mode, "--spec-mode")
+        if not spec_modes:
+            raise UsageError(f"--spec-mode {s.spec_mode}: {model.id}'s recipe has one "
+                             "speculative decoding method, no modes; use --mtp.")
+        modes = {"spec_decoding": s.spec_mode}
+    else:
+        modes = {"spec_decoding": "mtp"} if s.mtp and "mtp" in spec_modes else {}
     resolved = resolve(book, model.recipe, model.variant, strategy, target, features, modes)
     # The recipe is data: its flags and environment pass the same policy as the user's.
     admitted = admit_args(resolved.args, recipe_source(model, book))
     admitted_env = admit_env(resolved.env, recipe_source(model, book))
+    _check_spec_kept(s, resolved.args, admitted.args, admitted.notes)
     args = list(admitted.args)
     tp, dp = resolved.parallel_size, 1
     if resolved.parallel_flag == "--data-parallel-size":
@@ -297,10 +309,28 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
             args += ["--data-parallel-size", str(dp)]
             if model.recipe.is_moe:
                 args.append("--enable-expert-parallel")
-    if s.mtp and s.mtp_tokens:
+    if (s.mtp or s.spec_mode) and s.mtp_tokens:
         args = _with_mtp_tokens(args, s.mtp_tokens)
     return RecipeCommand(args, env_dict(admitted_env), strategy, tp, dp,
                          admitted.notes + admitted_env.notes)
+
+
+def _check_spec_kept(s: Settings, resolved: Sequence[str], admitted: Sequence[str],
+                     notes: Sequence[str]) -> None:
+    """Speculative decoding the user asked for is served, or refused with the policy's
+    reason: never a server quietly started without it."""
+    def spec(words: Sequence[str]) -> list[str]:
+        return [w for w in words if w.startswith("--speculative-config")]
+
+    if not (s.mtp or s.spec_mode) or not spec(resolved) or spec(admitted) or \
+            spec(s.extra_args):
+        return
+    why = next((n for n in notes if "--speculative-config" in n), "left out by the policy")
+    at = list(resolved).index(spec(resolved)[0])
+    value = one_line(shlex.join(resolved[at:at + 2]), 300)
+    asked = f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp"
+    raise UsageError(f"{asked}: {why} (it names another repository or host). To take it on "
+                     f"your word, pass it after `--`: {value}")
 
 
 def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: int,
@@ -456,7 +486,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
             args = drop_flags(args, flag)
             notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
-    if s.mtp and model.tool_parser and not at_least(image.vllm_version, MTP_TOOL_FIX):
+    if (s.mtp or s.spec_mode) and model.tool_parser and \
+            not at_least(image.vllm_version, MTP_TOOL_FIX):
         notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "
                      f"arguments (fixed in vLLM {MTP_TOOL_FIX}); use a newer image or drop --mtp")
     args = [model_ref, "--served-model-name", served_name,
