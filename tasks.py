@@ -242,12 +242,12 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
 
 
 @_task()
-def check(c: Context, project: str | None = None) -> None:
-    """Tool-call conformance of the running server: every tool_choice, streamed and not."""
-    from glmkit.run.tool_check import check_server
+def check(c: Context, project: str | None = None, api: str = "all") -> None:
+    """Tool-call conformance of the running server per API: every tool_choice, streamed and not."""
+    from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
-    report = check_server(settings.project, RESULTS_DIR)
+    report = check_server(settings.project, RESULTS_DIR, api)
     _console().print(_views().check_table(report.results), f"saved {report.path}", markup=False)
     report.check()
 

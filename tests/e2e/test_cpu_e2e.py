@@ -72,15 +72,21 @@ def test_up_reports_usable_server(server: subprocess.CompletedProcess[str]) -> N
 
 
 def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
+    """Every API (chat, Anthropic messages, OpenAI responses) without an API key."""
     done = invoke("check", "--project", PROJECT, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     saved = Path(done.stdout.split("saved ")[-1].split()[0])
     cases = json.loads(saved.read_text())["cases"]
     from glmkit.run.tool_check import requests_for
 
-    assert len(cases) == len(requests_for(quick=False)) and all(c["ok"] for c in cases)
-    assert {c["tool_choice"] for c in cases} == {"auto", "required", "none", "get_weather",
-                                                 "get_time"}
+    assert all(c["ok"] for c in cases)
+    for api, any_ in (("chat", "required"), ("messages", "any"), ("responses", "required")):
+        rows = [c for c in cases if c["api"] == api and not c["case"].startswith("auth")]
+        assert len(rows) == len(requests_for(quick=False))
+        assert {c["tool_choice"] for c in rows} == {"auto", any_, "none", "get_weather",
+                                                    "get_time"}
+    assert {(c["api"], c["detail"]) for c in cases if c["case"].startswith("auth")} == {
+        ("chat", "served"), ("messages", "served"), ("responses", "served")}
 
 
 def test_a_wrong_tool_parser_fails_the_check_with_a_clear_line(server: object) -> None:

@@ -17,7 +17,8 @@ PROJECT_HELP = SERVE_HELP["project"]
 NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), to reach each"
 
 HELP: dict[str, dict[str, str]] = {
-    "check": {"project": PROJECT_HELP},
+    "check": {"project": PROJECT_HELP,
+              "api": "chat, messages (Anthropic), responses (OpenAI) or all (default)"},
     "down": {"project": PROJECT_HELP, "nodes": NODES_HELP},
     "logs": {"project": PROJECT_HELP, "follow": "keep streaming",
             "tail": "lines to show first", "nodes": NODES_HELP},

@@ -202,11 +202,14 @@ def print_advice(out: Console, advice: Advice) -> None:
 
 def check_table(results: Iterable[CaseResult]) -> Table:
     table = Table(title="tool-call conformance")
-    for column in ("case", "tool_choice", "stream", "thinking", "result"):
+    for column in ("api", "case", "tool_choice", "stream", "thinking", "result"):
         table.add_column(column)
     for r in results:
-        _add_row(table, r.case, r.tool_choice, "yes" if r.stream else "no",
-                 "on" if r.thinking else "off", Text("pass", style="green") if r.ok else
+        auth = r.tool_choice == "-"  # an authentication row: no stream, no thinking
+        _add_row(table, r.api, r.case, r.tool_choice,
+                 "-" if auth else "yes" if r.stream else "no",
+                 "-" if auth else "on" if r.thinking else "off",
+                 Text("pass", style="green") if r.ok else
                  Text.assemble(("FAIL", "red"), " ", str(r.detail)))
     return table
 

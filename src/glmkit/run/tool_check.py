@@ -88,6 +88,7 @@ class CaseResult:
     thinking: bool
     ok: bool
     detail: str
+    api: str = "chat"  # chat, messages or responses (glmkit.run.api_check)
 
 
 @dataclass(frozen=True)
@@ -235,44 +236,3 @@ def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
         results.append(CaseResult(req.case.name, req.tool_choice, req.stream, req.thinking,
                                   problem is None, problem or "ok"))
     return results
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    results: list[CaseResult]
-    path: Path
-    parsers: str  # the server's --tool-call-parser / --reasoning-parser, in words
-
-    @property
-    def failed(self) -> list[CaseResult]:
-        return [r for r in self.results if not r.ok]
-
-    def check(self) -> None:
-        from glmkit.errors import CheckFailed
-
-        if self.failed:
-            raise CheckFailed(f"{len(self.failed)} of {len(self.results)} cases failed with "
-                              f"{self.parsers}; first: {self.failed[0].detail}")
-
-
-def check_server(project: str, results_dir: Path) -> CheckReport:
-    """Every case against the project's running server; the table saved under
-    results/checks/ beside the benchmark runs."""
-    import time
-    from dataclasses import asdict
-
-    from glmkit.files import write_json_once
-    from glmkit.knowledge.catalog import TINY_MODEL_ID
-    from glmkit.run.server import running_server
-    from glmkit.vllm_args import flag_value
-
-    _, target = running_server(project)
-    parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
-                        for flag in ("--tool-call-parser", "--reasoning-parser"))
-    results = run_check(target.base_url, target.served_model, target.api_key,
-                        exact=target.served_model == TINY_MODEL_ID)
-    path = results_dir / "checks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{project}.json"
-    write_json_once(path, {"model": target.served_model, "image": target.image,
-                           "serve_args": list(target.serve_args), "parsers": parsers,
-                           "cases": [asdict(r) for r in results]})
-    return CheckReport(results, path, parsers)
