@@ -505,3 +505,60 @@ def test_spec_mode_on_a_recipe_without_modes_says_use_mtp() -> None:
     with pytest.raises(UsageError, match="no modes; use --mtp"):
         plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", gpu="h200", gpu_count=8,
                  spec_mode="mtp")
+
+
+# --- a plan without architecture facts ----------------------------------------------------
+
+def test_plan_without_config_json_plans_from_the_recipe_and_render_agrees(
+        tmp_path: Path) -> None:
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU, plan_for
+
+    env = synced_env(tmp_path)  # HF_HUB_OFFLINE: config.json cannot be fetched
+    advice = advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
+                    env)
+    rows = dict(advice.rows)
+    assert "planned from the recipe's numbers: no config.json for zai-org/GLM-5.3" in \
+        rows["model"]
+    assert "vram_minimum_gb 893 GB" in rows["model"]
+    assert rows["smallest fit"].startswith("--tensor-parallel-size 8: the recipe's 893 GB "
+                                           "fits 8 × 141 GB")
+    assert rows["context"].startswith("--max-model-len 65536 (what render serves")
+    # 39B active x 1 byte (FP8) / TP 8 over 4.8 TB/s.
+    assert "TPOT ≥ 1.02 ms at batch 1" in rows["decode bound"]
+    assert any("planned from the recipe's numbers" in a for a in advice.assumptions)
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3", gpu="h200", gpu_count=8)
+    assert plan.max_model_len == 65536 and plan.tensor_parallel == 8
+    assert any(n.startswith("plan: TP 8 on 8 × H200 (141 GB), --max-model-len 65536, planned "
+                            "from the recipe's numbers") for n in plan.notes)
+
+
+def test_plan_from_the_recipe_says_when_the_node_is_too_small(tmp_path: Path) -> None:
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    env = synced_env(tmp_path)
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3-BF16", gpu="h200", gpu_count=8),
+                       NO_GPU, env).rows)
+    assert "the recipe's 1786 GB needs more than 8 × 141 GB" in rows["smallest fit"]
+
+
+def test_a_config_json_in_the_cache_wins_over_the_recipe_numbers(tmp_path: Path) -> None:
+    import json
+
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    env = synced_env(tmp_path)
+    snapshot = Path(env["HF_HOME"]) / "hub/models--zai-org--GLM-5.3/snapshots/abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 78, "num_attention_heads": 64, "num_key_value_heads": 64,
+        "head_dim": 256, "hidden_size": 6144, "n_routed_experts": 256,
+        "num_experts_per_tok": 8, "kv_lora_rank": 512, "qk_rope_head_dim": 64}))
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
+                       {**env, "HF_HOME": env["HF_HOME"]}).rows)
+    assert "78 layers" in rows["model"] and "facts from config.json" in rows["model"]

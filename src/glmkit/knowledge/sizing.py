@@ -135,17 +135,64 @@ def model_arch(model: ModelSpec, hf_cache: Path | None = None,
                fetch: Callable[[], dict[str, Any] | None] | None = None) -> Arch:
     """From the model's config.json (a local folder, the HF cache, else `fetch` from the
     Hub), falling back to the published configs in ARCH when offline."""
+    arch = known_arch(model, hf_cache, fetch)
+    if arch is None:
+        raise UsageError(f"No architecture facts for {model.id}: download it first "
+                         "(`invoke download`) so its config.json can be read.")
+    return arch
+
+
+def known_arch(model: ModelSpec, hf_cache: Path | None = None,
+               fetch: Callable[[], dict[str, Any] | None] | None = None) -> Arch | None:
+    """`model_arch`, or None where no config.json can be read and none is built in (a
+    family newer than glmkit): then `estimate_from_recipe` plans from the recipe."""
     if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
         return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
     if hf_cache is not None and (config := cached_config(hf_cache, model.id)):
         return arch_from_config(config)
     if fetch is not None and (config := fetch()):
         return replace(arch_from_config(config), source="config.json from the Hub")
-    name = arch_key(model)
-    if name not in ARCH:
-        raise UsageError(f"No architecture facts for {model.id}: download it first "
-                         "(`invoke download`) so its config.json can be read.")
-    return ARCH[name]
+    return ARCH.get(arch_key(model))
+
+
+@dataclass(frozen=True)
+class RecipeEstimate:
+    """A plan from the recipe's numbers alone (parameters, active parameters,
+    vram_minimum_gb, context), for a model whose config.json cannot be read."""
+
+    tp: int
+    need_gb: float  # the recipe's vram_minimum_gb, else the weights
+    weights_per_gpu_gb: float
+    fits: bool
+    max_model_len: int
+    tpot_ms: float  # batch-1 bound: the active parameters read once per step
+    weights_read_gb: float
+    why: str  # what it rests on, said wherever it is used
+
+
+def estimate_from_recipe(model: ModelSpec, gpu: GpuSpec, gpu_count: int,
+                         tp: int | None = None) -> RecipeEstimate:
+    """The smallest TP (a power of two up to the node) whose GPUs hold the recipe's
+    vram_minimum_gb; the context glmkit serves by default (the KV cache per token is
+    unknown without config.json); a decode bound from the active parameters."""
+    from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN
+
+    weights = model.total_params_b * BYTES.get(model.precision, 2.0)
+    need = model.vram_minimum_gb or weights
+    sizes = [tp] if tp else [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= gpu_count] or [1]
+    chosen = next((t for t in sizes if need <= t * gpu.memory_gb), sizes[-1])
+    read = model.active_params_b * BYTES.get(model.precision, 2.0) / chosen
+    what = "vram_minimum_gb" if model.vram_minimum_gb else "weights"
+    return RecipeEstimate(
+        tp=chosen, need_gb=need, weights_per_gpu_gb=weights / chosen,
+        fits=need <= chosen * gpu.memory_gb,
+        max_model_len=min(DEFAULT_MAX_MODEL_LEN, model.max_context) if model.max_context
+        else DEFAULT_MAX_MODEL_LEN,
+        tpot_ms=read / (gpu.bandwidth_tb_s * 1e3) * 1e3, weights_read_gb=read,
+        why=f"from the recipe's numbers: no config.json for {model.id} could be read "
+            f"(`invoke download` it for layers and KV cache size); {what} {need:g} GB, "
+            f"{model.total_params_b:g}B parameters ({model.active_params_b:g}B active), "
+            f"context {model.max_context}")
 
 
 # Bytes per parameter. The 4-bit checkpoints keep attention and shared layers in FP8/BF16:

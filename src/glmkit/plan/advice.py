@@ -31,8 +31,12 @@ from glmkit.knowledge.resolver import (
 )
 from glmkit.knowledge.sizing import (
     ASSUMPTIONS,
+    GpuSpec,
     PlanReport,
+    RecipeEstimate,
+    estimate_from_recipe,
     gpu_spec,
+    known_arch,
     kv_cache_bytes,
     model_arch,
     multinode,
@@ -130,6 +134,28 @@ def _check_strategy(strategy: str | None, spec: ModelSpec, book: RecipeBook,
         raise UsageError(f"--strategy {strategy}: {why}.")
 
 
+def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
+                   estimate: RecipeEstimate, rows: list[tuple[str, str]],
+                   recommended: list[tuple[str, str]]) -> Advice:
+    """The plan of a model without architecture facts: what the recipe's numbers say, the
+    same answer `render` uses (`plan.serve`)."""
+    verdict = "fits" if estimate.fits else "needs more than"
+    rows += [
+        ("smallest fit", f"--tensor-parallel-size {estimate.tp}: the recipe's "
+         f"{estimate.need_gb:g} GB {verdict} {estimate.tp} × {card.memory_gb:g} GB "
+         f"({estimate.weights_per_gpu_gb:.0f} GB weights/GPU)"),
+        ("context", f"--max-model-len {estimate.max_model_len} (what render serves; the KV "
+         "cache per token is unknown without config.json, so a longer context is not sized)"),
+        *recommended,
+        ("decode bound", f"TPOT ≥ {estimate.tpot_ms:.2f} ms at batch 1 "
+         f"({estimate.weights_read_gb:.1f} GB of active weights read per GPU per step; KV "
+         "reads and the experts a batch touches need config.json)"),
+    ]
+    title = (f"{spec.id} on {target.gpu_count} × {card.name} ({card.memory_gb:g} GB, "
+             f"{card.bandwidth_tb_s:g} TB/s)")
+    return Advice(title, rows, None, (f"planned {estimate.why}", ASSUMPTIONS[2]))
+
+
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
     spec = resolve_model(request.model, env)
     book = load_book(env)
@@ -141,12 +167,18 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
     count = target.gpu_count
     cache = hf_cache(env)
-    arch = model_arch(spec, cache, fetch=None if spec.local_dir or not spec.in_catalog else
-                      lambda: fetch_config(spec.id, cache, hf_token(env), env))
+    fetch = None if spec.local_dir or not spec.in_catalog else \
+        lambda: fetch_config(spec.id, cache, hf_token(env), env)
+    # A recipe's model without readable architecture facts is planned from the recipe.
+    arch = known_arch(spec, cache, fetch) if spec.recipe is not None else \
+        model_arch(spec, cache, fetch)
+    estimate = estimate_from_recipe(spec, card, count, request.tp) if arch is None else None
     rows: list[tuple[str, str]] = [("model", (
         f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active, {arch.layers} "
         f"layers, {arch.heads} heads, {arch.kv_heads} KV heads × {arch.head_dim} (facts "
-        f"from {arch.source})"))]
+        f"from {arch.source})") if arch is not None else
+        f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active; planned "
+        f"{estimate.why if estimate else ''}")]
     if note:
         rows.append(("hardware", note))
     resolved: Resolved | None = None
@@ -175,6 +207,9 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         rows.append(("recipe layout", f"{strategy}: {resolved.parallel_flag} "
                      f"{resolved.parallel_size}{ep}"))
     kv_bytes = kv_cache_bytes(resolved.args) if resolved else 2.0
+    if estimate is not None:
+        return _recipe_advice(spec, target, card, estimate, rows, recommended)
+    assert arch is not None
     report = plan_report(spec, arch, card, count, batch=request.batch, context=request.context,
                          utilization=request.gpu_memory_utilization, tp=request.tp,
                          kv_bytes=kv_bytes)

@@ -349,7 +349,14 @@ def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: 
 def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
          user_args: Sequence[str], notes: list[str]) -> int | None:
     """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
-    from glmkit.knowledge.sizing import ARCH, arch_key, fit, gpu_spec, kv_cache_bytes
+    from glmkit.knowledge.sizing import (
+        ARCH,
+        arch_key,
+        estimate_from_recipe,
+        fit,
+        gpu_spec,
+        kv_cache_bytes,
+    )
 
     offload = "--cpu-offload-gb" in flag_names(user_args)
     if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
@@ -366,9 +373,14 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
             "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
             "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
     arch = ARCH.get(arch_key(model))
-    if arch is None:
-        return None
     gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
+    if arch is None:
+        # No architecture facts: `invoke plan`'s answer from the recipe's numbers, said.
+        estimate = estimate_from_recipe(model, gpu, holders, holders)
+        notes.append(f"plan: TP {tp}" + (f" × DP {dp}" if dp > 1 else "") +
+                     f" on {target.describe()}, --max-model-len {estimate.max_model_len}, "
+                     f"planned {estimate.why}")
+        return estimate.max_model_len
     result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
                  holders, kv_cache_bytes(recipe.args))
     if not result.fits and not offload:
