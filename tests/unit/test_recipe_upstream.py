@@ -562,3 +562,119 @@ def test_a_config_json_in_the_cache_wins_over_the_recipe_numbers(tmp_path: Path)
     rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
                        {**env, "HF_HOME": env["HF_HOME"]}).rows)
     assert "78 layers" in rows["model"] and "facts from config.json" in rows["model"]
+
+
+# --- moving image tags --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ref", "moving"), [
+    ("vllm/vllm-openai:nightly", "nightly"), ("vllm/vllm-openai-rocm:nightly", "nightly"),
+    ("vllm/vllm-openai:cu130-nightly", "cu130-nightly"), ("vllm/vllm-openai", "latest"),
+    ("vllm/vllm-openai:latest", "latest"), ("localhost:5000/vllm:nightly", "nightly"),
+    ("vllm/vllm-openai:v0.28.0", None),
+    ("vllm/vllm-openai-rocm:nightly-4c626633159887b0f2c962058c17c78f1434556d", None),
+    ("vllm/vllm-openai:nightly@sha256:" + "a" * 64, None), ("localhost:5000/vllm", "latest"),
+])
+def test_moving_tags_are_told_from_pins(ref: str, moving: str | None) -> None:
+    from glmkit.knowledge.images import moving_tag
+
+    assert moving_tag(ref) == moving
+
+
+def test_a_recipes_nightly_image_is_a_moving_tag_not_a_pin(tmp_path: Path) -> None:
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path)
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8)
+    assert plan.image.ref == "vllm/vllm-openai:nightly" and plan.image.moving == "nightly"
+    assert "pinned" not in plan.image.why and "moving tag `nightly`, not a pin" in \
+        plan.image.why
+    assert any(n.startswith("warning: vllm/vllm-openai:nightly is a moving tag (nightly)")
+               and "--image vllm/vllm-openai@sha256:" in n for n in plan.notes)
+    # A recipe's release pin stays a pin.
+    glm53 = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3", gpu="h200",
+                     gpu_count=8)
+    assert glm53.image.moving is None and "pinned by the GLM-5.3 recipe" in glm53.image.why
+
+
+def test_nightly_required_without_a_nightly_image_says_so(tmp_path: Path) -> None:
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path, lambda d: d["model"].pop("docker_image"))
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8)
+    assert "nightly_required" in plan.image.why
+    assert "--image vllm/vllm-openai:nightly" in plan.image.why
+
+
+def test_image_takes_a_digest_pin_through_the_policy(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path)
+    pin = "vllm/vllm-openai@sha256:" + "0123456789abcdef" * 4
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8, image=pin, vllm_version="0.33.0")
+    assert plan.image.ref == pin and plan.image.moving is None
+    assert plan.image.why == "--image, pinned by digest"
+    assert not any("moving tag" in n for n in plan.notes)
+    for bad in ("vllm/vllm-openai@sha256:" + "A" * 64, "vllm/vllm-openai@sha256:abc",
+                "vllm/vllm-openai@sha512:" + "0" * 128, "vllm/vllm-openai@sha256:" + "0" * 64
+                + ";id", "vllm/vllm-openai:nightly@sha256:" + "g" * 64):
+        with pytest.raises(UsageError, match="is not an image reference"):
+            plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                     gpu_count=8, image=bad)
+
+
+def test_status_shows_the_digest_a_container_runs() -> None:
+    from docker.errors import NotFound
+
+    from glmkit.run.engine import container_digest
+
+    class Image:
+        def __init__(self, attrs: dict[str, Any]) -> None:
+            self.attrs = attrs
+
+    class Container:
+        def __init__(self, image: Any) -> None:
+            self._image = image
+
+        @property
+        def image(self) -> Any:
+            if self._image is None:
+                raise NotFound("gone")
+            return self._image
+
+    digest = "vllm/vllm-openai@sha256:" + "ab" * 32
+    assert container_digest(Container(Image({"RepoDigests": [digest], "Id": "sha256:1"}))) \
+        == digest
+    assert container_digest(Container(Image({"RepoDigests": [], "Id": "sha256:1"}))) == \
+        "sha256:1"  # built here (the CPU image): its local id
+    assert container_digest(Container(None)) == "-"
+
+
+def test_a_run_records_the_digest_its_container_ran(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from glmkit.measure import results
+    from glmkit.measure.results import HardwareMeta, start_run
+    from glmkit.measure.workloads import WORKLOADS, sweep_points
+    from glmkit.run.server import RunningServer
+
+    from .helpers import gpus
+
+    ran = "vllm/vllm-openai@sha256:" + "cd" * 32
+    monkeypatch.setattr(results, "container_image_digest",
+                        lambda container: ran if container == "sch-vllm-1" else None)
+    monkeypatch.setattr(results, "image_digest", lambda ref: "what the tag names now")
+    monkeypatch.setattr(results, "_git_commit", lambda root: None)
+    target = RunningServer(container="sch-vllm-1", served_model="zai-org/GLM-5.3-Flash",
+                           model_ref="zai-org/GLM-5.3-Flash", max_model_len=65536,
+                           vendor="cuda", image="vllm/vllm-openai:nightly",
+                           serve_args=("m",), base_url="http://127.0.0.1:8400")
+    run = start_run(tmp_path, target, WORKLOADS["balanced"], "concurrency",
+                    sweep_points([1], "concurrency"), HardwareMeta.of(gpus("cuda", 1)),
+                    tmp_path)
+    assert json.loads((run.path / "meta.json").read_text())["image_digest"] == ran

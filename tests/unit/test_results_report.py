@@ -226,6 +226,7 @@ def test_a_new_run_writes_meta_version_2_and_reads_it_back_the_same(
     from tests.unit.helpers import gpus
 
     monkeypatch.setattr(results, "image_digest", lambda ref: f"{ref}@sha256:abc")
+    monkeypatch.setattr(results, "container_image_digest", lambda container: None)
     monkeypatch.setattr(results, "_git_commit", lambda root: "deadbeef")
     target = RunningServer(container="glmkit-vllm-1", served_model="zai-org/GLM-4.5-Air",
                            model_ref="/models/air", max_model_len=65536, vendor="cuda",

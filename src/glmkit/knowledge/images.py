@@ -41,6 +41,23 @@ class ImageProfile:
     # vLLM's own published image for the same release, for `invoke pull`.
     official_ref: str | None = None
     why: str = ""
+    # A tag that names whatever was published last (nightly): not a pin. `up` records the
+    # digest it ran (run metadata, `invoke status`); --image REPO@sha256:… pins one.
+    moving: str | None = None
+
+
+# Tags vLLM moves with each publication; `nightly-<commit>` and release tags stay put.
+_MOVING = re.compile(r"(cu[0-9]+-)?(nightly|latest|main)(-cu[0-9]+)?")
+
+
+def moving_tag(ref: str) -> str | None:
+    """The tag of `ref` when it moves (nightly, latest), None for a release, a commit tag or
+    a digest pin."""
+    if "@" in ref:
+        return None
+    name = ref.rsplit("/", 1)[-1]
+    tag = name.split(":", 1)[1] if ":" in name else "latest"
+    return tag if _MOVING.fullmatch(tag) else None
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -175,8 +192,11 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
         chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
     elif image:
         policy.admit_image(image, policy.Source.COMMAND_LINE)
-        chosen = ImageProfile(ref=image, vendor=vendor.name, source="pull", why="--image",
-                              vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM))
+        chosen = ImageProfile(ref=image, vendor=vendor.name, source="pull",
+                              why="--image" + (", pinned by digest" if "@sha256:" in image
+                                               else ""),
+                              vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
+                              moving=moving_tag(image))
     elif vllm_version:
         chosen = official_image(vendor, vllm_version, cuda12=cuda12)
     elif vendor.image_repository is None:
@@ -184,9 +204,12 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
     elif (pin := _recipe_pin(model, vendor, hw, cuda12)) and \
             policy.admit_image(pin, model.recipe_input):
         # A nightly tag carries no version: it is at least the recipe's minimum.
+        moving = moving_tag(pin)
         chosen = ImageProfile(ref=pin, vendor=vendor.name, source="pull",
                               vllm_version=_tag_version(pin, model.min_vllm),
-                              why=f"pinned by the {model.family} recipe")
+                              why=f"the {model.family} recipe's moving tag `{moving}`, not a "
+                                  "pin" if moving else f"pinned by the {model.family} recipe",
+                              moving=moving)
     else:
         chosen = official_image(vendor, CURRENT_VLLM, cuda12=cuda12)
         refused = f"; the synced recipe's {pin} is not an official vLLM image" if pin else ""
@@ -194,6 +217,12 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
                                  + (" (CUDA 12 build)" if _cuda12_suffix(vendor, cuda12)
                                     else "")
                                  + refused})
+    if model.recipe is not None and model.recipe.model.get("nightly_required") and \
+            not chosen.moving and vendor.image_repository is not None and not image:
+        chosen = ImageProfile(**{**chosen.__dict__, "why": chosen.why + "; the recipe says "
+                                 "nightly_required (support may not be in a release yet): "
+                                 f"--image {vendor.image_repository}:nightly if it fails to "
+                                 "load"})
     if vendor.image_repository is not None and \
             not at_least(chosen.vllm_version, model.min_vllm):
         raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "

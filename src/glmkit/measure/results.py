@@ -32,7 +32,7 @@ from glmkit.files import write_json_once
 from glmkit.host.hardware import Hardware
 from glmkit.measure.workloads import WORKLOADS, Point, SweepMode, Workload, sweep_points
 from glmkit.process import run
-from glmkit.run.image_build import image_digest
+from glmkit.run.image_build import container_image_digest, image_digest
 from glmkit.run.server import RunningServer
 from glmkit.vllm_args import flag_value
 
@@ -353,7 +353,10 @@ def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode
     meta = RunMeta(
         label=name, glmkit_version=__version__, glmkit_commit=_git_commit(repo_root),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), model=target.served_model,
-        vendor=target.vendor, image=target.image, image_digest=image_digest(target.image),
+        vendor=target.vendor, image=target.image,
+        # The container's own image: a moving tag may name another one since.
+        image_digest=(target.container and container_image_digest(target.container))
+        or image_digest(target.image),
         serve_args=tuple(target.serve_args), max_model_len=target.max_model_len,
         prefix_caching=target.prefix_caching, workload=workload, mode=mode,
         points=tuple(points), hardware=hardware, container=target.container)

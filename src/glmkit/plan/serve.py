@@ -437,6 +437,11 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
                          hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
     if image.why:
         notes.append(f"image {image.ref}: {image.why}")
+    if image.moving:
+        repository = image.ref.rsplit(":", 1)[0]
+        notes.append(f"warning: {image.ref} is a moving tag ({image.moving}): what it serves "
+                     "changes as vLLM publishes. `up` records the digest it ran (run "
+                     f"metadata, `invoke status`); pin it with --image {repository}@sha256:…")
 
     max_len = s.max_model_len or min(DEFAULT_MAX_MODEL_LEN, model.max_context,
                                      fitted_len or model.max_context)

@@ -269,6 +269,19 @@ class ServerStatus:
     docker_health: str
     restarts: int
     image: str
+    # What the image tag named when pulled (repository@sha256:…, or the local image id):
+    # a moving tag (nightly) is known by this, not by its name.
+    digest: str = "-"
+
+
+def container_digest(ct: Any) -> str:
+    """The repository digest of a container's image, else the image's local id."""
+    try:
+        attrs = ct.image.attrs
+    except (DockerException, NotFound):
+        return "-"
+    digests = attrs.get("RepoDigests") or []
+    return str(digests[0] if digests else attrs.get("Id") or "-")
 
 
 def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerStatus]:
@@ -305,5 +318,5 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
             + (f" (exit {state.get('ExitCode')})" if state.get("Status") == "exited" else ""),
             api=api, docker_health=state.get("Health", {}).get("Status", "-"),
             restarts=int(ct.attrs.get("RestartCount") or 0),
-            image=labels.get(label_key("image"), "?")))
+            image=labels.get(label_key("image"), "?"), digest=container_digest(ct)))
     return rows

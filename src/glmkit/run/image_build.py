@@ -40,6 +40,15 @@ def image_digest(ref: str) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def container_image_digest(container: str) -> str | None:
+    """The digest of the image a container runs: what a moving tag (nightly) named when it
+    was pulled, whatever the tag names now."""
+    done = run(["docker", "container", "inspect", "--format", "{{.Image}}", container],
+               check=False)
+    image_id = done.stdout.strip() if done.returncode == 0 else ""
+    return image_digest(image_id) if image_id else None
+
+
 def image_label(ref: str, label: str) -> str | None:
     done = run(["docker", "image", "inspect", "--format",
                 f'{{{{ index .Config.Labels "{label}" }}}}', ref], check=False)
@@ -169,6 +178,11 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
             build_image(image, repo_root, console, env)
         else:
             pull_image(image.ref, console)
+    if image.moving:
+        # The tag moves; the digest is what this server runs (`invoke status` shows it).
+        console.print(f"note: {image.ref} ({image.moving}, a moving tag) is "
+                      f"{image_digest(image.ref) or 'unknown'} here", highlight=False,
+                      markup=False)
     if tiny_model and model_dir is not None:
         cpu_image = CPU_IMAGE
         if not image_present(cpu_image.ref):
