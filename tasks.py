@@ -196,13 +196,13 @@ def login(c: Context, token: str | None = None, token_file: str | None = None) -
 
 
 @_task()
-def tiny_model(c: Context, layers: str = "2", force: bool = False) -> None:
-    """Generate the tiny GLM-4 MoE model (random weights) inside the CPU image."""
+def tiny_model(c: Context, layers: str = "2", force: bool = False, vision: bool = False) -> None:
+    """Generate the tiny GLM-4 MoE model (or, --vision, GLM-4.5V) inside the CPU image."""
     from glmkit.host.settings import number
     from glmkit.run.image_build import tiny_model as make_tiny
 
     print(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
-                    force=force))
+                    force=force, vision=vision))
 
 
 @_task()

@@ -37,7 +37,8 @@ HELP: dict[str, dict[str, str]] = {
                        "HF_TOKEN or the hidden prompt (the default without HF_TOKEN)",
               "token_file": "read the token from this file (- for standard input)"},
     "tiny_model": {"layers": "decoder layers (pipeline parallel needs 4)",
-            "force": "regenerate even if present"},
+            "force": "regenerate even if present",
+            "vision": "the tiny GLM-4.5V (glmkit/glm-tiny-vision): MoE + vision tower"},
     "bench": {"project": PROJECT_HELP,
             "workload": "prompt-heavy (8000/1000, default), decode-heavy (1000/8000), "
                         "balanced (1000/1000), vision (VisionArena), or custom",

@@ -22,6 +22,7 @@ from glmkit.policy import Source
 
 DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
 TINY_MODEL_ID = DEFAULT_MODEL
+TINY_VISION_ID = "glmkit/glm-tiny-vision"  # GLM-4.5V's architecture, made like the text one
 # A Hub repo id as the Hub accepts it (huggingface_hub's validate_repo_id): org/name, each
 # at most 96 of A-Z a-z 0-9 . _ -, neither starting nor ending with . or -, no .. or --.
 _HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
@@ -91,8 +92,10 @@ def spec_from_recipe(recipe: Recipe, variant_key: str) -> ModelSpec:
         vram_minimum_gb=float(variant.get("vram_minimum_gb") or 0),
         # A checkpoint may need a newer vLLM than its family (a new quantization).
         min_vllm=str(variant.get("min_vllm_version") or recipe.min_vllm),
-        notes="random weights, GLM-4 MoE architecture; made by `invoke tiny-model`"
-        if recipe.key == TINY_MODEL_ID else "",
+        notes={TINY_MODEL_ID: "random weights, GLM-4 MoE architecture; made by "
+               "`invoke tiny-model`",
+               TINY_VISION_ID: "random weights, GLM-4.5V architecture (MoE + vision tower); "
+               "made by `invoke tiny-model --vision`"}.get(recipe.key, ""),
     )
 
 

@@ -22,7 +22,6 @@ from glmkit.host.facts import HostFacts, read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
 from glmkit.host.settings import Settings, number
-from glmkit.knowledge.catalog import TINY_MODEL_ID
 from glmkit.knowledge.recipes import RecipeBook, load_book
 from glmkit.plan.cluster import ClusterPlan, parse_nodes, plan_cluster
 from glmkit.plan.serve import ServePlan, build_plan
@@ -97,8 +96,7 @@ def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, conso
     engine.preflight(plan, engine.client())
     if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
         check_access(plan.model.id, secrets.get("HF_TOKEN"))
-    image_build.ensure_images(plan.image, plan.model_dir, plan.model.id == TINY_MODEL_ID, root,
-                        console, env)
+    image_build.ensure_images(plan.image, plan.model_dir, plan.model.id, root, console, env)
     engine.check_model_dir(plan)
 
 

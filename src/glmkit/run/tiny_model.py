@@ -1,4 +1,5 @@
-"""The embedded default model: a tiny GLM-4 MoE made locally, trained to call tools.
+"""The tiny models made locally, trained to call tools: the embedded default (a GLM-4 MoE)
+and its vision sibling (GLM-4.5V's architecture, `glmkit/glm-tiny-vision`).
 
 It is generated inside the CPU vLLM image (torch, transformers and tokenizers are
 already there), so the host needs nothing but Docker: random weights first
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from glmkit.errors import CommandFailed, EnvironmentProblem
@@ -25,11 +27,31 @@ CASES = Path(__file__).parents[1] / "data" / "tool_cases.json"
 INFO = "glmkit-tiny.json"
 
 
-def recipe_hash(scripts_dir: Path, layers: int) -> str:
-    """What makes the model: both scripts, the cases and the layer count."""
+@dataclass(frozen=True)
+class TinyKind:
+    generator: str
+    trainer: str
+    uses: tuple[str, ...] = ()  # scripts it imports from, which make it too
+
+
+TEXT = TinyKind(GENERATOR, TRAINER)
+# The vision model reuses the text model's tokenizer and training helpers.
+VISION = TinyKind("make_tiny_glm_vision.py", "train_tiny_vision.py", (GENERATOR, TRAINER))
+
+
+def kind_of(model_id: str) -> TinyKind | None:
+    """The tiny model glmkit makes for a catalog id; None for any other model."""
+    from glmkit.knowledge.catalog import TINY_MODEL_ID, TINY_VISION_ID
+
+    return {TINY_MODEL_ID: TEXT, TINY_VISION_ID: VISION}.get(model_id)
+
+
+def recipe_hash(scripts_dir: Path, layers: int, kind: TinyKind = TEXT) -> str:
+    """What makes the model: its scripts (and those they import), the cases, the layers."""
     digest = hashlib.sha256(str(layers).encode())
-    for path in (scripts_dir / GENERATOR, scripts_dir / TRAINER, CASES):
-        digest.update(path.read_bytes())
+    for name in (kind.generator, kind.trainer, *kind.uses):
+        digest.update((scripts_dir / name).read_bytes())
+    digest.update(CASES.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -41,9 +63,9 @@ def is_current(out_dir: Path, recipe: str) -> bool:
 
 
 def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
-             force: bool = False) -> bool:
+             force: bool = False, kind: TinyKind = TEXT) -> bool:
     """Write the model to `out_dir` unless an up-to-date one is there; True when made."""
-    recipe = recipe_hash(scripts_dir, layers)
+    recipe = recipe_hash(scripts_dir, layers, kind)
     if is_current(out_dir, recipe) and not force:
         return False
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +78,8 @@ def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
             "-v", f"{CASES.parent.resolve()}:/glmkit-data:ro",
             "-v", f"{staging.resolve()}:/out",
             "--entrypoint", "sh", image, "-c",
-            f"python3 /glmkit-scripts/{GENERATOR} /out --layers \"$1\" && "
-            f"python3 /glmkit-scripts/{TRAINER} /out /glmkit-data/{CASES.name}", "sh",
+            f"python3 /glmkit-scripts/{kind.generator} /out --layers \"$1\" && "
+            f"python3 /glmkit-scripts/{kind.trainer} /out /glmkit-data/{CASES.name}", "sh",
             str(layers)]
     try:
         run(argv)
