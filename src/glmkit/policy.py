@@ -386,6 +386,8 @@ RECIPE_ENV = frozenset({
     "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_MOE_DP_CHUNK_SIZE",
     "NCCL_NVLS_ENABLE", "NCCL_MNNVL_ENABLE", "NCCL_CUMEM_ENABLE", "NCCL_P2P_LEVEL",
     "NCCL_IB_DISABLE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM",
+    # GLM-5.3-Flash (upstream, 2026-10): a start-up deadline and an AITER kernel switch.
+    "VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_ROCM_USE_AITER_TRITON_SPARSE_MLA",
 })
 # Names only glmkit sets, from any source but its own.
 SECRET_ENV = frozenset({"HF_TOKEN", "VLLM_API_KEY", "HUGGING_FACE_HUB_TOKEN"})

@@ -42,3 +42,17 @@ def test_rendered_commands_contain_what_the_recipe_site_emits() -> None:
     refused = {o.detail for o in outcomes if o.status == "refused"}
     assert refused <= {"precision the GPU cannot run", "checkpoint limited to other GPUs",
                        "larger than one node (vram_minimum_gb)"}
+
+
+@needs_snapshot
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed (the oracle)")
+def test_upstreams_newest_glm_files_render_what_the_recipe_site_emits(tmp_path: Path) -> None:
+    """The same over upstream's newest GLM files (tests/data/recipes-upstream: GLM-5.3,
+    GLM-5.3-Flash), with the snapshot's synthesizer as the oracle."""
+    folder = tmp_path / "recipes"
+    shutil.copytree(ROOT / "tests" / "data" / "recipes-upstream", folder)
+    shutil.copytree(SNAPSHOT / "src", folder / "src")
+    outcomes = parity_module().compare(folder)
+    assert [(o.case, o.detail) for o in outcomes if o.status == "mismatch"] == []
+    flash = [o for o in outcomes if o.case.recipe == "GLM-5.3-Flash" and o.status == "match"]
+    assert len(flash) >= 30
