@@ -338,11 +338,21 @@ def _keep_builtin_variants(builtin: Recipe | None, synced: Recipe) -> Recipe:
 # --- sync ---------------------------------------------------------------------------------
 
 def _git_commit(folder: Path) -> str | None:
+    """The commit of a recipes checkout; None for a folder that is only inside some other
+    repository (a test fixture, a vendored copy): that repository's commit is not the
+    recipes' commit."""
     if shutil.which("git") is None:
         return None
-    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=False)
-    return done.stdout.strip() if done.returncode == 0 else None
+    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    lines = done.stdout.split("\n")
+    if done.returncode != 0 or len(lines) < 2:
+        return None
+    try:
+        own = Path(lines[0]).resolve() == folder.resolve()
+    except OSError:
+        return None
+    return lines[1].strip() if own else None
 
 
 def _snapshot_commit(folder: Path) -> str | None:
