@@ -678,3 +678,68 @@ def test_a_run_records_the_digest_its_container_ran(tmp_path: Path,
                     sweep_points([1], "concurrency"), HardwareMeta.of(gpus("cuda", 1)),
                     tmp_path)
     assert json.loads((run.path / "meta.json").read_text())["image_digest"] == ran
+
+
+def test_a_synced_note_and_unknown_key_print_as_text_not_markup(tmp_path: Path) -> None:
+    """hardware_notes and unknown key names come from the internet: `invoke plan` and
+    `recipes sync` print them as written, never as rich markup (a `[/x]` would crash the
+    print, a `[link=…]` would become a link)."""
+    import io
+
+    from rich.console import Console
+
+    from glmkit.cli.views import advice_table, print_notes
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    hostile = "[/x][link=https://evil.example]click[/link][bold]"
+    folder = upstream_copy(tmp_path)
+    path = folder / "models/zai-org/GLM-5.3-Flash.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["hardware_notes"]["mi355x"]["body"] = hostile
+    data["model"][hostile] = 1
+    path.write_text(yaml.safe_dump(data))
+    env = {**env_for(tmp_path), "HF_HUB_OFFLINE": "1"}
+    result = sync(str(folder), env)
+    out = Console(file=io.StringIO(), width=400, color_system=None)
+    print_notes(out, result.unknown_notes(), "unknown keys")
+    advice = advise(PlanRequest(model="zai-org/GLM-5.3-Flash", gpu="mi355x", gpu_count=8),
+                    NO_GPU, env)
+    out.print(advice_table(advice))
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert text.count(hostile) == 2  # the note in the plan, the key in the sync's notes
+
+
+def test_pull_and_up_say_which_digest_a_moving_tag_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from glmkit.run import image_build
+
+    env = synced_env(tmp_path)
+    digest = "vllm/vllm-openai@sha256:" + "ef" * 32
+    pulled: list[str] = []
+    monkeypatch.setattr(image_build, "pull_image", lambda ref, console: pulled.append(ref))
+    monkeypatch.setattr(image_build, "image_digest", lambda ref: digest)
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    said = image_build.pull_for("cuda", "zai-org/GLM-5.3-Flash", None, False, console, env)
+    assert pulled == ["vllm/vllm-openai:nightly"]
+    assert said == f"pulled vllm/vllm-openai:nightly (nightly, a moving tag): {digest}"
+    # A release pin says no more than before.
+    assert image_build.pull_for("cuda", "zai-org/GLM-5.3", None, False, console,
+                                env) == "pulled vllm/vllm-openai:v0.28.0"
+
+    from .helpers import plan_for
+
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8)
+    for present, earlier in ((False, False), (True, True)):
+        monkeypatch.setattr(image_build, "image_present", lambda ref, p=present: p)
+        out = Console(file=io.StringIO(), width=300, color_system=None)
+        image_build.ensure_images(plan.image, None, plan.model.id, tmp_path, out, env)
+        text = out.file.getvalue()  # type: ignore[attr-defined]
+        assert f"vllm/vllm-openai:nightly (nightly, a moving tag) is {digest} here" in text
+        assert ("pulled earlier" in text) is earlier

@@ -214,7 +214,8 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
     from glmkit.run.tiny_model import generate as generate_tiny_model
     from glmkit.run.tiny_model import kind_of
 
-    if not image_present(image.ref):
+    present = image_present(image.ref)
+    if not present:
         if image.source == "local":
             raise EnvironmentProblem(f"{image.ref} is not on this machine and no registry has "
                                      "it: build it (`invoke build --vendor V --model M`) or "
@@ -225,8 +226,10 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
             pull_image(image.ref, console)
     if image.moving:
         # The tag moves; the digest is what this server runs (`invoke status` shows it).
+        since = " (pulled earlier: `invoke pull --model M` fetches what the tag names " \
+            "now)" if present else ""
         console.print(f"note: {image.ref} ({image.moving}, a moving tag) is "
-                      f"{image_digest(image.ref) or 'unknown'} here", highlight=False,
+                      f"{image_digest(image.ref) or 'unknown'} here{since}", highlight=False,
                       markup=False)
     if (kind := kind_of(model_id)) is not None and model_dir is not None:
         cpu_image = CPU_IMAGE
@@ -270,7 +273,10 @@ def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: b
     ref = profile.official_ref or profile.ref
     pull_image(ref, console)
     if ref == profile.ref:
-        return f"pulled {ref}"
+        # A moving tag (nightly) is known by what it named at this pull.
+        return f"pulled {ref}" + (f" ({profile.moving}, a moving tag): "
+                                  f"{image_digest(ref) or 'digest unknown'}"
+                                  if profile.moving else "")
     run(["docker", "tag", ref, profile.ref])
     return f"pulled {ref}, tagged as {profile.ref}"
 
