@@ -143,6 +143,9 @@ def test_upstream_newest_glm_files_sync_with_no_key_left_unreported(tmp_path: Pa
             "model.install", "strategy_overrides.*.decode", "strategy_overrides.*.prefill",
             "variants.*.hardware_overrides.*.install"},
         "strategies/pd_cluster.yaml": {"decode", "prefill", "router"},
+        "strategies/multi_node_tp_dp.yaml": {"parallelism"},
+        "strategies/multi_node_tp_pp.yaml": {"parallelism"},
+        "strategies/single_node_dpa_tp.yaml": {"kv_offload", "parallelism"},
     }
 
 
@@ -223,7 +226,8 @@ def test_a_hostile_value_of_a_new_key_refuses_the_file(change: Any, reason: str)
     (lambda d: d.update(hardware_match={"min_gpus": 0}), "hardware_match.min_gpus"),
     (lambda d: d.update(hardware_match={"multi_node": "no"}), "hardware_match.multi_node"),
     (lambda d: d.update(remove_args="--enable-expert-parallel"), "remove_args"),
-    (lambda d: d.update(kv_offload="false"), "kv_offload"),
+    (lambda d: d.update(hardware_match={"architecture": "m o e"}),
+     "hardware_match.architecture"),
     (lambda d: d.update(companion=["vllm-router"]), "companion"),
 ])
 def test_a_hostile_strategy_value_refuses_the_file(change: Any, reason: str) -> None:
@@ -363,6 +367,12 @@ def test_a_new_strategy_is_offered_when_its_parts_exist(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="needs at least 2 GPUs"):
         plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="b300",
                  gpu_count=1, strategy="single_node_dpa_tp")
+    data["hardware_match"]["multi_node"] = True
+    strategy.write_text(yaml.safe_dump(data))
+    env = synced_env(tmp_path, lambda d: None)
+    with pytest.raises(UsageError, match="spans several nodes"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                 gpu_count=8, strategy="single_node_dpa_tp")
 
 
 def test_hardware_notes_and_kv_offload_support_are_shown(tmp_path: Path) -> None:

@@ -391,11 +391,9 @@ class StrategyDoc(_Open):
     parallel_flag: Text | None = None
     env: Env | None = None
     deploy_type: Name | None = None
-    orientation: Name | None = None
-    parallelism: Name | None = None
+    orientation: Any = None  # the site's grouping (latency, throughput): prose
     hardware_match: HardwareMatch | None = None
     remove_args: Words | None = None  # flags the strategy takes out of the command
-    kv_offload: StrictBool | None = None
     # A program that runs beside vLLM (a router); glmkit refuses strategies that need one.
     companion: Mapping[str, Any] | None = None
 

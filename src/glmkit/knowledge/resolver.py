@@ -309,6 +309,8 @@ def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
     if doc.get("deploy_type") not in (None, "single_node"):
         return f"{strategy} is a {str(doc.get('deploy_type'))[:40]} layout glmkit does not run"
     match = doc.get("hardware_match") or {}
+    if match.get("multi_node"):
+        return f"{strategy} spans several nodes; glmkit runs newer strategies on one node"
     if match.get("architecture") == "moe" and not recipe.is_moe:
         return f"{strategy} is for MoE models"
     if hw is not None and hw.brand != "CPU":
