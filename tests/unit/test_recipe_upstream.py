@@ -385,7 +385,7 @@ def test_hardware_notes_and_kv_offload_support_are_shown(tmp_path: Path) -> None
     recipe = book.recipe("zai-org/GLM-5.3-Flash")
     note = hardware_note(recipe, target_for(book, "mi355x", 8))
     assert note is not None and note.startswith("Long-context indexer top-k opt-in: ")
-    assert "\n" not in note
+    assert "\n" not in note and "\x1b" not in note and note.endswith("second line?[2J")
     assert hardware_note(recipe, target_for(book, "h100", 8)) is None
     assert kv_offload_support(recipe) == "offloading_cpu: verified, offloading_fs: verified"
     from .helpers import plan_for

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from glmkit.errors import UsageError
+from glmkit.knowledge.recipe_schema import one_line
 from glmkit.knowledge.recipes import (
     MULTI_NODE_STRATEGIES,
     SINGLE_NODE_STRATEGIES,
@@ -304,8 +305,8 @@ def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
         return f"no strategies/{strategy}.yaml in the recipe book (`invoke recipes sync`)"
     if doc.get("companion"):
         label = (doc["companion"] or {}).get("label") or "a companion program"
-        return (f"{strategy} needs {str(label)[:60]} running beside vLLM, which glmkit "
-                "does not start")
+        return (f"{strategy} needs {one_line(str(label), 60)} running beside vLLM, which "
+                "glmkit does not start")
     if doc.get("deploy_type") not in (None, "single_node"):
         return f"{strategy} is a {str(doc.get('deploy_type'))[:40]} layout glmkit does not run"
     match = doc.get("hardware_match") or {}
@@ -328,7 +329,8 @@ def hardware_note(recipe: Recipe, hw: HardwareTarget) -> str | None:
     if not isinstance(note, Mapping):
         return None
     body = f": {note.get('body')}" if note.get("body") else ""
-    return " ".join(f"{note.get('title')}{body}".split())
+    # Synced text on a terminal: one line, control characters (ESC) shown as '?'.
+    return one_line(f"{note.get('title')}{body}", 2400)
 
 
 def kv_offload_support(recipe: Recipe) -> str | None:

@@ -15,6 +15,7 @@ from glmkit.host.hub import fetch_config, hf_token
 from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.knowledge.recipe_schema import one_line
 from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, RecipeBook, load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
@@ -188,7 +189,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
             name, why = recommend_strategy(spec.recipe, aim, target)
             mtp = " --mtp" if aim == "latency" and spec.has_mtp else ""
             recommended.append((f"for {aim}", f"--strategy {name}{mtp}: {why}"))
-        refused = [f"{n} ({reason})" for n in book.strategies if n not in KIT_STRATEGIES and
+        refused = [f"{one_line(n, 64)} ({reason})" for n in book.strategies
+                   if n not in KIT_STRATEGIES and
                    n in offered_strategies(spec.recipe, target) and
                    (reason := strategy_refusal(book, spec.recipe, n, target))]
         if refused:
