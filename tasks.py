@@ -227,15 +227,18 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
           batch: str | None = None, mode: str = "prompts", input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
           request_rate: str = "10000", label: str | None = None,
-          resume: str | None = None) -> None:
+          resume: str | None = None, dataset_path: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
     from glmkit.host import hardware
     from glmkit.measure.bench import parse_request, run_bench
+    from glmkit.paths import hf_cache
 
+    settings = _settings(c, {"project": project})[0]
     request = parse_request(
-        _settings(c, {"project": project})[0].project, workload=workload, batch=batch,
+        settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
-        request_rate=str(request_rate), label=label, resume=resume)
+        request_rate=str(request_rate), label=label, resume=resume,
+        dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache))
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
     _views().print_report(_console(), [outcome.series], outcome.path)
     outcome.check()
@@ -276,13 +279,29 @@ def doctor(c: Context, vendor: str | None = None, model: str | None = None,
 
 
 @_task()
-def download(c: Context, model: str, revision: str | None = None,
-             hf_cache: str | None = None) -> None:
-    """Pre-download a model's weights into the shared HF cache (resumable; then starts offline)."""
+def download(c: Context, model: str | None = None, revision: str | None = None,
+             hf_cache: str | None = None, dataset: str | None = None) -> None:
+    """Pre-download a model's weights (or a bench data set) into the HF cache (resumable)."""
     from glmkit.host.hub import download_model
+    from glmkit.measure.bench_data import download_dataset
     from glmkit.paths import hf_cache as cache_dir
 
-    print(download_model(model, revision, cache_dir(os.environ, hf_cache), os.environ))
+    cache = cache_dir(os.environ, hf_cache)
+    if dataset is not None:
+        print(download_dataset(dataset, revision, cache, os.environ))
+    else:
+        print(download_model(model or "", revision, cache, os.environ))
+
+
+@_task()
+def bench_data(c: Context, out: str, rows: str = "32") -> None:
+    """Write a small VisionArena-Chat data set (parquet) for `bench --dataset-path`."""
+    from glmkit.host.settings import number
+    from glmkit.knowledge.images import CPU_IMAGE
+    from glmkit.measure.bench_data import make_sample
+
+    info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts", number(rows, int, "rows", 1))
+    print(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
 @_task()

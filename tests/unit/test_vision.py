@@ -81,3 +81,274 @@ def test_extras_pins_skip_comments_and_blanks(tmp_path: Path, line: str) -> None
     path = tmp_path / "extras.txt"
     path.write_text(f"{line}\ndatasets==5.2.0\n")
     assert image_build.extras_pins(path) == ["datasets==5.2.0"]
+
+
+# --- the VisionArena workload, offline -------------------------------------------------
+
+def _server() -> object:
+    from glmkit.run.server import RunningServer
+
+    return RunningServer(container="c", served_model=TINY_VISION_ID, model_ref="/models/v",
+                         max_model_len=2048, vendor="cpu", image="img",
+                         serve_args=("--mm-encoder-tp-mode", "data"),
+                         base_url="http://127.0.0.1:8100")
+
+
+def test_visionarena_reads_a_local_folder_as_visionarena_offline() -> None:
+    from dataclasses import replace
+
+    from glmkit.measure.point import bench_argv, offline_env
+    from glmkit.measure.workloads import WORKLOADS, Point
+
+    wl = replace(WORKLOADS["visionarena"], dataset_path="/tmp/glmkit-datasets/sample-1",
+                 dataset_revision="sample-1")
+    argv = bench_argv(_server(), wl, Point(batch=4, num_prompts=4, max_concurrency=None,  # type: ignore[arg-type]
+                                           request_rate="inf"), "r.json")
+    value = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    assert value["--dataset-name"] == "hf" and value["--hf-name"] == "lmarena-ai/VisionArena-Chat"
+    assert value["--dataset-path"] == "/tmp/glmkit-datasets/sample-1"
+    assert value["--backend"] == "openai-chat" and value["--hf-output-len"] == "128"
+    assert "--ignore-eos" not in argv
+    assert "HF_DATASETS_OFFLINE=1" in offline_env(wl) and "HF_HUB_OFFLINE=1" in offline_env(wl)
+    assert offline_env(WORKLOADS["vision"]) == []
+
+
+def test_random_mm_workload_sends_synthetic_images() -> None:
+    from glmkit.measure.point import bench_argv
+    from glmkit.measure.workloads import WORKLOADS, Point
+
+    argv = bench_argv(_server(), WORKLOADS["random-mm"], Point(  # type: ignore[arg-type]
+        batch=2, num_prompts=2, max_concurrency=None, request_rate="inf"), "r.json")
+    assert argv[argv.index("--dataset-name") + 1] == "random-mm"
+    assert argv[argv.index("--endpoint") + 1] == "/v1/chat/completions"
+
+
+def _parquet_folder(root: Path, revision: str | None = None) -> Path:
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1")
+    if revision:
+        (root / "glmkit-dataset.json").write_text(f'{{"revision": "{revision}"}}')
+    return root
+
+
+def test_visionarena_is_found_in_a_folder_or_the_hf_cache(tmp_path: Path) -> None:
+    from glmkit.measure.bench_data import locate_visionarena
+
+    local = locate_visionarena(str(_parquet_folder(tmp_path / "va", "sample-abc")), tmp_path)
+    assert (local.origin, local.revision) == ("local", "sample-abc")
+    unnamed = locate_visionarena(str(_parquet_folder(tmp_path / "other")), tmp_path)
+    assert unnamed.revision.startswith("local-")
+    snap = _parquet_folder(tmp_path / "hf/hub/datasets--lmarena-ai--VisionArena-Chat/"
+                                      "snapshots/0123abc")
+    marker = tmp_path / "hf/glmkit-complete/datasets--lmarena-ai--VisionArena-Chat.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(f'{{"path": "{snap}"}}')
+    cached = locate_visionarena(None, tmp_path / "hf")
+    assert (cached.origin, cached.revision, cached.folder) == ("hf-cache", "0123abc", snap)
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    (None, "VisionArena is not on this machine"),
+    ("/etc", "system folder"),
+    ("/", "system folder"),
+    ("/nonexistent/glmkit-va", "not a folder"),
+    ("~/.ssh", "keys"),
+    ("x\ny", "line break"),
+])
+def test_visionarena_missing_or_hostile_folders_are_one_line_errors(
+        tmp_path: Path, path: str | None, message: str) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.measure.bench_data import locate_visionarena
+
+    with pytest.raises(UsageError, match=message) as err:
+        locate_visionarena(path, tmp_path)
+    assert "\n" not in str(err.value).replace("x\ny", "")
+
+
+def test_a_folder_without_parquet_is_not_visionarena(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.measure.bench_data import locate_visionarena
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no data/\\*.parquet"):
+        locate_visionarena(str(tmp_path / "empty"), tmp_path)
+
+
+def test_a_dataset_revision_from_the_folder_is_printable_and_short(tmp_path: Path) -> None:
+    from glmkit.measure.bench_data import locate_visionarena
+
+    folder = _parquet_folder(tmp_path / "va", "x" * 500)
+    assert len(locate_visionarena(str(folder), tmp_path).revision) == 64
+    (folder / "glmkit-dataset.json").write_text('{"revision": "bad\\u001b[31m"}')
+    assert locate_visionarena(str(folder), tmp_path).revision.startswith("local-")
+
+
+def test_only_the_benchmark_data_set_is_downloaded(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.measure.bench_data import download_dataset
+
+    for repo in ("evil/dataset", "../../etc", "lmarena-ai/VisionArena-Chat\n"):
+        with pytest.raises(UsageError, match="glmkit benchmarks with"):
+            download_dataset(repo, None, tmp_path, {})
+
+
+def test_the_dataset_stays_where_a_mount_reaches_it(tmp_path: Path) -> None:
+    from glmkit.measure.bench_data import DatasetSource, container_folder
+
+    folder = tmp_path / "hub/datasets--x/snapshots/abc"
+
+    from types import SimpleNamespace
+
+    mounted = SimpleNamespace(attrs={"Mounts": [{"Source": str(tmp_path),
+                                                 "Destination": "/root/.cache/huggingface"}]})
+    source = DatasetSource(folder, "abc", "hf-cache")
+    assert container_folder(source, mounted) == \
+        "/root/.cache/huggingface/hub/datasets--x/snapshots/abc"
+    assert container_folder(source, SimpleNamespace(attrs={"Mounts": []})) is None
+
+
+def test_sample_rows_are_bounded(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.measure.bench_data import make_sample
+
+    for rows in (0, -1, 10_001):
+        with pytest.raises(UsageError, match="--rows"):
+            make_sample("img", str(tmp_path / "out"), ROOT / "scripts", rows)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an empty folder"):
+        make_sample("img", str(tmp_path / "full"), ROOT / "scripts", 4)
+
+
+# --- sizing ------------------------------------------------------------------------------
+
+def test_shm_holds_the_shm_processor_cache() -> None:
+    from glmkit.knowledge.sizing import processor_cache_shm_gb, shm_size
+
+    shm = ["--mm-processor-cache-type", "shm"]
+    assert processor_cache_shm_gb(shm) == 4.0
+    assert processor_cache_shm_gb([*shm, "--mm-processor-cache-gb", "1.5"]) == 1.5
+    assert processor_cache_shm_gb(["--mm-processor-cache-type=lru"]) == 0.0
+    for bad in ("nan", "inf", "-3", "x"):
+        assert processor_cache_shm_gb([*shm, "--mm-processor-cache-gb", bad]) in (0.0, 4.0)
+    assert shm_size("2gb", shm) == "6gb"
+    assert shm_size("2gb", []) == "2gb" and shm_size(None, []) is None
+
+
+def test_up_sizes_the_containers_shm_for_the_processor_cache() -> None:
+    vision = plan_for(vendor="cpu", model=TINY_VISION_ID)
+    text = plan_for(vendor="cpu")
+    assert text.shm_size == "2gb" and vision.shm_size == "6gb"
+
+
+def test_vision_tower_size_from_the_config() -> None:
+    from glmkit.knowledge.sizing import encoder_cache_gb, vision_tower_params_b
+
+    glm45v = {"vision_config": {"depth": 24, "hidden_size": 1536, "intermediate_size": 13696,
+                                "out_hidden_size": 4096, "patch_size": 14,
+                                "temporal_patch_size": 2, "spatial_merge_size": 2}}
+    assert 1.5 < vision_tower_params_b(glm45v) < 2.5  # GLM-4.5V's tower: about 2B
+    assert vision_tower_params_b({}) == 0.0
+    assert encoder_cache_gb(16384, 4096) == pytest.approx(0.134, abs=1e-3)
+
+
+# --- vision cases of `invoke check` ----------------------------------------------------
+
+class _HTTPError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"Error code: {status} - refused")
+        self.status_code = status
+
+
+class _FakeChat:
+    """A chat endpoint that counts 6 tokens per image/video part (or none: `blind`) and
+    refuses file:// URLs outside /media."""
+
+    def __init__(self, blind: bool = False) -> None:
+        self.blind = blind
+        self.chat = self.completions = self
+
+    def create(self, *, messages: list[dict[str, object]], **_: object) -> object:
+        from types import SimpleNamespace
+
+        content = messages[0]["content"]
+        parts = [] if isinstance(content, str) else [p for p in content  # type: ignore[union-attr]
+                                                      if p["type"] != "text"]
+        for part in parts:
+            url = str(part[part["type"]]["url"])  # type: ignore[index]
+            if url.startswith("file://") and (not url.startswith("file:///media/")
+                                              or ".." in url):
+                raise _HTTPError(400)
+            if url.startswith("data:image/png;base64,bm90"):
+                raise _HTTPError(400)
+        tokens = 19 + (0 if self.blind else 6 * len(parts))
+        return SimpleNamespace(usage=SimpleNamespace(prompt_tokens=tokens),
+                               choices=[SimpleNamespace(finish_reason="length")])
+
+
+def _target(tmp_path: Path) -> object:
+    from glmkit.run.vision_check import VisionTarget
+
+    return VisionTarget("http://127.0.0.1:1", None, TINY_VISION_ID, tmp_path, None)
+
+
+def test_vision_cases_pass_when_images_reach_the_model(tmp_path: Path) -> None:
+    from glmkit.run.vision_check import Rows, chat_cases
+
+    rows = Rows([])
+    chat_cases(rows, _target(tmp_path), _FakeChat())  # type: ignore[arg-type]
+    failed = {r.case: r.detail for r in rows.rows if not r.ok}
+    # The fake counts 6 tokens whatever the size: only "bigger image" and the gateway fail.
+    assert set(failed) == {"vision: bigger image, more tokens", "vision: image by http URL"}
+    assert not list(tmp_path.iterdir())  # the media folder's test image is removed again
+    refused = [r for r in rows.rows if "refused" in r.case]
+    assert len(refused) == 3 and all(r.ok and "400" in r.detail for r in refused)
+
+
+def test_vision_cases_fail_when_the_server_drops_the_images(tmp_path: Path) -> None:
+    from glmkit.run.vision_check import Rows, chat_cases
+
+    rows = Rows([])
+    chat_cases(rows, _target(tmp_path), _FakeChat(blind=True))  # type: ignore[arg-type]
+    image = next(r for r in rows.rows if r.case == "vision: image (base64 data URL)")
+    assert not image.ok and "did not reach the model" in image.detail
+
+
+def test_a_served_hostile_input_or_a_5xx_fails() -> None:
+    from glmkit.run.vision_check import Outcome, expect_refused
+
+    assert expect_refused(lambda: Outcome(30, "stop"))[0] is not None
+
+    def boom() -> Outcome:
+        raise _HTTPError(500)
+
+    assert "expected a 4xx" in str(expect_refused(boom)[0])
+
+
+def test_vision_target_reads_the_media_mount_only_when_served() -> None:
+    from types import SimpleNamespace
+
+    from glmkit.run.vision_check import vision_target
+
+    container = SimpleNamespace(attrs={
+        "Mounts": [{"Source": "/srv/pictures", "Destination": "/media"}],
+        "NetworkSettings": {"Networks": {"vis_default": {"Gateway": "172.30.0.1"}}}})
+    served = vision_target(container, "u", None, "m", ("--allowed-local-media-path", "/media"))
+    assert served.media_dir == Path("/srv/pictures") and served.gateway == "172.30.0.1"
+    assert vision_target(container, "u", None, "m", ()).media_dir is None
+
+
+def test_vision_servers_by_catalog_or_flags() -> None:
+    from glmkit.run.vision_check import is_vision_server
+
+    assert is_vision_server(TINY_VISION_ID, ())
+    assert is_vision_server("zai-org/GLM-4.6V", ())
+    assert not is_vision_server(TINY_MODEL_ID, ())
+    assert is_vision_server("someone/model", ("--mm-processor-cache-type", "shm"))
+
+
+def test_a_video_is_inline_jpeg_frames() -> None:
+    from glmkit.run.vision_check import video_url
+
+    url = video_url(frames=3)
+    assert url.startswith("data:video/jpeg;base64,") and url.count(",") == 3

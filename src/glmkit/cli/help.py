@@ -41,7 +41,9 @@ HELP: dict[str, dict[str, str]] = {
             "vision": "the tiny GLM-4.5V (glmkit/glm-tiny-vision): MoE + vision tower"},
     "bench": {"project": PROJECT_HELP,
             "workload": "prompt-heavy (8000/1000, default), decode-heavy (1000/8000), "
-                        "balanced (1000/1000), vision (VisionArena), or custom",
+                        "balanced (1000/1000), visionarena (VisionArena-Chat, offline), "
+                        "random-mm (synthetic images), vision (VisionArena, else random-mm), "
+                        "or custom",
             "batch": "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,256,512; default: "
                      "--num-prompts, else 16",
             "mode": "prompts: batch = --num-prompts, all at once (the recipes); "
@@ -51,7 +53,12 @@ HELP: dict[str, dict[str, str]] = {
             "num_prompts": "prompts per point in concurrency mode; in prompts mode, the batch",
             "request_rate": "requests/s (the default sends all at once, as the recipes)",
             "label": "name for this run in reports (default: model-vendor-workload)",
-            "resume": "finish the missing points of an earlier run (its id)"},
+            "resume": "finish the missing points of an earlier run (its id)",
+            "dataset_path": "--workload visionarena: a folder in VisionArena-Chat's format "
+                            "(data/*.parquet; `invoke bench-data` writes one); default: the "
+                            "HF cache after `invoke download --dataset`"},
+    "bench_data": {"out": "new folder for the data set (data/train-*.parquet)",
+            "rows": "image + question rows (default 32)"},
     "report": {"runs": "run ids, folders or ref:NAME (default: every run); repeatable",
             "compare": "print B / A ratios for exactly two runs",
             "out": "folder for report.png and report.csv (default results/reports/<time>)"},
@@ -60,6 +67,7 @@ HELP: dict[str, dict[str, str]] = {
             "port": SERVE_HELP["port"],
             "host": SERVE_HELP["host"]},
     "download": {"model": "catalog id or Hugging Face repo id",
+            "dataset": "a benchmark data set instead: lmarena-ai/VisionArena-Chat",
             "revision": "branch, tag or commit (default: the main branch)",
             "hf_cache": SERVE_HELP["hf_cache"]},
     "plan": {"model": "catalog id (default: the tiny model)",

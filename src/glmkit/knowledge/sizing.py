@@ -38,6 +38,7 @@ class Arch:
     # picks the `sparse_topk` tokens whose latents each decode step reads.
     indexer_dim: int = 0
     sparse_topk: int | None = None
+    vision_params_b: float = 0.0  # the vision tower (V models), inside the total
     source: str = "the published config.json (built in)"
 
 
@@ -58,6 +59,10 @@ ARCH["GLM-5"] = Arch(layers=78, heads=64, kv_heads=64, head_dim=256, experts=256
                      sparse_topk=2048)
 ARCH["GLM-5.1"] = ARCH["GLM-5.2"] = ARCH["GLM-5"]
 ARCH["GLM-4.6"] = ARCH["GLM-4.7"] = ARCH["GLM-4.5"]
+# GLM-4.5V's vision_config: 24 blocks of 1536 wide (MLP 13696), merged into 4096: ~2B.
+ARCH["GLM-4.5V"] = replace(ARCH["GLM-4.5V"], vision_params_b=round((
+    24 * (4 * 1536 ** 2 + 3 * 1536 * 13696) + 3 * 2 * 14 * 14 * 1536
+    + 1536 * 4 * 4096 + 3 * 4096 * 13696) / 1e9, 2))
 ARCH["GLM-4.6V"] = ARCH["GLM-4.5V"]
 ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
                         experts_per_token=2, hidden=64)
@@ -111,7 +116,7 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         hidden=int(text.get("hidden_size", 0)),
         indexer_dim=int(text.get("index_head_dim", 0) or 0) if "index_topk" in text else 0,
         sparse_topk=int(text["index_topk"]) if "index_topk" in text else None,
-        source="config.json")
+        vision_params_b=vision_tower_params_b(config), source="config.json")
 
 
 def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
@@ -407,3 +412,58 @@ def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, no
     return MultiNode(nodes=nodes, tp=gpus_per_node, pp=nodes, weights_per_gpu_gb=weights,
                      fits=fits, pp_bytes_per_token=activation * (nodes - 1),
                      tp_bytes_per_token=allreduce)
+
+
+# --- vision models ------------------------------------------------------------------------
+
+MM_PROCESSOR_CACHE_GB = 4.0  # vLLM's --mm-processor-cache-gb default
+
+
+def processor_cache_shm_gb(args: Sequence[str]) -> float:
+    """Shared memory the multimodal processor cache takes: with `--mm-processor-cache-type
+    shm` the cache (--mm-processor-cache-gb, default 4) is a ring buffer in /dev/shm that
+    the API server and the engine share; 0 otherwise (or with the cache off)."""
+    if flag_value(args, "--mm-processor-cache-type") != "shm":
+        return 0.0
+    try:
+        size = float(flag_value(args, "--mm-processor-cache-gb") or MM_PROCESSOR_CACHE_GB)
+    except ValueError:
+        size = MM_PROCESSOR_CACHE_GB
+    return size if size > 0 and math.isfinite(size) else 0.0
+
+
+def shm_size(base: str | None, args: Sequence[str]) -> str | None:
+    """A private /dev/shm big enough for the vendor's own use (`base`, e.g. "2gb") plus the
+    shm processor cache; None keeps Docker's default (no base and no cache)."""
+    extra = processor_cache_shm_gb(args)
+    if not extra:
+        return base
+    base_gb = float(base.lower().removesuffix("gb")) if base else 0.0
+    return f"{math.ceil(base_gb + extra)}gb"
+
+
+def vision_tower_params_b(config: Mapping[str, Any]) -> float:
+    """The vision tower's size from a GLM-V config.json's vision_config (billions): per
+    block the attention (4 h²) and gated MLP (3 h·i), the patch embedding and the merger
+    into the language model's width."""
+    vision = config.get("vision_config") or {}
+    if not vision:
+        return 0.0
+    h = int(vision.get("hidden_size", 0))
+    inner = int(vision.get("intermediate_size", 0))
+    depth = int(vision.get("depth", 0))
+    out = int(vision.get("out_hidden_size", 0))
+    patch = int(vision.get("patch_size", 14))
+    temporal = int(vision.get("temporal_patch_size", 2))
+    merge = int(vision.get("spatial_merge_size", 2))
+    blocks = depth * (4 * h * h + 3 * h * inner)
+    embed = 3 * temporal * patch * patch * h
+    merger = h * merge * merge * out + 3 * out * (inner or out)
+    return (blocks + embed + merger) / 1e9
+
+
+def encoder_cache_gb(tokens: int, hidden: int, dtype_bytes: int = 2) -> float:
+    """vLLM's encoder cache: the vision tower's outputs for `tokens` placeholder tokens
+    (its budget is the larger of --max-num-batched-tokens and one item's tokens), each a
+    vector of the language model's width."""
+    return tokens * hidden * dtype_bytes / 1e9

@@ -15,11 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from glmkit.errors import BenchFailed, Interrupted, UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.settings import number
+from glmkit.measure.bench_data import DatasetSource, locate_visionarena, stage
 from glmkit.measure.point import PointOutcome, fit_lengths, run_point
 from glmkit.measure.results import HardwareMeta, Run, Series, open_run, plain_name, start_run
 from glmkit.measure.workloads import Workload, parse_batches, resolve_workload, sweep_points
 from glmkit.run.engine import log_tail, probe
 from glmkit.run.server import RunningServer, running_server
+from glmkit.run.vision_check import is_vision_server
 
 
 def server_alive(container: Any, base_url: str) -> bool:
@@ -93,6 +95,8 @@ class BenchRequest:
     label: str | None = None
     resume: str | None = None
     slo: tuple[str, ...] = ()  # `--goodput` bounds (workloads.parse_slo)
+    dataset_path: str | None = None  # --workload visionarena: a local VisionArena folder
+    hf_cache: Path | None = None  # where `invoke download --dataset` put it
 
 
 @dataclass(frozen=True)
@@ -146,12 +150,27 @@ def _shape(request: BenchRequest) -> tuple[Workload, tuple[int, ...]]:
     return wl, parse_batches(request.batch or str(request.num_prompts or 16))
 
 
+def _dataset(request: BenchRequest) -> DatasetSource | None:
+    """The VisionArena folder `--workload visionarena` reads, found before any server is
+    looked up; None for the other workloads."""
+    if request.workload != "visionarena":
+        if request.dataset_path is not None:
+            raise UsageError("--dataset-path is for --workload visionarena.")
+        return None
+    return locate_visionarena(request.dataset_path, request.hf_cache or Path("/nonexistent"))
+
+
 def _new_run(request: BenchRequest, target: RunningServer, results_dir: Path, repo_root: Path,
-             hw: Hardware, notes: list[str]) -> Run:
+             hw: Hardware, notes: list[str], container: Any = None) -> Run:
     wl, batches = _shape(request)
-    if wl.vision and "--mm-encoder-tp-mode" not in target.serve_args:
-        raise UsageError(f"--workload vision needs a vision model; {request.project} serves "
+    if wl.vision and not is_vision_server(target.served_model, target.serve_args):
+        raise UsageError(f"--workload {wl.name} needs a vision model; {request.project} serves "
                          f"{target.served_model}.")
+    if (source := _dataset(request)) is not None:
+        wl = replace(wl, dataset_path=stage(source, container),
+                     dataset_revision=source.revision)
+        notes.append(f"VisionArena from {source.origin}: {source.folder} "
+                     f"(revision {source.revision})")
     fitted_in, fitted_out, fitted = fit_lengths(wl.input_len, wl.output_len,
                                                 target.max_model_len)
     if fitted:
@@ -172,6 +191,7 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
         plain_name(request.resume, "Run id")
     else:
         _shape(request)
+        _dataset(request)
     container, target = running_server(request.project)
     notes: list[str] = []
     if request.resume:
@@ -181,7 +201,7 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
                              f"{request.project} serves {target.served_model}.")
         notes.append(f"resuming {run_.run_id}: missing batches {run_.missing()}")
     else:
-        run_ = _new_run(request, target, results_dir, repo_root, hw, notes)
+        run_ = _new_run(request, target, results_dir, repo_root, hw, notes, container)
     assert run_.meta.workload is not None
     if target.prefix_caching:
         notes.append("warning: prefix caching is on; the recipes benchmark with `invoke up "

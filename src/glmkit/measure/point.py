@@ -48,10 +48,16 @@ def bench_argv(target: RunningServer, workload: Workload, point: Point, result_n
             "--num-prompts", str(point.num_prompts), "--request-rate", point.request_rate,
             "--seed", str(seed), "--save-result", "--result-dir", CONTAINER_RESULTS,
             "--result-filename", result_name]
-    dataset = dataset or ("hf" if workload.dataset == "visionarena" else "random")
+    dataset = dataset or {"visionarena": "hf", "random-mm": "random-mm"}.get(workload.dataset,
+                                                                           "random")
     if workload.vision:
         argv += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
-    if dataset == "hf":
+    if dataset == "hf" and workload.dataset_path:
+        # A local folder in the Hub repo's layout, parsed as VisionArena (bench_data.py).
+        argv += ["--dataset-name", "hf", "--dataset-path", workload.dataset_path,
+                 "--hf-name", VISIONARENA, "--hf-split", "train",
+                 "--hf-output-len", str(workload.output_len)]
+    elif dataset == "hf":
         argv += ["--dataset-name", "hf", "--dataset-path", VISIONARENA]
     elif dataset == "random-mm":
         argv += ["--dataset-name", "random-mm", "--random-input-len", str(workload.input_len),
@@ -71,6 +77,15 @@ def bench_argv(target: RunningServer, workload: Workload, point: Point, result_n
 
 
 
+def offline_env(workload: Workload) -> list[str]:
+    """`docker exec` options for a data set read from a local folder: never the Hub, and
+    the datasets cache in the container's own /tmp (the HF cache may be read-only)."""
+    if not workload.dataset_path:
+        return []
+    return ["-e", "HF_DATASETS_OFFLINE=1", "-e", "HF_HUB_OFFLINE=1",
+            "-e", "HF_DATASETS_CACHE=/tmp/glmkit-hf-datasets"]
+
+
 @dataclass(frozen=True)
 class PointOutcome:
     batch: int
@@ -88,7 +103,8 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
     for attempt in range(2):
         argv = bench_argv(target, workload, point, result_name, dataset=dataset)
         # OPENAI_API_KEY is named without a value: docker passes it on from this process.
-        exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", target.container, *argv]
+        exec_argv = ["docker", "exec", "-e", "OPENAI_API_KEY", *offline_env(workload),
+                     target.container, *argv]
         sampler = Sampler().start()
         server = MetricsSampler(base_url=target.base_url, api_key=target.api_key).start()
         started = time.time()
@@ -100,7 +116,8 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
         tail = [mask(line, keys) for line in tail]
         telemetry, metrics = sampler.stop(), server.stop()
         offline = any(marker in line for line in tail for marker in OFFLINE_MARKERS)
-        if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0:
+        if code != 0 and workload.dataset == "visionarena" and offline and attempt == 0 \
+                and workload.dataset_path is None:  # `vision` only: visionarena never guesses
             on_line("VisionArena could not be fetched: falling back to random multimodal data")
             dataset = "random-mm"
             continue
@@ -119,7 +136,8 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
     run(["docker", "exec", target.container, "rm", "-f",
          f"{CONTAINER_RESULTS}/{result_name}"], check=False)
     result["glmkit"] = {"argv": argv, "started": started, "finished": time.time(),
-                        "dataset": dataset or workload.dataset}
+                        "dataset": dataset or workload.dataset,
+                        "dataset_revision": workload.dataset_revision}
     run_.save_point(point.batch, result)
     failed = int(result.get("failed") or 0)
     detail = (f"{result.get('output_throughput', 0):.1f} out tok/s"

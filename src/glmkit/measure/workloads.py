@@ -8,12 +8,12 @@ endpoint, at a request rate and at a fixed concurrency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from glmkit.errors import UsageError
 
-Dataset = Literal["random", "visionarena"]
+Dataset = Literal["random", "visionarena", "random-mm"]
 SweepMode = Literal["prompts", "concurrency"]
 
 RECIPE_BATCHES = (1, 16, 32, 64, 128, 256, 512)
@@ -29,6 +29,10 @@ class Workload:
     dataset: Dataset = "random"
     ignore_eos: bool = True
     vision: bool = False
+    # Where `vllm bench serve` reads a data set inside the container, and which revision
+    # (the Hub snapshot's commit, or a local folder's content hash): recorded in meta.json.
+    dataset_path: str | None = None
+    dataset_revision: str | None = None
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in [
@@ -41,6 +45,13 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload(name="vision", description="VisionArena chat through /v1/chat/completions "
              "(random multimodal when the data set cannot be fetched)",
              dataset="visionarena", ignore_eos=False, vision=True),
+    Workload(name="visionarena", description="VisionArena-Chat through /v1/chat/completions, "
+             "read offline: the HF cache after `invoke download --dataset "
+             f"{VISIONARENA}`, or --dataset-path DIR", output_len=128,
+             dataset="visionarena", ignore_eos=False, vision=True),
+    Workload(name="random-mm", description="vLLM's synthetic images (random-mm) with 512 text "
+             "tokens in / 128 out, through /v1/chat/completions", input_len=512,
+             output_len=128, dataset="random-mm", vision=True),
 ]}
 
 
@@ -58,10 +69,9 @@ def resolve_workload(name: str, input_len: int | None = None,
                          f"{', '.join([*WORKLOADS, 'custom'])}.")
     if input_len is None and output_len is None:
         return workload
-    return Workload(name=workload.name, description=workload.description + " (lengths set)",
-                    input_len=input_len or workload.input_len,
-                    output_len=output_len or workload.output_len, dataset=workload.dataset,
-                    ignore_eos=workload.ignore_eos, vision=workload.vision)
+    return replace(workload, description=workload.description + " (lengths set)",
+                   input_len=input_len or workload.input_len,
+                   output_len=output_len or workload.output_len)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,9 +32,11 @@ from glmkit.knowledge.resolver import (
 )
 from glmkit.knowledge.sizing import (
     ASSUMPTIONS,
+    Arch,
     GpuSpec,
     PlanReport,
     RecipeEstimate,
+    encoder_cache_gb,
     estimate_from_recipe,
     gpu_spec,
     known_arch,
@@ -42,10 +44,12 @@ from glmkit.knowledge.sizing import (
     model_arch,
     multinode,
     plan_report,
+    processor_cache_shm_gb,
 )
 from glmkit.paths import hf_cache
 from glmkit.plan.cluster import parse_nodes
 from glmkit.plan.serve import choose_target
+from glmkit.vllm_args import flag_value
 
 # Far above any machine, low enough that sizing's loops over TP sizes and batches end.
 
@@ -97,6 +101,28 @@ class Advice:
     rows: list[tuple[str, str]]
     multinode: str | None
     assumptions: tuple[str, ...]
+
+
+ENCODER_TOKENS = 16384  # vLLM's encoder cache budget: max(batched tokens, one item's)
+
+
+def vision_rows(arch: Arch | None, args: list[str]) -> list[tuple[str, str]]:
+    """What a V model adds: the vision tower (replicated on every GPU with
+    --mm-encoder-tp-mode data), the encoder cache and the shm processor cache."""
+    rows = []
+    if arch is not None and arch.vision_params_b:
+        where = "a full copy on every GPU (--mm-encoder-tp-mode data)" \
+            if flag_value(args, "--mm-encoder-tp-mode") == "data" else "sharded with TP"
+        rows.append(("vision tower", f"{arch.vision_params_b:.2f}B parameters "
+                     f"({arch.vision_params_b * 2:.1f} GB in BF16, in the total): {where}"))
+    if arch is not None and arch.hidden:
+        rows.append(("encoder cache", f"{encoder_cache_gb(ENCODER_TOKENS, arch.hidden):.2f} GB "
+                     f"per GPU ({ENCODER_TOKENS} image tokens × {arch.hidden} wide, BF16)"))
+    shm = processor_cache_shm_gb(args)
+    rows.append(("processor cache", f"{shm:g} GB in /dev/shm (--mm-processor-cache-type shm): "
+                 "`up` sizes a private shm for it; GPU vendors share the host's (ipc: host)"
+                 if shm else "in the API server's memory (no shm cache)"))
+    return rows
 
 
 def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
@@ -209,6 +235,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         rows.append(("recipe layout", f"{strategy}: {resolved.parallel_flag} "
                      f"{resolved.parallel_size}{ep}"))
     kv_bytes = kv_cache_bytes(resolved.args) if resolved else 2.0
+    if spec.vision:
+        rows += vision_rows(arch, list(resolved.args) if resolved else [])
     if estimate is not None:
         return _recipe_advice(spec, target, card, estimate, rows, recommended)
     assert arch is not None

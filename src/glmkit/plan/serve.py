@@ -51,6 +51,7 @@ from glmkit.knowledge.resolver import (
     strategy_refusal,
     target_for,
 )
+from glmkit.knowledge.sizing import shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.policy import (
@@ -541,7 +542,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         served_model_name=served_name, serve_args=tuple(args), environment=environment,
         secret_env=SECRET_ENV, devices=devices, group_add=_group_add(vendor, hw),
         cap_add=cap_add, security_opt=vendor.security_opt, ipc_host=vendor.ipc_host,
-        shm_size=None if vendor.ipc_host else vendor.shm_size, privileged=s.privileged,
+        # The shm processor cache (V models) lives in /dev/shm: a private one is sized for it.
+        shm_size=None if vendor.ipc_host else shm_size(vendor.shm_size, args),
+        privileged=s.privileged,
         gpu_ids=gpu_ids, tensor_parallel=tp, data_parallel=dp, max_model_len=max_len,
         # Docker publishes on addresses, not names.
         host="127.0.0.1" if s.host == "localhost" else s.host, port=s.port,

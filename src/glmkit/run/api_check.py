@@ -387,6 +387,18 @@ class CheckReport:
                               f"{self.failed[0].case}): {self.failed[0].detail}")
 
 
+def vision_results(container: Any, target: Any, apis: tuple[str, ...]) -> list[CaseResult]:
+    """A vision model's image and video cases (vision_check.py); none for a text model."""
+    from glmkit.run import vision_check
+
+    if not vision_check.is_vision_server(target.served_model, target.serve_args):
+        return []
+    where = vision_check.vision_target(container, target.base_url, target.api_key,
+                                       target.served_model, target.serve_args)
+    return vision_check.run_vision(where, apis, clients(target.base_url, target.api_key,
+                                                        bearer=True))
+
+
 def check_server(project: str, results_dir: Path, api: str | None = None) -> CheckReport:
     """Every case through each API asked for (`--api`: chat, messages, responses or all),
     and how each authenticates, against the project's running server; the table saved
@@ -400,7 +412,7 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     from glmkit.vllm_args import flag_value
 
     apis = parse_apis(api)
-    _, target = running_server(project)
+    container, target = running_server(project)
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
     exact = target.served_model == TINY_MODEL_ID
@@ -416,6 +428,7 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
                 target.base_url, target.api_key, bearer=True), target.served_model,
                 exact=exact)
     results += auth_results(apis, target.base_url, target.served_model, target.api_key)
+    results += vision_results(container, target, apis)
     path = results_dir / "checks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{project}.json"
     write_json_once(path, {"model": target.served_model, "image": target.image,
                            "apis": list(apis), "api_key": bool(target.api_key),

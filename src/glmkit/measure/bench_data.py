@@ -1,0 +1,172 @@
+"""Benchmark data sets read offline (#19): VisionArena-Chat for `--workload visionarena`.
+
+`vllm bench serve --dataset-name hf` reads VisionArena with `datasets.load_dataset`, which
+wants the Hub. glmkit hands it a local folder instead, in the Hub repo's own layout
+(`data/train-*.parquet`), with `--hf-name lmarena-ai/VisionArena-Chat` so vLLM parses it as
+VisionArena, and HF_DATASETS_OFFLINE=1: either the snapshot that `invoke download --dataset
+lmarena-ai/VisionArena-Chat` left in the HF cache (which every server mounts), or a folder
+named by `--dataset-path` (copied into the container when no mount reaches it), e.g. the
+small sample `invoke bench-data` writes. Which one, and its revision, go into the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
+from glmkit.measure.workloads import VISIONARENA
+from glmkit.policy import admit_mount
+from glmkit.process import run
+
+DATASETS = (VISIONARENA,)  # what `invoke download --dataset` fetches: what bench reads
+ALLOW_PATTERNS = ["data/*.parquet", "*.json", "README.md"]
+INFO = "glmkit-dataset.json"  # written by scripts/make_visionarena_sample.py
+SAMPLE_SCRIPT = "make_visionarena_sample.py"
+CONTAINER_HF = "/root/.cache/huggingface"  # where plan/serve.py mounts the HF cache
+CONTAINER_DATA = "/tmp/glmkit-datasets"  # copies of folders no mount reaches
+MAX_SAMPLE_ROWS = 10_000
+MISSING = (f"VisionArena is not on this machine: `invoke download --dataset {VISIONARENA}` "
+           "(needs the Hub) or `--dataset-path DIR` with data/*.parquet in its format "
+           "(`invoke bench-data --out DIR` writes a small one).")
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    folder: Path  # on the host: the folder with data/*.parquet
+    revision: str  # the Hub snapshot's commit, or sample-/local- and a content hash
+    origin: str  # "hf-cache" or "local"
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("data/*.parquet"), *folder.glob("*.parquet")])
+
+
+def _content_revision(folder: Path, files: list[Path]) -> str:
+    try:
+        info = json.loads((folder / INFO).read_text())
+        if isinstance(info.get("revision"), str) and info["revision"].isprintable():
+            return str(info["revision"])[:64]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(folder)}:{path.stat().st_size}\n".encode())
+    return f"local-{digest.hexdigest()[:12]}"
+
+
+def snapshot(hf_cache: Path, repo: str = VISIONARENA) -> Path | None:
+    """The newest complete snapshot of a data set repo in the HF cache, if any."""
+    marker = hf_cache / "glmkit-complete" / f"datasets--{repo.replace('/', '--')}.json"
+    try:
+        path = Path(json.loads(marker.read_text())["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_dir() and parquet_files(path) else None
+
+
+def locate_visionarena(dataset_path: str | None, hf_cache: Path) -> DatasetSource:
+    """The folder `--workload visionarena` reads: `--dataset-path`, else the HF cache's
+    downloaded snapshot; a UsageError in one line when neither is there."""
+    if dataset_path is not None:
+        folder = admit_mount(dataset_path, "--dataset-path", Path.home())
+        if not folder.is_dir():
+            raise UsageError(f"--dataset-path {dataset_path!r} is not a folder.")
+        files = parquet_files(folder)
+        if not files:
+            raise UsageError(f"--dataset-path {dataset_path!r} has no data/*.parquet: not a "
+                             f"VisionArena-Chat folder. {MISSING}")
+        return DatasetSource(folder, _content_revision(folder, files), "local")
+    found = snapshot(hf_cache)
+    if found is None:
+        raise UsageError(MISSING)
+    return DatasetSource(found, found.name, "hf-cache")
+
+
+def container_folder(source: DatasetSource, container: Any) -> str | None:
+    """The folder's path inside the server's container when a mount reaches it."""
+    for mount in container.attrs.get("Mounts") or []:
+        host, inside = mount.get("Source"), mount.get("Destination")
+        if not host or not inside:
+            continue
+        try:
+            relative = source.folder.relative_to(Path(host).resolve())
+        except ValueError:
+            continue
+        return str(Path(inside) / relative)
+    return None
+
+
+def stage(source: DatasetSource, container: Any) -> str:
+    """The data set's folder inside the container: through a mount, else copied in
+    (`docker cp`, once per revision)."""
+    inside = container_folder(source, container)
+    if inside is not None:
+        return inside
+    target = f"{CONTAINER_DATA}/{source.revision}"
+    if run(["docker", "exec", container.name, "test", "-d", target], check=False).returncode:
+        run(["docker", "exec", container.name, "mkdir", "-p", CONTAINER_DATA])
+        run(["docker", "cp", f"{source.folder}/.", f"{container.name}:{target}"])
+    return target
+
+
+def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> dict[str, Any]:
+    """`invoke bench-data`: a small VisionArena-Chat folder, made inside the CPU image."""
+    if not 1 <= rows <= MAX_SAMPLE_ROWS:
+        raise UsageError(f"--rows {rows}: give 1 to {MAX_SAMPLE_ROWS}.")
+    out = admit_mount(out_dir, "--out", Path.home())
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out_dir!r} exists and is not an empty folder.")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    argv = ["docker", "run", "--rm", "--network", "none",
+            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+            "-v", f"{scripts_dir.resolve()}:/glmkit-scripts:ro",
+            "-v", f"{staging}:/out", "--entrypoint", "python3", image,
+            f"/glmkit-scripts/{SAMPLE_SCRIPT}", "/out", "--rows", str(rows)]
+    try:
+        run(argv)
+    except CommandFailed as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EnvironmentProblem("Writing the VisionArena sample failed: "
+                                 f"{(err.stderr or err.stdout).strip()[-600:]}") from None
+    if out.exists():
+        out.rmdir()
+    staging.rename(out)
+    info: dict[str, Any] = json.loads((out / INFO).read_text())
+    info["path"] = str(out)
+    return info
+
+
+def download_dataset(repo: str, revision: str | None, hf_cache: Path,
+                     env: Mapping[str, str]) -> str:
+    """`invoke download --dataset`: a benchmark data set's parquet files into the HF cache
+    (resumable: huggingface_hub skips what is there), recorded as complete."""
+    from huggingface_hub import snapshot_download
+
+    from glmkit.files import atomic_write
+    from glmkit.host.hub import explain_hub_error, hf_token
+
+    if repo not in DATASETS:
+        raise UsageError(f"--dataset {repo[:120]!r}: glmkit benchmarks with "
+                         f"{', '.join(DATASETS)}.")
+    token = hf_token(env)
+    hub = hf_cache / "hub"
+    hub.mkdir(parents=True, exist_ok=True)
+    try:
+        path = Path(snapshot_download(repo, repo_type="dataset", cache_dir=hub, token=token,
+                                      revision=revision, allow_patterns=ALLOW_PATTERNS))
+    except Exception as err:  # the Hub client's HTTP and network errors: explained
+        raise explain_hub_error(err, repo, token) from None
+    files = parquet_files(path)
+    record = {"dataset": repo, "revision": path.name, "path": str(path), "files": len(files)}
+    atomic_write(hf_cache / "glmkit-complete" / f"datasets--{repo.replace('/', '--')}.json",
+                 json.dumps(record, indent=2) + "\n")
+    return f"{repo}@{path.name[:12]}: {len(files)} parquet files → {path}"
