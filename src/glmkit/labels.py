@@ -45,6 +45,8 @@ class ServerLabels:
     node_rank: int | None = None
     nodes: int | None = None
     engine: str | None = None
+    # A pd_cluster's: which part of the deployment (prefill, decode, router).
+    role: str | None = None
 
     def to_labels(self) -> dict[str, str]:
         """Every set field as a label, after `io.glmkit.managed=true`."""

@@ -26,6 +26,7 @@ from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
 from glmkit.plan.advice import Advice
 from glmkit.plan.cluster import ClusterPlan
+from glmkit.plan.pd import PdPlan
 from glmkit.run.deploy import Deployment, UpResult, describe_cluster
 from glmkit.run.engine import ServerStatus
 from glmkit.run.tool_check import CaseResult
@@ -155,9 +156,10 @@ def print_status(out: Console, rows: list[ServerStatus], *, as_json: bool) -> No
 
 
 def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> None:
-    if isinstance(deployment, ClusterPlan):
-        for line in describe_cluster(deployment):
-            out.print(line, highlight=False, markup=False)
+    lines = describe_cluster(deployment) if isinstance(deployment, ClusterPlan) else \
+        deployment.describe() if isinstance(deployment, PdPlan) else []
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
     for path in paths:
         print(path)
 

@@ -57,6 +57,7 @@ class HostFacts:
     model_dir: HostPath | None = None  # a local model's folder
     media_dir: HostPath | None = None  # --media-dir
     here: bool = True  # False: portable facts, for a plan that runs elsewhere
+    cpu_count: int = 2  # this host's cores (a CPU pd_cluster splits them between its pools)
 
     def portable(self) -> HostFacts:
         """What holds on any machine: the vendor of the detected hardware and the folders,
@@ -105,5 +106,5 @@ def read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFa
         hardware=hw, home=home, cwd=cwd, model=model, model_refusal=refusal,
         hf_cache=cache, offline=offline,
         cache_owner_uid=_owner_uid(cache.path) if cache.path else None,
-        model_dir=model_dir,
+        model_dir=model_dir, cpu_count=os.cpu_count() or 2,
         media_dir=_admit(s.media_dir, "--media-dir", home, cwd) if s.media_dir else None)

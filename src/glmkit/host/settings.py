@@ -87,8 +87,17 @@ class Settings:
                                     "lacks", low=0.0, high=MAX_GPU_MEM_GB)
     strategy: str | None = setting(None, "the recipes' strategy: single_node_tp, "
                                    "single_node_tep, single_node_dep, multi_node_tp, "
-                                   "multi_node_tp_pp, multi_node_tep, multi_node_dep; default: "
-                                   "the recipe's recommendation")
+                                   "multi_node_tp_pp, multi_node_tep, multi_node_dep, "
+                                   "pd_cluster; default: the recipe's recommendation")
+    # Prefill/decode disaggregation (--strategy pd_cluster, glmkit.plan.pd).
+    prefill_gpus: int | None = setting(None, "pd_cluster: GPUs of the prefill pool (CPU: "
+                                       "cores); default: half the node, or half the nodes",
+                                       low=1, high=MAX_COUNT)
+    decode_gpus: int | None = setting(None, "pd_cluster: GPUs of the decode pool (CPU: cores); "
+                                      "default: the rest", low=1, high=MAX_COUNT)
+    router_policy: str | None = setting(None, "pd_cluster: the router's load balancing "
+                                        "(round_robin, random, power_of_two, cache_aware, "
+                                        "consistent_hash); default: the recipe's")
     cuda12: bool = setting(False, "use vLLM's CUDA 12 (-cu129) images; automatic with an "
                            "NVIDIA driver below 580")
     bench_mode: bool = setting(False, "serve with --no-enable-prefix-caching, as the recipes "

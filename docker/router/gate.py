@@ -1,0 +1,91 @@
+"""The front door of glmkit's router image: vllm-router checks no client key (its
+--api-key and OPENAI_API_KEY are what it sends to the workers), so with a key set this
+gate checks the client's (`Authorization: Bearer KEY` or `x-api-key: KEY`, on /v1 paths,
+as vLLM does) and proxies to vllm-router on the loopback. Without a key it is not in the
+path at all: vllm-router runs in its place.
+
+    gate.py ROUTER_ARGS...   (--host/--port are where the gate listens)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import signal
+import subprocess
+import sys
+
+INNER_PORT = 18000  # vllm-router's, on the loopback only
+HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+       "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+def option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
+    """`args` without `name VALUE`, and VALUE."""
+    if name in args:
+        i = args.index(name)
+        return args[:i] + args[i + 2:], args[i + 1]
+    return args, default
+
+
+def authorized(headers: dict[str, str], key: str) -> bool:
+    auth = headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
+    return hmac.compare_digest(given.encode(), key.encode())
+
+
+def main(argv: list[str]) -> None:
+    key = os.environ.get("OPENAI_API_KEY", "")
+    if not key:
+        os.execvp("vllm-router", ["vllm-router", *argv])
+    from aiohttp import ClientSession, ClientTimeout, web
+
+    args, host = option(argv, "--host", "0.0.0.0")
+    args, port = option(args, "--port", "8000")
+    router = subprocess.Popen(
+        ["vllm-router", *args, "--host", "127.0.0.1", "--port", str(INNER_PORT)])
+    upstream = f"http://127.0.0.1:{INNER_PORT}"
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if request.path.startswith("/v1") and not authorized(headers, key):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        forward = {k: v for k, v in headers.items() if k not in HOP}
+        session: ClientSession = request.app["session"]
+        async with session.request(request.method, upstream + request.path_qs,
+                                   headers=forward, data=await request.read()) as reply:
+            out = web.StreamResponse(status=reply.status, headers={
+                k: v for k, v in reply.headers.items() if k.lower() not in HOP})
+            await out.prepare(request)
+            async for chunk in reply.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    async def start(app: web.Application) -> None:
+        app["session"] = ClientSession(timeout=ClientTimeout(total=None), auto_decompress=False)
+
+    async def stop(app: web.Application) -> None:
+        await app["session"].close()
+
+    async def watch(app: web.Application) -> None:
+        async def loop() -> None:
+            while router.poll() is None:  # the gate lives as long as the router
+                await asyncio.sleep(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        app["watch"] = asyncio.get_running_loop().create_task(loop())
+
+    app = web.Application(client_max_size=512 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    app.on_startup += [start, watch]
+    app.on_cleanup.append(stop)
+    try:
+        web.run_app(app, host=host, port=int(port), print=None, access_log=None)
+    finally:
+        router.terminate()
+    sys.exit(router.wait() or 1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,333 @@
+"""Prefill/decode disaggregation: the recipes' `pd_cluster` as a prefill pool, a decode
+pool and vLLM's router in one deployment.
+
+    ServePlan of one pool (recipe command, image, mounts) ─▶ prefill and decode commands
+        (the strategy's own flags and env, `kv_transfer_config` checked here) ─▶ router
+
+The router (PyPI `vllm-router`, `--vllm-pd-disaggregation`) sends a chat or completion
+request to a prefill server with `max_tokens: 1` and `kv_transfer_params:
+{do_remote_decode: true}`, then the original request to a decode server with the
+`kv_transfer_params` prefill returned; the decode server pulls the KV blocks over NIXL
+(the NIXL side channel tells it where they are) and computes only what is left. Only the
+router publishes a port; it forwards with the key of its own environment (OPENAI_API_KEY,
+set to glmkit's VLLM_API_KEY), never with the client's.
+
+On one node the GPUs split into the two pools (half each, or --prefill-gpus/--decode-gpus);
+with --nodes every node serves one instance of one pool (TP over its GPUs). On CPU the
+pools split the cores with vLLM's OMP binding, NIXL's KV buffer is host memory
+(`kv_buffer_device: cpu`) and UCX moves it over TCP.
+This module is the plan alone; `render.pd_compose` renders it and `run.pd_runtime` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from glmkit.endpoints import CONTAINER_PORT, is_ip
+from glmkit.errors import UsageError
+from glmkit.host.facts import HostFacts
+from glmkit.host.settings import Settings
+from glmkit.knowledge.images import CPU_NIXL_IMAGE, ROUTER_IMAGE, ImageProfile
+from glmkit.knowledge.recipes import RecipeBook
+from glmkit.plan.cluster import Node, parse_nodes
+from glmkit.plan.serve import ServePlan, build_plan, recipe_source
+from glmkit.policy import admit_args, admit_env, env_dict, merge_args
+from glmkit.vllm_args import drop_flags
+
+PD_STRATEGY = "pd_cluster"
+Role = Literal["prefill", "decode"]
+ROLES: tuple[Role, ...] = ("prefill", "decode")
+ROUTER = "router"
+# The recipe's ports: HTTP of each pool on a node's own network, NIXL's side channel.
+POOL_PORTS = {"prefill": 8001, "decode": 8002}
+SIDE_CHANNEL_PORTS = {"prefill": 5557, "decode": 5558}
+# vllm-router 0.1.17's --policy choices that need no extra inputs.
+ROUTER_POLICIES = ("round_robin", "random", "power_of_two", "cache_aware", "consistent_hash")
+# Routes the router splits into prefill + decode; every other one goes to a decode server
+# whole (glmkit does not count those as disaggregated).
+PD_ROUTES = ("/v1/chat/completions", "/v1/completions")
+# Flags glmkit owns in a pool's command: where it listens, how its KV moves.
+_OWNED = ("--port", "--kv-transfer-config", "--tensor-parallel-size", "--data-parallel-size")
+# Names the strategy writes as shell variables; glmkit sets them per pool.
+_SIDE_CHANNEL_ENV = ("VLLM_NIXL_SIDE_CHANNEL_HOST", "VLLM_NIXL_SIDE_CHANNEL_PORT")
+
+
+class KvTransfer(BaseModel):
+    """The `--kv-transfer-config` a recipe may write for a pool: the connector glmkit runs
+    (NIXL) and its plain settings; anything naming a module, a host or a port is refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kv_connector: Literal["NixlConnector"]
+    kv_role: Literal["kv_producer", "kv_consumer", "kv_both"]
+    kv_load_failure_policy: Literal["fail", "recompute"] | None = None
+    kv_buffer_device: Literal["cpu", "cuda"] | None = None
+
+
+def kv_transfer(text: str, role: Role, on_cpu: bool) -> str:
+    """The recipe's kv_transfer_config for `role`, checked, as compact JSON; on CPU NIXL
+    registers host memory (`kv_buffer_device: cpu`)."""
+    try:
+        data = json.loads(text)
+        config = KvTransfer.model_validate(data)
+    except (ValueError, ValidationError) as err:
+        first = err.errors()[0] if isinstance(err, ValidationError) else None
+        why = f"{'.'.join(map(str, first['loc'])) or 'it'}: {first['msg']}" if first \
+            else "not JSON"
+        raise UsageError(f"The pd_cluster {role} --kv-transfer-config {text[:80]!r} is not "
+                         f"one glmkit runs ({why}).") from None
+    if on_cpu:
+        config = config.model_copy(update={"kv_buffer_device": "cpu"})
+    return json.dumps(config.model_dump(exclude_none=True), separators=(",", ":"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """One vLLM server of a pool: its compose service, command, environment and share of
+    the node (GPU ids, or CPU cores for vLLM's OMP binding)."""
+
+    role: Role
+    service: str
+    args: tuple[str, ...]  # everything after `vllm serve`
+    env: dict[str, str]
+    tensor_parallel: int
+    gpu_ids: tuple[str, ...] | None
+    cores: str | None
+    node: Node | None  # None: this machine, in the project's network
+    port: int  # where the API listens in its network
+    side_channel_port: int
+
+    @property
+    def address(self) -> str:
+        """How the router and the other pool reach it."""
+        return self.node.address if self.node is not None else self.service
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PdPlan:
+    base: ServePlan  # the pools' shared facts; its host and port are the router's
+    pools: tuple[Pool, ...]
+    router_image: ImageProfile
+    router_args: tuple[str, ...]
+    policy: str
+    connector: str
+    nodes: tuple[Node, ...]  # () on one machine
+
+    @property
+    def local(self) -> bool:
+        return not self.nodes or self.nodes[0].docker_host is None
+
+    def pool(self, role: Role) -> list[Pool]:
+        return [p for p in self.pools if p.role == role]
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return (*(p.service for p in self.pools), ROUTER)
+
+    def ports(self) -> list[str]:
+        """What listens and where (SECURITY.md has the same, with reasons)."""
+        inside = "inside the project's network" if self.local else \
+            "on the node's interfaces: firewall them to the other nodes"
+        return [f"{self.base.port}/tcp: the router's API on {self.base.host} (the only "
+                "published port)",
+                *(f"{p.port}/tcp: {p.service}'s vLLM API, {inside}" for p in self.pools),
+                *(f"{p.side_channel_port}/tcp: {p.service}'s NIXL side channel, {inside}"
+                  for p in self.pools),
+                f"UCX (NIXL's transport): ephemeral TCP ports between the pools, {inside}"]
+
+    def describe(self) -> list[str]:
+        lines = [f"pd_cluster: {len(self.pool('prefill'))} prefill + "
+                 f"{len(self.pool('decode'))} decode server(s) behind vllm-router "
+                 f"({self.router_image.ref}, policy {self.policy}), KV over {self.connector}"]
+        for p in self.pools:
+            share = f"GPUs {','.join(p.gpu_ids)}" if p.gpu_ids else \
+                f"cores {p.cores}" if p.cores else "its node's GPUs"
+            lines.append(f"  {p.service}: TP {p.tensor_parallel}, {share}"
+                         + (f", on {p.node.name}" if p.node else ""))
+        lines += [f"  open: {port}" for port in self.ports()]
+        return lines
+
+
+def _split(total: int, prefill: int | None, decode: int | None, what: str) -> tuple[int, int]:
+    """Sizes of the two pools out of `total` (half each by default)."""
+    p = prefill or (total - decode if decode else max(1, total // 2))
+    d = decode or total - p
+    if p < 1 or d < 1 or p + d > total:
+        raise UsageError(f"pd_cluster needs a prefill and a decode pool within {total} {what}; "
+                         f"--prefill-gpus {p} + --decode-gpus {d} do not fit. Give each pool "
+                         "at least one.")
+    return p, d
+
+
+def _role_words(book: RecipeBook, base: ServePlan, role: Role) -> tuple[list[str], dict[str,
+                                                                                         str]]:
+    """The strategy's and the model's pd_cluster flags and env for `role`, through the
+    input policy; the flags glmkit owns taken out (the KV config checked separately)."""
+    strategy = book.strategies.get(PD_STRATEGY) or {}
+    recipe = base.model.recipe
+    overrides: Any = ((recipe.data.get("strategy_overrides") or {}).get(PD_STRATEGY) or {}) \
+        if recipe is not None else {}
+    source = recipe_source(base.model, book)
+    words: list[str] = []
+    env: dict[str, str] = {}
+    for block in (strategy.get(role) or {}, overrides.get(role) or {}):
+        words += [str(w) for w in block.get("vllm_args") or ()]
+        env |= {str(k): str(v) for k, v in (block.get("env") or {}).items()}
+    for name in _SIDE_CHANNEL_ENV:
+        env.pop(name, None)
+    # The kv_transfer_config is glmkit's to decide (checked by KvTransfer), whatever the
+    # policy would say of a synced recipe writing it.
+    kv = [w for i, w in enumerate(words) if i and words[i - 1] == "--kv-transfer-config"]
+    admitted = admit_args(drop_flags(words, *_OWNED), source)
+    admitted_env = admit_env(env, source)
+    args = list(admitted.args)
+    if not base.vendor.has_gpus:
+        args = drop_flags(args, "--compilation-config")  # CUDA graph modes: none on CPU
+    config = kv[-1] if kv else json.dumps({
+        "kv_connector": "NixlConnector",
+        "kv_role": "kv_producer" if role == "prefill" else "kv_consumer"})
+    args += ["--kv-transfer-config", kv_transfer(config, role, not base.vendor.has_gpus)]
+    return args, env_dict(admitted_env)
+
+
+def _cores(prefill: int, decode: int) -> tuple[str, str]:
+    """vLLM's OMP core lists (VLLM_CPU_OMP_THREADS_BIND) for the two pools. Not a cpuset:
+    NIXL's CPU worker pins its KV thread to the last core of each NUMA node, which a
+    container without that core in its cpuset cannot do (`sched_setaffinity`: EINVAL)."""
+    return (f"0-{prefill - 1}" if prefill > 1 else "0",
+            f"{prefill}-{prefill + decode - 1}" if decode > 1 else str(prefill))
+
+
+def _sizes(settings: Settings, probe: ServePlan, facts: HostFacts, nodes: tuple[Node, ...]
+           ) -> tuple[dict[Role, int], dict[Role, int]]:
+    """(servers per pool, GPUs or cores per server)."""
+    if nodes:
+        hw = facts.hardware
+        per_node = settings.gpus_per_node or settings.gpu_count or (
+            hw.gpu_count if hw.vendor == probe.vendor.name and hw.gpu_count else
+            (8 if probe.vendor.has_gpus else 1))
+        n_p, n_d = _split(len(nodes), _nodes_of(settings.prefill_gpus, per_node),
+                          _nodes_of(settings.decode_gpus, per_node), "nodes")
+        return {"prefill": n_p, "decode": n_d}, {"prefill": per_node, "decode": per_node}
+    if probe.vendor.has_gpus:
+        total, what = probe.target.gpu_count, "GPUs"
+    else:
+        total, what = facts.cpu_count, "cores"
+    p, d = _split(total, settings.prefill_gpus, settings.decode_gpus, what)
+    return {"prefill": 1, "decode": 1}, {"prefill": p, "decode": d}
+
+
+def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
+    """The pools and the router for these settings. Pure, as `build_plan`: what it needs
+    of the host comes in `facts`."""
+    one_node = dataclasses.replace(settings, strategy="single_node_tp", nodes=None,
+                                   gpus=None, dp=1)
+    probe = build_plan(one_node, facts, book)  # the vendor, the node and the image
+    model = probe.model
+    if model.recipe is not None and PD_STRATEGY not in model.recipe.compatible_strategies:
+        raise UsageError(f"{model.id}'s recipe does not offer pd_cluster; it offers "
+                         f"{', '.join(model.recipe.compatible_strategies)}.")
+    nodes = parse_nodes(settings.nodes) if settings.nodes else ()
+    counts, sizes = _sizes(settings, probe, facts, nodes)
+    on_cpu = not probe.vendor.has_gpus
+    pools: list[Pool] = []
+    plans: dict[Role, ServePlan] = {}
+    for role in ROLES:
+        # What one server of the pool runs: the recipe's single-node TP command sized to
+        # its GPUs, refused when the model does not fit them.
+        try:
+            plan = plans[role] = probe if on_cpu else build_plan(
+                dataclasses.replace(one_node, tp=sizes[role]), facts, book)
+        except UsageError as err:
+            raise UsageError(f"pd_cluster: every {role} server holds the whole model on its "
+                             f"{sizes[role]} GPUs, and {err}") from None
+        role_args, role_env = _role_words(book, plan, role)
+        model_ref, *flags = plan.serve_args  # the model first, then flags
+        common = drop_flags(flags, *_OWNED)
+        for i in range(counts[role]):
+            node = nodes[i if role == "prefill" else counts["prefill"] + i] if nodes else None
+            service = role if counts[role] == 1 else f"{role}{i + 1}"
+            real = node is not None and node.docker_host is not None
+            # A real node's host network: the pool listens on the node's own address.
+            port = POOL_PORTS[role] if real else CONTAINER_PORT
+            listen = node.address if real and node is not None and is_ip(node.address) \
+                else "0.0.0.0"
+            args = [model_ref, *merge_args(
+                [*common, "--host", listen, "--port", str(port)],
+                [] if on_cpu else ["--tensor-parallel-size", str(sizes[role])], role_args)]
+            env = {**plan.environment, **role_env,
+                   "VLLM_NIXL_SIDE_CHANNEL_HOST": node.address if node else service,
+                   "VLLM_NIXL_SIDE_CHANNEL_PORT": str(SIDE_CHANNEL_PORTS[role]),
+                   # Longer than the router's idle connections live (reqwest: 90 s): a
+                   # server closing one as the router reuses it fails that request.
+                   "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "300"}
+            gpu_ids = cores = None
+            if on_cpu:
+                # Containers on one host look like one host to UCX, which then tries shared
+                # memory between them; their IPC namespaces differ: TCP only.
+                env["UCX_TLS"] = "tcp,self"
+                if not real:
+                    cores = _cores(sizes["prefill"] * counts["prefill"],
+                                   sizes["decode"] * counts["decode"])[ROLES.index(role)]
+                    env["VLLM_CPU_OMP_THREADS_BIND"] = cores
+            elif not real:
+                # This machine's GPUs in order: the prefill servers', then the decode ones'.
+                first = (0 if role == "prefill" else sizes["prefill"] * counts["prefill"]) \
+                    + i * sizes[role]
+                gpu_ids = tuple(str(g) for g in range(first, first + sizes[role]))
+            pools.append(Pool(role=role, service=service, args=tuple(args), env=env,
+                              tensor_parallel=1 if on_cpu else sizes[role], gpu_ids=gpu_ids,
+                              cores=cores, node=node, port=port,
+                              side_channel_port=SIDE_CHANNEL_PORTS[role]))
+    policy = settings.router_policy or str(
+        ((book.strategies.get(PD_STRATEGY) or {}).get("router") or {}).get("policy")
+        or "round_robin")
+    if policy not in ROUTER_POLICIES:
+        raise UsageError(f"--router-policy {policy!r}: choose one of "
+                         f"{', '.join(ROUTER_POLICIES)}.")
+    base = plans["decode"]
+    image = CPU_NIXL_IMAGE if on_cpu and base.image.source == "build" else base.image
+    notes = [n for n in base.notes if not n.startswith(("plan: TP", "image "))]
+    notes.append(f"image {image.ref}: {image.why}" if image.why else f"image {image.ref}")
+    notes += [f"plan: {role} TP {sizes[role]}" for role in ROLES if not on_cpu]
+    if on_cpu:
+        notes.append("pd_cluster on CPU: NixlConnector with a host-memory KV buffer "
+                     f"(kv_buffer_device cpu) over UCX/TCP, from {image.ref}")
+    base = dataclasses.replace(base, image=image, strategy=PD_STRATEGY, notes=tuple(notes),
+                               labels={**base.labels, "io.glmkit.strategy": PD_STRATEGY,
+                                       "io.glmkit.image": image.ref})
+    local = not nodes or nodes[0].docker_host is None
+    if not local and base.port in {*POOL_PORTS.values(), *SIDE_CHANNEL_PORTS.values()}:
+        raise UsageError(f"--port {base.port} is a port the pools use on their nodes; choose "
+                         "another one for the router.")
+    # On one machine the router's port is published by Docker; on real nodes it runs on
+    # the head's host network, on the user's --host and --port.
+    router_args = ["--host", "0.0.0.0" if local else base.host,
+                   "--port", str(CONTAINER_PORT if local else base.port),
+                   "--vllm-pd-disaggregation", "--policy", policy]
+    for p in pools:
+        router_args += [f"--{p.role}", p.url]
+    # glmkit waits for the pools itself; the router just needs to outlast that wait.
+    router_args += ["--worker-startup-timeout-secs", str(base.health_timeout_s),
+                    "--worker-startup-check-interval", "5"]
+    return PdPlan(base=base, pools=tuple(pools), router_image=ROUTER_IMAGE,
+                  router_args=tuple(router_args), policy=policy, connector="NixlConnector",
+                  nodes=tuple(nodes))
+
+
+def _nodes_of(gpus: int | None, per_node: int) -> int | None:
+    """--prefill-gpus/--decode-gpus with --nodes: whole nodes."""
+    if gpus is None:
+        return None
+    if gpus % per_node:
+        raise UsageError(f"With --nodes each pool takes whole nodes: {gpus} GPUs is not a "
+                         f"multiple of {per_node} GPUs per node.")
+    return gpus // per_node

@@ -1,0 +1,170 @@
+"""pd_cluster: the plan of two pools and a router, its compose data and its inputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from glmkit.errors import UsageError
+from glmkit.host.facts import read_host_facts
+from glmkit.host.hardware import Hardware
+from glmkit.host.settings import Settings, resolve_settings
+from glmkit.knowledge.recipes import load_book
+from glmkit.plan.pd import PdPlan, kv_transfer, plan_pd
+from glmkit.render.compose import dump
+from glmkit.render.pd_compose import pd_compose
+from glmkit.run.pd_runtime import router_secrets
+from tests.unit.helpers import NO_GPU, gpus
+
+ENV = {"GLMKIT_HOME": "/tmp/glmkit-test", "HF_HOME": "/tmp/glmkit-test-hf"}
+H200 = gpus("cuda", 8, 143771, "NVIDIA H200")
+
+
+def pd(hw: Hardware = NO_GPU, **settings: Any) -> PdPlan:
+    s = Settings(strategy="pd_cluster", project="pdt", **settings)
+    return plan_pd(s, read_host_facts(s, ENV, hw), load_book(ENV))
+
+
+def flag(args: tuple[str, ...] | list[str], name: str) -> str:
+    return args[list(args).index(name) + 1]
+
+
+def test_cpu_pools_move_kv_over_nixl_in_host_memory() -> None:
+    plan = pd(vendor="cpu")
+    prefill, decode = plan.pools
+    assert (prefill.role, decode.role) == ("prefill", "decode")
+    for pool, role in ((prefill, "kv_producer"), (decode, "kv_consumer")):
+        config = json.loads(flag(pool.args, "--kv-transfer-config"))
+        assert config == {"kv_connector": "NixlConnector", "kv_role": role,
+                          "kv_load_failure_policy": "fail", "kv_buffer_device": "cpu"}
+        assert pool.env["UCX_TLS"] == "tcp,self"
+        assert pool.env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == pool.service
+    # The cores split between the pools by vLLM's OMP binding, not a cpuset (NIXL pins its
+    # KV thread to the host's last core).
+    assert (prefill.env["VLLM_CPU_OMP_THREADS_BIND"], decode.env["VLLM_CPU_OMP_THREADS_BIND"]) \
+        == ("0", "1")
+    # CUDA graphs do not exist on CPU: the decode pool's compilation config is left out.
+    assert "--compilation-config" not in decode.args
+    assert plan.base.image.ref == "glmkit/vllm-cpu-nixl:0.32.0"
+    assert any("NixlConnector" in note for note in plan.base.notes)
+    assert plan.router_args[plan.router_args.index("--prefill") + 1] == "http://prefill:8000"
+    assert plan.router_args[plan.router_args.index("--decode") + 1] == "http://decode:8000"
+
+
+def test_only_the_router_publishes_and_secrets_stay_names() -> None:
+    plan = pd(vendor="cpu", port=8310)
+    (name, data), = pd_compose(plan).items()
+    text = dump(data)
+    services = yaml.safe_load(text)["services"]
+    assert set(services) == {"prefill", "decode", "router"}
+    assert [s for s, svc in services.items() if "ports" in svc] == ["router"]
+    assert services["router"]["ports"][0]["published"] == "8310"
+    assert services["router"]["ports"][0]["host_ip"] == "127.0.0.1"
+    assert services["router"]["environment"] == ["OPENAI_API_KEY"]
+    assert services["router"]["read_only"] is True
+    for pool in ("prefill", "decode"):
+        assert "VLLM_API_KEY" in services[pool]["environment"]
+        assert services[pool]["labels"]["io.glmkit.role"] == pool
+    assert services["router"]["labels"]["io.glmkit.role"] == "router"
+
+
+def test_router_forwards_with_the_pools_key_never_the_users_openai_key() -> None:
+    assert router_secrets({"VLLM_API_KEY": "k1"})["OPENAI_API_KEY"] == "k1"
+    # Empty, not absent: compose would otherwise pass the caller's own OPENAI_API_KEY.
+    assert router_secrets({})["OPENAI_API_KEY"] == ""
+
+
+def test_one_gpu_node_splits_in_half() -> None:
+    plan = pd(gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8")
+    prefill, decode = plan.pools
+    assert (prefill.gpu_ids, decode.gpu_ids) == (("0", "1", "2", "3"), ("4", "5", "6", "7"))
+    assert flag(prefill.args, "--tensor-parallel-size") == "4"
+    assert flag(decode.args, "--compilation-config") == '{"cudagraph_mode":"FULL_DECODE_ONLY"}'
+    assert "kv_buffer_device" not in flag(decode.args, "--kv-transfer-config")
+    services = pd_compose(plan)["pdt"]["services"]
+    devices = services["decode"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert devices["device_ids"] == ["4", "5", "6", "7"]
+
+
+def test_sizes_from_flags() -> None:
+    plan = pd(gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8",
+              prefill_gpus=4, decode_gpus=2)
+    assert [p.gpu_ids for p in plan.pools] == [tuple("0123"), ("4", "5")]
+
+
+def test_glm52_fp8_needs_a_node_per_pool_on_h200() -> None:
+    with pytest.raises(UsageError, match="every prefill server holds the whole model"):
+        pd(H200, vendor="cuda", model="zai-org/GLM-5.2-FP8")
+    plan = pd(H200, vendor="cuda", model="zai-org/GLM-5.2-FP8", nodes="2")
+    assert [(p.service, p.tensor_parallel, p.gpu_ids) for p in plan.pools] == [
+        ("prefill", 8, tuple("01234567")), ("decode", 8, tuple(str(i) for i in range(8, 16)))]
+
+
+def test_real_nodes_listen_on_their_own_address() -> None:
+    plan = pd(H200, vendor="cuda", model="zai-org/GLM-5.2-FP8", port=9000,
+              nodes="head=ssh://10.0.0.1,w1=ssh://10.0.0.2")
+    prefill, decode = plan.pools
+    assert (flag(prefill.args, "--host"), flag(prefill.args, "--port")) == ("10.0.0.1", "8001")
+    assert (flag(decode.args, "--host"), flag(decode.args, "--port")) == ("10.0.0.2", "8002")
+    assert decode.env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == "10.0.0.2"
+    assert "http://10.0.0.2:8002" in plan.router_args
+    assert (flag(plan.router_args, "--host"), flag(plan.router_args, "--port")) == \
+        ("127.0.0.1", "9000")
+    files = pd_compose(plan)
+    assert set(files) == {"pdt-head", "pdt-w1"}
+    assert set(files["pdt-head"]["services"]) == {"prefill", "router"}
+    assert all(svc["network_mode"] == "host" for f in files.values()
+               for svc in f["services"].values())
+
+
+@pytest.mark.parametrize("settings, error", [
+    ({"router_policy": "round_robin; rm -rf /"}, "--router-policy"),
+    ({"router_policy": "kv_aware"}, "--router-policy"),
+    ({"prefill_gpus": 7, "decode_gpus": 7}, "do not fit"),
+    ({"prefill_gpus": 8}, "do not fit"),
+    ({"nodes": "2", "prefill_gpus": 4}, "whole nodes"),
+    ({"nodes": "head=ssh://10.0.0.1,w1=ssh://10.0.0.2", "port": 8002}, "port the pools use"),
+])
+def test_hostile_pd_settings_are_refused(settings: dict[str, Any], error: str) -> None:
+    with pytest.raises(UsageError, match=error):
+        pd(gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", **settings)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1e9999"])
+def test_pool_sizes_pass_the_settings_ranges(value: str) -> None:
+    with pytest.raises(UsageError):
+        resolve_settings({"prefill_gpus": value}, {}, {})
+
+
+@pytest.mark.parametrize("config", [
+    '{"kv_connector":"NixlConnector","kv_role":"kv_producer",'
+    '"kv_connector_module_path":"evil.mod"}',
+    '{"kv_connector":"LMCacheConnectorV1","kv_role":"kv_producer"}',
+    '{"kv_connector":"NixlConnector","kv_role":"kv_producer","kv_ip":"203.0.113.9"}',
+    '{"kv_connector":"NixlConnector","kv_role":1}',
+    "not json", "[]",
+])
+def test_a_recipes_kv_transfer_config_is_checked(config: str) -> None:
+    with pytest.raises(UsageError, match="not one glmkit runs"):
+        kv_transfer(config, "prefill", on_cpu=False)
+
+
+def test_a_recipe_cannot_point_the_side_channel_elsewhere(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    book = load_book(ENV)
+    strategy = book.strategies["pd_cluster"]
+    hostile = {**strategy, "prefill": {**strategy["prefill"], "env": {
+        "VLLM_NIXL_SIDE_CHANNEL_HOST": "203.0.113.9", "VLLM_PLUGINS": "evil"}}}
+    monkeypatch.setitem(book.strategies, "pd_cluster", hostile)
+    s = Settings(strategy="pd_cluster", project="pdt", vendor="cpu")
+    plan = plan_pd(s, read_host_facts(s, ENV, NO_GPU), book)
+    assert plan.pools[0].env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == "prefill"
+    assert "VLLM_PLUGINS" not in plan.pools[0].env
+
+
+def test_a_model_whose_recipe_offers_no_pd_is_refused() -> None:
+    with pytest.raises(UsageError, match="does not offer pd_cluster"):
+        pd(gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5V-FP8")
