@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -79,7 +80,31 @@ def rendered() -> tuple[dict[str, list[str]], int]:
                         continue
                     name = f"{model_id} {vendor} {strategy}" + (" mtp" if mtp else "")
                     cases[name] = list(plan.serve_args)
+    cases.update(pd_cases(env, book))
     return cases, refused
+
+
+# pd_cluster: each pool's command, on one node where the model fits twice and on two
+# nodes (GLM-5.2-FP8 on H200 needs a node per pool), simulated and real.
+PD_CASES = [("zai-org/GLM-5.2-FP8", "cuda", "h200", "2"),
+            ("zai-org/GLM-5.2-FP8", "cuda", "h200", "head=ssh://10.0.0.1,w1=ssh://10.0.0.2"),
+            ("zai-org/GLM-5.2-FP8", "cuda", "b300", None),
+            ("zai-org/GLM-5.2-FP8", "rocm", "mi355x", None),
+            ("zai-org/GLM-4.5-Air-FP8", "cuda", "h100", None)]
+
+
+def pd_cases(env: dict[str, str], book: Any) -> dict[str, list[str]]:
+    from glmkit.plan.pd import plan_pd
+
+    cases: dict[str, list[str]] = {}
+    for model_id, vendor, gpu, nodes in PD_CASES:
+        settings = Settings(vendor=vendor, model=model_id, gpu=gpu, gpu_count=8,
+                            strategy="pd_cluster", nodes=nodes)
+        plan = plan_pd(settings, read_host_facts(settings, env, Hardware(vendor="cpu")), book)
+        for pool in plan.pools:
+            cases[f"{model_id} {vendor} {gpu} pd_cluster nodes={nodes} {pool.service}"] = \
+                list(pool.args)
+    return cases
 
 
 def check(image: str = CPU_IMAGE.ref, extra: dict[str, list[str]] | None = None

@@ -58,9 +58,12 @@ def main(argv: list[str]) -> None:
             out = web.StreamResponse(status=reply.status, headers={
                 k: v for k, v in reply.headers.items() if k.lower() not in HOP})
             await out.prepare(request)
-            async for chunk in reply.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
+            try:
+                async for chunk in reply.content.iter_any():
+                    await out.write(chunk)
+                await out.write_eof()
+            except ConnectionResetError:  # the client went away mid-answer: its business
+                pass
             return out
 
     async def start(app: web.Application) -> None:
@@ -78,7 +81,7 @@ def main(argv: list[str]) -> None:
 
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", proxy)
-    app.on_startup += [start, watch]
+    app.on_startup.extend([start, watch])
     app.on_cleanup.append(stop)
     try:
         web.run_app(app, host=host, port=int(port), print=None, access_log=None)

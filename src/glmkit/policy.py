@@ -388,6 +388,8 @@ RECIPE_ENV = frozenset({
     "NCCL_IB_DISABLE", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM",
     # GLM-5.3-Flash (upstream, 2026-10): a start-up deadline and an AITER kernel switch.
     "VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_ROCM_USE_AITER_TRITON_SPARSE_MLA",
+    # pd_cluster: layouts both pools must share for NIXL, and UCX's interface choice
+    "VLLM_KV_CACHE_LAYOUT", "VLLM_SSM_CONV_STATE_LAYOUT", "UCX_NET_DEVICES",
 })
 # Names only glmkit sets, from any source but its own.
 SECRET_ENV = frozenset({"HF_TOKEN", "VLLM_API_KEY", "HUGGING_FACE_HUB_TOKEN"})

@@ -56,7 +56,7 @@ def test_cpu_pools_move_kv_over_nixl_in_host_memory() -> None:
 
 def test_only_the_router_publishes_and_secrets_stay_names() -> None:
     plan = pd(vendor="cpu", port=8310)
-    (name, data), = pd_compose(plan).items()
+    (_name, data), = pd_compose(plan).items()
     text = dump(data)
     services = yaml.safe_load(text)["services"]
     assert set(services) == {"prefill", "decode", "router"}
@@ -168,3 +168,26 @@ def test_a_recipe_cannot_point_the_side_channel_elsewhere(monkeypatch: pytest.Mo
 def test_a_model_whose_recipe_offers_no_pd_is_refused() -> None:
     with pytest.raises(UsageError, match="does not offer pd_cluster"):
         pd(gpus("cuda", 8), vendor="cuda", model="zai-org/GLM-4.5V-FP8")
+
+
+def test_a_synced_models_pd_overrides_reach_both_pools(tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream GLM-5.3-Flash: the KV layouts both pools must share, the hybrid KV-cache
+    manager flag per pool; its --compilation-config (user-only) left out with a note."""
+    from glmkit.knowledge import recipes
+    from glmkit.knowledge.recipes import sync
+    from tests.unit.test_recipe_upstream import env_for, upstream_copy
+
+    monkeypatch.setattr(recipes, "_git_commit", lambda folder: None)
+    env = env_for(tmp_path)
+    sync(str(upstream_copy(tmp_path)), env)
+    s = Settings(strategy="pd_cluster", project="pdt", vendor="cuda",
+                 model="zai-org/GLM-5.3-Flash")
+    plan = plan_pd(s, read_host_facts(s, env, gpus("cuda", 8, 143771, "NVIDIA H200")),
+                   load_book(env))
+    for pool in plan.pools:
+        assert pool.env["VLLM_KV_CACHE_LAYOUT"] == "HND"
+        assert pool.env["VLLM_SSM_CONV_STATE_LAYOUT"] == "DS"
+        assert "--no-disable-hybrid-kv-cache-manager" in pool.args
+    assert flag(plan.pools[1].args, "--max-num-seqs") == "512"
+    assert "--compilation-config" not in plan.pools[0].args

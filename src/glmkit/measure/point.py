@@ -67,6 +67,8 @@ def bench_argv(target: RunningServer, workload: Workload, point: Point, result_n
     else:
         argv += ["--dataset-name", "random", "--random-input-len", str(workload.input_len),
                  "--random-output-len", str(workload.output_len)]
+    if target.bench_url:
+        argv += ["--base-url", target.bench_url]
     if point.max_concurrency:
         argv += ["--max-concurrency", str(point.max_concurrency)]
     if point.goodput:

@@ -34,6 +34,7 @@ from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings
 from glmkit.knowledge.images import CPU_NIXL_IMAGE, ROUTER_IMAGE, ImageProfile
 from glmkit.knowledge.recipes import RecipeBook
+from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node, parse_nodes
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
 from glmkit.policy import admit_args, admit_env, env_dict, merge_args
@@ -178,7 +179,13 @@ def _role_words(book: RecipeBook, base: ServePlan, role: Role) -> tuple[list[str
     source = recipe_source(base.model, book)
     words: list[str] = []
     env: dict[str, str] = {}
-    for block in (strategy.get(role) or {}, overrides.get(role) or {}):
+    # The strategy's pool block, the model's pd_cluster env and flags for both pools, then
+    # its block for this pool (the recipe site's order).
+    both: dict[str, Any] = {"vllm_args": [*(overrides.get("extra_args") or ()),
+                                          *(overrides.get("vllm_args") or ())],
+                            "env": {**(overrides.get("extra_env") or {}),
+                                    **(overrides.get("env") or {})}}
+    for block in (strategy.get(role) or {}, both, overrides.get(role) or {}):
         words += [str(w) for w in block.get("vllm_args") or ()]
         env |= {str(k): str(v) for k, v in (block.get("env") or {}).items()}
     for name in _SIDE_CHANNEL_ENV:
@@ -232,9 +239,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
                                    gpus=None, dp=1)
     probe = build_plan(one_node, facts, book)  # the vendor, the node and the image
     model = probe.model
-    if model.recipe is not None and PD_STRATEGY not in model.recipe.compatible_strategies:
-        raise UsageError(f"{model.id}'s recipe does not offer pd_cluster; it offers "
-                         f"{', '.join(model.recipe.compatible_strategies)}.")
+    if model.recipe is not None and (
+            why := strategy_refusal(book, model.recipe, PD_STRATEGY, probe.target)):
+        raise UsageError(f"--strategy pd_cluster: {why}.")
     nodes = parse_nodes(settings.nodes) if settings.nodes else ()
     counts, sizes = _sizes(settings, probe, facts, nodes)
     on_cpu = not probe.vendor.has_gpus

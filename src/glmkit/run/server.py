@@ -3,12 +3,13 @@ need to reach it (container, served name, context, URL, key)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from glmkit.endpoints import published_url
+from glmkit.endpoints import CONTAINER_PORT, published_url
 from glmkit.errors import UsageError
 from glmkit.labels import MissingLabel, ServerLabels, label_key
+from glmkit.plan.pd import ROUTER
 from glmkit.run import engine
 
 
@@ -28,6 +29,9 @@ class RunningServer:
     # The server's API key, read from the container so bench authenticates without the
     # user passing it again; kept out of repr so it never reaches a log or a result.
     api_key: str | None = field(default=None, repr=False)
+    # Where `vllm bench serve` inside `container` sends requests, when not to itself
+    # (a pd_cluster: from a decode container to the router).
+    bench_url: str | None = None
 
     @property
     def prefix_caching(self) -> bool:
@@ -54,9 +58,22 @@ def server_from_container(container: Any) -> RunningServer:
 
 
 def running_server(project: str) -> tuple[Any, RunningServer]:
-    """The running server of a compose project, and what bench and check need of it."""
-    container = engine.find_container(engine.client(), project)
+    """The running server of a compose project, and what bench and check need of it. For
+    a pd_cluster: the router's URL, and a decode container to run vLLM's client in."""
+    c = engine.client()
+    container = engine.find_container(c, project)
     if container is None or container.status != "running":
         raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` "
                          "first.")
-    return container, server_from_container(container)
+    server = server_from_container(container)
+    if container.labels.get(label_key("role")) != "router":
+        return container, server
+    decode = next((ct for ct in engine.project_containers(c, project)
+                   if ct.labels.get(label_key("role")) == "decode" and ct.status == "running"),
+                  None)
+    if decode is None:
+        raise UsageError(f"The pd_cluster {project!r} has no running decode server: "
+                         "`invoke status` shows its parts; `invoke up` again.")
+    pool = server_from_container(decode)
+    return decode, replace(pool, base_url=server.base_url,
+                           bench_url=f"http://{ROUTER}:{CONTAINER_PORT}")
