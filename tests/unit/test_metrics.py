@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from glmkit.measure.server_metrics import parse_metrics, summarize
 
@@ -67,3 +70,40 @@ def test_report_shows_and_plots_the_server_metrics(tmp_path: Path) -> None:
     assert "KV peak %" in text and "30.0" in text and "spec accept" not in text
     png = write_metrics_plot([with_metrics], tmp_path / "m.png")
     assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_plot_starts_at_the_first_request_with_one_colour_per_point(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    from glmkit.measure.report import from_first_request, write_metrics_plot
+    from glmkit.measure.results import Series, read_meta
+
+    # 10 s of the client starting (idle), then the point.
+    idle = [{"t": float(i), "kv_cache_usage": 0.0, "running": 0, "waiting": 0,
+             "requests_finished": 5} for i in range(10)]
+    busy = [{"t": 10.0 + i, "kv_cache_usage": 0.5, "running": 2, "waiting": 1,
+             "requests_finished": 5 + i} for i in range(3)]
+    assert from_first_request(idle + busy)[0]["t"] == 9.0  # the sample before the first
+    assert from_first_request(idle) == idle
+    plotted: list[tuple[list[float], str]] = []
+    ylims: list[tuple[float, float]] = []
+    plot, set_ylim = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.set_ylim
+
+    def spy_plot(self: Any, xs: list[float], ys: list[float], *a: Any, **kw: Any) -> Any:
+        plotted.append((list(xs), kw.get("color", "")))
+        return plot(self, xs, ys, *a, **kw)
+
+    def spy_ylim(self: Any, *a: Any, **kw: Any) -> Any:
+        ylims.append(a)
+        return set_ylim(self, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy_plot)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylim", spy_ylim)
+    runs = [Series("a", read_meta({"label": "a"}, "a"), {b: {"completed": 8} for b in (1, 8)},
+                   metrics={b: {"samples": idle + busy} for b in (1, 8)})]
+    assert write_metrics_plot(runs, tmp_path / "m.png") is not None
+    assert all(xs[0] == 0.0 and xs[-1] == 3.0 for xs, _ in plotted)
+    colours = [c for _, c in plotted]
+    assert colours == ["C0"] * 3 + ["C1"] * 3  # KV, running, waiting of each point
+    assert (0, 100) in ylims  # KV usage on a 0-100 % axis

@@ -110,6 +110,18 @@ def metrics_table(series: list[Series]) -> Table | None:
     return table
 
 
+def from_first_request(samples: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The samples from the last one before the server saw the first request (a request
+    running or waiting, or a counter moved): the client's start-up (~10 s of `vllm bench`
+    loading) is not part of the point. All of them when no request shows."""
+    def busy(x: dict[str, float]) -> bool:
+        return x.get("running", 0) > 0 or x.get("waiting", 0) > 0 or any(
+            x.get(k, 0) > samples[0].get(k, 0) for k in ("requests_finished",
+                                                          "prefix_queries"))
+    first = next((i for i, x in enumerate(samples) if busy(x)), None)
+    return samples if first is None else samples[max(first - 1, 0):]
+
+
 def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
     """KV cache usage and requests running/waiting over each point's time."""
     import matplotlib
@@ -123,17 +135,22 @@ def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
     if not curves:
         return None
     fig, (kv, queue) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for label, samples in curves:
+    for i, (label, samples) in enumerate(curves):
+        samples = from_first_request(samples)
         t0 = samples[0]["t"]
         xs = [x["t"] - t0 for x in samples]
-        kv.plot(xs, [100 * x.get("kv_cache_usage", 0) for x in samples], label=label)
-        queue.plot(xs, [x.get("running", 0) for x in samples], label=f"{label} running")
+        color = f"C{i % 10}"  # one colour per point, the same in every panel
+        kv.plot(xs, [100 * x.get("kv_cache_usage", 0) for x in samples], label=label,
+                color=color)
+        queue.plot(xs, [x.get("running", 0) for x in samples], label=f"{label} running",
+                   color=color)
         queue.plot(xs, [x.get("waiting", 0) for x in samples], linestyle="--",
-                   label=f"{label} waiting")
+                   label=f"{label} waiting", color=color)
     kv.set_title("KV cache usage (%)")
+    kv.set_ylim(0, 100)
     queue.set_title("requests running (solid) and waiting (dashed)")
     for ax in (kv, queue):
-        ax.set_xlabel("seconds into the point")
+        ax.set_xlabel("seconds since the first request")
         ax.grid(True, alpha=0.3)
     kv.legend(fontsize="small")
     fig.tight_layout()
