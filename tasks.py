@@ -154,10 +154,13 @@ def logs(c: Context, project: str | None = None, follow: bool = False, tail: str
 def status(c: Context, json: bool = False, nodes: str | None = None,
            project: str | None = None) -> None:
     """What glmkit runs here: model, vendor, node, URL, state, restarts, whether the API answers."""
+    from glmkit.run.agents import for_project
     from glmkit.run.deploy import statuses
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
     _views().print_status(_console(), statuses(settings.project, settings.nodes), as_json=json)
+    if not json:  # how to point an agent at this project's server, when it runs
+        _views().print_agents(_console(), for_project(settings.project))
 
 
 @_task(iterable=["ca_cert"])
@@ -227,13 +230,22 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
           batch: str | None = None, mode: str = "prompts", input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
           request_rate: str = "10000", label: str | None = None,
-          resume: str | None = None, dataset_path: str | None = None) -> None:
+          resume: str | None = None, dataset_path: str | None = None,
+          off_project: str | None = None, sessions: str | None = None,
+          turns: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
     from glmkit.host import hardware
     from glmkit.measure.bench import parse_request, run_bench
     from glmkit.paths import hf_cache
 
     settings = _settings(c, {"project": project})[0]
+    if workload == "agentic":  # multi-turn sessions, prefix caching on vs off
+        from glmkit.measure.agentic import bench_agentic, parse_spec
+
+        _views().print_agentic(_console(), bench_agentic(
+            settings.project, off_project, parse_spec(sessions, turns, output_len),
+            RESULTS_DIR, lambda _: None))
+        return
     request = parse_request(
         settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,

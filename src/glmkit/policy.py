@@ -509,6 +509,32 @@ def admit_name(value: str, what: str) -> str:
     return value
 
 
+# Names a client may ask the server for (`--aliases`): model ids such as
+# claude-sonnet-4-5, gpt-5-codex or org/model:tag. They become words after
+# `--served-model-name`, so none may start with `-` or hold a space or a `$`.
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}")
+MAX_ALIASES = 16
+
+
+def admit_aliases(value: str | None, served_name: str) -> tuple[str, ...]:
+    """`--aliases a,b`: more names the server answers to, after its own; a UsageError
+    names the first bad one."""
+    if value is None:
+        return ()
+    names = [n.strip() for n in value.split(",")]
+    if len(names) > MAX_ALIASES:
+        raise UsageError(f"--aliases: at most {MAX_ALIASES} names, got {len(names)}.")
+    for name in names:
+        if not _ALIAS.fullmatch(name):
+            raise UsageError(f"--aliases: {name[:64]!r} is not a model name: 1-128 of A-Z a-z "
+                             "0-9 . _ : @ / + -, starting with a letter or digit, separated "
+                             "by commas.")
+    if twice := next((n for n in names if n == served_name or names.count(n) > 1), None):
+        raise UsageError(f"--aliases: {twice!r} is named twice (the server already answers "
+                         f"to {served_name!r}).")
+    return tuple(names)
+
+
 # --- settings that only the command line may turn on -----------------------------------------
 
 # Root on the host: a checkout's invoke.yaml or an inherited variable must not ask for it.

@@ -43,7 +43,11 @@ HELP: dict[str, dict[str, str]] = {
             "workload": "prompt-heavy (8000/1000, default), decode-heavy (1000/8000), "
                         "balanced (1000/1000), visionarena (VisionArena-Chat, offline), "
                         "random-mm (synthetic images), vision (VisionArena, else random-mm), "
-                        "or custom",
+                        "agentic (multi-turn sessions, prefix caching on vs off), or custom",
+            "off_project": "agentic: the project serving the same model with --bench-mode "
+                           "(no prefix caching) to compare against",
+            "sessions": "agentic: sessions at once (default 4)",
+            "turns": "agentic: turns per session (default 6)",
             "batch": "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,256,512; default: "
                      "--num-prompts, else 16",
             "mode": "prompts: batch = --num-prompts, all at once (the recipes); "

@@ -22,11 +22,13 @@ from rich.text import Text
 from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
+from glmkit.measure.agentic import AgenticReport
 from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
 from glmkit.plan.advice import Advice
 from glmkit.plan.cluster import ClusterPlan
 from glmkit.plan.pd import PdPlan
+from glmkit.run.agents import AgentSetup
 from glmkit.run.deploy import Deployment, UpResult, describe_cluster
 from glmkit.run.engine import ServerStatus
 from glmkit.run.tool_check import CaseResult
@@ -248,3 +250,34 @@ def print_up(out: Console, result: UpResult) -> None:
         out.print(Text.assemble(f"tool call ({r.tool_choice}, "
                                 f"{'streamed' if r.stream else 'not streamed'}, thinking "
                                 f"{'on' if r.thinking else 'off'}): ", mark), highlight=False)
+    print_agents(out, result.agents())
+
+
+def print_agents(out: Console, setups: Iterable[AgentSetup]) -> None:
+    """The environment each agent needs; the key by its variable's name only."""
+    for setup in setups:
+        out.print(Text(f"{setup.client}:", style="bold"), highlight=False)
+        for line in setup.lines():
+            out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_agentic(out: Console, report: AgenticReport) -> None:
+    """Per turn: prompt size, TTFT and cached tokens with prefix caching on and off."""
+    spec = report.spec
+    table = Table(title=f"agentic: {spec.sessions} sessions x {spec.turns} turns, "
+                        f"{spec.output_len} tokens out; prefix caching on ({report.on}) vs "
+                        f"off ({report.off})")
+    for column in ("turn", "prompt tok", "TTFT on ms", "TTFT off ms", "off/on",
+                   "cached on", "cached off", "TPOT on ms", "TPOT off ms"):
+        table.add_column(column, justify="right")
+
+    def f(value: float | None, fmt: str = "{:.1f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    for r in report.rows:
+        _add_row(table, str(r.turn), f(r.prompt_tokens, "{:.0f}"), f(r.ttft_on_ms),
+                 f(r.ttft_off_ms), f(r.ttft_ratio, "{:.2f}x"), f(r.cached_on, "{:.0f}"),
+                 f(r.cached_off, "{:.0f}"), f(r.tpot_on_ms, "{:.2f}"),
+                 f(r.tpot_off_ms, "{:.2f}"))
+    out.print(table)
+    out.print(f"saved {report.path}", highlight=False, markup=False)

@@ -57,6 +57,9 @@ class Settings:
     image: str | None = setting(None, "image to run instead of the vendor's pinned one")
     vllm_version: str | None = setting(None, "vLLM version inside --image, so the rendered "
                                        "flags match it")
+    aliases: str | None = setting(None, "more model names the server answers to, comma-"
+                                  "separated (claude-sonnet-4-5,gpt-5-codex): for clients that "
+                                  "ask for a name of their own")
     host: str = setting("127.0.0.1", "address the port is published on")
     port: int = setting(8000, "host port", low=1, high=65535)
     tp: int | None = setting(None, "tensor-parallel size; default: the recipe's for the model",
@@ -69,6 +72,10 @@ class Settings:
                                         "model's limit and what fits", low=1, high=MAX_COUNT)
     max_num_batched_tokens: int | None = setting(None, "vLLM --max-num-batched-tokens", low=1,
                                                  high=MAX_COUNT)
+    kv_offload_gb: float | None = setting(None, "GB of CPU memory for vLLM's native KV "
+                                          "offloading (GPU servers; where the recipe's "
+                                          "kv_offload_support has offloading_cpu)", low=0.0,
+                                          high=MAX_GPU_MEM_GB)
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
                                      "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)

@@ -257,6 +257,9 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
 VERSIONED_FLAGS: dict[str, tuple[str | None, str | None]] = {
     # deprecated in 0.10 (request logging is off by default since), removed in 0.17
     "--disable-log-requests": (None, "0.17.0"),
+    # vLLM's native CPU KV offloading (the `native` backend is the default from 0.14)
+    "--kv-offloading-size": ("0.12.0", None),
+    "--kv-offloading-backend": ("0.12.0", None),
 }
 
 

@@ -226,7 +226,10 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         if modes := spec_modes(spec.recipe, spec.variant, target):
             rows.append(("spec decoding", f"--spec-mode {modes}"))
         if kv := kv_offload_support(spec.recipe):
-            rows.append(("KV offload", f"{kv} (the recipe's kv_offload_support)"))
+            how = "; --kv-offload-gb N renders vLLM's native CPU offloading " \
+                "(--kv-offloading-size N --kv-offloading-backend native)" \
+                if "offloading_cpu" in kv else ""
+            rows.append(("KV offload", f"{kv} (the recipe's kv_offload_support){how}"))
         strategy = request.strategy or recommend_strategy(spec.recipe, request.goal,
                                                           target)[0]
         resolved = resolve(book, spec.recipe, spec.variant, strategy, target,

@@ -56,6 +56,7 @@ from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it fr
 from glmkit.labels import ServerLabels
 from glmkit.policy import (
     Source,
+    admit_aliases,
     admit_args,
     admit_env,
     admit_name,
@@ -115,10 +116,30 @@ class ServePlan:
     strategy: str = "single_node_tp"
     target: HardwareTarget = CPU_TARGET
     restart: str = "unless-stopped"  # Docker's restart policy
+    aliases: tuple[str, ...] = ()  # more names it answers to (--aliases)
 
     @property
     def base_url(self) -> str:
         return http_url(self.host, self.port)
+
+
+def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: list[str]
+                ) -> list[str]:
+    """`--kv-offload-gb N`: vLLM's native CPU KV offloading, where the recipe says the
+    model supports it. vLLM's CPU backend keeps its KV cache in RAM already and refuses
+    it: there it is rendered (and validated) only, and said so."""
+    if s.kv_offload_gb is None:
+        return []
+    support = (model.recipe.data.get("kv_offload_support") or {}) if model.recipe else {}
+    if str(support.get("offloading_cpu", "")) in ("", "unsupported", "none", "false"):
+        raise UsageError(f"--kv-offload-gb: {model.id}'s recipe does not list CPU KV "
+                         "offloading (kv_offload_support: offloading_cpu); `invoke plan` "
+                         "shows what it supports.")
+    if not vendor.has_gpus:
+        notes.append("--kv-offload-gb: vLLM's CPU backend refuses KV offloading (its KV "
+                     "cache is in RAM already): rendered for a GPU server, not served here")
+    return ["--kv-offloading-size", f"{s.kv_offload_gb:g}", "--kv-offloading-backend",
+            "native"]
 
 
 def _gpu_ids(text: str) -> tuple[str, ...]:
@@ -483,6 +504,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
     if s.bench_mode:
         args.append("--no-enable-prefix-caching")
+    args += _kv_offload(s, model, vendor, notes)
     if s.media_dir:
         if not model.vision:
             raise UsageError(f"--media-dir is for vision models; {model.id} is text-only.")
@@ -508,7 +530,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
             not at_least(image.vllm_version, MTP_TOOL_FIX):
         notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "
                      f"arguments (fixed in vLLM {MTP_TOOL_FIX}); use a newer image or drop --mtp")
-    args = [model_ref, "--served-model-name", served_name,
+    aliases = admit_aliases(s.aliases, served_name)
+    # vLLM answers to every name given; the first is the one it reports.
+    args = [model_ref, "--served-model-name", served_name, *aliases,
             "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]
 
     environment = {"HF_HOME": CONTAINER_HF_HOME, **env_dict(admit_env(vendor.env, Source.KIT)),
@@ -539,7 +563,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     start_period = int(300 + 5 * model.total_params_b)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
-        served_model_name=served_name, serve_args=tuple(args), environment=environment,
+        served_model_name=served_name, aliases=aliases, serve_args=tuple(args),
+        environment=environment,
         secret_env=SECRET_ENV, devices=devices, group_add=_group_add(vendor, hw),
         cap_add=cap_add, security_opt=vendor.security_opt, ipc_host=vendor.ipc_host,
         # The shm processor cache (V models) lives in /dev/shm: a private one is sized for it.

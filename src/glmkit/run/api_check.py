@@ -104,8 +104,10 @@ def anthropic_body(model: str, req: Request) -> dict[str, Any]:
     return {"model": model, "messages": anthropic_messages(req.case),
             "tools": anthropic_tools(), "tool_choice": choice, "thinking": thinking,
             "max_tokens": ANSWER_TOKENS + (THINKING_BUDGET if req.thinking else 0),
-            # The anthropic client takes no temperature with thinking on: in the body.
-            "extra_body": {"temperature": 0}}
+            # The anthropic client takes no temperature with thinking on: in the body;
+            # the effort is Anthropic's output_config.effort.
+            "extra_body": {"temperature": 0, **({"output_config": {"effort": req.effort}}
+                                                if req.effort else {})}}
 
 
 def read_anthropic_message(message: Any) -> Reply:
@@ -194,6 +196,8 @@ def responses_body(model: str, req: Request) -> dict[str, Any]:
                             "temperature": 0, "max_output_tokens": ANSWER_TOKENS}
     if not req.thinking:  # thinking on is the model's default: no effort asked
         body["reasoning"] = {"effort": "none"}
+    elif req.effort:
+        body["reasoning"] = {"effort": req.effort}
     return body
 
 
@@ -308,7 +312,7 @@ def run_api(api: str, c: Clients, model: str, *, exact: bool) -> list[CaseResult
             problem = judge_api(req, reply, shape, exact)
         except Exception as err:  # the client's HTTP and API errors: a failed case
             problem = _error_line(err)
-        results.append(CaseResult(req.case.name, native_choice(api, req.tool_choice),
+        results.append(CaseResult(req.label, native_choice(api, req.tool_choice),
                                   req.stream, req.thinking, problem is None, problem or "ok",
                                   api=api))
     return results

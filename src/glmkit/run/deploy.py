@@ -33,6 +33,7 @@ from glmkit.render.cluster_compose import cluster_compose
 from glmkit.render.compose import write_compose, write_compose_data
 from glmkit.render.pd_compose import pd_compose
 from glmkit.run import cluster_runtime, engine, image_build, pd_runtime
+from glmkit.run.agents import AgentSetup, setups
 from glmkit.run.tool_check import CaseResult, run_check
 
 Deployment = ServePlan | ClusterPlan | PdPlan
@@ -91,6 +92,12 @@ class UpResult:
     seconds: float
     nodes: int
     readiness: list[CaseResult]  # the short tool-call check; empty when skipped
+    keyed: bool = False  # the server wants an API key (VLLM_API_KEY)
+
+    def agents(self) -> list[AgentSetup]:
+        """How to point Claude Code and Codex at it (a cluster's API is its head's)."""
+        return setups(self.plan.base_url, [self.plan.served_model_name, *self.plan.aliases],
+                      self.keyed, self.plan.max_model_len)
 
     def check(self) -> None:
         if failed := [r for r in self.readiness if not r.ok]:
@@ -168,7 +175,7 @@ def _up(deployment: Deployment, plan: ServePlan, secrets: Mapping[str, str],
     if smoke and here and plan.model.tool_parser and plan.model.reasoning_parser:
         readiness = run_check(plan.base_url, plan.served_model_name,
                               secrets.get("VLLM_API_KEY"), exact=False, quick=True)
-    return UpResult(plan, seconds, nodes, readiness)
+    return UpResult(plan, seconds, nodes, readiness, keyed="VLLM_API_KEY" in secrets)
 
 
 def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:

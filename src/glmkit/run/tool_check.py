@@ -44,11 +44,16 @@ class ToolCase:
     reasoning: str
     calls: tuple[ExpectedCall, ...] = ()
     answer: str | None = None
+    # The reasoning at a named effort (low, high): what shows the effort reached the
+    # prompt. `reasoning` is the default effort's (max).
+    effort_reasoning: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToolCase:
         return cls(name=str(data["name"]), messages=tuple(data["messages"]),
                    reasoning=str(data["reasoning"]),
+                   effort_reasoning=tuple((str(k), str(v)) for k, v in
+                                          (data.get("effort_reasoning") or {}).items()),
                    calls=tuple(ExpectedCall(str(c["name"]), dict(c["arguments"]))
                                for c in data.get("calls") or ()),
                    answer=None if data.get("answer") is None else str(data["answer"]))
@@ -97,6 +102,12 @@ class Request:
     tool_choice: str  # auto, required, none, or a function's name
     stream: bool
     thinking: bool
+    effort: str | None = None  # reasoning_effort asked (low, high, max); None: the default
+
+    @property
+    def label(self) -> str:
+        """The case's name in the table, with the effort asked."""
+        return self.case.name + (f" (effort {self.effort})" if self.effort else "")
 
 
 def _reasoning_of(obj: Any) -> str:
@@ -135,6 +146,8 @@ def ask(client: Any, model: str, req: Request, max_tokens: int = 256) -> Reply:
         "model": model, "messages": list(req.case.messages), "tools": tools,
         "tool_choice": choice, "temperature": 0, "max_tokens": max_tokens,
         "extra_body": {"chat_template_kwargs": {"enable_thinking": req.thinking}}}
+    if req.effort:
+        body["reasoning_effort"] = req.effort
     if req.stream:
         return _collect_stream(client.chat.completions.create(stream=True, **body))
     response = client.chat.completions.create(**body)
@@ -162,6 +175,12 @@ def _schema_problem(name: str, arguments: str) -> str | None:
     return None
 
 
+def expected_reasoning(req: Request) -> str:
+    """The tiny model's reasoning at the effort asked: it names low and high, so the
+    effort is seen to reach the prompt; the default is max."""
+    return dict(req.case.effort_reasoning).get(req.effort or "max", req.case.reasoning)
+
+
 def judge(req: Request, reply: Reply, exact: bool) -> str | None:
     """None when the reply is right; else what is wrong, in one line."""
     case = req.case
@@ -177,6 +196,9 @@ def judge(req: Request, reply: Reply, exact: bool) -> str | None:
             return f"tool calls where none belong: {[c['name'] for c in reply.calls]}"
         if exact and req.tool_choice == "auto" and reply.content.strip() != case.answer:
             return f"answer {reply.content.strip()[:60]!r}, expected {case.answer!r}"
+        if exact and req.thinking and req.tool_choice == "auto" and \
+                reply.reasoning != expected_reasoning(req):
+            return f"reasoning {reply.reasoning[:60]!r}, expected {expected_reasoning(req)!r}"
         return None if reply.finish_reason == "stop" else \
             f"finish_reason {reply.finish_reason!r}, expected 'stop'"
     if not reply.calls:
@@ -198,9 +220,11 @@ def judge(req: Request, reply: Reply, exact: bool) -> str | None:
         if got != want:
             return f"calls {json.dumps(got, ensure_ascii=False)[:120]}, expected " \
                    f"{json.dumps(want, ensure_ascii=False)[:120]}"
-        if req.thinking and req.tool_choice == "auto" and reply.reasoning != case.reasoning:
-            return f"reasoning {reply.reasoning[:60]!r}, expected {case.reasoning!r}"
+        if req.thinking and req.tool_choice == "auto" and \
+                reply.reasoning != expected_reasoning(req):
+            return f"reasoning {reply.reasoning[:60]!r}, expected {expected_reasoning(req)!r}"
     return None
+
 
 
 def requests_for(quick: bool) -> list[Request]:
@@ -218,6 +242,9 @@ def requests_for(quick: bool) -> list[Request]:
                     out.append(Request(case, case.calls[0].name, stream, thinking))
     for stream in (False, True):
         out.append(Request(typed, "none", stream, True))
+        for case in cases().cases:
+            out += [Request(case, "auto", stream, True, effort) for effort in
+                    ("low", "high", "max") if case.effort_reasoning]
     return out
 
 
@@ -233,6 +260,6 @@ def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
             problem = judge(req, ask(client, model, req), exact)
         except Exception as err:  # the client's HTTP and API errors: a failed case
             problem = f"{err.__class__.__name__}: {str(err).splitlines()[0][:120]}"
-        results.append(CaseResult(req.case.name, req.tool_choice, req.stream, req.thinking,
+        results.append(CaseResult(req.label, req.tool_choice, req.stream, req.thinking,
                                   problem is None, problem or "ok"))
     return results
