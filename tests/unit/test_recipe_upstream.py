@@ -358,6 +358,7 @@ def test_a_new_strategy_is_offered_when_its_parts_exist(tmp_path: Path) -> None:
     assert plan.strategy == "single_node_dpa_tp"
     assert args[args.index("--data-parallel-size") + 1] == "8"
     assert "--enable-expert-parallel" not in args  # remove_args
+    assert "--tensor-parallel-size" not in args  # DP 8 × TP 1
     assert args[args.index("--max-num-seqs") + 1] == "64"
     # hardware_match: fewer GPUs than min_gpus is refused with the reason.
     from glmkit.errors import UsageError
@@ -751,3 +752,33 @@ def test_pull_and_up_say_which_digest_a_moving_tag_named(
         text = out.file.getvalue()  # type: ignore[attr-defined]
         assert f"vllm/vllm-openai:nightly (nightly, a moving tag) is {digest} here" in text
         assert ("pulled earlier" in text) is earlier
+
+
+def strategy_env(tmp_path: Path, name: str, strategy: dict[str, Any],
+                 edit: Any = None) -> dict[str, str]:
+    """A synced copy with one more strategy file, offered by GLM-5.3-Flash."""
+    folder = upstream_copy(tmp_path)
+    (folder / f"strategies/{name}.yaml").write_text(yaml.safe_dump(strategy))
+
+    def offer(data: dict[str, Any]) -> None:
+        data["compatible_strategies"].append(name)
+        if edit is not None:
+            edit(data)
+    return synced_env(tmp_path, offer)
+
+
+MY_DP = {"name": "my_dp", "deploy_type": "single_node", "parallel_flag": "--data-parallel-size"}
+
+
+def test_remove_args_leaves_the_strategys_parallel_flag(tmp_path: Path) -> None:
+    """Review of #22, finding 1: the last removed flag was taken for the parallel flag."""
+    from .helpers import plan_for
+
+    env = strategy_env(tmp_path, "my_dp", {**MY_DP,
+                                           "remove_args": ["--enable-auto-tool-choice"]})
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
+                    gpu_count=8, strategy="my_dp")
+    args = list(plan.serve_args)
+    assert args[args.index("--data-parallel-size") + 1] == "8"
+    assert "--tensor-parallel-size" not in args
+    assert "--enable-auto-tool-choice" not in args

@@ -406,8 +406,8 @@ def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: s
     env |= _env(overrides, "env") | _env(overrides)
     for block in (*generation_layers, exact_strategy):
         env |= _env(block)
-    for flag in strategy.get("remove_args") or ():  # a strategy takes these out
-        args = drop_flags(args, str(flag))
+    for removed in strategy.get("remove_args") or ():  # a strategy takes these out
+        args = drop_flags(args, str(removed))
     return Resolved(model_id=recipe.variant_model_id(variant_key), args=tuple(dedupe_flags(args)),
                     env=env, strategy=strategy_name, parallel_flag=flag, parallel_size=size,
                     features=tuple(enabled))

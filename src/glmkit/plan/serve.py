@@ -384,8 +384,11 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     if target.brand == "CPU" or not model.in_catalog or model.local_dir or s.nodes:
         return None
     tp, dp = recipe.tp, recipe.dp
-    # With expert parallelism the experts, most of a GLM's weights, spread over every rank.
-    holders = tp * dp if "--enable-expert-parallel" in recipe.args else tp
+    # With expert parallelism the experts, most of a GLM's weights, spread over every rank;
+    # without it vLLM still shards a MoE's experts over the DP × TP group (DPA+TP).
+    sharded = "--enable-expert-parallel" in recipe.args or \
+        (dp > 1 and model.recipe is not None and model.recipe.is_moe)
+    holders = tp * dp if sharded else tp
     have = target.gpu_memory_gb * holders
     if model.vram_minimum_gb > have and not offload:
         raise UsageError(
