@@ -201,6 +201,12 @@ def flash() -> dict[str, Any]:
     (lambda d: d.update(hardware_notes={"bad key!": {"title": "t"}}), "hardware_notes"),
     (lambda d: d.update(strategy_hardware={"single_node_tep": {"npu": ["unsupported"]}}),
      "strategy_hardware.single_node_tep"),
+    # Review of #22, finding 4: strategy names reach messages; ESC never does.
+    (lambda d: d["compatible_strategies"].append("evil\x1b[2Jname"), "compatible_strategies"),
+    (lambda d: d.update(default_strategy="a b"), "default_strategy"),
+    (lambda d: d.update(strategy_overrides={"x\x1b]0;t\x07": {}}), "strategy_overrides"),
+    (lambda d: d["features"]["spec_decoding"].update(strategies=["x\x07"]),
+     "features.spec_decoding.strategies"),
     (lambda d: d.update(strategy_hardware={"single_node_tep": {"n pu": "unsupported"}}),
      "strategy_hardware.single_node_tep"),
     (lambda d: d.update(kv_offload_support={"offloading_cpu": {"verified": True}}),
@@ -227,6 +233,8 @@ def test_a_hostile_value_of_a_new_key_refuses_the_file(change: Any, reason: str)
     (lambda d: d.update(hardware_match={"architecture": "m o e"}),
      "hardware_match.architecture"),
     (lambda d: d.update(companion=["vllm-router"]), "companion"),
+    (lambda d: d.update(name="evil\x1b]0;PWNED\x07"), "name"),  # review of #22, finding 4
+    (lambda d: d.update(parallel_flag="--x\x1b[2J"), "parallel_flag"),
 ])
 def test_a_hostile_strategy_value_refuses_the_file(change: Any, reason: str) -> None:
     data: dict[str, Any] = read_yaml(UPSTREAM / "strategies/single_node_dpa_tp.yaml")
@@ -782,3 +790,21 @@ def test_remove_args_leaves_the_strategys_parallel_flag(tmp_path: Path) -> None:
     assert args[args.index("--data-parallel-size") + 1] == "8"
     assert "--tensor-parallel-size" not in args
     assert "--enable-auto-tool-choice" not in args
+
+
+def test_a_synced_strategy_name_never_reaches_the_terminal_with_esc(tmp_path: Path) -> None:
+    """Review of #22, finding 4: the strategy file is skipped with a one-line note, and the
+    known-strategy list and the "it offers" list show no control character."""
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = strategy_env(tmp_path, "evil", {**MY_DP, "name": "evil\x1b]0;PWNED\x07"})
+    book = load_book(env)
+    assert not any("\x1b" in n for n in book.strategies)
+    assert any("strategies/evil.yaml" in n and "name" in n for n in book.notes)
+    assert not any("\x1b" in n or "\x07" in n for n in book.notes)
+    with pytest.raises(UsageError) as err:
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
+                 gpu_count=8, strategy="nope")
+    assert "\x1b" not in str(err.value)

@@ -228,6 +228,7 @@ NoteBody = Annotated[str, Field(strict=True, max_length=2000)]
 Word = Annotated[str, BeforeValidator(_word), Field(strict=True)]
 Words = Annotated[list[Word], Field(strict=True)]
 Texts = Annotated[list[Text], Field(strict=True)]
+Names = Annotated[list[Name], Field(strict=True)]
 Env = dict[Text, Word]
 Count = Annotated[str | float, BeforeValidator(_count)]
 Gigabytes = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
@@ -310,7 +311,7 @@ class Feature(_Open):
     modes: dict[Name, Mode] | None = None
     default_mode: Name | None = None
     hardware_overrides: HardwareOverrides | None = None
-    strategies: Texts | None = None
+    strategies: Names | None = None
 
     @model_validator(mode="after")
     def _default_is_a_mode(self) -> Feature:
@@ -372,10 +373,11 @@ class RecipeDoc(_Open):
     variants: dict[Text, Variant] | None = None
     features: dict[Text, Feature] | None = None
     opt_in_features: Texts | None = None
-    compatible_strategies: Texts | None = None
-    strategy_overrides: dict[Text, StrategyOverride | None] | None = None
+    # Strategy names reach messages and match file names: one word each.
+    compatible_strategies: Names | None = None
+    strategy_overrides: dict[Name, StrategyOverride | None] | None = None
     hardware_overrides: HardwareOverrides | None = None
-    default_strategy: Text | None = None
+    default_strategy: Name | None = None
     meta: Meta | None = None
     dependencies: Annotated[list[Dependency], Field(strict=True)] | None = None
     guide: Any = None  # the site's prose guide
@@ -399,9 +401,10 @@ class HardwareMatch(_Open):
 class StrategyDoc(_Open):
     """A strategy (strategies/<name>.yaml)."""
 
-    name: Text | None = None
+    name: Name | None = None  # the key glmkit lists it under, shown in messages
     vllm_args: Words | None = None
-    parallel_flag: Text | None = None
+    parallel_flag: Annotated[str, Field(strict=True, max_length=64,
+                                        pattern=r"^--[a-z0-9][a-z0-9-]*$")] | None = None
     env: Env | None = None
     deploy_type: Name | None = None
     orientation: Any = None  # the site's grouping (latency, throughput): prose
