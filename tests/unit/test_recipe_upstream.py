@@ -366,7 +366,7 @@ def test_a_new_strategy_is_offered_when_its_parts_exist(tmp_path: Path) -> None:
     assert plan.strategy == "single_node_dpa_tp"
     assert args[args.index("--data-parallel-size") + 1] == "8"
     assert "--enable-expert-parallel" not in args  # remove_args
-    assert "--tensor-parallel-size" not in args  # DP 8 × TP 1
+    assert "--tensor-parallel-size" not in args  # DP 8, TP 1
     assert args[args.index("--max-num-seqs") + 1] == "64"
     # hardware_match: fewer GPUs than min_gpus is refused with the reason.
     from glmkit.errors import UsageError

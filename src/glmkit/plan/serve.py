@@ -385,7 +385,7 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
         return None
     tp, dp = recipe.tp, recipe.dp
     # With expert parallelism the experts, most of a GLM's weights, spread over every rank;
-    # without it vLLM still shards a MoE's experts over the DP × TP group (DPA+TP).
+    # without it vLLM still shards a MoE's experts over the DP x TP group (DPA+TP).
     sharded = "--enable-expert-parallel" in recipe.args or \
         (dp > 1 and model.recipe is not None and model.recipe.is_moe)
     holders = tp * dp if sharded else tp
