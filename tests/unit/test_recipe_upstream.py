@@ -808,3 +808,36 @@ def test_a_synced_strategy_name_never_reaches_the_terminal_with_esc(tmp_path: Pa
         plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
                  gpu_count=8, strategy="nope")
     assert "\x1b" not in str(err.value)
+
+
+@pytest.mark.parametrize("ask", [{"spec_mode": "mtp"}, {"mtp": True}])
+def test_a_strategy_that_removes_speculative_decoding_refuses_a_requested_mode(
+        tmp_path: Path, ask: dict[str, Any]) -> None:
+    """Review of #22, finding 3: --spec-mode/--mtp is served or refused, never dropped."""
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = strategy_env(tmp_path, "my_dp", {**MY_DP, "remove_args": ["--speculative-config"]})
+    with pytest.raises(UsageError, match=r"strategy my_dp removes --speculative-config"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
+                 gpu_count=8, strategy="my_dp", **ask)
+    # Without the ask the strategy serves, without speculative decoding.
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
+                    gpu_count=8, strategy="my_dp")
+    assert not any(a.startswith("--speculative-config") for a in plan.serve_args)
+
+
+def test_a_feature_allow_list_refuses_a_requested_mode(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path, lambda d: d["features"]["spec_decoding"].update(
+        strategies=["single_node_tp"]))
+    with pytest.raises(UsageError, match=r"speculative decoding only with single_node_tp"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                 gpu_count=8, strategy="single_node_tep", spec_mode="mtp")
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8, strategy="single_node_tp", spec_mode="mtp")
+    assert any(a.startswith("--speculative-config") for a in plan.serve_args)

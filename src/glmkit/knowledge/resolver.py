@@ -413,6 +413,18 @@ def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: s
                     features=tuple(enabled))
 
 
+def spec_dropped(book: RecipeBook, recipe: Recipe, strategy: str) -> str | None:
+    """Why `strategy` serves the recipe without speculative decoding, or None."""
+    allow = (recipe.features.get("spec_decoding") or {}).get("strategies")
+    if isinstance(allow, list) and allow and strategy not in allow:
+        return f"the {recipe.key} recipe offers speculative decoding only with " \
+               f"{', '.join(str(n) for n in allow)}"
+    removed = (book.strategies.get(strategy) or {}).get("remove_args") or ()
+    if any(str(flag).startswith("--speculative-config") for flag in removed):
+        return f"strategy {strategy} removes --speculative-config"
+    return None
+
+
 def recommend_strategy(recipe: Recipe, goal: str = "latency",
                        hw: HardwareTarget | None = None) -> tuple[str, str]:
     """(strategy, why) for one node: TP for latency, DEP (else TEP) for throughput; only

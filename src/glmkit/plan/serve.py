@@ -48,6 +48,7 @@ from glmkit.knowledge.resolver import (
     precision_supported,
     recommend_strategy,
     resolve,
+    spec_dropped,
     strategy_refusal,
     target_for,
 )
@@ -313,7 +314,8 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
     # The recipe is data: its flags and environment pass the same policy as the user's.
     admitted = admit_args(resolved.args, recipe_source(model, book))
     admitted_env = admit_env(resolved.env, recipe_source(model, book))
-    _check_spec_kept(s, resolved.args, admitted.args, admitted.notes)
+    _check_spec_kept(s, resolved.args, admitted.args, admitted.notes,
+                     spec_dropped(book, model.recipe, strategy))
     args = list(admitted.args)
     tp, dp = resolved.parallel_size, 1
     if resolved.parallel_flag == "--data-parallel-size":
@@ -338,19 +340,22 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
 
 
 def _check_spec_kept(s: Settings, resolved: Sequence[str], admitted: Sequence[str],
-                     notes: Sequence[str]) -> None:
-    """Speculative decoding the user asked for is served, or refused with the policy's
-    reason: never a server quietly started without it."""
+                     notes: Sequence[str], dropped: str | None) -> None:
+    """Speculative decoding the user asked for is served, or refused with the reason (the
+    strategy's, the policy's): never a server quietly started without it."""
     def spec(words: Sequence[str]) -> list[str]:
         return [w for w in words if w.startswith("--speculative-config")]
 
-    if not (s.mtp or s.spec_mode) or not spec(resolved) or spec(admitted) or \
-            spec(s.extra_args):
+    if not (s.mtp or s.spec_mode) or spec(admitted) or spec(s.extra_args):
         return
+    asked = f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp"
+    if not spec(resolved):
+        why = dropped or "the recipe's command has no --speculative-config here"
+        raise UsageError(f"{asked}: {why}; choose another --strategy or drop "
+                         f"{asked.split()[0]}.")
     why = next((n for n in notes if "--speculative-config" in n), "left out by the policy")
     at = list(resolved).index(spec(resolved)[0])
     value = one_line(shlex.join(resolved[at:at + 2]), 300)
-    asked = f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp"
     raise UsageError(f"{asked}: {why} (it names another repository or host). To take it on "
                      f"your word, pass it after `--`: {value}")
 
