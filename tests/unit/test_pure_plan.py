@@ -17,6 +17,7 @@ from glmkit.knowledge.catalog import resolve_model
 from glmkit.knowledge.recipes import load_book
 from glmkit.plan.cluster import plan_cluster
 from glmkit.plan.serve import build_plan
+from glmkit.knowledge.sizing import known_arch
 from glmkit.run import deploy
 from tests.unit.helpers import NO_GPU, gpus
 
@@ -25,9 +26,10 @@ ENV = {"GLMKIT_HOME": "/tmp/glmkit-test", "HF_HOME": "/tmp/glmkit-test-hf"}
 
 def _facts(model: str = "zai-org/GLM-4.6-FP8", **changes: Any) -> HostFacts:
     """Facts of a machine that is not this one: nothing here backs them."""
+    spec = resolve_model(model)
     facts = HostFacts(
         hardware=gpus("cuda", 8, 143771, "NVIDIA H200"), home=Path("/nohome/user"),
-        cwd=Path("/nohome/user/work"), model=resolve_model(model),
+        cwd=Path("/nohome/user/work"), model=spec, arch=known_arch(spec),
         hf_cache=HostPath(Path("/nohome/user/.cache/huggingface"), is_dir=True),
         offline=True, cache_owner_uid=1000,
         media_dir=HostPath(Path("/nohome/user/pictures"), is_dir=True))

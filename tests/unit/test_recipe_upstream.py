@@ -579,6 +579,21 @@ def test_a_config_json_in_the_cache_wins_over_the_recipe_numbers(tmp_path: Path)
     rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
                        {**env, "HF_HOME": env["HF_HOME"]}).rows)
     assert "78 layers" in rows["model"] and "facts from config.json" in rows["model"]
+    # Review of #22, finding 2: render reads the same config.json (as a host fact), so it
+    # neither says none could be read nor serves the recipe-number context.
+    from .helpers import plan_for
+
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3", gpu="h200", gpu_count=8)
+    assert not any("no config.json" in n or "download it" in n for n in plan.notes)
+    assert any(n.startswith("plan: TP 8 on 8 × H200 (141 GB) (") for n in plan.notes)
+    # A config.json with the wrong types is data from the Hub: the recipe's numbers serve.
+    (snapshot / "config.json").write_text(json.dumps({"num_hidden_layers": "x" * 9,
+                                                      "num_attention_heads": []}))
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3", gpu="h200", gpu_count=8)
+    assert plan.max_model_len == 65536
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
+                       env).rows)
+    assert "planned from the recipe's numbers" in rows["model"]
 
 
 # --- moving image tags --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from glmkit.host.hardware import Hardware
 from glmkit.host.hub import offline_env
 from glmkit.host.settings import Settings
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.knowledge.sizing import Arch, known_arch
 from glmkit.paths import existing_ancestor, hf_cache, kit_home
 from glmkit.policy import admit_mount
 
@@ -58,6 +59,9 @@ class HostFacts:
     media_dir: HostPath | None = None  # --media-dir
     here: bool = True  # False: portable facts, for a plan that runs elsewhere
     cpu_count: int = 2  # this host's cores (a CPU pd_cluster splits them between its pools)
+    # The model's architecture facts (config.json in the HF cache, else built in), as
+    # `invoke plan` reads them; None: none, so the plan is made from the recipe's numbers.
+    arch: Arch | None = None
 
     def portable(self) -> HostFacts:
         """What holds on any machine: the vendor of the detected hardware and the folders,
@@ -102,9 +106,11 @@ def read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFa
                            "The model folder", home, cwd)
     offline = bool(cache.path and model and not model.local_dir
                    and offline_env(cache.path, model.id, env))
+    arch = known_arch(model, cache.path) if model is not None and model.in_catalog and \
+        not model.local_dir else None
     return HostFacts(
         hardware=hw, home=home, cwd=cwd, model=model, model_refusal=refusal,
         hf_cache=cache, offline=offline,
         cache_owner_uid=_owner_uid(cache.path) if cache.path else None,
-        model_dir=model_dir, cpu_count=os.cpu_count() or 2,
+        model_dir=model_dir, cpu_count=os.cpu_count() or 2, arch=arch,
         media_dir=_admit(s.media_dir, "--media-dir", home, cwd) if s.media_dir else None)

@@ -153,11 +153,21 @@ def known_arch(model: ModelSpec, hf_cache: Path | None = None,
     family newer than glmkit): then `estimate_from_recipe` plans from the recipe."""
     if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
         return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
-    if hf_cache is not None and (config := cached_config(hf_cache, model.id)):
-        return arch_from_config(config)
-    if fetch is not None and (config := fetch()):
-        return replace(arch_from_config(config), source="config.json from the Hub")
+    if hf_cache is not None and (config := cached_config(hf_cache, model.id)) and \
+            (arch := _readable_arch(config)):
+        return arch
+    if fetch is not None and (config := fetch()) and (arch := _readable_arch(config)):
+        return replace(arch, source="config.json from the Hub")
     return ARCH.get(arch_key(model))
+
+
+def _readable_arch(config: Any) -> Arch | None:
+    """The facts of a downloaded config.json, or None where it lacks them or has the wrong
+    types (a cache is data from the Hub): the built-in facts or the recipe's numbers serve."""
+    try:
+        return arch_from_config(config) if isinstance(config, Mapping) else None
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from glmkit.knowledge.resolver import (
     strategy_refusal,
     target_for,
 )
-from glmkit.knowledge.sizing import shm_size
+from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.policy import (
@@ -374,11 +374,9 @@ def _check_counts(s: Settings, target: HardwareTarget, here: bool, tp: int, dp: 
 
 
 def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCommand,
-         user_args: Sequence[str], notes: list[str]) -> int | None:
+         user_args: Sequence[str], notes: list[str], arch: Arch | None) -> int | None:
     """Refuse what cannot fit before anything is pulled; the max-model-len that fits."""
     from glmkit.knowledge.sizing import (
-        ARCH,
-        arch_key,
         estimate_from_recipe,
         fit,
         gpu_spec,
@@ -402,7 +400,6 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
             f"at TP {tp}. Use a "
             "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
             "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
-    arch = ARCH.get(arch_key(model))
     gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
     if arch is None:
         # No architecture facts: `invoke plan`'s answer from the recipe's numbers, said.
@@ -462,7 +459,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         notes.append(f"hardware note for {target.describe()}: {hw_note}")
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
-    fitted_len = _fit(s, model, target, recipe, user.args, notes)
+    fitted_len = _fit(s, model, target, recipe, user.args, notes, facts.arch)
     image = choose_image(model, vendor, image=s.image, vllm_version=s.vllm_version,
                          hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
     if image.why:
