@@ -15,9 +15,9 @@ from glmkit.host.facts import HostFacts, HostPath, read_host_facts
 from glmkit.host.settings import Settings
 from glmkit.knowledge.catalog import resolve_model
 from glmkit.knowledge.recipes import load_book
+from glmkit.knowledge.sizing import known_arch
 from glmkit.plan.cluster import plan_cluster
 from glmkit.plan.serve import build_plan
-from glmkit.knowledge.sizing import known_arch
 from glmkit.run import deploy
 from tests.unit.helpers import NO_GPU, gpus
 
