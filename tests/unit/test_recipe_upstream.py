@@ -856,3 +856,52 @@ def test_a_feature_allow_list_refuses_a_requested_mode(tmp_path: Path) -> None:
     plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
                     gpu_count=8, strategy="single_node_tp", spec_mode="mtp")
     assert any(a.startswith("--speculative-config") for a in plan.serve_args)
+
+
+# --- review of #22, finding 5: nightly and pre-release floors -------------------------------
+
+@pytest.mark.parametrize(("version", "floor", "expected"), [
+    ("0.29.1rc1", "0.29.1", False), ("v0.29.1rc1", "0.29.10", False),
+    ("0.29.1", "0.29.1rc1", True), ("0.29.10", "0.29.9", True), ("0.33.0", "nightly", False),
+    ("99.0.0", "nightly", False), ("nightly", "nightly", True), ("nightly", "0.34.0", True),
+    ("0.33.0", "0.33", True), ("0.33.0", "0.34.0", False),
+])
+def test_at_least_orders_releases_pre_releases_and_nightly(version: str, floor: str,
+                                                           expected: bool) -> None:
+    from glmkit.knowledge.images import at_least
+
+    assert at_least(version, floor) is expected
+
+
+def test_a_nightly_floor_refuses_a_release_image(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    def nightly_floor(data: dict[str, Any]) -> None:
+        data["variants"]["nvfp4"].update(min_vllm_version="nightly")
+        data["variants"]["nvfp4"].pop("docker_image", None)
+        data["model"].pop("docker_image", None)
+
+    env = synced_env(tmp_path, nightly_floor)
+    for release in ({"vllm_version": "0.33.0"}, {"image": "vllm/vllm-openai:v0.33.0"}, {}):
+        with pytest.raises(UsageError, match=r"needs a vLLM nightly build"):
+            plan_for(env=env, vendor="cuda", model="RedHatAI/GLM-5.3-Flash-NVFP4", gpu="b200",
+                     gpu_count=8, **release)
+    for nightly in ("vllm/vllm-openai:nightly", "vllm/vllm-openai@sha256:" + "a" * 64,
+                    "vllm/vllm-openai:nightly-4c626633159887b0f2c962058c17c78f1434556d"):
+        plan = plan_for(env=env, vendor="cuda", model="RedHatAI/GLM-5.3-Flash-NVFP4",
+                        gpu="b200", gpu_count=8, image=nightly)
+        assert plan.image.ref == nightly
+
+
+def test_a_release_candidate_tag_is_below_its_release(tmp_path: Path) -> None:
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    env = synced_env(tmp_path, lambda d: d["variants"]["nvfp4"].update(
+        min_vllm_version="0.34.0"))
+    with pytest.raises(UsageError, match=r"needs vLLM ≥ 0\.34\.0.*has 0\.34\.0rc1"):
+        plan_for(env=env, vendor="cuda", model="RedHatAI/GLM-5.3-Flash-NVFP4", gpu="b200",
+                 gpu_count=8, image="vllm/vllm-openai:v0.34.0rc1")

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from packaging.version import InvalidVersion, Version
+
 from glmkit import policy
 from glmkit.errors import UsageError
 
@@ -64,18 +66,40 @@ def moving_tag(ref: str) -> str | None:
     return tag if _MOVING.fullmatch(tag) else None
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in version.lstrip("v").split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
+NIGHTLY = "nightly"  # a min_vllm_version: support is in no release yet
+# A nightly build is past every release it could be compared with.
+_AFTER_EVERY_RELEASE = Version("999999")
+
+
+def version_key(version: str) -> Version:
+    """A vLLM version as PEP 440 orders it: 0.29.1rc1 < 0.29.1 < 0.29.10; `nightly` after
+    every release; text PEP 440 cannot read, by its leading numbers (0 if none)."""
+    if version == NIGHTLY:
+        return _AFTER_EVERY_RELEASE
+    try:
+        return Version(version)
+    except InvalidVersion:
+        parts: list[str] = []
+        for piece in version.lstrip("v").split("+")[0].split("."):
+            if not piece.isdigit():
+                break
+            parts.append(piece)
+        return Version(".".join(parts[:4]) or "0")
 
 
 def at_least(version: str, floor: str) -> bool:
-    return version_tuple(version) >= version_tuple(floor)
+    """`version` is `floor` or newer; a `nightly` floor only a nightly build meets."""
+    if floor == NIGHTLY:
+        return version == NIGHTLY
+    return version_key(version) >= version_key(floor)
+
+
+def is_nightly_build(ref: str) -> bool:
+    """`ref` names a nightly build: the moving tag, a `nightly-<commit>` tag, or a digest
+    (a pin the user took of one)."""
+    tag = ref.rsplit("/", 1)[-1].partition(":")[2]
+    return "@sha256:" in ref or moving_tag(ref) is not None or \
+        re.fullmatch(r"(cu[0-9]+-)?nightly-[0-9a-f]{7,40}(-cu[0-9]+)?", tag) is not None
 
 
 CPU_IMAGE = ImageProfile(
@@ -135,7 +159,7 @@ def _kit_image(image: str, model: ModelSpec, vendor: VendorFacts, vllm_version: 
 
 
 def _tag_version(ref: str, fallback: str) -> str:
-    match = re.search(r":v?(\d+\.\d+(?:\.\d+)?)", ref)
+    match = re.search(r":v?(\d+\.\d+(?:\.\d+)?(?:rc\d+)?)", ref)
     return match.group(1) if match else fallback
 
 
@@ -186,7 +210,7 @@ def needed_transformers(model: ModelSpec) -> str | None:
             floors.append(match.group(1))
         elif "huggingface/transformers.git" in command:
             floors.append("5.0.0")  # "from source" when the recipe was written
-    return max(floors, key=version_tuple) if floors else None
+    return max(floors, key=version_key) if floors else None
 
 
 def with_transformers(image: ImageProfile, model: ModelSpec, vendor: VendorFacts
@@ -245,7 +269,13 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
                                  "nightly_required (support may not be in a release yet): "
                                  f"--image {vendor.image_repository}:nightly if it fails to "
                                  "load"})
-    if vendor.image_repository is not None and \
+    if vendor.image_repository is not None and model.min_vllm == NIGHTLY:
+        if not is_nightly_build(chosen.ref):
+            raise UsageError(f"{model.id} needs a vLLM nightly build (its recipe's "
+                             f"min_vllm_version is nightly); {chosen.ref} is release "
+                             f"{chosen.vllm_version}. Pass --image "
+                             f"{vendor.image_repository}:nightly, or pin its digest.")
+    elif vendor.image_repository is not None and \
             not at_least(chosen.vllm_version, model.min_vllm):
         raise UsageError(f"{model.id} needs vLLM ≥ {model.min_vllm}; {chosen.ref} has "
                          f"{chosen.vllm_version}. Drop --vllm-version/--image to use "
@@ -265,7 +295,7 @@ VERSIONED_FLAGS: dict[str, tuple[str | None, str | None]] = {
 
 def flag_supported(flag: str, vllm_version: str) -> bool:
     since, until = VERSIONED_FLAGS.get(flag, (None, None))
-    version = version_tuple(vllm_version)
-    if since and version < version_tuple(since):
+    version = version_key(vllm_version)
+    if since and version < version_key(since):
         return False
-    return not (until and version >= version_tuple(until))
+    return not (until and version >= version_key(until))
