@@ -905,3 +905,25 @@ def test_a_release_candidate_tag_is_below_its_release(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"needs vLLM ≥ 0\.34\.0.*has 0\.34\.0rc1"):
         plan_for(env=env, vendor="cuda", model="RedHatAI/GLM-5.3-Flash-NVFP4", gpu="b200",
                  gpu_count=8, image="vllm/vllm-openai:v0.34.0rc1")
+
+
+def test_no_single_node_strategy_on_a_gpu_is_refused_not_served_multi_node(
+        tmp_path: Path) -> None:
+    """Review of #22, finding 6: the default fell back to a multi-node strategy."""
+    from glmkit.errors import UsageError
+
+    from .helpers import plan_for
+
+    def gate_every_single_node(data: dict[str, Any]) -> None:
+        for name in data["compatible_strategies"]:
+            if name.startswith("single_node_"):
+                data["strategy_hardware"][name] = {"h100": "unsupported"}
+
+    env = synced_env(tmp_path, gate_every_single_node)
+    with pytest.raises(UsageError, match=r"offers no single-node strategy on 8 × H100.*"
+                                         r"strategy_hardware marks single_node_tp"):
+        plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h100",
+                 gpu_count=8)
+    plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash", gpu="h200",
+                    gpu_count=8)
+    assert plan.strategy.startswith("single_node_")

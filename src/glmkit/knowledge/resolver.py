@@ -428,8 +428,19 @@ def spec_dropped(book: RecipeBook, recipe: Recipe, strategy: str) -> str | None:
 def recommend_strategy(recipe: Recipe, goal: str = "latency",
                        hw: HardwareTarget | None = None) -> tuple[str, str]:
     """(strategy, why) for one node: TP for latency, DEP (else TEP) for throughput; only
-    strategies the recipe offers on `hw`."""
-    compatible = offered_strategies(recipe, hw) or recipe.compatible_strategies
+    single-node strategies the recipe offers on `hw`, else a UsageError saying why."""
+    offered = offered_strategies(recipe, hw)
+    compatible = [n for n in offered if n in SINGLE_NODE_STRATEGIES]
+    if not compatible:
+        # Never a multi-node layout on one node: say what strategy_hardware left out.
+        gated = [n for n in recipe.compatible_strategies if n in SINGLE_NODE_STRATEGIES
+                 and strategy_gate(recipe, n, hw) == "unsupported"]
+        where = f" on {hw.describe()}" if hw is not None else ""
+        why = f"its strategy_hardware marks {', '.join(gated)} unsupported{where}" if gated \
+            else "it names none"
+        raise UsageError(f"The {recipe.key} recipe offers no single-node strategy{where}: "
+                         f"{why}; it offers {', '.join(offered) or 'nothing'}. Choose "
+                         "another GPU, or a multi-node --strategy with --nodes.")
     if goal == "throughput" and recipe.is_moe:
         for name, why in (("single_node_dep", "data parallel attention with the experts shared "
                            "over every GPU (DEP) serves the most concurrent requests"),
@@ -443,4 +454,4 @@ def recommend_strategy(recipe: Recipe, goal: str = "latency",
     if "single_node_tp" in compatible:
         return "single_node_tp", "tensor parallel gives the lowest time per token at low " \
                                  "concurrency; MTP lowers it further"
-    return compatible[0], "the recipe's first strategy"
+    return compatible[0], "the recipe's first single-node strategy"
