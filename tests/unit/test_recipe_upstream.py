@@ -121,6 +121,23 @@ def _declared(path: str, schema: Any) -> bool:
     return True
 
 
+def _declared_taxonomy(path: str) -> bool:
+    from glmkit.knowledge.recipe_schema import HardwareProfile, TaxonomyDoc
+
+    if path.startswith("hardware_profiles.*."):
+        return path.removeprefix("hardware_profiles.*.") in HardwareProfile.model_fields
+    return path in TaxonomyDoc.model_fields
+
+
+def test_a_taxonomy_with_odd_keys_is_reported_not_crashed_on(tmp_path: Path) -> None:
+    folder = upstream_copy(tmp_path)
+    text = (folder / "taxonomy.yaml").read_text()
+    (folder / "taxonomy.yaml").write_text(text + "\n7: x\n\"new\\e[2J\": 1\n")
+    result = sync(str(folder), env_for(tmp_path))
+    keys = dict(result.unknown)["taxonomy.yaml"]
+    assert "7" in keys and not any("\x1b" in k for k in keys)
+
+
 def test_upstream_newest_glm_files_sync_with_no_key_left_unreported(tmp_path: Path) -> None:
     result = sync(str(upstream_copy(tmp_path)), env_for(tmp_path))
     assert result.notes == ()  # no file skipped
@@ -144,7 +161,17 @@ def test_upstream_newest_glm_files_sync_with_no_key_left_unreported(tmp_path: Pa
         "strategies/multi_node_tp_dp.yaml": {"parallelism"},
         "strategies/multi_node_tp_pp.yaml": {"parallelism"},
         "strategies/single_node_dpa_tp.yaml": {"kv_offload", "parallelism"},
+        # Review of #22, finding 8: the taxonomy's keys are reported too.
+        "taxonomy.yaml": {"kv_offload", "kv_offload_groups", "strategies", "tasks",
+                          "hardware_profiles.*.multi_node", "hardware_profiles.*.restricted",
+                          "hardware_profiles.*.scalable"},
     }
+    taxonomy = read_yaml(UPSTREAM / "taxonomy.yaml")
+    for key, value in taxonomy.items():
+        paths = {key} if key != "hardware_profiles" else {
+            f"hardware_profiles.*.{k}" for profile in value.values() for k in profile}
+        for path in paths:
+            assert _declared_taxonomy(path) or path in reported["taxonomy.yaml"], path
 
 
 @pytest.mark.parametrize("where", [

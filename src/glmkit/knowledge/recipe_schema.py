@@ -495,6 +495,24 @@ def describe_unknown(keys: list[str]) -> str:
     return shown + more
 
 
+class TaxonomyDoc(_Open):
+    """taxonomy.yaml: only hardware_profiles is read (each checked by `check_hardware`)."""
+
+    hardware_profiles: Any = None
+
+
+def taxonomy_unknown(document: Mapping[str, Any]) -> list[str]:
+    """Key paths of taxonomy.yaml that glmkit does not read, top level and profiles'."""
+    found = {one_line(str(key), 60) for key in document
+             if str(key) not in TaxonomyDoc.model_fields}
+    profiles = document.get("hardware_profiles")
+    for profile in (profiles.values() if isinstance(profiles, Mapping) else ()):
+        if isinstance(profile, Mapping):
+            found.update(f"hardware_profiles.*.{one_line(str(key), 60)}" for key in profile
+                         if str(key) not in HardwareProfile.model_fields)
+    return sorted(found)
+
+
 def check_hardware(profiles: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """taxonomy.yaml's hardware_profiles: the valid ones, and why each other was dropped."""
     if profiles is None:

@@ -41,6 +41,7 @@ from glmkit.knowledge.recipe_schema import (
     one_line,
     read_plain_file,
     read_yaml,
+    taxonomy_unknown,
 )
 from glmkit.paths import kit_home
 from glmkit.vllm_args import flag_value
@@ -254,6 +255,8 @@ def _read_root(root: Path, source: RecipeSource, notes: list[str],
             document = read_yaml(taxonomy)
             if not isinstance(document, dict):
                 raise RecipeRefused("not a mapping")
+            if unknown is not None and (keys := taxonomy_unknown(document)):
+                unknown["taxonomy.yaml"] = keys
             profiles, dropped = check_hardware(document.get("hardware_profiles"))
             hardware.update(profiles)
             notes.extend(_skipped(taxonomy, source, why) for why in dropped)
