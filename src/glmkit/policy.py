@@ -483,13 +483,19 @@ _IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-
                         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 
 
+def image_repository(ref: str) -> str:
+    """`ref` without its digest and tag: a registry's port (localhost:5000/vllm) stays, as
+    a tag never holds a '/'."""
+    return re.sub(r":[A-Za-z0-9_][A-Za-z0-9_.-]*$", "", re.sub(r"@sha256:[0-9a-f]+$", "", ref))
+
+
 def admit_image(ref: str, source: Source) -> str | None:
     """An image reference that may run: well formed from anyone, and from a synced
     recipe one of vLLM's official repositories (None: not this one)."""
     if len(ref) > 255 or not _IMAGE_REF.fullmatch(ref):
         raise UsageError(f"Image {ref[:80]!r} from {source.describe()} is not an image "
                          "reference (registry/name:tag).")
-    repository = re.sub(r"(@sha256:[0-9a-f]+|:[A-Za-z0-9_][A-Za-z0-9_.-]*)$", "", ref)
+    repository = image_repository(ref)
     if source is Source.SYNCED_RECIPE and repository not in OFFICIAL_REPOSITORIES:
         return None
     return ref

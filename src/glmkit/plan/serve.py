@@ -63,6 +63,7 @@ from glmkit.policy import (
     admit_name,
     env_dict,
     flag_names,
+    image_repository,
     merge_args,
 )
 from glmkit.vllm_args import drop_flags
@@ -465,7 +466,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     if image.why:
         notes.append(f"image {image.ref}: {image.why}")
     if image.moving:
-        repository = image.ref.rsplit(":", 1)[0]
+        repository = image_repository(image.ref)
         notes.append(f"warning: {image.ref} is a moving tag ({image.moving}): what it serves "
                      "changes as vLLM publishes. `up` records the digest it ran (run "
                      f"metadata, `invoke status`); pin it with --image {repository}@sha256:…")
