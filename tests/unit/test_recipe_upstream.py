@@ -963,12 +963,12 @@ def test_no_single_node_strategy_on_a_gpu_is_refused_not_served_multi_node(
 ])
 def test_the_pin_suggestion_keeps_a_registry_port(image: str, pin: str) -> None:
     """Review of #22, finding 10: `localhost:5000/vllm` was told to pin `localhost@…`."""
-    from glmkit.policy import image_repository
-
     from .helpers import plan_for
 
     plan = plan_for(vendor="cuda", model="zai-org/GLM-4.7-Flash", gpu="h100", gpu_count=1,
                     image=image)
     warning = next(n for n in plan.notes if n.startswith("warning:"))
     assert f"--image {pin}" in warning
+    from glmkit.policy import image_repository
+
     assert image_repository(image + "@sha256:" + "a" * 64) == pin.removesuffix("@sha256:")
