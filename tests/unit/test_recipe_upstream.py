@@ -972,3 +972,39 @@ def test_the_pin_suggestion_keeps_a_registry_port(image: str, pin: str) -> None:
     from glmkit.policy import image_repository
 
     assert image_repository(image + "@sha256:" + "a" * 64) == pin.removesuffix("@sha256:")
+
+
+@pytest.mark.parametrize("strategy", ["multi_node_tp", "multi_node_tep", "multi_node_dep",
+                                      "multi_node_tp_pp", "single_node_dep", "nope",
+                                      "single_node_dpa_tp"])
+@pytest.mark.parametrize("nodes", [None, 2])
+def test_plan_and_up_check_a_strategy_the_same_way(tmp_path: Path, strategy: str,
+                                                   nodes: int | None) -> None:
+    """Review of #22, finding 9: plan and up refuse or accept each --strategy alike, with
+    the same reason, and plan lays out what each node of `up` runs."""
+    from glmkit.errors import UsageError
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU, plan_for
+
+    env = synced_env(tmp_path, lambda d: d["strategy_hardware"].update(
+        multi_node_tep={"h100": "unsupported"}))
+
+    def outcome(run: Any) -> str:
+        try:
+            return str(run())
+        except UsageError as err:
+            return f"refused: {err}"
+
+    up = outcome(lambda: plan_for(env=env, vendor="cuda", model="zai-org/GLM-5.3-Flash",
+                                  gpu="h100", gpu_count=8, strategy=strategy,
+                                  nodes=str(nodes) if nodes else None).strategy)
+    plan = outcome(lambda: dict(advise(PlanRequest(
+        model="zai-org/GLM-5.3-Flash", vendor="cuda", gpu="h100", gpu_count=8,
+        strategy=strategy, nodes=nodes), NO_GPU, env).rows)["recipe layout"])
+    if up.startswith("refused: --strategy") or up.startswith("refused: Unknown"):
+        assert plan == up
+    else:
+        assert not plan.startswith("refused: --strategy"), plan
+        if not up.startswith("refused"):
+            assert plan.startswith(f"{up}: ")

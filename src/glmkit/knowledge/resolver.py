@@ -322,6 +322,35 @@ def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
     return None
 
 
+def node_strategy(strategy: str) -> str:
+    """The single-node layout each node of a multi-node strategy resolves; others as is."""
+    if strategy not in MULTI_NODE_STRATEGIES:
+        return strategy
+    return strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+
+
+def check_strategy(book: RecipeBook, recipe: Recipe | None, strategy: str,
+                   hw: HardwareTarget | None, nodes: int | None) -> str:
+    """--strategy as `invoke plan` and `up` both check it: the strategy to resolve (for a
+    multi-node one, what each node runs), or a UsageError with the reason."""
+    known = KIT_STRATEGIES + tuple(n for n in book.strategies if n not in KIT_STRATEGIES)
+    if strategy not in known:
+        raise UsageError(f"Unknown --strategy {one_line(strategy, 64)!r}; the recipes' names "
+                         f"are {', '.join(known)}.")
+    if strategy in MULTI_NODE_STRATEGIES and not nodes:
+        raise UsageError(f"--strategy {strategy} spans machines: add --nodes (or choose "
+                         f"one of {', '.join(SINGLE_NODE_STRATEGIES)}).")
+    if recipe is None:  # a generic model: no recipe layouts to check
+        return node_strategy(strategy)
+    offered = offered_strategies(recipe, hw)
+    # A multi-node name the recipe does not list is checked as the layout each node runs.
+    checked = node_strategy(strategy) if strategy not in offered and \
+        node_strategy(strategy) in offered else strategy
+    if why := strategy_refusal(book, recipe, checked, hw):
+        raise UsageError(f"--strategy {strategy}: {why}.")
+    return node_strategy(strategy)
+
+
 def hardware_note(recipe: Recipe, hw: HardwareTarget) -> str | None:
     """The recipe's hardware_notes entry for `hw` (exact GPU > generation > brand), as one
     line of plain text."""

@@ -16,11 +16,12 @@ from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.recipe_schema import one_line
-from glmkit.knowledge.recipes import MULTI_NODE_STRATEGIES, RecipeBook, load_book
+from glmkit.knowledge.recipes import load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
     HardwareTarget,
     Resolved,
+    check_strategy,
     default_features,
     hardware_note,
     kv_offload_support,
@@ -142,25 +143,6 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _check_strategy(strategy: str | None, spec: ModelSpec, book: RecipeBook,
-                    target: HardwareTarget) -> None:
-    """A --strategy the recipes name and this model's recipe offers on this GPU, as `up`
-    checks it."""
-    if strategy is None:
-        return
-    known = KIT_STRATEGIES + tuple(n for n in book.strategies if n not in KIT_STRATEGIES)
-    if strategy not in known:
-        raise UsageError(f"Unknown --strategy {strategy!r}; the recipes' names are "
-                         f"{', '.join(known)}.")
-    if spec.recipe is None:  # a generic model: no recipe layouts, as `up` ignores it
-        return
-    single = strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
-    name = single if strategy in MULTI_NODE_STRATEGIES and \
-        strategy not in offered_strategies(spec.recipe, target) else strategy
-    if why := strategy_refusal(book, spec.recipe, name, target):
-        raise UsageError(f"--strategy {strategy}: {why}.")
-
-
 def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
                    estimate: RecipeEstimate, rows: list[tuple[str, str]],
                    recommended: list[tuple[str, str]]) -> Advice:
@@ -189,7 +171,9 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
     target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,
                                     gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
-    _check_strategy(request.strategy, spec, book, target)
+    # The same check as `up`'s; a multi-node strategy is planned as what each node runs.
+    layout = check_strategy(book, spec.recipe, request.strategy, target, request.nodes) \
+        if request.strategy else None
     detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
     card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
     count = target.gpu_count
@@ -230,8 +214,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                 "(--kv-offloading-size N --kv-offloading-backend native)" \
                 if "offloading_cpu" in kv else ""
             rows.append(("KV offload", f"{kv} (the recipe's kv_offload_support){how}"))
-        strategy = request.strategy or recommend_strategy(spec.recipe, request.goal,
-                                                          target)[0]
+        strategy = layout or recommend_strategy(spec.recipe, request.goal, target)[0]
         resolved = resolve(book, spec.recipe, spec.variant, strategy, target,
                            default_features(spec.recipe))
         ep = " --enable-expert-parallel" if "--enable-expert-parallel" in resolved.args else ""

@@ -34,14 +34,12 @@ from glmkit.knowledge.images import (
 )
 from glmkit.knowledge.recipe_schema import one_line
 from glmkit.knowledge.recipes import (
-    MULTI_NODE_STRATEGIES,
-    SINGLE_NODE_STRATEGIES,
     RecipeBook,
 )
 from glmkit.knowledge.resolver import (
     CPU_TARGET,
-    KIT_STRATEGIES,
     HardwareTarget,
+    check_strategy,
     default_features,
     hardware_note,
     offered_strategies,
@@ -49,7 +47,6 @@ from glmkit.knowledge.resolver import (
     recommend_strategy,
     resolve,
     spec_dropped,
-    strategy_refusal,
     target_for,
 )
 from glmkit.knowledge.sizing import Arch, shm_size
@@ -218,29 +215,12 @@ def _target(s: Settings, vendor: VendorProfile, hw: Hardware, book: RecipeBook,
 
 def _strategy(s: Settings, model: ModelSpec, book: RecipeBook, target: HardwareTarget) -> str:
     assert model.recipe is not None
-    compatible = offered_strategies(model.recipe, target)
     if s.strategy is None:
+        compatible = offered_strategies(model.recipe, target)
         if s.dp > 1 and model.recipe.is_moe and "single_node_dep" in compatible:
             return "single_node_dep"  # data parallel over MoE experts is the recipes' DEP
         return recommend_strategy(model.recipe, hw=target)[0]
-    if s.strategy not in KIT_STRATEGIES and s.strategy in book.strategies:
-        if why := strategy_refusal(book, model.recipe, s.strategy, target):
-            raise UsageError(f"--strategy {s.strategy}: {why}.")
-        return s.strategy  # a newer upstream strategy whose parts glmkit has
-    if s.strategy in MULTI_NODE_STRATEGIES and not s.nodes:
-        raise UsageError(f"--strategy {s.strategy} spans machines: add --nodes (or choose "
-                         f"one of {', '.join(SINGLE_NODE_STRATEGIES)}).")
-    known = SINGLE_NODE_STRATEGIES + MULTI_NODE_STRATEGIES
-    if s.strategy not in known:
-        raise UsageError(f"Unknown --strategy {s.strategy!r}; the recipes' names are "
-                         f"{', '.join(known)}.")
-    name = s.strategy if s.strategy in SINGLE_NODE_STRATEGIES or s.strategy in compatible \
-        else s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
-    if why := strategy_refusal(book, model.recipe, name if name in compatible else s.strategy,
-                               target):
-        raise UsageError(f"--strategy {s.strategy}: {why}.")
-    return s.strategy if s.strategy in SINGLE_NODE_STRATEGIES else \
-        s.strategy.replace("multi_node", "single_node").replace("_tp_pp", "_tp")
+    return check_strategy(book, model.recipe, s.strategy, target, 1 if s.nodes else None)
 
 
 def _with_mtp_tokens(args: list[str], tokens: int) -> list[str]:
