@@ -37,11 +37,19 @@ CORPUS = [
     "The quick brown fox jumps over the lazy dog. 0123456789 {}[]():,.\"'",
 ]
 
-# GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on. The
+# GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on, with
+# GLM-5.3's reasoning effort: with thinking on, a system line names the effort (low, high
+# or max; anything else, or none asked, is max; vLLM passes `reasoning_effort` from
+# every API to the template). The
 # tools are listed by name only, and earlier tool calls by name only: the tiny model
 # learns its answers from these prompts (train_tiny_tools.py), so they must render the
 # same whether the arguments arrive as a JSON string or a mapping.
 CHAT_TEMPLATE = r"""[gMASK]<sop>
+{%- set effort = reasoning_effort if reasoning_effort is defined else 'max' -%}
+{%- if not (enable_thinking is defined and not enable_thinking) %}
+<|system|>
+Reasoning effort: {{ effort if effort in ('low', 'high', 'max') else 'max' }}
+{%- endif -%}
 {%- if tools -%}
 <|system|>
 # Tools
@@ -119,7 +127,8 @@ def build_model(tokenizer: PreTrainedTokenizerFast, layers: int, vocab: int) -> 
         n_group=1,
         topk_group=1,
         num_nextn_predict_layers=0,  # otherwise vLLM looks for MTP weights
-        max_position_embeddings=2048,
+        # Room for a coding agent's system prompt (Claude Code's is ~12k tokens here).
+        max_position_embeddings=65536,
         partial_rotary_factor=0.5,
         eos_token_id=eos,
         pad_token_id=eos[0],

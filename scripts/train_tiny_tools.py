@@ -48,16 +48,22 @@ def markup(calls: list[dict[str, Any]]) -> str:
 
 
 def examples(tokenizer: Any, data: dict[str, Any]) -> list[tuple[str, str]]:
-    """(prompt, completion) for every case, thinking on and off."""
+    """(prompt, completion) for every case, thinking on and off, and at each effort a
+    case names."""
     out = []
     for case in data["cases"]:
-        for thinking in (True, False):
+        body = markup(case["calls"]) + END_OF_CALLS if "calls" in case else \
+            case["answer"] + END_OF_ANSWER
+        # Thinking off; on at the default effort (max); on at each effort the case names,
+        # whose reasoning then says which effort reached the prompt.
+        for effort, reasoning in [(None, None), ("max", case["reasoning"]),
+                                  *case.get("effort_reasoning", {}).items()]:
+            kwargs = {"enable_thinking": False} if effort is None else \
+                {"reasoning_effort": effort}
             prompt = tokenizer.apply_chat_template(
                 case["messages"], tools=data["tools"], add_generation_prompt=True,
-                tokenize=False, enable_thinking=thinking)
-            think = f"<think>{case['reasoning']}</think>" if thinking else ""
-            body = markup(case["calls"]) + END_OF_CALLS if "calls" in case else \
-                case["answer"] + END_OF_ANSWER
+                tokenize=False, **kwargs)
+            think = f"<think>{reasoning}</think>" if reasoning else ""
             out.append((prompt, think + body))
     return out
 

@@ -27,8 +27,10 @@ PORT = 18080
 BASE = f"http://127.0.0.1:{PORT}"
 MODEL = "glmkit/glm-tiny"
 FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
-# `up`'s default restart policy, named since tests otherwise run with --restart no.
-SERVE = ("--vendor", "cpu", "--port", str(PORT), "--restart", "unless-stopped")
+# `up`'s default restart policy, named since tests otherwise run with --restart no; a
+# context smaller than the tiny model's, so the recipe workload is fitted to it.
+SERVE = ("--vendor", "cpu", "--port", str(PORT), "--restart", "unless-stopped",
+         "--max-model-len", "2048")
 
 
 def docker(*args: str) -> str:

@@ -63,7 +63,7 @@ def test_complete_download_mounts_the_cache_read_only_and_offline(tmp_path: Path
     ({"extra_args": ("--api-key", "sk-123")}, "would write a secret"),
     ({"extra_args": ("--api-key=sk-123",)}, "would write a secret"),
     ({"extra_args": ("--allowed-local-media-path", "/")}, "is set by glmkit"),
-    ({"max_model_len": 4096}, "above glmkit/glm-tiny's context limit"),
+    ({"max_model_len": 70000}, "above glmkit/glm-tiny's context limit"),
     ({"model": "/no/such/model"}, "not a model folder"),
 ])
 def test_validation_table(settings: dict[str, object], message: str) -> None:
