@@ -42,9 +42,11 @@ class FakeClient:
 
     def __init__(self) -> None:
         self.prompts: list[int] = []
+        self.salts: list[str | None] = []
         self.chat = NS(completions=NS(create=self.create))
 
     def create(self, **body: Any) -> Any:
+        self.salts.append(body["extra_body"].get("cache_salt"))
         size = len(json.dumps(body["messages"]))
         cached = self.prompts[-1] if self.prompts else 0
         self.prompts.append(size)
@@ -57,7 +59,8 @@ class FakeClient:
 
 def test_the_client_replays_the_traces_calls_and_records_every_turn() -> None:
     client_module = load_client()
-    trace = agentic.make_trace(agentic.TraceSpec(sessions=1, turns=3, output_len=4))
+    trace = {**agentic.make_trace(agentic.TraceSpec(sessions=1, turns=3, output_len=4)),
+             "cache_salt": "run-1"}  # this run's prefixes only, not an earlier run's
     fake = FakeClient()
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -65,6 +68,7 @@ def test_the_client_replays_the_traces_calls_and_records_every_turn() -> None:
     assert not errors and [r["turn"] for r in rows] == [0, 1, 2]
     assert fake.prompts == sorted(fake.prompts)  # each turn appends to the last
     assert [r["cached_tokens"] for r in rows] == [0, *fake.prompts[:-1]]
+    assert fake.salts == ["run-1"] * 3
     assert all(r["output_tokens"] == 4 and r["ttft_ms"] >= 0 and r["tpot_ms"] is not None
                for r in rows)
 

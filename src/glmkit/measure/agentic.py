@@ -188,8 +188,10 @@ def run_agentic(on: RunningServer, off: RunningServer, spec: TraceSpec, results_
     """The trace on both servers, one after the other (they share the machine); the
     per-turn table saved with the other results."""
     check_pair(on, off)
-    trace = make_trace(spec)
     folder = results_dir / "agentic" / f"{time.strftime('%Y%m%d-%H%M%S')}-{on.container}"
+    # A salt per run: prefixes cached by an earlier run (the same trace) are not reused,
+    # those of this run's sessions and turns are.
+    trace = {**make_trace(spec), "cache_salt": folder.name}
     with tempfile.TemporaryDirectory() as tmp:
         trace_file = Path(tmp) / "trace.json"
         trace_file.write_text(json.dumps(trace))

@@ -32,7 +32,8 @@ def run_turn(client: Any, model: str, trace: dict[str, Any], messages: list[dict
         stream_options={"include_usage": True}, temperature=0,
         max_tokens=trace["output_len"],
         extra_body={"ignore_eos": True, "min_tokens": trace["output_len"],
-                    "chat_template_kwargs": {"enable_thinking": False}})
+                    "chat_template_kwargs": {"enable_thinking": False},
+                    **({"cache_salt": trace["cache_salt"]} if trace.get("cache_salt") else {})})
     for chunk in stream:
         if chunk.usage is not None:
             usage = chunk.usage
