@@ -1008,3 +1008,16 @@ def test_plan_and_up_check_a_strategy_the_same_way(tmp_path: Path, strategy: str
         assert not plan.startswith("refused: --strategy"), plan
         if not up.startswith("refused"):
             assert plan.startswith(f"{up}: ")
+
+
+def test_plan_shows_a_usable_new_strategy_as_also_offered(tmp_path: Path) -> None:
+    """Review of #22, finding 11: only refused new strategies were shown."""
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    env = strategy_env(tmp_path, "my_dp", MY_DP)
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3-Flash", vendor="cuda", gpu="h200",
+                                   gpu_count=8), NO_GPU, env).rows)
+    assert rows["also offered"] == "--strategy my_dp"
+    assert "my_dp" not in rows.get("not offered", "")

@@ -199,11 +199,12 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
             name, why = recommend_strategy(spec.recipe, aim, target)
             mtp = " --mtp" if aim == "latency" and spec.has_mtp else ""
             recommended.append((f"for {aim}", f"--strategy {name}{mtp}: {why}"))
-        refused = [f"{one_line(n, 64)} ({reason})" for n in book.strategies
-                   if n not in KIT_STRATEGIES and
-                   n in offered_strategies(spec.recipe, target) and
-                   (reason := strategy_refusal(book, spec.recipe, n, target))]
-        if refused:
+        newer = [n for n in book.strategies if n not in KIT_STRATEGIES
+                 and n in offered_strategies(spec.recipe, target)]
+        why_not = {n: strategy_refusal(book, spec.recipe, n, target) for n in newer}
+        if usable := [f"--strategy {n}" for n in newer if why_not[n] is None]:
+            recommended.append(("also offered", ", ".join(usable)))
+        if refused := [f"{n} ({why})" for n, why in why_not.items() if why]:
             recommended.append(("not offered", "; ".join(refused)))
         if hw_note := hardware_note(spec.recipe, target):
             rows.append(("hardware note", hw_note))
