@@ -15,7 +15,6 @@ from glmkit.host.hub import fetch_config, hf_token
 from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
-from glmkit.knowledge.recipe_schema import one_line
 from glmkit.knowledge.recipes import load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
