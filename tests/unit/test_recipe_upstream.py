@@ -587,6 +587,18 @@ def test_plan_from_the_recipe_says_when_the_node_is_too_small(tmp_path: Path) ->
     rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3-BF16", gpu="h200", gpu_count=8),
                        NO_GPU, env).rows)
     assert "the recipe's 1786 GB needs more than 8 × 141 GB" in rows["smallest fit"]
+    # Review of #22, finding 7: no single-node layout is recommended; the nodes are planned.
+    for nodes, verdict in ((None, "fits"), (2, "fits"), (3, "fits")):
+        advice = advise(PlanRequest(model="zai-org/GLM-5.3-BF16", gpu="h200", gpu_count=8,
+                                    nodes=nodes), NO_GPU, env)
+        assert not any("--strategy single_node_" in value for _, value in advice.rows)
+        assert advice.multinode is not None and advice.multinode.startswith(
+            f"{nodes or 2} nodes × 8 GPUs give {(nodes or 2) * 8 * 141:g} GB: the recipe's "
+            f"1786 GB {verdict}")
+    # A node that holds it still gets its single-node layouts.
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
+                       env).rows)
+    assert rows["for latency"].startswith("--strategy single_node_")
 
 
 def test_a_config_json_in_the_cache_wins_over_the_recipe_numbers(tmp_path: Path) -> None:

@@ -144,10 +144,20 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
 
 def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
                    estimate: RecipeEstimate, rows: list[tuple[str, str]],
-                   recommended: list[tuple[str, str]]) -> Advice:
+                   recommended: list[tuple[str, str]], nodes: int | None) -> Advice:
     """The plan of a model without architecture facts: what the recipe's numbers say, the
     same answer `render` uses (`plan.serve`)."""
     verdict = "fits" if estimate.fits else "needs more than"
+    several = None
+    if not estimate.fits:
+        # One node is too small: no single-node layout is recommended; the nodes it takes.
+        recommended = [row for row in recommended if not row[0].startswith("for ")]
+        nodes = nodes or 2
+        total = nodes * target.gpu_count * card.memory_gb
+        several = (f"{nodes} nodes × {target.gpu_count} GPUs give {total:g} GB: the "
+                   f"recipe's {estimate.need_gb:g} GB "
+                   f"{'fits' if estimate.need_gb <= total else 'does not fit either'}. "
+                   "`invoke up --nodes head=HOST1,w1=HOST2 --strategy multi_node_tp`")
     rows += [
         ("smallest fit", f"--tensor-parallel-size {estimate.tp}: the recipe's "
          f"{estimate.need_gb:g} GB {verdict} {estimate.tp} × {card.memory_gb:g} GB "
@@ -161,7 +171,7 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
     ]
     title = (f"{spec.id} on {target.gpu_count} × {card.name} ({card.memory_gb:g} GB, "
              f"{card.bandwidth_tb_s:g} TB/s)")
-    return Advice(title, rows, None, (f"planned {estimate.why}", ASSUMPTIONS[2]))
+    return Advice(title, rows, several, (f"planned {estimate.why}", ASSUMPTIONS[2]))
 
 
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
@@ -224,7 +234,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     if spec.vision:
         rows += vision_rows(arch, list(resolved.args) if resolved else [])
     if estimate is not None:
-        return _recipe_advice(spec, target, card, estimate, rows, recommended)
+        return _recipe_advice(spec, target, card, estimate, rows, recommended, request.nodes)
     assert arch is not None
     report = plan_report(spec, arch, card, count, batch=request.batch, context=request.context,
                          utilization=request.gpu_memory_utilization, tp=request.tp,
