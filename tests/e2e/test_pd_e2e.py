@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from .common import serving
+from .common import invoke, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +141,20 @@ def test_the_router_takes_only_the_right_key(pd: object) -> None:
          json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})],
         capture_output=True, text=True, check=True)
     assert reply.stdout == "401"
+def test_check_passes_through_the_router(pd: object) -> None:
+    done = invoke("check", "--project", PROJECT, "--api", "chat", env=ENV, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_dead_pool_is_named_and_down_removes_all_three(pd: object) -> None:
+    subprocess.run(["docker", "kill", f"{PROJECT}-decode-1"], check=True, capture_output=True)
+    status = invoke("status", "--json", timeout=60)
+    rows = [r for r in json.loads(status.stdout) if r["project"] == PROJECT]
+    router = next(r for r in rows if r["node"] == "router")
+    assert "DEGRADED: decode down" in router["api"]
+    done = invoke("down", "--project", PROJECT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    left = subprocess.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project="
+                           f"{PROJECT}", "--format", "{{.Names}}"],
+                          capture_output=True, text=True, check=True).stdout
+    assert left.strip() == ""
