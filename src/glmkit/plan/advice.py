@@ -208,7 +208,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
             name, why = recommend_strategy(spec.recipe, aim, target)
             mtp = " --mtp" if aim == "latency" and spec.has_mtp else ""
             recommended.append((f"for {aim}", f"--strategy {name}{mtp}: {why}"))
-        newer = [n for n in book.strategies if n not in KIT_STRATEGIES
+        # pd_cluster has checks of its own (glmkit.plan.pd): not listed from here.
+        newer = [n for n in book.strategies if n not in KIT_STRATEGIES and n != "pd_cluster"
                  and n in offered_strategies(spec.recipe, target)]
         why_not = {n: strategy_refusal(book, spec.recipe, n, target) for n in newer}
         if usable := [f"--strategy {n}" for n in newer if why_not[n] is None]:
