@@ -1,8 +1,10 @@
 """The front door of glmkit's router image: vllm-router checks no client key (its
 --api-key and OPENAI_API_KEY are what it sends to the workers), so with a key set this
-gate checks the client's (`Authorization: Bearer KEY` or `x-api-key: KEY`, on /v1 paths,
-as vLLM does) and proxies to vllm-router on the loopback. Without a key it is not in the
-path at all: vllm-router runs in its place.
+gate checks the client's (`Authorization: Bearer KEY` or `x-api-key: KEY`) on every path
+but the health probes and proxies to vllm-router on the loopback. Not only /v1 as vLLM
+does: the router's own admin routes (/add_worker, /remove_worker, /workers/{url},
+/flush_cache) sit outside /v1, and an open /add_worker would let anyone redirect prompts.
+Without a key it is not in the path at all: vllm-router runs in its place.
 
     gate.py ROUTER_ARGS...   (--host/--port are where the gate listens)
 """
@@ -29,6 +31,14 @@ def option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
     return args, default
 
 
+# Exact paths only: `/health/../add_worker` or `//add_worker` is not one of them.
+OPEN_PATHS = frozenset({"/health", "/liveness", "/readiness"})
+
+
+def needs_key(path: str) -> bool:
+    return path not in OPEN_PATHS
+
+
 def authorized(headers: dict[str, str], key: str) -> bool:
     auth = headers.get("authorization", "")
     given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
@@ -49,7 +59,7 @@ def main(argv: list[str]) -> None:
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if request.path.startswith("/v1") and not authorized(headers, key):
+        if needs_key(request.raw_path.split("?", 1)[0]) and not authorized(headers, key):
             return web.json_response({"error": "Unauthorized"}, status=401)
         forward = {k: v for k, v in headers.items() if k not in HOP}
         session: ClientSession = request.app["session"]

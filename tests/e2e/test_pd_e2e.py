@@ -133,6 +133,11 @@ def test_the_router_takes_only_the_right_key(pd: object) -> None:
     assert chat("hello", key="wrong").status_code == 401
     assert chat("hello").status_code == 200
     assert requests.get(f"{URL}/health", timeout=30).status_code == 200
+    # The router's admin routes are outside /v1: without the key, no one adds a worker
+    # (which would receive the prompts) or lists them.
+    for method, path in (("POST", "/add_worker?url=http://127.0.0.1:9"), ("GET", "/workers"),
+                         ("GET", "/list_workers"), ("POST", "/flush_cache")):
+        assert requests.request(method, URL + path, timeout=30).status_code == 401, path
     # The pools require it too (the router sends its own copy).
     reply = subprocess.run(
         ["docker", "exec", f"{PROJECT}-decode-1", "curl", "-s", "-o", "/dev/null", "-w",
@@ -141,6 +146,8 @@ def test_the_router_takes_only_the_right_key(pd: object) -> None:
          json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})],
         capture_output=True, text=True, check=True)
     assert reply.stdout == "401"
+
+
 def test_check_passes_through_the_router(pd: object) -> None:
     done = invoke("check", "--project", PROJECT, "--api", "chat", env=ENV, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
