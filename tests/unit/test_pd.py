@@ -191,3 +191,19 @@ def test_a_synced_models_pd_overrides_reach_both_pools(tmp_path: Any,
         assert "--no-disable-hybrid-kv-cache-manager" in pool.args
     assert flag(plan.pools[1].args, "--max-num-seqs") == "512"
     assert "--compilation-config" not in plan.pools[0].args
+
+
+def test_pools_on_real_nodes_need_an_api_key(tmp_path: Any) -> None:
+    # Review of #21, 1: the router binds 127.0.0.1 but the pools listen on their nodes'
+    # addresses (and NIXL side channels): no key must be refused before anything starts.
+    from rich.console import Console
+
+    from glmkit.run import deploy
+
+    plan = pd(vendor="cpu", nodes="head=ssh://10.0.0.5,w1=ssh://10.0.0.6")
+    assert plan.exposed() == [("prefill", "10.0.0.5"), ("decode", "10.0.0.6")]
+    with pytest.raises(UsageError, match="decode on 10.0.0.6.*API key"):
+        deploy.up(plan, None, tmp_path, tmp_path, Console(), dict(ENV))
+    assert not list(tmp_path.iterdir())  # refused before a file was written
+    # One machine: the pools listen inside the project's network only.
+    assert pd(vendor="cpu").exposed() == []

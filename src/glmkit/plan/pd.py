@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from glmkit.endpoints import CONTAINER_PORT, is_ip
+from glmkit.endpoints import CONTAINER_PORT, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings
@@ -143,6 +143,14 @@ class PdPlan:
                 *(f"{p.side_channel_port}/tcp: {p.service}'s NIXL side channel, {inside}"
                   for p in self.pools),
                 f"UCX (NIXL's transport): ephemeral TCP ports between the pools, {inside}"]
+
+    def exposed(self) -> list[tuple[str, str]]:
+        """(service, address) of each pool listening beyond loopback: on a real node's
+        host network (API and NIXL side channel); on one machine they stay in the
+        project's network."""
+        binds = [(p.service, p.args[list(p.args).index("--host") + 1]) for p in self.pools
+                 if p.node is not None and p.node.docker_host is not None]
+        return [(service, host) for service, host in binds if not is_loopback(host)]
 
     def describe(self) -> list[str]:
         lines = [f"pd_cluster: {len(self.pool('prefill'))} prefill + "

@@ -141,6 +141,12 @@ def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Pat
     it raises carries the token's or the API key's value."""
     plan = single(deployment)
     secrets = container_secrets(env, plan.host, api_key)
+    if isinstance(deployment, PdPlan) and "VLLM_API_KEY" not in secrets and \
+            (exposed := deployment.exposed()):
+        # The router may bind loopback while the pools listen on their nodes' addresses.
+        where = ", ".join(f"{service} on {host}" for service, host in exposed)
+        raise UsageError(f"pd_cluster's pools listen beyond loopback ({where}): set an API "
+                         "key (VLLM_API_KEY in the environment, or --api-key-file FILE).")
     with masked(secrets.values()):
         return _up(deployment, plan, secrets, compose_dir, root, console, env, smoke)
 
