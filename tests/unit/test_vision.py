@@ -174,13 +174,66 @@ def test_a_folder_without_parquet_is_not_visionarena(tmp_path: Path) -> None:
         locate_visionarena(str(tmp_path / "empty"), tmp_path)
 
 
-def test_a_dataset_revision_from_the_folder_is_printable_and_short(tmp_path: Path) -> None:
+@pytest.mark.parametrize("revision", [
+    "x" * 500, "bad\\u001b[31m", "../../usr/lib/python3/dist-packages/glmkit_evil", "..",
+    "a/b", "-rf", ".hidden", "a..b", ""])
+def test_a_folders_own_revision_is_used_only_as_one_plain_path_part(
+        tmp_path: Path, revision: str) -> None:
+    """glmkit-dataset.json comes with the folder: its revision names the copy's folder in
+    the container, so `..` there would have `docker cp` write anywhere in it."""
     from glmkit.measure.bench_data import locate_visionarena
 
-    folder = _parquet_folder(tmp_path / "va", "x" * 500)
-    assert len(locate_visionarena(str(folder), tmp_path).revision) == 64
-    (folder / "glmkit-dataset.json").write_text('{"revision": "bad\\u001b[31m"}')
+    folder = _parquet_folder(tmp_path / "va", revision)
     assert locate_visionarena(str(folder), tmp_path).revision.startswith("local-")
+    (folder / "glmkit-dataset.json").write_text('{"revision": "sample-3fe3f1d254e4"}')
+    assert locate_visionarena(str(folder), tmp_path).revision == "sample-3fe3f1d254e4"
+
+
+def test_a_data_set_is_copied_only_under_the_kits_folder_in_the_container(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from glmkit.errors import UsageError
+    from glmkit.measure import bench_data
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(bench_data, "run", lambda argv, check=True: calls.append(argv) or
+                        SimpleNamespace(returncode=1))
+    ctr = SimpleNamespace(name="srv", attrs={"Mounts": []})
+    good = bench_data.DatasetSource(tmp_path, "sample-1", "local")
+    assert bench_data.stage(good, ctr) == f"{bench_data.CONTAINER_DATA}/sample-1"
+    assert calls[-1][-1] == f"srv:{bench_data.CONTAINER_DATA}/sample-1"
+    calls.clear()
+    with pytest.raises(UsageError, match="one path part"):
+        bench_data.stage(bench_data.DatasetSource(tmp_path, "../../usr/lib/x", "local"), ctr)
+    assert calls == []
+
+
+def test_bench_data_stages_in_a_fresh_folder_and_leaves_others_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An existing `<out>.partial` was removed, and a link under that name followed."""
+    import json as json_
+    from types import SimpleNamespace
+
+    from glmkit.measure import bench_data
+
+    def fake_docker_run(argv: list[str], check: bool = True) -> SimpleNamespace:
+        staging = Path(argv[argv.index("-v", argv.index("-v") + 1) + 1].split(":")[0])
+        (staging / bench_data.INFO).write_text(json_.dumps({"revision": "sample-1"}))
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(bench_data, "run", fake_docker_run)
+    (tmp_path / "out.partial").mkdir()
+    (tmp_path / "out.partial" / "keep.txt").write_text("mine")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "two.partial").symlink_to(victim)
+    info = bench_data.make_sample("img", str(tmp_path / "out"), ROOT / "scripts", 4)
+    assert info["revision"] == "sample-1" and (tmp_path / "out" / bench_data.INFO).is_file()
+    assert (tmp_path / "out.partial" / "keep.txt").read_text() == "mine"
+    bench_data.make_sample("img", str(tmp_path / "two"), ROOT / "scripts", 4)
+    assert list(victim.iterdir()) == [] and (tmp_path / "two.partial").is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
 def test_only_the_benchmark_data_set_is_downloaded(tmp_path: Path) -> None:
@@ -352,3 +405,50 @@ def test_a_video_is_inline_jpeg_frames() -> None:
 
     url = video_url(frames=3)
     assert url.startswith("data:video/jpeg;base64,") and url.count(",") == 3
+
+
+def test_the_check_image_never_follows_a_link_in_the_media_folder(tmp_path: Path) -> None:
+    """The media folder is the user's: a link there under a name the check would use must
+    not be written through (overwritten and opened up to 0644)."""
+    import threading
+
+    from glmkit.run.vision_check import MEDIA, media_file
+
+    media = tmp_path / "media"
+    media.mkdir()
+    secret = tmp_path / "id_rsa"
+    secret.write_text("key")
+    secret.chmod(0o600)
+    (media / f".glmkit-check-{threading.get_ident()}.png").symlink_to(secret)
+    with media_file(media, b"PNG") as url:
+        assert url is not None and url.startswith(f"file://{MEDIA}/.glmkit-check-")
+        made = media / url.rsplit("/", 1)[1]
+        assert made.read_bytes() == b"PNG" and not made.is_symlink()
+        assert made.stat().st_mode & 0o777 == 0o644
+    assert secret.read_text() == "key" and secret.stat().st_mode & 0o777 == 0o600
+    assert not made.exists()
+
+
+@pytest.mark.parametrize("width", [1e300, 10**400, -1e300])
+def test_an_absurd_vision_config_in_the_cache_is_not_read(tmp_path: Path, width: float) -> None:
+    """A config.json in the HF cache is data from the Hub: sizes no float holds are
+    ignored (built-in facts serve), not an OverflowError out of `render` and `plan`."""
+    import json
+
+    from glmkit.knowledge.catalog import resolve_model
+    from glmkit.knowledge.sizing import ARCH, arch_key, known_arch
+
+    spec = resolve_model("zai-org/GLM-4.6V")
+    snap = tmp_path / "hub" / "models--zai-org--GLM-4.6V" / "snapshots" / "x"
+    snap.mkdir(parents=True)
+    config = {"architectures": ["Glm4vMoeForConditionalGeneration"],
+              "text_config": {"hidden_size": 4096, "num_hidden_layers": 46,
+                              "num_attention_heads": 96, "num_key_value_heads": 8,
+                              "head_dim": 128, "n_routed_experts": 128,
+                              "num_experts_per_tok": 8, "moe_intermediate_size": 1408,
+                              "intermediate_size": 10944, "vocab_size": 151552,
+                              "max_position_embeddings": 131072},
+              "vision_config": {"hidden_size": width, "depth": 24, "intermediate_size": width,
+                                "out_hidden_size": 4096}}
+    (snap / "config.json").write_text(json.dumps(config))
+    assert known_arch(spec, tmp_path) == ARCH.get(arch_key(spec))

@@ -166,7 +166,8 @@ def _readable_arch(config: Any) -> Arch | None:
     types (a cache is data from the Hub): the built-in facts or the recipe's numbers serve."""
     try:
         return arch_from_config(config) if isinstance(config, Mapping) else None
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError,
+            OverflowError):  # e.g. a width of 1e300: no float holds the product
         return None
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,9 @@ SAMPLE_SCRIPT = "make_visionarena_sample.py"
 CONTAINER_HF = "/root/.cache/huggingface"  # where plan/serve.py mounts the HF cache
 CONTAINER_DATA = "/tmp/glmkit-datasets"  # copies of folders no mount reaches
 MAX_SAMPLE_ROWS = 10_000
+# A revision names the folder a data set is copied to inside the server's container: one
+# path part, never `..` (a folder's own glmkit-dataset.json is not trusted to name it).
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MISSING = (f"VisionArena is not on this machine: `invoke download --dataset {VISIONARENA}` "
            "(needs the Hub) or `--dataset-path DIR` with data/*.parquet in its format "
            "(`invoke bench-data --out DIR` writes a small one).")
@@ -48,11 +53,15 @@ def parquet_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob("data/*.parquet"), *folder.glob("*.parquet")])
 
 
+def revision_ok(text: object) -> bool:
+    return isinstance(text, str) and bool(_REVISION.match(text)) and ".." not in text
+
+
 def _content_revision(folder: Path, files: list[Path]) -> str:
     try:
         info = json.loads((folder / INFO).read_text())
-        if isinstance(info.get("revision"), str) and info["revision"].isprintable():
-            return str(info["revision"])[:64]
+        if revision_ok(info.get("revision")):
+            return str(info["revision"])
     except (OSError, ValueError, AttributeError):
         pass
     digest = hashlib.sha256()
@@ -86,7 +95,9 @@ def locate_visionarena(dataset_path: str | None, hf_cache: Path) -> DatasetSourc
     found = snapshot(hf_cache)
     if found is None:
         raise UsageError(MISSING)
-    return DatasetSource(found, found.name, "hf-cache")
+    revision = found.name if revision_ok(found.name) else \
+        _content_revision(found, parquet_files(found))
+    return DatasetSource(found, revision, "hf-cache")
 
 
 def container_folder(source: DatasetSource, container: Any) -> str | None:
@@ -109,6 +120,8 @@ def stage(source: DatasetSource, container: Any) -> str:
     inside = container_folder(source, container)
     if inside is not None:
         return inside
+    if not revision_ok(source.revision):  # it names a path inside the container
+        raise UsageError(f"Data set revision {source.revision[:80]!r} is not one path part.")
     target = f"{CONTAINER_DATA}/{source.revision}"
     if run(["docker", "exec", container.name, "test", "-d", target], check=False).returncode:
         run(["docker", "exec", container.name, "mkdir", "-p", CONTAINER_DATA])
@@ -123,9 +136,11 @@ def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> 
     out = admit_mount(out_dir, "--out", Path.home())
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out_dir!r} exists and is not an empty folder.")
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    # A fresh staging folder beside --out: never someone's existing `.partial` folder
+    # (removed) or a link planted under that name (followed).
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it 0700; the sample is meant to be read
     argv = ["docker", "run", "--rm", "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
             "-v", f"{scripts_dir.resolve()}:/glmkit-scripts:ro",

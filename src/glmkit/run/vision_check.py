@@ -19,6 +19,8 @@ import base64
 import contextlib
 import http.server
 import io
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,11 +229,20 @@ def media_file(folder: Path | None, body: bytes) -> Iterator[str | None]:
     if folder is None:
         yield None
         return
-    path = folder / f".glmkit-check-{threading.get_ident()}.png"
+    # A new file of its own (O_EXCL, random name): a link planted in the media folder under
+    # a name glmkit would use is never followed, overwritten or opened up to 0644.
     try:
-        path.write_bytes(body)
-        path.chmod(0o644)
+        fd, name = tempfile.mkstemp(prefix=".glmkit-check-", suffix=".png", dir=folder)
     except OSError:
+        yield None
+        return
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o644)  # the server reads it as another user
+            out.write(body)
+    except OSError:
+        path.unlink(missing_ok=True)
         yield None
         return
     try:
