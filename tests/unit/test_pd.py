@@ -207,3 +207,35 @@ def test_pools_on_real_nodes_need_an_api_key(tmp_path: Any) -> None:
     assert not list(tmp_path.iterdir())  # refused before a file was written
     # One machine: the pools listen inside the project's network only.
     assert pd(vendor="cpu").exposed() == []
+
+
+def test_a_synced_pd_block_cannot_override_glmkits_or_the_users_flags(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review of #21, 3: `-tp 2` and `--tensor_parallel_size 64` passed as other spellings
+    # of an owned flag, and the role block came after the user's own flags.
+    from glmkit.knowledge import recipes
+    from glmkit.knowledge.recipes import sync
+    from tests.unit.test_recipe_upstream import env_for, upstream_copy
+
+    monkeypatch.setattr(recipes, "_git_commit", lambda folder: None)
+    env = env_for(tmp_path)
+    copy = upstream_copy(tmp_path)
+    path = copy / "strategies" / "pd_cluster.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["prefill"]["vllm_args"] += ["-tp", "2", "--gpu-memory-utilization", "0.99",
+                                     "--max-num-seqs", "1", "--compilation-config", "{}"]
+    data["decode"]["vllm_args"] += ["--tensor_parallel_size", "64"]
+    path.write_text(yaml.safe_dump(data))
+    sync(str(copy), env)
+    s = Settings(strategy="pd_cluster", project="pdt", vendor="cuda", gpu_count=8,
+                 model="zai-org/GLM-4.6-FP8", gpu_memory_utilization=0.85,
+                 extra_args=("--max-num-seqs", "64"), extra_args_source="flag")
+    plan = plan_pd(s, read_host_facts(s, env, H200), load_book(env))
+    for pool in plan.pools:
+        assert [a for a in pool.args if "tensor" in a or a == "-tp"] == \
+            ["--tensor-parallel-size"]
+        assert flag(pool.args, "--tensor-parallel-size") == "4"
+        assert flag(pool.args, "--gpu-memory-utilization") == "0.85"
+        assert flag(pool.args, "--max-num-seqs") == "64"
+    # The policy's "left out" note for the synced prefill block is shown, not dropped.
+    assert any("left out --compilation-config" in n for n in plan.base.notes)

@@ -37,7 +37,7 @@ from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node, parse_nodes
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
-from glmkit.policy import admit_args, admit_env, env_dict, merge_args
+from glmkit.policy import Source, admit_args, admit_env, env_dict, merge_args, parse_flags
 from glmkit.vllm_args import drop_flags
 
 PD_STRATEGY = "pd_cluster"
@@ -176,10 +176,11 @@ def _split(total: int, prefill: int | None, decode: int | None, what: str) -> tu
     return p, d
 
 
-def _role_words(book: RecipeBook, base: ServePlan, role: Role) -> tuple[list[str], dict[str,
-                                                                                         str]]:
+def _role_words(book: RecipeBook, base: ServePlan, role: Role
+                ) -> tuple[list[str], dict[str, str], tuple[str, ...]]:
     """The strategy's and the model's pd_cluster flags and env for `role`, through the
-    input policy; the flags glmkit owns taken out (the KV config checked separately)."""
+    input policy, and the policy's notes; the flags glmkit owns taken out in any spelling
+    vLLM accepts (the KV config checked separately)."""
     strategy = book.strategies.get(PD_STRATEGY) or {}
     recipe = base.model.recipe
     overrides: Any = ((recipe.data.get("strategy_overrides") or {}).get(PD_STRATEGY) or {}) \
@@ -200,8 +201,12 @@ def _role_words(book: RecipeBook, base: ServePlan, role: Role) -> tuple[list[str
         env.pop(name, None)
     # The kv_transfer_config is glmkit's to decide (checked by KvTransfer), whatever the
     # policy would say of a synced recipe writing it.
-    kv = [w for i, w in enumerate(words) if i and words[i - 1] == "--kv-transfer-config"]
-    admitted = admit_args(drop_flags(words, *_OWNED), source)
+    # vLLM's reading of each flag: `-tp 2` and `--tensor_parallel_size` are owned too.
+    parsed = parse_flags(words, source)
+    kv = [f.values[-1] for f in parsed
+          if f.name == "--kv-transfer-config" and not f.keys and f.values]
+    admitted = admit_args([w for f in parsed if f.name not in _OWNED for w in f.words()],
+                          source)
     admitted_env = admit_env(env, source)
     args = list(admitted.args)
     if not base.vendor.has_gpus:
@@ -210,7 +215,7 @@ def _role_words(book: RecipeBook, base: ServePlan, role: Role) -> tuple[list[str
         "kv_connector": "NixlConnector",
         "kv_role": "kv_producer" if role == "prefill" else "kv_consumer"})
     args += ["--kv-transfer-config", kv_transfer(config, role, not base.vendor.has_gpus)]
-    return args, env_dict(admitted_env)
+    return args, env_dict(admitted_env), admitted.notes
 
 
 def _cores(prefill: int, decode: int) -> tuple[str, str]:
@@ -255,6 +260,10 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     on_cpu = not probe.vendor.has_gpus
     pools: list[Pool] = []
     plans: dict[Role, ServePlan] = {}
+    role_notes: list[str] = []
+    # Last, as in a single server: glmkit's memory setting and the user's own flags win
+    # over the recipe's pool blocks.
+    user = admit_args(settings.extra_args, Source.of_setting(settings.extra_args_source))
     for role in ROLES:
         # What one server of the pool runs: the recipe's single-node TP command sized to
         # its GPUs, refused when the model does not fit them.
@@ -264,9 +273,12 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
         except UsageError as err:
             raise UsageError(f"pd_cluster: every {role} server holds the whole model on its "
                              f"{sizes[role]} GPUs, and {err}") from None
-        role_args, role_env = _role_words(book, plan, role)
+        role_args, role_env, left_out = _role_words(book, plan, role)
+        role_notes += [n for n in left_out if n not in role_notes]
         model_ref, *flags = plan.serve_args  # the model first, then flags
         common = drop_flags(flags, *_OWNED)
+        last = [*(f.words() for f in parse_flags(common, Source.KIT)
+                  if f.name == "--gpu-memory-utilization"), drop_flags(user.args, *_OWNED)]
         for i in range(counts[role]):
             node = nodes[i if role == "prefill" else counts["prefill"] + i] if nodes else None
             service = role if counts[role] == 1 else f"{role}{i + 1}"
@@ -277,7 +289,8 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
                 else "0.0.0.0"
             args = [model_ref, *merge_args(
                 [*common, "--host", listen, "--port", str(port)],
-                [] if on_cpu else ["--tensor-parallel-size", str(sizes[role])], role_args)]
+                [] if on_cpu else ["--tensor-parallel-size", str(sizes[role])], role_args,
+                *last)]
             env = {**plan.environment, **role_env,
                    "VLLM_NIXL_SIDE_CHANNEL_HOST": node.address if node else service,
                    "VLLM_NIXL_SIDE_CHANNEL_PORT": str(SIDE_CHANNEL_PORTS[role]),
@@ -313,6 +326,7 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     notes = [n for n in base.notes if not n.startswith(("plan: TP", "image "))]
     notes.append(f"image {image.ref}: {image.why}" if image.why else f"image {image.ref}")
     notes += [f"plan: {role} TP {sizes[role]}" for role in ROLES if not on_cpu]
+    notes += role_notes
     if on_cpu:
         notes.append("pd_cluster on CPU: NixlConnector with a host-memory KV buffer "
                      f"(kv_buffer_device cpu) over UCX/TCP, from {image.ref}")
