@@ -70,7 +70,9 @@ def api_ready(base_url: str, timeout_s: float = 3) -> bool:
 # answers /health (measured: for minutes).
 IN_CONTAINER_PROBE = """
 import json, os, sys, urllib.request
-base = "http://127.0.0.1:%d" % int(os.environ.get("GLMKIT_PORT", "CONTAINER_PORT"))
+host = os.environ.get("GLMKIT_HOST", "127.0.0.1")  # where the server binds, if not everywhere
+base = "http://%s:%d" % ("[%s]" % host if ":" in host else host,
+                         int(os.environ.get("GLMKIT_PORT", "CONTAINER_PORT")))
 try:
     urllib.request.urlopen(base + "/health", timeout=5)
     if os.environ.get("GLMKIT_REQUEST") == "1":

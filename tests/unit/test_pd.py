@@ -239,3 +239,40 @@ def test_a_synced_pd_block_cannot_override_glmkits_or_the_users_flags(
         assert flag(pool.args, "--max-num-seqs") == "64"
     # The policy's "left out" note for the synced prefill block is shown, not dropped.
     assert any("left out --compilation-config" in n for n in plan.base.notes)
+
+
+def test_pool_probes_reach_the_address_the_pool_binds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review of #21, 7: on real nodes a pool binds its node's IP, so a probe of
+    # 127.0.0.1 (compose health check, pd_runtime.pool_serves) could never succeed.
+    import urllib.request
+    from types import SimpleNamespace
+
+    from glmkit.endpoints import IN_CONTAINER_PROBE
+    from glmkit.run import pd_runtime
+
+    plan = pd(vendor="cpu", nodes="head=ssh://10.0.0.5,w1=ssh://10.0.0.6")
+    decode = plan.pools[1]
+    assert "GLMKIT_HOST=10.0.0.6" in pd_compose(plan)["pdt-w1"]["services"]["decode"][
+        "environment"]
+    argvs: list[list[str]] = []
+    monkeypatch.setattr(pd_runtime, "run", lambda argv, **kw: argvs.append(argv)
+                        or SimpleNamespace(returncode=0))
+    assert pd_runtime.pool_serves(plan, "c", decode, None)
+    env = {w.split("=", 1)[0]: w.split("=", 1)[1] for w in argvs[0]
+           if w.startswith("GLMKIT_")}
+    # The probe itself, run as the container runs it, with what it was given.
+    seen: list[str] = []
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda req, timeout: seen.append(getattr(req, "full_url", req)))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    exec(IN_CONTAINER_PROBE, {})
+    assert seen[0] == "http://10.0.0.6:8002/health"
+    assert seen[1] == "http://10.0.0.6:8002/v1/chat/completions"
+    # One machine: the pools bind every interface of their container; loopback reaches it.
+    local = pd(vendor="cpu")
+    assert not any(w.startswith("GLMKIT_HOST") for s in pd_compose(local)["pdt"]["services"]
+                   .values() for w in s.get("environment", []))
+    monkeypatch.setenv("GLMKIT_HOST", "::1")
+    exec(IN_CONTAINER_PROBE, {})
+    assert seen[2] == "http://[::1]:8002/health"

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from glmkit.endpoints import CONTAINER_PORT, is_ip, is_loopback
+from glmkit.endpoints import CONTAINER_PORT, connect_host, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings
@@ -106,6 +106,12 @@ class Pool:
     def address(self) -> str:
         """How the router and the other pool reach it."""
         return self.node.address if self.node is not None else self.service
+
+    @property
+    def probe_host(self) -> str:
+        """Where a probe inside its container reaches its API: the address it binds (a
+        real node's own IP), loopback for a wildcard bind."""
+        return connect_host(self.args[list(self.args).index("--host") + 1])
 
     @property
     def url(self) -> str:

@@ -40,7 +40,8 @@ def _pool_service(plan: PdPlan, pool: Pool, base: dict[str, Any]) -> dict[str, A
     vendor = plan.base.vendor
     if pool.node is not None and pool.node.docker_host is not None:
         service["network_mode"] = "host"
-        service["environment"].append(f"GLMKIT_PORT={pool.port}")  # the health check's
+        # The health check's: the pool listens on the node's address only.
+        service["environment"] += [f"GLMKIT_PORT={pool.port}", f"GLMKIT_HOST={pool.probe_host}"]
         return service
     service["hostname"] = pool.service
     if pool.gpu_ids is not None:

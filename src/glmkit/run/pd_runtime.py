@@ -17,7 +17,7 @@ from rich.console import Console
 
 from glmkit.endpoints import IN_CONTAINER_PROBE, api_ready
 from glmkit.errors import CommandFailed, GlmkitError, ServerFailed
-from glmkit.plan.pd import ROUTER, PdPlan
+from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.process import run
 from glmkit.render.pd_compose import ROUTER_KEY_ENV
 from glmkit.run.engine import client, compose_cmd, compose_env, log_tail, wait_until
@@ -67,9 +67,11 @@ def part_states(plan: PdPlan) -> list[PartState]:
     return [found.get(name, PartState(name, None, "missing", -1)) for name in plan.services]
 
 
-def pool_serves(plan: PdPlan, container: str, port: int, docker_host: str | None) -> bool:
-    """A real one-token chat request inside the pool's container (its API is unpublished)."""
-    argv = ["docker", "exec", "-e", f"GLMKIT_PORT={port}",
+def pool_serves(plan: PdPlan, container: str, pool: Pool, docker_host: str | None) -> bool:
+    """A real one-token chat request inside the pool's container (its API is unpublished),
+    to the address the pool binds."""
+    argv = ["docker", "exec", "-e", f"GLMKIT_PORT={pool.port}",
+            "-e", f"GLMKIT_HOST={pool.probe_host}",
             "-e", f"GLMKIT_MODEL={plan.base.served_model_name}", "-e", "GLMKIT_REQUEST=1",
             container, "python3", "-c", IN_CONTAINER_PROBE]
     return run(argv, env=compose_env(docker_host), check=False, timeout=120).returncode == 0
@@ -89,7 +91,7 @@ def wait_pd(plan: PdPlan, timeout_s: float, console: Console) -> float:
                     log_tail(part.container) if part.container is not None else "")
         for pool, part in zip(plan.pools, states, strict=False):
             if pool.service not in ready and part.container is not None and pool_serves(
-                    plan, part.container.name, pool.port,
+                    plan, part.container.name, pool,
                     pool.node.docker_host if pool.node else None):
                 ready.add(pool.service)
         if len(ready) == len(plan.pools) and api_ready(plan.base.base_url):
