@@ -24,7 +24,14 @@ from glmkit.endpoints import IN_CONTAINER_PROBE
 from glmkit.errors import CommandFailed, EnvironmentProblem, GlmkitError, ServerFailed
 from glmkit.plan.cluster import RAY_PORT, RAY_TOKEN, ClusterPlan, Node
 from glmkit.process import run
-from glmkit.run.engine import client, compose_cmd, compose_env, log_tail, wait_until
+from glmkit.run.engine import (
+    GONE_BEFORE_HEALTHY,
+    client,
+    compose_cmd,
+    compose_env,
+    log_tail,
+    wait_until,
+)
 
 
 def project_for(cluster: ClusterPlan, node: Node) -> str:
@@ -95,7 +102,7 @@ def wait_cluster(cluster: ClusterPlan, timeout_s: float, console: Console) -> fl
     def poll() -> str | None:
         states = node_states(cluster)
         for state in states:
-            if state.state in ("exited", "dead", "missing", "restarting"):
+            if state.state in GONE_BEFORE_HEALTHY:
                 raise ServerFailed(
                     f"Node {state.node} {state.state} (exit {state.exit_code}) before the "
                     "cluster was healthy. Its log is above.",

@@ -196,6 +196,11 @@ def probe(container: Any, base_url: str, timeout_s: float = 3) -> Health:
                   restarts=int(container.attrs.get("RestartCount") or 0))
 
 
+# A container in one of these states before its deployment was healthy will not become so
+# by waiting (a multi-container start: cluster nodes, PD pools).
+GONE_BEFORE_HEALTHY = ("exited", "dead", "missing", "restarting")
+
+
 def wait_until(poll: Callable[[], str | None], timeout_s: float, console: Console,
                what: str, on_timeout: Callable[[], ServerFailed], poll_s: float = 0.5
                ) -> float:

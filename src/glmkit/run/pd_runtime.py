@@ -20,7 +20,14 @@ from glmkit.errors import CommandFailed, GlmkitError, ServerFailed
 from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.process import run
 from glmkit.render.pd_compose import ROUTER_KEY_ENV
-from glmkit.run.engine import client, compose_cmd, compose_env, log_tail, wait_until
+from glmkit.run.engine import (
+    GONE_BEFORE_HEALTHY,
+    client,
+    compose_cmd,
+    compose_env,
+    log_tail,
+    wait_until,
+)
 
 
 def project_for(plan: PdPlan, node_name: str | None) -> str:
@@ -84,7 +91,7 @@ def wait_pd(plan: PdPlan, timeout_s: float, console: Console) -> float:
     def poll() -> str | None:
         states = part_states(plan)
         for part in states:
-            if part.state in ("exited", "dead", "missing", "restarting"):
+            if part.state in GONE_BEFORE_HEALTHY:
                 raise ServerFailed(
                     f"The {part.service} server {part.state} (exit {part.exit_code}) before "
                     "the pd_cluster was healthy. Its log is above.",
