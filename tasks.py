@@ -36,6 +36,8 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
         from glmkit.errors import GlmkitError
         from glmkit.host.settings import check_section
 
+        if HELP_WORDS.intersection(v for v in (*args, *kwargs.values()) if isinstance(v, str)):
+            return _print_help(fn.__name__)
         try:
             check_section(c.config.get("glmkit"))  # a list or text there: one line, not a crash
             return fn(c, *args, **kwargs)
@@ -45,6 +47,21 @@ def _exits(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit("interrupted", code=130) from None
 
     return wrapper
+
+
+# invoke's parser fills a task's positional argument before it looks for --help, so
+# `invoke bench-data --help` arrived here with out="--help" (and wrote a data set there).
+HELP_WORDS = frozenset({"--help", "-h"})
+
+
+def _print_help(name: str) -> None:
+    """invoke's own help for one task, as `invoke --help NAME` prints it."""
+    from invoke.collection import Collection
+    from invoke.program import Program
+
+    tasks = Collection.from_module(sys.modules[__name__])
+    Program(namespace=tasks, binary="invoke").run(
+        ["invoke", "--help", tasks.transform(name)], exit=False)
 
 
 def _task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -22,6 +22,34 @@ def test_list_shows_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
         assert f"  {name} " in out
 
 
+def _task_names() -> list[str]:
+    from invoke import Collection
+
+    import tasks
+
+    return sorted(Collection.from_module(tasks).task_names)
+
+
+@pytest.mark.parametrize("name", _task_names())
+def test_every_tasks_help_prints_help_and_changes_nothing(
+        name: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # `invoke bench-data --help` once wrote a data set into a folder named --help: a
+    # positional argument took the flag as its value.
+    import subprocess
+
+    def no_command(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"`invoke {name} --help` started a command: {args}")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "Popen", no_command)
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, name, "--help")
+    assert code == 0, err
+    assert out.startswith(f"Usage: invoke [--core-opts] {name} "), out
+    assert "Options:" in out
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["render", "--vendor", "intel"], "Unknown vendor 'intel'"),
     (["render", "--model", "zai-org/GLM-4.66"], "Did you mean 'zai-org/GLM-4.6'"),
