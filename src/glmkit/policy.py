@@ -489,16 +489,60 @@ def image_repository(ref: str) -> str:
     return re.sub(r":[A-Za-z0-9_][A-Za-z0-9_.-]*$", "", re.sub(r"@sha256:[0-9a-f]+$", "", ref))
 
 
+KIT_REPOSITORY = "glmkit/"  # images glmkit builds from docker/ (glmkit.knowledge.images)
+
+
+def image_origin(source: Source) -> str:
+    """Where an --image came from, in the words of the option that set it."""
+    return {Source.INVOKE_YAML: "invoke.yaml's image", Source.ENVIRONMENT: "GLMKIT_IMAGE",
+            }.get(source, "--image")
+
+
 def admit_image(ref: str, source: Source) -> str | None:
-    """An image reference that may run: well formed from anyone, and from a synced
-    recipe one of vLLM's official repositories (None: not this one)."""
+    """An image reference that may run: well formed from anyone; from a synced recipe
+    one of vLLM's official repositories (None: not this one); from invoke.yaml or the
+    environment, which a checkout or a script sets unseen, an official repository or
+    glmkit's own (which tags of it glmkit builds, `choose_image` decides). An image is
+    code run with the GPUs, the HF cache and the secrets: any other needs the command line."""
     if len(ref) > 255 or not _IMAGE_REF.fullmatch(ref):
         raise UsageError(f"Image {ref[:80]!r} from {source.describe()} is not an image "
                          "reference (registry/name:tag).")
     repository = image_repository(ref)
     if source is Source.SYNCED_RECIPE and repository not in OFFICIAL_REPOSITORIES:
         return None
+    if source in (Source.INVOKE_YAML, Source.ENVIRONMENT) and \
+            repository not in OFFICIAL_REPOSITORIES and not ref.startswith(KIT_REPOSITORY):
+        raise UsageError(f"{image_origin(source)} {ref!r} is not one of vLLM's official "
+                         "images nor one glmkit builds; an image runs with your GPUs, HF cache "
+                         "and secrets, so give another one on the command line (--image).")
     return ref
+
+
+# A vLLM release (0.28.0, v0.29.1rc1) or `nightly`: it becomes an image tag, a recipe's
+# floor and the text of messages.
+VLLM_VERSION = r"^(nightly|v?[0-9]+(\.[0-9]+){0,3}([.+-]?[A-Za-z0-9.]+)?)$"
+
+
+def admit_vllm_version(value: str) -> str:
+    """--vllm-version as a version (0.33.0, v0.29.1rc1, nightly), or a UsageError."""
+    if len(value) > 40 or not re.fullmatch(VLLM_VERSION, value):
+        raise UsageError(f"--vllm-version {value[:40]!r} is not a vLLM version (0.33.0, "
+                         "v0.29.1rc1 or nightly).")
+    return value
+
+
+# --- model ids ----------------------------------------------------------------------------------
+
+# A Hub repo id as the Hub accepts it (huggingface_hub's validate_repo_id): org/name, each
+# at most 96 of A-Z a-z 0-9 . _ -, neither starting nor ending with . or -, no .. or --.
+# It becomes the first word of `vllm serve` and the served name: it never starts with `-`.
+_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+
+
+def is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return (len(parts) == 2 and all(_HUB_PART.fullmatch(p) for p in parts)
+            and ".." not in name and "--" not in name and not name.endswith(".git"))
 
 
 # --- names that select from a recipe ---------------------------------------------------------

@@ -137,6 +137,9 @@ class Settings:
     # Which layer gave extra_args (not a setting): glmkit.policy lets only the command
     # line ask for flags that load code.
     extra_args_source: str = field(default="default", metadata={"internal": True})
+    # Which layer gave the image: only the command line may name an image that is neither
+    # vLLM's official one nor glmkit's own (glmkit.policy.admit_image).
+    image_source: str = field(default="default", metadata={"internal": True})
 
 
 def user_settings() -> list[dataclasses.Field[Any]]:
@@ -225,6 +228,7 @@ def resolve_settings(
             sources[name] = source
     check_setting_sources(values, sources)
     values["extra_args_source"] = sources["extra_args"]
+    values["image_source"] = sources["image"]
     settings = dataclasses.replace(Settings(), **values)
     check_ranges(settings)
     return settings, sources

@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
-from glmkit.knowledge.recipes import Recipe, RecipeBook, load_book, parse_count
-from glmkit.policy import Source
+from glmkit.knowledge.recipe_schema import parse_count
+from glmkit.knowledge.recipes import Recipe, RecipeBook, load_book
+from glmkit.policy import Source, is_hub_id
 
 DEFAULT_MAX_MODEL_LEN = 65536  # the recipes' advice for most workloads
 TINY_MODEL_ID = DEFAULT_MODEL
 TINY_VISION_ID = "glmkit/glm-tiny-vision"  # GLM-4.5V's architecture, made like the text one
-# A Hub repo id as the Hub accepts it (huggingface_hub's validate_repo_id): org/name, each
-# at most 96 of A-Z a-z 0-9 . _ -, neither starting nor ending with . or -, no .. or --.
-_HUB_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
 MAX_MODEL_ARG = 4096  # a local path longer than PATH_MAX is not a folder either
-
-
-def is_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return (len(parts) == 2 and all(_HUB_PART.fullmatch(p) for p in parts)
-            and ".." not in name and "--" not in name and not name.endswith(".git"))
 
 
 @dataclass(frozen=True, kw_only=True)

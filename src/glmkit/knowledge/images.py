@@ -29,7 +29,7 @@ CPU_VLLM = "0.32.0"  # the CPU build glmkit makes from a wheelhouse (docker/cpu)
 # vLLM's GLM streaming tool parser lost or mangled arguments under MTP until the rewrite
 # in vllm-project/vllm#39253 (April 2026), first released in v0.20.0.
 MTP_TOOL_FIX = "0.20.0"
-KIT_REPO = "glmkit/"  # images glmkit builds are named glmkit/...
+KIT_REPO = policy.KIT_REPOSITORY  # images glmkit builds are named glmkit/...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +133,7 @@ def _cuda12_suffix(vendor: VendorFacts, cuda12: bool) -> str:
 
 def official_image(vendor: VendorFacts, version: str = CURRENT_VLLM, *, cuda12: bool = False
                    ) -> ImageProfile:
+    policy.admit_vllm_version(version)
     if vendor.image_repository is None:  # the CPU image: glmkit builds it
         if version != CPU_VLLM:
             raise UsageError(f"The CPU image is built with vLLM {CPU_VLLM}; pass --image with "
@@ -144,7 +145,7 @@ def official_image(vendor: VendorFacts, version: str = CURRENT_VLLM, *, cuda12: 
 
 
 def _kit_image(image: str, model: ModelSpec, vendor: VendorFacts, vllm_version: str | None,
-               cuda12: bool) -> ImageProfile:
+               cuda12: bool, source: policy.Source) -> ImageProfile:
     """An image glmkit builds (the CPU image, a transformers overlay) is built again from
     its recipe when missing, never pulled: no registry has it."""
     versions = {v for v in (vllm_version, _tag_version(image, "")) if v}
@@ -153,6 +154,10 @@ def _kit_image(image: str, model: ModelSpec, vendor: VendorFacts, vllm_version: 
                                    for v in versions if vendor.image_repository)]:
         if candidate.ref == image:
             return candidate
+    if source is not policy.Source.COMMAND_LINE:
+        # Not a tag glmkit builds: whoever named it in a checkout may have pushed it.
+        raise UsageError(f"{policy.image_origin(source)} {image!r} is not an image glmkit "
+                         "builds; give it on the command line (--image) to run it.")
     return ImageProfile(ref=image, vendor=vendor.name, source="local",
                         vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
                         why="--image, built by glmkit on this machine")
@@ -231,16 +236,21 @@ def with_transformers(image: ImageProfile, model: ModelSpec, vendor: VendorFacts
 
 def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = None,
                  vllm_version: str | None = None, hw: HardwareTarget | None = None,
-                 cuda12: bool = False) -> ImageProfile:
+                 cuda12: bool = False,
+                 image_from: policy.Source = policy.Source.COMMAND_LINE) -> ImageProfile:
     """--image (with its --vllm-version), else the official image of --vllm-version, else
-    the recipe's pin, else the newest stable release."""
+    the recipe's pin, else the newest stable release. `image_from` is where --image came
+    from: invoke.yaml and the environment may name only official or glmkit's images."""
+    if vllm_version is not None:
+        policy.admit_vllm_version(vllm_version)
+    if image:
+        policy.admit_image(image, image_from)
     if image and image.startswith(KIT_REPO):
-        chosen = _kit_image(image, model, vendor, vllm_version, cuda12)
+        chosen = _kit_image(image, model, vendor, vllm_version, cuda12, image_from)
     elif image:
-        policy.admit_image(image, policy.Source.COMMAND_LINE)
         chosen = ImageProfile(ref=image, vendor=vendor.name, source="pull",
-                              why="--image" + (", pinned by digest" if "@sha256:" in image
-                                               else ""),
+                              why=policy.image_origin(image_from)
+                              + (", pinned by digest" if "@sha256:" in image else ""),
                               vllm_version=vllm_version or _tag_version(image, CURRENT_VLLM),
                               moving=moving_tag(image))
     elif vllm_version:

@@ -16,10 +16,11 @@ import copy
 import functools
 import math
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -31,6 +32,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from glmkit.policy import VLLM_VERSION, is_hub_id
 
 # A real recipe is 2-16 KiB; the upstream taxonomy is 16 KiB.
 MAX_FILE_BYTES = 256 * 1024
@@ -176,12 +179,48 @@ def _word(value: Any) -> Any:
     return value
 
 
-def _count(value: Any) -> Any:
-    """A parameter count: '358B', '300K', or a bare number of billions."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+# A parameter count as `parse_count` reads it: digits with at most one decimal point, then
+# K, M, B or T (a bare number is billions).
+_COUNT = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})\s*([KMBT]?)\s*",
+                    re.IGNORECASE)
+_SCALE = {"": 1.0, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}
+MAX_PARAMS_B = 1e6  # a million billion parameters: past this a count is a typo, not a model
+
+
+def parse_count(text: Any) -> float:
+    """'358B' → 358.0 (billions); '300K' → 0.0003; a bare number is billions; None is 0.
+    Anything else (1.2.3B, 1e400, a 311-digit number) is a ValueError: the schema refuses
+    such a file, so the plan never meets one."""
+    if text is None:
+        return 0.0
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError("a parameter count is a string like '358B' or a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("a parameter count must be finite")
+    if isinstance(text, (int, float)):
+        # int and float compare exactly: a 311-digit int is never turned into a float here
+        if not (isinstance(text, int) or math.isfinite(text)) or not 0 <= text <= MAX_PARAMS_B:
+            raise ValueError(f"a parameter count is from 0 to {MAX_PARAMS_B:g} (billions)")
+        return float(text)
+    match = _COUNT.fullmatch(text)
+    if not match or match.group(1) == ".":
+        raise ValueError(f"{one_line(text, 40)!r} is not a parameter count like '358B', "
+                         "'12.5B' or '300K'")
+    count = float(match.group(1)) * _SCALE[match.group(2).upper()]
+    if count > MAX_PARAMS_B:
+        raise ValueError(f"a parameter count is at most {MAX_PARAMS_B:g} billion")
+    return count
+
+
+def _count(value: Any) -> Any:
+    """A parameter count `parse_count` reads, kept as written."""
+    parse_count(value)
+    return value
+
+
+def _hub_id(value: Any) -> Any:
+    """A model id: org/name as the Hub accepts it. It becomes the first word of `vllm
+    serve` and the served name, so `--tokenizer=x/y` must not pass."""
+    if isinstance(value, str) and not is_hub_id(value):
+        raise ValueError(f"{one_line(value, 80)!r} is not a Hub model id (org/name)")
     return value
 
 
@@ -220,8 +259,7 @@ Text = Annotated[str, Field(strict=True)]
 Name = Annotated[str, Field(strict=True, min_length=1, max_length=64,
                             pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 # A vLLM release (0.28.0, v0.29.1rc1) or `nightly` (support not in a release yet).
-Version = Annotated[str, Field(strict=True, max_length=40,
-                               pattern=r"^(nightly|v?[0-9]+(\.[0-9]+){0,3}([.+-]?[A-Za-z0-9.]+)?)$")]
+Version = Annotated[str, Field(strict=True, max_length=40, pattern=VLLM_VERSION)]
 # Site text glmkit prints (hardware notes): bounded, printed as plain text on one line.
 NoteTitle = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
 NoteBody = Annotated[str, Field(strict=True, max_length=2000)]
@@ -231,7 +269,15 @@ Texts = Annotated[list[Text], Field(strict=True)]
 Names = Annotated[list[Name], Field(strict=True)]
 Env = dict[Text, Word]
 Count = Annotated[str | float, BeforeValidator(_count)]
-Gigabytes = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+# GPU memory, and a model's minimum: past 100 TB it is a typo (and 1.7e308 overflows).
+MAX_GB = 100_000.0
+Gigabytes = Annotated[float, Field(strict=True, ge=0, le=MAX_GB, allow_inf_nan=False)]
+# A model id (org/name), checked as the Hub checks it.
+ModelId = Annotated[str, BeforeValidator(_hub_id), Field(strict=True)]
+# The precisions glmkit sizes (glmkit.knowledge.sizing.BYTES has one entry for each; a test
+# holds them equal): another would have no bytes per parameter.
+PRECISIONS = ("bf16", "fp8", "nvfp4", "mxfp4")
+Precision = Literal["bf16", "fp8", "nvfp4", "mxfp4"]
 Tokens = Annotated[int, Field(strict=True, ge=0, le=2**40)]
 TensorParallel = Annotated[int | dict[str, int], BeforeValidator(_tp)]
 Image = Annotated[str | dict[str, Any], BeforeValidator(_image)]
@@ -266,7 +312,7 @@ HardwareOverrides = dict[Text, HardwareBlock | None]
 
 
 class ModelBlock(_Open):
-    model_id: Text | None = None
+    model_id: ModelId | None = None
     min_vllm_version: Version | None = None
     # The release named by min_vllm_version is not out yet: images are nightly builds.
     nightly_required: StrictBool | None = None
@@ -281,8 +327,8 @@ class ModelBlock(_Open):
 
 
 class Variant(_Open):
-    model_id: Text | None = None
-    precision: Word | None = None
+    model_id: ModelId | None = None
+    precision: Precision | None = None
     vram_minimum_gb: Gigabytes | None = None
     context_length: Tokens | None = None
     parameter_count: Count | None = None
@@ -424,7 +470,7 @@ class HardwareProfile(_Open):
     brand: Text
     generation: Text
     gpu_count: Annotated[int, Field(strict=True, gt=0, le=4096)]
-    vram_gb: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+    vram_gb: Annotated[float, Field(strict=True, gt=0, le=MAX_GB, allow_inf_nan=False)]
 
 
 def _reason(err: ValidationError) -> str:

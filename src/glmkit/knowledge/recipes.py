@@ -80,15 +80,6 @@ class RecipeSource:
         return f"synced @ {self.commit[:12]}" if self.commit else f"synced from {self.origin}"
 
 
-def parse_count(text: Any) -> float:
-    """'358B' → 358.0 (billions); '300K' → 0.0003; a bare number is billions."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMBT]?)\s*", str(text or "0"), re.IGNORECASE)
-    if not match:
-        return 0.0
-    scale = {"": 1.0, "K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}[match.group(2).upper()]
-    return float(match.group(1)) * scale
-
-
 @dataclass(frozen=True)
 class Recipe:
     """One model family's recipe; `data` is the YAML as loaded, read through properties."""

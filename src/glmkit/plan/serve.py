@@ -442,7 +442,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     _check_counts(s, target, here, tp, dp, gpu_ids)
     fitted_len = _fit(s, model, target, recipe, user.args, notes, facts.arch)
     image = choose_image(model, vendor, image=s.image, vllm_version=s.vllm_version,
-                         hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)))
+                         hw=target, cuda12=s.cuda12 or (here and needs_cuda12_images(hw)),
+                         image_from=Source.of_setting(s.image_source))
     if image.why:
         notes.append(f"image {image.ref}: {image.why}")
     if image.moving:
