@@ -114,6 +114,12 @@ def _console() -> Any:
     return _views().console()
 
 
+def _say(text: object) -> None:
+    """A plain line on standard output, through the console that shows control
+    characters as '?' (glmkit.text.printable)."""
+    _views().say(text)
+
+
 @_serve_task
 def render(c: Context, check: bool = True, **options: Any) -> None:
     """Write the compose file(s) for a model and vendor under compose/, validated."""
@@ -154,7 +160,7 @@ def down(c: Context, project: str | None = None, nodes: str | None = None) -> No
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
     for name, was_running in down(settings.project, settings.nodes):
-        print(f"{name}: stopped and removed" if was_running else f"{name}: nothing was running")
+        _say(f"{name}: stopped and removed" if was_running else f"{name}: nothing was running")
 
 
 @_task()
@@ -188,7 +194,7 @@ def build(c: Context, vendor: str | None = None, model: str | None = None,
     from glmkit.run.image_build import build_for
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version})
-    print(build_for(s.vendor or "cpu", s.model if src["model"] != "default" else None,
+    _say(build_for(s.vendor or "cpu", s.model if src["model"] != "default" else None,
                     s.vllm_version, ROOT, _console(), os.environ, ca_certs=ca_cert or (),
                     force=force))
 
@@ -201,7 +207,7 @@ def pull(c: Context, vendor: str | None = None, model: str | None = None,
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version,
                            "cuda12": cuda12})
-    print(pull_for(s.vendor or "cuda", s.model if src["model"] != "default" else None,
+    _say(pull_for(s.vendor or "cuda", s.model if src["model"] != "default" else None,
                    s.vllm_version, s.cuda12, _console(), os.environ))
 
 
@@ -212,7 +218,7 @@ def login(c: Context, token: str | None = None, token_file: str | None = None) -
 
     token = _secret(token, token_file, "--token")
     user = hf_login(token, os.environ, interactive=sys.stdin.isatty())
-    print(f"logged in to Hugging Face as {user}")
+    _say(f"logged in to Hugging Face as {user}")
 
 
 @_task()
@@ -221,7 +227,7 @@ def tiny_model(c: Context, layers: str = "2", force: bool = False, vision: bool 
     from glmkit.host.settings import number
     from glmkit.run.image_build import tiny_model as make_tiny
 
-    print(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
+    _say(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
                     force=force, vision=vision))
 
 
@@ -317,9 +323,9 @@ def download(c: Context, model: str | None = None, revision: str | None = None,
 
     cache = cache_dir(os.environ, hf_cache)
     if dataset is not None:
-        print(download_dataset(dataset, revision, cache, os.environ))
+        _say(download_dataset(dataset, revision, cache, os.environ))
     else:
-        print(download_model(model or "", revision, cache, os.environ))
+        _say(download_model(model or "", revision, cache, os.environ))
 
 
 @_task()
@@ -330,7 +336,7 @@ def bench_data(c: Context, out: str, rows: str = "32") -> None:
     from glmkit.measure.bench_data import make_sample
 
     info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts", number(rows, int, "rows", 1))
-    print(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
+    _say(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
 @_task()
@@ -374,7 +380,7 @@ def export(c: Context, target: str, **options: Any) -> None:
     if target != "k8s":
         raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
     done = export_k8s(_deployment(c, options, plan_for=plan_for_export), COMPOSE_DIR)
-    print(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
+    _say(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
 
 @_task(positional=["action"])

@@ -142,7 +142,7 @@ def test_config_shows_a_markup_project_as_text(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str],
                                                tmp_path: Path) -> None:
     code, out, _ = run_task(monkeypatch, capsys, tmp_path, "config",
-                            env={"GLMKIT_PROJECT": "[/x]"})
+                            env={"GLMKIT_ROUTER_POLICY": "[/x]"})
     assert code == 0 and "'[/x]'" in out
 
 

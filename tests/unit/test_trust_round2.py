@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_cli_trust import one_line_error, run_task
 from tests.unit.test_recipe_trust import (  # noqa: F401 (no_git_commit: autouse)
@@ -169,3 +171,277 @@ def test_counts_the_recipes_write_still_parse(text: Any, billions: float) -> Non
     from glmkit.knowledge.recipe_schema import parse_count
 
     assert parse_count(text) == pytest.approx(billions)
+
+
+# --- M1: one bounded reader for every file the kit did not write ---------------------------
+
+def finishes(fn: Any, seconds: float = 30) -> Any:
+    """`fn()` in a thread: a hang (a FIFO opened for reading) fails the test, not the run."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the caller, as a direct call would
+            box["error"] = err
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "hung"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def hf_config(tmp_path: Path, model: str = "zai-org/GLM-4.6") -> Path:
+    snap = tmp_path / "hf" / "hub" / f"models--{model.replace('/', '--')}" / "snapshots" / "x"
+    snap.mkdir(parents=True)
+    return snap / "config.json"
+
+
+GLM46 = ["--model", "zai-org/GLM-4.6", "--vendor", "cuda", "--gpu", "h200", "--gpu-count", "8"]
+
+
+def test_a_fifo_as_the_caches_config_json_does_not_hang_render(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(hf_config(tmp_path))
+    code, _, err = finishes(lambda: run_task(monkeypatch, capsys, tmp_path, "render",
+                                             "--no-check", *GLM46, "--hf-cache",
+                                             str(tmp_path / "hf")))
+    assert code == 0, err
+
+
+def test_a_fifo_or_dev_zero_as_glmkit_hardware_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "hw.json"
+    os.mkfifo(fifo)
+    for where in (fifo, Path("/dev/zero")):
+        code, _, err = finishes(lambda w=where: run_task(monkeypatch, capsys, tmp_path,
+                                                         "render", "--no-check",
+                                                         env={"GLMKIT_HARDWARE": str(w)}))
+        one_line_error(code, err, "not a regular file")
+
+
+def test_a_fifo_as_a_data_sets_info_does_not_hang(tmp_path: Path) -> None:
+    import os
+
+    from glmkit.measure.bench_data import INFO, locate_visionarena
+
+    folder = tmp_path / "data"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "x.parquet").write_bytes(b"PAR1")
+    os.mkfifo(folder / INFO)
+    found = finishes(lambda: locate_visionarena(str(folder), tmp_path / "hf"))
+    assert found.revision.startswith("local-")
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/etc/passwd"])
+def test_a_run_folder_meta_json_linked_out_is_not_read(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path, target: str) -> None:
+    run = tmp_path / "results" / "r1"
+    run.mkdir(parents=True)
+    (run / "meta.json").symlink_to(target)
+    code, out, err = finishes(lambda: run_task(monkeypatch, capsys, tmp_path, "report",
+                                               "--runs", "r1"))
+    assert "Traceback" not in out + err and "root:" not in out + err
+    assert code != 0 and len(err.strip().splitlines()) == 1, err
+    if target == "/etc/passwd":
+        assert "symbolic link out of" in err
+
+
+def test_the_tiny_models_config_still_reads_through_the_bounded_reader(tmp_path: Path) -> None:
+    from glmkit.knowledge.catalog import resolve_model
+    from glmkit.knowledge.sizing import known_arch
+
+    spec = resolve_model("zai-org/GLM-4.6")
+    snap = hf_config(tmp_path)
+    blob = tmp_path / "hf" / "hub" / "models--zai-org--GLM-4.6" / "blobs" / "abc"
+    blob.parent.mkdir(parents=True)
+    blob.write_text('{"num_hidden_layers": 3, "num_attention_heads": 4, "hidden_size": 64}')
+    snap.symlink_to(blob)  # how the HF cache stores every file: a link into blobs/
+    arch = known_arch(spec, tmp_path / "hf")
+    assert arch is not None and arch.layers == 3 and arch.source == "config.json"
+
+
+# --- M2: config.json values ------------------------------------------------------------------
+
+BAD_CONFIGS: list[bytes] = [
+    b'{"num_hidden_layers": 0, "num_attention_heads": 8, "hidden_size": 64}',
+    b'{"num_hidden_layers": -46, "num_attention_heads": 8, "hidden_size": 64}',
+    b'{"num_hidden_layers": 1e400, "num_attention_heads": 8, "hidden_size": 64}',
+    b'{"num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 1' + b"0" * 400 + b"}",
+    b'{"num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 1' + b"0" * 5000 + b"}",
+    b'{"num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 64, "x": "\xff"}',
+    b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    b'{"num_hidden_layers": 4, "num_attention_heads": 8, "hidden_size": 64, '
+    b'"n_routed_experts": 8, "num_experts_per_tok": 8}',
+    b'{"num_hidden_layers": 4, "num_attention_heads": 0, "hidden_size": 64}',
+]
+
+
+@pytest.mark.parametrize("content", BAD_CONFIGS, ids=range(len(BAD_CONFIGS)))
+def test_a_bad_config_json_falls_back_with_a_note(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path, content: bytes) -> None:
+    hf_config(tmp_path).write_bytes(content)
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM46,
+                            env=env)
+    assert code == 0, err
+    assert "--cpu-offload-gb -" not in compose_text(tmp_path)
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "plan", *GLM46, env=env)
+    assert code == 0, err
+    assert "config.json not used" in out, out
+
+
+# --- M9: GLMKIT_HARDWARE ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [
+    '{"vendor": "cuda", "driver_version": "\u00b2", "gpus": []}',
+    '{"vendor": "cuda", "gpus": [{"index": 0, "name": "H100", "memory_mib": 1e400}]}',
+    '{"vendor": "cuda", "gpus": [{"index": 0, "name": "H100", "memory_mib": 1' + "0" * 30 + "}]}",
+    '{"vendor": "cuda", "gpus": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"vendor": "cuda", "gpus": [{"index": 0, "name": "\\u001b]8;;http://x\\u0007H100", '
+    '"memory_mib": 81559}]}',
+    '{"vendor": "cuda", "gpus": [{"index": 0, "name": "H100", "memory_mib": 81559}], "x": 1' +
+    "0" * 5000 + "}",
+])
+def test_a_hostile_hardware_file_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path, content: str) -> None:
+    path = tmp_path / "hw.json"
+    path.write_text(content)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--model",
+                            "zai-org/GLM-4.6", env={"GLMKIT_HARDWARE": str(path)})
+    one_line_error(code, err, "GLMKIT_HARDWARE")
+    assert "\x1b" not in err
+
+
+# --- M3: one sanitizer where text is printed -------------------------------------------------
+
+ESCAPES = ["\x1b[2J", "\x1b]8;;http://evil\x07link\x1b]8;;\x07", "\x9b31m", "\x07\x08"]
+
+
+@pytest.mark.parametrize("text", ESCAPES)
+def test_the_console_shows_control_characters_as_question_marks(
+        text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.table import Table
+
+    from glmkit.cli.views import console, models_table, print_notes, say
+    from glmkit.knowledge.catalog import generic_model
+
+    out = console()
+    out.print(models_table([generic_model(f"org/x{text}", local=False)]))
+    print_notes(out, [f"note {text}"])
+    table = Table()
+    table.add_column(f"key{text}")
+    out.print(table, f"line {text}")
+    say(f"project {text}")
+    shown = capsys.readouterr().out
+    assert not any(c in shown for c in "\x1b\x9b\x07\x08"), repr(shown)
+    assert "?" in shown or text == "\x07\x08"  # rich drops BEL and BS itself
+
+
+def test_down_with_an_escape_in_the_project_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    for task in ("down", "logs", "status", "check"):
+        code, out, err = run_task(monkeypatch, capsys, tmp_path, task, "--project",
+                                  "x\x1b]0;pwned\x07")
+        one_line_error(code, err, "Project name")
+        assert "\x1b" not in out + err
+
+
+# --- every reader of files the kit did not write, fed random bytes, sizes and file types ---
+
+def _plant(path: Path, kind: str, data: bytes) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "bytes":
+        path.write_bytes(data)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "link out":
+        path.symlink_to("/etc/passwd")
+    elif kind == "dangling link":
+        path.symlink_to(path.parent / "nowhere")
+    elif kind == "link loop":
+        path.symlink_to(path)
+    elif kind == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "huge":  # sparse: past every limit, costs no disk
+        with path.open("wb") as handle:
+            handle.truncate(80 * 1024 * 1024)
+
+
+def _readers(root: Path) -> dict[str, tuple[Path, Any]]:
+    """Each reader: the file it reads under `root`, and a call that reads it."""
+    from glmkit.host.hardware import from_file
+    from glmkit.host.hub import is_complete
+    from glmkit.knowledge.catalog import resolve_model
+    from glmkit.knowledge.recipe_schema import read_yaml
+    from glmkit.knowledge.sizing import known_arch
+    from glmkit.measure.bench_data import INFO, _content_revision, snapshot
+    from glmkit.measure.results import list_runs
+
+    hf = root / "hf"
+    config = hf / "hub/models--zai-org--GLM-4.6/snapshots/x/config.json"
+    data = root / "data"
+    return {
+        "recipe yaml": (root / "r.yaml", lambda p: read_yaml(p)),
+        "HF cache config.json": (config, lambda p: known_arch(resolve_model("zai-org/GLM-4.6"),
+                                                              hf)),
+        "GLMKIT_HARDWARE": (root / "hw.json", lambda p: from_file(p)),
+        "results meta.json": (root / "results/r1/meta.json",
+                              lambda p: list_runs(root / "results")),
+        "data set info": (data / INFO, lambda p: _content_revision(data, [])),
+        "data set marker": (hf / "glmkit-complete/datasets--lmarena-ai--VisionArena-Chat.json",
+                            lambda p: snapshot(hf)),
+        "download marker": (hf / "glmkit-complete/zai-org--GLM-4.6.json",
+                            lambda p: is_complete(hf, "zai-org/GLM-4.6")),
+    }
+
+
+READERS = list(_readers(Path("/")).keys())
+KINDS = ["bytes", "fifo", "dir", "link out", "dangling link", "link loop", "/dev/zero", "huge"]
+
+
+@pytest.mark.parametrize("reader", READERS)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS),
+       data=st.one_of(st.binary(max_size=2048),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.floats()
+                                   | st.text(max_size=20),
+                                   lambda inner: st.lists(inner, max_size=4)
+                                   | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                                   max_leaves=20).map(lambda v: __import__("json").dumps(
+                                       v).encode())))
+def test_every_reader_refuses_or_reads_any_file(tmp_path_factory: pytest.TempPathFactory,
+                                                reader: str, kind: str, data: bytes) -> None:
+    """A reader returns, or raises its one documented error, promptly: never a hang, a
+    MemoryError, a RecursionError or a file read through a link out of its folder."""
+    from glmkit.errors import GlmkitError
+    from glmkit.knowledge.recipe_schema import RecipeRefused
+
+    root = tmp_path_factory.mktemp("reader")
+    path, read = _readers(root)[reader]
+    _plant(path, kind, data)
+    try:
+        result = finishes(lambda: read(path), 20)
+    except (GlmkitError, RecipeRefused):
+        return
+    assert "root:" not in repr(result)  # /etc/passwd was not read

@@ -14,8 +14,9 @@ from dataclasses import astuple, fields, replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -32,11 +33,31 @@ from glmkit.run.agents import AgentSetup
 from glmkit.run.deploy import Deployment, UpResult, describe_cluster
 from glmkit.run.engine import ServerStatus
 from glmkit.run.tool_check import CaseResult
+from glmkit.text import printable
+
+
+class SafeConsole(Console):
+    """A console that shows control characters in what it renders as '?'
+    (glmkit.text.printable): whatever a table cell, note or log line holds, no escape
+    sequence reaches the terminal. Styles are kept: they are the segments' styles, not
+    their text."""
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None
+               ) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and segment.text != printable(segment.text):
+                segment = Segment(printable(segment.text), segment.style)
+            yield segment
 
 
 def console(stderr: bool = False) -> Console:
     # Piped output (CI logs, tests) gets wide tables instead of truncated cells.
-    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160)
+    return SafeConsole(stderr=stderr, width=None if sys.stdout.isatty() else 160)
+
+
+def say(text: object) -> None:
+    """One plain line on standard output, through the console (never read as markup)."""
+    console().print(str(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _text(value: Any) -> Text:
@@ -163,7 +184,7 @@ def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> Non
     for line in lines:
         out.print(line, highlight=False, markup=False)
     for path in paths:
-        print(path)
+        say(path)
 
 
 def status_table(rows: list[ServerStatus]) -> Table:

@@ -6,17 +6,20 @@ Parsing is kept apart from running the tools so tests can feed captured outputs.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from glmkit.errors import UsageError
+from glmkit.files import Unreadable, read_json
 from glmkit.host.vendors import VENDORS, VendorName, VendorProfile, resolve_vendor
+from glmkit.text import one_line
 
 
 @dataclass(frozen=True)
@@ -141,53 +144,56 @@ def gpu_runtime_registered(vendor: VendorProfile, runtimes: Iterable[str]) -> bo
 MAX_HARDWARE_FILE = 1 << 20  # a description of 1000 GPUs is under 100 KB
 
 
-def _gpu(item: Any) -> Gpu:
-    if not isinstance(item, dict):
-        raise ValueError("each GPU must be an object {index, name, memory_mib}")
-    index, name, memory = item.get("index"), item.get("name"), item.get("memory_mib")
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-        raise ValueError(f"GPU index {index!r} is not a whole number from 0")
-    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 1:
-        raise ValueError(f"GPU memory_mib {memory!r} is not a whole number from 1")
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"GPU name {name!r} is not a name")
-    return Gpu(index, name.strip(), memory)
+class _GpuEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    index: Annotated[int, Field(strict=True, ge=0, le=4095)]
+    # A GPU name is shown and matched against the taxonomy: printable, one short line.
+    name: Annotated[str, Field(strict=True, min_length=1, max_length=128,
+                               pattern=r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")]
+    memory_mib: Annotated[int, Field(strict=True, ge=1, le=1 << 24)]  # up to 16 TiB
+
+
+class _HardwareFile(BaseModel):
+    """GLMKIT_HARDWARE's JSON, with the ranges a machine has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vendor: Annotated[str, Field(strict=True, max_length=32)]
+    gpus: Annotated[list[_GpuEntry], Field(max_length=4096)] = []
+    # ASCII digits only: "²" passes str.isdigit and then fails int()
+    driver_version: Annotated[str, Field(strict=True, max_length=32,
+                                         pattern=r"^([0-9]+(\.[0-9]+)*)?$")] = ""
+
+
+def _problem(err: ValidationError) -> str:
+    first = err.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part)[:20] for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
 
 
 def from_file(path: Path) -> Hardware:
     """Hardware described in JSON ({"vendor", "gpus": [{"index", "name", "memory_mib"}],
     "driver_version"}): to plan for another machine, or to pin what tests see."""
-    where = f"GLMKIT_HARDWARE={path}"
+    where = f"GLMKIT_HARDWARE={one_line(str(path), 200)}"
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_HARDWARE_FILE + 1)
-    except OSError as err:
-        raise UsageError(f"{where}: cannot read it ({err.strerror}). Point it at a JSON "
-                         "file, or unset it to detect this machine.") from None
-    try:
-        if len(raw) > MAX_HARDWARE_FILE:
-            raise ValueError(f"larger than {MAX_HARDWARE_FILE} bytes")
-        data = json.loads(raw.decode())
-        if not isinstance(data, dict) or not isinstance(data.get("vendor"), str):
-            raise ValueError('expected an object with "vendor" and "gpus"')
-        if not isinstance(data.get("gpus", []), list):
-            raise ValueError('"gpus" must be a list')
-        gpus = tuple(_gpu(g) for g in data.get("gpus", []))
-        if len({g.index for g in gpus}) != len(gpus):
+        data = _HardwareFile.model_validate(read_json(path, MAX_HARDWARE_FILE,
+                                                      links_within=path.parent))
+        if len({g.index for g in data.gpus}) != len(data.gpus):
             raise ValueError("two GPUs share an index")
-        driver = data.get("driver_version", "")
-        if not isinstance(driver, str):
-            raise ValueError('"driver_version" must be a string such as "575.57.08"')
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError included
-        raise UsageError(f"{where} is not a hardware description ({err}); expected e.g. "
+    except Unreadable as err:
+        raise UsageError(f"{where}: {err}. Point it at a JSON file, or unset it to detect "
+                         "this machine.") from None
+    except ValueError as err:  # ValidationError included
+        reason = _problem(err) if isinstance(err, ValidationError) else str(err)
+        raise UsageError(f"{where} is not a hardware description ({reason}); expected e.g. "
                          '{"vendor": "cuda", "gpus": [{"index": 0, "name": "NVIDIA H100", '
                          '"memory_mib": 81559}]}.') from None
     try:
-        vendor = resolve_vendor(data["vendor"]).name
+        vendor = resolve_vendor(data.vendor).name
     except UsageError as err:
         raise UsageError(f"{where}: {err}") from None
+    gpus = tuple(Gpu(g.index, g.name.strip(), g.memory_mib) for g in data.gpus)
     return Hardware(vendor=vendor, gpus=gpus, group_ids=host_group_ids(), source=str(path),
-                    driver_version=driver)
+                    driver_version=data.driver_version)
 
 
 def detect(env: Mapping[str, str] | None = None) -> Hardware:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import EnvironmentProblem, GlmkitError, UsageError
-from glmkit.files import atomic_write
+from glmkit.files import Unreadable, atomic_write, read_json
+from glmkit.knowledge.hf_config import MAX_CONFIG_BYTES
 
 # What vLLM reads: weights, configs, tokenizer, chat template. Not the original
 # PyTorch .bin shards, GGUF copies or images in the model card.
@@ -50,11 +51,14 @@ def _marker(hf_cache: Path, model_id: str) -> Path:
 def is_complete(hf_cache: Path, model_id: str) -> bool:
     """True after a finished `invoke download` whose snapshot is still in the cache."""
     marker = _marker(hf_cache, model_id)
-    if not marker.is_file():
-        return False
     try:
-        return Path(json.loads(marker.read_text())["path"]).is_dir()
-    except (OSError, KeyError, json.JSONDecodeError):
+        record = read_json(marker, 64 * 1024)
+        snapshot = Path(record["path"]).resolve()
+        # The snapshot the marker names is this model's, in this cache: a planted marker
+        # must not turn some other folder into "complete, mount read-only and offline".
+        home = (hf_cache / "hub" / f"models--{model_id.replace('/', '--')}").resolve()
+        return home in snapshot.parents and snapshot.is_dir()
+    except (Unreadable, OSError, RuntimeError, KeyError, TypeError):
         return False
 
 
@@ -213,10 +217,10 @@ def fetch_config(model_id: str, hf_cache: Path, token: str | None, env: Mapping[
     try:
         path = hf_hub_download(model_id, "config.json", cache_dir=hf_cache / "hub", token=token,
                                endpoint=base, etag_timeout=5)
-        data: dict[str, Any] = json.loads(Path(path).read_text())
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        data = read_json(Path(path), MAX_CONFIG_BYTES, links_within=hf_cache)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):  # Unreadable too
         return None
-    return data
+    return data if isinstance(data, dict) else None
 
 
 def download_model(model: str, revision: str | None, hf_cache_dir: Path,

@@ -9,6 +9,7 @@ environment is passed in rather than read at import time, so tests pass `env={}`
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -158,10 +159,18 @@ def help_text(f: dataclasses.Field[Any]) -> str:
 _RANGES = {f.name: f.metadata["range"] for f in fields(Settings) if "range" in f.metadata}
 
 
+# A Compose project name (Docker's rule): it names containers, networks and files.
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
 def check_ranges(settings: Settings) -> None:
-    """Every setting within its declared range, whichever task reads them."""
+    """Every setting within its declared range, whichever task reads them (down, status,
+    logs and check name a project too)."""
     for name in _RANGES:
         check_value(name, getattr(settings, name))
+    if not _PROJECT_NAME.fullmatch(settings.project):
+        raise UsageError(f"Project name {settings.project[:64]!r}: use 1-63 lowercase letters, "
+                         "digits, - and _, starting with a letter or digit.")
 
 
 # Switches take --X / --no-X on the command line; the rest take a value.

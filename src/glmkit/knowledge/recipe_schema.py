@@ -15,9 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import os
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from glmkit.files import Unreadable, read_bounded
 from glmkit.policy import VLLM_VERSION, is_hub_id
+from glmkit.text import one_line as one_line  # re-exported: recipe code reads it here
 
 # A real recipe is 2-16 KiB; the upstream taxonomy is 16 KiB.
 MAX_FILE_BYTES = 256 * 1024
@@ -49,43 +49,15 @@ class RecipeRefused(ValueError):
     """A recipe file glmkit will not use; the message is one line saying why."""
 
 
-def one_line(text: str, limit: int = MAX_REASON) -> str:
-    """`text` on one line of at most `limit` characters, control characters shown as '?'."""
-    flat = " ".join(text.split())
-    flat = "".join(c if c.isprintable() else "?" for c in flat)
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
-
-
 # --- reading ------------------------------------------------------------------------------
 
 def read_plain_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of `path` if it is a regular file (not a symbolic link, FIFO or device)
-    of at most `max_bytes`; the size is checked before reading and again while reading."""
+    of at most `max_bytes` (glmkit.files.read_bounded)."""
     try:
-        info = path.lstat()
-    except OSError as err:
-        raise RecipeRefused(f"cannot read it: {err.strerror}") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise RecipeRefused("a symbolic link; recipe files are read as plain files only")
-    if not stat.S_ISREG(info.st_mode):
-        raise RecipeRefused("not a regular file")
-    if info.st_size > max_bytes:
-        raise RecipeRefused(f"{info.st_size} bytes, over the {max_bytes}-byte limit of a "
-                            "recipe file")
-    # O_NOFOLLOW: a file swapped for a link after lstat is still not followed;
-    # O_NONBLOCK: a FIFO swapped in cannot block the open.
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        raise RecipeRefused(f"cannot read it: {err.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise RecipeRefused("not a regular file")
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise RecipeRefused(f"over the {max_bytes}-byte limit of a recipe file")
-    return data
+        return read_bounded(path, max_bytes)
+    except Unreadable as err:
+        raise RecipeRefused(str(err)) from None
 
 
 class LimitedLoader(yaml.SafeLoader):

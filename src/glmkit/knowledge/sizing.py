@@ -8,7 +8,6 @@ bandwidth vs bytes read per decode step), not a simulator.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import UsageError
+from glmkit.files import Unreadable, read_json
 from glmkit.knowledge.catalog import ModelSpec
+from glmkit.knowledge.hf_config import MAX_CONFIG_BYTES, checked_config, checked_vision
 from glmkit.vllm_args import flag_value
 
 
@@ -100,34 +101,43 @@ def gpu_spec(name: str, memory_gb: float | None = None) -> GpuSpec:
 
 
 def arch_from_config(config: Mapping[str, Any]) -> Arch:
-    text = config.get("text_config", config)
-    heads = int(text["num_attention_heads"])
-    vision = config.get("vision_config") or {}
+    """The facts of a config.json, range-checked first (a ValueError names the key)."""
+    text, vision = checked_config(config)
     mla = None
-    if "kv_lora_rank" in text:
-        mla = int(text["kv_lora_rank"]) + int(text.get("qk_rope_head_dim", 64))
+    if text.kv_lora_rank is not None:
+        mla = text.kv_lora_rank + (64 if text.qk_rope_head_dim is None
+                                   else text.qk_rope_head_dim)
+    heads = text.num_attention_heads
     return Arch(
-        layers=int(text["num_hidden_layers"]), heads=heads,
-        kv_heads=int(text.get("num_key_value_heads", heads)),
-        head_dim=int(text.get("head_dim") or text["hidden_size"] // heads),
-        experts=int(text.get("n_routed_experts", 0) or 0),
-        experts_per_token=int(text.get("num_experts_per_tok", 0) or 0),
-        mla_cache_dim=mla, vision_heads=vision.get("num_heads"),
-        hidden=int(text.get("hidden_size", 0)),
-        indexer_dim=int(text.get("index_head_dim", 0) or 0) if "index_topk" in text else 0,
-        sparse_topk=int(text["index_topk"]) if "index_topk" in text else None,
+        layers=text.num_hidden_layers, heads=heads, kv_heads=text.num_key_value_heads or heads,
+        head_dim=text.head_dim or max(1, (text.hidden_size or 0) // heads),
+        experts=text.n_routed_experts or 0, experts_per_token=text.num_experts_per_tok or 0,
+        mla_cache_dim=mla, vision_heads=vision.num_heads if vision else None,
+        hidden=text.hidden_size or 0,
+        indexer_dim=(text.index_head_dim or 0) if text.index_topk is not None else 0,
+        sparse_topk=text.index_topk,
         vision_params_b=vision_tower_params_b(config), source="config.json")
 
 
-def cached_config(hf_cache: Path, model_id: str) -> dict[str, Any] | None:
-    """config.json from the HF cache (hub/models--org--name/snapshots/*/config.json)."""
+def read_config(path: Path, root: Path) -> Any:
+    """A config.json under `root` (the HF cache, a model folder) through the bounded reader:
+    links may lead only inside `root` (snapshots link to the cache's blobs)."""
+    return read_json(path, MAX_CONFIG_BYTES, links_within=root)
+
+
+def cached_config(hf_cache: Path, model_id: str, refused: list[str] | None = None
+                  ) -> dict[str, Any] | None:
+    """config.json from the HF cache (hub/models--org--name/snapshots/*/config.json); why
+    a file there was not read is added to `refused`."""
     folder = hf_cache / "hub" / f"models--{model_id.replace('/', '--')}" / "snapshots"
     for config in sorted(folder.glob("*/config.json")):
         try:
-            data: dict[str, Any] = json.loads(config.read_text())
-            return data
-        except (OSError, json.JSONDecodeError):
+            data = read_config(config, hf_cache)
+        except Unreadable as err:
+            (refused if refused is not None else []).append(f"{config.name}: {err}")
             continue
+        if isinstance(data, dict):
+            return data
     return None
 
 
@@ -150,24 +160,39 @@ def model_arch(model: ModelSpec, hf_cache: Path | None = None,
 def known_arch(model: ModelSpec, hf_cache: Path | None = None,
                fetch: Callable[[], dict[str, Any] | None] | None = None) -> Arch | None:
     """`model_arch`, or None where no config.json can be read and none is built in (a
-    family newer than glmkit): then `estimate_from_recipe` plans from the recipe."""
-    if model.local_dir and (Path(model.local_dir) / "config.json").is_file():
-        return arch_from_config(json.loads((Path(model.local_dir) / "config.json").read_text()))
-    if hf_cache is not None and (config := cached_config(hf_cache, model.id)) and \
-            (arch := _readable_arch(config)):
+    family newer than glmkit): then `estimate_from_recipe` plans from the recipe. A
+    config.json that cannot be read or is out of range is passed over, and the facts
+    that serve instead say so."""
+    refused: list[str] = []
+    local = Path(model.local_dir) / "config.json" if model.local_dir else None
+    if local is not None and local.is_file():
+        try:
+            config: Any = read_config(local, local.parent)
+        except Unreadable as err:
+            refused.append(f"{local}: {err}")
+        else:
+            if arch := _readable_arch(config, refused):
+                return arch
+    if hf_cache is not None and (config := cached_config(hf_cache, model.id, refused)) and \
+            (arch := _readable_arch(config, refused)):
         return arch
-    if fetch is not None and (config := fetch()) and (arch := _readable_arch(config)):
+    if fetch is not None and (config := fetch()) and (arch := _readable_arch(config, refused)):
         return replace(arch, source="config.json from the Hub")
-    return ARCH.get(arch_key(model))
+    fallback = ARCH.get(arch_key(model))
+    if fallback is not None and refused:
+        return replace(fallback, source=f"{fallback.source}; config.json not used: "
+                                        f"{refused[0][:160]}")
+    return fallback
 
 
-def _readable_arch(config: Any) -> Arch | None:
-    """The facts of a downloaded config.json, or None where it lacks them or has the wrong
-    types (a cache is data from the Hub): the built-in facts or the recipe's numbers serve."""
+def _readable_arch(config: Any, refused: list[str]) -> Arch | None:
+    """The facts of a downloaded config.json, or None where it lacks them or has values
+    out of range (a cache is data from the Hub): the built-in facts or the recipe's
+    numbers serve, and `refused` says why."""
     try:
-        return arch_from_config(config) if isinstance(config, Mapping) else None
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError,
-            OverflowError):  # e.g. a width of 1e300: no float holds the product
+        return arch_from_config(config)
+    except ValueError as err:
+        refused.append(str(err))
         return None
 
 
@@ -457,18 +482,13 @@ def vision_tower_params_b(config: Mapping[str, Any]) -> float:
     """The vision tower's size from a GLM-V config.json's vision_config (billions): per
     block the attention (4 h²) and gated MLP (3 h·i), the patch embedding and the merger
     into the language model's width."""
-    vision = config.get("vision_config") or {}
-    if not vision:
+    vision = checked_vision(config)
+    if vision is None:
         return 0.0
-    h = int(vision.get("hidden_size", 0))
-    inner = int(vision.get("intermediate_size", 0))
-    depth = int(vision.get("depth", 0))
-    out = int(vision.get("out_hidden_size", 0))
-    patch = int(vision.get("patch_size", 14))
-    temporal = int(vision.get("temporal_patch_size", 2))
-    merge = int(vision.get("spatial_merge_size", 2))
-    blocks = depth * (4 * h * h + 3 * h * inner)
-    embed = 3 * temporal * patch * patch * h
+    h, inner, out = vision.hidden_size, vision.intermediate_size, vision.out_hidden_size
+    patch, merge = vision.patch_size, vision.spatial_merge_size
+    blocks = vision.depth * (4 * h * h + 3 * h * inner)
+    embed = 3 * vision.temporal_patch_size * patch * patch * h
     merger = h * merge * merge * out + 3 * out * (inner or out)
     return (blocks + embed + merger) / 1e9
 

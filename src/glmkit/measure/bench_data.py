@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
+from glmkit.files import Unreadable, read_json
 from glmkit.measure.workloads import VISIONARENA
 from glmkit.policy import admit_mount
 from glmkit.process import run
@@ -53,16 +54,19 @@ def parquet_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob("data/*.parquet"), *folder.glob("*.parquet")])
 
 
+MAX_INFO_BYTES = 64 * 1024  # glmkit-dataset.json and the completion marker: a few lines
+
+
 def revision_ok(text: object) -> bool:
     return isinstance(text, str) and bool(_REVISION.match(text)) and ".." not in text
 
 
 def _content_revision(folder: Path, files: list[Path]) -> str:
     try:
-        info = json.loads((folder / INFO).read_text())
+        info = read_json(folder / INFO, MAX_INFO_BYTES, links_within=folder)
         if revision_ok(info.get("revision")):
             return str(info["revision"])
-    except (OSError, ValueError, AttributeError):
+    except (Unreadable, AttributeError):  # a FIFO or /dev/zero as INFO too
         pass
     digest = hashlib.sha256()
     for path in files:
@@ -74,8 +78,8 @@ def snapshot(hf_cache: Path, repo: str = VISIONARENA) -> Path | None:
     """The newest complete snapshot of a data set repo in the HF cache, if any."""
     marker = hf_cache / "glmkit-complete" / f"datasets--{repo.replace('/', '--')}.json"
     try:
-        path = Path(json.loads(marker.read_text())["path"])
-    except (OSError, ValueError, KeyError, TypeError):
+        path = Path(read_json(marker, MAX_INFO_BYTES)["path"])
+    except (Unreadable, KeyError, TypeError):
         return None
     return path if path.is_dir() and parquet_files(path) else None
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from glmkit import __version__
 from glmkit.errors import EnvironmentProblem, UsageError
-from glmkit.files import write_json_once
+from glmkit.files import Unreadable, write_json_once
+from glmkit.files import read_json as bounded_json
 from glmkit.host.hardware import Hardware
 from glmkit.measure.workloads import WORKLOADS, Point, SweepMode, Workload, sweep_points
 from glmkit.process import run
@@ -97,13 +98,16 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # a run's largest file (samples) is a few MB
+
+
 def read_json(path: Path) -> Any:
-    """A results file's JSON; a UsageError naming the file when it cannot be read."""
+    """A results file's JSON (a plain file inside its results folder, within a size
+    limit); a UsageError naming the file when it cannot be read."""
     try:
-        return json.loads(path.read_bytes().decode())
-    except (OSError, ValueError) as err:  # JSON and UTF-8 errors are ValueErrors
-        reason = err.strerror if isinstance(err, OSError) else err.__class__.__name__
-        raise UsageError(f"{path} cannot be read ({reason}); fix or remove it.") from None
+        return bounded_json(path, MAX_RESULT_BYTES, links_within=path.parent.parent)
+    except Unreadable as err:
+        raise UsageError(f"{path} cannot be read ({err}); fix or remove it.") from None
 
 
 def _batch_files(folder: Path) -> dict[int, Path]:

@@ -25,13 +25,13 @@ from rich.console import Console
 from rich.text import Text
 
 from glmkit.errors import GlmkitError, Interrupted, UsageError
-from glmkit.files import atomic_write
+from glmkit.files import Unreadable, atomic_write, read_json
 from glmkit.host.hardware import Hardware
 from glmkit.host.settings import Settings, user_settings
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.measure.bench import BenchRequest, run_bench
-from glmkit.measure.results import plain_name
+from glmkit.measure.results import MAX_RESULT_BYTES, plain_name
 from glmkit.run import deploy
 
 TUNE_DIR = "tune"
@@ -169,8 +169,8 @@ def _open(request: TuneRequest, results_dir: Path) -> tuple[Path, TuneRequest, l
         return new_tune_folder(results_dir), request, []
     folder = results_dir / TUNE_DIR / plain_name(request.resume, "Tune id")
     try:
-        state = json.loads((folder / STATE).read_bytes().decode())
-    except (OSError, ValueError):
+        state = read_json(folder / STATE, MAX_RESULT_BYTES, links_within=folder.parent)
+    except Unreadable:
         raise UsageError(f"No tune {request.resume!r} under {results_dir / TUNE_DIR}.") \
             from None
     try:
