@@ -280,13 +280,14 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
 
 
 @_task()
-def check(c: Context, project: str | None = None, api: str = "all") -> None:
+def check(c: Context, project: str | None = None, api: str = "all",
+          verbose: bool = False) -> None:
     """Tool-call conformance of the running server per API: every tool_choice, streamed and not."""
     from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
     report = check_server(settings.project, RESULTS_DIR, api)
-    _console().print(_views().check_table(report.results), f"saved {report.path}", markup=False)
+    _views().print_check(_console(), report, verbose)
     report.check()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace as NS
@@ -235,3 +236,119 @@ def test_a_key_is_refused_where_the_check_expects_none(
     # The server has no key from the check's view: anything is served, which it is not.
     keyless = api_check.auth_results(["chat"], url, "m", None)
     assert not keyless[0].ok and "401" in keyless[0].detail
+
+
+# --- a check a person reads; requests sent together; a wrong parser stops it -------------
+
+def _report(tmp: Any, rows: list[Any], summaries: list[Any]) -> Any:
+    return api_check.CheckReport(rows, tmp / "checks" / "x.json",
+                                 "--tool-call-parser glm45, --reasoning-parser glm45",
+                                 tuple(summaries))
+
+
+def _printed(report: Any, verbose: bool = False) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    from glmkit.cli.views import print_check
+
+    console = Console(file=io.StringIO(), width=160, color_system=None)
+    print_check(console, report, verbose)
+    return console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+
+
+def test_a_passing_check_prints_a_line_per_api_and_where_the_table_is(tmp_path: Any) -> None:
+    from glmkit.run.tool_check import CaseResult
+
+    rows = [CaseResult(f"case {i}", "auto", False, False, True, "ok", api=api)
+            for api in api_check.APIS for i in range(70)]
+    summaries = [api_check.summarize(api, [r for r in rows if r.api == api], 12.34)
+                 for api in api_check.APIS]
+    lines = _printed(_report(tmp_path, rows, summaries))
+    assert len(lines) <= 10  # the quick start's check, every row passing (210 before)
+    assert lines[0].split() == ["chat", "passed", "70", "requests", "in", "12.3", "s"]
+    assert [line.split()[0] for line in lines[:3]] == list(api_check.APIS)
+    assert lines[-1].startswith(f"saved {tmp_path / 'checks' / 'x.json'} ")
+    assert "invoke check --verbose" in lines[-1]
+    # --verbose: the whole table as before.
+    verbose = _printed(_report(tmp_path, rows, summaries), verbose=True)
+    assert sum(bool(re.search(r"\bpass\b", line)) for line in verbose) == 210
+
+
+def test_a_failing_check_prints_its_failing_rows_only(tmp_path: Any) -> None:
+    from glmkit.run.tool_check import CaseResult
+
+    rows = [CaseResult("typed-arguments", "auto", True, True, True, "ok"),
+            CaseResult("unicode-arguments", "required", False, False, False,
+                       "InternalServerError: Error code: 500")]
+    out = "\n".join(_printed(_report(tmp_path, rows,
+                                     [api_check.summarize("chat", rows, 3.0, not_run=5)])))
+    assert "chat       FAILED  1 of 2 requests in 3.0 s, 5 not sent" in out
+    assert "unicode-arguments" in out and "Error code: 500" in out
+    assert "typed-arguments" not in out
+
+
+def test_matrix_requests_go_together_up_to_the_limit_in_the_matrix_order() -> None:
+    import time
+
+    from glmkit.run.tool_check import requests_for, run_matrix
+
+    reqs = requests_for(quick=False)
+    busy = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def answer(req: Request) -> str | None:
+        with lock:
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+        time.sleep(0.002)
+        with lock:
+            busy["now"] -= 1
+        return None if req.stream else "not streamed"
+
+    run = run_matrix(reqs, answer, concurrency=4)
+    assert busy["most"] == 4 and not run.stopped
+    assert [r for r, _ in run.answered] == reqs
+    assert [p for _, p in run.answered] == [None if r.stream else "not streamed" for r in reqs]
+
+
+@pytest.mark.parametrize(("problem", "stops"), [
+    ("no tool call parsed (content: 'x'): is --tool-call-parser right for this model?", True),
+    ("no reasoning in the reply: is --reasoning-parser set?", True),
+    ("tool markup in text: no tool call parsed (content: ''): is --tool-call-parser right "
+     "for this model? [upstream: vllm-project/vllm#36435 (...)]", False),
+    ("InternalServerError: Error code: 500", False),
+])
+def test_the_first_case_that_proves_the_parser_wrong_stops_the_matrix(
+        problem: str, stops: bool) -> None:
+    from glmkit.run.tool_check import requests_for, run_matrix
+
+    reqs = requests_for(quick=False)
+    third = reqs[2]
+    run = run_matrix(reqs, lambda req: problem if req is third else None, concurrency=1)
+    assert run.stopped == stops
+    assert len(run.answered) == (3 if stops else len(reqs))
+    assert run.not_run == len(reqs) - len(run.answered)
+
+
+def test_a_server_without_parsers_is_proven_wrong_by_its_first_reply(
+        keyed_server: tuple[str, dict[str, int]]) -> None:
+    from glmkit.run.tool_check import case_results, chat_matrix, requests_for
+
+    url, seen = keyed_server  # it answers "hi", no reasoning, no tool call
+    run = chat_matrix(url, "m", "sk-right", exact=True, concurrency=1)
+    assert [(r.label, p) for r, p in run.answered] == [
+        ("typed-arguments", "no reasoning in the reply: is --reasoning-parser set?")]
+    assert run.not_run == len(requests_for(quick=False)) - 1 and seen["bearer"] == 1
+    assert case_results(run, "messages")[0].api == "messages"
+
+
+@pytest.mark.parametrize(("args", "limit"), [
+    ((), 8), (("--max-num-seqs", "2"), 2), (("--max-num-seqs=64",), 8),
+    (("--max-num-seqs", "0"), 8), (("--max-num-seqs", "many"), 8)])
+def test_check_concurrency_follows_the_servers_max_num_seqs(
+        args: tuple[str, ...], limit: int) -> None:
+    from glmkit.run.tool_check import check_concurrency
+
+    assert check_concurrency(("/model", *args)) == limit

@@ -18,7 +18,8 @@ NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), t
 
 HELP: dict[str, dict[str, str]] = {
     "check": {"project": PROJECT_HELP,
-              "api": "chat, messages (Anthropic), responses (OpenAI) or all (default)"},
+              "api": "chat, messages (Anthropic), responses (OpenAI) or all (default)",
+              "verbose": "print every case's row, not only the failing ones"},
     "down": {"project": PROJECT_HELP, "nodes": NODES_HELP},
     "logs": {"project": PROJECT_HELP, "follow": "keep streaming",
             "tail": "lines to show first", "nodes": NODES_HELP},

@@ -30,6 +30,7 @@ from glmkit.plan.advice import Advice
 from glmkit.plan.cluster import ClusterPlan
 from glmkit.plan.pd import PdPlan
 from glmkit.run.agents import AgentSetup
+from glmkit.run.api_check import ApiSummary, CheckReport
 from glmkit.run.deploy import Deployment, UpResult, describe_cluster
 from glmkit.run.engine import ServerStatus
 from glmkit.run.tool_check import CaseResult
@@ -225,8 +226,8 @@ def print_advice(out: Console, advice: Advice) -> None:
         out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
 
 
-def check_table(results: Iterable[CaseResult]) -> Table:
-    table = Table(title="tool-call conformance")
+def check_table(results: Iterable[CaseResult], title: str = "tool-call conformance") -> Table:
+    table = Table(title=title)
     for column in ("api", "case", "tool_choice", "stream", "thinking", "result"):
         table.add_column(column)
     for r in results:
@@ -237,6 +238,32 @@ def check_table(results: Iterable[CaseResult]) -> Table:
                  Text("pass", style="green") if r.ok else
                  Text.assemble(("FAIL", "red"), " ", str(r.detail)))
     return table
+
+
+def check_summary(summary: ApiSummary) -> Text:
+    """One API's line: passed or failed, how many requests, how long."""
+    verdict = Text("passed", style="green") if not summary.failed else \
+        Text("FAILED", style="red")
+    counts = f"{summary.requests} requests" if not summary.failed else \
+        f"{summary.failed} of {summary.requests} requests"
+    line = Text.assemble(f"{summary.api:<10} ", verdict, f"  {counts} in "
+                         f"{summary.seconds:.1f} s")
+    if summary.not_run:
+        line.append(f", {summary.not_run} not sent (the parser was proven wrong)")
+    return line
+
+
+def print_check(out: Console, report: CheckReport, verbose: bool = False) -> None:
+    """A line per API and the failing rows; every row with `verbose` (and in the file)."""
+    for summary in report.summaries:
+        out.print(check_summary(summary), highlight=False)
+    if verbose:
+        out.print(check_table(report.results))
+    elif report.failed:
+        out.print(check_table(report.failed, title="failing cases"))
+    out.print(Text(f"saved {report.path}" + ("" if verbose else
+                                             " (every case: invoke check --verbose)")),
+              highlight=False)
 
 
 def print_tune(out: Console, report: TuneReport) -> None:

@@ -24,13 +24,19 @@ from typing import Any
 from glmkit.errors import UsageError
 from glmkit.run.tool_check import (
     CaseResult,
+    MatrixRun,
     Reply,
     Request,
     ToolCase,
+    case_results,
     cases,
+    chat_matrix,
+    check_concurrency,
+    error_line,
     judge,
+    native_choice,
     requests_for,
-    run_check,
+    run_matrix,
 )
 
 APIS = ("chat", "messages", "responses")
@@ -57,11 +63,6 @@ def parse_apis(value: str | None) -> tuple[str, ...]:
         if word not in APIS:
             raise UsageError(f"--api {word[:40]!r}: use chat, messages, responses or all.")
     return tuple(a for a in APIS if a in words)
-
-
-def native_choice(api: str, tool_choice: str) -> str:
-    """The tool_choice as each API names it (Anthropic's `required` is `any`)."""
-    return "any" if api == "messages" and tool_choice == "required" else tool_choice
 
 
 # --- Anthropic Messages -------------------------------------------------------------
@@ -297,25 +298,21 @@ def clients(base_url: str, api_key: str | None, *, bearer: bool = False) -> Clie
     return Clients(oa, an)
 
 
-def _error_line(err: Exception) -> str:
-    return f"{err.__class__.__name__}: {(str(err).splitlines() or [''])[0][:120]}"
-
-
-def run_api(api: str, c: Clients, model: str, *, exact: bool) -> list[CaseResult]:
+def api_matrix(api: str, c: Clients, model: str, *, exact: bool, concurrency: int = 1
+               ) -> MatrixRun:
+    """The matrix through /v1/messages or /v1/responses."""
     ask: Callable[[Any, str, Request], tuple[Reply, str | None]] = \
         ask_messages if api == "messages" else ask_responses
     client = c.anthropic if api == "messages" else c.openai
-    results = []
-    for req in requests_for(quick=False):
+
+    def answer(req: Request) -> str | None:
         try:
             reply, shape = ask(client, model, req)
-            problem = judge_api(req, reply, shape, exact)
+            return judge_api(req, reply, shape, exact)
         except Exception as err:  # the client's HTTP and API errors: a failed case
-            problem = _error_line(err)
-        results.append(CaseResult(req.label, native_choice(api, req.tool_choice),
-                                  req.stream, req.thinking, problem is None, problem or "ok",
-                                  api=api))
-    return results
+            return error_line(err)
+
+    return run_matrix(requests_for(quick=False), answer, concurrency)
 
 
 # --- authentication -----------------------------------------------------------------
@@ -359,7 +356,7 @@ def auth_results(apis: Iterable[str], base_url: str, model: str, api_key: str | 
                     problem = None if want_ok else "served, expected 401"
                 except Exception as err:
                     problem = ("refused, expected 401" if not _refused(err) else None) \
-                        if not want_ok else _error_line(err)
+                        if not want_ok else error_line(err)
                     if problem and want_ok and method == "x-api-key" and _refused(err):
                         problem = "x-api-key refused: " + problem
                         problem += f" [upstream: {KNOWN['x-api-key refused']}]"
@@ -373,21 +370,43 @@ def auth_results(apis: Iterable[str], base_url: str, model: str, api_key: str | 
 # --- `invoke check` -----------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ApiSummary:
+    """One API's line of the check: its rows, how long they took, what was not sent."""
+
+    api: str
+    passed: int
+    failed: int
+    seconds: float
+    not_run: int = 0  # requests left out once the parser was proven wrong
+
+    @property
+    def requests(self) -> int:
+        return self.passed + self.failed
+
+
+@dataclass(frozen=True)
 class CheckReport:
     results: list[CaseResult]
     path: Path
     parsers: str  # the server's --tool-call-parser / --reasoning-parser, in words
+    summaries: tuple[ApiSummary, ...] = ()
 
     @property
     def failed(self) -> list[CaseResult]:
         return [r for r in self.results if not r.ok]
 
+    @property
+    def not_run(self) -> int:
+        return sum(s.not_run for s in self.summaries)
+
     def check(self) -> None:
         from glmkit.errors import CheckFailed
 
         if self.failed:
+            stopped = f" ({self.not_run} more not sent: the parser was proven wrong)" \
+                if self.not_run else ""
             raise CheckFailed(f"{len(self.failed)} of {len(self.results)} cases failed with "
-                              f"{self.parsers}; first ({self.failed[0].api}, "
+                              f"{self.parsers}{stopped}; first ({self.failed[0].api}, "
                               f"{self.failed[0].case}): {self.failed[0].detail}")
 
 
@@ -403,10 +422,18 @@ def vision_results(container: Any, target: Any, apis: tuple[str, ...]) -> list[C
                                                         bearer=True))
 
 
+def summarize(api: str, rows: list[CaseResult], seconds: float, not_run: int = 0
+              ) -> ApiSummary:
+    failed = sum(not r.ok for r in rows)
+    return ApiSummary(api, len(rows) - failed, failed, seconds, not_run)
+
+
 def check_server(project: str, results_dir: Path, api: str | None = None) -> CheckReport:
     """Every case through each API asked for (`--api`: chat, messages, responses or all),
     and how each authenticates, against the project's running server; the table saved
-    under results/checks/ beside the benchmark runs."""
+    under results/checks/ beside the benchmark runs. The cases go `check_concurrency` at a
+    time; the authentication and vision rows, whose answers are compared with each
+    other's, one at a time. Once a case proves the parser flags wrong no more are sent."""
     import time
     from dataclasses import asdict
 
@@ -420,22 +447,34 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
     exact = target.served_model == TINY_MODEL_ID
+    concurrency = check_concurrency(target.serve_args)
+    # The cases send the key as Bearer, which every vLLM accepts; how each header fares
+    # is the authentication rows' question.
+    bearer = clients(target.base_url, target.api_key, bearer=True)
     results: list[CaseResult] = []
+    summaries: list[ApiSummary] = []
+    stopped = False
     for name in apis:
-        if name == "chat":
-            results += run_check(target.base_url, target.served_model, target.api_key,
-                                 exact=exact)
-        else:
-            # The cases send the key as Bearer, which every vLLM accepts; how each
-            # header fares is the authentication rows' question.
-            results += run_api(name, clients(
-                target.base_url, target.api_key, bearer=True), target.served_model,
-                exact=exact)
-    results += auth_results(apis, target.base_url, target.served_model, target.api_key)
-    results += vision_results(container, target, apis)
+        started = time.monotonic()
+        if stopped:
+            summaries.append(summarize(name, [], 0.0, len(requests_for(quick=False))))
+            continue
+        run = chat_matrix(target.base_url, target.served_model, target.api_key, exact=exact,
+                          concurrency=concurrency) if name == "chat" else \
+            api_matrix(name, bearer, target.served_model, exact=exact,
+                       concurrency=concurrency)
+        stopped = run.stopped
+        rows = case_results(run, name) + auth_results(
+            (name,), target.base_url, target.served_model, target.api_key)
+        if not stopped:
+            rows += vision_results(container, target, (name,))
+        results += rows
+        summaries.append(summarize(name, rows, time.monotonic() - started, run.not_run))
     path = results_dir / "checks" / f"{time.strftime('%Y%m%d-%H%M%S')}-{project}.json"
     write_json_once(path, {"model": target.served_model, "image": target.image,
                            "apis": list(apis), "api_key": bool(target.api_key),
                            "serve_args": list(target.serve_args), "parsers": parsers,
+                           "concurrency": concurrency,
+                           "summary": [asdict(s) for s in summaries],
                            "cases": [asdict(r) for r in results]})
-    return CheckReport(results, path, parsers)
+    return CheckReport(results, path, parsers, tuple(summaries))

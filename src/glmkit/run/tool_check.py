@@ -13,8 +13,9 @@ real model chooses its own words and argument values).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -248,18 +249,106 @@ def requests_for(quick: bool) -> list[Request]:
     return out
 
 
-def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
-              quick: bool = False) -> list[CaseResult]:
+# Requests of the matrix in flight at once. Every case is its own conversation at
+# temperature 0, so none depends on another's order; vLLM batches them (on the 2-core CPU
+# machine the ~70 chat cases took 16 s one at a time). A server's --max-num-seqs lowers it.
+CHECK_CONCURRENCY = 8
+# The hints judge() gives when only the server's parser flags explain a failure: one such
+# case proves it, and the rest of the matrix would repeat it.
+PARSER_HINTS = ("is --tool-call-parser right", "is --reasoning-parser set")
+
+
+def parser_wrong(problem: str | None) -> bool:
+    """A failure that proves the server's parser flags wrong (not one vLLM is known to get
+    wrong upstream with any flags)."""
+    return bool(problem) and "[upstream:" not in (problem or "") and \
+        any(hint in (problem or "") for hint in PARSER_HINTS)
+
+
+def check_concurrency(serve_args: tuple[str, ...] | list[str]) -> int:
+    """How many check requests to send at once: CHECK_CONCURRENCY, or fewer when the
+    server schedules fewer sequences (--max-num-seqs)."""
+    from glmkit.vllm_args import flag_value
+
+    seqs = flag_value(tuple(serve_args), "--max-num-seqs")
+    return min(CHECK_CONCURRENCY, int(seqs)) if seqs and seqs.isdigit() and int(seqs) > 0 \
+        else CHECK_CONCURRENCY
+
+
+@dataclass(frozen=True)
+class MatrixRun:
+    """What a run of the matrix answered, in the matrix's order, and how many requests it
+    did not send because an earlier answer proved the parser wrong."""
+
+    answered: list[tuple[Request, str | None]]  # (request, problem or None)
+    not_run: int
+
+    @property
+    def stopped(self) -> bool:
+        return self.not_run > 0
+
+
+def run_matrix(reqs: list[Request], answer: Callable[[Request], str | None],
+               concurrency: int) -> MatrixRun:
+    """`answer` (the problem of one request, or None) over `reqs`, `concurrency` at a time;
+    the first answer that proves the parser wrong cancels the requests not yet sent."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    problems: dict[int, str | None] = {}
+    queue = iter(enumerate(reqs))
+    running: dict[Future[str | None], int] = {}
+    stop = False
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        # Submitted one by one as others finish: nothing is sent after the stop.
+        for index, req in itertools.islice(queue, max(1, concurrency)):
+            running[pool.submit(answer, req)] = index
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = running.pop(future)
+                problems[i] = future.result()
+                stop = stop or parser_wrong(problems[i])
+                if not stop and (following := next(queue, None)) is not None:
+                    running[pool.submit(answer, following[1])] = following[0]
+    return MatrixRun([(reqs[i], problems[i]) for i in sorted(problems)],
+                     len(reqs) - len(problems))
+
+
+def error_line(err: Exception) -> str:
+    """A client's HTTP or API error as one row's detail."""
+    return f"{err.__class__.__name__}: {(str(err).splitlines() or [''])[0][:120]}"
+
+
+def chat_matrix(base_url: str, model: str, api_key: str | None, *, exact: bool,
+                quick: bool = False, concurrency: int = 1) -> MatrixRun:
+    """The matrix through the chat completions API (the `openai` client)."""
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key=api_key or "EMPTY", timeout=120,
                     max_retries=0)
-    results = []
-    for req in requests_for(quick):
+
+    def answer(req: Request) -> str | None:
         try:
-            problem = judge(req, ask(client, model, req), exact)
+            return judge(req, ask(client, model, req), exact)
         except Exception as err:  # the client's HTTP and API errors: a failed case
-            problem = f"{err.__class__.__name__}: {str(err).splitlines()[0][:120]}"
-        results.append(CaseResult(req.label, req.tool_choice, req.stream, req.thinking,
-                                  problem is None, problem or "ok"))
-    return results
+            return error_line(err)
+
+    return run_matrix(requests_for(quick), answer, concurrency)
+
+
+def native_choice(api: str, tool_choice: str) -> str:
+    """The tool_choice as each API names it (Anthropic's `required` is `any`)."""
+    return "any" if api == "messages" and tool_choice == "required" else tool_choice
+
+
+def case_results(run: MatrixRun, api: str = "chat") -> list[CaseResult]:
+    """The rows of a run, tool_choice as the API names it."""
+    return [CaseResult(req.label, native_choice(api, req.tool_choice), req.stream,
+                       req.thinking, problem is None, problem or "ok", api=api)
+            for req, problem in run.answered]
+
+
+def run_check(base_url: str, model: str, api_key: str | None, *, exact: bool,
+              quick: bool = False) -> list[CaseResult]:
+    """The chat rows, one request at a time (what `invoke up` asks: two requests)."""
+    return case_results(chat_matrix(base_url, model, api_key, exact=exact, quick=quick))
