@@ -25,6 +25,7 @@ exactly what vLLM acts on; every accepted flag is written in its canonical spell
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -287,6 +288,19 @@ def _items(flag: Flag) -> list[tuple[str, Any]]:
     return items
 
 
+def _unparsed_json(flag: Flag) -> str | None:
+    """Why a value written as JSON (it starts with `{` or `[`) does not parse, else None."""
+    for value in flag.values:
+        if value.lstrip()[:1] in ("{", "["):
+            try:
+                json.loads(value)
+            except RecursionError:
+                return "nested too deep"
+            except ValueError as err:
+                return str(err)[:80]
+    return None
+
+
 def _code_keys(flag: Flag) -> list[str]:
     """Keys of a JSON option (given as JSON or dotted) that import Python code."""
     found = []
@@ -339,6 +353,14 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
             raise UsageError(f"{name} from {source.describe()} would write a secret into the "
                              "compose file and the process list; set VLLM_API_KEY / HF_TOKEN "
                              "in the environment (or --api-key-file) instead.")
+        if (bad := _unparsed_json(flag)) is not None:
+            # Its keys cannot be checked, so it is not admitted (the policy fails closed).
+            if source is Source.SYNCED_RECIPE:
+                notes.append(f"left out {flag.spelling} from the synced recipe: its value is "
+                             f"not valid JSON ({bad})")
+                continue
+            raise UsageError(f"{flag.spelling} from {source.describe()}: its value is not "
+                             f"valid JSON ({bad}).")
         code = name in CODE or bool(_code_keys(flag))
         what = name if name in CODE else f"{flag.spelling} ({', '.join(_code_keys(flag))})"
         if source is Source.SYNCED_RECIPE and (code or _user_only(flag)):
@@ -445,6 +467,27 @@ def _under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def other_homes(home: Path) -> list[Path]:
+    """Other people's home folders: every folder in /home, /root, and the home of every
+    login account (uid 1000 and up) but `home`. Their files (and keys) are theirs, even
+    where this user may read them."""
+    import pwd
+
+    found = {Path("/root")}
+    with contextlib.suppress(OSError):  # no /home
+        found.update(p for p in Path("/home").iterdir() if p.is_dir())
+    found.update(Path(entry.pw_dir) for entry in pwd.getpwall()
+                 if entry.pw_uid >= 1000 and entry.pw_dir.startswith("/")
+                 and entry.pw_dir not in ("/", "/nonexistent", "/tmp"))
+    resolved = set()
+    for folder in found:
+        try:
+            resolved.add(folder.resolve())
+        except (OSError, RuntimeError):
+            continue
+    return sorted(h for h in resolved if h != home and not _under(home, h))
+
+
 def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None) -> Path:
     """The absolute, symlink-free host path for a bind mount, or a UsageError.
 
@@ -463,11 +506,13 @@ def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = Non
         raise UsageError(f"{what} {text!r} cannot be resolved: {err}.") from None
     secrets = [home / s for s in _HOME_SECRETS]
     held = [Path(s) for s in _SENSITIVE] + secrets + [home]
+    others = other_homes(home)
     if resolved == Path("/") or any(_under(resolved, Path(root)) for root in _SYSTEM) \
-            or any(_under(resolved, s) for s in secrets) \
-            or any(_under(s, resolved) for s in held):
+            or any(_under(resolved, s) for s in secrets + others) \
+            or any(_under(s, resolved) for s in held + others):
         raise UsageError(f"{what} {text!r} ({resolved}) would give the container a system "
-                         "folder, the Docker socket, your home folder or your keys; choose a "
+                         "folder, the Docker socket, your home folder, your keys or another "
+                         "user's home; choose a "
                          "folder of its own (e.g. ~/.cache/huggingface).")
     return resolved
 

@@ -445,3 +445,47 @@ def test_every_reader_refuses_or_reads_any_file(tmp_path_factory: pytest.TempPat
     except (GlmkitError, RecipeRefused):
         return
     assert "root:" not in repr(result)  # /etc/passwd was not read
+
+
+# --- M6: other users' homes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", [["--hf-cache", "/root/hf-cache"],
+                                    ["--hf-cache", "/root"],
+                                    ["--model", "zai-org/GLM-4.6V", "--vendor", "cuda", "--gpu",
+                                     "h200", "--media-dir", "/root/.ssh"]])
+def test_another_users_home_is_not_mounted(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path, option: list[str]) -> None:
+    (tmp_path / "me").mkdir()
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *option,
+                            env={"HOME": str(tmp_path / "me")})
+    one_line_error(code, err, "another user's home")
+    assert not (tmp_path / "compose").exists()
+
+
+def test_other_homes_lists_root_and_home_but_not_mine(tmp_path: Path) -> None:
+    from glmkit.policy import other_homes
+
+    assert Path("/root") in other_homes(tmp_path)
+    assert Path("/root") not in other_homes(Path("/root"))
+
+
+# --- M10: JSON that does not parse is not admitted -------------------------------------------
+
+def test_a_synced_flag_whose_json_does_not_parse_is_left_out() -> None:
+    from glmkit.policy import Source, admit_args
+
+    admitted = admit_args(["--speculative-config",
+                           '{"method": "eagle", "model": "attacker/x\x01"}'],
+                          Source.SYNCED_RECIPE)
+    assert admitted.args == ()
+    assert any("not valid JSON" in note for note in admitted.notes)
+
+
+@pytest.mark.parametrize("value", ['{"method":"ngram"', "[1,2", '{"a":"\x01"}'])
+def test_a_flag_whose_json_does_not_parse_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path, value: str) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", "--",
+                            "--speculative-config", value)
+    one_line_error(code, err, "not valid JSON")
