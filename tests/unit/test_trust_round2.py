@@ -489,3 +489,66 @@ def test_a_flag_whose_json_does_not_parse_is_refused(monkeypatch: pytest.MonkeyP
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", "--",
                             "--speculative-config", value)
     one_line_error(code, err, "not valid JSON")
+
+
+# --- M7: `invoke report` from a hostile run folder ------------------------------------------
+
+HUGE = int("9" * 400)
+
+
+def _hostile_run(results: Path, name: str, meta: dict[str, Any], point: dict[str, Any],
+                 metrics: Any = None) -> None:
+    import json
+
+    folder = results / name
+    (folder / "points").mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "points" / "batch-0001.json").write_text(json.dumps(point))
+    if metrics is not None:
+        (folder / "metrics").mkdir()
+        (folder / "metrics" / "batch-0001.json").write_text(json.dumps(metrics))
+
+
+GPU_META = {"model": "zai-org/GLM-4.6", "vendor": "cuda", "batches": [1],
+            "serve_args": ["--tensor-parallel-size", "8"],
+            "workload": {"name": "prompt-heavy"},
+            "hardware": {"gpus": [{"name": "NVIDIA H200", "memory_mib": 143771, "index": 0}]}}
+HOSTILE_RUNS: list[tuple[dict[str, Any], dict[str, Any], Any]] = [
+    ({**GPU_META, "max_model_len": HUGE}, {"output_throughput": HUGE, "mean_tpot_ms": 1.0},
+     None),
+    ({**GPU_META, "workload": {"name": "x", "input_len": "abc", "output_len": [1]}},
+     {"mean_tpot_ms": 2.0}, None),
+    (GPU_META, {"max_concurrency": "many", "mean_tpot_ms": 2.0}, None),
+    (GPU_META, {"max_concurrency": HUGE, "mean_tpot_ms": 2.0}, None),
+    (GPU_META, {"mean_tpot_ms": 2.0},
+     {"samples": [{"t": "x"}, 5, {"t": 1, "running": "a"}, {"t": 2, "waiting": [1]}],
+      "summary": [1]}),
+    ({**GPU_META, "label": "$\\frac{$ bad $x^$"}, {"output_throughput": 1.0}, None),
+    ({**GPU_META, "label": "\x1b]8;;http://evil\x07run"}, {"output_throughput": 1.0},
+     {"samples": [{"t": 0, "running": 1}, {"t": 1, "running": 2}], "summary": {}}),
+    ({**GPU_META, "hardware": {"gpus": [{"name": "H200", "memory_mib": HUGE}]}},
+     {"mean_tpot_ms": 1.0, "output_throughput": 1e308 * 10}, None),
+]
+
+
+@pytest.mark.parametrize(("meta", "point", "metrics"), HOSTILE_RUNS,
+                         ids=range(len(HOSTILE_RUNS)))
+def test_report_from_a_hostile_run_folder(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                          meta: dict[str, Any], point: dict[str, Any],
+                                          metrics: Any) -> None:
+    _hostile_run(tmp_path / "results", "20260101-000000-r", meta, point, metrics)
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--runs",
+                              "20260101-000000-r", "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    assert "Traceback" not in out + err and "\x1b" not in out + err
+
+
+def test_a_recipe_with_a_nul_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    """Found by the property test above: yaml's reader refuses a NUL while the loader is
+    made, before the parse that caught YAML errors."""
+    from glmkit.knowledge.recipe_schema import RecipeRefused, read_yaml
+
+    (tmp_path / "r.yaml").write_bytes(b"\x00")
+    with pytest.raises(RecipeRefused, match="not valid YAML"):
+        read_yaml(tmp_path / "r.yaml")

@@ -112,7 +112,10 @@ def parse_yaml(text: str) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _parse_yaml(text: str) -> Any:
-    loader = LimitedLoader(text)
+    try:  # the reader checks the characters as it is made: a NUL is refused here
+        loader = LimitedLoader(text)
+    except yaml.YAMLError as err:
+        raise RecipeRefused(f"not valid YAML: {one_line(str(err), 120)}") from None
     try:
         value = loader.get_single_data()
     except yaml.MarkedYAMLError as err:

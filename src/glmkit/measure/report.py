@@ -16,6 +16,7 @@ from rich.table import Table
 from glmkit.errors import UsageError
 from glmkit.measure.point import SUMMARY_FIELDS
 from glmkit.measure.results import Series
+from glmkit.text import printable
 
 
 def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
@@ -34,7 +35,8 @@ def tpot_bound(s: Series, batch: int, result: dict[str, Any]) -> float | None:
     arch = ARCH.get(arch_key(model))
     if arch is None:
         return None
-    in_flight = int(result.get("max_concurrency") or batch)
+    given = result.get("max_concurrency")
+    in_flight = given if isinstance(given, int) and 0 < given <= 1 << 20 else batch
     # The average sequence holds the prompt and half the output while decoding.
     context = meta.workload.input_len + meta.workload.output_len // 2
     card = gpu_from_hardware(gpu.name, gpu.memory_mib)
@@ -92,8 +94,9 @@ METRIC_COLUMNS = [("KV peak %", "kv_cache_usage_peak", "{:.1f}"),
 
 def metrics_table(series: list[Series]) -> Table | None:
     """Peaks, means and rates of the server's metrics per point; None when none were taken."""
-    rows = [(s, batch, (data.get("summary") or {})) for s in series
-            for batch, data in sorted(s.metrics.items())]
+    rows = [(s, batch, summary if isinstance(summary, dict) else {}) for s in series
+            for batch, data in sorted(s.metrics.items())
+            for summary in [data.get("summary")]]
     if not rows:
         return None
     names = run_names(series)
@@ -122,6 +125,22 @@ def from_first_request(samples: list[dict[str, float]]) -> list[dict[str, float]
     return samples if first is None else samples[max(first - 1, 0):]
 
 
+def plot_text(text: str) -> str:
+    """A label as matplotlib shows it literally: a `$` would start mathtext (and bad
+    mathtext raises), control characters are shown as '?'."""
+    return printable(text).replace("$", r"\$")
+
+
+def samples_of(data: Any) -> list[dict[str, float]]:
+    """A metrics file's samples that have a time, each with its numeric values only."""
+    samples = data.get("samples") if isinstance(data, dict) else None
+    return [{k: float(v) for k, v in x.items()
+             if isinstance(v, int | float) and not isinstance(v, bool)}
+            for x in (samples if isinstance(samples, list) else [])
+            if isinstance(x, dict) and isinstance(x.get("t"), int | float)
+            and not isinstance(x.get("t"), bool)]
+
+
 def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
     """KV cache usage and requests running/waiting over each point's time."""
     import matplotlib
@@ -129,9 +148,10 @@ def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [(f"{name} b{batch}", data["samples"]) for s in series
+    curves = [(plot_text(f"{name} b{batch}"), samples) for s in series
               for name in [run_names(series)[s.run_id]]
-              for batch, data in sorted(s.metrics.items()) if data.get("samples")]
+              for batch, data in sorted(s.metrics.items())
+              for samples in [samples_of(data)] if samples]
     if not curves:
         return None
     fig, (kv, queue) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -239,7 +259,8 @@ def write_plots(series: list[Series], path: Path) -> Path:
             if not xs:
                 continue
             ys = [s.points[b][key] for b in xs]
-            ax.plot(xs, ys, marker="o" if len(xs) > 1 else "D", label=names[s.run_id])
+            ax.plot(xs, ys, marker="o" if len(xs) > 1 else "D",
+                    label=plot_text(names[s.run_id]))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size (prompts or concurrency)")
         ax.set_title(title)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -87,11 +88,33 @@ class HardwareMeta:
                 "gpus": [g.to_json() for g in self.gpus], "cpu_count": self.cpu_count}
 
 
+# Past 2^53 a results number is no measurement (and past float's range it breaks every
+# division and format): such numbers read as missing.
+MAX_NUMBER = 2 ** 53
+
+
 def _int(value: Any) -> int | None:
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         return None
+    return number if abs(number) <= MAX_NUMBER else None
+
+
+def _in_range(value: Any) -> Any:
+    """`value` with every number out of range (an int past 2^53, inf, nan) as None, at
+    any depth: results files are read by tables, ratios and plots that expect floats."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_NUMBER else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) and abs(value) <= MAX_NUMBER else None
+    if isinstance(value, dict):
+        return {str(k): _in_range(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_range(v) for v in value]
+    return None
 
 
 def _list(value: Any) -> list[Any]:
@@ -125,9 +148,13 @@ def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, 
     found = {}
     for batch, file in _batch_files(folder).items():
         try:
-            data = read_json(file)
+            data = _in_range(read_json(file))
             if not isinstance(data, dict):
                 raise UsageError(f"{file} is not a JSON object; fix or remove it.")
+        except RecursionError:
+            if notes is not None:
+                notes.append(f"{file} is nested too deep; fix or remove it.")
+            continue
         except UsageError as err:
             if notes is not None:
                 notes.append(str(err))
@@ -163,9 +190,18 @@ def _workload(raw: Any) -> Workload | None:
     values: dict[str, Any] = dict(base.__dict__) if base else {"description": name}
     values.update({k: v for k, v in raw.items() if k in known}, name=name)
     try:
-        return Workload(**values)
+        workload = Workload(**values)
     except TypeError:
         return None
+    # Each field as the report computes with it: a length is a count, a switch a bool.
+    typed = all(isinstance(getattr(workload, f.name), int) and not isinstance(
+        getattr(workload, f.name), bool) and 0 <= getattr(workload, f.name) <= MAX_NUMBER
+        for f in fields(Workload) if f.name in ("input_len", "output_len")) and all(
+        isinstance(getattr(workload, f.name), bool) for f in fields(Workload)
+        if f.name in ("ignore_eos", "vision")) and all(
+        isinstance(getattr(workload, f.name), str | None) for f in fields(Workload)
+        if f.name in ("name", "description", "dataset", "dataset_path", "dataset_revision"))
+    return workload if typed else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -368,7 +404,11 @@ def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode
 
 
 def _read_run(path: Path) -> Run:
-    raw = read_json(path / META)
+    try:
+        raw = _in_range(read_json(path / META))
+    except RecursionError:
+        raise UsageError(f"{path / META} is nested too deep; fix or remove that run.") \
+            from None
     if not isinstance(raw, dict):
         raise UsageError(f"{path / META} is not a JSON object; fix or remove that run.")
     return Run(path, read_meta(raw, path.name))
