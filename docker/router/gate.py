@@ -4,7 +4,9 @@ gate checks the client's (`Authorization: Bearer KEY` or `x-api-key: KEY`) on ev
 but the health probes and proxies to vllm-router on the loopback. Not only /v1 as vLLM
 does: the router's own admin routes (/add_worker, /remove_worker, /workers/{url},
 /flush_cache) sit outside /v1, and an open /add_worker would let anyone redirect prompts.
-Without a key it is not in the path at all: vllm-router runs in its place.
+Without a key the gate still stands in front: the client routes (exact paths) pass, and
+the admin routes answer 403, so no local user can register a worker on an unkeyed router.
+vllm-router itself listens on the container's loopback only.
 
     gate.py ROUTER_ARGS...   (--host/--port are where the gate listens)
 """
@@ -35,8 +37,24 @@ def option(args: list[str], name: str, default: str) -> tuple[list[str], str]:
 OPEN_PATHS = frozenset({"/health", "/liveness", "/readiness"})
 
 
+# Without a key, the routes a client calls (vLLM's OpenAI and Anthropic APIs), exactly;
+# everything else (/add_worker, /remove_worker, /workers/…, /flush_cache) is refused.
+CLIENT_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models",
+                          "/v1/responses", "/v1/messages", "/v1/embeddings"})
+
+
 def needs_key(path: str) -> bool:
     return path not in OPEN_PATHS
+
+
+def refusal(path: str, headers: dict[str, str], key: str) -> int | None:
+    """The status refusing this request (401: the key is missing or wrong; 403: an admin
+    route on a router without a key), or None to forward it."""
+    if not needs_key(path):
+        return None
+    if key:
+        return None if authorized(headers, key) else 401
+    return None if path in CLIENT_PATHS else 403
 
 
 def authorized(headers: dict[str, str], key: str) -> bool:
@@ -47,8 +65,6 @@ def authorized(headers: dict[str, str], key: str) -> bool:
 
 def main(argv: list[str]) -> None:
     key = os.environ.get("OPENAI_API_KEY", "")
-    if not key:
-        os.execvp("vllm-router", ["vllm-router", *argv])
     from aiohttp import ClientSession, ClientTimeout, web
 
     args, host = option(argv, "--host", "0.0.0.0")
@@ -59,8 +75,11 @@ def main(argv: list[str]) -> None:
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if needs_key(request.raw_path.split("?", 1)[0]) and not authorized(headers, key):
-            return web.json_response({"error": "Unauthorized"}, status=401)
+        status = refusal(request.raw_path.split("?", 1)[0], headers, key)
+        if status is not None:
+            return web.json_response({"error": "Unauthorized" if status == 401 else
+                                      "Forbidden: an admin route of the router"},
+                                     status=status)
         forward = {k: v for k, v in headers.items() if k not in HOP}
         session: ClientSession = request.app["session"]
         async with session.request(request.method, upstream + request.path_qs,

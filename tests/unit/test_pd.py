@@ -111,13 +111,19 @@ def test_real_nodes_listen_on_their_own_address() -> None:
     assert (flag(decode.args, "--host"), flag(decode.args, "--port")) == ("10.0.0.2", "8002")
     assert decode.env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == "10.0.0.2"
     assert "http://10.0.0.2:8002" in plan.router_args
-    assert (flag(plan.router_args, "--host"), flag(plan.router_args, "--port")) == \
-        ("127.0.0.1", "9000")
     files = pd_compose(plan)
     assert set(files) == {"pdt-head", "pdt-w1"}
     assert set(files["pdt-head"]["services"]) == {"prefill", "router"}
     assert all(svc["network_mode"] == "host" for f in files.values()
-               for svc in f["services"].values())
+               for name, svc in f["services"].items() if name != "router")
+    # #27, M5: the router is published on --host:--port from a bridge network, so
+    # vllm-router's inner port (18000, behind the gate) is never on the head's host network.
+    router = files["pdt-head"]["services"]["router"]
+    assert "network_mode" not in router
+    assert (router["ports"][0]["published"], router["ports"][0]["host_ip"]) == \
+        ("9000", "127.0.0.1")
+    assert (flag(plan.router_args, "--host"), flag(plan.router_args, "--port")) == \
+        ("0.0.0.0", "8000")
 
 
 @pytest.mark.parametrize("settings, error", [

@@ -54,3 +54,29 @@ def test_the_key_is_accepted_as_bearer_or_x_api_key_and_nothing_else() -> None:
     assert not gate.authorized({"authorization": "Bearer wrong"}, "k3y")
     assert not gate.authorized({"authorization": "Basic k3y"}, "k3y")
     assert not gate.authorized({}, "k3y")
+
+
+# --- #27, M5: without a key the admin routes are refused, the client routes pass ----------
+
+@pytest.mark.parametrize("path", ["/add_worker", "/remove_worker", "/workers/http%3A%2F%2Fx",
+                                  "/flush_cache", "/v1/../add_worker", "//add_worker",
+                                  "/v1/chat/completions/../../add_worker", "/"])
+def test_without_a_key_the_admin_routes_are_refused(path: str) -> None:
+    assert gate.refusal(path, {}, "") == 403
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/models",
+                                  "/v1/responses", "/v1/messages", "/health"])
+def test_without_a_key_the_client_routes_pass(path: str) -> None:
+    assert gate.refusal(path, {}, "") is None
+
+
+def test_with_a_key_every_route_but_the_probes_needs_it() -> None:
+    assert gate.refusal("/v1/models", {}, "k") == 401
+    assert gate.refusal("/add_worker", {"authorization": "Bearer k"}, "k") is None
+    assert gate.refusal("/health", {}, "k") is None
+
+
+def test_the_gate_always_fronts_the_router() -> None:
+    """It used to exec vllm-router in its place without a key: the admin routes open."""
+    assert "execvp" not in GATE.read_text()

@@ -343,10 +343,10 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     if not local and base.port in {*POOL_PORTS.values(), *SIDE_CHANNEL_PORTS.values()}:
         raise UsageError(f"--port {base.port} is a port the pools use on their nodes; choose "
                          "another one for the router.")
-    # On one machine the router's port is published by Docker; on real nodes it runs on
-    # the head's host network, on the user's --host and --port.
-    router_args = ["--host", "0.0.0.0" if local else base.host,
-                   "--port", str(CONTAINER_PORT if local else base.port),
+    # Docker publishes the router's port on --host:--port, on real nodes too: the router
+    # (and vllm-router behind its gate, on the container's loopback) stays off the head's
+    # host network, where any local user could reach the inner, unguarded port.
+    router_args = ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT),
                    "--vllm-pd-disaggregation", "--policy", policy]
     for p in pools:
         router_args += [f"--{p.role}", p.url]

@@ -1,6 +1,6 @@
 """A pd_cluster plan as compose data: the prefill and decode servers and the router in one
 project on this engine, or one file per machine (host network) for real nodes, the
-router beside the first prefill server.
+router beside the first prefill server (on a bridge network, its port published).
 
 Only the router publishes a port. Secrets stay names, as in the one-node file: the pools
 read VLLM_API_KEY and the router OPENAI_API_KEY (the key it forwards with) from the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from glmkit.endpoints import CONTAINER_PORT
 from glmkit.labels import LABEL
 from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.render.compose import SERVICE, compose_dict
@@ -54,8 +55,10 @@ def _pool_service(plan: PdPlan, pool: Pool, base: dict[str, Any]) -> dict[str, A
     return service
 
 
-def _router_service(plan: PdPlan, base: dict[str, Any], real: bool) -> dict[str, Any]:
-    port = plan.base.port if real else 8000
+def _router_service(plan: PdPlan, base: dict[str, Any]) -> dict[str, Any]:
+    """The router on a bridge network of its own, its port published (on real nodes as on
+    one machine): vllm-router's inner port never meets the host's network."""
+    port = CONTAINER_PORT
     service: dict[str, Any] = {
         "image": plan.router_image.ref,
         "entrypoint": list(ROUTER_ENTRYPOINT),
@@ -71,11 +74,8 @@ def _router_service(plan: PdPlan, base: dict[str, Any], real: bool) -> dict[str,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "read_only": True,
+        "ports": copy.deepcopy(base["ports"]),
     }
-    if real:
-        service["network_mode"] = "host"
-    else:
-        service["ports"] = copy.deepcopy(base["ports"])
     return service
 
 
@@ -85,7 +85,7 @@ def pd_compose(plan: PdPlan) -> dict[str, dict[str, Any]]:
     base = data["services"][SERVICE]
     if plan.local:
         services = {p.service: _pool_service(plan, p, base) for p in plan.pools}
-        services[ROUTER] = _router_service(plan, base, real=False)
+        services[ROUTER] = _router_service(plan, base)
         return {plan.base.project: {**data, "services": services}}
     files: dict[str, dict[str, Any]] = {}
     head = plan.pools[0].node
@@ -93,7 +93,7 @@ def pd_compose(plan: PdPlan) -> dict[str, dict[str, Any]]:
         assert pool.node is not None
         services = {pool.service: _pool_service(plan, pool, base)}
         if pool.node == head:
-            services[ROUTER] = _router_service(plan, base, real=True)
+            services[ROUTER] = _router_service(plan, base)
         name = f"{plan.base.project}-{pool.node.name}"
         files[name] = {**{k: v for k, v in data.items() if k != "networks"}, "name": name,
                        "services": services}
