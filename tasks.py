@@ -372,6 +372,17 @@ def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | N
     _views().print_tune(_console(), report)
 
 
+@_task()
+def tune_moe(c: Context, project: str | None = None, budget: str = "150") -> None:
+    """Tune vLLM's fused-MoE kernel for the running model on this GPU (next `up` uses it)."""
+    from glmkit.host.settings import number
+    from glmkit.measure.moe_tune import tune_moe as run_tuner
+
+    settings = _settings(c, {"project": project})[0]
+    _views().print_tune_moe(_console(), run_tuner(settings.project,
+                                                  number(budget, float, "budget")))
+
+
 @_serve_task
 def export(c: Context, target: str, **options: Any) -> None:
     """Export the plan for another platform: `invoke export k8s` writes Kubernetes manifests."""

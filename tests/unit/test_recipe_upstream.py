@@ -436,16 +436,18 @@ def test_the_decode_bound_is_for_the_largest_batch_the_kv_cache_holds() -> None:
 
     from .helpers import NO_GPU
 
-    advice = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1),
+    # GLM-4.7-Flash on one H100 as vLLM would size it: 223,652 tokens of KV cache.
+    advice = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1,
+                                batch=32),
                     NO_GPU, {"HF_HUB_OFFLINE": "1", "GLMKIT_HOME": "/nonexistent"})
     rows = dict(advice.rows)
-    assert "largest --max-model-len 73877" in rows["KV cache"]
-    bound = rows["decode bound"]
-    assert "at batch 8 × 9000 tokens; capped from batch 16: the KV cache holds 73,877 " \
-           "tokens" in bound
+    assert "223,652 tokens" in rows["KV cache"]
+    estimate = rows["decode estimate"]
+    assert "at batch 24 × 9000 tokens; capped from batch 32: the KV cache holds 223,652 " \
+           "tokens" in estimate
     asked = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1,
                                batch=4), NO_GPU, {"HF_HUB_OFFLINE": "1"})
-    assert "at batch 4 × 9000 tokens (" in dict(asked.rows)["decode bound"]  # not capped
+    assert "at batch 4 × 9000 tokens (" in dict(asked.rows)["decode estimate"]  # not capped
 
 
 @pytest.mark.parametrize(("tokens", "batch", "context", "expected"), [

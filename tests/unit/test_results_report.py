@@ -45,7 +45,11 @@ def test_runs_are_append_only_and_resumable(tmp_path: Path) -> None:
 def test_reference_runs_parse_the_recipes_text() -> None:
     assert set(reference_names()) == {"glm45-fp8-prompt-heavy-16",
                                       "glm45v-fp8-visionarena-rate20",
-                                      "glm45v-fp8-visionarena-concurrency1"}
+                                      "glm45v-fp8-visionarena-concurrency1",
+                                      # measured by scripts/gpu_truth.py (docs/gpu.md)
+                                      *(f"h200-glm47flash-dummy-c{c}" for c in (1, 16, 64)),
+                                      *(f"h200-glm47flash-dummy-tunedmoe-c{c}"
+                                        for c in (16, 64))}
     ref = load_reference("glm45-fp8-prompt-heavy-16")
     point = ref.points[16]
     assert point["completed"] == 16

@@ -62,6 +62,8 @@ HELP: dict[str, dict[str, str]] = {
             "dataset_path": "--workload visionarena: a folder in VisionArena-Chat's format "
                             "(data/*.parquet; `invoke bench-data` writes one); default: the "
                             "HF cache after `invoke download --dataset`"},
+    "tune_moe": {"project": PROJECT_HELP,
+                 "budget": "seconds the tuner may spend trying tile configs"},
     "bench_data": {"out": "new folder for the data set (data/train-*.parquet)",
             "rows": "image + question rows (default 32)"},
     "report": {"runs": "run ids, folders or ref:NAME (default: every run); repeatable",

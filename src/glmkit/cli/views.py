@@ -24,6 +24,7 @@ from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
 from glmkit.measure.agentic import AgenticReport
+from glmkit.measure.moe_tune import TuneMoeResult
 from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
 from glmkit.plan.advice import Advice
@@ -329,3 +330,14 @@ def print_agentic(out: Console, report: AgenticReport) -> None:
                  f(r.tpot_off_ms, "{:.2f}"))
     out.print(table)
     out.print(f"saved {report.path}", highlight=False, markup=False)
+
+
+def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
+    """Summary first: the file and the speed-up at decode-sized batches."""
+    summary = result.summary
+    sizes = summary.get("batch_sizes", {})
+    gains = ", ".join(f"{m} tokens {sizes[m]['speedup']:.2f}x" for m in ("16", "64", "256")
+                      if m in sizes)
+    out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
+                   f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
+                   f"default {gains}. Run `invoke up` again to serve with it."))

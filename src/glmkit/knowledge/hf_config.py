@@ -43,6 +43,18 @@ class TextConfig(_Checked):
     qk_rope_head_dim: Annotated[int, Field(strict=True, ge=0, le=1 << 20)] | None = None
     index_head_dim: Annotated[int, Field(strict=True, ge=0, le=1 << 20)] | None = None
     index_topk: Tokens | None = None
+    # What counting the parameters needs (glmkit.knowledge.params); optional, as in
+    # configs of other families.
+    vocab_size: Tokens | None = None
+    intermediate_size: Width | None = None
+    moe_intermediate_size: Width | None = None
+    n_shared_experts: Experts | None = None
+    first_k_dense_replace: Annotated[int, Field(strict=True, ge=0, le=4096)] | None = None
+    q_lora_rank: Width | None = None
+    qk_nope_head_dim: Width | None = None
+    v_head_dim: Width | None = None
+    num_nextn_predict_layers: Annotated[int, Field(strict=True, ge=0, le=64)] | None = None
+    tie_word_embeddings: bool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TextConfig:

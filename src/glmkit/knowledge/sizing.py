@@ -8,6 +8,7 @@ bandwidth vs bytes read per decode step), not a simulator.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,9 @@ from typing import Any
 from glmkit.errors import UsageError
 from glmkit.files import Unreadable, read_json
 from glmkit.knowledge.catalog import ModelSpec
+from glmkit.knowledge.gpu_model import GIB, step_ms, vllm_memory
 from glmkit.knowledge.hf_config import MAX_CONFIG_BYTES, checked_config, checked_vision
+from glmkit.knowledge.params import ParamCount, count_params
 from glmkit.vllm_args import flag_value
 
 
@@ -40,6 +43,11 @@ class Arch:
     indexer_dim: int = 0
     sparse_topk: int | None = None
     vision_params_b: float = 0.0  # the vision tower (V models), inside the total
+    # Counted from config.json where it says enough (glmkit.knowledge.params): then sizing
+    # follows vLLM's own accounting (glmkit.knowledge.gpu_model), calibrated on an H200.
+    params: ParamCount | None = None
+    vocab: int = 0
+    moe_intermediate: int = 0  # one routed expert's width (fused-MoE configs key on it)
     source: str = "the published config.json (built in)"
 
 
@@ -65,6 +73,16 @@ ARCH["GLM-4.5V"] = replace(ARCH["GLM-4.5V"], vision_params_b=round((
     24 * (4 * 1536 ** 2 + 3 * 1536 * 13696) + 3 * 2 * 14 * 14 * 1536
     + 1536 * 4 * 4096 + 3 * 4096 * 13696) / 1e9, 2))
 ARCH["GLM-4.6V"] = ARCH["GLM-4.5V"]
+# Published config.json files shipped in knowledge/configs/: every parameter counted.
+CONFIGS = Path(__file__).with_name("configs")
+
+
+def _shipped(name: str) -> Arch:
+    config = json.loads((CONFIGS / f"{name}.json").read_text())
+    return replace(arch_from_config(config), source=f"the published config.json of {name} "
+                   "(built in)")
+
+
 ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
                         experts_per_token=2, hidden=64)
 
@@ -116,7 +134,10 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         hidden=text.hidden_size or 0,
         indexer_dim=(text.index_head_dim or 0) if text.index_topk is not None else 0,
         sparse_topk=text.index_topk,
-        vision_params_b=vision_tower_params_b(config), source="config.json")
+        vision_params_b=vision_tower_params_b(config), params=count_params(text),
+        vocab=text.vocab_size or 0, moe_intermediate=text.moe_intermediate_size or 0,
+        source="config.json")
+
 
 
 def read_config(path: Path, root: Path) -> Any:
@@ -281,9 +302,30 @@ class Fit:
     kv_tokens: int = 0  # tokens the KV cache of one replica holds at once
 
 
+def with_mtp(arch: Arch) -> Arch:
+    """The model vLLM serves with `--speculative-config.method mtp`: one more layer of
+    weights and of KV cache (GLM-4.7-Flash on an H200: +1.20 GiB, 48 layers of KV)."""
+    if arch.params is None:
+        return replace(arch, layers=arch.layers + 1)
+    params = replace(arch.params, total_b=arch.params.total_b + arch.params.mtp_layer_b)
+    return replace(arch, layers=arch.layers + 1, params=params)
+
+
+def weights_per_gpu_gib(arch: Arch, precision: str, tp: int) -> float | None:
+    """Counted weights on one GPU (GiB), or None without a count."""
+    if arch.params is None:
+        return None
+    return arch.params.weight_bytes(precision, BYTES[precision]) / tp / GIB
+
+
 def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: str,
-        utilization: float = 0.9, tp: int | None = None, kv_bytes: float = KV_BYTES) -> Fit:
-    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV."""
+        utilization: float = 0.9, tp: int | None = None, kv_bytes: float = KV_BYTES,
+        mtp: bool = False) -> Fit:
+    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV.
+    With counted parameters the KV cache is what vLLM leaves it; else the recipe's total
+    parameters and a flat overhead."""
+    if mtp:
+        arch = with_mtp(arch)
     weights_gb = model.total_params_b * BYTES[precision]
     budget = gpu.memory_gb * utilization - OVERHEAD_GB
     candidates = [tp] if tp else [t for t in (1, 2, 4, 8, 16) if t <= gpu_count]
@@ -297,6 +339,11 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
         kv_gb = budget - per_gpu
         per_token = kv_bytes_per_token(arch, t, kv_bytes)
         tokens = max(0, int(kv_gb * 1e9 / per_token)) if kv_gb > 0 else 0
+        if (counted := weights_per_gpu_gib(arch, precision, t)) is not None:
+            memory = vllm_memory(gpu.memory_gb, utilization, counted, arch.hidden,
+                                 arch.vocab, per_token, mtp=mtp)
+            per_gpu, kv_gb, tokens = counted, memory.kv_gib, memory.kv_tokens
+            budget = memory.kv_gib + counted
         offload = 0 if tokens >= MIN_KV_TOKENS else \
             math.ceil(per_gpu + MIN_KV_TOKENS * per_token / 1e9 - budget)
         chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=per_gpu,
@@ -316,6 +363,8 @@ class DecodeEstimate:
     weights_read_gb: float  # per GPU per step
     kv_read_gb: float  # per GPU per step
     distinct_experts: float
+    bound_ms: float = 0.0  # the bytes at the data sheet's peak bandwidth alone
+    calibrated: bool = False  # tpot_ms from the H200 calibration, not the bound
 
 
 def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: str,
@@ -328,6 +377,9 @@ def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: 
     KV read = batch × context tokens of cache. Both split over `tp` GPUs.
     """
     bytes_per_param = BYTES[precision]
+    if arch.params is not None and arch.experts and not offload_gb:
+        return _calibrated_tpot(arch, arch.params, gpu, tp, precision, batch, context,
+                                kv_bytes)
     if arch.experts:
         k, e = arch.experts_per_token, arch.experts
         per_expert = (model.total_params_b - model.active_params_b) / (e - k)
@@ -337,17 +389,35 @@ def decode_tpot(model: ModelSpec, arch: Arch, gpu: GpuSpec, tp: int, precision: 
     else:
         touched, params = 0.0, model.total_params_b
     weights_gb = params * bytes_per_param / tp
+    kv_gb = _kv_read_gb(arch, tp, batch, context, kv_bytes)
+    # Offloaded weights cross PCIe every step (vLLM streams them back for each forward).
+    seconds = (weights_gb + kv_gb) / (gpu.bandwidth_tb_s * 1e3) + offload_gb / pcie_gb_s
+    return DecodeEstimate(tpot_ms=seconds * 1e3, weights_read_gb=weights_gb, kv_read_gb=kv_gb,
+                          distinct_experts=touched, bound_ms=seconds * 1e3)
+
+
+def _kv_read_gb(arch: Arch, tp: int, batch: int, context: int, kv_bytes: float) -> float:
     if arch.sparse_topk and arch.mla_cache_dim:
         # Sparse attention reads every token's indexer key but only the top-k latents.
         per_seq = arch.layers * kv_bytes * (min(context, arch.sparse_topk) * arch.mla_cache_dim
                                             + context * arch.indexer_dim)
-        kv_gb = batch * per_seq / 1e9
-    else:
-        kv_gb = batch * context * kv_bytes_per_token(arch, tp, kv_bytes) / 1e9
-    # Offloaded weights cross PCIe every step (vLLM streams them back for each forward).
-    seconds = (weights_gb + kv_gb) / (gpu.bandwidth_tb_s * 1e3) + offload_gb / pcie_gb_s
-    return DecodeEstimate(tpot_ms=seconds * 1e3, weights_read_gb=weights_gb, kv_read_gb=kv_gb,
-                          distinct_experts=touched)
+        return batch * per_seq / 1e9
+    return batch * context * kv_bytes_per_token(arch, tp, kv_bytes) / 1e9
+
+
+def _calibrated_tpot(arch: Arch, params: ParamCount, gpu: GpuSpec, tp: int, precision: str,
+                     batch: int, context: int, kv_bytes: float) -> DecodeEstimate:
+    """Counted bytes (the experts a batch touches with uniform routing) at the measured
+    share of the bandwidth, plus the fitted per-layer floor and per-token cost."""
+    k, e = params.experts_per_token, params.experts
+    touched = e * (1 - (1 - k / e) ** batch)
+    weights_gb = params.read_bytes(touched, precision, BYTES[precision]) / tp / 1e9
+    kv_gb = _kv_read_gb(arch, tp, batch, context, kv_bytes)
+    bound = (weights_gb + kv_gb) / (gpu.bandwidth_tb_s * 1e3) * 1e3
+    return DecodeEstimate(
+        tpot_ms=step_ms((weights_gb + kv_gb) * 1e9, gpu.bandwidth_tb_s, arch.layers, batch),
+        weights_read_gb=weights_gb, kv_read_gb=kv_gb, distinct_experts=touched,
+        bound_ms=bound, calibrated=True)
 
 
 ASSUMPTIONS = (
@@ -397,7 +467,8 @@ def resident_batch(fit: Fit, batch: int, context: int) -> tuple[int, int, str | 
 
 def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
                 batch: int = 16, context: int = 9000, utilization: float = 0.9,
-                tp: int | None = None, kv_bytes: float = KV_BYTES) -> PlanReport:
+                tp: int | None = None, kv_bytes: float = KV_BYTES,
+                mtp: bool = False) -> PlanReport:
     """Both precisions' fit, the chosen layout for this model's own precision, TP sizes
     the config rules out, and the decode-time bound at `batch` × `context`."""
     fits: dict[str, Fit | None] = {}
@@ -407,7 +478,7 @@ def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
                                   kv_bytes)
         except UsageError:
             fits[precision] = None
-    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp, kv_bytes)
+    chosen = fit(model, arch, gpu, gpu_count, model.precision, utilization, tp, kv_bytes, mtp)
     impossible = {t: reason for t in range(1, gpu_count + 1)
                   if (reason := valid_tp(arch, t)) is not None}
     batch, context, capped = resident_batch(chosen, batch, context)
@@ -498,3 +569,9 @@ def encoder_cache_gb(tokens: int, hidden: int, dtype_bytes: int = 2) -> float:
     (its budget is the larger of --max-num-batched-tokens and one item's tokens), each a
     vector of the language model's width."""
     return tokens * hidden * dtype_bytes / 1e9
+
+
+# The published configs shipped in full replace the hand-written facts (every parameter
+# counted); the functions they need are defined above.
+ARCH["GLM-4.7-Flash"] = _shipped("GLM-4.7-Flash")
+ARCH["GLM-4.5-Air"] = _shipped("GLM-4.5-Air")

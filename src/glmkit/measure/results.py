@@ -228,6 +228,9 @@ class RunMeta:
     image_digest: str | None = None
     prefix_caching: bool | None = None
     container: str | None = None
+    # Where a run measured outside glmkit's own containers came from (scripts/gpu_truth.py:
+    # GPU, driver, vLLM version, weights = dummy, expert routing, vLLM's memory lines).
+    provenance: dict[str, Any] | None = None
 
     @property
     def batches(self) -> list[int]:
@@ -251,6 +254,7 @@ class RunMeta:
             "batches": self.batches, "points": [asdict(p) for p in self.points],
             "hardware": self.hardware.to_json(), "container": self.container,
             **({"reference": True} if self.reference else {}),
+            **({"provenance": self.provenance} if self.provenance else {}),
         }
 
 
@@ -289,7 +293,8 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         glmkit_commit=_text(raw.get("glmkit_commit")), created=_text(raw.get("created")),
         image_digest=_text(raw.get("image_digest")),
         prefix_caching=caching if isinstance(caching, bool) else None,
-        container=_text(raw.get("container")))
+        container=_text(raw.get("container")),
+        provenance=raw["provenance"] if isinstance(raw.get("provenance"), dict) else None)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from glmkit.host.hub import fetch_config, hf_token
 from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.knowledge.gpu_model import assumes as gpu_assumes
 from glmkit.knowledge.recipes import load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
@@ -48,7 +49,7 @@ from glmkit.knowledge.sizing import (
 )
 from glmkit.paths import hf_cache
 from glmkit.plan.cluster import parse_nodes
-from glmkit.plan.serve import choose_target
+from glmkit.plan.serve import choose_target, uses_mtp
 from glmkit.vllm_args import flag_value
 
 # Far above any machine, low enough that sizing's loops over TP sizes and batches end.
@@ -135,11 +136,31 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     ch = report.chosen
     rows += [("smallest fit", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
               f"replica(s) on {report.gpu_count} GPUs"),
-             ("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU; largest "
-              f"--max-model-len {ch.max_model_len}"),
+             ("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU, {ch.kv_tokens:,} tokens; "
+              f"largest --max-model-len {ch.max_model_len}"
+              + (f"; maximum concurrency {ch.kv_tokens / report.context:.2f}x at "
+                 f"{report.context:,} tokens" if ch.kv_tokens else "")),
              ("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb} (crosses PCIe each step: "
               "in the TPOT bound)" if ch.cpu_offload_gb else "not needed")]
+    if (params := report.arch.params) is not None:
+        rows.insert(0, ("parameters", f"{params.total_b:.2f}B total, {params.active_b:.2f}B "
+                        f"active, counted from {report.arch.source}"))
     return rows
+
+
+def _moe_row(arch: Arch, card: GpuSpec, precision: str, tp: int) -> tuple[str, str] | None:
+    """Whether vLLM ships a tuned fused-MoE config for this expert shape on this GPU."""
+    from glmkit.knowledge.gpu_model import moe_config_name, vllm_ships_moe_config
+
+    if not arch.experts or not arch.moe_intermediate:
+        return None
+    name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, precision)
+    if name is None:
+        return None
+    if vllm_ships_moe_config(name):
+        return ("MoE kernels", f"vLLM 0.26.0 ships a tuned config ({name})")
+    return ("MoE kernels", f"no tuned config in vLLM 0.26.0 for {name}: default tiles "
+            "(`invoke tune-moe` makes one)")
 
 
 def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
@@ -237,10 +258,13 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     if estimate is not None:
         return _recipe_advice(spec, target, card, estimate, rows, recommended, request.nodes)
     assert arch is not None
+    drafts = resolved is not None and uses_mtp(resolved.args)
     report = plan_report(spec, arch, card, count, batch=request.batch, context=request.context,
                          utilization=request.gpu_memory_utilization, tp=request.tp,
-                         kv_bytes=kv_bytes)
+                         kv_bytes=kv_bytes, mtp=drafts)
     rows += _fit_rows(report)
+    if moe := _moe_row(arch, card, spec.precision, report.chosen.tp):
+        rows.append(moe)
     if spec.vram_minimum_gb:
         verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
         rows.append(("recipe check", f"vram_minimum_gb {spec.vram_minimum_gb:g} GB {verdict} "
@@ -253,9 +277,11 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                                                 sorted(report.impossible_tp.items())[:4])))
     d = report.decode
     capped = f"; {report.capped}" if report.capped else ""
-    rows.append(("decode bound", f"TPOT ≥ {d.tpot_ms:.2f} ms at batch {report.batch} × "
+    what, sign = ("decode estimate", "≈") if d.calibrated else ("decode bound", "≥")
+    bound = f", bound {d.bound_ms:.2f} ms" if d.calibrated else ""
+    rows.append((what, f"TPOT {sign} {d.tpot_ms:.2f} ms at batch {report.batch} × "
                  f"{report.context} tokens{capped} ({d.weights_read_gb:.1f} GB weights + "
-                 f"{d.kv_read_gb:.1f} GB KV read per GPU per step; "
+                 f"{d.kv_read_gb:.1f} GB KV read per GPU per step{bound}; "
                  f"{d.distinct_experts:.0f} experts touched per layer)"))
     node_count = request.nodes or (2 if not report.chosen.fits else 1)
     several = None
@@ -271,4 +297,6 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                    f"--tp {mn.tp} --pp {mn.pp}`")
     title = (f"{spec.id} on {count} × {card.name} ({card.memory_gb:g} GB, "
              f"{card.bandwidth_tb_s:g} TB/s)")
-    return Advice(title, rows, several, tuple(ASSUMPTIONS))
+    assumes = tuple(ASSUMPTIONS) if arch.params is None else \
+        (ASSUMPTIONS[0].split(";")[0] + " (counted from config.json)", *gpu_assumes())
+    return Advice(title, rows, several, assumes)

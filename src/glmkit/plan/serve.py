@@ -63,10 +63,11 @@ from glmkit.policy import (
     image_repository,
     merge_args,
 )
-from glmkit.vllm_args import drop_flags
+from glmkit.vllm_args import drop_flags, flag_value
 
 CONTAINER_HF_HOME = "/root/.cache/huggingface"
 CONTAINER_VLLM_CACHE = "/root/.cache/vllm"  # torch.compile cache; not under HF_HOME
+CONTAINER_MOE_CONFIGS = f"{CONTAINER_VLLM_CACHE}/moe-configs"  # invoke tune-moe writes here
 CONTAINER_MEDIA = "/media"
 # Secrets reach containers from the environment of the `docker compose` process, by
 # name only: their values are never written into the compose file.
@@ -390,7 +391,7 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
                      f"planned {estimate.why}")
         return estimate.max_model_len
     result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
-                 holders, kv_cache_bytes(recipe.args))
+                 holders, kv_cache_bytes(recipe.args), uses_mtp(recipe.args))
     if not result.fits and not offload:
         raise UsageError(
             f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gb:.0f} GB: "
@@ -399,8 +400,30 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
             "(see `invoke plan`).")
     notes.append(f"plan: TP {tp}" + (f" × DP {dp}" if dp > 1 else "") +
                  f" on {target.describe()} ({result.weights_per_gpu_gb:.0f} GB "
-                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache)")
+                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache: "
+                 f"{result.kv_tokens:,} tokens)")
     return result.max_model_len or None
+
+
+def uses_mtp(args: Sequence[str]) -> bool:
+    """The command drafts with the model's own MTP layer (one more layer loaded)."""
+    return flag_value(args, "--speculative-config.method") == "mtp" or \
+        '"mtp"' in (flag_value(args, "--speculative-config") or "")
+
+
+def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
+                  target: HardwareTarget) -> int:
+    """The health check's grace period. On a GPU, from counted weights: start, load,
+    compile, CUDA graphs and block-FP8 warm-up as measured on an H200 (gpu_model); else
+    (CPU, or no count) the old allowance for loading hundreds of GB."""
+    from glmkit.knowledge.gpu_model import start_period_s
+    from glmkit.knowledge.sizing import weights_per_gpu_gib
+
+    if target.brand != "CPU" and arch is not None and arch.params is not None:
+        weights = weights_per_gpu_gib(arch, model.precision, max(1, recipe.tp))
+        if weights is not None:
+            return start_period_s(weights, block_fp8=model.precision == "fp8")
+    return int(300 + 5 * model.total_params_b)
 
 
 def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
@@ -526,6 +549,10 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
                    **recipe.env}
     # Weights complete in the cache (`invoke download`): start without the network.
     environment.update(offline)
+    if vendor.has_gpus:
+        # Where `invoke tune-moe` writes fused-MoE kernel configs, on the cache volume;
+        # vLLM falls back to its own when the folder or the file is missing.
+        environment["VLLM_TUNED_CONFIG_FOLDER"] = CONTAINER_MOE_CONFIGS
     if vendor.visibility_env and gpu_ids is not None and facts.here:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
 
@@ -546,8 +573,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     if not is_loopback(s.host):
         notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
 
-    # Loading hundreds of GB of weights takes a while; size the wait to the model.
-    start_period = int(300 + 5 * model.total_params_b)
+    start_period = _start_period(model, facts.arch, recipe, target)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
         served_model_name=served_name, aliases=aliases, serve_args=tuple(args),
