@@ -119,16 +119,7 @@ def _script() -> ModuleType:
 
 
 # vLLM 0.26.0's own lines from the H200 run (abridged prefixes).
-VLLM_LINES = """\
-(EngineCore pid=1) INFO [gpu_model_runner.py:5347] Model loading took 55.87 GiB memory and 1.816919 seconds
-(EngineCore pid=1) INFO [monitor.py:53] torch.compile took 34.06 s in total
-(EngineCore pid=1) INFO [gpu_worker.py:560] Available KV cache memory: 65.33 GiB
-(EngineCore pid=1) INFO [kv_cache_utils.py:2177] GPU KV cache size: 1,295,664 tokens
-(EngineCore pid=1) INFO [kv_cache_utils.py:2178] Maximum concurrency for 65,536 tokens per request: 19.77x
-(EngineCore pid=1) INFO Graph capturing finished in 25 secs, took 2.16 GiB
-(EngineCore pid=1) INFO Free memory on device (139.5/139.8 GiB) on startup. Desired GPU memory utilization is (0.9, 125.82 GiB). Actual usage is 55.87 GiB for weight, 2.53 GiB for peak activation, 0.25 GiB for non-torch memory, and 2.16 GiB for CUDAGraph memory.
-(EngineCore pid=1) WARNING [fused_moe.py:1107] Using default MoE config. Performance might be sub-optimal!
-"""
+VLLM_LINES = (Path(__file__).parent / "data" / "vllm-0.26-h200-flash.log").read_text()
 
 
 def test_the_script_reads_vllms_memory_accounting() -> None:
@@ -199,6 +190,6 @@ def test_gpu_plans_name_the_tuned_moe_folder_and_cpu_plans_do_not() -> None:
     # on the kit's cache volume, where `invoke tune-moe` writes
     assert CONTAINER_MOE_CONFIGS.startswith(CONTAINER_VLLM_CACHE + "/")
     assert any(m.target == CONTAINER_VLLM_CACHE for m in nvidia.mounts)
-    assert nvidia.start_period_s == 230  # counted weights, not 300 + 5 × 31B = 455
+    assert nvidia.start_period_s == 230  # counted weights, not 300 + 5 x 31B = 455
     cpu = plan_for(vendor="cpu")
     assert "VLLM_TUNED_CONFIG_FOLDER" not in cpu.environment
