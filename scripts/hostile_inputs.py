@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,80 @@ def cases(tmp: Path) -> list[Case]:
     junk_hw = tmp / "hw.json"
     junk_hw.write_text("{not json")
     render = ["render", "--project", "hostile", "--no-check"]
+    # Issue #27's inputs: files the kit did not write, and data that reaches the terminal.
+    import yaml
+
+    def synced_variant(name: str, change: dict[str, object]) -> Path:
+        folder = tmp / name
+        (folder / "models" / "zai-org").mkdir(parents=True, exist_ok=True)
+        data = yaml.safe_load(recipe)
+        data["variants"][next(iter(data["variants"]))].update(change)
+        (folder / "models" / "zai-org" / "GLM-4.6.yaml").write_text(yaml.safe_dump(data))
+        return folder
+
+    count = synced_variant("count", {"parameter_count": "1.2.3B"})
+    digits = synced_variant("digits", {"parameter_count": int("9" * 311)})
+    int4 = synced_variant("int4", {"precision": "int4"})
+    flag_id = synced_variant("flagid", {"model_id": "--tokenizer=attacker/GLM-4.6"})
+    escape_id = synced_variant("escid", {"model_id": "zai-org/GLM\x1b[2J"})
+    fifo = tmp / "fifo.json"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    hf_fifo = tmp / "hf-fifo"
+    snap = hf_fifo / "hub" / "models--zai-org--GLM-4.6" / "snapshots" / "x"
+    snap.mkdir(parents=True, exist_ok=True)
+    if not (snap / "config.json").exists():
+        os.mkfifo(snap / "config.json")
+    hf_bad = {}
+    for name, body in {"layers0": b'{"num_hidden_layers": 0, "num_attention_heads": 8, '
+                                  b'"hidden_size": 64}',
+                       "layers-46": b'{"num_hidden_layers": -46, "num_attention_heads": 8, '
+                                    b'"hidden_size": 64}',
+                       "deep": b"[" * 100_000 + b"]" * 100_000,
+                       "xff": b'{"num_hidden_layers": 4, "x": "\xff"}',
+                       "digits": b'{"num_hidden_layers": 1' + b"0" * 5000 + b"}",
+                       "experts": b'{"num_hidden_layers": 4, "num_attention_heads": 8, '
+                                  b'"hidden_size": 64, "n_routed_experts": 8, '
+                                  b'"num_experts_per_tok": 8}'}.items():
+        folder = tmp / f"hf-{name}"
+        snap = folder / "hub" / "models--zai-org--GLM-4.6" / "snapshots" / "x"
+        snap.mkdir(parents=True, exist_ok=True)
+        (snap / "config.json").write_bytes(body)
+        hf_bad[name] = str(folder)
+    hw = {}
+    for name, body in {"sup2": '{"vendor": "cuda", "driver_version": "\u00b2", "gpus": []}',
+                       "1e400": '{"vendor": "cuda", "gpus": [{"index": 0, "name": "H100", '
+                                '"memory_mib": 1e400}]}',
+                       "deep": '{"vendor": "cuda", "gpus": ' + "[" * 100_000 +
+                               "]" * 100_000 + "}",
+                       "esc": '{"vendor": "cuda", "gpus": [{"index": 0, "name": '
+                              '"\u001b]8;;http://x\u0007H100", "memory_mib": 81559}]}'}.items():
+        (tmp / f"hw-{name}.json").write_text(body)
+        hw[name] = str(tmp / f"hw-{name}.json")
+    results = ROOT / "results"
+    hostile_runs = []
+    for name, meta, point in [
+            ("zz-hostile-link", None, None),
+            ("zz-hostile-mathtext", {"model": "zai-org/GLM-4.6", "batches": [1],
+                                     "label": "$\\frac{$ bad $x^$"},
+             {"output_throughput": 1.0}),
+            ("zz-hostile-types", {"model": "zai-org/GLM-4.6", "vendor": "cuda",
+                                  "batches": [1], "max_model_len": int("9" * 400),
+                                  "workload": {"name": "x", "input_len": "abc"},
+                                  "hardware": {"gpus": [{"name": "H200",
+                                                         "memory_mib": int("9" * 400)}]}},
+             {"max_concurrency": "many", "output_throughput": int("9" * 400)})]:
+        folder = results / name
+        (folder / "points").mkdir(parents=True, exist_ok=True)
+        if meta is None:
+            if not (folder / "meta.json").is_symlink():
+                (folder / "meta.json").symlink_to("/etc/passwd")
+        else:
+            (folder / "meta.json").write_text(json.dumps(meta))
+            (folder / "points" / "batch-0001.json").write_text(json.dumps(point))
+        hostile_runs.append(name)
+    cfg = tmp / "image.yaml"
+    cfg.write_text("glmkit:\n  image: attacker/backdoored-vllm:1\n")
 
     def no_secret(text: str) -> bool:
         return SECRET not in text and "${HF_TOKEN}" not in text.replace("$${HF_TOKEN}", "")
@@ -185,6 +260,65 @@ def cases(tmp: Path) -> list[Case]:
              ["report", "--runs", "ref:/etc/passwd"], {}, "refused"),
         Case("12 one clear line", "`logs` with nothing running",
              ["logs", "--project", "nothing-here"], {}, "refused"),
+        # --- issue #27 -------------------------------------------------------------------
+        Case("H1 image", "`GLMKIT_IMAGE=attacker/backdoored-vllm:1 render`", render,
+             {"GLMKIT_IMAGE": "attacker/backdoored-vllm:1"}, "refused"),
+        Case("H1 image", "`image:` under `glmkit:` in invoke.yaml",
+             ["-f", str(cfg), *render], {}, "refused"),
+        Case("H1 image", "`GLMKIT_IMAGE=glmkit/vllm-cpu:evil`", render,
+             {"GLMKIT_IMAGE": "glmkit/vllm-cpu:evil"}, "refused"),
+        Case("H1 image", "`--image attacker/x:1` on the command line",
+             [*render, "--image", "attacker/x:1"], {}, "inert",
+             lambda t: "image: attacker/x:1" in t),
+        Case("H1 image", "`--vllm-version '1;id'`",
+             [*render, *gpu, "--vllm-version", "1;id"], {}, "refused"),
+        Case("H2 synced numbers", "sync `parameter_count: \"1.2.3B\"`",
+             ["recipes", "sync", "--from", str(count)], {}, "refused"),
+        Case("H2 synced numbers", "`invoke models` after it", ["models"], {}, "inert",
+             lambda t: "zai-org/GLM-4.6" in t),
+        Case("H2 synced numbers", "`render` (tiny model) after it", render, {}, "inert",
+             lambda t: "image:" in t),
+        Case("H2 synced numbers", "`plan` after it", ["plan", "--gpu", "h200"], {}, "inert",
+             lambda t: "H200" in t),
+        Case("M8 synced numbers", "sync a 311-digit `parameter_count`",
+             ["recipes", "sync", "--from", str(digits)], {}, "refused"),
+        Case("M8 synced numbers", "sync `precision: int4`",
+             ["recipes", "sync", "--from", str(int4)], {}, "refused"),
+        Case("M4 synced model id", "sync `model_id: --tokenizer=attacker/GLM-4.6`",
+             ["recipes", "sync", "--from", str(flag_id)], {}, "refused"),
+        Case("M3 escapes", "sync a model id with ESC [2J",
+             ["recipes", "sync", "--from", str(escape_id)], {}, "refused"),
+        Case("M1 bounded reader", "FIFO as the HF cache's config.json",
+             [*render, "--model", "zai-org/GLM-4.6", *gpu, "--hf-cache", str(hf_fifo)], {},
+             "inert", lambda t: "zai-org/GLM-4.6" in t),
+        Case("M1 bounded reader", "FIFO as GLMKIT_HARDWARE", render,
+             {"GLMKIT_HARDWARE": str(fifo)}, "refused"),
+        Case("M1 bounded reader", "/dev/zero as GLMKIT_HARDWARE", render,
+             {"GLMKIT_HARDWARE": "/dev/zero"}, "refused"),
+        Case("M1 bounded reader", "results/…/meta.json → /etc/passwd",
+             ["report", "--runs", hostile_runs[0]], {}, "refused"),
+        *[Case("M2 config.json", f"HF cache config.json: {name}",
+               ["plan", "--model", "zai-org/GLM-4.6", *gpu], {"HF_HOME": folder}, "inert",
+               lambda t: "config.json not used" in t) for name, folder in hf_bad.items()],
+        *[Case("M9 GLMKIT_HARDWARE", f"GLMKIT_HARDWARE {name}", render,
+               {"GLMKIT_HARDWARE": path}, "refused") for name, path in hw.items()],
+        Case("M3 escapes", "`down --project` with OSC 0",
+             ["down", "--project", "x\x1b]0;pwned\x07"], {}, "refused"),
+        Case("M3 escapes", "`plan --gpu` with ESC [2J",
+             ["plan", "--gpu", "h\x1b[2J", "--gpu-mem", "80"], {}, "inert",
+             lambda t: "\x1b" not in t),
+        Case("M6 mounts", "`--hf-cache /root/cache` (another user's home)",
+             [*render, "--hf-cache", "/root/cache"], {"HOME": str(tmp)}, "refused"),
+        Case("M7 report", "label read as matplotlib mathtext",
+             ["report", "--runs", hostile_runs[1], "--out", str(tmp / "rep1")], {}, "inert",
+             lambda t: "Traceback" not in t),
+        Case("M7 report", "ints past range, wrong workload types, max_concurrency text",
+             ["report", "--runs", hostile_runs[2], "--out", str(tmp / "rep2")], {}, "inert",
+             lambda t: "Traceback" not in t),
+        Case("M10 JSON flags", "`--speculative-config '{\"method\":'`",
+             [*render, "--", "--speculative-config", '{"method":'], {}, "refused"),
+        Case("Low project", "`status --project 'A B'`", ["status", "--project", "A B"], {},
+             "refused"),
     ]
 
 
@@ -210,7 +344,10 @@ def run(case: Case, env: dict[str, str]) -> tuple[int, str, bool]:
             if ok else lines[-1][:150], ok
     ok = done.returncode == 0 and not traceback and SECRET not in text and \
         (case.check is None or case.check(text))
-    return done.returncode, "rendered; the value stays inert" if ok else lines[-1][:150], ok
+    shown = "rendered; the value stays inert" if case.argv[0] == "render" else \
+        next((ln.strip() for ln in done.stdout.splitlines() if ln.strip().strip("┏━┓┃")),
+             "(no output)")
+    return done.returncode, shown[:150] if ok else lines[-1][:150], ok
 
 
 def main(argv: list[str]) -> int:
@@ -226,6 +363,8 @@ def main(argv: list[str]) -> int:
             code, line, ok = run(case, env)
             results.append((case, code, line, ok))
         (ROOT / "compose" / "hostile.yaml").unlink(missing_ok=True)
+        for name in ("zz-hostile-link", "zz-hostile-mathtext", "zz-hostile-types"):
+            shutil.rmtree(ROOT / "results" / name, ignore_errors=True)
     if "--markdown" in argv:
         print("| defect | input | exit | what it got | as intended |")
         print("| --- | --- | --- | --- | --- |")
