@@ -552,3 +552,25 @@ def test_a_recipe_with_a_nul_is_refused_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_bytes(b"\x00")
     with pytest.raises(RecipeRefused, match="not valid YAML"):
         read_yaml(tmp_path / "r.yaml")
+
+
+# --- Low: strings YAML 1.2 reads as numbers are quoted --------------------------------------
+
+@pytest.mark.parametrize("value", ["1e308", "0o17", "0x1F", ".NaN", ".inf", "~"])
+def test_a_value_yaml_12_reads_as_a_number_is_written_quoted(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        value: str) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", "--",
+                            "--chat-template-content-format", value)
+    assert code == 0, err
+    text = compose_text(tmp_path)
+    assert f"--chat-template-content-format\n    - '{value}'" in text, text
+
+
+def test_k8s_export_quotes_them_too(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "export", "k8s", "--project", "k",
+                            "--model", "zai-org/GLM-4.7", "--vendor", "cuda", "--gpu", "h200",
+                            "--", "--chat-template-content-format", "0o17")
+    assert code == 0, err
+    assert "'0o17'" in (tmp_path / "compose" / "k.k8s.yaml").read_text()

@@ -8,6 +8,7 @@ replaces any earlier file: a rejected plan leaves nothing half-written.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +108,30 @@ def escape(value: Any) -> Any:
     return value
 
 
+# Plain scalars YAML 1.2 (Compose, Kubernetes) reads as something other than text, while
+# PyYAML (YAML 1.1) writes them unquoted: 1e308 (a float there), 0o17 (an int), .NaN.
+_YAML12_NOT_TEXT = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE")
+
+
+class Yaml12SafeDumper(yaml.SafeDumper):
+    """yaml.SafeDumper that quotes every string a YAML 1.2 reader would take for a number,
+    a boolean or null, so a value reaches Compose and Kubernetes as the text it was."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "'" if _YAML12_NOT_TEXT.fullmatch(text) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+Yaml12SafeDumper.add_representer(str, _represent_text)
+
+
 def dump(data: dict[str, Any]) -> str:
     """The one way a compose file's text is made: escaped, then YAML."""
-    return HEADER + yaml.safe_dump(escape(data), sort_keys=False, width=1000,
-                                   allow_unicode=True)
+    return HEADER + yaml.dump(escape(data), Dumper=Yaml12SafeDumper, sort_keys=False,
+                              width=1000, allow_unicode=True)
 
 
 def validate(path: Path) -> None:

@@ -27,6 +27,7 @@ from glmkit.host.vendors import VENDORS
 from glmkit.plan.cluster import ClusterPlan, with_flag
 from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.plan.serve import CONTAINER_HF_HOME, ServePlan
+from glmkit.render.compose import Yaml12SafeDumper
 
 K8S_VERSION = "1.33.0"
 # Each vendor's extended resource for GPUs, from its profile.
@@ -318,5 +319,5 @@ def dump(manifests: list[dict[str, Any]]) -> str:
               "--from-literal=key=\"$VLLM_API_KEY\"\n"
               f"#   kubectl create secret generic {HF_SECRET} "
               "--from-literal=token=\"$HF_TOKEN\"\n")
-    return header + yaml.safe_dump_all([escape(m) for m in manifests], sort_keys=False,
-                                       width=1000)
+    return header + yaml.dump_all([escape(m) for m in manifests], Dumper=Yaml12SafeDumper,
+                                  sort_keys=False, width=1000)
