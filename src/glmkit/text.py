@@ -10,6 +10,10 @@ window or plant an OSC 8 hyperlink in the terminal, so every line the kit prints
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F: a terminal
 # reads U+009B as ESC [).
@@ -26,3 +30,13 @@ def one_line(text: str, limit: int = 240) -> str:
     flat = " ".join(text.split())
     flat = "".join(c if c.isprintable() else "?" for c in flat)
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def validation_reason(err: ValidationError) -> str:
+    """A pydantic error as one line: the first problem as `where: what`, and how many
+    more there are (where the data came from, the caller says)."""
+    problems = err.errors(include_url=False, include_input=False, include_context=False)
+    first = problems[0]
+    where = ".".join(one_line(str(part), 40) for part in first["loc"]) or "the document"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"

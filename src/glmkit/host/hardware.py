@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from glmkit.errors import UsageError
 from glmkit.files import Unreadable, read_json
 from glmkit.host.vendors import VENDORS, VendorName, VendorProfile, resolve_vendor
-from glmkit.text import one_line
+from glmkit.text import one_line, validation_reason
 
 
 @dataclass(frozen=True)
@@ -164,12 +164,6 @@ class _HardwareFile(BaseModel):
                                          pattern=r"^([0-9]+(\.[0-9]+)*)?$")] = ""
 
 
-def _problem(err: ValidationError) -> str:
-    first = err.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part)[:20] for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
-
-
 def from_file(path: Path) -> Hardware:
     """Hardware described in JSON ({"vendor", "gpus": [{"index", "name", "memory_mib"}],
     "driver_version"}): to plan for another machine, or to pin what tests see."""
@@ -183,7 +177,7 @@ def from_file(path: Path) -> Hardware:
         raise UsageError(f"{where}: {err}. Point it at a JSON file, or unset it to detect "
                          "this machine.") from None
     except ValueError as err:  # ValidationError included
-        reason = _problem(err) if isinstance(err, ValidationError) else str(err)
+        reason = validation_reason(err) if isinstance(err, ValidationError) else str(err)
         raise UsageError(f"{where} is not a hardware description ({reason}); expected e.g. "
                          '{"vendor": "cuda", "gpus": [{"index": 0, "name": "NVIDIA H100", '
                          '"memory_mib": 81559}]}.') from None

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from glmkit.text import validation_reason
+
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # real config.json files are 1-10 KB
 
 # Widths and counts: real GLM configs are at most a few thousand (hidden 6144, 256
@@ -81,17 +83,11 @@ class VisionConfig(_Checked):
     num_heads: Heads | None = None
 
 
-def _reason(err: ValidationError) -> str:
-    first = err.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part)[:40] for part in first["loc"]) or "config.json"
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
-
-
 def _checked(model: type[_Checked], data: Any, where: str = "") -> Any:
     try:
         return model.model_validate(data if isinstance(data, Mapping) else {})
     except ValidationError as err:
-        raise ValueError(where + _reason(err)) from None
+        raise ValueError(where + validation_reason(err)) from None
 
 
 def checked_vision(config: Any) -> VisionConfig | None:

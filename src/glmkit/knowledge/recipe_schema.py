@@ -34,6 +34,7 @@ from pydantic import (
 from glmkit.files import Unreadable, read_bounded
 from glmkit.policy import VLLM_VERSION, is_hub_id
 from glmkit.text import one_line as one_line  # re-exported: recipe code reads it here
+from glmkit.text import validation_reason
 
 # A real recipe is 2-16 KiB; the upstream taxonomy is 16 KiB.
 MAX_FILE_BYTES = 256 * 1024
@@ -448,15 +449,6 @@ class HardwareProfile(_Open):
     vram_gb: Annotated[float, Field(strict=True, gt=0, le=MAX_GB, allow_inf_nan=False)]
 
 
-def _reason(err: ValidationError) -> str:
-    """The first problem, as `where: what`, with how many more there are."""
-    problems = err.errors(include_url=False, include_input=False, include_context=False)
-    first = problems[0]
-    where = ".".join(one_line(str(part), 40) for part in first["loc"]) or "the document"
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
-
-
 def _unknown(value: Any, path: str, found: set[str]) -> None:
     """Add to `found` the path of every key the schema does not declare; a mapping's own
     names (variants, GPUs, modes) are written `*` so one new key is one line."""
@@ -485,7 +477,7 @@ def _validated(model: type[_Open], data: Any, what: str,
     try:
         checked = model.model_validate(data)
     except ValidationError as err:
-        raise RecipeRefused(_reason(err)) from None
+        raise RecipeRefused(validation_reason(err)) from None
     if unknown is not None:
         unknown.extend(unknown_keys(checked))
     # Plain data again, only the keys the file set: readers keep their `or` defaults.
