@@ -345,7 +345,7 @@ def run(case: Case, env: dict[str, str]) -> tuple[int, str, bool]:
     ok = done.returncode == 0 and not traceback and SECRET not in text and \
         (case.check is None or case.check(text))
     shown = "rendered; the value stays inert" if case.argv[0] == "render" else \
-        next((ln.strip() for ln in done.stdout.splitlines() if ln.strip().strip("┏━┓┃")),
+        next((ln.strip() for ln in done.stdout.splitlines() if ln.strip().strip("┏┓┳━┃│╇┡┩└┘┴─ ")),
              "(no output)")
     return done.returncode, shown[:150] if ok else lines[-1][:150], ok
 
