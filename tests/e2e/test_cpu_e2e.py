@@ -103,6 +103,8 @@ def test_a_wrong_tool_parser_fails_the_check_with_a_clear_line(server: object) -
         check = invoke("check", "--project", project, timeout=600)
         assert check.returncode == 7
         assert "--tool-call-parser hermes" in check.stderr
+        # The first case that proves the parser wrong ends the check: the rest not sent.
+        assert "more not sent: the parser was proven wrong" in check.stderr
     finally:
         invoke("down", "--project", project, timeout=120)
 
