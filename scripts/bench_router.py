@@ -9,8 +9,9 @@ Three pairs, each reported apart:
   against the same request to the decode server directly;
 - passthrough: GET /v1/models, which the router forwards to a worker whole, against the
   decode server's own;
-Medians of per-request latency over every round, and the median of the per-round
-differences (router - direct), so a drift of the shared machine cancels out.
+Median, p99 and max of per-request latency over every round, the requests answered
+with a 5xx (kept, not raised: a lost request is a result), and the median of the
+per-round differences (router - direct), so a drift of the shared machine cancels out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 
 # Runs inside the decode container: times each request to BASE, prints the latencies.
 CLIENT = r"""
-import json, os, sys, time, urllib.request
+import json, os, sys, time, urllib.error, urllib.request
 base, path, n, body = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 headers = {"Content-Type": "application/json"}
 if os.environ.get("VLLM_API_KEY"):
@@ -33,18 +34,22 @@ for _ in range(n):
     req = urllib.request.Request(base + path, data=body.encode() if body else None,
                                  headers=headers)
     start = time.perf_counter()
-    urllib.request.urlopen(req, timeout=300).read()
-    out.append(time.perf_counter() - start)
+    try:
+        status = urllib.request.urlopen(req, timeout=300).status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    out.append([time.perf_counter() - start, status])
 print(json.dumps(out))
 """
 
 
-def timed(container: str, base: str, path: str, n: int, body: str) -> list[float]:
+def timed(container: str, base: str, path: str, n: int, body: str
+          ) -> list[tuple[float, int]]:
+    """(seconds, HTTP status) of each of `n` sequential requests."""
     done = subprocess.run(["docker", "exec", container, "python3", "-c", CLIENT, base, path,
                            str(n), body], capture_output=True, text=True, check=True,
                           timeout=1800)
-    result: list[float] = json.loads(done.stdout)
-    return result
+    return [(float(t), int(s)) for t, s in json.loads(done.stdout)]
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +67,7 @@ def main(argv: list[str]) -> int:
                        "chat_template_kwargs": {"enable_thinking": False}})
     pairs = {"chat, PD": ("/v1/chat/completions", chat), "passthrough": ("/v1/models", "")}
     targets = {"router": "http://router:8000", "direct": "http://127.0.0.1:8000"}
-    samples: dict[tuple[str, str], list[float]] = {}
+    samples: dict[tuple[str, str], list[tuple[float, int]]] = {}
     diffs: dict[str, list[float]] = {name: [] for name in pairs}
     for _ in range(args.rounds):
         for name, (path, body) in pairs.items():
@@ -70,16 +75,18 @@ def main(argv: list[str]) -> int:
             for target, base in targets.items():  # alternate within each round
                 got = timed(container, base, path, args.requests, body)
                 samples.setdefault((name, target), []).extend(got)
-                medians[target] = statistics.median(got)
+                medians[target] = statistics.median(t for t, _ in got)
             diffs[name].append(medians["router"] - medians["direct"])
     print(f"{args.rounds} rounds × {args.requests} sequential requests, from inside "
-          f"{container}; latency in ms (median, p90)")
+          f"{container}; latency in ms (median / p99 / max), 5xx answers")
     for name in pairs:
         row = []
         for target in targets:
-            xs = sorted(samples[(name, target)])
+            xs = sorted(t for t, _ in samples[(name, target)])
+            errors = sum(status >= 500 for _, status in samples[(name, target)])
             row.append(f"{target} {statistics.median(xs) * 1000:.1f} / "
-                       f"{xs[int(0.9 * (len(xs) - 1))] * 1000:.1f}")
+                       f"{xs[int(0.99 * (len(xs) - 1))] * 1000:.1f} / {xs[-1] * 1000:.1f}, "
+                       f"{errors} 5xx")
         spread = [d * 1000 for d in diffs[name]]
         print(f"{name:12} {' | '.join(row)} | router - direct: median of rounds "
               f"{statistics.median(spread):+.1f} ms (min {min(spread):+.1f}, max "
