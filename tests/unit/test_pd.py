@@ -71,6 +71,19 @@ def test_only_the_router_publishes_and_secrets_stay_names() -> None:
     assert services["router"]["labels"]["io.glmkit.role"] == "router"
 
 
+def test_cpu_pools_hide_the_numa_nodes_from_nixls_thread_binding() -> None:
+    # vLLM's NIXL worker moves its thread (the one running the model) to the last core of
+    # each NUMA node it finds: on 2 cores both pools computed on the decode pool's core.
+    (_name, data), = pd_compose(pd(vendor="cpu")).items()
+    services = yaml.safe_load(dump(data))["services"]
+    for pool in ("prefill", "decode"):
+        assert services[pool]["tmpfs"] == ["/sys/devices/system/node:ro"]
+    assert "tmpfs" not in services["router"]
+    # GPU pools keep their NUMA view (vLLM only moves the thread on CPU).
+    (_name, gpu), = pd_compose(pd(H200, vendor="cuda")).items()
+    assert not any("tmpfs" in svc for svc in gpu["services"].values())
+
+
 def test_router_forwards_with_the_pools_key_never_the_users_openai_key() -> None:
     assert router_secrets({"VLLM_API_KEY": "k1"})["OPENAI_API_KEY"] == "k1"
     # Empty, not absent: compose would otherwise pass the caller's own OPENAI_API_KEY.

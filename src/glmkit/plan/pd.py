@@ -226,8 +226,13 @@ def _role_words(book: RecipeBook, base: ServePlan, role: Role
 
 def _cores(prefill: int, decode: int) -> tuple[str, str]:
     """vLLM's OMP core lists (VLLM_CPU_OMP_THREADS_BIND) for the two pools. Not a cpuset:
-    NIXL's CPU worker pins its KV thread to the last core of each NUMA node, which a
-    container without that core in its cpuset cannot do (`sched_setaffinity`: EINVAL)."""
+    vLLM's NIXL worker (nixl/base_worker.py, on CPU) calls `sched_setaffinity` with the
+    last core of each NUMA node it reads in /sys, which a container without that core in
+    its cpuset cannot do (EINVAL). That call moves the worker's own thread, the one that
+    runs the model: both pools ended up computing on the host's last core, the decode
+    pool's, beside NIXL's progress thread that polls without sleeping (nixl's
+    `pthrDelay = 0`); render.pd_compose hides the NUMA folder from CPU pools so each pool
+    stays on its own cores."""
     return (f"0-{prefill - 1}" if prefill > 1 else "0",
             f"{prefill}-{prefill + decode - 1}" if decode > 1 else str(prefill))
 

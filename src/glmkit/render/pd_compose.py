@@ -16,6 +16,8 @@ from glmkit.labels import LABEL
 from glmkit.plan.pd import ROUTER, PdPlan, Pool
 from glmkit.render.compose import SERVICE, compose_dict
 
+# The host's NUMA nodes as vLLM reads them (CpuPlatform.discover_numa_topology).
+NUMA_SYSFS = "/sys/devices/system/node"
 # The router's environment by name: the key it sends to the pools.
 ROUTER_KEY_ENV = "OPENAI_API_KEY"
 # The image's gate: checks the client's key when OPENAI_API_KEY is set, else execs the router.
@@ -45,6 +47,11 @@ def _pool_service(plan: PdPlan, pool: Pool, base: dict[str, Any]) -> dict[str, A
         service["environment"] += [f"GLMKIT_PORT={pool.port}", f"GLMKIT_HOST={pool.probe_host}"]
         return service
     service["hostname"] = pool.service
+    if pool.cores is not None:
+        # An empty NUMA folder: vLLM's NIXL worker then finds no "last core of each NUMA
+        # node" to move its thread to (it moved each pool's compute thread onto the host's
+        # last core, the decode pool's, and the two pools shared one core).
+        service["tmpfs"] = [f"{NUMA_SYSFS}:ro"]
     if pool.gpu_ids is not None:
         if vendor.gpu_reservation:
             service["deploy"] = {"resources": {"reservations": {"devices": [
