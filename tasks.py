@@ -100,7 +100,7 @@ def _deployment(c: Context, options: dict[str, Any], console: Any = None,
     settings, _ = _settings(c, options)
     deployment = (plan_for or deploy.plan_on_host)(settings, hardware.detect(os.environ),
                                                    os.environ)
-    views.print_notes(console or views.console(), deploy.single(deployment).notes)
+    views.print_notes(console or views.console(), deployment.serving.notes)
     return deployment
 
 

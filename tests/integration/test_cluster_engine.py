@@ -1,4 +1,4 @@
-"""A cluster's node states read from the engine itself, whatever Compose's version prints."""
+"""A deployment's part states read from the engine itself, whatever Compose's version prints."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_node_states_do_not_depend_on_composes_output_format(
     node states come from the engine itself, so both read the same."""
     from glmkit import process
     from glmkit.plan.cluster import build_cluster, parse_nodes
-    from glmkit.run import cluster_runtime
+    from glmkit.run import lifecycle
     from tests.unit.helpers import plan_for
 
     project = "glmkit-ps-format"
@@ -31,7 +31,7 @@ def test_node_states_do_not_depend_on_composes_output_format(
             done = subprocess.CompletedProcess(argv, 0, json.dumps(items), done.stderr)
         return done
 
-    for module in (process, cluster_runtime):
+    for module in (process, lifecycle):
         monkeypatch.setattr(module, "run", old_compose, raising=False)
     image = "debian:bookworm-slim"
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True,
@@ -43,9 +43,9 @@ def test_node_states_do_not_depend_on_composes_output_format(
                             "--label", f"com.docker.compose.project={project}",
                             "--label", f"com.docker.compose.service={node}", image,
                             "sleep", "60"], check=True, capture_output=True)
-        states = cluster_runtime.node_states(cluster)
-        assert [(s.node, s.state) for s in states] == [("head", "running"),
-                                                       ("worker1", "running")]
+        states = lifecycle.part_states(cluster)
+        assert [(s.part.service, s.state) for s in states] == [("head", "running"),
+                                                               ("worker1", "running")]
     finally:
         for node in ("head", "worker1"):
             subprocess.run(["docker", "rm", "-f", f"{project}-{node}-1"], capture_output=True,

@@ -101,7 +101,7 @@ def test_a_cluster_that_fails_to_start_stops_every_started_node(
     from rich.console import Console
 
     from glmkit.plan.cluster import build_cluster, parse_nodes
-    from glmkit.run import cluster_runtime
+    from glmkit.run import lifecycle
 
     from .helpers import plan_for
 
@@ -117,12 +117,81 @@ def test_a_cluster_that_fails_to_start_stops_every_started_node(
             raise CommandFailed(argv, 1, "", "gpu2: connection refused")
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    monkeypatch.setattr(cluster_runtime, "run", fake_run)
-    monkeypatch.setattr(cluster_runtime, "refuse_broken", lambda cluster: None)
+    monkeypatch.setattr(lifecycle, "run", fake_run)
+    monkeypatch.setattr(lifecycle, "refuse_broken", lambda cluster: None)
     with pytest.raises(CommandFailed):
-        cluster_runtime.start(cluster, [Path("head.yaml"), Path("w1.yaml")], {}, Console())
+        lifecycle.start(cluster, [Path("head.yaml"), Path("w1.yaml")], {}, Console(), {})
     assert calls == [("ssh://gpu1", "up"), ("ssh://gpu2", "up"),
                      ("ssh://gpu1", "down"), ("ssh://gpu2", "down")]
+
+
+def _kinds() -> dict[str, Any]:
+    from glmkit.plan.cluster import build_cluster, parse_nodes
+
+    from .helpers import plan_for
+    from .test_pd import pd
+
+    base = plan_for(vendor="cpu", tp=1, nodes="2")
+    return {"server": plan_for(vendor="cpu"), "pd_cluster": pd(vendor="cpu"),
+            "cluster": build_cluster(base, parse_nodes("2"), "mp", tp=None, pp=None,
+                                     gpus_per_node=1)}
+
+
+@pytest.mark.parametrize(("kind", "stop"), [
+    ("server", ["stop", "-t", "5"]), ("cluster", ["down", "-t", "5", "--remove-orphans"]),
+    ("pd_cluster", ["down", "-t", "5", "--remove-orphans"])])
+def test_every_kind_stops_on_ctrl_c_while_it_waits(monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                   stop: list[str]) -> None:
+    # One lifecycle for all three: Ctrl-C (or any failure) once the parts were created
+    # stops them; one server keeps its stopped container for `invoke logs`.
+    from rich.console import Console
+
+    from glmkit.run import lifecycle
+
+    deployment = _kinds()[kind]
+    calls: list[list[str]] = []
+    monkeypatch.setattr(lifecycle, "run", lambda argv, **_: calls.append(argv))
+    monkeypatch.setattr(lifecycle, "part_states", lambda _: [])
+
+    def interrupted(*_: Any) -> float:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lifecycle, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.start(deployment, [Path("a.yaml")], {}, Console(), {})
+    assert [argv[argv.index("-p") + 2:] for argv in calls] == [
+        ["-f", "a.yaml", "up", "-d", "--remove-orphans"], stop]
+
+
+@pytest.mark.parametrize("kind", ["server", "cluster", "pd_cluster"])
+def test_a_part_that_dies_before_healthy_ends_the_wait_at_once(
+        monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from glmkit.errors import ServerFailed
+    from glmkit.run import lifecycle
+
+    deployment = _kinds()[kind]
+    parts = deployment.parts()
+    dead = parts[-1]
+    log = SimpleNamespace(name="c", logs=lambda tail: b"boom: the last line")
+    states = [lifecycle.PartState(p, log, "exited" if p == dead else "running",
+                                  137 if p == dead else 0, 0) for p in parts]
+    monkeypatch.setattr(lifecycle, "part_states", lambda _: states)
+    monkeypatch.setattr(lifecycle, "probe", lambda *_: pytest.fail("probed a dead group"))
+    with pytest.raises(ServerFailed, match=f"{dead.label} exited with code 137 before") as err:
+        lifecycle.wait(deployment, Console(), timeout_s=30)
+    assert err.value.log_tail == "boom: the last line"
+    assert lifecycle.TERMINAL_STATES == ("exited", "dead", "missing", "restarting")
+    # Restarted by its policy and running again before it was ever healthy: as dead.
+    states[-1] = lifecycle.PartState(dead, log, "running", 0, 1)
+    monkeypatch.setattr(lifecycle, "probe", lambda *_: False)
+    monkeypatch.setattr(lifecycle, "api_ready", lambda url: False)
+    with pytest.raises(ServerFailed, match=f"{dead.label} exited with code unknown and was "
+                                           "restarted before it became healthy"):
+        lifecycle.wait(deployment, Console(), timeout_s=30)
 
 
 def test_plain_names_reach_bench_before_any_server_lookup() -> None:

@@ -24,7 +24,7 @@ from glmkit.plan.cluster import (
 from glmkit.plan.serve import ServePlan
 from glmkit.render import k8s
 from glmkit.render.cluster_compose import cluster_compose
-from glmkit.run import cluster_runtime
+from glmkit.run import lifecycle, ray
 
 from .helpers import plan_for
 
@@ -277,12 +277,41 @@ def test_the_api_keeps_the_users_port_on_the_host_network(monkeypatch: Any) -> N
         seen.append(argv)
         return type("Done", (), {"returncode": 0})()
 
-    monkeypatch.setattr(cluster_runtime, "run", fake_run)
-    cluster_runtime.head_probe(real_cluster("mp", port=9000), "glmkit-head-1", request=False)
+    monkeypatch.setattr(lifecycle, "run", fake_run)
+    assert head_probe(real_cluster("mp", port=9000))
     assert "GLMKIT_PORT=9000" in seen[0]
     for taken in (MASTER_PORT, DP_RPC_PORT, RAY_PORT):
         with pytest.raises(UsageError, match="nodes use among themselves"):
             real_cluster("mp", port=taken)
+
+
+class Named:
+    name = "glmkit-head-1"
+
+
+def head_probe(cluster: ClusterPlan) -> bool:
+    """The lifecycle's probe of a running head, as it polls the cluster."""
+    head = cluster.parts()[0]
+    return lifecycle.probe(cluster, lifecycle.PartState(head, Named(), "running", 0, 0))
+
+
+@pytest.mark.parametrize(("host", "probed"), [
+    ("10.1.0.1", "10.1.0.1"), ("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "127.0.0.1")])
+def test_a_head_binding_a_node_address_is_probed_there(monkeypatch: Any, host: str,
+                                                       probed: str) -> None:
+    # The head of a cluster on real nodes serves on the host network at the user's --host:
+    # bound to the node's own address, a probe of 127.0.0.1 could never succeed.
+    seen: list[list[str]] = []
+    monkeypatch.setattr(lifecycle, "run", lambda argv, **_: seen.append(argv) or type(
+        "Done", (), {"returncode": 0})())
+    cluster = real_cluster("mp", host=host, port=9000)
+    assert head_probe(cluster)
+    (argv,) = seen
+    assert argv[:2] == ["docker", "exec"] and "glmkit-head-1" in argv
+    assert f"GLMKIT_HOST={probed}" in argv and "GLMKIT_PORT=9000" in argv
+    assert "GLMKIT_REQUEST=1" in argv  # a head whose worker died still answers /health
+    # Only the head is probed; the workers need only run.
+    assert [p.probe is not None for p in cluster.parts()] == [True, False, False]
 
 
 @pytest.mark.parametrize("nodes", [
@@ -319,7 +348,7 @@ class FakeContainer:
 
 def start_ray(monkeypatch: Any, env: dict[str, str], head_env: list[str] | None
               ) -> list[dict[str, str]]:
-    """cluster_runtime.start on three real nodes with Docker faked: each node's
+    """lifecycle.start on three real nodes with Docker faked: each node's
     `docker compose up` environment."""
     cluster = real_cluster("ray")
     composed: list[dict[str, str]] = []
@@ -329,16 +358,17 @@ def start_ray(monkeypatch: Any, env: dict[str, str], head_env: list[str] | None
             composed.append(dict(env or {}))
         return type("Done", (), {"returncode": 0, "stdout": ""})()
 
-    states = [cluster_runtime.NodeState(
-        n.name, FakeContainer(head_env) if head_env is not None and n.is_head else None,
-        "running" if head_env is not None and n.is_head else "missing", 0)
-        for n in cluster.nodes]
-    monkeypatch.setattr(cluster_runtime, "run", fake_run)
-    monkeypatch.setattr(cluster_runtime, "node_states", lambda _: states)
-    monkeypatch.setattr(cluster_runtime, "start_ray_serve", lambda _: None)
-    monkeypatch.setattr(cluster_runtime, "wait_cluster", lambda *_: 1.0)
-    cluster_runtime.start(cluster, [Path(f"/x/{n.name}.yaml") for n in cluster.nodes],
-                          {"HF_TOKEN": "hf_x"}, None, env)
+    states = [lifecycle.PartState(
+        part, FakeContainer(head_env) if head_env is not None and i == 0 else None,
+        "running" if head_env is not None and i == 0 else "missing", 0, 0)
+        for i, part in enumerate(cluster.parts())]
+    monkeypatch.setattr(lifecycle, "run", fake_run)
+    monkeypatch.setattr(lifecycle, "part_states", lambda _: states)
+    monkeypatch.setattr(ray, "serve_once_formed", lambda *_: None)
+    monkeypatch.setattr(ray, "auth_warning", lambda *_: None)
+    monkeypatch.setattr(lifecycle, "wait", lambda *_: 1.0)
+    lifecycle.start(cluster, [Path(f"/x/{n.name}.yaml") for n in cluster.nodes],
+                    {"HF_TOKEN": "hf_x"}, None, env)  # type: ignore[arg-type]
     return composed
 
 
@@ -366,11 +396,10 @@ def test_the_users_ray_token_wins_then_the_running_heads(monkeypatch: Any) -> No
 def test_a_ray_without_token_auth_is_named(monkeypatch: Any, version: str,
                                            warned: bool) -> None:
     cluster = real_cluster("ray")
-    monkeypatch.setattr(cluster_runtime, "node_states", lambda _: [cluster_runtime.NodeState(
-        "head", FakeContainer([]), "running", 0)])
-    monkeypatch.setattr(cluster_runtime, "run", lambda *_, **__: type(
+    monkeypatch.setattr(ray, "run", lambda *_, **__: type(
         "Done", (), {"returncode": 0, "stdout": version})())
-    warning = cluster_runtime.ray_auth_warning(cluster)
+    warning = ray.auth_warning("glmkit-head-1", cluster.head.docker_host,
+                               cluster.base.image.ref)
     assert bool(warning) is warned
     if warning:
         assert "6379" in warning and "private network" in warning

@@ -109,3 +109,22 @@ def test_a_tasks_code_is_found_by_its_name(task: str, module: str) -> None:
     dotted = "glmkit." + module.removesuffix(".py").replace("/", ".")
     body = tasks.split(f"def {task}(", 1)[1].split("\n@", 1)[0]
     assert dotted in body or dotted.rsplit(".", 1)[0] in body, (task, dotted)
+
+
+def test_only_the_plan_asks_which_kind_a_deployment_is() -> None:
+    # One server, a cluster and pd_cluster pools share one lifecycle (run.lifecycle): the
+    # rest of the kit asks the Deployment protocol, never the plan's type.
+    kinds = ("ServePlan", "ClusterPlan", "PdPlan")
+    found = []
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "plan":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+                names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)}
+                found += [f"{path.relative_to(SRC)}:{node.lineno}" for _ in names & set(kinds)]
+    assert found == []
+    # One wait loop, called from the lifecycle only.
+    callers = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+               if "wait_until(" in p.read_text()]
+    assert sorted(callers) == ["run/engine.py", "run/lifecycle.py"]

@@ -16,7 +16,7 @@ from glmkit.knowledge.recipes import load_book
 from glmkit.plan.pd import PdPlan, kv_transfer, plan_pd
 from glmkit.render.compose import dump
 from glmkit.render.pd_compose import pd_compose
-from glmkit.run.pd_runtime import router_secrets
+from glmkit.run.lifecycle import start_secrets
 from tests.unit.helpers import NO_GPU, gpus
 
 ENV = {"GLMKIT_HOME": "/tmp/glmkit-test", "HF_HOME": "/tmp/glmkit-test-hf"}
@@ -82,6 +82,11 @@ def test_cpu_pools_hide_the_numa_nodes_from_nixls_thread_binding() -> None:
     # GPU pools keep their NUMA view (vLLM only moves the thread on CPU).
     (_name, gpu), = pd_compose(pd(H200, vendor="cuda")).items()
     assert not any("tmpfs" in svc for svc in gpu["services"].values())
+
+
+def router_secrets(secrets: dict[str, str]) -> dict[str, str]:
+    """The environment `up` gives `docker compose` for a pd_cluster."""
+    return start_secrets(pd(vendor="cpu"), secrets, {})
 
 
 def test_router_forwards_with_the_pools_key_never_the_users_openai_key() -> None:
@@ -262,21 +267,24 @@ def test_a_synced_pd_block_cannot_override_glmkits_or_the_users_flags(
 
 def test_pool_probes_reach_the_address_the_pool_binds(monkeypatch: pytest.MonkeyPatch) -> None:
     # Review of #21, 7: on real nodes a pool binds its node's IP, so a probe of
-    # 127.0.0.1 (compose health check, pd_runtime.pool_serves) could never succeed.
+    # 127.0.0.1 (compose health check, the lifecycle's probe) could never succeed.
     import urllib.request
     from types import SimpleNamespace
 
     from glmkit.endpoints import IN_CONTAINER_PROBE
-    from glmkit.run import pd_runtime
+    from glmkit.run import lifecycle
 
     plan = pd(vendor="cpu", nodes="head=ssh://10.0.0.5,w1=ssh://10.0.0.6")
     decode = plan.pools[1]
     assert "GLMKIT_HOST=10.0.0.6" in pd_compose(plan)["pdt-w1"]["services"]["decode"][
         "environment"]
     argvs: list[list[str]] = []
-    monkeypatch.setattr(pd_runtime, "run", lambda argv, **kw: argvs.append(argv)
+    monkeypatch.setattr(lifecycle, "run", lambda argv, **kw: argvs.append(argv)
                         or SimpleNamespace(returncode=0))
-    assert pd_runtime.pool_serves(plan, "c", decode, None)
+    part = plan.parts()[1]
+    assert part.service == decode.service
+    assert lifecycle.probe(plan, lifecycle.PartState(part, SimpleNamespace(name="c"),
+                                                     "running", 0, 0))
     env = {w.split("=", 1)[0]: w.split("=", 1)[1] for w in argvs[0]
            if w.startswith("GLMKIT_")}
     # The probe itself, run as the container runs it, with what it was given.

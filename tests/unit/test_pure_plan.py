@@ -124,6 +124,6 @@ def test_the_export_plans_on_portable_facts(settings: dict[str, Any]) -> None:
     exported = deploy.plan_for_export(s, gpus("rocm", 8, 196592, "AMD Instinct MI300X"), ENV)
     facts = read_host_facts(s, ENV, gpus("rocm", 8, 196592, "AMD Instinct MI300X")).portable()
     assert exported == deploy.plan_deployment(s, facts, load_book(ENV))
-    single = deploy.single(exported)
+    single = exported.serving
     assert single.group_add == single.vendor.groups  # names, not this host's group ids
     assert "HIP_VISIBLE_DEVICES" not in single.environment

@@ -28,11 +28,9 @@ from glmkit.measure.moe_tune import TuneMoeResult
 from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
 from glmkit.plan.advice import Advice
-from glmkit.plan.cluster import ClusterPlan
-from glmkit.plan.pd import PdPlan
 from glmkit.run.agents import AgentSetup
 from glmkit.run.api_check import ApiSummary, CheckReport
-from glmkit.run.deploy import Deployment, UpResult, describe_cluster
+from glmkit.run.deploy import Deployment, UpResult
 from glmkit.run.engine import ServerStatus
 from glmkit.run.tool_check import CaseResult
 from glmkit.text import printable
@@ -181,8 +179,7 @@ def print_status(out: Console, rows: list[ServerStatus], *, as_json: bool) -> No
 
 
 def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> None:
-    lines = describe_cluster(deployment) if isinstance(deployment, ClusterPlan) else \
-        deployment.describe() if isinstance(deployment, PdPlan) else []
+    lines = deployment.describe()
     for line in lines:
         out.print(line, highlight=False, markup=False)
     for path in paths:

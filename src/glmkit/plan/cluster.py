@@ -15,7 +15,7 @@ a private bridge network, a CPU core or GPU set each; what CI runs), or real mac
 On the host network nothing stands between a port and the machine's interfaces, so the
 plan binds what it can: the API to the user's --host and port, Ray to each node's
 address (without its dashboard), and Ray's control plane takes a shared token.
-This module is the plan alone; `cluster_compose` renders it and `cluster_runtime` runs it.
+This module is the plan alone; `cluster_compose` renders it and `run.lifecycle` runs it.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from glmkit.endpoints import CONTAINER_PORT, is_ip
+from glmkit.endpoints import CONTAINER_PORT, connect_host, is_ip
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings
 from glmkit.knowledge.recipes import RecipeBook
+from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan
 from glmkit.vllm_args import drop_flags
 
@@ -41,7 +42,7 @@ MASTER_PORT = 29501
 DP_RPC_PORT = 13345
 RAY_PORT = 6379
 # Ray's token authentication (Ray 2.52+): the mode is written into the files, the token
-# travels by name only, from the environment of `docker compose` (see cluster_runtime).
+# travels by name only, from the environment of `docker compose` (see run.lifecycle).
 RAY_AUTH_ENV = ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN")
 RAY_TOKEN = "RAY_AUTH_TOKEN"
 # Flags the cluster engine owns; a single-node plan's values are replaced.
@@ -110,7 +111,7 @@ def with_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterPlan:
+class ClusterPlan(Defaults):
     base: ServePlan
     nodes: tuple[Node, ...]
     engine: Engine
@@ -136,6 +137,56 @@ class ClusterPlan:
         """Where vLLM listens in the head's network: the container's own port behind a
         published one, or the user's --port itself on a real machine's host network."""
         return CONTAINER_PORT if self.local else self.base.port
+
+    # --- the Deployment protocol (plan.deployment) ---------------------------------------
+    @property
+    def serving(self) -> ServePlan:
+        return self.base
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def rejoins(self) -> bool:
+        return False  # vLLM cannot take a node back into a running group
+
+    @property
+    def keep_on_failure(self) -> bool:
+        return False  # a half cluster is removed whole
+
+    @property
+    def shared_secret(self) -> str | None:
+        """Ray's token, which every node must share (it reaches them by name only)."""
+        return RAY_TOKEN if self.engine == "ray" else None
+
+    def project_of(self, node: Node) -> str:
+        return self.base.project if self.local else f"{self.base.project}-{node.name}"
+
+    @property
+    def probe_host(self) -> str:
+        """Where a probe inside the head reaches its API: the address it binds (on a real
+        node's host network, the user's --host), loopback for a wildcard bind."""
+        return connect_host(self.base.host) if not self.local else "127.0.0.1"
+
+    def parts(self) -> tuple[Part, ...]:
+        """Every node's container; the head is probed with a real request, in its network."""
+        return tuple(Part(node.name, f"Node {node.name}", self.project_of(node),
+                          node.docker_host,
+                          Probe(self.probe_host, self.api_port) if node.is_head else None)
+                     for node in self.nodes)
+
+    @property
+    def api_probe_url(self) -> str | None:
+        return None  # the head's probe inside its container is the check
+
+    def describe(self) -> list[str]:
+        """The layout and the ports that must be open between nodes, in words."""
+        dp = (f", {self.data_parallel_local} DP ranks per node" if self.engine == "dp"
+              else "")
+        return [f"{self.engine} engine, {len(self.nodes)} nodes: TP "
+                f"{self.tensor_parallel} × PP {self.pipeline_parallel}{dp}",
+                *(f"  open: {port}" for port in self.ports())]
 
     def ports(self) -> list[str]:
         """What listens on the nodes and where (SECURITY.md has the same, with reasons)."""

@@ -16,7 +16,7 @@ On one node the GPUs split into the two pools (half each, or --prefill-gpus/--de
 with --nodes every node serves one instance of one pool (TP over its GPUs). On CPU the
 pools split the cores with vLLM's OMP binding, NIXL's KV buffer is host memory
 (`kv_buffer_device: cpu`) and UCX moves it over TCP.
-This module is the plan alone; `render.pd_compose` renders it and `run.pd_runtime` runs it.
+This module is the plan alone; `render.pd_compose` renders it and `run.lifecycle` runs it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from glmkit.knowledge.images import CPU_NIXL_IMAGE, ROUTER_IMAGE, ImageProfile
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node, parse_nodes
+from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
 from glmkit.policy import Source, admit_args, admit_env, env_dict, merge_args, parse_flags
 from glmkit.vllm_args import drop_flags
@@ -44,6 +45,8 @@ PD_STRATEGY = "pd_cluster"
 Role = Literal["prefill", "decode"]
 ROLES: tuple[Role, ...] = ("prefill", "decode")
 ROUTER = "router"
+# The router's environment by name: the key it sends to the pools (the pools' own).
+ROUTER_KEY_ENV = "OPENAI_API_KEY"
 # The recipe's ports: HTTP of each pool on a node's own network, NIXL's side channel.
 POOL_PORTS = {"prefill": 8001, "decode": 8002}
 SIDE_CHANNEL_PORTS = {"prefill": 5557, "decode": 5558}
@@ -119,7 +122,7 @@ class Pool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PdPlan:
+class PdPlan(Defaults):
     base: ServePlan  # the pools' shared facts; its host and port are the router's
     pools: tuple[Pool, ...]
     router_image: ImageProfile
@@ -131,6 +134,55 @@ class PdPlan:
     @property
     def local(self) -> bool:
         return not self.nodes or self.nodes[0].docker_host is None
+
+    # --- the Deployment protocol (plan.deployment) ---------------------------------------
+    @property
+    def serving(self) -> ServePlan:
+        return self.base
+
+    @property
+    def node_count(self) -> int:
+        return len(self.nodes) or 1
+
+    @property
+    def rejoins(self) -> bool:
+        return True
+
+    @property
+    def keep_on_failure(self) -> bool:
+        return False  # no half deployment stays
+
+    @property
+    def head_command(self) -> tuple[str, ...] | None:
+        return None
+
+    def project_of(self, node: Node | None) -> str:
+        return self.base.project if self.local or node is None else \
+            f"{self.base.project}-{node.name}"
+
+    def parts(self) -> tuple[Part, ...]:
+        """The pools, each probed with a real request inside its container (they publish
+        no port; vllm-router checks its workers only every 60 s), then the router, beside
+        the first pool."""
+        pools = tuple(Part(p.service, f"The {p.service} server", self.project_of(p.node),
+                           p.node.docker_host if p.node else None,
+                           Probe(p.probe_host, p.port)) for p in self.pools)
+        head = self.pools[0].node
+        return (*pools, Part(ROUTER, f"The {ROUTER}", self.project_of(head),
+                             head.docker_host if head else None))
+
+    @property
+    def api_probe_url(self) -> str | None:
+        return self.base.base_url  # the router's /health, from this machine
+
+    @property
+    def overlay_images(self) -> tuple[ImageProfile, ...]:
+        """pd_cluster's own images are small overlays, rebuilt when their recipe changed."""
+        return (self.base.image, self.router_image)
+
+    def secret_aliases(self) -> dict[str, str]:
+        """The router forwards the pools' key, never a user's own OPENAI_API_KEY."""
+        return {ROUTER_KEY_ENV: "VLLM_API_KEY"}
 
     def pool(self, role: Role) -> list[Pool]:
         return [p for p in self.pools if p.role == role]

@@ -52,6 +52,7 @@ from glmkit.knowledge.resolver import (
 from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
+from glmkit.plan.parts import Defaults, Part
 from glmkit.policy import (
     Source,
     admit_aliases,
@@ -72,6 +73,7 @@ CONTAINER_MEDIA = "/media"
 # Secrets reach containers from the environment of the `docker compose` process, by
 # name only: their values are never written into the compose file.
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
+SERVICE = "vllm"  # the compose service of a one-node server
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")  # Linux: 15 characters
 
@@ -85,7 +87,7 @@ class Mount:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ServePlan:
+class ServePlan(Defaults):
     project: str
     model: ModelSpec
     vendor: VendorProfile
@@ -121,6 +123,39 @@ class ServePlan:
     @property
     def base_url(self) -> str:
         return http_url(self.host, self.port)
+
+    # --- the Deployment protocol (plan.deployment): one server, one container ---------
+    @property
+    def serving(self) -> ServePlan:
+        return self
+
+    @property
+    def local(self) -> bool:
+        return True  # the API is this machine's to reach
+
+    @property
+    def node_count(self) -> int:
+        return 1
+
+    @property
+    def rejoins(self) -> bool:
+        return True  # one container: nothing to rejoin
+
+    @property
+    def keep_on_failure(self) -> bool:
+        return True  # stopped, not removed: `invoke logs` shows why it failed
+
+    @property
+    def head_command(self) -> tuple[str, ...] | None:
+        return None
+
+    def parts(self) -> tuple[Part, ...]:
+        return (Part(SERVICE, "The vLLM container", self.project, None),)
+
+    @property
+    def api_probe_url(self) -> str | None:
+        """Its published port, checked from this machine."""
+        return self.base_url
 
 
 def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: list[str]

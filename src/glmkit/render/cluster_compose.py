@@ -2,7 +2,7 @@
 this engine, or one file per machine (host network) for real nodes.
 
 Secrets stay names here as in the one-node file: a Ray cluster's token is the
-RAY_AUTH_TOKEN of `docker compose`'s environment, which `cluster_runtime` sets."""
+RAY_AUTH_TOKEN of `docker compose`'s environment, which `run.lifecycle` sets."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ router beside the first prefill server (on a bridge network, its port published)
 
 Only the router publishes a port. Secrets stay names, as in the one-node file: the pools
 read VLLM_API_KEY and the router OPENAI_API_KEY (the key it forwards with) from the
-environment of `docker compose`, which `pd_runtime` sets to the same value."""
+environment of `docker compose`, which `run.lifecycle` sets to the same value."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from typing import Any
 
 from glmkit.endpoints import CONTAINER_PORT
 from glmkit.labels import LABEL
-from glmkit.plan.pd import ROUTER, PdPlan, Pool
+from glmkit.plan.pd import ROUTER, ROUTER_KEY_ENV, PdPlan, Pool
 from glmkit.render.compose import SERVICE, compose_dict
 
 # The host's NUMA nodes as vLLM reads them (CpuPlatform.discover_numa_topology).
 NUMA_SYSFS = "/sys/devices/system/node"
-# The router's environment by name: the key it sends to the pools.
-ROUTER_KEY_ENV = "OPENAI_API_KEY"
 # The image's gate: checks the client's key when OPENAI_API_KEY is set, else execs the router.
 ROUTER_ENTRYPOINT = ("python3", "/opt/glmkit/gate.py")
 ROUTER_HEALTH = ("import urllib.request; "

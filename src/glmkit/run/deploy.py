@@ -1,13 +1,13 @@
 """From settings to a running, checked server: the sequences behind `render`, `up`,
 `export`, `down` and `logs`, for one node or a cluster.
 
-    settings + host facts + recipe book ─▶ plan (ServePlan | ClusterPlan) ─▶ compose files
-        ─▶ containers ─▶ health ─▶ one real chat request with tools and reasoning
+    settings + host facts + recipe book ─▶ a Deployment (ServePlan | ClusterPlan | PdPlan)
+        ─▶ compose files ─▶ containers ─▶ health (run.lifecycle) ─▶ one real chat request
+        with tools and reasoning
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,75 +15,44 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from glmkit.errors import CheckFailed, CommandFailed, GlmkitError, ServerFailed, UsageError
+from glmkit.errors import CheckFailed, GlmkitError, UsageError
 from glmkit.files import atomic_write
 from glmkit.host.credentials import container_secrets, masked
-from glmkit.host.facts import HostFacts, read_host_facts
+from glmkit.host.facts import read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
 from glmkit.host.settings import Settings, number
-from glmkit.knowledge.images import ImageProfile
-from glmkit.knowledge.recipes import RecipeBook, load_book
-from glmkit.plan.cluster import ClusterPlan, parse_nodes, plan_cluster
-from glmkit.plan.pd import PD_STRATEGY, PdPlan, plan_pd
-from glmkit.plan.serve import ServePlan, build_plan
-from glmkit.process import run, stream
+from glmkit.knowledge.recipes import load_book
+from glmkit.plan.cluster import parse_nodes
+from glmkit.plan.deployment import AnyPlan, Deployment, plan_deployment
+from glmkit.plan.serve import ServePlan
+from glmkit.process import stream
 from glmkit.render import k8s
-from glmkit.render.cluster_compose import cluster_compose
-from glmkit.render.compose import write_compose, write_compose_data
-from glmkit.render.pd_compose import pd_compose
-from glmkit.run import cluster_runtime, engine, image_build, pd_runtime
+from glmkit.render.compose import write_compose_data
+from glmkit.render.deployment import compose_files, manifests
+from glmkit.run import engine, image_build, lifecycle
 from glmkit.run.agents import AgentSetup, setups
 from glmkit.run.tool_check import CaseResult, run_check
 
-Deployment = ServePlan | ClusterPlan | PdPlan
+__all__ = ["Deployment", "plan_deployment"]
 
 
-def plan_deployment(settings: Settings, facts: HostFacts, book: RecipeBook) -> Deployment:
-    """A ServePlan, a PdPlan for --strategy pd_cluster, or a ClusterPlan when --nodes is
-    given; portable facts (`HostFacts.portable()`) plan for another platform (`export`)."""
-    if settings.strategy == PD_STRATEGY:
-        return plan_pd(settings, facts, book)
-    if settings.nodes:
-        return plan_cluster(settings, facts, book)
-    return build_plan(settings, facts, book)
-
-
-def plan_on_host(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> Deployment:
+def plan_on_host(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> AnyPlan:
     """The plan for this host: its facts read now, the recipe book loaded once."""
     return plan_deployment(settings, read_host_facts(settings, env, hw), load_book(env))
 
 
-def plan_for_export(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> Deployment:
+def plan_for_export(settings: Settings, hw: Hardware, env: Mapping[str, str]) -> AnyPlan:
     """The plan for another platform: only the facts that hold on any machine
     (`HostFacts.portable()`: no detected GPUs, group ids, completed download or owner)."""
     facts = read_host_facts(settings, env, hw).portable()
     return plan_deployment(settings, facts, load_book(env))
 
 
-def single(deployment: Deployment) -> ServePlan:
-    """The plan of the node that serves the API (the head, for a cluster; the pools'
-    shared plan, published as the router's, for a pd_cluster)."""
-    return deployment.base if isinstance(deployment, ClusterPlan | PdPlan) else deployment
-
-
 def render(deployment: Deployment, compose_dir: Path, *, check: bool = True) -> list[Path]:
     """Validated compose files: one per project (one, or one per machine of a cluster)."""
-    if isinstance(deployment, ServePlan):
-        return [write_compose(deployment, compose_dir, check=check)]
-    files = pd_compose(deployment) if isinstance(deployment, PdPlan) else \
-        cluster_compose(deployment)
     return [write_compose_data(data, compose_dir, name, check=check)
-            for name, data in files.items()]
-
-
-def describe_cluster(cluster: ClusterPlan) -> list[str]:
-    """The layout and the ports that must be open between nodes, in words."""
-    dp = (f", {cluster.data_parallel_local} DP ranks per node" if cluster.engine == "dp"
-          else "")
-    return [f"{cluster.engine} engine, {len(cluster.nodes)} nodes: TP "
-            f"{cluster.tensor_parallel} × PP {cluster.pipeline_parallel}{dp}",
-            *(f"  open: {port}" for port in cluster.ports())]
+            for name, data in compose_files(deployment).items()]
 
 
 @dataclass(frozen=True)
@@ -105,83 +74,56 @@ class UpResult:
                               f"{failed[0].detail} (`invoke check` runs every case).")
 
 
-def _prepare_here(plan: ServePlan, secrets: Mapping[str, str], root: Path, console: Console,
-                  env: Mapping[str, str], router: ImageProfile | None = None) -> None:
+def _prepare_here(deployment: Deployment, secrets: Mapping[str, str], root: Path,
+                  console: Console, env: Mapping[str, str]) -> None:
     """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
+    plan = deployment.serving
     engine.preflight(plan, engine.client())
     if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
         check_access(plan.model.id, secrets.get("HF_TOKEN"))
     image_build.ensure_images(plan.image, plan.model_dir, plan.model.id, root, console, env)
-    if router is not None:
-        # pd_cluster's own images are small overlays: rebuilt whenever their recipe (or
-        # the CPU image under the NIXL one) changed, skipped when up to date.
-        for image in (plan.image, router):
-            if image.source == "build":
-                image_build.build_image(image, root, console, env)
+    for image in deployment.overlay_images:
+        if image.source == "build":  # rebuilt whenever its recipe changed, else skipped
+            image_build.build_image(image, root, console, env)
     engine.check_model_dir(plan)
-
-
-def _start_single(plan: ServePlan, path: Path, secrets: Mapping[str, str],
-                  console: Console) -> float:
-    engine.start(plan, path, engine.compose_env(secrets=secrets))
-    try:
-        return engine.wait_healthy(plan, engine.client(), console)
-    except ServerFailed:
-        # A server that cannot start would crash-loop under a restart policy: stop it,
-        # keeping the container and its log for `invoke logs`.
-        if plan.restart != "no":
-            with contextlib.suppress(CommandFailed):
-                run(engine.compose_cmd(plan.project, path, "stop", "-t", "5"))
-        raise
 
 
 def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,
        console: Console, env: Mapping[str, str], *, smoke: bool = True) -> UpResult:
-    """Start a server or cluster, wait until it serves, then one real chat check. No error
-    it raises carries the token's or the API key's value."""
-    plan = single(deployment)
+    """Start a server, cluster or pd_cluster, wait until it serves, then one real chat
+    check. No error it raises carries the token's or the API key's value."""
+    plan = deployment.serving
     secrets = container_secrets(env, plan.host, api_key)
-    if isinstance(deployment, PdPlan) and "VLLM_API_KEY" not in secrets and \
-            (exposed := deployment.exposed()):
+    if "VLLM_API_KEY" not in secrets and (exposed := deployment.exposed()):
         # The router may bind loopback while the pools listen on their nodes' addresses.
         where = ", ".join(f"{service} on {host}" for service, host in exposed)
-        raise UsageError(f"pd_cluster's pools listen beyond loopback ({where}): set an API "
-                         "key (VLLM_API_KEY in the environment, or --api-key-file FILE).")
+        raise UsageError(f"{plan.strategy}'s pools listen beyond loopback ({where}): set an "
+                         "API key (VLLM_API_KEY in the environment, or --api-key-file FILE).")
     with masked(secrets.values()):
-        return _up(deployment, plan, secrets, compose_dir, root, console, env, smoke)
+        return _up(deployment, secrets, compose_dir, root, console, env, smoke)
 
 
-def _up(deployment: Deployment, plan: ServePlan, secrets: Mapping[str, str],
-        compose_dir: Path, root: Path, console: Console, env: Mapping[str, str],
-        smoke: bool) -> UpResult:
-    here = not isinstance(deployment, ClusterPlan | PdPlan) or deployment.local
-    if here:
+def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, root: Path,
+        console: Console, env: Mapping[str, str], smoke: bool) -> UpResult:
+    plan = deployment.serving
+    if deployment.local:
         # Real machines each pull their image and read their own HF cache.
-        _prepare_here(plan, secrets, root, console, env,
-                      deployment.router_image if isinstance(deployment, PdPlan) else None)
+        _prepare_here(deployment, secrets, root, console, env)
     paths = render(deployment, compose_dir)
-    if isinstance(deployment, PdPlan):
-        for line in deployment.describe():
-            console.print(line, highlight=False, markup=False)
-        seconds = pd_runtime.start(deployment, paths, secrets, console)
-        nodes = len(deployment.nodes) or 1
-    elif isinstance(deployment, ClusterPlan):
-        for line in describe_cluster(deployment):
-            console.print(line, highlight=False, markup=False)
-        seconds = cluster_runtime.start(deployment, paths, secrets, console)
-        nodes = len(deployment.nodes)
-    else:
-        console.print(f"Starting [bold]{escape(plan.model.id)}[/bold] on {plan.vendor.name} "
-                      f"({escape(plan.image.ref)}) from {escape(str(paths[0]))}",
-                      highlight=False)
-        seconds, nodes = _start_single(plan, paths[0], secrets, console), 1
+    console.print(f"Starting [bold]{escape(plan.model.id)}[/bold] on {plan.vendor.name} "
+                  f"({escape(plan.image.ref)}) from {escape(', '.join(map(str, paths)))}",
+                  highlight=False)
+    for line in deployment.describe():
+        console.print(line, highlight=False, markup=False)
+    seconds = lifecycle.start(deployment, paths, secrets, console, env)
     readiness: list[CaseResult] = []
     # The API of real machines is theirs to reach; a model without GLM's parsers has no
     # tool calls to check.
-    if smoke and here and plan.model.tool_parser and plan.model.reasoning_parser:
+    if smoke and deployment.local and plan.model.tool_parser and plan.model.reasoning_parser:
         readiness = run_check(plan.base_url, plan.served_model_name,
                               secrets.get("VLLM_API_KEY"), exact=False, quick=True)
-    return UpResult(plan, seconds, nodes, readiness, keyed="VLLM_API_KEY" in secrets)
+    return UpResult(plan, seconds, deployment.node_count, readiness,
+                    keyed="VLLM_API_KEY" in secrets)
 
 
 def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:
@@ -241,13 +183,8 @@ class Export:
 def export_k8s(deployment: Deployment, compose_dir: Path) -> Export:
     """Kubernetes manifests for a host-independent plan, validated when the schemas are
     installed, written atomically beside the compose files."""
-    if isinstance(deployment, PdPlan):
-        manifests = k8s.pd(deployment)
-    elif isinstance(deployment, ClusterPlan):
-        manifests = k8s.multi_node(deployment)
-    else:
-        manifests = k8s.single_node(deployment)
-    validation = k8s.validate(manifests)
-    path = atomic_write(compose_dir / f"{single(deployment).project}.k8s.yaml",
-                        k8s.dump(manifests))
-    return Export(path, [m["kind"] for m in manifests], validation)
+    found = manifests(deployment)
+    validation = k8s.validate(found)
+    path = atomic_write(compose_dir / f"{deployment.serving.project}.k8s.yaml",
+                        k8s.dump(found))
+    return Export(path, [m["kind"] for m in found], validation)

@@ -8,7 +8,6 @@ or a node's through its DOCKER_HOST); `docker exec` runs commands inside a conta
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 import time
@@ -151,31 +150,6 @@ def check_model_dir(plan: ServePlan) -> None:
                                  "tiny model run `invoke tiny-model`.")
 
 
-# Errors Docker gives at container start on hosts without the device, and what to do.
-_START_ERRORS = {
-    "could not select device driver": "Docker cannot reach NVIDIA GPUs: install the NVIDIA "
-    "Container Toolkit (nvidia-ctk runtime configure --runtime=docker) and restart Docker.",
-    "/dev/kfd": "No /dev/kfd on this host: the AMD GPU driver (ROCm) is not loaded.",
-    "port is already allocated": "The port is taken by another container: pass --port N.",
-    "address already in use": "The port is in use: pass --port N.",
-}
-
-
-def start(plan: ServePlan, compose_file: Path, env: Mapping[str, str]) -> None:
-    """`docker compose up -d`; on failure, remove what was created and explain."""
-    argv = compose_cmd(plan.project, compose_file, "up", "-d", "--remove-orphans")
-    try:
-        run(argv, env=env)
-    except CommandFailed as err:
-        with contextlib.suppress(CommandFailed):
-            run(compose_cmd(plan.project, compose_file, "down", "-t", "2"), env=env)
-        text = err.stderr + err.stdout
-        for needle, advice in _START_ERRORS.items():
-            if needle in text:
-                raise EnvironmentProblem(f"The container could not start: {advice}") from None
-        raise
-
-
 @dataclass(frozen=True)
 class Health:
     state: str  # running, exited, restarting, gone, ...
@@ -196,16 +170,11 @@ def probe(container: Any, base_url: str, timeout_s: float = 3) -> Health:
                   restarts=int(container.attrs.get("RestartCount") or 0))
 
 
-# A container in one of these states before its deployment was healthy will not become so
-# by waiting (a multi-container start: cluster nodes, PD pools).
-GONE_BEFORE_HEALTHY = ("exited", "dead", "missing", "restarting")
-
-
 def wait_until(poll: Callable[[], str | None], timeout_s: float, console: Console,
                what: str, on_timeout: Callable[[], ServerFailed], poll_s: float = 0.5
                ) -> float:
-    """The one wait loop: `poll` returns None when ready, a progress hint while not, or
-    raises when it never will be. Returns the seconds waited."""
+    """The one wait loop (run.lifecycle's): `poll` returns None when ready, a progress
+    hint while not, or raises when it never will be. Returns the seconds waited."""
     started = time.monotonic()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -218,37 +187,6 @@ def wait_until(poll: Callable[[], str | None], timeout_s: float, console: Consol
                             f"[dim]{escape(hint[:90])}[/dim]")
             time.sleep(poll_s)
     return time.monotonic() - started
-
-
-def wait_healthy(plan: ServePlan, c: DockerClient, console: Console,
-                 timeout_s: float | None = None) -> float:
-    """Wait for /health; stop at once if the container dies or restarts."""
-    timeout_s = timeout_s or plan.health_timeout_s
-    container = find_container(c, plan.project)
-    if container is None:
-        raise ServerFailed("The vLLM container was not created.")
-
-    def poll() -> str | None:
-        health = probe(container, plan.base_url)
-        if health.healthy:
-            return None
-        if health.state in ("exited", "dead", "gone", "restarting") or health.restarts:
-            raise ServerFailed(
-                f"The vLLM container exited with code {health.exit_code}"
-                f"{' and was restarted' if health.restarts else ''} before it became healthy. "
-                "Its last log lines are above; fix the cause and run `invoke up` again.",
-                log_tail(container))
-        last = log_tail(container, 1).splitlines()
-        return last[-1] if last else ""
-
-    def timed_out() -> ServerFailed:
-        return ServerFailed(
-            f"vLLM was not healthy after {timeout_s:.0f} s (it is still running: "
-            "`invoke logs -f`). Large models take long to load: pass --health-timeout, or "
-            "`invoke down` to stop it.", log_tail(container))
-
-    return wait_until(poll, timeout_s, console, f"{plan.model.id} on {plan.base_url}",
-                      timed_out)
 
 
 def down(project: str, docker_host: str | None = None) -> bool:
