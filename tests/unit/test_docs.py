@@ -1,0 +1,78 @@
+"""The README a newcomer reads and the docs pages behind it: short, in order, every
+section linked, every link resolving, the configuration reference complete. (Their
+commands run in tests/integration/test_docs_commands.py.)"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from glmkit.host.settings import Settings, resolve_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"(?ms)^```.*?^```", "", page.read_text())
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+def test_the_readme_is_short_and_links_every_section() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    contents = next(p for p in text.split("\n\n") if p.startswith("**Contents:**"))
+    linked = re.findall(r"\]\(#([^)]+)\)", contents)
+    sections = [slug(h) for h in re.findall(r"^## (.+)$", text, re.M)]
+    assert linked == sections
+    # The order a first-time user works in: what it is, what it needs, the two commands,
+    # the vendors, the clients and agents, where to go next.
+    for earlier, later in [("requirements", "two-commands"), ("two-commands", "nvidia"),
+                           ("cpu", "agents"), ("agents", "where-to-go-next")]:
+        assert sections.index(earlier) < sections.index(later)
+    # The test command's duration is said, in one place that is easy to update.
+    assert re.search(r"<!-- test-minutes -->\d+<!-- /test-minutes --> minutes", text)
+
+
+def test_every_docs_page_is_reached_from_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for page in (ROOT / "docs").glob("*.md"):
+        if page.name != "README.md":
+            assert f"(docs/{page.name})" in readme, page.name
+
+
+def test_every_link_resolves() -> None:
+    broken = []
+    for page in PAGES:
+        for target in LINK.findall(page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            if not resolved.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_the_configuration_reference_names_every_setting() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    for f in fields(Settings):
+        if "help" in f.metadata:
+            assert f"`--{f.name.replace('_', '-')}`" in text, f.name
+    # Its invoke.yaml example is one glmkit reads as written.
+    (example,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    section = yaml.safe_load(example)["glmkit"]
+    settings, sources = resolve_settings({}, section, {})
+    assert settings.project == "glm-air" and settings.mtp is True
+    assert {sources[name] for name in section} == {"invoke.yaml"}
