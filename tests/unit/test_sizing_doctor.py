@@ -135,3 +135,34 @@ def test_doctor_checks_that_fail_say_how_to_fix(tmp_path: Path) -> None:
     lines = render_lines([runtime])
     assert lines[0].startswith("[red]✗[/red] NVIDIA container runtime")
     assert "fix:" in lines[1]
+
+
+def test_doctor_checks_the_model_and_image_of_the_plan_up_makes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # #29: doctor resolved the model without the environment, so a synced recipe's model
+    # was unknown to it, and chose an image of its own, not the one `up` runs.
+    from glmkit.host import hardware
+    from glmkit.host.settings import Settings
+    from glmkit.knowledge import recipes
+    from glmkit.run import doctor
+    from glmkit.run.deploy import plan_on_host
+    from tests.unit.test_recipe_upstream import env_for, upstream_copy
+
+    monkeypatch.setattr(recipes, "_git_commit", lambda folder: None)
+    env = {**env_for(tmp_path),
+           "GLMKIT_HARDWARE": str(Path(__file__).parents[1] / "cpu-host.json")}
+    recipes.sync(str(upstream_copy(tmp_path)), env)
+    monkeypatch.setattr(doctor, "docker_info", lambda: None)
+    monkeypatch.setattr(doctor, "check_compose", lambda: doctor.Check("Compose v2", "ok", ""))
+    monkeypatch.setattr(doctor, "smi_output", lambda vendor: None)
+    monkeypatch.setattr(doctor, "check_token", lambda model, env: doctor.Check("t", "ok", ""))
+    settings = Settings(model="zai-org/GLM-5.3-Flash", vendor="cuda", port=18099)
+    checks = doctor.diagnose(settings, {"model": "flag"}, env)
+    plan = plan_on_host(settings, hardware.detect(env), env).serving
+    assert (checks[0].name, checks[0].status) == ("plan", "ok"), checks[0]
+    assert f"image {plan.image.ref}" in [c.name for c in checks]
+    # What `up` would refuse is a failed check, said as `up` says it.
+    refused = doctor.diagnose(Settings(model="zai-org/GLM-4.6", vendor="cuda",
+                                       gpus="0,1,2,3", port=18099), {"model": "flag"}, env)
+    assert refused[0].name == "plan" and refused[0].status == "fail"
+    assert "needs about 857 GB" in refused[0].detail

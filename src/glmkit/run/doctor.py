@@ -22,6 +22,7 @@ from glmkit.host.hardware import (
 )
 from glmkit.host.settings import Settings
 from glmkit.host.vendors import VENDORS, VendorProfile
+from glmkit.knowledge.catalog import ModelSpec
 from glmkit.paths import existing_ancestor
 from glmkit.process import run
 
@@ -184,13 +185,29 @@ def render_lines(checks: list[Check]) -> list[str]:
 def diagnose(settings: Settings, sources: Mapping[str, str], env: Mapping[str, str]
              ) -> list[Check]:
     """`invoke doctor` for resolved settings; a model is checked when one was named
-    (flag, GLMKIT_MODEL or invoke.yaml), not the default."""
+    (flag, GLMKIT_MODEL or invoke.yaml), not the default, through the plan `up` would
+    make of the same settings: synced recipes, the HF cache and the image `up` runs."""
+    from glmkit.errors import GlmkitError
+    from glmkit.host import hardware
     from glmkit.paths import hf_cache
+    from glmkit.run.deploy import plan_on_host
 
     named = sources.get("model", "default") != "default"
-    return run_doctor(vendor=settings.vendor, model_id=settings.model if named else None,
-                      host=settings.host, port=settings.port,
-                      hf_cache_dir=hf_cache(env, settings.hf_cache), env=env)
+    planned: list[Check] = []
+    model = image = None
+    if named:
+        try:
+            plan = plan_on_host(settings, hardware.detect(env), env).serving
+        except GlmkitError as err:  # what `up` would refuse, said as a check
+            planned.append(Check("plan", "fail", str(err).splitlines()[0],
+                                 "`invoke plan` shows the options"))
+        else:
+            model, image = plan.model, plan.image.ref
+            planned.append(Check("plan", "ok", f"{plan.model.id} on {plan.vendor.name}, "
+                                 f"TP {plan.tensor_parallel}, image {image}"))
+    return planned + run_doctor(vendor=settings.vendor, model=model, host=settings.host,
+                                port=settings.port, image=image,
+                                hf_cache_dir=hf_cache(env, settings.hf_cache), env=env)
 
 
 def check_address(host: str, port: int) -> None:
@@ -204,19 +221,19 @@ def check_address(host: str, port: int) -> None:
         raise UsageError(f"--host {host!r} is not an IP address to publish on.")
 
 
-def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int,
-               hf_cache_dir: Path, env: Mapping[str, str]) -> list[Check]:
-    """Every check, in the order a user would fix them."""
+def run_doctor(*, vendor: str | None, model: ModelSpec | None, host: str, port: int,
+               hf_cache_dir: Path, env: Mapping[str, str], image: str | None = None
+               ) -> list[Check]:
+    """Every check, in the order a user would fix them; `model` and `image` as the plan
+    of `up` has them."""
     from glmkit.errors import EnvironmentProblem
     from glmkit.host import hardware
     from glmkit.host.vendors import resolve_vendor
-    from glmkit.knowledge.catalog import resolve_model
     from glmkit.run.engine import port_free
 
     check_address(host, port)
     hw = hardware.detect(env)
     wanted = resolve_vendor(vendor) if vendor else hw.profile
-    model = resolve_model(model_id) if model_id else None
     info = docker_info()
     docker_ok = info is not None
     checks = [check_docker(info), check_compose()]
@@ -239,13 +256,13 @@ def run_doctor(*, vendor: str | None, model_id: str | None, host: str, port: int
                             "of this machine", "pass --host 127.0.0.1, "
                             "0.0.0.0 or one of this machine's addresses"))
     checks.append(check_token(model, env))
-    if model is not None or vendor:
-        from glmkit.knowledge.images import choose_image, official_image
+    if image is not None:
+        checks.append(check_image(image, docker_ok))
+    elif vendor:
+        from glmkit.knowledge.images import official_image
 
-        cuda12 = needs_cuda12_images(hw)
-        ref = (choose_image(model, wanted, cuda12=cuda12) if model else
-               official_image(wanted, cuda12=cuda12)).ref
-        checks.append(check_image(ref, docker_ok))
+        checks.append(check_image(official_image(wanted, cuda12=needs_cuda12_images(hw)).ref,
+                                  docker_ok))
     return checks
 
 
