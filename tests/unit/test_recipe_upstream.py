@@ -1035,3 +1035,27 @@ def test_plan_shows_a_usable_new_strategy_as_also_offered(tmp_path: Path) -> Non
                                    gpu_count=8), NO_GPU, env).rows)
     assert rows["also offered"] == "--strategy my_dp"
     assert "my_dp" not in rows.get("not offered", "")
+
+
+def test_invoke_plan_reads_the_hf_cache_up_reads(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # #29: `invoke plan` read $HF_HOME only, so a cache set with hf_cache (invoke.yaml,
+    # GLMKIT_HF_CACHE), where `up` found the model's config.json, was never looked in.
+    import json
+
+    from .test_cli_trust import run_task
+
+    env = synced_env(tmp_path)
+    cache = tmp_path / "elsewhere"
+    snapshot = cache / "hub/models--zai-org--GLM-5.3/snapshots/abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 77, "num_attention_heads": 64, "num_key_value_heads": 64,
+        "head_dim": 256, "hidden_size": 6144, "n_routed_experts": 256,
+        "num_experts_per_tok": 8, "kv_lora_rank": 512, "qk_rope_head_dim": 64}))
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--model",
+                              "zai-org/GLM-5.3", "--gpu", "h200", "--gpu-count", "8",
+                              env={**env, "GLMKIT_HF_CACHE": str(cache)})
+    assert code == 0, err
+    assert "77 layers" in out and "facts from config.json" in out

@@ -93,3 +93,36 @@ def test_bad_input_is_refused_before_a_tune_folder_exists(tmp_path: Path) -> Non
         run_tune(TuneRequest(settings=Settings(vendor="intel")), Hardware(vendor="cpu"), {},
                  tmp_path, Console())
     assert not (tmp_path / "results").exists()
+
+
+def test_a_tune_serves_each_candidate_of_the_planned_model_and_writes_the_winner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The whole loop with serving and benchmarking faked: candidates come from the plan
+    # `up` makes of the settings, and the best goodput's settings become the winner file.
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from glmkit.host.hardware import Hardware
+    from glmkit.measure import tune
+
+    served: list[str] = []
+    monkeypatch.setattr(tune.deploy, "up", lambda plan, *_, **__: served.append(
+        " ".join(plan.serving.serve_args)))
+    monkeypatch.setattr(tune.deploy, "down", lambda *_: [])
+
+    def bench(request: object, *_: object) -> object:
+        goodput = float(len(served))  # each later candidate measures better
+        return SimpleNamespace(series=SimpleNamespace(run_id=f"r{len(served)}", points={
+            4: {"request_goodput": goodput, "output_throughput": 1.0}}))
+
+    monkeypatch.setattr(tune, "run_bench", bench)
+    settings = Settings(vendor="cpu", project="tune-unit")
+    report = tune.run_tune(TuneRequest(settings=settings, workload="balanced", batch="4",
+                                       slo=("ttft:2000",), max_candidates=2),
+                           Hardware(vendor="cpu"), {}, tmp_path, Console(quiet=True))
+    names = [c.name for c in candidates_for(resolve_model(settings.model), VENDORS["cpu"])]
+    assert [r.candidate for r in report.rows] == names[:2] and len(served) == 2
+    assert report.winner == names[1]
+    assert report.winner_file is not None
+    assert yaml.safe_load(report.winner_file.read_text())["glmkit"]["vendor"] == "cpu"

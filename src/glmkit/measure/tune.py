@@ -28,8 +28,8 @@ from glmkit.errors import GlmkitError, Interrupted, UsageError
 from glmkit.files import Unreadable, atomic_write, read_json
 from glmkit.host.hardware import Hardware
 from glmkit.host.settings import Settings, user_settings
-from glmkit.host.vendors import VendorProfile, resolve_vendor
-from glmkit.knowledge.catalog import ModelSpec, resolve_model
+from glmkit.host.vendors import VendorProfile
+from glmkit.knowledge.catalog import ModelSpec
 from glmkit.measure.bench import BenchRequest, run_bench
 from glmkit.measure.results import MAX_RESULT_BYTES, plain_name
 from glmkit.run import deploy
@@ -191,12 +191,13 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
          console: Console) -> TuneReport:
     """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)."""
     results_dir, compose_dir = root / "results", root / "compose"
-    if request.resume is None:  # bad input is refused before anything is written
-        deploy.plan_on_host(request.settings, hw, env)
+    # The model and vendor `up` would serve, from its own plan; bad input is refused
+    # before anything is written (a resumed tune plans its saved settings).
+    base = deploy.plan_on_host(request.settings, hw, env).serving \
+        if request.resume is None else None
     folder, request, rows = _open(request, results_dir)
-    model = resolve_model(request.settings.model, env)
-    vendor = resolve_vendor(request.settings.vendor or hw.vendor)
-    candidates = candidates_for(model, vendor)[:request.max_candidates or None]
+    base = base or deploy.plan_on_host(request.settings, hw, env).serving
+    candidates = candidates_for(base.model, base.vendor)[:request.max_candidates or None]
     done = {r.candidate for r in rows}
     started = time.monotonic()
     try:
@@ -236,6 +237,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
     best = max(scored, key=lambda r: (r.goodput or 0, r.throughput or 0), default=None)
     winner_file = None
     if best is not None:
-        cand = next(c for c in candidates_for(model, vendor) if c.name == best.candidate)
+        cand = next(c for c in candidates_for(base.model, base.vendor)
+                    if c.name == best.candidate)
         winner_file = _winner_file(folder, cand.apply(request.settings))
     return TuneReport(folder, rows, best.candidate if best else None, winner_file)

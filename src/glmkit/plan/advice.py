@@ -68,6 +68,7 @@ class PlanRequest:
     context: int = 9000
     gpu_memory_utilization: float = 0.9
     nodes: int | None = None
+    hf_cache: str | None = None  # the settings' --hf-cache, as `up` reads it
 
     def __post_init__(self) -> None:
         """Counts are positive and the memory fraction in (0, 1]: "fits at TP -2" is no
@@ -93,7 +94,7 @@ def plan_request(settings: Settings, *, batch: str, context: str, goal: str) -> 
         gpu_count=settings.gpu_count, gpu_mem=settings.gpu_mem, strategy=settings.strategy,
         goal=goal, tp=settings.tp, batch=number(batch, int, "batch"),
         context=number(context, int, "context"), nodes=number(nodes, int, "nodes"),
-        gpu_memory_utilization=settings.gpu_memory_utilization)
+        gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
     card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
     count = target.gpu_count
-    cache = hf_cache(env)
+    cache = hf_cache(env, request.hf_cache)
     fetch = None if spec.local_dir or not spec.in_catalog else \
         lambda: fetch_config(spec.id, cache, hf_token(env), env)
     # A recipe's model without readable architecture facts is planned from the recipe.
