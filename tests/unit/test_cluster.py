@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from glmkit.errors import UsageError
+from glmkit.host.settings import resolve_settings
 from glmkit.knowledge.catalog import CATALOG
 from glmkit.knowledge.sizing import ARCH, GPUS, arch_key, fit
 from glmkit.plan.cluster import build_cluster, parse_nodes
@@ -62,8 +63,9 @@ def test_dp_and_ray_engines() -> None:
     assert ray.node_args["w1"] == ("start", "--address=gpu1:6379", "--block")
     assert ray.head_command is not None
     assert arg(ray.head_command, "--distributed-executor-backend") == "ray"
-    with pytest.raises(UsageError, match="--engine 'slurm'"):
-        build_cluster(base, parse_nodes(REMOTE), "slurm", tp=None, pp=None, gpus_per_node=8)
+    # The engine is parsed once, where settings are read: a Literal, not a string.
+    with pytest.raises(UsageError, match="--engine 'slurm': choose one of mp, dp, ray"):
+        resolve_settings({"engine": "slurm"})
 
 
 def test_local_simulation_compose() -> None:

@@ -34,3 +34,18 @@ def test_bad_number_is_a_usage_error() -> None:
 def test_unknown_config_key() -> None:
     with pytest.raises(UsageError, match="Unknown setting"):
         resolve_settings({}, {"colour": "blue"}, {})
+
+
+@pytest.mark.parametrize(("name", "value", "choices"), [
+    ("engine", "slurm", "mp, dp, ray"), ("restart", "sometimes",
+                                         "no, always, unless-stopped, on-failure")])
+def test_closed_settings_are_parsed_once_into_their_values(name: str, value: str,
+                                                           choices: str) -> None:
+    # #29: engine and restart are Literal types, checked where settings are read, from
+    # any layer, instead of as strings in the cluster and serve plans.
+    for layer in ({"flags": {name: value}}, {"config": {name: value}},
+                  {"env": {f"GLMKIT_{name.upper()}": value}}):
+        with pytest.raises(UsageError, match=f"--{name} '{value}': choose one of {choices}"):
+            resolve_settings(layer.get("flags", {}), layer.get("config"), layer.get("env"))
+    settings, _ = resolve_settings({name: "ray" if name == "engine" else "no"})
+    assert getattr(settings, name) in choices.split(", ")

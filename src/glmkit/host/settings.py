@@ -13,11 +13,15 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
 from glmkit.policy import check_setting_sources
+
+# Settings with a closed set of values: parsed into these types once, where read.
+Engine = Literal["mp", "dp", "ray"]  # vLLM's multi-node engines (glmkit.plan.cluster)
+RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]  # Docker's
 
 # The largest count and GPU memory any option takes: past these a number is a typo.
 MAX_COUNT = 1 << 20
@@ -125,7 +129,7 @@ class Settings:
     # "head=ssh://gpu1,w1=ssh://gpu2" drives each machine's Docker engine.
     nodes: str | None = setting(None, "several machines: 2 (simulated on this engine) or "
                                 "head=ssh://h1,w1=ssh://h2")
-    engine: str = setting("mp", "multi-node engine: mp (vLLM native), dp (data parallel) or "
+    engine: Engine = setting("mp", "multi-node engine: mp (vLLM native), dp (data parallel) or "
                           "ray")
     pp: int | None = setting(None, "pipeline-parallel size across nodes; default: nodes × GPUs "
                              "per node / TP", low=1, high=MAX_COUNT)
@@ -133,8 +137,8 @@ class Settings:
                                         "on cpu", low=1, high=MAX_COUNT)
     ifname: str | None = setting(None, "network interface for gloo/NCCL between nodes")
     rdma: bool = setting(False, "pass /dev/infiniband to the nodes (RDMA fabrics)")
-    restart: str = setting("unless-stopped", "Docker restart policy: unless-stopped (back "
-                           "after a crash or a reboot), no, always, on-failure")
+    restart: RestartPolicy = setting("unless-stopped", "Docker restart policy: unless-stopped "
+                                     "(back after a crash or a reboot), no, always, on-failure")
     # Which layer gave extra_args (not a setting): glmkit.policy lets only the command
     # line ask for flags that load code.
     extra_args_source: str = field(default="default", metadata={"internal": True})
@@ -181,8 +185,20 @@ SERVE_HELP.update({f"no_{name}": f"turn off --{name.replace('_', '-')} set in in
                    "or the environment" for name in BOOL_SETTINGS})
 
 
+def _choices(hint: Any) -> tuple[str, ...]:
+    """The values of a Literal setting (optional or not); () for any other type."""
+    if get_origin(hint) is Literal:
+        return tuple(get_args(hint))
+    return tuple(c for arg in get_args(hint) for c in _choices(arg))
+
+
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     text = str(value).strip()
+    if choices := _choices(hint):
+        if text not in choices:
+            raise UsageError(f"--{name.replace('_', '-')} {text[:60]!r}: choose one of "
+                             f"{', '.join(choices)}.")
+        return text
     if "tuple" in str(hint):
         # Shell words, so GLMKIT_EXTRA_ARGS='--x "a b"' keeps "a b" as one argument.
         if isinstance(value, list | tuple):

@@ -25,19 +25,18 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 from glmkit.endpoints import CONTAINER_PORT, connect_host, is_ip
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
-from glmkit.host.settings import Settings
+from glmkit.host.settings import Engine, Settings
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan
 from glmkit.vllm_args import drop_flags
 
-Engine = Literal["mp", "dp", "ray"]
-ENGINES: tuple[Engine, ...] = ("mp", "dp", "ray")
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 MASTER_PORT = 29501
 DP_RPC_PORT = 13345
 RAY_PORT = 6379
@@ -207,8 +206,8 @@ class ClusterPlan(Defaults):
         return ports
 
 
-def strategy_layout(strategy: str | None, engine: str, tp: int | None, pp: int | None,
-                    gpus_per_node: int, nodes: int) -> tuple[str, int | None, int | None]:
+def strategy_layout(strategy: str | None, engine: Engine, tp: int | None, pp: int | None,
+                    gpus_per_node: int, nodes: int) -> tuple[Engine, int | None, int | None]:
     """(engine, TP, PP) for the recipes' multi-node strategies; others keep what was asked.
 
     multi_node_tp/tep: one TP group over every GPU; multi_node_tp_pp: TP inside a node, PP
@@ -222,11 +221,9 @@ def strategy_layout(strategy: str | None, engine: str, tp: int | None, pp: int |
     return engine, tp, pp
 
 
-def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: str, *,
+def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: Engine, *,
                   tp: int | None, pp: int | None, gpus_per_node: int,
                   ifname: str | None = None, rdma: bool = False) -> ClusterPlan:
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}.")
     n = len(nodes)
     if gpus_per_node < 1:
         raise UsageError("--gpus-per-node must be at least 1.")

@@ -22,7 +22,7 @@ from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.settings import Settings, check_ranges
+from glmkit.host.settings import RestartPolicy, Settings, check_ranges
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
@@ -117,7 +117,7 @@ class ServePlan(Defaults):
     notes: tuple[str, ...]
     strategy: str = "single_node_tp"
     target: HardwareTarget = CPU_TARGET
-    restart: str = "unless-stopped"  # Docker's restart policy
+    restart: RestartPolicy = "unless-stopped"  # Docker's restart policy
     aliases: tuple[str, ...] = ()  # more names it answers to (--aliases)
 
     @property
@@ -200,8 +200,6 @@ def _check_ranges(s: Settings) -> None:
             raise UsageError(f"{option} contains a line break or NUL character.")
     if s.host != "localhost" and not is_ip(s.host):
         raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
-    if s.restart not in RESTART_POLICIES:
-        raise UsageError(f"--restart {s.restart!r}: choose one of {', '.join(RESTART_POLICIES)}.")
     if s.ifname is not None and not _IFNAME.match(s.ifname):
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
@@ -465,7 +463,6 @@ def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
     return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
 
 
-RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
 
 def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
