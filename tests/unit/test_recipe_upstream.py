@@ -749,7 +749,7 @@ def test_a_run_records_the_digest_its_container_ran(tmp_path: Path,
                            serve_args=("m",), base_url="http://127.0.0.1:8400")
     run = start_run(tmp_path, target, WORKLOADS["balanced"], "concurrency",
                     sweep_points([1], "concurrency"), HardwareMeta.of(gpus("cuda", 1)),
-                    tmp_path)
+                    results.read_run_facts(target, tmp_path))
     assert json.loads((run.path / "meta.json").read_text())["image_digest"] == ran
 
 

@@ -232,13 +232,16 @@ def test_a_new_run_writes_meta_version_2_and_reads_it_back_the_same(
     monkeypatch.setattr(results, "image_digest", lambda ref: f"{ref}@sha256:abc")
     monkeypatch.setattr(results, "container_image_digest", lambda container: None)
     monkeypatch.setattr(results, "_git_commit", lambda root: "deadbeef")
+    facts = results.RunFacts("deadbeef", "img:1@sha256:abc")
     target = RunningServer(container="glmkit-vllm-1", served_model="zai-org/GLM-4.5-Air",
                            model_ref="/models/air", max_model_len=65536, vendor="cuda",
                            image="img:1", serve_args=("m", "--tensor-parallel-size", "2"),
                            base_url="http://127.0.0.1:8000", api_key="secret")
     points = sweep_points([1, 16], "concurrency", request_rate="inf", goodput=("ttft:500",))
+    # The host's facts are read once, before the run, and handed to it.
+    assert results.read_run_facts(target, tmp_path) == facts
     run = start_run(tmp_path, target, WORKLOADS["balanced"], "concurrency", points,
-                    HardwareMeta.of(gpus("cuda", 2)), tmp_path)
+                    HardwareMeta.of(gpus("cuda", 2)), facts)
     assert run.run_id.endswith("-GLM-4.5-Air-cuda-balanced")
     written = json.loads((run.path / "meta.json").read_text())
     assert list(written) == V2_KEYS and written["version"] == 2

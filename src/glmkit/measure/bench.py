@@ -17,7 +17,15 @@ from glmkit.host.hardware import Hardware
 from glmkit.host.settings import number
 from glmkit.measure.bench_data import DatasetSource, locate_visionarena, stage
 from glmkit.measure.point import PointOutcome, fit_lengths, run_point
-from glmkit.measure.results import HardwareMeta, Run, Series, open_run, plain_name, start_run
+from glmkit.measure.results import (
+    HardwareMeta,
+    Run,
+    Series,
+    open_run,
+    plain_name,
+    read_run_facts,
+    start_run,
+)
 from glmkit.measure.workloads import Workload, parse_batches, resolve_workload, sweep_points
 from glmkit.run.engine import log_tail, probe
 from glmkit.run.server import RunningServer, running_server
@@ -181,7 +189,8 @@ def _new_run(request: BenchRequest, target: RunningServer, results_dir: Path, re
                           request.num_prompts if request.batch else None, request.request_rate,
                           request.slo)
     return start_run(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
-                     points, HardwareMeta.of(hw), repo_root, request.label)
+                     points, HardwareMeta.of(hw), read_run_facts(target, repo_root),
+                     request.label)
 
 
 def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,

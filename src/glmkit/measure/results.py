@@ -389,19 +389,33 @@ def create_run(results_dir: Path, meta: RunMeta) -> Run:
     raise UsageError(f"Could not create a new run folder under {results_dir}.")
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What the host says about a run, read once before it starts: the kit's git commit
+    and the digest of the image the server runs."""
+
+    glmkit_commit: str | None
+    image_digest: str | None
+
+
+def read_run_facts(target: RunningServer, repo_root: Path) -> RunFacts:
+    """The host facts of a run against `target` (git, and Docker for the digest)."""
+    # The container's own image: a moving tag may name another one since.
+    return RunFacts(_git_commit(repo_root),
+                    (target.container and container_image_digest(target.container))
+                    or image_digest(target.image))
+
+
 def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode: SweepMode,
-              points: list[Point], hardware: HardwareMeta, repo_root: Path,
+              points: list[Point], hardware: HardwareMeta, facts: RunFacts,
               label: str | None = None) -> Run:
     """A new run of a sweep against `target`: what ran, where, and from which glmkit."""
     default = f"{target.served_model.rsplit('/', 1)[-1]}-{target.vendor}-{workload.name}"
     name = label or re.sub(r"[^A-Za-z0-9._-]+", "-", default).strip("-.")[:100]
     meta = RunMeta(
-        label=name, glmkit_version=__version__, glmkit_commit=_git_commit(repo_root),
+        label=name, glmkit_version=__version__, glmkit_commit=facts.glmkit_commit,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), model=target.served_model,
-        vendor=target.vendor, image=target.image,
-        # The container's own image: a moving tag may name another one since.
-        image_digest=(target.container and container_image_digest(target.container))
-        or image_digest(target.image),
+        vendor=target.vendor, image=target.image, image_digest=facts.image_digest,
         serve_args=tuple(target.serve_args), max_model_len=target.max_model_len,
         prefix_caching=target.prefix_caching, workload=workload, mode=mode,
         points=tuple(points), hardware=hardware, container=target.container)
