@@ -249,10 +249,10 @@ def config(c: Context, **options: Any) -> None:
 
 
 @_task()
-def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy",
-          batch: str | None = None, mode: str = "prompts", input_len: str | None = None,
+def bench(c: Context, project: str | None = None, workload: str | None = None,
+          batch: str | None = None, mode: str | None = None, input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
-          request_rate: str = "10000", label: str | None = None,
+          request_rate: str | None = None, label: str | None = None,
           resume: str | None = None, dataset_path: str | None = None,
           off_project: str | None = None, sessions: str | None = None,
           turns: str | None = None) -> None:
@@ -272,7 +272,7 @@ def bench(c: Context, project: str | None = None, workload: str = "prompt-heavy"
     request = parse_request(
         settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
-        request_rate=str(request_rate), label=label, resume=resume,
+        request_rate=request_rate, label=label, resume=resume,
         dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache))
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
     _views().print_report(_console(), [outcome.series], outcome.path)
@@ -343,9 +343,9 @@ def bench_data(c: Context, out: str, rows: str = "32") -> None:
 @_task()
 def plan(c: Context, model: str | None = None, vendor: str | None = None,
          gpu_count: str | None = None, gpu: str | None = None, gpu_mem: str | None = None,
-         tp: str | None = None, batch: str = "16", context: str = "9000",
+         tp: str | None = None, batch: str | None = None, context: str | None = None,
          gpu_memory_utilization: str | None = None, nodes: str | None = None,
-         strategy: str | None = None, goal: str = "latency") -> None:
+         strategy: str | None = None, goal: str | None = None) -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from glmkit.host import hardware
     from glmkit.plan.advice import advise, plan_request
@@ -358,15 +358,15 @@ def plan(c: Context, model: str | None = None, vendor: str | None = None,
 
 
 @_serve_task
-def tune(c: Context, workload: str = "balanced", batch: str = "16", slo: str | None = None,
-         budget: str = "30", candidates: str = "0", resume: str | None = None,
-         **options: Any) -> None:
+def tune(c: Context, workload: str | None = None, batch: str | None = None,
+         slo: str | None = None, budget: str | None = None, candidates: str | None = None,
+         resume: str | None = None, **options: Any) -> None:
     """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
     report = run_tune(parse_request(
-        _settings(c, options)[0], workload=workload, batch=str(batch), slo=slo, budget=budget,
+        _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
         candidates=candidates, resume=resume), hardware.detect(os.environ), os.environ, ROOT,
         _console())
     _views().print_tune(_console(), report)

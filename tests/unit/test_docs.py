@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from glmkit.host.settings import Settings, resolve_settings
+from glmkit.host.settings import TASK_OPTIONS, Settings, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,6 +70,9 @@ def test_the_configuration_reference_names_every_setting() -> None:
     for f in fields(Settings):
         if "help" in f.metadata:
             assert f"`--{f.name.replace('_', '-')}`" in text, f.name
+    for task, table in TASK_OPTIONS.items():
+        for f in fields(table):
+            assert f"| `{task}` | `--{f.name.replace('_', '-')}` | `{f.default}` |" in text
     # Its invoke.yaml example is one glmkit reads as written.
     (example,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
     section = yaml.safe_load(example)["glmkit"]

@@ -33,3 +33,46 @@ def test_defaults_come_from_the_field_not_the_text() -> None:
         # A literal default written into the help by hand would go stale.
         if isinstance(f.default, int | float) and not isinstance(f.default, bool):
             assert str(f.default) not in str(f.metadata["help"]), f.name
+
+
+def test_no_task_option_default_is_written_twice() -> None:
+    """#29: every task's options walked against the settings tables. A default lives in
+    one table (Settings, or BenchOptions/TuneOptions/PlanOptions); the task's option is
+    None (not given) and its help shows the table's default; the library's request
+    applies the same table's default."""
+    import dataclasses
+    import inspect
+
+    from invoke import Collection
+
+    import tasks
+    from glmkit.cli.help import HELP
+    from glmkit.host.settings import TASK_OPTIONS, Settings, help_text
+    from glmkit.measure.bench import BenchRequest
+    from glmkit.measure.tune import TuneRequest
+    from glmkit.plan.advice import PlanRequest
+
+    tables = {name: {f.name: f for f in dataclasses.fields(table)}
+              for name, table in TASK_OPTIONS.items()}
+    settings = {f.name for f in dataclasses.fields(Settings)}
+    for name in Collection.from_module(tasks).task_names:
+        task = Collection.from_module(tasks)[name]
+        own = tables.get(task.name, {})
+        for param in inspect.signature(task.body).parameters.values():
+            if param.name in own or param.name in settings:
+                # An option from a table: not given is None; the table has the default.
+                assert param.default in (None, False, inspect.Parameter.empty), \
+                    f"{name} --{param.name} defaults to {param.default!r} beside its table"
+            if param.name in own:
+                # (invoke pops a task's help as it builds the parser: read what feeds it)
+                assert HELP[task.body.__name__][param.name] == help_text(own[param.name]), \
+                    (name, param)
+    requests = {"bench": (BenchRequest, {"workload", "mode", "request_rate"}),
+                "tune": (TuneRequest, {"workload", "batch"}),
+                "plan": (PlanRequest, {"goal", "batch", "context"})}
+    for name, (request, names) in requests.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(request)}
+        for option in names:
+            assert defaults[option] == tables[name][option].default, (name, option)
+    assert {f.name: f.default for f in dataclasses.fields(TuneRequest)}["budget_min"] == \
+        tables["tune"]["budget"].default

@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from glmkit.host.settings import BOOL_SETTINGS, SERVE_HELP
+from glmkit.host.settings import BOOL_SETTINGS, SERVE_HELP, option_help
 
 __all__ = ["BOOL_OPTIONS", "HELP", "SERVE_HELP", "task_help"]
 BOOL_OPTIONS = BOOL_SETTINGS
@@ -40,23 +40,14 @@ HELP: dict[str, dict[str, str]] = {
     "tiny_model": {"layers": "decoder layers (pipeline parallel needs 4)",
             "force": "regenerate even if present",
             "vision": "the tiny GLM-4.5V (glmkit/glm-tiny-vision): MoE + vision tower"},
-    "bench": {"project": PROJECT_HELP,
-            "workload": "prompt-heavy (8000/1000, default), decode-heavy (1000/8000), "
-                        "balanced (1000/1000), visionarena (VisionArena-Chat, offline), "
-                        "random-mm (synthetic images), vision (VisionArena, else random-mm), "
-                        "agentic (multi-turn sessions, prefix caching on vs off), or custom",
+    "bench": {"project": PROJECT_HELP, **option_help("bench"),
             "off_project": "agentic: the project serving the same model with --bench-mode "
                            "(no prefix caching) to compare against",
-            "sessions": "agentic: sessions at once (default 4)",
-            "turns": "agentic: turns per session (default 6)",
             "batch": "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,256,512; default: "
                      "--num-prompts, else 16",
-            "mode": "prompts: batch = --num-prompts, all at once (the recipes); "
-                    "concurrency: batch = --max-concurrency",
             "input_len": "prompt tokens (overrides the workload's)",
             "output_len": "output tokens (overrides the workload's)",
             "num_prompts": "prompts per point in concurrency mode; in prompts mode, the batch",
-            "request_rate": "requests/s (the default sends all at once, as the recipes)",
             "label": "name for this run in reports (default: model-vendor-workload)",
             "resume": "finish the missing points of an earlier run (its id)",
             "dataset_path": "--workload visionarena: a folder in VisionArena-Chat's format "
@@ -84,12 +75,10 @@ HELP: dict[str, dict[str, str]] = {
             "gpu": "GPU type: h100, h200, b200, b300, mi300x, mi325x, mi355x (default: detected)",
             "gpu_mem": "GB per GPU, for a GPU type glmkit does not know (with or without --gpu)",
             "strategy": "size for this recipe strategy (default: the recommendation for --goal)",
-            "goal": "latency (TP/TEP with MTP) or throughput (DEP)",
             "tp": "check this tensor-parallel size instead of choosing one",
-            "batch": "decode batch for the TPOT estimate",
-            "context": "tokens per sequence for the TPOT estimate (9000: 8k in + 1k out)",
             "gpu_memory_utilization": SERVE_HELP["gpu_memory_utilization"],
-            "nodes": "plan for this many machines of --gpu-count GPUs each"},
+            "nodes": "plan for this many machines of --gpu-count GPUs each",
+            **option_help("plan")},
     "recipes": {"action": "list, sync or diff",
             "from_": "sync from this folder, git URL or .tar.gz URL "
                      "(default: the vllm-project/recipes repository)"},
@@ -104,12 +93,9 @@ HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_K
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)
 HELP["tune"] = {**SERVE_HELP,
-                "workload": "the workload to tune for (balanced: 1000/1000)",
-                "batch": "batch sizes per candidate; the largest is scored",
+                **option_help("tune"),
                 "slo": "bounds a request must meet to count, in ms: ttft-p99=2000,"
                        "tpot-p99=50 (vllm bench serve --goodput); default: throughput",
-                "budget": "minutes; no new candidate starts after",
-                "candidates": "at most this many candidates, the recipe default first",
                 "resume": "finish an earlier tune (its id under results/tune/)"}
 
 

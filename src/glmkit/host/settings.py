@@ -147,6 +147,51 @@ class Settings:
     image_source: str = field(default="default", metadata={"internal": True})
 
 
+# The options of the tasks that are not serve settings, with their defaults and help,
+# declared once: the task's option defaults to None (not given), its help shows the
+# default from here, and the library's request applies it (bench, tune, plan).
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    workload: str = setting("prompt-heavy", "prompt-heavy (8000/1000), decode-heavy "
+                            "(1000/8000), balanced (1000/1000), visionarena (VisionArena-Chat, "
+                            "offline), random-mm (synthetic images), vision (VisionArena, else "
+                            "random-mm), agentic (multi-turn sessions, prefix caching on vs "
+                            "off), or custom")
+    mode: str = setting("prompts", "prompts: batch = --num-prompts, all at once (the "
+                        "recipes); concurrency: batch = --max-concurrency")
+    request_rate: str = setting("10000", "requests/s (as good as all at once, as the "
+                                "recipes send them)")
+    sessions: int = setting(4, "agentic: sessions at once")
+    turns: int = setting(6, "agentic: turns per session")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneOptions:
+    workload: str = setting("balanced", "the workload to tune for (balanced: 1000/1000)")
+    batch: str = setting("16", "batch sizes per candidate; the largest is scored")
+    budget: float = setting(30.0, "minutes; no new candidate starts after", low=0.0,
+                            high=float(MAX_COUNT))
+    candidates: int = setting(0, "at most this many candidates, the recipe default first; 0: "
+                              "every one", low=0, high=MAX_COUNT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    batch: int = setting(16, "decode batch for the TPOT estimate", low=1, high=MAX_COUNT)
+    context: int = setting(9000, "tokens per sequence for the TPOT estimate (9000: 8k in + "
+                           "1k out)", low=1, high=MAX_COUNT)
+    goal: str = setting("latency", "latency (TP/TEP with MTP) or throughput (DEP)")
+
+
+TASK_OPTIONS: dict[str, type] = {"bench": BenchOptions, "tune": TuneOptions,
+                                 "plan": PlanOptions}
+
+
+def option_help(task: str) -> dict[str, str]:
+    """A task's table options' help, each ending in its default."""
+    return {f.name: help_text(f) for f in fields(TASK_OPTIONS[task])}
+
+
 def user_settings() -> list[dataclasses.Field[Any]]:
     """The fields a user sets (invoke.yaml, GLMKIT_*, flags)."""
     return [f for f in fields(Settings) if not f.metadata.get("internal")]

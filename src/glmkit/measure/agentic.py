@@ -27,6 +27,7 @@ from typing import Any
 
 from glmkit.errors import BenchFailed, CommandFailed, UsageError
 from glmkit.files import write_json_once
+from glmkit.host.settings import BenchOptions
 from glmkit.process import child_env, run, stream_lines
 from glmkit.run.server import RunningServer
 
@@ -48,8 +49,8 @@ TOOL_NAMES = ("read_file", "run_tests", "search_code", "apply_patch", "list_dir"
 class TraceSpec:
     """The generated trace's shape; the same spec gives the same trace."""
 
-    sessions: int = 4
-    turns: int = 6
+    sessions: int = BenchOptions.sessions
+    turns: int = BenchOptions.turns
     system_words: int = 1200
     result_words: int = 150
     output_len: int = 32

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from glmkit.errors import BenchFailed, Interrupted, UsageError
 from glmkit.host.hardware import Hardware
-from glmkit.host.settings import number
+from glmkit.host.settings import BenchOptions, number
 from glmkit.measure.bench_data import DatasetSource, locate_visionarena, stage
 from glmkit.measure.point import PointOutcome, fit_lengths, run_point
 from glmkit.measure.results import (
@@ -93,13 +93,13 @@ def run_sweep(run_: Run, target: RunningServer, workload: Workload, container: A
 @dataclass(frozen=True, kw_only=True)
 class BenchRequest:
     project: str
-    workload: str = "prompt-heavy"
+    workload: str = BenchOptions.workload
     batch: str | None = None  # "1,16,64" or "recipe"
-    mode: str = "prompts"
+    mode: str = BenchOptions.mode
     input_len: int | None = None
     output_len: int | None = None
     num_prompts: int | None = None
-    request_rate: str = "10000"
+    request_rate: str = BenchOptions.request_rate
     label: str | None = None
     resume: str | None = None
     slo: tuple[str, ...] = ()  # `--goodput` bounds (workloads.parse_slo)
@@ -133,8 +133,11 @@ class BenchOutcome:
 
 
 def parse_request(project: str, *, input_len: str | None, output_len: str | None,
-                  num_prompts: str | None, request_rate: str, **options: Any) -> BenchRequest:
-    """A request from `invoke bench`'s text options; numbers checked here."""
+                  num_prompts: str | None, request_rate: str | None, **options: Any
+                  ) -> BenchRequest:
+    """A request from `invoke bench`'s text options (None: not given, the table's default);
+    numbers checked here."""
+    request_rate = str(request_rate or BenchOptions.request_rate)
     try:
         rate = float(request_rate)
     except ValueError:
@@ -145,7 +148,8 @@ def parse_request(project: str, *, input_len: str | None, output_len: str | None
     return BenchRequest(project=project, input_len=number(input_len, int, "input-len", 1),
                         output_len=number(output_len, int, "output-len", 1),
                         num_prompts=number(num_prompts, int, "num-prompts", 1),
-                        request_rate=request_rate.strip(), **options)
+                        request_rate=request_rate.strip(),
+                        **{k: v for k, v in options.items() if v is not None})
 
 
 def _shape(request: BenchRequest) -> tuple[Workload, tuple[int, ...]]:

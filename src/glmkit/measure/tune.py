@@ -27,7 +27,7 @@ from rich.text import Text
 from glmkit.errors import GlmkitError, Interrupted, UsageError
 from glmkit.files import Unreadable, atomic_write, read_json
 from glmkit.host.hardware import Hardware
-from glmkit.host.settings import Settings, user_settings
+from glmkit.host.settings import Settings, TuneOptions, user_settings
 from glmkit.host.vendors import VendorProfile
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.measure.bench import BenchRequest, run_bench
@@ -74,12 +74,12 @@ def candidates_for(model: ModelSpec, vendor: VendorProfile) -> list[Candidate]:
 @dataclass(frozen=True, kw_only=True)
 class TuneRequest:
     settings: Settings  # the model, vendor and hardware to tune for; its project is used
-    workload: str = "balanced"
-    batch: str = "16"
+    workload: str = TuneOptions.workload
+    batch: str = TuneOptions.batch
     input_len: int | None = None
     output_len: int | None = None
     slo: tuple[str, ...] = ()
-    budget_min: float = 60.0
+    budget_min: float = TuneOptions.budget
     max_candidates: int | None = None
     resume: str | None = None
 
@@ -107,15 +107,20 @@ class TuneReport:
         return row.goodput / base if base and row.goodput is not None else None
 
 
-def parse_request(settings: Settings, *, workload: str, batch: str, slo: str | None,
-                  budget: str, candidates: str, resume: str | None) -> TuneRequest:
-    """A request from `invoke tune`'s text options; numbers and the SLO checked here."""
+def parse_request(settings: Settings, *, workload: str | None, batch: str | None,
+                  slo: str | None, budget: str | None, candidates: str | None,
+                  resume: str | None) -> TuneRequest:
+    """A request from `invoke tune`'s text options (None: not given, the table's default);
+    numbers and the SLO checked here."""
     from glmkit.host.settings import number
     from glmkit.measure.workloads import parse_slo
 
-    return TuneRequest(settings=settings, workload=workload, batch=batch, slo=parse_slo(slo),
-                       budget_min=number(budget, float, "budget", 0), resume=resume,
-                       max_candidates=number(candidates, int, "candidates", 0) or None)
+    return TuneRequest(
+        settings=settings, workload=workload or TuneOptions.workload,
+        batch=batch or TuneOptions.batch, slo=parse_slo(slo),
+        budget_min=number(budget or TuneOptions.budget, float, "budget", 0), resume=resume,
+        max_candidates=number(candidates or TuneOptions.candidates, int, "candidates", 0)
+        or None)
 
 
 def _score(result: Mapping[str, Any], slo: tuple[str, ...]) -> float | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from glmkit.errors import UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import fetch_config, hf_token
-from glmkit.host.settings import MAX_COUNT, Settings, check_value, number
+from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, check_value, number
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.gpu_model import assumes as gpu_assumes
@@ -62,10 +62,10 @@ class PlanRequest:
     gpu_count: int | None = None
     gpu_mem: float | None = None
     strategy: str | None = None
-    goal: str = "latency"
+    goal: str = PlanOptions.goal
     tp: int | None = None
-    batch: int = 16
-    context: int = 9000
+    batch: int = PlanOptions.batch
+    context: int = PlanOptions.context
     gpu_memory_utilization: float = 0.9
     nodes: int | None = None
     hf_cache: str | None = None  # the settings' --hf-cache, as `up` reads it
@@ -84,16 +84,20 @@ class PlanRequest:
                 raise UsageError(f"{option} must be a whole number from 1 to {MAX_COUNT}, "
                                  f"got {value}.")
 
-def plan_request(settings: Settings, *, batch: str, context: str, goal: str) -> PlanRequest:
-    """`invoke plan`'s request: the settings' model and hardware, and its own numbers."""
+def plan_request(settings: Settings, *, batch: str | None, context: str | None,
+                 goal: str | None) -> PlanRequest:
+    """`invoke plan`'s request: the settings' model and hardware, and its own numbers
+    (None: not given, the table's default)."""
     nodes = settings.nodes
     if nodes is not None and not nodes.strip().isdigit():
         nodes = str(len(parse_nodes(nodes)))  # head=ssh://h1,w1=ssh://h2: two machines
     return PlanRequest(
         model=settings.model, vendor=settings.vendor, gpu=settings.gpu,
         gpu_count=settings.gpu_count, gpu_mem=settings.gpu_mem, strategy=settings.strategy,
-        goal=goal, tp=settings.tp, batch=number(batch, int, "batch"),
-        context=number(context, int, "context"), nodes=number(nodes, int, "nodes"),
+        goal=goal or PlanOptions.goal, tp=settings.tp,
+        batch=number(batch or PlanOptions.batch, int, "batch"),
+        context=number(context or PlanOptions.context, int, "context"),
+        nodes=number(nodes, int, "nodes"),
         gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache)
 
 
