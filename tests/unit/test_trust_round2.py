@@ -574,3 +574,30 @@ def test_k8s_export_quotes_them_too(monkeypatch: pytest.MonkeyPatch,
                             "--", "--chat-template-content-format", "0o17")
     assert code == 0, err
     assert "'0o17'" in (tmp_path / "compose" / "k.k8s.yaml").read_text()
+
+
+# --- Low: an absurd shm processor cache; the tiny model's config from the working dir ----
+
+def test_an_absurd_processor_cache_is_refused_not_an_absurd_shm(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check",
+                            "--vendor", "cpu", "--model", "glmkit/glm-tiny-vision", "--",
+                            "--mm-processor-cache-type", "shm",
+                            "--mm-processor-cache-gb", "1e20")
+    one_line_error(code, err, "--mm-processor-cache-gb 1e+20")
+    assert not (tmp_path / "compose").exists() or not list((tmp_path / "compose").iterdir())
+
+
+def test_plan_does_not_read_a_tiny_models_config_from_the_working_directory(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from glmkit.knowledge.catalog import resolve_model
+    from glmkit.knowledge.sizing import ARCH, known_arch
+
+    planted = tmp_path / "models" / "glm-tiny"
+    planted.mkdir(parents=True)
+    (planted / "config.json").write_text(
+        '{"num_hidden_layers": 77, "num_attention_heads": 4, "hidden_size": 64}')
+    monkeypatch.chdir(tmp_path)
+    arch = known_arch(resolve_model("glmkit/glm-tiny"))
+    assert arch == ARCH["glm-tiny"] and arch.layers != 77

@@ -277,14 +277,18 @@ def test_sample_rows_are_bounded(tmp_path: Path) -> None:
 # --- sizing ------------------------------------------------------------------------------
 
 def test_shm_holds_the_shm_processor_cache() -> None:
+    from glmkit.errors import UsageError
     from glmkit.knowledge.sizing import processor_cache_shm_gb, shm_size
 
     shm = ["--mm-processor-cache-type", "shm"]
     assert processor_cache_shm_gb(shm) == 4.0
     assert processor_cache_shm_gb([*shm, "--mm-processor-cache-gb", "1.5"]) == 1.5
     assert processor_cache_shm_gb(["--mm-processor-cache-type=lru"]) == 0.0
-    for bad in ("nan", "inf", "-3", "x"):
+    for bad in ("nan", "-3", "x"):
         assert processor_cache_shm_gb([*shm, "--mm-processor-cache-gb", bad]) in (0.0, 4.0)
+    for absurd in ("inf", "1e20", "2000"):  # refused, never an absurd shm_size
+        with pytest.raises(UsageError, match="--mm-processor-cache-gb"):
+            processor_cache_shm_gb([*shm, "--mm-processor-cache-gb", absurd])
     assert shm_size("2gb", shm) == "6gb"
     assert shm_size("2gb", []) == "2gb" and shm_size(None, []) is None
 

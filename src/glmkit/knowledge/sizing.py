@@ -185,7 +185,10 @@ def known_arch(model: ModelSpec, hf_cache: Path | None = None,
     config.json that cannot be read or is out of range is passed over, and the facts
     that serve instead say so."""
     refused: list[str] = []
-    local = Path(model.local_dir) / "config.json" if model.local_dir else None
+    # Only a folder given as an absolute path (a model made on this host, resolved by the
+    # host facts): a relative one would be read from whatever the working directory is.
+    local = Path(model.local_dir) / "config.json" \
+        if model.local_dir and Path(model.local_dir).is_absolute() else None
     if local is not None and local.is_file():
         try:
             config: Any = read_config(local, local.parent)
@@ -524,6 +527,7 @@ def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, no
 # --- vision models ------------------------------------------------------------------------
 
 MM_PROCESSOR_CACHE_GB = 4.0  # vLLM's --mm-processor-cache-gb default
+MAX_PROCESSOR_CACHE_GB = 1024  # /dev/shm beyond a large host's memory is a typo or an attack
 
 
 def processor_cache_shm_gb(args: Sequence[str]) -> float:
@@ -536,6 +540,10 @@ def processor_cache_shm_gb(args: Sequence[str]) -> float:
         size = float(flag_value(args, "--mm-processor-cache-gb") or MM_PROCESSOR_CACHE_GB)
     except ValueError:
         size = MM_PROCESSOR_CACHE_GB
+    if size > MAX_PROCESSOR_CACHE_GB:
+        raise UsageError(f"--mm-processor-cache-gb {size:g}: more than "
+                         f"{MAX_PROCESSOR_CACHE_GB} GB of shared memory is no cache size; "
+                         "give a few GB (vLLM's default is 4).")
     return size if size > 0 and math.isfinite(size) else 0.0
 
 
