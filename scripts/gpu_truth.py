@@ -104,8 +104,14 @@ def published_config(model_id: str, hf_cache: Path | None) -> dict[str, Any]:
 # --- prepare (where glmkit is installed) ----------------------------------------------------
 
 def prepare(args: argparse.Namespace) -> None:
+    if shutil.which("invoke") is None:
+        raise SystemExit("`invoke` is not on PATH: run prepare where glmkit is installed "
+                         "(e.g. with .venv/bin on PATH).")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"--out {out}: {err}") from None
     hardware = out / "hardware.json"
     hardware.write_text(json.dumps({
         "vendor": "nvidia", "driver_version": args.driver,
@@ -247,17 +253,31 @@ def bench(launcher: Path, layout: dict[str, Any], model_dir: Path, port: int,
             "--num-prompts", str(PROMPTS.get(concurrency, 3 * concurrency)),
             "--max-concurrency", str(concurrency), "--request-rate", "inf", "--seed", "0",
             "--save-result", "--result-dir", str(out), "--result-filename", name]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                          timeout=400)
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
+                              timeout=400)
+    except subprocess.TimeoutExpired:  # a point that does not finish is a failed point
+        return {"failed": True, "error": "vllm bench serve did not finish in 400 s"}
     if done.returncode != 0 or not (out / name).is_file():
         return {"failed": True, "error": (done.stderr or done.stdout)[-2000:]}
     result: dict[str, Any] = json.loads((out / name).read_text())
     return result
 
 
+def read_layout(folder: Path) -> dict[str, Any]:
+    """A prepared layout, or one line saying what is missing."""
+    try:
+        layout: dict[str, Any] = json.loads((folder / "layout.json").read_text())
+        return layout
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"{folder} is not a layout from `gpu_truth.py prepare` ({err})") \
+            from None
+
+
 def run(args: argparse.Namespace) -> None:
     folder = Path(args.layout)
-    layout = json.loads((folder / "layout.json").read_text())
+    layout = read_layout(folder)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
@@ -312,6 +332,7 @@ def run(args: argparse.Namespace) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
         shutil.copy(log, Path(args.results) / f"{args.tag or 'run'}-"
                     f"{_glmkit_key(layout['model'])}{'-mtp' if layout['mtp'] else ''}.serve.log")
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def create_store(args: argparse.Namespace, layout: dict[str, Any], provenance: dict[str, Any],
@@ -357,7 +378,7 @@ def _flag_int(args: list[str], flag: str) -> int | None:
 
 def tune_moe(args: argparse.Namespace) -> None:
     """vLLM's fused-MoE kernel tuned for this layout's expert shape (measure/moe_tuner)."""
-    layout = json.loads((Path(args.layout) / "layout.json").read_text())
+    layout = read_layout(Path(args.layout))
     config = json.loads((Path(args.layout) / "model" / "config.json").read_text())
     text = config.get("text_config", config)
     quant = config.get("quantization_config") or {}
@@ -390,7 +411,10 @@ def reference(args: argparse.Namespace) -> None:
     """Each point of a stored run as a reference file glmkit ships (`invoke report
     ref:NAME`), its provenance in the header."""
     run = Path(args.run)
-    meta = json.loads((run / "meta.json").read_text())
+    try:
+        meta = json.loads((run / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"{run} is not a stored run ({err})") from None
     prov = meta["provenance"]
     out = Path(args.out)
     for point in sorted((run / "points").glob("batch-*.json")):

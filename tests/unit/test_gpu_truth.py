@@ -193,3 +193,35 @@ def test_gpu_plans_name_the_tuned_moe_folder_and_cpu_plans_do_not() -> None:
     assert nvidia.start_period_s == 230  # counted weights, not 300 + 5 x 31B = 455
     cpu = plan_for(vendor="cpu")
     assert "VLLM_TUNED_CONFIG_FOLDER" not in cpu.environment
+
+
+@pytest.mark.parametrize("budget", [None, float("nan"), 5.0, 1e9])
+def test_tune_moe_refuses_a_budget_out_of_range_before_docker(budget: float | None) -> None:
+    """`invoke tune-moe --budget ""` was a TypeError traceback (review)."""
+    from glmkit.errors import UsageError
+    from glmkit.measure.moe_tune import tune_moe
+
+    with pytest.raises(UsageError, match="--budget"):
+        tune_moe("glmkit", budget)
+
+
+def test_the_tuners_result_is_its_last_json_line() -> None:
+    from glmkit.errors import UsageError
+    from glmkit.measure.moe_tune import tuner_summary
+
+    assert tuner_summary('noise\n{"file": "a"}\n{not json\n')["file"] == "a"
+    with pytest.raises(UsageError, match="no result"):
+        tuner_summary("Traceback ...\n{broken")
+
+
+@pytest.mark.parametrize("argv", [["run", "/nonexistent"], ["tune-moe", "/nonexistent",
+                                                            "--out", "x"],
+                                  ["reference", "/tmp", "--name", "x"]])
+def test_the_script_says_one_line_for_a_bad_path(argv: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """These were FileNotFoundError tracebacks (review)."""
+    monkeypatch.setattr("sys.argv", ["gpu_truth.py", *argv])
+    with pytest.raises(SystemExit) as exited:
+        _script().main()
+    message = exited.value.code
+    assert isinstance(message, str) and "\n" not in message and argv[1] in message

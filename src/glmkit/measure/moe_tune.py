@@ -41,21 +41,34 @@ def refusal(vendor: str) -> str | None:
     return None
 
 
-def tune_moe(project: str, budget_s: float) -> TuneMoeResult:
-    if not 10 <= budget_s <= 3600:
-        raise UsageError(f"--budget {budget_s:g}: give seconds from 10 to 3600.")
+def tune_moe(project: str, budget_s: float | None) -> TuneMoeResult:
+    if budget_s is None or not 10 <= budget_s <= 3600:  # None: --budget ""; nan fails too
+        raise UsageError(f"--budget {budget_s}: give seconds from 10 to 3600.")
     _, target = running_server(project)
     if reason := refusal(target.vendor):
         raise UsageError(reason)
     tp = flag_value(target.serve_args, "--tensor-parallel-size") or "1"
     container = target.container
     run(["docker", "exec", container, "mkdir", "-p", CONTAINER_TMP, CONTAINER_MOE_CONFIGS])
-    run(["docker", "cp", str(TUNER), f"{container}:{CONTAINER_TMP}/{TUNER.name}"])
-    done = run(["docker", "exec", container, "python3", f"{CONTAINER_TMP}/{TUNER.name}",
-                "--model", target.model_ref, "--tp", tp, "--out", CONTAINER_MOE_CONFIGS,
-                "--budget-s", f"{budget_s:g}"], timeout=budget_s + 900)
-    run(["docker", "exec", container, "rm", "-rf", CONTAINER_TMP], check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise UsageError("The tuner printed no result; see `invoke logs`.")
-    return TuneMoeResult(container=container, summary=json.loads(lines[-1]))
+    try:
+        run(["docker", "cp", str(TUNER), f"{container}:{CONTAINER_TMP}/{TUNER.name}"])
+        # The server keeps its memory: the tuner gets what is left of the GPU.
+        done = run(["docker", "exec", container, "python3", f"{CONTAINER_TMP}/{TUNER.name}",
+                    "--model", target.model_ref, "--tp", tp, "--out", CONTAINER_MOE_CONFIGS,
+                    "--budget-s", f"{budget_s:g}"], timeout=budget_s + 900)
+    finally:
+        run(["docker", "exec", container, "rm", "-rf", CONTAINER_TMP], check=False)
+    return TuneMoeResult(container=container, summary=tuner_summary(done.stdout))
+
+
+def tuner_summary(stdout: str) -> dict[str, Any]:
+    """The tuner's last JSON line; a clear error where there is none."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                summary = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(summary, dict):
+                return summary
+    raise UsageError("The tuner printed no result; see `invoke logs`.")
