@@ -227,7 +227,8 @@ def tiny_model(c: Context, layers: str = "2", force: bool = False, vision: bool 
     from glmkit.host.settings import number
     from glmkit.run.image_build import tiny_model as make_tiny
 
-    _say(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1),
+    _say(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1,
+                                                                    required=True),
                     force=force, vision=vision))
 
 
@@ -336,7 +337,8 @@ def bench_data(c: Context, out: str, rows: str = "32") -> None:
     from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.measure.bench_data import make_sample
 
-    info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts", number(rows, int, "rows", 1))
+    info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts", number(rows, int, "rows", 1,
+                                                                           required=True))
     _say(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
@@ -380,7 +382,7 @@ def tune_moe(c: Context, project: str | None = None, budget: str = "150") -> Non
 
     settings = _settings(c, {"project": project})[0]
     _views().print_tune_moe(_console(), run_tuner(settings.project,
-                                                  number(budget, float, "budget")))
+                                                  number(budget, float, "budget", required=True)))
 
 
 @_serve_task

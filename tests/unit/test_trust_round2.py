@@ -601,3 +601,29 @@ def test_plan_does_not_read_a_tiny_models_config_from_the_working_directory(
     monkeypatch.chdir(tmp_path)
     arch = known_arch(resolve_model("glmkit/glm-tiny"))
     assert arch == ARCH["glm-tiny"] and arch.layers != 77
+
+
+# --- review: empty or unbounded numbers -----------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("tune-moe", "--budget", ""), "--budget: expected a number"),
+    (("tune-moe", "--budget", "nan"), "--budget: expected a finite number"),
+    (("tiny-model", "--layers", ""), "--layers: expected a number"),
+    (("bench-data", "OUT", "--rows", ""), "--rows: expected a number"),
+    (("tune", "--budget", "inf"), "--budget: expected a finite number"),
+    (("tune", "--budget", "1e400"), "--budget: expected a finite number"),
+])
+def test_an_empty_or_infinite_number_is_one_line_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        argv: tuple[str, ...], message: str) -> None:
+    """`tune-moe --budget ''` was a TypeError traceback; `tune --budget inf` started an
+    unbounded tune; `tiny-model --layers ''` sent 'None' into a container (review)."""
+    import subprocess
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"started a program: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv)
+    one_line_error(code, err, message)

@@ -9,6 +9,7 @@ environment is passed in rather than read at import time, so tests pass `env={}`
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -348,13 +349,17 @@ def check_section(section: Any) -> None:
 
 
 def number(value: Any, kind: type[int] | type[float], option: str,
-           minimum: float | None = None) -> Any:
-    """An optional numeric option given as text; a usage error when it is not a number
-    (or is below `minimum`)."""
+           minimum: float | None = None, *, required: bool = False) -> Any:
+    """An optional numeric option given as text; a usage error when it is not a finite
+    number (or is below `minimum`, or is empty where `required`)."""
     try:
         result = None if value in (None, "") else kind(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(f"--{option}: expected a number, got {value!r}.") from None
+    if result is None and required:
+        raise UsageError(f"--{option}: expected a number, got {value!r}.")
+    if isinstance(result, float) and not math.isfinite(result):  # inf, nan: no budget
+        raise UsageError(f"--{option}: expected a finite number, got {value!r}.")
     if result is not None and minimum is not None and not result >= minimum:
         raise UsageError(f"--{option} must be at least {minimum:g}, got {value}.")
     return result
