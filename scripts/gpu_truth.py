@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # glmkit's own readers, also on a GPU host without it
 CONFIGS = ROOT / "src" / "glmkit" / "knowledge" / "configs"
 BENCH_INPUT, BENCH_OUTPUT = 1000, 200
 # Prompts per point: enough waves for a steady median, few enough for a 30-minute lease.
@@ -93,9 +94,9 @@ def published_config(model_id: str, hf_cache: Path | None) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(builtin.read_text())
         return data
     if hf_cache is not None:
-        folder = hf_cache / "hub" / f"models--{model_id.replace('/', '--')}" / "snapshots"
-        for path in sorted(folder.glob("*/config.json")):
-            cached: dict[str, Any] = json.loads(path.read_text())
+        from glmkit.knowledge.sizing import cached_config  # the kit's bounded reader
+
+        if (cached := cached_config(hf_cache, model_id)) is not None:
             return cached
     raise SystemExit(f"No config.json for {model_id}: none built in ({CONFIGS}) and none "
                      "in the HF cache (`invoke download` it, config only).")
@@ -338,7 +339,6 @@ def run(args: argparse.Namespace) -> None:
 def create_store(args: argparse.Namespace, layout: dict[str, Any], provenance: dict[str, Any],
                  concurrency: list[int]) -> Any:
     """A run in the results store with a point per concurrency, as `invoke bench` writes."""
-    sys.path.insert(0, str(ROOT / "src"))
     from glmkit.measure.results import GpuInfo, HardwareMeta, RunMeta, create_run
     from glmkit.measure.workloads import Point, Workload
 
@@ -368,10 +368,10 @@ def create_store(args: argparse.Namespace, layout: dict[str, Any], provenance: d
 
 
 def _flag_int(args: list[str], flag: str) -> int | None:
-    for i, word in enumerate(args[:-1]):
-        if word == flag:
-            return int(args[i + 1])
-    return None
+    from glmkit.vllm_args import flag_value  # `--flag N` and `--flag=N`, the last one wins
+
+    value = flag_value(args, flag)
+    return int(value) if value is not None else None
 
 
 # --- tune-moe (on the GPU host) -------------------------------------------------------------

@@ -225,3 +225,20 @@ def test_the_script_says_one_line_for_a_bad_path(argv: list[str],
         _script().main()
     message = exited.value.code
     assert isinstance(message, str) and "\n" not in message and argv[1] in message
+
+
+def test_prepare_reads_the_hf_caches_config_through_the_kits_bounded_reader(
+        tmp_path: Path) -> None:
+    """A FIFO as the cached config.json was read with read_text (a hang); now the kit's
+    bounded reader passes it over and the step says what is missing."""
+    import os
+
+    script = _script()
+    snap = tmp_path / "hub" / "models--org--Other" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    os.mkfifo(snap / "config.json")
+    with pytest.raises(SystemExit, match="No config.json for org/Other"):
+        script.published_config("org/Other", tmp_path)
+    (snap / "config.json").unlink()
+    (snap / "config.json").write_text('{"num_hidden_layers": 2}')
+    assert script.published_config("org/Other", tmp_path) == {"num_hidden_layers": 2}
