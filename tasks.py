@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from glmkit.cli.help import BOOL_OPTIONS, HELP, SERVE_HELP, task_help  # noqa: E402
+from glmkit.host.settings import RenderOptions, UpOptions  # noqa: E402
 
 COMPOSE_DIR = ROOT / "compose"
 RESULTS_DIR = ROOT / "results"
@@ -121,7 +122,7 @@ def _say(text: object) -> None:
 
 
 @_serve_task
-def render(c: Context, check: bool = True, **options: Any) -> None:
+def render(c: Context, check: bool = RenderOptions.check, **options: Any) -> None:
     """Write the compose file(s) for a model and vendor under compose/, validated."""
     from glmkit.run.deploy import render
 
@@ -141,7 +142,7 @@ def _secret(value: str | None, path: str | None, option: str) -> str | None:
 
 @_serve_task
 def up(c: Context, api_key: str | None = None, api_key_file: str | None = None,
-       smoke: bool = True, **options: Any) -> None:
+       smoke: bool = UpOptions.smoke, **options: Any) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
     from glmkit.run import deploy
 
@@ -164,13 +165,15 @@ def down(c: Context, project: str | None = None, nodes: str | None = None) -> No
 
 
 @_task()
-def logs(c: Context, project: str | None = None, follow: bool = False, tail: str = "200",
-         nodes: str | None = None) -> None:
+def logs(c: Context, project: str | None = None, follow: bool = False,
+         tail: str | None = None, nodes: str | None = None) -> None:
     """Show the server's logs (`-f` to follow); every node's for a cluster."""
+    from glmkit.host.settings import task_option
     from glmkit.run.deploy import show_logs
 
     settings, _ = _settings(c, {"project": project, "nodes": nodes})
-    show_logs(settings.project, settings.nodes, follow=follow, tail=tail)
+    show_logs(settings.project, settings.nodes, follow=follow,
+              tail=task_option("logs", "tail", tail))
 
 
 @_task()
@@ -222,14 +225,15 @@ def login(c: Context, token: str | None = None, token_file: str | None = None) -
 
 
 @_task()
-def tiny_model(c: Context, layers: str = "2", force: bool = False, vision: bool = False) -> None:
+def tiny_model(c: Context, layers: str | None = None, force: bool = False,
+               vision: bool = False) -> None:
     """Generate the tiny GLM-4 MoE model (or, --vision, GLM-4.5V) inside the CPU image."""
-    from glmkit.host.settings import number
+    from glmkit.host.settings import task_option
     from glmkit.run.image_build import tiny_model as make_tiny
 
-    _say(make_tiny(ROOT, _console(), os.environ, layers=number(layers, int, "layers", 1,
-                                                                    required=True),
-                    force=force, vision=vision))
+    _say(make_tiny(ROOT, _console(), os.environ,
+                   layers=task_option("tiny_model", "layers", layers), force=force,
+                   vision=vision))
 
 
 @_task()
@@ -281,13 +285,14 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
 
 
 @_task()
-def check(c: Context, project: str | None = None, api: str = "all",
+def check(c: Context, project: str | None = None, api: str | None = None,
           verbose: bool = False) -> None:
     """Tool-call conformance of the running server per API: every tool_choice, streamed and not."""
+    from glmkit.host.settings import task_option
     from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
-    report = check_server(settings.project, RESULTS_DIR, api)
+    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api))
     _views().print_check(_console(), report, verbose)
     report.check()
 
@@ -331,14 +336,14 @@ def download(c: Context, model: str | None = None, revision: str | None = None,
 
 
 @_task()
-def bench_data(c: Context, out: str, rows: str = "32") -> None:
+def bench_data(c: Context, out: str, rows: str | None = None) -> None:
     """Write a small VisionArena-Chat data set (parquet) for `bench --dataset-path`."""
-    from glmkit.host.settings import number
+    from glmkit.host.settings import task_option
     from glmkit.knowledge.images import CPU_IMAGE
     from glmkit.measure.bench_data import make_sample
 
-    info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts", number(rows, int, "rows", 1,
-                                                                           required=True))
+    info = make_sample(CPU_IMAGE.ref, out, ROOT / "scripts",
+                       task_option("bench_data", "rows", rows))
     _say(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
@@ -375,14 +380,14 @@ def tune(c: Context, workload: str | None = None, batch: str | None = None,
 
 
 @_task()
-def tune_moe(c: Context, project: str | None = None, budget: str = "150") -> None:
+def tune_moe(c: Context, project: str | None = None, budget: str | None = None) -> None:
     """Tune vLLM's fused-MoE kernel for the running model on this GPU (next `up` uses it)."""
-    from glmkit.host.settings import number
+    from glmkit.host.settings import task_option
     from glmkit.measure.moe_tune import tune_moe as run_tuner
 
     settings = _settings(c, {"project": project})[0]
     _views().print_tune_moe(_console(), run_tuner(settings.project,
-                                                  number(budget, float, "budget", required=True)))
+                                                  task_option("tune_moe", "budget", budget)))
 
 
 @_serve_task

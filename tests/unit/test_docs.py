@@ -72,7 +72,8 @@ def test_the_configuration_reference_names_every_setting() -> None:
             assert f"`--{f.name.replace('_', '-')}`" in text, f.name
     for task, table in TASK_OPTIONS.items():
         for f in fields(table):
-            assert f"| `{task}` | `--{f.name.replace('_', '-')}` | `{f.default}` |" in text
+            assert f"| `{task.replace('_', '-')}` | `--{f.name.replace('_', '-')}` | " \
+                f"`{f.default}` |" in text, (task, f.name)
     # Its invoke.yaml example is one glmkit reads as written.
     (example,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
     section = yaml.safe_load(example)["glmkit"]

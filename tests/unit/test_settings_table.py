@@ -3,7 +3,9 @@ Settings field, and the tasks' options, `--no-X` switches and help derive from i
 
 from __future__ import annotations
 
+import ast
 from dataclasses import fields
+from pathlib import Path
 
 from glmkit.cli.help import BOOL_OPTIONS, HELP, SERVE_HELP
 from glmkit.host.settings import Settings, help_text, user_settings
@@ -52,6 +54,16 @@ def test_no_task_option_default_is_written_twice() -> None:
     from glmkit.measure.tune import TuneRequest
     from glmkit.plan.advice import PlanRequest
 
+    # A literal default in a task's signature is a second copy: None (not given) or False
+    # (a switch that is off), else read from a table (`UpOptions.smoke`).
+    source = ast.parse(Path(tasks.__file__).read_text())
+    written = [f"{fn.name}: {ast.unparse(default)}" for fn in source.body
+               if isinstance(fn, ast.FunctionDef) and fn.decorator_list
+               for default in fn.args.defaults + [d for d in fn.args.kw_defaults if d]
+               if not (isinstance(default, ast.Constant) and default.value in (None, False))
+               and not (isinstance(default, ast.Attribute) and isinstance(default.value, ast.Name)
+                        and default.value.id in {t.__name__ for t in TASK_OPTIONS.values()})]
+    assert written == []
     tables = {name: {f.name: f for f in dataclasses.fields(table)}
               for name, table in TASK_OPTIONS.items()}
     settings = {f.name for f in dataclasses.fields(Settings)}
@@ -59,10 +71,17 @@ def test_no_task_option_default_is_written_twice() -> None:
         task = Collection.from_module(tasks)[name]
         own = tables.get(task.name, {})
         for param in inspect.signature(task.body).parameters.values():
-            if param.name in own or param.name in settings:
+            if param.name in own and own[param.name].default is True:
+                # A switch on by default: invoke needs True; it is the table's.
+                assert param.default is True, (name, param)
+            elif param.name in own or param.name in settings:
                 # An option from a table: not given is None; the table has the default.
                 assert param.default in (None, False, inspect.Parameter.empty), \
                     f"{name} --{param.name} defaults to {param.default!r} beside its table"
+            else:
+                # Not from a table: no default but None or off, so none to write twice.
+                assert param.default in (None, False, inspect.Parameter.empty), \
+                    f"{name} --{param.name} defaults to {param.default!r} outside a table"
             if param.name in own:
                 # (invoke pops a task's help as it builds the parser: read what feeds it)
                 assert HELP[task.body.__name__][param.name] == help_text(own[param.name]), \
@@ -76,3 +95,23 @@ def test_no_task_option_default_is_written_twice() -> None:
             assert defaults[option] == tables[name][option].default, (name, option)
     assert {f.name: f.default for f in dataclasses.fields(TuneRequest)}["budget_min"] == \
         tables["tune"]["budget"].default
+
+
+def test_small_task_options_apply_the_table_default_and_parse_once() -> None:
+    """#29: logs --tail, tiny-model --layers, bench-data --rows, tune-moe --budget and
+    check --api default from the table; given text is parsed into the table's type."""
+    import pytest
+
+    from glmkit.errors import UsageError
+    from glmkit.host.settings import LogsOptions, task_option
+
+    assert task_option("logs", "tail", None) == LogsOptions.tail == 200
+    assert task_option("logs", "tail", "7") == 7
+    assert task_option("tiny_model", "layers", None) == 2
+    assert task_option("bench_data", "rows", "5") == 5
+    assert task_option("tune_moe", "budget", None) == 150.0
+    assert task_option("check", "api", None) == "all"
+    with pytest.raises(UsageError, match="--rows must be at least 1"):
+        task_option("bench_data", "rows", "0")
+    with pytest.raises(UsageError, match="--tail must be at most"):
+        task_option("logs", "tail", str(1 << 40))

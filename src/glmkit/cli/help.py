@@ -17,12 +17,11 @@ PROJECT_HELP = SERVE_HELP["project"]
 NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), to reach each"
 
 HELP: dict[str, dict[str, str]] = {
-    "check": {"project": PROJECT_HELP,
-              "api": "chat, messages (Anthropic), responses (OpenAI) or all (default)",
+    "check": {"project": PROJECT_HELP, **option_help("check"),
               "verbose": "print every case's row, not only the failing ones"},
     "down": {"project": PROJECT_HELP, "nodes": NODES_HELP},
-    "logs": {"project": PROJECT_HELP, "follow": "keep streaming",
-            "tail": "lines to show first", "nodes": NODES_HELP},
+    "logs": {"project": PROJECT_HELP, "follow": "keep streaming", **option_help("logs"),
+             "nodes": NODES_HELP},
     "status": {"json": "print JSON (one object per container) instead of a table",
             "nodes": NODES_HELP, "project": "with --nodes: the cluster's project"},
     "build": {"vendor": "cuda (nvidia), rocm (amd) or cpu", "model": "build the image this "
@@ -37,7 +36,7 @@ HELP: dict[str, dict[str, str]] = {
     "login": {"token": "the token; visible to other users in `ps`: prefer --token-file, "
                        "HF_TOKEN or the hidden prompt (the default without HF_TOKEN)",
               "token_file": "read the token from this file (- for standard input)"},
-    "tiny_model": {"layers": "decoder layers (pipeline parallel needs 4)",
+    "tiny_model": {**option_help("tiny_model"),
             "force": "regenerate even if present",
             "vision": "the tiny GLM-4.5V (glmkit/glm-tiny-vision): MoE + vision tower"},
     "bench": {"project": PROJECT_HELP, **option_help("bench"),
@@ -53,10 +52,9 @@ HELP: dict[str, dict[str, str]] = {
             "dataset_path": "--workload visionarena: a folder in VisionArena-Chat's format "
                             "(data/*.parquet; `invoke bench-data` writes one); default: the "
                             "HF cache after `invoke download --dataset`"},
-    "tune_moe": {"project": PROJECT_HELP,
-                 "budget": "seconds the tuner may spend trying tile configs"},
+    "tune_moe": {"project": PROJECT_HELP, **option_help("tune_moe")},
     "bench_data": {"out": "new folder for the data set (data/train-*.parquet)",
-            "rows": "image + question rows (default 32)"},
+            **option_help("bench_data")},
     "report": {"runs": "run ids, folders or ref:NAME (default: every run); repeatable",
             "compare": "print B / A ratios for exactly two runs",
             "out": "folder for report.png and report.csv (default results/reports/<time>)"},
@@ -83,13 +81,12 @@ HELP: dict[str, dict[str, str]] = {
             "from_": "sync from this folder, git URL or .tar.gz URL "
                      "(default: the vllm-project/recipes repository)"},
 }
-HELP["render"] = {**SERVE_HELP, "check": "validate with `docker compose config` (default on)"}
+HELP["render"] = {**SERVE_HELP, **option_help("render")}
 HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_KEY); required "
               "with a non-loopback --host; visible to other users in `ps`: prefer "
               "--api-key-file or VLLM_API_KEY",
               "api_key_file": "read the API key from this file (- for standard input)",
-              "smoke": "check one tool call, streamed and not, after start (default on; "
-                       "`invoke check` runs every case)"}
+              **option_help("up")}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)
 HELP["tune"] = {**SERVE_HELP,

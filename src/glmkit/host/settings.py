@@ -184,13 +184,72 @@ class PlanOptions:
     goal: str = setting("latency", "latency (TP/TEP with MTP) or throughput (DEP)")
 
 
-TASK_OPTIONS: dict[str, type] = {"bench": BenchOptions, "tune": TuneOptions,
-                                 "plan": PlanOptions}
+# The small tasks' options. A switch that is on by default keeps its default here too:
+# the task's signature reads it from the table (invoke needs True there for --no-X).
+@dataclass(frozen=True, kw_only=True)
+class LogsOptions:
+    tail: int = setting(200, "lines to show first", low=0, high=MAX_COUNT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckOptions:
+    api: str = setting("all", "chat, messages (Anthropic), responses (OpenAI) or all")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyModelOptions:
+    layers: int = setting(2, "decoder layers (pipeline parallel needs 4)", low=1,
+                          high=MAX_COUNT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchDataOptions:
+    rows: int = setting(32, "image + question rows", low=1, high=MAX_COUNT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneMoeOptions:
+    budget: float = setting(150.0, "seconds the tuner may spend trying tile configs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpOptions:
+    smoke: bool = setting(True, "check one tool call, streamed and not, after start "
+                          "(`invoke check` runs every case)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderOptions:
+    check: bool = setting(True, "validate with `docker compose config`")
+
+
+# Keyed by the task's function name (tiny_model is `invoke tiny-model`).
+TASK_OPTIONS: dict[str, type] = {
+    "bench": BenchOptions, "tune": TuneOptions, "plan": PlanOptions, "logs": LogsOptions,
+    "check": CheckOptions, "tiny_model": TinyModelOptions, "bench_data": BenchDataOptions,
+    "tune_moe": TuneMoeOptions, "up": UpOptions, "render": RenderOptions}
 
 
 def option_help(task: str) -> dict[str, str]:
     """A task's table options' help, each ending in its default."""
     return {f.name: help_text(f) for f in fields(TASK_OPTIONS[task])}
+
+
+def task_option(task: str, name: str, value: Any) -> Any:
+    """Option `name` of `task` as given on the command line (text), parsed, or its
+    table's default when not given (None). Numbers must be finite and in the field's
+    range: one line otherwise."""
+    f = next(f for f in fields(TASK_OPTIONS[task]) if f.name == name)
+    if value is None:
+        return f.default
+    if f.type not in ("int", "float"):
+        return value
+    option = name.replace("_", "-")
+    low, high = f.metadata["range"]
+    result = number(value, int if f.type == "int" else float, option, low, required=True)
+    if high is not None and result > high:
+        raise UsageError(f"--{option} must be at most {high:g}, got {value}.")
+    return result
 
 
 def user_settings() -> list[dataclasses.Field[Any]]:
@@ -201,7 +260,9 @@ def user_settings() -> list[dataclasses.Field[Any]]:
 def help_text(f: dataclasses.Field[Any]) -> str:
     """A setting's help with its default, read from the field, never restated by hand."""
     text = str(f.metadata["help"])
-    if f.default not in (None, False, ()) and "default" not in text:
+    if f.default is True and "default" not in text:
+        text += " (default on)"
+    elif f.default not in (None, False, ()) and "default" not in text:
         text += f" (default {f.default})"
     return text
 

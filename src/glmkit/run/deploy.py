@@ -21,7 +21,7 @@ from glmkit.host.credentials import container_secrets, masked
 from glmkit.host.facts import read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
-from glmkit.host.settings import Settings, number
+from glmkit.host.settings import Settings
 from glmkit.knowledge.recipes import load_book
 from glmkit.plan.cluster import parse_nodes
 from glmkit.plan.deployment import AnyPlan, Deployment, plan_deployment
@@ -140,10 +140,9 @@ def down(project: str, nodes: str | None) -> list[tuple[str, bool]]:
             engines_of(project, nodes)]
 
 
-def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int | str) -> None:
+def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int) -> None:
     """`compose logs` of each engine, to the terminal; following only when there is one.
     Nothing there (no container, running or stopped) is an error, not an empty success."""
-    tail = number(tail, int, "tail", 0)
     targets = [(name, docker_host) for name, docker_host in engines_of(project, nodes)
                if engine.project_containers(engine.client(docker_host), name)]
     if not targets:
