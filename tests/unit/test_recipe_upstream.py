@@ -450,6 +450,22 @@ def test_the_decode_bound_is_for_the_largest_batch_the_kv_cache_holds() -> None:
     assert "at batch 4 × 9000 tokens (" in dict(asked.rows)["decode estimate"]  # not capped
 
 
+def test_a_context_past_the_models_longest_is_capped_and_said() -> None:
+    """--context 1,000,000 on GLM-4.7-Flash (202,752 at most) was estimated as asked: two
+    sequences of a length the server refuses, since the H200's KV cache holds 1.3M."""
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU
+
+    rows = dict(advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H200", gpu_count=1,
+                                   context=1_000_000), NO_GPU, {"HF_HUB_OFFLINE": "1"}).rows)
+    estimate = rows["decode estimate"]
+    assert "× 202752 tokens; --context 1,000,000 capped at 202,752, the largest " \
+           "--max-model-len the model serves" in estimate
+    assert "largest --max-model-len 202752" in rows["KV cache"]
+    assert "at 202,752 tokens" in rows["KV cache"]  # concurrency at the served length
+
+
 @pytest.mark.parametrize(("tokens", "batch", "context", "expected"), [
     (73877, 16, 9000, (8, 9000)), (73877, 8, 9000, (8, 9000)), (5000, 4, 9000, (1, 5000)),
     (0, 16, 9000, (16, 9000)),

@@ -456,16 +456,23 @@ class PlanReport:
 def resident_batch(fit: Fit, batch: int, context: int) -> tuple[int, int, str | None]:
     """The largest batch × context whose KV cache is resident at once, and why it is
     smaller than asked: a bound for sequences that cannot all be in memory bounds nothing
-    (vLLM preempts them)."""
+    (vLLM preempts them), nor one for sequences longer than the model serves."""
     tokens = fit.kv_tokens
+    longest = ""
+    if 0 < fit.max_model_len < min(context, tokens):
+        # The model's own limit, not the cache's: vLLM refuses a longer --max-model-len.
+        longest = (f"--context {context:,} capped at {fit.max_model_len:,}, the largest "
+                   f"--max-model-len the model serves")
+        context = fit.max_model_len
     if tokens <= 0 or batch * context <= tokens:
-        return batch, context, None
+        return batch, context, longest or None
+    longest = f"{longest}; " if longest else ""
     if context > tokens:
-        return 1, tokens, (f"capped from batch {batch} × {context}: the KV cache holds "
-                           f"{tokens:,} tokens, less than one sequence")
+        return 1, tokens, (f"{longest}capped from batch {batch} × {context}: the KV cache "
+                           f"holds {tokens:,} tokens, less than one sequence")
     fitting = max(1, tokens // context)
-    return fitting, context, (f"capped from batch {batch}: the KV cache holds {tokens:,} "
-                              f"tokens, {fitting} sequences of {context:,}")
+    return fitting, context, (f"{longest}capped from batch {batch}: the KV cache holds "
+                              f"{tokens:,} tokens, {fitting} sequences of {context:,}")
 
 
 def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
