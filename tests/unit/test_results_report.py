@@ -150,6 +150,24 @@ def test_report_of_a_reference_run_is_a_table_not_a_traceback(
     assert (tmp_path / "report.csv").is_file()
 
 
+def test_report_shows_long_reference_names_whole(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Both H200 runs at concurrency 16 were shown as 'ref:h200-…': which was tuned could
+    not be told. The names are whole, the table first and within the console's width."""
+    from tests.unit.test_cli_trust import run_task
+
+    names = ["ref:h200-glm47flash-dummy-tunedmoe-c16", "ref:h200-glm47flash-dummy-c16",
+             "ref:glm45v-fp8-visionarena-concurrency1"]
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report",
+                              *[a for n in names for a in ("--runs", n)], "--out", str(tmp_path))
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == names
+    assert out.lstrip().startswith("vllm bench serve")  # the table still comes first
+    assert max(len(line) for line in out.splitlines() if "│" in line or "━" in line) <= 160
+
+
 def test_old_and_hand_edited_meta_load_and_resume(tmp_path: Path) -> None:
     from rich.console import Console
 

@@ -51,13 +51,20 @@ def run_names(series: list[Series]) -> dict[str, str]:
             f"{s.label} ({s.run_id})" for s in series}
 
 
+def add_run_column(table: Table, names: dict[str, str]) -> None:
+    """The run column, never cut short: ref:h200-glm47flash-dummy-tunedmoe-c16 and its
+    twin without `tunedmoe` read alike as ref:h200-…; the number columns wrap instead."""
+    table.add_column("run", no_wrap=True,
+                     min_width=max((len(n) for n in names.values()), default=3))
+
+
 def results_table(series: list[Series]) -> Table:
     table = Table(title="vllm bench serve (times in ms)")
-    table.add_column("run")
+    names = run_names(series)
+    add_run_column(table, names)
     table.add_column("batch", justify="right")
     for _, name, _ in SUMMARY_FIELDS:
         table.add_column(name, justify="right")
-    names = run_names(series)
     bounds = {(s.run_id, b): tpot_bound(s, b, r) for s in series for b, r in s.points.items()}
     with_bound = any(v is not None for v in bounds.values())
     if with_bound:
@@ -102,7 +109,7 @@ def metrics_table(series: list[Series]) -> Table | None:
     names = run_names(series)
     shown = [c for c in METRIC_COLUMNS if any(c[1] in summary for _, _, summary in rows)]
     table = Table(title="server metrics during each point (vLLM /metrics)")
-    table.add_column("run")
+    add_run_column(table, names)
     table.add_column("batch", justify="right")
     for name, _, _ in shown:
         table.add_column(name, justify="right")
