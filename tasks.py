@@ -247,10 +247,8 @@ def models(c: Context) -> None:
 @_serve_task
 def config(c: Context, **options: Any) -> None:
     """Show the resolved settings and where each comes from (default, invoke.yaml, env, flag)."""
-    import dataclasses
-
     settings, sources = _settings(c, options)
-    _console().print(_views().settings_table(dataclasses.asdict(settings), sources))
+    _console().print(_views().settings_table(settings.values(), sources))
 
 
 @_task()

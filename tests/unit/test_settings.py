@@ -49,3 +49,36 @@ def test_closed_settings_are_parsed_once_into_their_values(name: str, value: str
             resolve_settings(layer.get("flags", {}), layer.get("config"), layer.get("env"))
     settings, _ = resolve_settings({name: "ray" if name == "engine" else "no"})
     assert getattr(settings, name) in choices.split(", ")
+
+
+def test_nodes_vendor_and_strategy_are_types_parsed_once() -> None:
+    """#29: --nodes, --vendor and --strategy are parsed where the settings are read (flag,
+    invoke.yaml or GLMKIT_* alike) into types; the code after sees no text to re-check."""
+    import pytest
+
+    from glmkit.errors import UsageError
+    from glmkit.host.nodes import Nodes
+    from glmkit.host.settings import Settings, resolve_settings
+
+    s, _ = resolve_settings({"nodes": "2", "vendor": "nvidia"}, {"strategy": "multi_node_tp"},
+                            {})
+    assert isinstance(s.nodes, Nodes) and s.nodes.count == 2 and s.nodes.machines == ()
+    assert [n.name for n in s.nodes.cluster()] == ["head", "worker1"]
+    assert s.vendor == "cuda" and s.strategy == "multi_node_tp"
+    real, _ = resolve_settings({}, None, {"GLMKIT_NODES": "head=ssh://10.0.0.1,w1=gpu2"})
+    assert real.nodes is not None and real.nodes.count == 2
+    assert [n.docker_host for n in real.nodes.machines] == ["ssh://10.0.0.1", "ssh://gpu2"]
+    # Back to the text as given, for `invoke config` and a tune's files; built from text
+    # in Python, the same types.
+    assert real.values()["nodes"] == "head=ssh://10.0.0.1,w1=gpu2"
+    assert Settings(**{**real.values(), "vendor": "amd"}) == \
+        resolve_settings({"vendor": "rocm"}, None, {"GLMKIT_NODES": str(real.nodes)})[0]
+    for flags, message in (({"nodes": "0"}, "--nodes must be a whole number from 1"),
+                           ({"nodes": "head"}, "is not NAME=HOST"),
+                           ({"vendor": "intel"}, "Unknown vendor 'intel'"),
+                           ({"strategy": "tp;rm -rf"}, "Unknown --strategy")):
+        with pytest.raises(UsageError, match=message):
+            resolve_settings(flags, None, {})
+    # A count is any number of machines to plan for; a simulated cluster takes 2 to 16.
+    with pytest.raises(UsageError, match="give 2 to 16 nodes"):
+        resolve_settings({"nodes": "1"}, None, {})[0].nodes.cluster()  # type: ignore[union-attr]

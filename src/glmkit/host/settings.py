@@ -14,15 +14,40 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NewType, get_args, get_origin, get_type_hints
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
+from glmkit.host.nodes import Nodes, parse_nodes_setting
+from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.policy import check_setting_sources
 
 # Settings with a closed set of values: parsed into these types once, where read.
 Engine = Literal["mp", "dp", "ray"]  # vLLM's multi-node engines (glmkit.plan.cluster)
 RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]  # Docker's
+# A recipe strategy's name. Not a closed set: synced recipes add strategies, so the
+# settings check its shape and the recipe book whether the model offers it.
+Strategy = NewType("Strategy", str)
+_STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def parse_strategy(text: str) -> Strategy:
+    """--strategy as given: a name as the recipes write them (single_node_tp)."""
+    name = text.strip()
+    if not _STRATEGY_NAME.fullmatch(name):
+        raise UsageError(f"Unknown --strategy {name[:60]!r}: a recipe strategy is a name "
+                         "like single_node_tp (`invoke plan` lists the model's).")
+    return Strategy(name)
+
+
+def parse_vendor(text: str) -> VendorName:
+    """--vendor as given, aliases (nvidia, amd) included, as the vendor's name."""
+    return resolve_vendor(text).name
+
+
+# Settings whose text is parsed into a type of their own, from any layer alike.
+_PARSERS: dict[str, Any] = {"vendor": parse_vendor, "nodes": parse_nodes_setting,
+                            "strategy": parse_strategy}
 
 # The largest count and GPU memory any option takes: past these a number is a typo.
 MAX_COUNT = 1 << 20
@@ -56,8 +81,8 @@ def check_value(name: str, value: Any) -> None:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     project: str = setting("glmkit", "compose project name")
-    vendor: str | None = setting(None, "cuda (nvidia), rocm (amd) or cpu; default: what this "
-                                 "machine has")
+    vendor: VendorName | None = setting(None, "cuda (nvidia), rocm (amd) or cpu; default: "
+                                        "what this machine has")
     model: str = setting(DEFAULT_MODEL, "catalog id (`invoke models`), HF repo id or model "
                          "folder")
     image: str | None = setting(None, "image to run instead of the vendor's pinned one")
@@ -98,7 +123,7 @@ class Settings:
                                     "the GPU's 8-GPU node", low=1, high=MAX_COUNT)
     gpu_mem: float | None = setting(None, "GB per GPU, for a GPU the recipes' hardware list "
                                     "lacks", low=0.0, high=MAX_GPU_MEM_GB)
-    strategy: str | None = setting(None, "the recipes' strategy: single_node_tp, "
+    strategy: Strategy | None = setting(None, "the recipes' strategy: single_node_tp, "
                                    "single_node_tep, single_node_dep, multi_node_tp, "
                                    "multi_node_tp_pp, multi_node_tep, multi_node_dep, "
                                    "pd_cluster; default: the recipe's recommendation")
@@ -128,7 +153,7 @@ class Settings:
     extra_args: tuple[str, ...] = setting((), "vLLM flags; on the command line after `--`")
     # Beyond one machine (glmkit.plan.cluster): "2" simulates two nodes on this engine;
     # "head=ssh://gpu1,w1=ssh://gpu2" drives each machine's Docker engine.
-    nodes: str | None = setting(None, "several machines: 2 (simulated on this engine) or "
+    nodes: Nodes | None = setting(None, "several machines: 2 (simulated on this engine) or "
                                 "head=ssh://h1,w1=ssh://h2")
     engine: Engine = setting("mp", "multi-node engine: mp (vLLM native), dp (data parallel) or "
                           "ray")
@@ -146,6 +171,18 @@ class Settings:
     # Which layer gave the image: only the command line may name an image that is neither
     # vLLM's official one nor glmkit's own (glmkit.policy.admit_image).
     image_source: str = field(default="default", metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        # Settings built in Python (`Settings(nodes="2")`) get the same types as read ones.
+        for name, parse in _PARSERS.items():
+            if isinstance(value := getattr(self, name), str):
+                object.__setattr__(self, name, parse(value))
+
+    def values(self) -> dict[str, Any]:
+        """The user's settings as plain data (nodes as the text given), as invoke.yaml
+        would hold them: for `invoke config` and a tune's state and winner file."""
+        return {f.name: str(v) if isinstance(v := getattr(self, f.name), Nodes) else v
+                for f in fields(self)}
 
 
 # The options of the tasks that are not serve settings, with their defaults and help,
@@ -301,6 +338,8 @@ def _choices(hint: Any) -> tuple[str, ...]:
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     text = str(value).strip()
+    if name in _PARSERS:
+        return _PARSERS[name](text)
     if choices := _choices(hint):
         if text not in choices:
             raise UsageError(f"--{name.replace('_', '-')} {text[:60]!r}: choose one of "

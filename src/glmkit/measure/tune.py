@@ -138,7 +138,7 @@ def _row(name: str, run_id: str, result: Mapping[str, Any], slo: tuple[str, ...]
 
 
 def _write_state(folder: Path, request: TuneRequest, rows: list[Row]) -> None:
-    state = {"settings": dataclasses.asdict(request.settings), "workload": request.workload,
+    state = {"settings": request.settings.values(), "workload": request.workload,
              "batch": request.batch, "input_len": request.input_len,
              "output_len": request.output_len, "slo": list(request.slo),
              "rows": [dataclasses.asdict(r) for r in rows]}
@@ -148,9 +148,10 @@ def _write_state(folder: Path, request: TuneRequest, rows: list[Row]) -> None:
 def _winner_file(folder: Path, settings: Settings) -> Path:
     """The winning settings as an invoke config: `invoke -f FILE up` serves them."""
     # The settings a user can set (not which layer gave them), less what differs by host.
+    values = settings.values()
     chosen = {f.name: (list(value) if isinstance(value, tuple) else value)
               for f in user_settings()
-              if (value := getattr(settings, f.name)) != f.default and f.name != "project"}
+              if (value := values[f.name]) != f.default and f.name != "project"}
     return atomic_write(folder / "invoke.yaml", "# The winner of `invoke tune`.\n"
                         + yaml.safe_dump({"glmkit": chosen}, sort_keys=False))
 

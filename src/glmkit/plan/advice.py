@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from glmkit.errors import UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import fetch_config, hf_token
-from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, check_value, number
-from glmkit.host.vendors import resolve_vendor
+from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, Strategy, check_value, number
+from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.gpu_model import assumes as gpu_assumes
 from glmkit.knowledge.recipes import load_book
@@ -48,7 +48,6 @@ from glmkit.knowledge.sizing import (
     processor_cache_shm_gb,
 )
 from glmkit.paths import hf_cache
-from glmkit.plan.cluster import parse_nodes
 from glmkit.plan.serve import choose_target, uses_mtp
 from glmkit.vllm_args import flag_value
 
@@ -57,11 +56,11 @@ from glmkit.vllm_args import flag_value
 @dataclass(frozen=True, kw_only=True)
 class PlanRequest:
     model: str
-    vendor: str | None = None
+    vendor: VendorName | None = None
     gpu: str | None = None
     gpu_count: int | None = None
     gpu_mem: float | None = None
-    strategy: str | None = None
+    strategy: Strategy | None = None
     goal: str = PlanOptions.goal
     tp: int | None = None
     batch: int = PlanOptions.batch
@@ -88,16 +87,13 @@ def plan_request(settings: Settings, *, batch: str | None, context: str | None,
                  goal: str | None) -> PlanRequest:
     """`invoke plan`'s request: the settings' model and hardware, and its own numbers
     (None: not given, the table's default)."""
-    nodes = settings.nodes
-    if nodes is not None and not nodes.strip().isdigit():
-        nodes = str(len(parse_nodes(nodes)))  # head=ssh://h1,w1=ssh://h2: two machines
     return PlanRequest(
         model=settings.model, vendor=settings.vendor, gpu=settings.gpu,
         gpu_count=settings.gpu_count, gpu_mem=settings.gpu_mem, strategy=settings.strategy,
         goal=goal or PlanOptions.goal, tp=settings.tp,
         batch=number(batch or PlanOptions.batch, int, "batch"),
         context=number(context or PlanOptions.context, int, "context"),
-        nodes=number(nodes, int, "nodes"),
+        nodes=settings.nodes.count if settings.nodes else None,
         gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache)
 
 

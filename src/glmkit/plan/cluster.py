@@ -21,8 +21,6 @@ This module is the plan alone; `cluster_compose` renders it and `run.lifecycle` 
 from __future__ import annotations
 
 import dataclasses
-import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import get_args
@@ -30,6 +28,8 @@ from typing import get_args
 from glmkit.endpoints import CONTAINER_PORT, connect_host, is_ip
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
+from glmkit.host.nodes import Node as Node  # re-exported: parsed with the settings
+from glmkit.host.nodes import parse_nodes as parse_nodes
 from glmkit.host.settings import Engine, Settings
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.plan.parts import Defaults, Part, Probe
@@ -46,59 +46,6 @@ RAY_AUTH_ENV = ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN")
 RAY_TOKEN = "RAY_AUTH_TOKEN"
 # Flags the cluster engine owns; a single-node plan's values are replaced.
 _OWNED = ("--tensor-parallel-size", "--data-parallel-size")
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    rank: int
-    docker_host: str | None  # None: this machine's engine
-    address: str  # how the other nodes reach it
-
-    @property
-    def is_head(self) -> bool:
-        return self.rank == 0
-
-
-def parse_nodes(text: str) -> tuple[Node, ...]:
-    """'2' → two nodes on this engine; 'head=ssh://a,w1=ssh://b' → real machines."""
-    text = text.strip()
-    if text.isdigit():
-        count = int(text)
-        if not 2 <= count <= 16:
-            raise UsageError(f"--nodes {count}: give 2 to 16 nodes (1 is a normal `up`).")
-        return tuple(Node(name="head" if i == 0 else f"worker{i}", rank=i, docker_host=None,
-                          address="head" if i == 0 else f"worker{i}") for i in range(count))
-    nodes = []
-    for rank, item in enumerate(part.strip() for part in text.split(",") if part.strip()):
-        name, sep, host = item.partition("=")
-        if not sep or not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name) or not host:
-            raise UsageError(f"--nodes: {item!r} is not NAME=HOST (e.g. head=ssh://gpu1).")
-        url = host if "://" in host else f"ssh://{host}"
-        address = re.sub(r"^[a-z]+://([^@/]*@)?", "", url).split(":")[0].split("/")[0]
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", address):
-            raise UsageError(f"--nodes: cannot read a host name from {host!r}.")
-        if _reaches_no_other_node(address):
-            raise UsageError(f"--nodes: {address!r} ({name}) is not an address other nodes "
-                             "can reach; give the machine's own host name or IP address.")
-        nodes.append(Node(name=name, rank=rank, docker_host=url, address=address))
-    if len(nodes) < 2:
-        raise UsageError("--nodes needs at least two NAME=HOST entries, the head first.")
-    if len({n.name for n in nodes}) != len(nodes):
-        raise UsageError("--nodes names a node twice.")
-    return tuple(nodes)
-
-
-def _reaches_no_other_node(address: str) -> bool:
-    """0.0.0.0 or loopback, in any spelling the resolver accepts ("0", "127.1", "0x0"):
-    as a bind address it would open every interface, as a peer address it is this node."""
-    if address.lower() == "localhost":
-        return True
-    try:
-        packed = socket.inet_aton(address)
-    except OSError:
-        return False
-    return packed == bytes(4) or packed[0] == 127
 
 
 def with_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
@@ -299,7 +246,7 @@ def plan_cluster(settings: Settings, facts: HostFacts, book: RecipeBook) -> Clus
     """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes.
     Pure, as `build_plan`: portable facts give the plan for an export."""
     assert settings.nodes
-    nodes = parse_nodes(settings.nodes)
+    nodes = settings.nodes.cluster()
     base = build_plan(dataclasses.replace(settings, tp=1, dp=1), facts, book)
     hw = facts.hardware
     per_node = settings.gpus_per_node or (

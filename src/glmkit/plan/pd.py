@@ -31,11 +31,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from glmkit.endpoints import CONTAINER_PORT, connect_host, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
-from glmkit.host.settings import Settings
+from glmkit.host.settings import Settings, Strategy
 from glmkit.knowledge.images import CPU_NIXL_IMAGE, ROUTER_IMAGE, ImageProfile
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.resolver import strategy_refusal
-from glmkit.plan.cluster import Node, parse_nodes
+from glmkit.plan.cluster import Node
 from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
 from glmkit.policy import Source, admit_args, admit_env, env_dict, merge_args, parse_flags
@@ -311,14 +311,14 @@ def _sizes(settings: Settings, probe: ServePlan, facts: HostFacts, nodes: tuple[
 def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     """The pools and the router for these settings. Pure, as `build_plan`: what it needs
     of the host comes in `facts`."""
-    one_node = dataclasses.replace(settings, strategy="single_node_tp", nodes=None,
+    one_node = dataclasses.replace(settings, strategy=Strategy("single_node_tp"), nodes=None,
                                    gpus=None, dp=1)
     probe = build_plan(one_node, facts, book)  # the vendor, the node and the image
     model = probe.model
     if model.recipe is not None and (
             why := strategy_refusal(book, model.recipe, PD_STRATEGY, probe.target)):
         raise UsageError(f"--strategy pd_cluster: {why}.")
-    nodes = parse_nodes(settings.nodes) if settings.nodes else ()
+    nodes = settings.nodes.cluster() if settings.nodes else ()
     counts, sizes = _sizes(settings, probe, facts, nodes)
     on_cpu = not probe.vendor.has_gpus
     pools: list[Pool] = []

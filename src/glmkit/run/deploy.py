@@ -21,9 +21,9 @@ from glmkit.host.credentials import container_secrets, masked
 from glmkit.host.facts import read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
+from glmkit.host.nodes import Nodes
 from glmkit.host.settings import Settings
 from glmkit.knowledge.recipes import load_book
-from glmkit.plan.cluster import parse_nodes
 from glmkit.plan.deployment import AnyPlan, Deployment, plan_deployment
 from glmkit.plan.serve import ServePlan
 from glmkit.process import stream
@@ -126,21 +126,21 @@ def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, r
                     keyed="VLLM_API_KEY" in secrets)
 
 
-def engines_of(project: str, nodes: str | None) -> list[tuple[str, str | None]]:
+def engines_of(project: str, nodes: Nodes | None) -> list[tuple[str, str | None]]:
     """(compose project, DOCKER_HOST) per engine a deployment runs on: this machine's one
     project, or one project per machine of a cluster on real nodes."""
-    if not nodes or nodes.strip().isdigit():
+    if not nodes or not nodes.machines:
         return [(project, None)]
-    return [(f"{project}-{node.name}", node.docker_host) for node in parse_nodes(nodes)]
+    return [(f"{project}-{node.name}", node.docker_host) for node in nodes.machines]
 
 
-def down(project: str, nodes: str | None) -> list[tuple[str, bool]]:
+def down(project: str, nodes: Nodes | None) -> list[tuple[str, bool]]:
     """(project, whether something was running) for each engine, after `compose down`."""
     return [(name, engine.down(name, docker_host)) for name, docker_host in
             engines_of(project, nodes)]
 
 
-def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int) -> None:
+def show_logs(project: str, nodes: Nodes | None, *, follow: bool, tail: int) -> None:
     """`compose logs` of each engine, to the terminal; following only when there is one.
     Nothing there (no container, running or stopped) is an error, not an empty success."""
     targets = [(name, docker_host) for name, docker_host in engines_of(project, nodes)
@@ -156,9 +156,9 @@ def show_logs(project: str, nodes: str | None, *, follow: bool, tail: int) -> No
                env=engine.compose_env(docker_host), check=False)
 
 
-def statuses(project: str | None, nodes: str | None) -> list[engine.ServerStatus]:
+def statuses(project: str | None, nodes: Nodes | None) -> list[engine.ServerStatus]:
     """Every glmkit server here, or with --nodes each machine's containers of a project."""
-    if not nodes or nodes.strip().isdigit():
+    if not nodes or not nodes.machines:
         return engine.server_statuses(engine.client())
     rows = []
     for _, docker_host in engines_of(project or "glmkit", nodes):
