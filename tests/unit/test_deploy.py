@@ -200,3 +200,46 @@ def test_plain_names_reach_bench_before_any_server_lookup() -> None:
     with pytest.raises(UsageError, match="plain name"):
         run_bench(BenchRequest(project="none", label="a/../../b"), Path("results"), ROOT,
                   None, None)  # type: ignore[arg-type]
+
+
+def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#29: run_bench checked the request's workload, batches and data set before looking
+    up the server, then parsed them all again to start the run (the VisionArena folder
+    was located, and hashed, twice). Now once, and the run starts from that parse."""
+    from glmkit.measure import bench
+    from glmkit.measure.bench_data import DatasetSource
+    from glmkit.run.server import RunningServer
+
+    located: list[str | None] = []
+    source = DatasetSource(Path("/data/va"), "sample-abc", "local")
+
+    def locate(path: str | None, hf_cache: Path) -> DatasetSource:
+        located.append(path)
+        return source
+
+    started: list[tuple[Any, ...]] = []
+
+    class Started(Exception):
+        pass
+
+    def start_run(results_dir: Path, target: Any, wl: Any, mode: str, points: list[Any],
+                  *rest: Any) -> Any:
+        started.append((wl.dataset_path, wl.dataset_revision, mode, len(points)))
+        raise Started
+
+    target = RunningServer(container="c", served_model="glm-v", model_ref="m",
+                           max_model_len=100_000, vendor="cpu", image="i", serve_args=(),
+                           base_url="http://127.0.0.1:8000")
+    monkeypatch.setattr(bench, "locate_visionarena", locate)
+    monkeypatch.setattr(bench, "running_server", lambda project: ("c", target))
+    monkeypatch.setattr(bench, "is_vision_server", lambda *_: True)
+    monkeypatch.setattr(bench, "stage", lambda src, container: "/tmp/va-in-container")
+    monkeypatch.setattr(bench, "read_run_facts", lambda *_: None)
+    monkeypatch.setattr(bench.HardwareMeta, "of", staticmethod(lambda hw: None))
+    monkeypatch.setattr(bench, "start_run", start_run)
+    request = bench.BenchRequest(project="p", workload="visionarena", batch="1,4",
+                                 mode="concurrency", dataset_path="/data/va")
+    with pytest.raises(Started):
+        bench.run_bench(request, Path("results"), ROOT, None, None)  # type: ignore[arg-type]
+    assert located == ["/data/va"]
+    assert started == [("/tmp/va-in-container", "sample-abc", "concurrency", 2)]

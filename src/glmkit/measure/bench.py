@@ -26,7 +26,13 @@ from glmkit.measure.results import (
     read_run_facts,
     start_run,
 )
-from glmkit.measure.workloads import Workload, parse_batches, resolve_workload, sweep_points
+from glmkit.measure.workloads import (
+    SweepMode,
+    Workload,
+    parse_batches,
+    resolve_workload,
+    sweep_points,
+)
 from glmkit.run.engine import log_tail, probe
 from glmkit.run.server import RunningServer, running_server
 from glmkit.run.vision_check import is_vision_server
@@ -152,33 +158,39 @@ def parse_request(project: str, *, input_len: str | None, output_len: str | None
                         **{k: v for k, v in options.items() if v is not None})
 
 
-def _shape(request: BenchRequest) -> tuple[Workload, tuple[int, ...]]:
-    """The workload and batch sizes asked for, checked before any server is looked up."""
+@dataclass(frozen=True)
+class Sweep:
+    """A new run's request, parsed once, before any server is looked up."""
+    workload: Workload
+    batches: tuple[int, ...]
+    mode: SweepMode
+    dataset: DatasetSource | None  # the VisionArena folder `--workload visionarena` reads
+
+
+def parse_sweep(request: BenchRequest) -> Sweep:
+    """The label, mode, workload, batch sizes and data set asked for, checked once."""
     if request.label is not None:
         plain_name(request.label, "Label")
     if request.mode not in ("prompts", "concurrency"):
         raise UsageError(f"--mode {request.mode!r}: choose prompts or concurrency.")
+    mode: SweepMode = "prompts" if request.mode == "prompts" else "concurrency"
     wl = resolve_workload(request.workload, request.input_len, request.output_len)
-    return wl, parse_batches(request.batch or str(request.num_prompts or 16))
-
-
-def _dataset(request: BenchRequest) -> DatasetSource | None:
-    """The VisionArena folder `--workload visionarena` reads, found before any server is
-    looked up; None for the other workloads."""
+    batches = parse_batches(request.batch or str(request.num_prompts or 16))
     if request.workload != "visionarena":
         if request.dataset_path is not None:
             raise UsageError("--dataset-path is for --workload visionarena.")
-        return None
-    return locate_visionarena(request.dataset_path, request.hf_cache or Path("/nonexistent"))
+        return Sweep(wl, batches, mode, None)
+    return Sweep(wl, batches, mode, locate_visionarena(
+        request.dataset_path, request.hf_cache or Path("/nonexistent")))
 
 
-def _new_run(request: BenchRequest, target: RunningServer, results_dir: Path, repo_root: Path,
-             hw: Hardware, notes: list[str], container: Any = None) -> Run:
-    wl, batches = _shape(request)
+def _new_run(request: BenchRequest, sweep: Sweep, target: RunningServer, results_dir: Path,
+             repo_root: Path, hw: Hardware, notes: list[str], container: Any = None) -> Run:
+    wl = sweep.workload
     if wl.vision and not is_vision_server(target.served_model, target.serve_args):
         raise UsageError(f"--workload {wl.name} needs a vision model; {request.project} serves "
                          f"{target.served_model}.")
-    if (source := _dataset(request)) is not None:
+    if (source := sweep.dataset) is not None:
         wl = replace(wl, dataset_path=stage(source, container),
                      dataset_revision=source.revision)
         notes.append(f"VisionArena from {source.origin}: {source.folder} "
@@ -189,22 +201,21 @@ def _new_run(request: BenchRequest, target: RunningServer, results_dir: Path, re
         notes.append(f"{wl.input_len}+{wl.output_len} tokens exceed the served context "
                      f"({target.max_model_len}); using {fitted_in}/{fitted_out}.")
         wl = replace(wl, input_len=fitted_in, output_len=fitted_out)
-    points = sweep_points(batches, request.mode,  # type: ignore[arg-type]
+    points = sweep_points(sweep.batches, sweep.mode,
                           request.num_prompts if request.batch else None, request.request_rate,
                           request.slo)
-    return start_run(results_dir, target, wl, request.mode,  # type: ignore[arg-type]
-                     points, HardwareMeta.of(hw), read_run_facts(target, repo_root),
-                     request.label)
+    return start_run(results_dir, target, wl, sweep.mode, points, HardwareMeta.of(hw),
+                     read_run_facts(target, repo_root), request.label)
 
 
 def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,
               console: Console) -> BenchOutcome:
     """Benchmark the project's running server; a new run, or the rest of `resume`."""
+    sweep = None
     if request.resume:  # checked before any server is looked up
         plain_name(request.resume, "Run id")
     else:
-        _shape(request)
-        _dataset(request)
+        sweep = parse_sweep(request)
     container, target = running_server(request.project)
     notes: list[str] = []
     if request.resume:
@@ -214,7 +225,8 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
                              f"{request.project} serves {target.served_model}.")
         notes.append(f"resuming {run_.run_id}: missing batches {run_.missing()}")
     else:
-        run_ = _new_run(request, target, results_dir, repo_root, hw, notes, container)
+        assert sweep is not None
+        run_ = _new_run(request, sweep, target, results_dir, repo_root, hw, notes, container)
     assert run_.meta.workload is not None
     if target.prefix_caching:
         notes.append("warning: prefix caching is on; the recipes benchmark with `invoke up "
