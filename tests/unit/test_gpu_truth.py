@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,9 +16,11 @@ from glmkit.knowledge.catalog import CATALOG
 from glmkit.knowledge.gpu_model import calibration, moe_config_name, vllm_ships_moe_config
 from glmkit.knowledge.sizing import (
     ARCH,
+    GPUS,
     decode_tpot,
     fit,
     gpu_from_hardware,
+    gpu_spec,
     weights_per_gpu_gib,
     with_mtp,
 )
@@ -106,6 +109,37 @@ def test_invoke_plan_prints_kv_tokens_concurrency_and_the_moe_row() -> None:
     assert "tokens" in rows["KV cache"] and "maximum concurrency" in rows["KV cache"]
     assert "no tuned config" in rows["MoE kernels"]
     assert "3.57B active" in rows["parameters"]
+
+
+def test_a_named_h200_is_planned_as_the_card_reports_its_memory() -> None:
+    """`--gpu h200` took the label's 141 as GiB, the card reports 140.4 (143,771 MiB):
+    0.8 % more KV tokens than a detected H200 got, and more than vLLM found."""
+    from glmkit.plan.advice import PlanRequest, advise
+
+    from .helpers import NO_GPU, gpus
+
+    env = {"HF_HUB_OFFLINE": "1"}
+    request = PlanRequest(model="zai-org/GLM-4.7-Flash", gpu_count=1)
+    named = advise(replace(request, gpu="h200"), NO_GPU, env)
+    detected = advise(request, gpus("cuda", 1, calibration()["measured"]["memory_mib"],
+                                    "NVIDIA H200"), env)
+    assert dict(named.rows)["KV cache"] == dict(detected.rows)["KV cache"]
+    assert "(140.4 GiB, 4.8 TB/s)" in named.title
+    measured = next(p for p in MEMORY_POINTS if not p["mtp"] and "Flash" in p["model"])
+    model = CATALOG["zai-org/GLM-4.7-Flash"]
+    planned = fit(model, ARCH["GLM-4.7-Flash"], gpu_spec("h200"), 1, "bf16", 0.9, 1)
+    assert planned.kv_tokens == pytest.approx(measured["kv_tokens"], rel=0.005)
+
+
+def test_each_cards_memory_is_what_it_reports_with_its_source() -> None:
+    """Labels are no single unit ("80 GB" H100: 79.6 GiB; "288 GB" B300: 268.6 GiB), so
+    the table holds reported memory and says where each figure comes from."""
+    for name, spec in GPUS.items():
+        assert "MiB reported by" in spec.memory_source or \
+            spec.memory_source.startswith("the data sheet's"), name
+    assert GPUS["H200"].memory_gib == round(calibration()["measured"]["memory_mib"] / 1024, 1)
+    assert GPUS["H100"].memory_gib == 79.6 and GPUS["B300"].memory_gib == 268.6
+    assert GPUS["MI300X"].memory_gib == 191.7 and GPUS["MI355X"].memory_gib == 288.0
 
 
 # --- scripts/gpu_truth.py ---------------------------------------------------------------

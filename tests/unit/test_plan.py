@@ -319,7 +319,7 @@ def test_gpu_memory_and_count_size_an_unnamed_gpu() -> None:
 
     advice = advise(PlanRequest(model="zai-org/GLM-4.5-Air-FP8", vendor="cuda", gpu_mem=80,
                                 gpu_count=8), NO_GPU, {"HF_HUB_OFFLINE": "1"})
-    assert "8 × " in advice.title and "80 GB" in advice.title
+    assert "8 × " in advice.title and "80 GiB" in advice.title
     plan = plan_for(vendor="cuda", model="zai-org/GLM-4.5-Air-FP8", gpu_mem=80, gpu_count=4)
     assert plan.target.gpu_count == 4 and plan.target.gpu_memory_gb == 80
 

@@ -436,14 +436,14 @@ def test_the_decode_bound_is_for_the_largest_batch_the_kv_cache_holds() -> None:
 
     from .helpers import NO_GPU
 
-    # GLM-4.7-Flash on one H100 as vLLM would size it: 223,652 tokens of KV cache.
+    # GLM-4.7-Flash on one H100 (81,559 MiB) as vLLM would size it: 216,512 tokens of KV.
     advice = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1,
                                 batch=32),
                     NO_GPU, {"HF_HUB_OFFLINE": "1", "GLMKIT_HOME": "/nonexistent"})
     rows = dict(advice.rows)
-    assert "223,652 tokens" in rows["KV cache"]
+    assert "216,512 tokens" in rows["KV cache"]
     estimate = rows["decode estimate"]
-    assert "at batch 24 × 9000 tokens; capped from batch 32: the KV cache holds 223,652 " \
+    assert "at batch 24 × 9000 tokens; capped from batch 32: the KV cache holds 216,512 " \
            "tokens" in estimate
     asked = advise(PlanRequest(model="zai-org/GLM-4.7-Flash", gpu="H100", gpu_count=1,
                                batch=4), NO_GPU, {"HF_HUB_OFFLINE": "1"})
@@ -585,7 +585,7 @@ def test_plan_without_config_json_plans_from_the_recipe_and_render_agrees(
         rows["model"]
     assert "vram_minimum_gb 893 GB" in rows["model"]
     assert rows["smallest fit"].startswith("--tensor-parallel-size 8: the recipe's 893 GB "
-                                           "fits 8 × 141 GB")
+                                           "fits 8 × 140.4 GiB")
     assert rows["context"].startswith("--max-model-len 65536 (what render serves")
     # 39B active x 1 byte (FP8) / TP 8 over 4.8 TB/s.
     assert "TPOT ≥ 1.02 ms at batch 1" in rows["decode bound"]
@@ -597,6 +597,7 @@ def test_plan_without_config_json_plans_from_the_recipe_and_render_agrees(
 
 
 def test_plan_from_the_recipe_says_when_the_node_is_too_small(tmp_path: Path) -> None:
+    from glmkit.knowledge.gpu_model import GIB
     from glmkit.plan.advice import PlanRequest, advise
 
     from .helpers import NO_GPU
@@ -604,15 +605,15 @@ def test_plan_from_the_recipe_says_when_the_node_is_too_small(tmp_path: Path) ->
     env = synced_env(tmp_path)
     rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3-BF16", gpu="h200", gpu_count=8),
                        NO_GPU, env).rows)
-    assert "the recipe's 1786 GB needs more than 8 × 141 GB" in rows["smallest fit"]
+    assert "the recipe's 1786 GB needs more than 8 × 140.4 GiB" in rows["smallest fit"]
     # Review of #22, finding 7: no single-node layout is recommended; the nodes are planned.
     for nodes, verdict in ((None, "fits"), (2, "fits"), (3, "fits")):
         advice = advise(PlanRequest(model="zai-org/GLM-5.3-BF16", gpu="h200", gpu_count=8,
                                     nodes=nodes), NO_GPU, env)
         assert not any("--strategy single_node_" in value for _, value in advice.rows)
         assert advice.multinode is not None and advice.multinode.startswith(
-            f"{nodes or 2} nodes × 8 GPUs give {(nodes or 2) * 8 * 141:g} GB: the recipe's "
-            f"1786 GB {verdict}")
+            f"{nodes or 2} nodes × 8 GPUs give {round((nodes or 2) * 8 * 140.4 * GIB / 1e9)} "
+            f"GB: the recipe's 1786 GB {verdict}")  # 140.4 GiB: 143,771 MiB per H200
     # A node that holds it still gets its single-node layouts.
     rows = dict(advise(PlanRequest(model="zai-org/GLM-5.3", gpu="h200", gpu_count=8), NO_GPU,
                        env).rows)

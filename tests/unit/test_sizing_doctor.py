@@ -104,7 +104,7 @@ def test_arch_from_a_config_json() -> None:
 
 def test_gpu_spec_lookup() -> None:
     assert gpu_spec("NVIDIA H100 80GB HBM3").bandwidth_tb_s == 3.35
-    assert gpu_spec("AMD Instinct MI300X").memory_gb == 192
+    assert gpu_spec("AMD Instinct MI300X").memory_gib == 191.7
     with pytest.raises(UsageError, match="--gpu-mem"):
         gpu_spec("Mystery 9000")
 

@@ -71,7 +71,8 @@ HELP: dict[str, dict[str, str]] = {
                       "when none is named or detected",
             "gpu_count": "number of GPUs (default: detected, else the GPU's 8-GPU node)",
             "gpu": "GPU type: h100, h200, b200, b300, mi300x, mi325x, mi355x (default: detected)",
-            "gpu_mem": "GB per GPU, for a GPU type glmkit does not know (with or without --gpu)",
+            "gpu_mem": "GiB per GPU (nvidia-smi's MiB / 1024), for a GPU type glmkit does "
+                       "not know (with or without --gpu)",
             "strategy": "size for this recipe strategy (default: the recommendation for --goal)",
             "tp": "check this tensor-parallel size instead of choosing one",
             "gpu_memory_utilization": SERVE_HELP["gpu_memory_utilization"],

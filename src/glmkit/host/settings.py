@@ -121,8 +121,9 @@ class Settings:
                               "--gpu-mem")
     gpu_count: int | None = setting(None, "GPUs per node to plan for; default: detected, else "
                                     "the GPU's 8-GPU node", low=1, high=MAX_COUNT)
-    gpu_mem: float | None = setting(None, "GB per GPU, for a GPU the recipes' hardware list "
-                                    "lacks", low=0.0, high=MAX_GPU_MEM_GB)
+    gpu_mem: float | None = setting(None, "GiB per GPU (nvidia-smi's MiB / 1024), for a "
+                                    "GPU the recipes' hardware list lacks", low=0.0,
+                                    high=MAX_GPU_MEM_GB)
     strategy: Strategy | None = setting(None, "the recipes' strategy: single_node_tp, "
                                    "single_node_tep, single_node_dep, multi_node_tp, "
                                    "multi_node_tp_pp, multi_node_tep, multi_node_dep, "

@@ -38,6 +38,9 @@ class HardwareTarget:
     generation: str  # hopper, blackwell, ampere, amd, cpu
     gpu_count: int
     gpu_memory_gb: float
+    # False where gpu_memory_gb is the hardware list's label, not detected or given: sizing
+    # then takes what a card of the type reports (sizing.target_card).
+    memory_given: bool = True
 
     @property
     def vram_gb(self) -> float:
@@ -137,7 +140,8 @@ def target_for(book: RecipeBook, gpu: str, count: int | None,
     profile = hardware_profile(book, tid)
     if profile:
         return HardwareTarget(profile.id, profile.brand, profile.generation,
-                              count or profile.gpu_count, memory_gb or profile.gpu_memory_gb)
+                              count or profile.gpu_count, memory_gb or profile.gpu_memory_gb,
+                              memory_given=bool(memory_gb))
     if memory_gb is None:
         known = ", ".join(sorted(book.hardware))
         raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "

@@ -90,32 +90,57 @@ ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
 @dataclass(frozen=True)
 class GpuSpec:
     name: str
-    memory_gb: float
+    # What the card reports to CUDA or ROCm (nvidia-smi's MiB / 1024): what vLLM sizes from.
+    memory_gib: float
     bandwidth_tb_s: float  # peak HBM bandwidth from the vendor's data sheet
+    memory_source: str = "as given"
 
 
+def _reported(name: str, mib: int, bandwidth: float, where: str) -> GpuSpec:
+    return GpuSpec(name, round(mib / 1024, 1), bandwidth, f"{mib:,} MiB reported by {where}")
+
+
+# Memory as the cards report it, not their labels: the labels are no single unit. An
+# "80 GB" H100 reports 79.6 GiB and a "192 GB" MI300X 191.7 GiB (binary), a "288 GB" B300
+# 268.6 GiB (288.4 decimal GB), a "141 GB" H200 140.4 GiB; reading 141 as GiB gave 0.8 %
+# more KV cache than vLLM found, reading it as 10^9 bytes would give 131.3 GiB, 9 too few.
+_LOGS = "nvidia-smi in public run logs"
 GPUS: dict[str, GpuSpec] = {g.name: g for g in [
-    GpuSpec("H100", 80, 3.35),
-    GpuSpec("H200", 141, 4.8),
-    GpuSpec("A100", 80, 2.0),
-    GpuSpec("B200", 180, 8.0),
-    GpuSpec("B300", 268, 8.0),
-    GpuSpec("GB200", 192, 8.0),
-    GpuSpec("GB300", 288, 8.0),
-    GpuSpec("MI300X", 192, 5.3),
-    GpuSpec("MI325X", 256, 6.0),
-    GpuSpec("MI355X", 288, 8.0),
+    _reported("H100", 81559, 3.35, "nvidia-smi on an H100 80GB HBM3 (driver 580.159.04, "
+              "2026-12-05)"),
+    _reported("H200", 143771, 4.8, "nvidia-smi on the H200 of gpu_calibration.json"),
+    _reported("A100", 81920, 2.0, f"A100-SXM4-80GB, {_LOGS}"),
+    _reported("B200", 183359, 8.0, _LOGS),
+    _reported("B300", 275040, 8.0, f"B300 SXM6 AC, {_LOGS}"),
+    _reported("GB200", 189471, 8.0, _LOGS),
+    _reported("GB300", 284208, 8.0, _LOGS),
+    _reported("MI300X", 196288, 5.3, "rocm-smi in public run logs (205,822,885,888 B)"),
+    GpuSpec("MI325X", 256, 6.0, "the data sheet's 256 GB read as GiB, as its siblings "
+            "MI300X and MI355X report theirs (not measured)"),
+    _reported("MI355X", 294896, 8.0, "rocm-smi in public run logs (309,220,868,096 B)"),
 ]}
 
 
-def gpu_spec(name: str, memory_gb: float | None = None) -> GpuSpec:
+def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
     """A known GPU by (part of) its name; unknown ones need --gpu-mem and get H100 bandwidth."""
     for key, spec in sorted(GPUS.items(), key=lambda item: -len(item[0])):
         if key.lower() in name.lower():
-            return replace(spec, memory_gb=memory_gb or spec.memory_gb)
-    if memory_gb is None:
+            return spec if memory_gib is None else \
+                replace(spec, memory_gib=memory_gib, memory_source="as given")
+    if memory_gib is None:
         raise UsageError(f"Unknown GPU {name!r}: pass --gpu-mem (GB). Known: {', '.join(GPUS)}.")
-    return GpuSpec(name, memory_gb, GPUS["H100"].bandwidth_tb_s)
+    return GpuSpec(name, memory_gib, GPUS["H100"].bandwidth_tb_s)
+
+
+def target_card(name: str, memory_gib: float, *, given: bool) -> GpuSpec:
+    """The card a plan sizes: memory as detected or given (--gpu-mem), else what a card of
+    that type reports (GPUS), else the hardware list's figure for it."""
+    if not given:
+        known = next((spec for key, spec in sorted(GPUS.items(), key=lambda i: -len(i[0]))
+                      if key.lower() in name.lower()), None)
+        if known is not None:
+            return known
+    return gpu_spec(name, memory_gib)
 
 
 def arch_from_config(config: Mapping[str, Any]) -> Arch:
@@ -245,12 +270,13 @@ def estimate_from_recipe(model: ModelSpec, gpu: GpuSpec, gpu_count: int,
     weights = model.total_params_b * BYTES.get(model.precision, 2.0)
     need = model.vram_minimum_gb or weights
     sizes = [tp] if tp else [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= gpu_count] or [1]
-    chosen = next((t for t in sizes if need <= t * gpu.memory_gb), sizes[-1])
+    card_gb = gpu.memory_gib * GIB / 1e9
+    chosen = next((t for t in sizes if need <= t * card_gb), sizes[-1])
     read = model.active_params_b * BYTES.get(model.precision, 2.0) / chosen
     what = "vram_minimum_gb" if model.vram_minimum_gb else "weights"
     return RecipeEstimate(
         tp=chosen, need_gb=need, weights_per_gpu_gb=weights / chosen,
-        fits=need <= chosen * gpu.memory_gb,
+        fits=need <= chosen * card_gb,
         max_model_len=min(DEFAULT_MAX_MODEL_LEN, model.max_context) if model.max_context
         else DEFAULT_MAX_MODEL_LEN,
         tpot_ms=read / (gpu.bandwidth_tb_s * 1e3) * 1e3, weights_read_gb=read,
@@ -330,7 +356,7 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
     if mtp:
         arch = with_mtp(arch)
     weights_gb = model.total_params_b * BYTES[precision]
-    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    budget = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
     candidates = [tp] if tp else [t for t in (1, 2, 4, 8, 16) if t <= gpu_count]
     chosen: Fit | None = None
     for t in candidates:
@@ -343,7 +369,7 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
         per_token = kv_bytes_per_token(arch, t, kv_bytes)
         tokens = max(0, int(kv_gb * 1e9 / per_token)) if kv_gb > 0 else 0
         if (counted := weights_per_gpu_gib(arch, precision, t)) is not None:
-            memory = vllm_memory(gpu.memory_gb, utilization, counted, arch.hidden,
+            memory = vllm_memory(gpu.memory_gib, utilization, counted, arch.hidden,
                                  arch.vocab, per_token, mtp=mtp)
             per_gpu, kv_gb, tokens = counted, memory.kv_gib, memory.kv_tokens
             budget = memory.kv_gib + counted
@@ -501,7 +527,8 @@ def plan_report(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, *,
 
 
 def gpu_from_hardware(name: str, memory_mib: int) -> GpuSpec:
-    return gpu_spec(name, memory_gb=round(memory_mib / 1024, 1))  # data sheets count GiB
+    return replace(gpu_spec(name, round(memory_mib / 1024, 1)),
+                   memory_source=f"{memory_mib:,} MiB reported by the card")
 
 
 @dataclass(frozen=True)
@@ -520,7 +547,7 @@ def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, no
     """TP inside each node, PP across nodes: the slow link carries one activation per
     token per boundary (hidden × 2 bytes) instead of TP's two all-reduces per layer."""
     weights = model.total_params_b * BYTES[precision] / (gpus_per_node * nodes)
-    budget = gpu.memory_gb * utilization - OVERHEAD_GB
+    budget = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
     per_token_kv = kv_bytes_per_token(arch, gpus_per_node) / nodes  # layers split by PP
     fits = weights + MIN_KV_TOKENS * per_token_kv / 1e9 <= budget
     activation = arch.hidden * KV_BYTES

@@ -39,13 +39,13 @@ from glmkit.knowledge.sizing import (
     RecipeEstimate,
     encoder_cache_gb,
     estimate_from_recipe,
-    gpu_spec,
     known_arch,
     kv_cache_bytes,
     model_arch,
     multinode,
     plan_report,
     processor_cache_shm_gb,
+    target_card,
 )
 from glmkit.paths import hf_cache
 from glmkit.plan.serve import choose_target, uses_mtp
@@ -175,14 +175,14 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
         # One node is too small: no single-node layout is recommended; the nodes it takes.
         recommended = [row for row in recommended if not row[0].startswith("for ")]
         nodes = nodes or 2
-        total = nodes * target.gpu_count * card.memory_gb
+        total = round(nodes * target.gpu_count * card.memory_gib * 2**30 / 1e9)
         several = (f"{nodes} nodes × {target.gpu_count} GPUs give {total:g} GB: the "
                    f"recipe's {estimate.need_gb:g} GB "
                    f"{'fits' if estimate.need_gb <= total else 'does not fit either'}. "
                    "`invoke up --nodes head=HOST1,w1=HOST2 --strategy multi_node_tp`")
     rows += [
         ("smallest fit", f"--tensor-parallel-size {estimate.tp}: the recipe's "
-         f"{estimate.need_gb:g} GB {verdict} {estimate.tp} × {card.memory_gb:g} GB "
+         f"{estimate.need_gb:g} GB {verdict} {estimate.tp} × {card.memory_gib:g} GiB "
          f"({estimate.weights_per_gpu_gb:.0f} GB weights/GPU)"),
         ("context", f"--max-model-len {estimate.max_model_len} (what render serves; the KV "
          "cache per token is unknown without config.json, so a longer context is not sized)"),
@@ -191,7 +191,7 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
          f"({estimate.weights_read_gb:.1f} GB of active weights read per GPU per step; KV "
          "reads and the experts a batch touches need config.json)"),
     ]
-    title = (f"{spec.id} on {target.gpu_count} × {card.name} ({card.memory_gb:g} GB, "
+    title = (f"{spec.id} on {target.gpu_count} × {card.name} ({card.memory_gib:g} GiB, "
              f"{card.bandwidth_tb_s:g} TB/s)")
     return Advice(title, rows, several, (f"planned {estimate.why}", ASSUMPTIONS[2]))
 
@@ -206,7 +206,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     layout = check_strategy(book, spec.recipe, request.strategy, target, request.nodes) \
         if request.strategy else None
     detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
-    card = gpu_spec(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb)
+    card = target_card(target.id or request.gpu or detected or "GPU", target.gpu_memory_gb,
+                       given=target.memory_given)
     count = target.gpu_count
     cache = hf_cache(env, request.hf_cache)
     fetch = None if spec.local_dir or not spec.in_catalog else \
@@ -296,7 +297,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                    f"with PP across nodes, vs {mn.tp_bytes_per_token / 1e6:.1f} MB of "
                    f"all-reduce with TP across them. `invoke up --nodes head=HOST1,w1=HOST2 "
                    f"--tp {mn.tp} --pp {mn.pp}`")
-    title = (f"{spec.id} on {count} × {card.name} ({card.memory_gb:g} GB, "
+    title = (f"{spec.id} on {count} × {card.name} ({card.memory_gib:g} GiB, "
              f"{card.bandwidth_tb_s:g} TB/s)")
     assumes = tuple(ASSUMPTIONS) if arch.params is None else \
         (ASSUMPTIONS[0].split(";")[0] + " (counted from config.json)", *gpu_assumes())

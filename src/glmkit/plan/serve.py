@@ -394,8 +394,8 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     from glmkit.knowledge.sizing import (
         estimate_from_recipe,
         fit,
-        gpu_spec,
         kv_cache_bytes,
+        target_card,
     )
 
     offload = "--cpu-offload-gb" in flag_names(user_args)
@@ -415,7 +415,7 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
             f"at TP {tp}. Use a "
             "smaller checkpoint of the family (FP8, NVFP4, MXFP4), more GPUs, two nodes "
             "(`invoke plan --nodes 2`), or offload (`-- --cpu-offload-gb N`).")
-    gpu = gpu_spec(target.id or "H100", target.gpu_memory_gb)
+    gpu = target_card(target.id or "H100", target.gpu_memory_gb, given=target.memory_given)
     if arch is None:
         # No architecture facts: `invoke plan`'s answer from the recipe's numbers, said.
         estimate = estimate_from_recipe(model, gpu, holders, holders)
@@ -427,7 +427,7 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
                  holders, kv_cache_bytes(recipe.args), uses_mtp(recipe.args))
     if not result.fits and not offload:
         raise UsageError(
-            f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gb:.0f} GB: "
+            f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gib:.0f} GiB: "
             f"{result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 model, more "
             f"GPUs, or offload: `invoke up ... -- --cpu-offload-gb {result.cpu_offload_gb}` "
             "(see `invoke plan`).")
