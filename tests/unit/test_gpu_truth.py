@@ -77,6 +77,44 @@ def test_active_parameters_are_counted_not_the_recipes_rounded_figure() -> None:
     assert params.total_b == pytest.approx(29.94, abs=0.02)
 
 
+def test_a_counted_model_that_does_not_fit_offloads_what_it_lacks() -> None:
+    """fit computed the flat figure, then replaced it with vLLM's accounting but took the
+    budget as weights + KV (KV clamped at 0): GLM-4.5-Air in BF16 (199 GiB) on one H100
+    was told --cpu-offload-gb 2. It lacks ~135 GiB."""
+    from glmkit.knowledge.gpu_model import vllm_memory
+    from glmkit.knowledge.sizing import kv_bytes_per_token
+
+    model, arch = CATALOG["zai-org/GLM-4.5-Air"], ARCH["GLM-4.5-Air"]
+    h100 = gpu_spec("h100")
+    planned = fit(model, arch, h100, 1, "bf16", 0.9, 1)
+    weights = weights_per_gpu_gib(arch, "bf16", 1)
+    assert weights is not None and not planned.fits
+    # What is left with that much offloaded holds the least KV cache worth serving.
+    per_token = kv_bytes_per_token(arch, 1)
+    left = vllm_memory(h100.memory_gib, 0.9, weights - planned.cpu_offload_gb, arch.hidden,
+                       arch.vocab, per_token)
+    assert left.kv_tokens >= 8192
+    less = vllm_memory(h100.memory_gib, 0.9, weights - planned.cpu_offload_gb + 1,
+                       arch.hidden, arch.vocab, per_token)
+    assert less.kv_tokens < 8192  # and not more than it takes
+    assert planned.unit == "GiB"  # vLLM's accounting, as `plan` labels it
+
+
+@pytest.mark.parametrize("point", MEMORY_POINTS,
+                         ids=[p["model"] + ("-mtp" if p["mtp"] else "") for p in MEMORY_POINTS])
+def test_the_flat_overhead_covers_what_vllm_kept_on_the_h200(point: dict[str, Any]) -> None:
+    """Models without a count keep OVERHEAD_GB beside weights and KV: a guess, checked
+    against what vLLM held beyond them at the same utilization. With MTP it held more
+    (its activation peak doubles), as sizing's comment says."""
+    from glmkit.knowledge.gpu_model import GIB
+    from glmkit.knowledge.sizing import OVERHEAD_GB
+
+    kept_gb = (H200.memory_gib * point["utilization"] - point["weights_gib"]
+               - point["kv_cache_gib"]) * GIB / 1e9
+    assert kept_gb > 5
+    assert (kept_gb <= OVERHEAD_GB) == (not point["mtp"])
+
+
 def test_the_rendered_health_check_waits_longer_than_the_h200_took(tmp_path: Path) -> None:
     """start_period covers the measured start (145 s) without the old 455 s guess."""
     from glmkit.knowledge.gpu_model import start_period_s

@@ -291,7 +291,12 @@ def estimate_from_recipe(model: ModelSpec, gpu: GpuSpec, gpu_count: int,
 BYTES = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.6, "mxfp4": 0.6}
 KV_BYTES = 2  # bf16 KV cache, vLLM's default
 PCIE_GB_S = 50.0  # PCIe 5.0 x16, one direction, as measured in practice (64 on paper)
-OVERHEAD_GB = 6.0  # per GPU: activations, CUDA graphs, NCCL buffers, the runtime itself
+# Per GPU, for models without a parameter count: activations, CUDA graphs, NCCL buffers,
+# the runtime. A round guess from before any GPU run (b7d1ad2), not a measurement. On the
+# H200 at 0.9 utilization vLLM kept 5.5 GB (GLM-4.7-Flash) and 5.6 GB (GLM-4.5-Air-FP8)
+# beside weights and KV, but 8.1 GB for Flash with MTP, whose activation peak doubles
+# (gpu_calibration.json): a little generous without MTP, short by 2 GB with it.
+OVERHEAD_GB = 6.0
 MIN_KV_TOKENS = 8192  # below this a server is not useful; the fit test asks for it
 
 
@@ -329,6 +334,7 @@ class Fit:
     cpu_offload_gb: int
     fits: bool
     kv_tokens: int = 0  # tokens the KV cache of one replica holds at once
+    unit: str = "GB"  # of the two *_gb figures: GiB where vLLM's accounting sized them
 
 
 def with_mtp(arch: Arch) -> Arch:
@@ -347,16 +353,45 @@ def weights_per_gpu_gib(arch: Arch, precision: str, tp: int) -> float | None:
     return arch.params.weight_bytes(precision, BYTES[precision]) / tp / GIB
 
 
+@dataclass(frozen=True)
+class _Shard:
+    """One GPU at one TP size: room for weights and KV cache, in `unit`s."""
+
+    weights: float
+    room: float
+    kv_tokens: int
+    unit: str
+    unit_bytes: float
+
+
+def _vllm_shard(arch: Arch, params_gib: float, gpu: GpuSpec, utilization: float,
+                per_token: float, mtp: bool) -> _Shard:
+    """Counted parameters: vLLM's own accounting (gpu_model.vllm_memory, calibrated on an
+    H200), in GiB as vLLM reports it."""
+    memory = vllm_memory(gpu.memory_gib, utilization, params_gib, arch.hidden, arch.vocab,
+                         per_token, mtp=mtp)
+    room = memory.requested_gib - memory.activation_peak_gib - memory.non_torch_gib \
+        - memory.cuda_graph_gib
+    return _Shard(params_gib, room, memory.kv_tokens, "GiB", GIB)
+
+
+def _flat_shard(model: ModelSpec, gpu: GpuSpec, precision: str, tp: int, utilization: float,
+                per_token: float) -> _Shard:
+    """No count: the recipe's total parameters × BYTES and OVERHEAD_GB flat, in GB."""
+    weights = model.total_params_b * BYTES[precision] / tp
+    room = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
+    tokens = max(0, int((room - weights) * 1e9 / per_token)) if room > weights else 0
+    return _Shard(weights, room, tokens, "GB", 1e9)
+
+
 def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: str,
         utilization: float = 0.9, tp: int | None = None, kv_bytes: float = KV_BYTES,
         mtp: bool = False) -> Fit:
-    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV.
-    With counted parameters the KV cache is what vLLM leaves it; else the recipe's total
-    parameters and a flat overhead."""
+    """The smallest TP (a power of two the heads allow) whose shard leaves room for KV:
+    with counted parameters as vLLM sizes it, else from the recipe's parameters and a flat
+    overhead. What does not fit says how much --cpu-offload-gb (GiB) would make it."""
     if mtp:
         arch = with_mtp(arch)
-    weights_gb = model.total_params_b * BYTES[precision]
-    budget = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
     candidates = [tp] if tp else [t for t in (1, 2, 4, 8, 16) if t <= gpu_count]
     chosen: Fit | None = None
     for t in candidates:
@@ -364,23 +399,25 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
             if tp:
                 raise UsageError(f"TP {t} is impossible for {model.id}: {reason}.")
             continue
-        per_gpu = weights_gb / t
-        kv_gb = budget - per_gpu
         per_token = kv_bytes_per_token(arch, t, kv_bytes)
-        tokens = max(0, int(kv_gb * 1e9 / per_token)) if kv_gb > 0 else 0
-        if (counted := weights_per_gpu_gib(arch, precision, t)) is not None:
-            memory = vllm_memory(gpu.memory_gib, utilization, counted, arch.hidden,
-                                 arch.vocab, per_token, mtp=mtp)
-            per_gpu, kv_gb, tokens = counted, memory.kv_gib, memory.kv_tokens
-            budget = memory.kv_gib + counted
-        offload = 0 if tokens >= MIN_KV_TOKENS else \
-            math.ceil(per_gpu + MIN_KV_TOKENS * per_token / 1e9 - budget)
-        chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=per_gpu,
-                     kv_budget_per_gpu_gb=max(0.0, kv_gb),
-                     max_model_len=min(model.max_context, tokens), cpu_offload_gb=offload,
-                     fits=offload == 0, kv_tokens=tokens)
+        counted = weights_per_gpu_gib(arch, precision, t)
+        shard = _vllm_shard(arch, counted, gpu, utilization, per_token, mtp) \
+            if counted is not None else _flat_shard(model, gpu, precision, t, utilization,
+                                                    per_token)
+        # Offloaded weights free GPU memory for the least KV cache worth serving.
+        short = shard.weights + MIN_KV_TOKENS * per_token / shard.unit_bytes - shard.room
+        offload = 0 if shard.kv_tokens >= MIN_KV_TOKENS else \
+            math.ceil(short * shard.unit_bytes / GIB)
+        chosen = Fit(tp=t, replicas=gpu_count // t, weights_per_gpu_gb=shard.weights,
+                     kv_budget_per_gpu_gb=max(0.0, shard.room - shard.weights),
+                     max_model_len=min(model.max_context, shard.kv_tokens),
+                     cpu_offload_gb=offload, fits=offload == 0, kv_tokens=shard.kv_tokens,
+                     unit=shard.unit)
         if chosen.fits:
             return chosen
+    if chosen is None:
+        raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
+    return chosen
     if chosen is None:
         raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
     return chosen
@@ -452,7 +489,8 @@ def _calibrated_tpot(arch: Arch, params: ParamCount, gpu: GpuSpec, tp: int, prec
 ASSUMPTIONS = (
     f"weights: total parameters × 2 bytes (BF16), 1 (FP8) or 0.6 (NVFP4/MXFP4 with FP8 "
     f"attention); KV cache in BF16, or FP8 where the recipe sets --kv-cache-dtype fp8; "
-    f"{OVERHEAD_GB:.0f} GB per GPU kept for activations, CUDA graphs and the runtime",
+    f"{OVERHEAD_GB:.0f} GB per GPU kept for activations, CUDA graphs and the runtime (a "
+    "round guess, not measured; vLLM kept 5.5-5.6 GB on an H200, 8.1 GB with MTP)",
     f"fits: the weight shard leaves room for at least {MIN_KV_TOKENS} tokens of KV cache",
     "TPOT bound: the data sheet's peak HBM bandwidth (an H100 measured 3.03 of 3.35 TB/s, "
     "~90 %, with a device-to-device copy: expect at least ~10 % above the bound), every "

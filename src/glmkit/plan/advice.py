@@ -131,13 +131,14 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     rows = []
     for precision, f in report.fits.items():
         verdict = "no TP size works" if f is None else (
-            f"fits at TP {f.tp} ({f.weights_per_gpu_gb:.0f} GB weights/GPU)" if f.fits else
+            f"fits at TP {f.tp} ({f.weights_per_gpu_gb:.0f} {f.unit} weights/GPU)" if f.fits else
             f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}")
         rows.append((f"in {precision.upper()}", verdict))
     ch = report.chosen
     rows += [("smallest fit", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
               f"replica(s) on {report.gpu_count} GPUs"),
-             ("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} GB per GPU, {ch.kv_tokens:,} tokens; "
+             ("KV cache", f"{ch.kv_budget_per_gpu_gb:.1f} {ch.unit} per GPU, {ch.kv_tokens:,} "
+              "tokens; "
               f"largest --max-model-len {ch.max_model_len}"
               + (f"; maximum concurrency {ch.kv_tokens / report.context:.2f}x at "
                  f"{report.context:,} tokens" if ch.kv_tokens else "")),

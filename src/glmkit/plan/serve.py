@@ -428,13 +428,13 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     if not result.fits and not offload:
         raise UsageError(
             f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gib:.0f} GiB: "
-            f"{result.weights_per_gpu_gb:.0f} GB of weights per GPU. Use the FP8 model, more "
-            f"GPUs, or offload: `invoke up ... -- --cpu-offload-gb {result.cpu_offload_gb}` "
-            "(see `invoke plan`).")
+            f"{result.weights_per_gpu_gb:.0f} {result.unit} of weights per GPU. Use the FP8 "
+            "model, more GPUs, or offload: `invoke up ... -- --cpu-offload-gb "
+            f"{result.cpu_offload_gb}` (see `invoke plan`).")
     notes.append(f"plan: TP {tp}" + (f" × DP {dp}" if dp > 1 else "") +
-                 f" on {target.describe()} ({result.weights_per_gpu_gb:.0f} GB "
-                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} GB for KV cache: "
-                 f"{result.kv_tokens:,} tokens)")
+                 f" on {target.describe()} ({result.weights_per_gpu_gb:.0f} {result.unit} "
+                 f"weights per GPU, {result.kv_budget_per_gpu_gb:.0f} {result.unit} for KV "
+                 f"cache: {result.kv_tokens:,} tokens)")
     return result.max_model_len or None
 
 
@@ -448,7 +448,7 @@ def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
                   target: HardwareTarget) -> int:
     """The health check's grace period. On a GPU, from counted weights: start, load,
     compile, CUDA graphs and block-FP8 warm-up as measured on an H200 (gpu_model); else
-    (CPU, or no count) the old allowance for loading hundreds of GB."""
+    (CPU, or no count) a conservative guess."""
     from glmkit.knowledge.gpu_model import start_period_s
     from glmkit.knowledge.sizing import weights_per_gpu_gib
 
@@ -456,6 +456,11 @@ def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
         weights = weights_per_gpu_gib(arch, model.precision, max(1, recipe.tp))
         if weights is not None:
             return start_period_s(weights, block_fp8=model.precision == "fp8")
+    # A conservative guess, no measurement behind it (it came with the first kit, bcd0f14):
+    # 300 s, and 5 s per billion parameters for loading. Generous wherever a start was
+    # timed: the CPU tiny model's first `up` takes ~1.5 min and its two-container layouts
+    # were healthy in 47-87 s on 2 cores (RECIPES.md §10-11); GLM-4.7-Flash (31B) was
+    # healthy in 145 s on an H200, where this rule gives 455 s.
     return int(300 + 5 * model.total_params_b)
 
 
