@@ -67,22 +67,20 @@ def spec_from_recipe(recipe: Recipe, variant_key: str) -> ModelSpec:
     return ModelSpec(
         id=recipe.variant_model_id(variant_key),
         family=recipe.key.rsplit("/", 1)[-1],
-        precision=str(variant.get("precision") or "bf16"),
-        total_params_b=parse_count(variant.get("parameter_count")
-                                   or model.get("parameter_count")),
-        active_params_b=parse_count(variant.get("active_parameters")
-                                    or model.get("active_parameters")),
-        max_context=int(variant.get("context_length") or recipe.context_length
+        precision=str(variant.precision or "bf16"),
+        total_params_b=parse_count(variant.parameter_count or model.parameter_count),
+        active_params_b=parse_count(variant.active_parameters or model.active_parameters),
+        max_context=int(variant.context_length or recipe.context_length
                         or DEFAULT_MAX_MODEL_LEN),
         tool_parser=recipe.parser("tool_calling", "--tool-call-parser"),
         reasoning_parser=recipe.parser("reasoning", "--reasoning-parser"),
         has_mtp="spec_decoding" in recipe.features,
         vision=recipe.vision,
-        local_dir=str(model["local_dir"]) if model.get("local_dir") else None,
+        local_dir=str(model.local_dir) if model.local_dir else None,
         recipe=recipe, variant=variant_key,
-        vram_minimum_gb=float(variant.get("vram_minimum_gb") or 0),
+        vram_minimum_gb=float(variant.vram_minimum_gb or 0),
         # A checkpoint may need a newer vLLM than its family (a new quantization).
-        min_vllm=str(variant.get("min_vllm_version") or recipe.min_vllm),
+        min_vllm=str(variant.min_vllm_version or recipe.min_vllm),
         notes={TINY_MODEL_ID: "random weights, GLM-4 MoE architecture; made by "
                "`invoke tiny-model`",
                TINY_VISION_ID: "random weights, GLM-4.5V architecture (MoE + vision tower); "

@@ -171,23 +171,26 @@ def _tag_version(ref: str, fallback: str) -> str:
 def _recipe_pin(model: ModelSpec, vendor: VendorFacts, hw: HardwareTarget | None,
                 cuda12: bool) -> str | None:
     """The recipe's docker_image for this brand: exact GPU override > variant > model."""
+    from glmkit.knowledge.recipe_schema import lookup
+
     if model.recipe is None:
         return None
     variant = model.recipe.variants[model.variant or "default"]
     brand = vendor.recipe_image_key
     if brand is None:
         return None
-    exact = ((variant.get("hardware_overrides") or {}).get(hw.id) or {}) if hw and hw.id else {}
-    if isinstance(exact.get("docker_image"), str):
-        return str(exact["docker_image"])
-    for pin in (variant.get("docker_image"), model.recipe.model.get("docker_image")):
+    exact = lookup(variant.hardware_overrides, hw.id) if hw else None
+    if exact is not None and isinstance(exact.docker_image, str):
+        return exact.docker_image
+    for pin in (variant.docker_image, model.recipe.model.docker_image):
         value: Any = pin
         if isinstance(pin, dict) and any(k in pin for k in ("nvidia", "amd", "tpu", "intel")):
-            value = pin.get(brand)
+            value = lookup(pin, brand)
         elif isinstance(pin, str) and not vendor.takes_plain_image_pin:
             value = None  # a bare string pins the NVIDIA image only
         if isinstance(value, dict) and vendor.cuda12_suffix:
-            return str(value.get("cu129" if cuda12 else "cu130") or next(iter(value.values())))
+            return str(lookup(value, "cu129" if cuda12 else "cu130")
+                       or next(iter(value.values())))
         if isinstance(value, str):
             suffix = _cuda12_suffix(vendor, cuda12)
             return value if value.endswith(suffix) else f"{value}{suffix}"
@@ -206,11 +209,13 @@ def shipped_transformers(vllm_version: str) -> str:
 
 def needed_transformers(model: ModelSpec) -> str | None:
     """The recipe's transformers floor, from its dependency commands."""
+    from glmkit.knowledge.recipe_schema import lookup
+
     if model.recipe is None:
         return None
     floors = []
-    for dep in model.recipe.data.get("dependencies") or ():
-        command = str(dep.get("command", "")) if isinstance(dep, dict) else str(dep)
+    for dep in model.recipe.data.dependencies or ():
+        command = str(lookup(dep, "command") or "") if isinstance(dep, dict) else str(dep)
         if match := re.search(r"transformers>=([0-9.]+)", command):
             floors.append(match.group(1))
         elif "huggingface/transformers.git" in command:
@@ -273,7 +278,7 @@ def choose_image(model: ModelSpec, vendor: VendorFacts, *, image: str | None = N
                                  + (" (CUDA 12 build)" if _cuda12_suffix(vendor, cuda12)
                                     else "")
                                  + refused})
-    if model.recipe is not None and model.recipe.model.get("nightly_required") and \
+    if model.recipe is not None and model.recipe.model.nightly_required and \
             not chosen.moving and vendor.image_repository is not None and not image:
         chosen = ImageProfile(**{**chosen.__dict__, "why": chosen.why + "; the recipe says "
                                  "nightly_required (support may not be in a release yet): "

@@ -1,4 +1,4 @@
-"""The boundary for recipe files: bytes from disk → typed, size-limited plain data.
+"""The boundary for recipe files: bytes from disk → typed, size-limited documents.
 
 A synced recipe is data from the internet. Before any other module sees one it is read
 as a plain file (no symbolic links, at most `MAX_FILE_BYTES`), parsed by a YAML loader
@@ -7,7 +7,9 @@ against the schema below: every key glmkit reads has the type glmkit reads it as
 keys glmkit does not know are kept as they are (upstream adds new ones).
 
 Whatever fails raises `RecipeRefused` with a one-line reason; the caller skips that file
-with a note and the built-in data keeps serving.
+with a note and the built-in data keeps serving. What passes travels on as the typed
+document (RecipeDoc, StrategyDoc, HardwareProfile) to the resolver and the plan: readers
+ask its fields, and `lookup` reads the keyed mappings (variants, GPUs, modes).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -272,6 +274,46 @@ class _Open(BaseModel):
     label: Any = None
     display_name: Any = None
 
+    def has(self, key: str) -> bool:
+        """Whether the file wrote `key` (even as null): the recipes tell an absent block
+        from an empty one in a few places."""
+        return key in self.model_fields_set
+
+    def __getitem__(self, key: str) -> Any:
+        """A key the file wrote, declared or not (`recipe.model["base_args"]`); KeyError
+        for one it did not."""
+        if key not in self.model_fields_set:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        """The keys the file wrote: with `[]`, `{**block, "env": …}` copies a block to edit
+        (and check again) as the file would have written it."""
+        return sorted(self.model_fields_set)
+
+    def __bool__(self) -> bool:
+        # An empty block is falsy, as the empty mapping the file wrote.
+        return bool(self.model_fields_set)
+
+    def plain(self) -> dict[str, Any]:
+        """The keys the file wrote as plain data again (`recipes diff` compares them)."""
+        dumped: dict[str, Any] = self.model_dump(exclude_unset=True, by_alias=True)
+        return dumped
+
+
+_V = TypeVar("_V")
+
+
+def lookup(mapping: Mapping[str, _V] | None, *keys: str | None) -> _V | None:
+    """The value under the first of `keys` a recipe's keyed mapping (variants, hardware
+    keys, modes) has, absent or null alike None; a mapping the file left out has none."""
+    for key in keys:
+        if mapping is not None and key is not None and key in mapping:
+            value = mapping[key]
+            if value is not None:
+                return value
+    return None
+
 
 class HardwareBlock(_Open):
     """A hardware_overrides entry: flags and environment for one GPU or generation."""
@@ -470,8 +512,11 @@ def unknown_keys(checked: BaseModel) -> list[str]:
     return sorted(found)
 
 
-def _validated(model: type[_Open], data: Any, what: str,
-               unknown: list[str] | None = None) -> dict[str, Any]:
+_Doc = TypeVar("_Doc", bound=_Open)
+
+
+def _validated(model: type[_Doc], data: Any, what: str,
+               unknown: list[str] | None = None) -> _Doc:
     if not isinstance(data, Mapping):
         raise RecipeRefused(f"not a {what}: the document is not a mapping")
     try:
@@ -480,23 +525,22 @@ def _validated(model: type[_Open], data: Any, what: str,
         raise RecipeRefused(validation_reason(err)) from None
     if unknown is not None:
         unknown.extend(unknown_keys(checked))
-    # Plain data again, only the keys the file set: readers keep their `or` defaults.
-    dumped: dict[str, Any] = checked.model_dump(exclude_unset=True, by_alias=True)
-    return dumped
+    # The typed document itself travels on: readers ask its fields, never a dict.
+    return checked
 
 
 def check_recipe(data: Any, *, synced: bool, unknown: list[str] | None = None
-                 ) -> dict[str, Any]:
-    """A model recipe as typed plain data; a synced one may not name a host folder. Key
-    paths glmkit does not read are added to `unknown`."""
+                 ) -> RecipeDoc:
+    """A model recipe, typed; a synced one may not name a host folder. Key paths glmkit
+    does not read are added to `unknown`."""
     recipe = _validated(RecipeDoc, data, "recipe", unknown)
-    if synced and "local_dir" in recipe["model"]:
+    if synced and recipe.model.has("local_dir"):
         raise RecipeRefused("model.local_dir is not accepted from a synced recipe: host "
                             "folders to mount come only from glmkit's own recipes")
     return recipe
 
 
-def check_strategy(data: Any, unknown: list[str] | None = None) -> dict[str, Any]:
+def check_strategy(data: Any, unknown: list[str] | None = None) -> StrategyDoc:
     return _validated(StrategyDoc, data, "strategy", unknown)
 
 
@@ -526,13 +570,13 @@ def taxonomy_unknown(document: Mapping[str, Any]) -> list[str]:
     return sorted(found)
 
 
-def check_hardware(profiles: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def check_hardware(profiles: Any) -> tuple[dict[str, HardwareProfile], list[str]]:
     """taxonomy.yaml's hardware_profiles: the valid ones, and why each other was dropped."""
     if profiles is None:
         return {}, []
     if not isinstance(profiles, Mapping):
         raise RecipeRefused("hardware_profiles is not a mapping")
-    kept: dict[str, dict[str, Any]] = {}
+    kept: dict[str, HardwareProfile] = {}
     dropped: list[str] = []
     for key, profile in profiles.items():
         if not isinstance(key, str):

@@ -33,11 +33,18 @@ from typing import Any, Literal
 
 from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.knowledge.recipe_schema import (
+    Feature,
+    HardwareProfile,
+    ModelBlock,
+    RecipeDoc,
     RecipeRefused,
+    StrategyDoc,
+    Variant,
     check_hardware,
     check_recipe,
     check_strategy,
     describe_unknown,
+    lookup,
     one_line,
     read_plain_file,
     read_yaml,
@@ -82,62 +89,66 @@ class RecipeSource:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One model family's recipe; `data` is the YAML as loaded, read through properties."""
+    """One model family's recipe: the typed document the schema checked, and where it
+    came from."""
 
     key: str  # provider/name, e.g. zai-org/GLM-4.6
-    data: Mapping[str, Any]
+    data: RecipeDoc
     source: RecipeSource
 
     @property
-    def model(self) -> Mapping[str, Any]:
-        return self.data.get("model") or {}
+    def model(self) -> ModelBlock:
+        return self.data.model
 
     @property
     def model_id(self) -> str:
-        return str(self.model.get("model_id") or self.key)
+        return self.model.model_id or self.key
 
     @property
     def min_vllm(self) -> str:
-        return str(self.model.get("min_vllm_version") or "0")
+        return self.model.min_vllm_version or "0"
 
     @property
     def context_length(self) -> int:
-        return int(self.model.get("context_length") or 0)
+        return self.model.context_length or 0
 
     @property
-    def variants(self) -> Mapping[str, Mapping[str, Any]]:
-        return self.data.get("variants") or {"default": {}}
+    def variants(self) -> Mapping[str, Variant]:
+        return self.data.variants or {"default": Variant()}
 
     @property
-    def features(self) -> Mapping[str, Mapping[str, Any]]:
-        return self.data.get("features") or {}
+    def features(self) -> Mapping[str, Feature]:
+        return self.data.features or {}
 
     @property
     def opt_in_features(self) -> tuple[str, ...]:
-        return tuple(self.data.get("opt_in_features") or ())
+        return tuple(self.data.opt_in_features or ())
 
     @property
     def compatible_strategies(self) -> tuple[str, ...]:
-        return tuple(self.data.get("compatible_strategies") or ("single_node_tp",))
+        return tuple(self.data.compatible_strategies or ("single_node_tp",))
 
     @property
     def is_moe(self) -> bool:
-        return self.model.get("architecture") == "moe"
+        return self.model.architecture == "moe"
 
     @property
     def vision(self) -> bool:
-        return "multimodal" in (self.data.get("meta") or {}).get("tasks", ())
+        return "multimodal" in ((self.data.meta.tasks if self.data.meta else None) or ())
 
     def variant_model_id(self, key: str) -> str:
-        return str(self.variants[key].get("model_id") or self.model_id)
+        return self.variants[key].model_id or self.model_id
 
     def feature_args(self, name: str) -> list[str]:
         """A plain feature's flags (the first mode's for a feature with modes)."""
-        feature = self.features.get(name) or {}
-        if isinstance(feature.get("modes"), Mapping) and feature["modes"]:
-            modes = feature["modes"]
-            feature = modes.get(feature.get("default_mode")) or next(iter(modes.values()))
-        return [str(a) for a in feature.get("args") or ()]
+        feature = lookup(self.features, name)
+        if feature is None:
+            return []
+        if feature.modes:
+            modes = feature.modes
+            mode = lookup(modes, feature.default_mode) or next(iter(modes.values()))
+            return list(mode.args or ())
+        return list(feature.args or ())
 
     def parser(self, feature: str, flag: str) -> str | None:
         return flag_value(self.feature_args(feature), flag)
@@ -145,15 +156,24 @@ class Recipe:
 
 def is_chat_recipe(data: Mapping[str, Any]) -> bool:
     """A chat model glmkit serves: its recipe declares a tool-call parser."""
-    features = data.get("features") or {}
+    features = lookup(data, "features") or {}
     return isinstance(features, Mapping) and "tool_calling" in features
+
+
+class StrategyTable(dict[str, StrategyDoc]):
+    """The book's strategies by name: a strategy put in passes the schema first, so every
+    reader gets a typed document, whoever put it there."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value if isinstance(value, StrategyDoc)
+                            else check_strategy(value))
 
 
 @dataclass(frozen=True)
 class RecipeBook:
     recipes: dict[str, Recipe]
-    strategies: dict[str, Mapping[str, Any]]
-    hardware: dict[str, Mapping[str, Any]]
+    strategies: StrategyTable
+    hardware: dict[str, HardwareProfile]
     sources: tuple[RecipeSource, ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -206,8 +226,7 @@ def _yaml_files(root: Path, folder: str, source: RecipeSource,
 
 def _read_root(root: Path, source: RecipeSource, notes: list[str],
                providers: tuple[str, ...], unknown: dict[str, list[str]] | None = None
-               ) -> tuple[dict[str, Recipe], dict[str, Mapping[str, Any]],
-                          dict[str, Mapping[str, Any]]]:
+               ) -> tuple[dict[str, Recipe], StrategyTable, dict[str, HardwareProfile]]:
     """Every recipe, strategy and hardware profile under `root` that passes
     `recipe_schema`; each file that does not is skipped with a note. The key paths glmkit
     does not read go into `unknown`, by file."""
@@ -228,7 +247,7 @@ def _read_root(root: Path, source: RecipeSource, notes: list[str],
             if keys and unknown is not None:
                 unknown[str(path.relative_to(root))] = keys
             recipes[f"{provider}/{path.stem}"] = Recipe(f"{provider}/{path.stem}", data, source)
-    strategies: dict[str, Mapping[str, Any]] = {}
+    strategies = StrategyTable()
     for path in _yaml_files(root, "strategies", source, notes):
         keys = []
         try:
@@ -238,8 +257,8 @@ def _read_root(root: Path, source: RecipeSource, notes: list[str],
             continue
         if keys and unknown is not None:
             unknown[str(path.relative_to(root))] = keys
-        strategies[str(strategy.get("name") or path.stem)] = strategy
-    hardware: dict[str, Mapping[str, Any]] = {}
+        strategies[strategy.name or path.stem] = strategy
+    hardware: dict[str, HardwareProfile] = {}
     taxonomy = root / "taxonomy.yaml"
     if os.path.lexists(taxonomy):
         try:
@@ -248,7 +267,7 @@ def _read_root(root: Path, source: RecipeSource, notes: list[str],
                 raise RecipeRefused("not a mapping")
             if unknown is not None and (keys := taxonomy_unknown(document)):
                 unknown["taxonomy.yaml"] = keys
-            profiles, dropped = check_hardware(document.get("hardware_profiles"))
+            profiles, dropped = check_hardware(lookup(document, "hardware_profiles"))
             hardware.update(profiles)
             notes.extend(_skipped(taxonomy, source, why) for why in dropped)
         except RecipeRefused as err:
@@ -300,7 +319,7 @@ def _load_book(synced_dir: str, version: int) -> RecipeBook:
     """One parse per synced copy (`version` changes with each sync)."""
     base = _builtin_book()
     notes = list(base.notes)
-    recipes, strategies, hardware = dict(base.recipes), dict(base.strategies), \
+    recipes, strategies, hardware = dict(base.recipes), StrategyTable(base.strategies), \
         dict(base.hardware)
     sources = list(base.sources)
     root = Path(synced_dir)
@@ -308,7 +327,7 @@ def _load_book(synced_dir: str, version: int) -> RecipeBook:
         source = _synced_source(root)
         more, more_strategies, more_hardware = _read_root(root, source, notes, PROVIDERS)
         for key, recipe in more.items():
-            recipes[key] = _keep_builtin_variants(recipes.get(key), recipe)
+            recipes[key] = _keep_builtin_variants(lookup(recipes, key), recipe)
         strategies.update(more_strategies)
         hardware.update(more_hardware)
         sources.append(source)
@@ -325,7 +344,7 @@ def _keep_builtin_variants(builtin: Recipe | None, synced: Recipe) -> Recipe:
              if k not in synced.variants and builtin.variant_model_id(k) not in served}
     if not extra:
         return synced
-    data = {**synced.data, "variants": {**synced.variants, **extra}}
+    data = synced.data.model_copy(update={"variants": {**synced.variants, **extra}})
     return Recipe(synced.key, data, synced.source)
 
 
@@ -658,10 +677,10 @@ def diff(env: Mapping[str, str]) -> list[RecipeChange]:
         kept = [v for v in merged.variants if v not in synced[key].variants]
         changes += [RecipeChange(key, "kept", f"variants.{v}",
                                  builtin[key].variant_model_id(v), KEPT) for v in kept]
-        old = {p: v for p, v in _flatten(builtin[key].data).items()
+        old = {p: v for p, v in _flatten(builtin[key].data.plain()).items()
                if not any(p.startswith(f"variants.{k}.") for k in kept)}
-        new = _flatten(synced[key].data)
+        new = _flatten(synced[key].data.plain())
         for path in sorted(set(old) | set(new)):
-            if old.get(path) != new.get(path):
-                changes.append(RecipeChange(key, "changed", path, old.get(path), new.get(path)))
+            if (was := lookup(old, path)) != (now := lookup(new, path)):
+                changes.append(RecipeChange(key, "changed", path, was, now))
     return changes

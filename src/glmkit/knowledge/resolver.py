@@ -19,7 +19,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from glmkit.errors import UsageError
-from glmkit.knowledge.recipe_schema import one_line
+from glmkit.knowledge import recipe_schema as schema
+from glmkit.knowledge.recipe_schema import (
+    Feature,
+    HardwareBlock,
+    HardwareMatch,
+    HardwareNote,
+    HardwareOverrides,
+    Mode,
+    StrategyDoc,
+    StrategyOverride,
+    Variant,
+    lookup,
+    one_line,
+)
 from glmkit.knowledge.recipes import (
     MULTI_NODE_STRATEGIES,
     SINGLE_NODE_STRATEGIES,
@@ -73,14 +86,13 @@ class HardwareProfile:
         return self.vram_gb / self.gpu_count
 
     @classmethod
-    def from_taxonomy(cls, tid: str, data: Mapping[str, Any]) -> HardwareProfile:
-        return cls(tid, str(data["brand"]), str(data["generation"]), int(data["gpu_count"]),
-                   float(data["vram_gb"]))
+    def from_taxonomy(cls, tid: str, data: schema.HardwareProfile) -> HardwareProfile:
+        return cls(tid, data.brand, data.generation, data.gpu_count, data.vram_gb)
 
 
 def hardware_profile(book: RecipeBook, tid: str | None) -> HardwareProfile | None:
     """The book's profile of a taxonomy id, or None."""
-    data = book.hardware.get(tid or "")
+    data = lookup(book.hardware, tid)
     return HardwareProfile.from_taxonomy(tid, data) if tid and data else None
 
 
@@ -163,89 +175,88 @@ def _keyed(mapping: Any, hw: HardwareTarget) -> Any:
     return None
 
 
-def _generation_block(overrides: Any, hw: HardwareTarget) -> Mapping[str, Any] | None:
+def _generation_block(overrides: HardwareOverrides | None, hw: HardwareTarget
+                      ) -> HardwareBlock | None:
     """The recipes' generation lookup, with `nvidia:` as every NVIDIA GPU's fallback."""
-    if not isinstance(overrides, Mapping):
-        return None
-    block = overrides.get(hw.generation)
-    if block is None and hw.brand == "NVIDIA":
-        block = overrides.get("nvidia")
-    return block if isinstance(block, Mapping) else None
+    return lookup(overrides, hw.generation, "nvidia" if hw.brand == "NVIDIA" else None)
 
 
-def _args(block: Any, key: str = "extra_args") -> list[str]:
-    if not isinstance(block, Mapping):
-        return []
-    return [str(a) for a in block.get(key) or ()]
+# The blocks that carry flags and environment, under the names each kind gives them.
+Block = HardwareBlock | Variant | StrategyOverride | StrategyDoc | Mode | Feature | None
 
 
-def _env(block: Any, key: str = "extra_env") -> dict[str, str]:
-    if not isinstance(block, Mapping):
-        return {}
-    return {str(k): str(v) for k, v in (block.get(key) or {}).items()}
+def _args(block: Block, key: str = "extra_args") -> list[str]:
+    return [str(a) for a in getattr(block, key, None) or ()]
 
 
-def precision_supported(variant: Mapping[str, Any], hw: HardwareTarget, key: str) -> str | None:
+def _env(block: Block, key: str = "extra_env") -> dict[str, str]:
+    return {str(k): str(v) for k, v in (getattr(block, key, None) or {}).items()}
+
+
+# What a precision needs where the variant does not say (precision_hardware).
+_PRECISION_HARDWARE = {"nvfp4": {"brand": "NVIDIA", "generation": "blackwell"},
+                       "fp4": {"brand": "NVIDIA", "generation": "blackwell"}}
+
+
+def precision_supported(variant: Variant, hw: HardwareTarget, key: str) -> str | None:
     """None when the checkpoint runs on `hw`, else why not."""
-    allowed = variant.get("supported_hardware")
-    if isinstance(allowed, list) and allowed and hw.id not in allowed:
+    allowed = variant.supported_hardware
+    if allowed and hw.id not in allowed:
         return f"runs only on {', '.join(allowed)}"
-    constraint = variant.get("precision_hardware") or {
-        "nvfp4": {"brand": "NVIDIA", "generation": "blackwell"},
-        "fp4": {"brand": "NVIDIA", "generation": "blackwell"},
-    }.get(str(variant.get("precision")))
-    if constraint and (constraint.get("brand", hw.brand) != hw.brand
-                       or constraint.get("generation", hw.generation) != hw.generation):
-        return f"{variant.get('precision')} needs {constraint.get('brand', '')} " \
-               f"{constraint.get('generation', '')} GPUs".replace("  ", " ")
+    constraint = variant.precision_hardware or \
+        lookup(_PRECISION_HARDWARE, str(variant.precision)) or {}
+    brand, generation = lookup(constraint, "brand"), lookup(constraint, "generation")
+    if constraint and ((hw.brand if brand is None else brand) != hw.brand
+                       or (hw.generation if generation is None else generation)
+                       != hw.generation):
+        return f"{variant.precision} needs {brand or ''} " \
+               f"{generation or ''} GPUs".replace("  ", " ")
     return None
 
 
-def single_node_tp(recipe: Recipe, variant: Mapping[str, Any], hw: HardwareTarget) -> int:
+def single_node_tp(recipe: Recipe, variant: Variant, hw: HardwareTarget) -> int:
     """TP for single_node_tp: the variant's or recipe's declared TP, else 1 when the weights
     fit one GPU and the whole node when they do not (the recipes skip half-node sizes)."""
-    for declared in (variant.get("tp"),
-                     ((recipe.data.get("strategy_overrides") or {}).get("single_node_tp")
-                      or {}).get("tp")):
+    recipe_override = lookup(recipe.data.strategy_overrides, "single_node_tp")
+    for declared in (variant.tp, recipe_override.tp if recipe_override else None):
         value = declared if isinstance(declared, int) else _keyed(declared, hw)
         if isinstance(value, int) and value > 0:
             return value if hw.brand == "CPU" else min(value, hw.gpu_count)
-    need = float(variant.get("vram_minimum_gb") or 0)
+    need = float(variant.vram_minimum_gb or 0)
     if need and hw.gpu_memory_gb and need <= hw.gpu_memory_gb:
         return 1
     return hw.gpu_count
 
 
-def mode_for(feature: Mapping[str, Any], name: str, variant: Mapping[str, Any],
-             variant_key: str, hw: HardwareTarget, chosen: str | None) -> str | None:
+def mode_for(feature: Feature, name: str, variant: Variant, variant_key: str,
+             hw: HardwareTarget, chosen: str | None) -> str | None:
     """The active mode of a feature with `modes`: the user's pick, the variant's default,
     the feature's default, else the first mode allowed on this variant and GPU."""
-    modes = feature.get("modes")
-    if not isinstance(modes, Mapping):
+    modes = feature.modes
+    if modes is None:
         return None
     why_not = {key: reason for key, mode in modes.items()
                if (reason := mode_refusal(mode, variant_key, hw))}
     allowed = [key for key in modes if key not in why_not]
     # A mode the user named is served or refused with the reason, never swapped for another.
     if chosen and chosen not in allowed:
-        why = why_not.get(chosen) or f"the recipe has no such mode (it has " \
-                                     f"{', '.join(modes)})"
+        why = why_not[chosen] if chosen in why_not else \
+            f"the recipe has no such mode (it has {', '.join(modes)})"
         raise UsageError(f"Mode {chosen!r} of {name}: {why}; choose from "
                          f"{', '.join(allowed) or 'none'} on {hw.describe()}.")
-    for candidate in (chosen, (variant.get("default_modes") or {}).get(name),
-                      feature.get("default_mode")):
+    for candidate in (chosen, lookup(variant.default_modes, name), feature.default_mode):
         if candidate in allowed:
             return str(candidate)
     return allowed[0] if allowed else None
 
 
-def mode_refusal(mode: Mapping[str, Any], variant_key: str, hw: HardwareTarget) -> str | None:
+def mode_refusal(mode: Mode, variant_key: str, hw: HardwareTarget) -> str | None:
     """None when a feature mode runs for this checkpoint on `hw`, else why not: its
     `variants` list leaves the checkpoint out, or its `hardware` says unsupported there."""
-    only = mode.get("variants")
-    if isinstance(only, list) and only and variant_key not in only:
+    only = mode.variants
+    if only and variant_key not in only:
         return f"only for the {', '.join(str(v) for v in only)} checkpoint(s)"
-    gate = mode.get("hardware") or {}
+    gate = mode.hardware or {}
     if _keyed(gate, hw) == "unsupported":
         return f"the recipe marks it unsupported on {_hw_name(hw, gate)}"
     return None
@@ -253,9 +264,9 @@ def mode_refusal(mode: Mapping[str, Any], variant_key: str, hw: HardwareTarget) 
 
 def spec_modes(recipe: Recipe, variant_key: str, hw: HardwareTarget) -> str | None:
     """The speculative decoding modes for `invoke plan`: each, the default, why not here."""
-    feature = recipe.features.get("spec_decoding") or {}
-    modes = feature.get("modes")
-    if not isinstance(modes, Mapping) or not modes:
+    feature = lookup(recipe.features, "spec_decoding")
+    modes = feature.modes if feature is not None else None
+    if feature is None or not modes:
         return None
     default = mode_for(feature, "spec_decoding", recipe.variants[variant_key], variant_key,
                        hw, None)
@@ -273,7 +284,7 @@ def _hw_name(hw: HardwareTarget, mapping: Mapping[str, Any]) -> str:
 
 def strategy_gate(recipe: Recipe, strategy: str, hw: HardwareTarget | None) -> str | None:
     """The recipe's strategy_hardware status of `strategy` on `hw` (None: not said)."""
-    gates = (recipe.data.get("strategy_hardware") or {}).get(strategy)
+    gates = lookup(recipe.data.strategy_hardware, strategy)
     value = _keyed(gates, hw) if hw is not None else None
     return str(value) if value is not None else None
 
@@ -282,7 +293,7 @@ def offered_strategies(recipe: Recipe, hw: HardwareTarget | None = None) -> tupl
     """compatible_strategies, less those strategy_hardware marks unsupported on `hw`, plus
     those it opts in there (`supported`)."""
     names = list(recipe.compatible_strategies)
-    names += [n for n in recipe.data.get("strategy_hardware") or {} if n not in names]
+    names += [n for n in recipe.data.strategy_hardware or {} if n not in names]
     return tuple(n for n in names if (gate := strategy_gate(recipe, n, hw)) != "unsupported"
                  and (n in recipe.compatible_strategies or gate == "supported"))
 
@@ -295,7 +306,7 @@ def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
                      hw: HardwareTarget | None) -> str | None:
     """None when `recipe` can be served with `strategy` on `hw`, else why not (one line)."""
     if strategy_gate(recipe, strategy, hw) == "unsupported" and hw is not None:
-        gates = (recipe.data.get("strategy_hardware") or {}).get(strategy) or {}
+        gates = lookup(recipe.data.strategy_hardware, strategy) or {}
         return (f"the {recipe.key} recipe marks {strategy} unsupported on "
                 f"{_hw_name(hw, gates)} ({hw.describe()}); it offers "
                 f"{', '.join(offered_strategies(recipe, hw)) or 'nothing'} there")
@@ -304,25 +315,25 @@ def strategy_refusal(book: RecipeBook, recipe: Recipe, strategy: str,
                 f"{', '.join(offered_strategies(recipe, hw))}")
     if strategy in KIT_STRATEGIES or strategy == "pd_cluster":  # glmkit.plan.pd runs it
         return None
-    doc = book.strategies.get(strategy)
+    doc = lookup(book.strategies, strategy)
     if doc is None:
         return f"no strategies/{strategy}.yaml in the recipe book (`invoke recipes sync`)"
-    if doc.get("companion"):
-        label = (doc["companion"] or {}).get("label") or "a companion program"
+    if doc.companion:
+        label = lookup(doc.companion, "label") or "a companion program"
         return (f"{strategy} needs {one_line(str(label), 60)} running beside vLLM, which "
                 "glmkit does not start")
-    if doc.get("deploy_type") not in (None, "single_node"):
-        return f"{strategy} is a {str(doc.get('deploy_type'))[:40]} layout glmkit does not run"
-    match = doc.get("hardware_match") or {}
-    if match.get("multi_node"):
+    if doc.deploy_type not in (None, "single_node"):
+        return f"{strategy} is a {str(doc.deploy_type)[:40]} layout glmkit does not run"
+    match = doc.hardware_match or HardwareMatch()
+    if match.multi_node:
         return f"{strategy} spans several nodes; glmkit runs newer strategies on one node"
-    if match.get("architecture") == "moe" and not recipe.is_moe:
+    if match.architecture == "moe" and not recipe.is_moe:
         return f"{strategy} is for MoE models"
     if hw is not None and hw.brand != "CPU":
-        if hw.gpu_count < int(match.get("min_gpus") or 1):
-            return f"{strategy} needs at least {match['min_gpus']} GPUs; {hw.describe()}"
-        if match.get("max_gpus") and hw.gpu_count > int(match["max_gpus"]):
-            return f"{strategy} takes at most {match['max_gpus']} GPUs; {hw.describe()}"
+        if hw.gpu_count < int(match.min_gpus or 1):
+            return f"{strategy} needs at least {match.min_gpus} GPUs; {hw.describe()}"
+        if match.max_gpus and hw.gpu_count > match.max_gpus:
+            return f"{strategy} takes at most {match.max_gpus} GPUs; {hw.describe()}"
     return None
 
 
@@ -358,17 +369,17 @@ def check_strategy(book: RecipeBook, recipe: Recipe | None, strategy: str,
 def hardware_note(recipe: Recipe, hw: HardwareTarget) -> str | None:
     """The recipe's hardware_notes entry for `hw` (exact GPU > generation > brand), as one
     line of plain text."""
-    note = _keyed(recipe.data.get("hardware_notes"), hw)
-    if not isinstance(note, Mapping):
+    note = _keyed(recipe.data.hardware_notes, hw)
+    if not isinstance(note, HardwareNote):
         return None
-    body = f": {note.get('body')}" if note.get("body") else ""
+    body = f": {note.body}" if note.body else ""
     # Synced text on a terminal: one line, control characters (ESC) shown as '?'.
-    return one_line(f"{note.get('title')}{body}", 2400)
+    return one_line(f"{note.title}{body}", 2400)
 
 
 def kv_offload_support(recipe: Recipe) -> str | None:
     """The recipe's kv_offload_support (`offloading_cpu: verified, …`), or None."""
-    support = recipe.data.get("kv_offload_support") or {}
+    support = recipe.data.kv_offload_support or {}
     return ", ".join(f"{k}: {v}" for k, v in support.items()) or None
 
 
@@ -393,53 +404,53 @@ def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: s
             modes: Mapping[str, str] | None = None) -> Resolved:
     """The single-node command of the recipe for one choice of every axis."""
     variant = recipe.variants[variant_key]
-    strategy = book.strategies.get(strategy_name) or {}
-    overrides = (recipe.data.get("strategy_overrides") or {}).get(strategy_name) or {}
-    exact_variant = (variant.get("hardware_overrides") or {}).get(hw.id) if hw.id else None
+    strategy = lookup(book.strategies, strategy_name) or StrategyDoc()
+    overrides = lookup(recipe.data.strategy_overrides, strategy_name) or StrategyOverride()
+    exact_variant = lookup(variant.hardware_overrides, hw.id)
 
-    args: list[str] = [str(a) for a in recipe.model.get("base_args") or ()]
+    args: list[str] = [str(a) for a in recipe.model.base_args or ()]
     args += _args(variant) + _args(exact_variant)
-    args += [str(a) for a in strategy.get("vllm_args") or ()]
-    flag = str(strategy.get("parallel_flag") or "--tensor-parallel-size")
+    args += [str(a) for a in strategy.vllm_args or ()]
+    flag = str(strategy.parallel_flag or "--tensor-parallel-size")
     size = single_node_tp(recipe, variant, hw) if strategy_name == "single_node_tp" \
         else hw.gpu_count
     args += [flag, str(size)]
     args += _args(overrides) + _args(overrides, "vllm_args")
-    strategy_generation = _generation_block(overrides.get("hardware_overrides"), hw)
+    strategy_generation = _generation_block(overrides.hardware_overrides, hw)
     if strategy_generation is not None:
-        generation_layers: list[Any] = [strategy_generation]
+        generation_layers: list[HardwareBlock | None] = [strategy_generation]
     else:
-        generation_layers = [_generation_block(recipe.data.get("hardware_overrides"), hw),
-                             _generation_block(variant.get("hardware_overrides"), hw)]
-    exact_strategy = (overrides.get("hardware_overrides") or {}).get(hw.id) if hw.id else None
+        generation_layers = [_generation_block(recipe.data.hardware_overrides, hw),
+                             _generation_block(variant.hardware_overrides, hw)]
+    exact_strategy = lookup(overrides.hardware_overrides, hw.id)
     for block in (*generation_layers, exact_strategy):
         args += _args(block)
 
     enabled = [name for name in recipe.features if name in set(features)]
     for name in enabled:
         feature = recipe.features[name]
-        allow = feature.get("strategies")
-        if isinstance(allow, list) and allow and strategy_name not in allow:
+        allow = feature.strategies
+        if allow and strategy_name not in allow:
             continue
-        if isinstance(feature.get("modes"), Mapping):
-            key = mode_for(feature, name, variant, variant_key, hw, (modes or {}).get(name))
+        if feature.modes is not None:
+            key = mode_for(feature, name, variant, variant_key, hw, lookup(modes, name))
             if key is None:
                 continue
-            mode = feature["modes"][key]
-            mode_override = _keyed(mode.get("hardware_overrides"), hw)
+            mode = feature.modes[key]
+            mode_override = _keyed(mode.hardware_overrides, hw)
             args += _args(mode_override, "args") if mode_override is not None \
                 else _args(mode, "args")
             continue
-        block = _generation_block(feature.get("hardware_overrides"), hw)
-        args += _args(block, "args") if block is not None and "args" in block \
+        block = _generation_block(feature.hardware_overrides, hw)
+        args += _args(block, "args") if block is not None and block.has("args") \
             else _args(feature, "args")
 
-    env: dict[str, str] = {str(k): str(v) for k, v in (recipe.model.get("base_env") or {}).items()}
+    env: dict[str, str] = {str(k): str(v) for k, v in (recipe.model.base_env or {}).items()}
     env |= _env(variant) | _env(exact_variant) | _env(strategy, "env")
     env |= _env(overrides, "env") | _env(overrides)
     for block in (*generation_layers, exact_strategy):
         env |= _env(block)
-    for removed in strategy.get("remove_args") or ():  # a strategy takes these out
+    for removed in strategy.remove_args or ():  # a strategy takes these out
         args = drop_flags(args, str(removed))
     return Resolved(model_id=recipe.variant_model_id(variant_key), args=tuple(dedupe_flags(args)),
                     env=env, strategy=strategy_name, parallel_flag=flag, parallel_size=size,
@@ -448,11 +459,13 @@ def resolve(book: RecipeBook, recipe: Recipe, variant_key: str, strategy_name: s
 
 def spec_dropped(book: RecipeBook, recipe: Recipe, strategy: str) -> str | None:
     """Why `strategy` serves the recipe without speculative decoding, or None."""
-    allow = (recipe.features.get("spec_decoding") or {}).get("strategies")
-    if isinstance(allow, list) and allow and strategy not in allow:
+    feature = lookup(recipe.features, "spec_decoding")
+    allow = feature.strategies if feature is not None else None
+    if allow and strategy not in allow:
         return f"the {recipe.key} recipe offers speculative decoding only with " \
                f"{', '.join(str(n) for n in allow)}"
-    removed = (book.strategies.get(strategy) or {}).get("remove_args") or ()
+    doc = lookup(book.strategies, strategy)
+    removed = (doc.remove_args if doc is not None else None) or ()
     if any(str(flag).startswith("--speculative-config") for flag in removed):
         return f"strategy {strategy} removes --speculative-config"
     return None
@@ -481,7 +494,7 @@ def recommend_strategy(recipe: Recipe, goal: str = "latency",
                            "parallel keeps every GPU busy on the experts")):
             if name in compatible:
                 return name, why
-    explicit = recipe.data.get("default_strategy")
+    explicit = recipe.data.default_strategy
     if explicit in compatible and str(explicit).startswith("single_node_"):
         return str(explicit), "the recipe's own default"
     if "single_node_tp" in compatible:

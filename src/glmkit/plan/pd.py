@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,6 +33,7 @@ from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings, Strategy
 from glmkit.knowledge.images import CPU_NIXL_IMAGE, ROUTER_IMAGE, ImageProfile
+from glmkit.knowledge.recipe_schema import PdRole, StrategyDoc, StrategyOverride, lookup
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node
@@ -239,22 +240,20 @@ def _role_words(book: RecipeBook, base: ServePlan, role: Role
     """The strategy's and the model's pd_cluster flags and env for `role`, through the
     input policy, and the policy's notes; the flags glmkit owns taken out in any spelling
     vLLM accepts (the KV config checked separately)."""
-    strategy = book.strategies.get(PD_STRATEGY) or {}
+    strategy = lookup(book.strategies, PD_STRATEGY) or StrategyDoc()
     recipe = base.model.recipe
-    overrides: Any = ((recipe.data.get("strategy_overrides") or {}).get(PD_STRATEGY) or {}) \
-        if recipe is not None else {}
+    overrides = (lookup(recipe.data.strategy_overrides, PD_STRATEGY) if recipe is not None
+                 else None) or StrategyOverride()
     source = recipe_source(base.model, book)
     words: list[str] = []
     env: dict[str, str] = {}
     # The strategy's pool block, the model's pd_cluster env and flags for both pools, then
     # its block for this pool (the recipe site's order).
-    both: dict[str, Any] = {"vllm_args": [*(overrides.get("extra_args") or ()),
-                                          *(overrides.get("vllm_args") or ())],
-                            "env": {**(overrides.get("extra_env") or {}),
-                                    **(overrides.get("env") or {})}}
-    for block in (strategy.get(role) or {}, both, overrides.get(role) or {}):
-        words += [str(w) for w in block.get("vllm_args") or ()]
-        env |= {str(k): str(v) for k, v in (block.get("env") or {}).items()}
+    both = PdRole(vllm_args=[*(overrides.extra_args or ()), *(overrides.vllm_args or ())],
+                  env={**(overrides.extra_env or {}), **(overrides.env or {})})
+    for block in (getattr(strategy, role), both, getattr(overrides, role)):
+        words += [str(w) for w in (block.vllm_args if block else None) or ()]
+        env |= {str(k): str(v) for k, v in ((block.env if block else None) or {}).items()}
     for name in _SIDE_CHANNEL_ENV:
         env.pop(name, None)
     # The kv_transfer_config is glmkit's to decide (checked by KvTransfer), whatever the
@@ -378,9 +377,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
                               tensor_parallel=1 if on_cpu else sizes[role], gpu_ids=gpu_ids,
                               cores=cores, node=node, port=port,
                               side_channel_port=SIDE_CHANNEL_PORTS[role]))
-    policy = settings.router_policy or str(
-        ((book.strategies.get(PD_STRATEGY) or {}).get("router") or {}).get("policy")
-        or "round_robin")
+    router = (lookup(book.strategies, PD_STRATEGY) or StrategyDoc()).router
+    policy = settings.router_policy or str((router.policy if router else None)
+                                           or "round_robin")
     if policy not in ROUTER_POLICIES:
         raise UsageError(f"--router-policy {policy!r}: choose one of "
                          f"{', '.join(ROUTER_POLICIES)}.")

@@ -32,7 +32,7 @@ from glmkit.knowledge.images import (
     choose_image,
     flag_supported,
 )
-from glmkit.knowledge.recipe_schema import one_line
+from glmkit.knowledge.recipe_schema import lookup, one_line
 from glmkit.knowledge.recipes import (
     RecipeBook,
 )
@@ -165,8 +165,8 @@ def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: lis
     it: there it is rendered (and validated) only, and said so."""
     if s.kv_offload_gb is None:
         return []
-    support = (model.recipe.data.get("kv_offload_support") or {}) if model.recipe else {}
-    if str(support.get("offloading_cpu", "")) in ("", "unsupported", "none", "false"):
+    support = model.recipe.data.kv_offload_support if model.recipe else None
+    if str(lookup(support, "offloading_cpu") or "") in ("", "unsupported", "none", "false"):
         raise UsageError(f"--kv-offload-gb: {model.id}'s recipe does not list CPU KV "
                          "offloading (kv_offload_support: offloading_cpu); `invoke plan` "
                          "shows what it supports.")
@@ -315,7 +315,7 @@ def _recipe_command(s: Settings, model: ModelSpec, target: HardwareTarget, book:
             raise UsageError(f"--{'spec-mode' if s.spec_mode else 'mtp'}: {model.id} has no "
                              "MTP layers (its recipe offers no speculative decoding).")
         features.append("spec_decoding")
-    spec_modes = model.recipe.features["spec_decoding"].get("modes") or {} \
+    spec_modes = model.recipe.features["spec_decoding"].modes or {} \
         if "spec_decoding" in model.recipe.features else {}
     if s.spec_mode:
         admit_name(s.spec_mode, "--spec-mode")
