@@ -163,6 +163,12 @@ def test_a_named_h200_is_planned_as_the_card_reports_its_memory() -> None:
                                     "NVIDIA H200"), env)
     assert dict(named.rows)["KV cache"] == dict(detected.rows)["KV cache"]
     assert "(140.4 GiB, 4.8 TB/s)" in named.title
+    assert dict(named.rows)["GPU memory"] == "140.4 GiB per GPU: 143,771 MiB reported by " \
+        "nvidia-smi on the H200 of gpu_calibration.json"  # where the number comes from
+    assert dict(detected.rows)["GPU memory"] == "140.4 GiB per GPU: 143,771 MiB reported " \
+        "by this host's GPU"
+    given = advise(replace(request, gpu="mystery", gpu_mem=96.0), NO_GPU, env)
+    assert dict(given.rows)["GPU memory"] == "96 GiB per GPU: as given (--gpu-mem)"
     measured = next(p for p in MEMORY_POINTS if not p["mtp"] and "Flash" in p["model"])
     model = CATALOG["zai-org/GLM-4.7-Flash"]
     planned = fit(model, ARCH["GLM-4.7-Flash"], gpu_spec("h200"), 1, "bf16", 0.9, 1)

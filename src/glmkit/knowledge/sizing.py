@@ -93,7 +93,7 @@ class GpuSpec:
     # What the card reports to CUDA or ROCm (nvidia-smi's MiB / 1024): what vLLM sizes from.
     memory_gib: float
     bandwidth_tb_s: float  # peak HBM bandwidth from the vendor's data sheet
-    memory_source: str = "as given"
+    memory_source: str = "as given (--gpu-mem)"
 
 
 def _reported(name: str, mib: int, bandwidth: float, where: str) -> GpuSpec:
@@ -126,7 +126,7 @@ def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
     for key, spec in sorted(GPUS.items(), key=lambda item: -len(item[0])):
         if key.lower() in name.lower():
             return spec if memory_gib is None else \
-                replace(spec, memory_gib=memory_gib, memory_source="as given")
+                replace(spec, memory_gib=memory_gib, memory_source="as given (--gpu-mem)")
     if memory_gib is None:
         raise UsageError(f"Unknown GPU {name!r}: pass --gpu-mem (GB). Known: {', '.join(GPUS)}.")
     return GpuSpec(name, memory_gib, GPUS["H100"].bandwidth_tb_s)

@@ -7,7 +7,7 @@ puts them side by side as rows a person reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from glmkit.errors import UsageError
 from glmkit.host.hardware import Hardware
@@ -201,7 +201,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     spec = resolve_model(request.model, env)
     book = load_book(env)
     vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
-    target, _, note = choose_target(book, vendor, hw, gpu=request.gpu,
+    target, here, note = choose_target(book, vendor, hw, gpu=request.gpu,
                                     gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
     # The same check as `up`'s; a multi-node strategy is planned as what each node runs.
     layout = check_strategy(book, spec.recipe, request.strategy, target, request.nodes) \
@@ -225,6 +225,10 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         f"{estimate.why if estimate else ''}")]
     if note:
         rows.append(("hardware", note))
+    if here and hw.gpus:
+        card = replace(card, memory_source=f"{hw.gpus[0].memory_mib:,} MiB reported by this "
+                       "host's GPU")
+    rows.append(("GPU memory", f"{card.memory_gib:g} GiB per GPU: {card.memory_source}"))
     resolved: Resolved | None = None
     recommended: list[tuple[str, str]] = []
     if spec.recipe is not None and spec.variant is not None:
