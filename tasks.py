@@ -194,24 +194,27 @@ def build(c: Context, vendor: str | None = None, model: str | None = None,
           vllm_version: str | None = None, force: bool = False,
           ca_cert: list[str] | None = None) -> None:
     """Build a vLLM image from docker/ (CPU: offline, from a host wheelhouse)."""
+    from glmkit.host.settings import task_option
     from glmkit.run.image_build import build_for
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version})
-    _say(build_for(s.vendor or "cpu", s.model if src["model"] != "default" else None,
-                    s.vllm_version, ROOT, _console(), os.environ, ca_certs=ca_cert or (),
-                    force=force))
+    model_ = s.model if src["model"] != "default" else None
+    _say(build_for(s.vendor or task_option("build", "vendor", None), model_, s.vllm_version,
+                   ROOT, _console(), os.environ, ca_certs=ca_cert or (), force=force))
 
 
 @_task()
 def pull(c: Context, vendor: str | None = None, model: str | None = None,
          vllm_version: str | None = None, cuda12: bool = False) -> None:
     """Pull vLLM's official image for a vendor (CPU: vLLM's published CPU image)."""
+    from glmkit.host.settings import task_option
     from glmkit.run.image_build import pull_for
 
     s, src = _settings(c, {"vendor": vendor, "model": model, "vllm_version": vllm_version,
                            "cuda12": cuda12})
-    _say(pull_for(s.vendor or "cuda", s.model if src["model"] != "default" else None,
-                   s.vllm_version, s.cuda12, _console(), os.environ))
+    model_ = s.model if src["model"] != "default" else None
+    _say(pull_for(s.vendor or task_option("pull", "vendor", None), model_, s.vllm_version,
+                  s.cuda12, _console(), os.environ))
 
 
 @_task()

@@ -64,6 +64,13 @@ def test_no_task_option_default_is_written_twice() -> None:
                and not (isinstance(default, ast.Attribute) and isinstance(default.value, ast.Name)
                         and default.value.id in {t.__name__ for t in TASK_OPTIONS.values()})]
     assert written == []
+    # Nor one in a task's body: `s.vendor or "cpu"` was build's default outside any table.
+    fallbacks = [f"{fn.name}: {ast.unparse(node)}" for fn in source.body
+                 if isinstance(fn, ast.FunctionDef) and fn.decorator_list
+                 for node in ast.walk(fn) if isinstance(node, ast.BoolOp)
+                 and isinstance(node.op, ast.Or) and isinstance(node.values[-1], ast.Constant)
+                 and node.values[-1].value not in ("", None, False)]
+    assert fallbacks == []
     tables = {name: {f.name: f for f in dataclasses.fields(table)}
               for name, table in TASK_OPTIONS.items()}
     settings = {f.name for f in dataclasses.fields(Settings)}

@@ -24,12 +24,12 @@ HELP: dict[str, dict[str, str]] = {
              "nodes": NODES_HELP},
     "status": {"json": "print JSON (one object per container) instead of a table",
             "nodes": NODES_HELP, "project": "with --nodes: the cluster's project"},
-    "build": {"vendor": "cuda (nvidia), rocm (amd) or cpu", "model": "build the image this "
+    "build": {**option_help("build"), "model": "build the image this "
             "catalog model uses (a transformers overlay where its image lacks one)",
             "vllm_version": "vLLM release of the official image to build on",
             "force": "rebuild even when up to date",
             "ca_cert": "extra CA certificate for the image (repeatable)"},
-    "pull": {"vendor": "cuda (nvidia), rocm (amd) or cpu",
+    "pull": {**option_help("pull"),
             "model": "pull the image this catalog model uses (its recipe's pin, if any)",
             "vllm_version": "vLLM release to pull (default: the newest stable)",
             "cuda12": "the CUDA 12 (-cu129) tag"},
@@ -42,8 +42,6 @@ HELP: dict[str, dict[str, str]] = {
     "bench": {"project": PROJECT_HELP, **option_help("bench"),
             "off_project": "agentic: the project serving the same model with --bench-mode "
                            "(no prefix caching) to compare against",
-            "batch": "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,256,512; default: "
-                     "--num-prompts, else 16",
             "input_len": "prompt tokens (overrides the workload's)",
             "output_len": "output tokens (overrides the workload's)",
             "num_prompts": "prompts per point in concurrency mode; in prompts mode, the batch",

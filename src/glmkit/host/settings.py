@@ -198,6 +198,8 @@ class BenchOptions:
                             "off), or custom")
     mode: str = setting("prompts", "prompts: batch = --num-prompts, all at once (the "
                         "recipes); concurrency: batch = --max-concurrency")
+    batch: str = setting("16", "batch sizes, e.g. 1,16,64, or 'recipe' for 1,16,32,64,128,"
+                         "256,512; without it --num-prompts if given")
     request_rate: str = setting("10000", "requests/s (as good as all at once, as the "
                                 "recipes send them)")
     sessions: int = setting(4, "agentic: sessions at once")
@@ -261,11 +263,22 @@ class RenderOptions:
     check: bool = setting(True, "validate with `docker compose config`")
 
 
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    vendor: str = setting("cpu", "cuda (nvidia), rocm (amd) or cpu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PullOptions:
+    vendor: str = setting("cuda", "cuda (nvidia), rocm (amd) or cpu")
+
+
 # Keyed by the task's function name (tiny_model is `invoke tiny-model`).
 TASK_OPTIONS: dict[str, type] = {
     "bench": BenchOptions, "tune": TuneOptions, "plan": PlanOptions, "logs": LogsOptions,
     "check": CheckOptions, "tiny_model": TinyModelOptions, "bench_data": BenchDataOptions,
-    "tune_moe": TuneMoeOptions, "up": UpOptions, "render": RenderOptions}
+    "tune_moe": TuneMoeOptions, "up": UpOptions, "render": RenderOptions,
+    "build": BuildOptions, "pull": PullOptions}
 
 
 def option_help(task: str) -> dict[str, str]:

@@ -175,7 +175,7 @@ def parse_sweep(request: BenchRequest) -> Sweep:
         raise UsageError(f"--mode {request.mode!r}: choose prompts or concurrency.")
     mode: SweepMode = "prompts" if request.mode == "prompts" else "concurrency"
     wl = resolve_workload(request.workload, request.input_len, request.output_len)
-    batches = parse_batches(request.batch or str(request.num_prompts or 16))
+    batches = parse_batches(request.batch or str(request.num_prompts or BenchOptions.batch))
     if request.workload != "visionarena":
         if request.dataset_path is not None:
             raise UsageError("--dataset-path is for --workload visionarena.")
