@@ -47,6 +47,11 @@ class ServerLabels:
     engine: str | None = None
     # A pd_cluster's: which part of the deployment (prefill, decode, router).
     role: str | None = None
+    # What the plan decided of the served model (plan.model_facts): check and bench read
+    # these, not the model's name. Absent on an older glmkit's server: none of them.
+    vision: bool | None = None
+    tiny: str | None = None  # which tiny model glmkit made: text, vision
+    exact_answers: bool | None = None
 
     def to_labels(self) -> dict[str, str]:
         """Every set field as a label, after `io.glmkit.managed=true`."""
@@ -54,7 +59,8 @@ class ServerLabels:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
-                out[label_key(f.name)] = str(value)
+                out[label_key(f.name)] = str(value).lower() if isinstance(value, bool) \
+                    else str(value)
         return out
 
     @classmethod
@@ -75,9 +81,14 @@ class ServerLabels:
                     if f.default is not None:
                         raise MissingLabel(key) from None
                     continue
+            if f.name in _BOOLS:
+                if value not in ("true", "false"):
+                    continue  # unreadable: as if absent (none of these is required)
+                value = value == "true"
             values[f.name] = value
         return cls(**values)
 
 
 _FIELDS = {f.name for f in fields(ServerLabels)}
 _INTS = {"max_model_len", "port", "node_rank", "nodes"}
+_BOOLS = {"vision", "exact_answers"}

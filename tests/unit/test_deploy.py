@@ -208,6 +208,7 @@ def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None
     was located, and hashed, twice). Now once, and the run starts from that parse."""
     from glmkit.measure import bench
     from glmkit.measure.bench_data import DatasetSource
+    from glmkit.plan.model_facts import ModelFacts
     from glmkit.run.server import RunningServer
 
     located: list[str | None] = []
@@ -229,10 +230,9 @@ def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None
 
     target = RunningServer(container="c", served_model="glm-v", model_ref="m",
                            max_model_len=100_000, vendor="cpu", image="i", serve_args=(),
-                           base_url="http://127.0.0.1:8000")
+                           base_url="http://127.0.0.1:8000", facts=ModelFacts(vision=True))
     monkeypatch.setattr(bench, "locate_visionarena", locate)
     monkeypatch.setattr(bench, "running_server", lambda project: ("c", target))
-    monkeypatch.setattr(bench, "is_vision_server", lambda *_: True)
     monkeypatch.setattr(bench, "stage", lambda src, container: "/tmp/va-in-container")
     monkeypatch.setattr(bench, "read_run_facts", lambda *_: None)
     monkeypatch.setattr(bench.HardwareMeta, "of", staticmethod(lambda hw: None))

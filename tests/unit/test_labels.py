@@ -62,6 +62,22 @@ def test_a_container_without_what_bench_needs_is_refused_by_label_name() -> None
     assert server.api_key == "k"
 
 
+def test_the_model_facts_travel_from_the_plan_to_the_running_server() -> None:
+    from glmkit.knowledge.catalog import TINY_MODEL_ID, TINY_VISION_ID
+    from glmkit.plan.model_facts import ModelFacts
+
+    for model, facts in ((TINY_MODEL_ID, ModelFacts(tiny="text", exact_answers=True)),
+                         (TINY_VISION_ID, ModelFacts(vision=True, tiny="vision")),
+                         ("zai-org/GLM-4.5-Air", ModelFacts())):
+        plan = plan_for(vendor="cpu", model=model)
+        assert plan.facts == facts, model
+        assert server_from_container(_Container(plan.labels)).facts == facts, model
+    # An older glmkit's server (no such labels), or a label not ours to read: no facts.
+    labels = {**plan_for().labels, label_key("tiny"): "huge",
+              label_key("exact_answers"): "yes"}
+    assert server_from_container(_Container(labels)).facts == ModelFacts()
+
+
 def test_only_field_names_make_keys() -> None:
     assert label_key("node_rank") == f"{LABEL}.node-rank"
     with pytest.raises(KeyError):

@@ -829,7 +829,7 @@ def test_pull_and_up_say_which_digest_a_moving_tag_named(
     for present, earlier in ((False, False), (True, True)):
         monkeypatch.setattr(image_build, "image_present", lambda ref, p=present: p)
         out = Console(file=io.StringIO(), width=300, color_system=None)
-        image_build.ensure_images(plan.image, None, plan.model.id, tmp_path, out, env)
+        image_build.ensure_images(plan.image, None, plan.facts.tiny, tmp_path, out, env)
         text = out.file.getvalue()  # type: ignore[attr-defined]
         assert f"vllm/vllm-openai:nightly (nightly, a moving tag) is {digest} here" in text
         assert ("pulled earlier" in text) is earlier

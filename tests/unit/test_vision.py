@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from glmkit.knowledge.catalog import TINY_MODEL_ID, TINY_VISION_ID, resolve_model
+from glmkit.plan.model_facts import ModelFacts, decide_facts
 from glmkit.plan.serve import CONTAINER_MEDIA
 from glmkit.run import image_build, tiny_model
 from tests.unit.helpers import plan_for
@@ -20,9 +21,11 @@ def test_the_tiny_vision_model_is_a_catalog_vision_model_made_locally() -> None:
     spec = resolve_model(TINY_VISION_ID)
     assert spec.vision and spec.local_dir == "models/glm-tiny-vision"
     assert spec.tool_parser == "glm45" and spec.reasoning_parser == "glm45"
-    assert tiny_model.kind_of(TINY_VISION_ID) is tiny_model.VISION
-    assert tiny_model.kind_of(TINY_MODEL_ID) is tiny_model.TEXT
-    assert tiny_model.kind_of("zai-org/GLM-4.5V") is None
+    # Which tiny model it is, the plan decides once; `up` makes that one.
+    assert tiny_model.kind_of(decide_facts(spec, ()).tiny or "") is tiny_model.VISION
+    assert tiny_model.kind_of(decide_facts(resolve_model(TINY_MODEL_ID), ()).tiny or ""
+                              ) is tiny_model.TEXT
+    assert decide_facts(resolve_model("zai-org/GLM-4.5V"), ()).tiny is None
 
 
 def test_tiny_model_hashes_cover_the_scripts_each_model_imports(tmp_path: Path) -> None:
@@ -92,7 +95,7 @@ def _server() -> object:
     return RunningServer(container="c", served_model=TINY_VISION_ID, model_ref="/models/v",
                          max_model_len=2048, vendor="cpu", image="img",
                          serve_args=("--mm-encoder-tp-mode", "data"),
-                         base_url="http://127.0.0.1:8100")
+                         base_url="http://127.0.0.1:8100", facts=ModelFacts(vision=True))
 
 
 def test_visionarena_reads_a_local_folder_as_visionarena_offline() -> None:
@@ -396,13 +399,15 @@ def test_vision_target_reads_the_media_mount_only_when_served() -> None:
     assert vision_target(container, "u", None, "m", ()).media_dir is None
 
 
-def test_vision_servers_by_catalog_or_flags() -> None:
-    from glmkit.run.vision_check import is_vision_server
+def test_vision_servers_by_recipe_or_flags() -> None:
+    def vision(model: str, *args: str) -> bool:
+        return decide_facts(resolve_model(model), args).vision
 
-    assert is_vision_server(TINY_VISION_ID, ())
-    assert is_vision_server("zai-org/GLM-4.6V", ())
-    assert not is_vision_server(TINY_MODEL_ID, ())
-    assert is_vision_server("someone/model", ("--mm-processor-cache-type", "shm"))
+    assert vision(TINY_VISION_ID)
+    assert vision("zai-org/GLM-4.6V")
+    assert not vision(TINY_MODEL_ID)
+    assert vision("someone/model", "--mm-processor-cache-type", "shm")
+    assert vision("someone/model", "--allowed-local-media-path=/media")
 
 
 def test_a_video_is_inline_jpeg_frames() -> None:

@@ -35,7 +35,6 @@ from glmkit.measure.workloads import (
 )
 from glmkit.run.engine import log_tail, probe
 from glmkit.run.server import RunningServer, running_server
-from glmkit.run.vision_check import is_vision_server
 
 
 def server_alive(container: Any, base_url: str) -> bool:
@@ -187,7 +186,7 @@ def parse_sweep(request: BenchRequest) -> Sweep:
 def _new_run(request: BenchRequest, sweep: Sweep, target: RunningServer, results_dir: Path,
              repo_root: Path, hw: Hardware, notes: list[str], container: Any = None) -> Run:
     wl = sweep.workload
-    if wl.vision and not is_vision_server(target.served_model, target.serve_args):
+    if wl.vision and not target.facts.vision:
         raise UsageError(f"--workload {wl.name} needs a vision model; {request.project} serves "
                          f"{target.served_model}.")
     if (source := sweep.dataset) is not None:

@@ -13,7 +13,7 @@ import json
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +52,7 @@ from glmkit.knowledge.resolver import (
 from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
+from glmkit.plan.model_facts import ModelFacts, decide_facts
 from glmkit.plan.parts import Defaults, Part
 from glmkit.policy import (
     Source,
@@ -119,6 +120,8 @@ class ServePlan(Defaults):
     target: HardwareTarget = CPU_TARGET
     restart: RestartPolicy = "unless-stopped"  # Docker's restart policy
     aliases: tuple[str, ...] = ()  # more names it answers to (--aliases)
+    # What the served model is (vision, tiny, exact answers): up, check and bench read it.
+    facts: ModelFacts = field(default_factory=ModelFacts)
 
     @property
     def base_url(self) -> str:
@@ -611,6 +614,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
 
     start_period = _start_period(model, facts.arch, recipe, target)
+    served = decide_facts(model, args)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
         served_model_name=served_name, aliases=aliases, serve_args=tuple(args),
@@ -627,8 +631,12 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         labels=ServerLabels(version=__version__, project=s.project, model=model.id,
                             vendor=vendor.name, port=s.port, image=image.ref,
                             served_model=served_name, model_ref=model_ref,
-                            max_model_len=max_len, strategy=recipe.strategy).to_labels(),
+                            max_model_len=max_len, strategy=recipe.strategy,
+                            # Only what holds: a label's absence is the fact's no.
+                            vision=served.vision or None, tiny=served.tiny,
+                            exact_answers=served.exact_answers or None).to_labels(),
         start_period_s=start_period, restart=s.restart,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
         model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
+        facts=served,
     )

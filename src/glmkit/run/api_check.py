@@ -414,7 +414,7 @@ def vision_results(container: Any, target: Any, apis: tuple[str, ...]) -> list[C
     """A vision model's image and video cases (vision_check.py); none for a text model."""
     from glmkit.run import vision_check
 
-    if not vision_check.is_vision_server(target.served_model, target.serve_args):
+    if not target.facts.vision:
         return []
     where = vision_check.vision_target(container, target.base_url, target.api_key,
                                        target.served_model, target.serve_args)
@@ -438,7 +438,6 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     from dataclasses import asdict
 
     from glmkit.files import write_json_once
-    from glmkit.knowledge.catalog import TINY_MODEL_ID
     from glmkit.run.server import running_server
     from glmkit.vllm_args import flag_value
 
@@ -446,7 +445,7 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     container, target = running_server(project)
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
-    exact = target.served_model == TINY_MODEL_ID
+    exact = target.facts.exact_answers
     concurrency = check_concurrency(target.serve_args)
     # The cases send the key as Bearer, which every vLLM accepts; how each header fares
     # is the authentication rows' question.

@@ -81,7 +81,8 @@ def _prepare_here(deployment: Deployment, secrets: Mapping[str, str], root: Path
     engine.preflight(plan, engine.client())
     if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
         check_access(plan.model.id, secrets.get("HF_TOKEN"))
-    image_build.ensure_images(plan.image, plan.model_dir, plan.model.id, root, console, env)
+    image_build.ensure_images(plan.image, plan.model_dir, plan.facts.tiny, root, console,
+                              env)
     for image in deployment.overlay_images:
         if image.source == "build":  # rebuilt whenever its recipe changed, else skipped
             image_build.build_image(image, root, console, env)

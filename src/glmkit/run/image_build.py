@@ -219,10 +219,11 @@ def pull_image(ref: str, console: Console) -> None:
                                  ) from None
 
 
-def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
+def ensure_images(image: ImageProfile, model_dir: Path | None, tiny: str | None,
                   repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
     """What `up` needs before it starts: the serving image (built or pulled) and, for the
-    tiny models, the model, generated inside the CPU image."""
+    tiny models (`tiny`, the plan's `ModelFacts.tiny`), the model, generated inside the
+    CPU image."""
     from glmkit.run.tiny_model import generate as generate_tiny_model
     from glmkit.run.tiny_model import kind_of
 
@@ -243,7 +244,8 @@ def ensure_images(image: ImageProfile, model_dir: Path | None, model_id: str,
         console.print(f"note: {image.ref} ({image.moving}, a moving tag) is "
                       f"{image_digest(image.ref) or 'unknown'} here{since}", highlight=False,
                       markup=False)
-    if (kind := kind_of(model_id)) is not None and model_dir is not None:
+    if tiny is not None and model_dir is not None:
+        kind = kind_of(tiny)
         cpu_image = CPU_IMAGE
         if not image_present(cpu_image.ref):
             build_image(cpu_image, repo_root, console, env)
@@ -304,8 +306,8 @@ def tiny_model(repo_root: Path, console: Console, env: Mapping[str, str], *, lay
         build_image(CPU_IMAGE, repo_root, console, env)
     model_id = TINY_VISION_ID if vision else TINY_MODEL_ID
     local_dir = CATALOG[model_id].local_dir
-    kind = tiny_model.kind_of(model_id)
-    assert local_dir is not None and kind is not None
+    kind = tiny_model.kind_of("vision" if vision else "text")
+    assert local_dir is not None
     out = kit_home(env) / local_dir
     made = tiny_model.generate(CPU_IMAGE.ref, out, repo_root / "scripts", layers=layers,
                                force=force, kind=kind)

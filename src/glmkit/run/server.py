@@ -9,6 +9,7 @@ from typing import Any
 from glmkit.endpoints import CONTAINER_PORT, published_url
 from glmkit.errors import UsageError
 from glmkit.labels import MissingLabel, ServerLabels, label_key
+from glmkit.plan.model_facts import TINY_MODELS, ModelFacts
 from glmkit.plan.pd import ROUTER
 from glmkit.run import engine
 
@@ -32,6 +33,8 @@ class RunningServer:
     # Where `vllm bench serve` inside `container` sends requests, when not to itself
     # (a pd_cluster: from a decode container to the router).
     bench_url: str | None = None
+    # What the plan decided of the model it serves (vision, tiny, exact answers).
+    facts: ModelFacts = field(default_factory=ModelFacts)
 
     @property
     def prefix_caching(self) -> bool:
@@ -54,7 +57,14 @@ def server_from_container(container: Any) -> RunningServer:
                          vendor=labels.vendor, image=labels.image,
                          serve_args=tuple(container.attrs["Config"].get("Cmd") or ()),
                          base_url=base_url or f"http://127.0.0.1:{labels.port}",
-                         api_key=env.get("VLLM_API_KEY") or None)
+                         api_key=env.get("VLLM_API_KEY") or None, facts=facts_of(labels))
+
+
+def facts_of(labels: ServerLabels) -> ModelFacts:
+    """The model facts its labels carry; an older glmkit's server has none of them."""
+    tiny = next((kind for kind in TINY_MODELS if kind == labels.tiny), None)
+    return ModelFacts(vision=bool(labels.vision), tiny=tiny,
+                      exact_answers=bool(labels.exact_answers))
 
 
 def running_server(project: str) -> tuple[Any, RunningServer]:

@@ -39,11 +39,9 @@ TEXT = TinyKind(GENERATOR, TRAINER)
 VISION = TinyKind("make_tiny_glm_vision.py", "train_tiny_vision.py", (GENERATOR, TRAINER))
 
 
-def kind_of(model_id: str) -> TinyKind | None:
-    """The tiny model glmkit makes for a catalog id; None for any other model."""
-    from glmkit.knowledge.catalog import TINY_MODEL_ID, TINY_VISION_ID
-
-    return {TINY_MODEL_ID: TEXT, TINY_VISION_ID: VISION}.get(model_id)
+def kind_of(tiny: str) -> TinyKind:
+    """How glmkit makes the tiny model the plan names (`ModelFacts.tiny`)."""
+    return {"text": TEXT, "vision": VISION}[tiny]
 
 
 def recipe_hash(scripts_dir: Path, layers: int, kind: TinyKind = TEXT) -> str:

@@ -339,18 +339,3 @@ def vision_target(container: Any, base_url: str, api_key: str | None, model: str
     for net in (container.attrs.get("NetworkSettings") or {}).get("Networks", {}).values():
         gateway = gateway or net.get("Gateway") or None
     return VisionTarget(base_url, api_key, model, media, gateway)
-
-
-def is_vision_server(model: str, serve_args: tuple[str, ...]) -> bool:
-    """A vision model by the catalog, or a server started with vision flags."""
-    from glmkit.errors import GlmkitError
-    from glmkit.knowledge.catalog import resolve_model
-
-    try:
-        if resolve_model(model).vision:
-            return True
-    except GlmkitError:
-        pass
-    return any(flag in serve_args for flag in ("--mm-encoder-tp-mode",
-                                               "--mm-processor-cache-type",
-                                               "--allowed-local-media-path"))
