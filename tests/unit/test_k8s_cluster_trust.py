@@ -80,7 +80,9 @@ def test_the_reference_expansion_follows_kubernetes() -> None:
 
 
 def hostile(plan: ServePlan) -> ServePlan:
-    return dataclasses.replace(plan, serve_args=(*plan.serve_args, *HOSTILE_ARGS),
+    # As the user's own flags: every command the plan makes carries them.
+    command = dataclasses.replace(plan.command, user=(*plan.command.user, *HOSTILE_ARGS))
+    return dataclasses.replace(plan, command=command,
                                environment={**plan.environment, **HOSTILE_ENV})
 
 
@@ -106,6 +108,7 @@ def set_value(args: tuple[str, ...] | list[str], flag: str, value: str) -> list[
 def test_user_text_reaches_a_single_node_pod_literally() -> None:
     plan = hostile(plan_for(vendor="cuda", model="zai-org/GLM-4.6-FP8", tp=8))
     container = containers(k8s.dump(k8s.single_node(plan)))["deployment"]
+    assert set(HOSTILE_ARGS) <= set(plan.serve_args)
     assert [kube_expand(a, LWS_ENV) for a in container["args"]] == list(plan.serve_args)
     assert [kube_expand(a, LWS_ENV) for a in container["command"]] == ["vllm", "serve"]
     env = {e["name"]: kube_expand(e["value"], LWS_ENV) for e in container["env"]
@@ -117,6 +120,7 @@ def test_user_text_reaches_lws_pods_literally_while_lws_refs_expand() -> None:
     base = hostile(plan_for(vendor="cuda", model="zai-org/GLM-4.5", tp=1, nodes="2"))
     cluster = build_cluster(base, parse_nodes(HOSTNAMES), "mp", tp=None, pp=None,
                             gpus_per_node=8)
+    assert set(HOSTILE_ARGS) <= set(cluster.node_args["w1"])
     manifests = k8s.multi_node(cluster)
     k8s.validate(manifests)
     pods = containers(k8s.dump(manifests))

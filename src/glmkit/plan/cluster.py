@@ -34,7 +34,6 @@ from glmkit.host.settings import Engine, Settings
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan
-from glmkit.vllm_args import drop_flags
 
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 MASTER_PORT = 29501
@@ -44,8 +43,6 @@ RAY_PORT = 6379
 # travels by name only, from the environment of `docker compose` (see run.lifecycle).
 RAY_AUTH_ENV = ("RAY_AUTH_MODE=token", "RAY_AUTH_TOKEN")
 RAY_TOKEN = "RAY_AUTH_TOKEN"
-# Flags the cluster engine owns; a single-node plan's values are replaced.
-_OWNED = ("--tensor-parallel-size", "--data-parallel-size")
 
 
 def with_flag(args: Sequence[str], flag: str, value: str) -> list[str]:
@@ -174,15 +171,15 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: Engine, *,
     n = len(nodes)
     if gpus_per_node < 1:
         raise UsageError("--gpus-per-node must be at least 1.")
-    common = drop_flags(base.serve_args, *_OWNED)
     real = nodes[0].docker_host is not None
-    if real:
-        # The host network: no published port in between, so vLLM's own --host and --port
-        # are what the machine exposes.
-        if base.port in (MASTER_PORT, DP_RPC_PORT, RAY_PORT):
-            raise UsageError(f"--port {base.port} is a port the cluster's nodes use among "
-                             "themselves; choose another one for the API.")
-        common = with_flag(with_flag(common, "--host", base.host), "--port", str(base.port))
+    if real and base.port in (MASTER_PORT, DP_RPC_PORT, RAY_PORT):
+        raise UsageError(f"--port {base.port} is a port the cluster's nodes use among "
+                         "themselves; choose another one for the API.")
+    # The one server's command without its parallel sizes: the cluster sets its own. On
+    # the host network no published port is in between, so vLLM's own --host and --port
+    # are what the machine exposes.
+    common = list(base.command.argv(host=base.host, port=base.port, parallel=False) if real
+                  else base.command.argv(parallel=False))
     head_addr = nodes[0].address
     node_args: dict[str, tuple[str, ...]] = {}
     head_command = None

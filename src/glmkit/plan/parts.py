@@ -3,9 +3,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from glmkit.endpoints import CONTAINER_PORT
 from glmkit.knowledge.images import ImageProfile
+from glmkit.policy import Source, merge_args, parse_flags
+
+# The flags that size one server among others: a cluster or the pools set their own.
+PARALLEL = ("--tensor-parallel-size", "--data-parallel-size")
+KV_TRANSFER = "--kv-transfer-config"  # how KV moves between servers: the pools decide theirs
+
+
+def parted(words: Sequence[str], names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the flags not named, the flags named), each in order: admitted words split by
+    vLLM's reading of each flag (`-tp 2` is --tensor-parallel-size)."""
+    flags = parse_flags(words, Source.KIT)
+    return ([w for f in flags if f.name not in names for w in f.words()],
+            [w for f in flags if f.name in names for w in f.words()])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeCommand:
+    """`vllm serve`'s words in the layers they come from, each admitted by the policy.
+    One server runs them all (`argv`); a cluster and the pools compose their own commands
+    from the same layers, never by taking another's argv apart."""
+
+    model_ref: str  # the repository, or the mounted folder
+    names: tuple[str, ...]  # --served-model-name: the one it reports first, then aliases
+    recipe: tuple[str, ...]  # the recipe's flags, without parallel sizes
+    parallel: tuple[str, ...]  # the one server's sizes (PARALLEL), the user's winning
+    kit: tuple[str, ...]  # glmkit's own: context, memory, dtype, media folder, ...
+    user: tuple[str, ...]  # the user's after `--`, without parallel sizes or KV transfer
+    kv_transfer: tuple[str, ...] = ()  # the user's --kv-transfer-config
+
+    def flags(self, *, parallel: bool = True, kv_transfer: bool = True) -> list[str]:
+        """Every layer's flags, each option once, a later layer's setting winning."""
+        return merge_args(self.recipe, self.parallel if parallel else (), self.kit,
+                          self.user, self.kv_transfer if kv_transfer else ())
+
+    def argv(self, *, host: str = "0.0.0.0", port: int = CONTAINER_PORT,
+             parallel: bool = True) -> tuple[str, ...]:
+        """Everything after `vllm serve`, listening on `host`:`port` (in its network)."""
+        return (self.model_ref, "--served-model-name", *self.names, "--host", host,
+                "--port", str(port), *self.flags(parallel=parallel))
+
+    def kit_flag(self, name: str) -> list[str]:
+        """glmkit's own setting of one flag, as words (none: [])."""
+        return parted(self.kit, (name,))[1]
 
 
 @dataclass(frozen=True)

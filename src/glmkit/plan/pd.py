@@ -39,7 +39,7 @@ from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node
 from glmkit.plan.parts import Defaults, Part, Probe
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
-from glmkit.policy import Source, admit_args, admit_env, env_dict, merge_args, parse_flags
+from glmkit.policy import admit_args, admit_env, env_dict, merge_args, parse_flags
 from glmkit.vllm_args import drop_flags
 
 PD_STRATEGY = "pd_cluster"
@@ -323,9 +323,6 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     pools: list[Pool] = []
     plans: dict[Role, ServePlan] = {}
     role_notes: list[str] = []
-    # Last, as in a single server: glmkit's memory setting and the user's own flags win
-    # over the recipe's pool blocks.
-    user = admit_args(settings.extra_args, Source.of_setting(settings.extra_args_source))
     for role in ROLES:
         # What one server of the pool runs: the recipe's single-node TP command sized to
         # its GPUs, refused when the model does not fit them.
@@ -337,10 +334,13 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
                              f"{sizes[role]} GPUs, and {err}") from None
         role_args, role_env, left_out = _role_words(book, plan, role)
         role_notes += [n for n in left_out if n not in role_notes]
-        model_ref, *flags = plan.serve_args  # the model first, then flags
-        common = drop_flags(flags, *_OWNED)
-        last = [*(f.words() for f in parse_flags(common, Source.KIT)
-                  if f.name == "--gpu-memory-utilization"), drop_flags(user.args, *_OWNED)]
+        # The one server's layers without its sizes and KV transfer, which the pool sets;
+        # last, as in a single server, glmkit's memory setting and the user's own flags
+        # win over the recipe's pool blocks.
+        command = plan.command
+        common = ["--served-model-name", *command.names,
+                  *command.flags(parallel=False, kv_transfer=False)]
+        last = [command.kit_flag("--gpu-memory-utilization"), command.user]
         for i in range(counts[role]):
             node = nodes[i if role == "prefill" else counts["prefill"] + i] if nodes else None
             service = role if counts[role] == 1 else f"{role}{i + 1}"
@@ -349,7 +349,7 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
             port = POOL_PORTS[role] if real else CONTAINER_PORT
             listen = node.address if real and node is not None and is_ip(node.address) \
                 else "0.0.0.0"
-            args = [model_ref, *merge_args(
+            args = [command.model_ref, *merge_args(
                 [*common, "--host", listen, "--port", str(port)],
                 [] if on_cpu else ["--tensor-parallel-size", str(sizes[role])], role_args,
                 *last)]

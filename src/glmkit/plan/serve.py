@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from glmkit import __version__
-from glmkit.endpoints import CONTAINER_PORT, http_url, is_ip, is_loopback
+from glmkit.endpoints import http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
@@ -53,7 +53,7 @@ from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.plan.model_facts import ModelFacts, decide_facts
-from glmkit.plan.parts import Defaults, Part
+from glmkit.plan.parts import KV_TRANSFER, PARALLEL, Defaults, Part, ServeCommand, parted
 from glmkit.policy import (
     Source,
     admit_aliases,
@@ -94,7 +94,7 @@ class ServePlan(Defaults):
     vendor: VendorProfile
     image: ImageProfile
     served_model_name: str
-    serve_args: tuple[str, ...]  # everything after `vllm serve`
+    command: ServeCommand  # what `vllm serve` is given, by layer
     environment: dict[str, str]
     secret_env: tuple[str, ...]
     devices: tuple[str, ...]
@@ -126,6 +126,12 @@ class ServePlan(Defaults):
     @property
     def base_url(self) -> str:
         return http_url(self.host, self.port)
+
+    @property
+    def serve_args(self) -> tuple[str, ...]:
+        """Everything after `vllm serve` for the one server (a cluster's nodes and the
+        pools make theirs from `command`)."""
+        return self.command.argv()
 
     # --- the Deployment protocol (plan.deployment): one server, one container ---------
     @property
@@ -467,6 +473,25 @@ def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
     return int(300 + 5 * model.total_params_b)
 
 
+def _command(model_ref: str, names: tuple[str, ...], recipe: Sequence[str],
+             kit: Sequence[str], user: Sequence[str], image: ImageProfile, notes: list[str]
+             ) -> ServeCommand:
+    """`vllm serve`'s words by layer, without the flags this image's vLLM lacks (said in
+    the notes)."""
+    recipe_flags, recipe_parallel = parted(recipe, PARALLEL)
+    user_flags, user_parallel = parted(user, PARALLEL)
+    user_flags, kv = parted(user_flags, (KV_TRANSFER,))
+    layers = [recipe_flags, merge_args(recipe_parallel, user_parallel), list(kit), user_flags,
+              kv]
+    for flag in [a for a in merge_args(*layers) if a.startswith("--")]:
+        if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
+            layers = [drop_flags(layer, flag.split("=", 1)[0]) for layer in layers]
+            notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
+    recipe_at, parallel, kit_at, user_at, kv_at = (tuple(layer) for layer in layers)
+    return ServeCommand(model_ref=model_ref, names=names, recipe=recipe_at, parallel=parallel,
+                        kit=kit_at, user=user_at, kv_transfer=kv_at)
+
+
 def _group_add(vendor: VendorProfile, hw: Hardware) -> tuple[str, ...]:
     return tuple(str(hw.group_ids[g]) if g in hw.group_ids else g for g in vendor.groups)
 
@@ -544,8 +569,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
 
     # The policy left out the recipe's `--allowed-local-media-path /`: only a mounted
     # --media-dir may be read.
-    args: list[str] = list(recipe.args)
-    args += ["--max-model-len", str(max_len)]
+    # glmkit's own flags, a layer between the recipe's and the user's.
+    args: list[str] = ["--max-model-len", str(max_len)]
     if vendor.has_gpus:
         args += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
     else:
@@ -571,19 +596,15 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     if vendor.quiet_requests_flag and \
             flag_supported("--disable-log-requests", image.vllm_version):
         args.append("--disable-log-requests")
-    args = merge_args(args, user.args)
-    for flag in [a for a in args if a.startswith("--")]:
-        if not flag_supported(flag.split("=", 1)[0], image.vllm_version):
-            args = drop_flags(args, flag)
-            notes.append(f"dropped {flag}: vLLM {image.vllm_version} in {image.ref} lacks it")
+    aliases = admit_aliases(s.aliases, served_name)
+    # vLLM answers to every name given; the first is the one it reports.
+    command = _command(model_ref, (served_name, *aliases), recipe.args, args, user.args,
+                       image, notes)
+    args = list(command.argv())
     if (s.mtp or s.spec_mode) and model.tool_parser and \
             not at_least(image.vllm_version, MTP_TOOL_FIX):
         notes.append(f"warning: with MTP, vLLM {image.vllm_version} can lose streamed tool-call "
                      f"arguments (fixed in vLLM {MTP_TOOL_FIX}); use a newer image or drop --mtp")
-    aliases = admit_aliases(s.aliases, served_name)
-    # vLLM answers to every name given; the first is the one it reports.
-    args = [model_ref, "--served-model-name", served_name, *aliases,
-            "--host", "0.0.0.0", "--port", str(CONTAINER_PORT), *args]
 
     environment = {"HF_HOME": CONTAINER_HF_HOME, **env_dict(admit_env(vendor.env, Source.KIT)),
                    **recipe.env}
@@ -617,7 +638,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     served = decide_facts(model, args)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
-        served_model_name=served_name, aliases=aliases, serve_args=tuple(args),
+        served_model_name=served_name, aliases=aliases, command=command,
         environment=environment,
         secret_env=SECRET_ENV, devices=devices, group_add=_group_add(vendor, hw),
         cap_add=cap_add, security_opt=vendor.security_opt, ipc_host=vendor.ipc_host,
