@@ -22,9 +22,10 @@ def test_the_tiny_vision_model_is_a_catalog_vision_model_made_locally() -> None:
     assert spec.vision and spec.local_dir == "models/glm-tiny-vision"
     assert spec.tool_parser == "glm45" and spec.reasoning_parser == "glm45"
     # Which tiny model it is, the plan decides once; `up` makes that one.
-    assert tiny_model.kind_of(decide_facts(spec, ()).tiny or "") is tiny_model.VISION
-    assert tiny_model.kind_of(decide_facts(resolve_model(TINY_MODEL_ID), ()).tiny or ""
-                              ) is tiny_model.TEXT
+    assert decide_facts(spec, ()).tiny == "vision"
+    assert tiny_model.kind_of("vision") is tiny_model.VISION
+    assert decide_facts(resolve_model(TINY_MODEL_ID), ()).tiny == "text"
+    assert tiny_model.kind_of("text") is tiny_model.TEXT
     assert decide_facts(resolve_model("zai-org/GLM-4.5V"), ()).tiny is None
 
 

@@ -21,6 +21,7 @@ from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
 from glmkit.host.vendors import resolve_vendor
 from glmkit.knowledge.images import CPU_IMAGE, KIT_REPO, ImageProfile
 from glmkit.paths import kit_home
+from glmkit.plan.model_facts import TinyModel
 from glmkit.process import run, stream
 
 HASH_LABEL = "io.glmkit.build-hash"
@@ -219,7 +220,7 @@ def pull_image(ref: str, console: Console) -> None:
                                  ) from None
 
 
-def ensure_images(image: ImageProfile, model_dir: Path | None, tiny: str | None,
+def ensure_images(image: ImageProfile, model_dir: Path | None, tiny: TinyModel | None,
                   repo_root: Path, console: Console, env: Mapping[str, str]) -> None:
     """What `up` needs before it starts: the serving image (built or pulled) and, for the
     tiny models (`tiny`, the plan's `ModelFacts.tiny`), the model, generated inside the

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glmkit.errors import CommandFailed, EnvironmentProblem
+from glmkit.plan.model_facts import TinyModel
 from glmkit.process import run
 
 GENERATOR = "make_tiny_glm.py"
@@ -39,7 +40,7 @@ TEXT = TinyKind(GENERATOR, TRAINER)
 VISION = TinyKind("make_tiny_glm_vision.py", "train_tiny_vision.py", (GENERATOR, TRAINER))
 
 
-def kind_of(tiny: str) -> TinyKind:
+def kind_of(tiny: TinyModel) -> TinyKind:
     """How glmkit makes the tiny model the plan names (`ModelFacts.tiny`)."""
     return {"text": TEXT, "vision": VISION}[tiny]
 
