@@ -1,5 +1,6 @@
 """What the e2e modules share: running `invoke` as a user does, from the checkout, on a
-machine that looks the same to glmkit whatever GPUs it has."""
+machine that looks the same to glmkit whatever GPUs it has; and the servers several
+modules share (started by tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +39,41 @@ def serving(project: str, *up_args: str, env: dict[str, str] | None = None
         yield done
     finally:
         invoke("down", "--project", project, timeout=120, env=env)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A server that several tests (of one module or several) use as it is: started once
+    a session by the fixture of the same name (tests/e2e/conftest.py)."""
+
+    project: str
+    port: int
+    up_args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# The keyless tiny server of test_cpu_e2e.py. `up`'s default restart policy, named since
+# tests otherwise run with --restart no (the crash test needs it); a context smaller than
+# the tiny model's, so the recipe workload is fitted to it; a Hugging Face token in the
+# environment that must never be written.
+FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
+TINY = Shared("glmkit-e2e", 18080, ("--vendor", "cpu", "--port", "18080", "--restart",
+                                    "unless-stopped", "--max-model-len", "2048"),
+              env={"HF_TOKEN": FAKE_TOKEN})
+
+# One server with an API key for test_agents_e2e.py and test_faults_e2e.py, the union of
+# what each needs: an open port (0.0.0.0: faults; clients still reach it on 127.0.0.1),
+# MTP speculative decoding (faults: tool calls parse the same with drafts), aliases
+# (agents: the names Claude Code and Codex ask for), cached-token details (agents: the
+# agentic workload). None of these changes what the other module's tests assert. The key
+# is given as a flag here (faults checks that flag's value is never written); the agents'
+# second server takes it from a file, so both ways stay tested.
+KEY = "e2e-key-0123456789"
+KEYED = Shared("glmkit-e2e-key", 18084, (
+    "--vendor", "cpu", "--port", "18084", "--host", "0.0.0.0", "--api-key", KEY,
+    "--enforce-eager", "--mtp", "--aliases", "claude-glm,gpt-glm", "--",
+    "--enable-prompt-tokens-details"))

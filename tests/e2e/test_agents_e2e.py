@@ -15,32 +15,56 @@ from pathlib import Path
 
 import pytest
 
-from .common import invoke, serving
+from .common import KEY, KEYED, invoke, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-agents"
-PORT = 18086
-KEY = "e2e-agents-key-0123456789"
+PROJECT, PORT = KEYED.project, KEYED.port
+OFF_PORT = 18086
 CLIS = {"@anthropic-ai/claude-code": "2.1.332", "@openai/codex": "0.171.0"}
 
 
-@pytest.fixture(scope="module")
-def clis() -> Path:
-    """The pinned CLIs' bin folder, installed once per version pair."""
+def cli_folder() -> Path:
+    """Where the pinned CLIs are installed, once per version pair."""
     home = Path(os.environ.get("GLMKIT_HOME") or Path.home() / ".cache" / "glmkit")
-    folder = home / "agent-clis" / "_".join(f"{n.rsplit('/', 1)[-1]}-{v}"
-                                             for n, v in CLIS.items())
-    bins = folder / "node_modules" / ".bin"
-    if not all((bins / b).exists() for b in ("claude", "codex")):
-        npm = shutil.which("npm")
-        if npm is None:
+    return home / "agent-clis" / "_".join(f"{n.rsplit('/', 1)[-1]}-{v}"
+                                          for n, v in CLIS.items())
+
+
+def installed(folder: Path) -> bool:
+    return all((folder / "node_modules" / ".bin" / b).exists() for b in ("claude", "codex"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def npm_install() -> Iterator[subprocess.Popen[str] | None]:
+    """npm's install of the CLIs, started before the module's first test so that it runs
+    while the server starts (where nothing is cached yet: a fresh machine); None when
+    they are installed already or npm is missing."""
+    folder, npm = cli_folder(), shutil.which("npm")
+    if installed(folder) or npm is None:
+        yield None
+        return
+    proc = subprocess.Popen([npm, "install", "--prefix", str(folder), "--no-audit",
+                             "--no-fund", *(f"{n}@{v}" for n, v in CLIS.items())],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:  # the module ended first (-k, Ctrl-C): no stray npm
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def clis(npm_install: subprocess.Popen[str] | None) -> Path:
+    """The pinned CLIs' bin folder."""
+    folder = cli_folder()
+    if not installed(folder):
+        if npm_install is None:
             pytest.fail("the agent CLI tests need npm (apt-get install npm)")
-        done = subprocess.run([npm, "install", "--prefix", str(folder), "--no-audit",
-                               "--no-fund", *(f"{n}@{v}" for n, v in CLIS.items())],
-                              capture_output=True, text=True, timeout=900, check=False)
-        assert done.returncode == 0, done.stderr[-2000:]
-    return bins
+        _, err = npm_install.communicate(timeout=900)
+        assert npm_install.returncode == 0, err[-2000:]
+    return folder / "node_modules" / ".bin"
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +75,11 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(key_file: Path) -> Iterator[subprocess.CompletedProcess[str]]:
-    # Cached tokens per response for the agentic workload (the last test).
-    with serving(PROJECT, "--vendor", "cpu", "--port", str(PORT), "--enforce-eager",
-                 "--aliases", "claude-glm,gpt-glm", "--api-key-file", str(key_file), "--",
-                 "--enable-prompt-tokens-details") as done:
-        yield done
+@pytest.fixture
+def server(keyed_server: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """The session's server with a key, aliases and cached tokens per response (for the
+    agentic workload, the last test): KEYED, shared with test_faults_e2e.py."""
+    return keyed_server
 
 
 def printed(up_stdout: str, client: str) -> tuple[dict[str, str], list[str]]:
@@ -123,8 +145,9 @@ def test_codex_completes_a_prompt_through_the_responses_api(
 
 def test_agentic_workload_reports_prefix_caching_on_vs_off_per_turn(
         server: object, key_file: Path) -> None:
-    off = f"{PROJECT}-off"
-    with serving(off, "--vendor", "cpu", "--port", str(PORT + 1), "--enforce-eager",
+    off = "glmkit-e2e-agents-off"
+    # Its key from a file, the shared server's from a flag: both ways served for real.
+    with serving(off, "--vendor", "cpu", "--port", str(OFF_PORT), "--enforce-eager",
                  "--bench-mode", "--no-smoke", "--api-key-file", str(key_file), "--",
                  "--enable-prompt-tokens-details"):
         done = invoke("bench", "--project", PROJECT, "--workload", "agentic",

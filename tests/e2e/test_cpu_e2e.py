@@ -11,26 +11,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .common import ROOT, invoke, serving
+from .common import FAKE_TOKEN, ROOT, TINY, invoke
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e"
-PORT = 18080
-BASE = f"http://127.0.0.1:{PORT}"
+PROJECT, PORT, BASE, SERVE = TINY.project, TINY.port, TINY.base, TINY.up_args
 MODEL = "glmkit/glm-tiny"
-FAKE_TOKEN = "hf_e2eFakeTokenThatMustNeverBeWritten0000"
-# `up`'s default restart policy, named since tests otherwise run with --restart no; a
-# context smaller than the tiny model's, so the recipe workload is fitted to it.
-SERVE = ("--vendor", "cpu", "--port", str(PORT), "--restart", "unless-stopped",
-         "--max-model-len", "2048")
 
 
 def docker(*args: str) -> str:
@@ -43,14 +35,10 @@ def project_containers(project: str) -> list[str]:
     return out.split()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[subprocess.CompletedProcess[str]]:
-    try:
-        docker("info")
-    except (OSError, subprocess.CalledProcessError):
-        pytest.fail("e2e tests need a running Docker engine (scripts/install-docker.sh)")
-    with serving(PROJECT, *SERVE, env={"HF_TOKEN": FAKE_TOKEN}) as done:
-        yield done
+@pytest.fixture
+def server(tiny_server: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """The session's keyless tiny server (tests/e2e/conftest.py), started once."""
+    return tiny_server
 
 
 def chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +238,9 @@ def test_sweep_interrupted_resumed_and_compared(server: object) -> None:
     assert len(csv_lines) == 1 + 3 + 2
 
 
+# The server restarts (a minute of the session's only keyless server): after the tests
+# that need it as it is.
+@pytest.mark.ends_server
 def test_a_crashed_server_comes_back_and_status_counts_it(server: object) -> None:
     (container,) = project_containers(PROJECT)
     # vLLM is PID 1: ending it is a crash as Docker sees it, not a `docker stop`.
@@ -307,6 +298,7 @@ def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
         invoke("down", "--project", "glmkit-e2e-crash", timeout=120)
 
 
+@pytest.mark.ends_server  # replaces the shared server with another configuration
 def test_up_with_a_changed_config_recreates_the_server(server: object) -> None:
     before = docker("inspect", "--format", "{{.Id}}", project_containers(PROJECT)[0])
     # GLM-4.7/5.x's tool parser this time: the same answers must parse the same.
@@ -321,6 +313,7 @@ def test_up_with_a_changed_config_recreates_the_server(server: object) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.ends_server  # the shared server's end
 def test_down_removes_everything_and_is_idempotent(server: object) -> None:
     done = invoke("down", "--project", PROJECT, timeout=120)
     assert done.returncode == 0

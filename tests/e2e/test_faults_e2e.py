@@ -8,20 +8,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from .common import ROOT, invoke, serving
+from .common import KEY, KEYED, ROOT, invoke
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-key"
-PORT = 18084
-BASE = f"http://127.0.0.1:{PORT}"
-KEY = "e2e-key-0123456789"
+PROJECT, BASE = KEYED.project, KEYED.base
 
 
 def inspect(field: str) -> object:
@@ -33,12 +29,11 @@ def inspect(field: str) -> object:
     return json.loads(out)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[subprocess.CompletedProcess[str]]:
-    # MTP speculative decoding on too: tool calls must parse the same with drafts.
-    with serving(PROJECT, "--vendor", "cpu", "--port", str(PORT), "--host", "0.0.0.0",
-                 "--api-key", KEY, "--enforce-eager", "--mtp") as done:
-        yield done
+@pytest.fixture
+def server(keyed_server: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """The session's server with a key on an open port, MTP speculative decoding on too
+    (tool calls must parse the same with drafts): KEYED, shared with test_agents_e2e.py."""
+    return keyed_server
 
 
 def test_open_port_needs_the_key_and_the_smoke_test_sent_it(
@@ -104,6 +99,7 @@ def test_bench_authenticates_with_the_servers_key(server: object) -> None:
         assert KEY not in file.read_text()
 
 
+@pytest.mark.ends_server  # kills the shared server: after its other tests
 def test_server_killed_mid_sweep_keeps_finished_points(server: object) -> None:
     before = set((ROOT / "results").glob("*"))
     proc = subprocess.Popen(

@@ -1,0 +1,114 @@
+"""The e2e layer's shared servers (tests/e2e/conftest.py), with `invoke` faked: users of
+one server run together, the tests that end it last, and every server comes down after
+its last user or at the session's end, even when its start failed."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.e2e import conftest
+from tests.e2e.common import KEYED, TINY
+
+
+@dataclass
+class Item:
+    nodeid: str
+    fixturenames: tuple[str, ...] = ()
+    ends: bool = False
+    config: Any = None
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return object() if name == "ends_server" and self.ends else None
+
+
+@dataclass
+class Config:
+    stash: pytest.Stash = field(default_factory=pytest.Stash)
+
+
+def ordered(items: list[Item]) -> list[str]:
+    config = Config()
+    for item in items:
+        item.config = config
+    conftest.pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
+    return [item.nodeid for item in items]
+
+
+def test_users_of_one_server_run_together_and_its_ending_tests_last() -> None:
+    items = [Item("e2e/test_agents.py::a", ("keyed_server",)),
+             Item("e2e/test_cpu.py::crash", ("tiny_server",), ends=True),
+             Item("e2e/test_cpu.py::chat", ("tiny_server",)),
+             Item("e2e/test_faults.py::kill", ("keyed_server",), ends=True),
+             Item("e2e/test_faults.py::check", ("keyed_server",)),
+             Item("e2e/test_flags.py::flags"),
+             Item("unit/test_x.py::x")]
+    assert ordered(items) == ["e2e/test_agents.py::a", "e2e/test_faults.py::check",
+                              "e2e/test_faults.py::kill", "e2e/test_cpu.py::chat",
+                              "e2e/test_cpu.py::crash", "e2e/test_flags.py::flags",
+                              "unit/test_x.py::x"]
+    # A module that ends the server goes after the group's other modules.
+    items = [Item("e2e/test_faults.py::kill", ("keyed_server",), ends=True),
+             Item("e2e/test_cpu.py::chat", ("tiny_server",)),
+             Item("e2e/test_agents.py::a", ("keyed_server",))]
+    assert ordered(items) == ["e2e/test_agents.py::a", "e2e/test_faults.py::kill",
+                              "e2e/test_cpu.py::chat"]
+
+
+def fake_invoke(calls: list[tuple[str, ...]], fail_up: set[str] | None = None) -> Any:
+    def invoke(*args: str, **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(args[:3])
+        failed = args[0] == "up" and args[2] in (fail_up or set())
+        return subprocess.CompletedProcess(list(args), 1 if failed else 0, "started", "")
+    return invoke
+
+
+def test_a_server_starts_once_and_comes_down_after_its_last_user(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(conftest, "invoke", fake_invoke(calls))
+    items = [Item("e2e/test_a.py::one", ("tiny_server",)),
+             Item("e2e/test_a.py::two", ("tiny_server",)), Item("e2e/test_b.py::other")]
+    ordered(items)
+    servers = conftest.Servers()
+    items[0].config.stash[conftest.SERVERS] = servers
+    assert servers.get(TINY) is servers.get(TINY)
+    assert calls == [("up", "--project", TINY.project)]
+
+    def teardown(item: Item, nextitem: Item | None) -> None:
+        hook = conftest.pytest_runtest_teardown(item, nextitem)  # type: ignore[arg-type]
+        next(hook)
+        with pytest.raises(StopIteration):
+            next(hook)
+
+    teardown(items[0], items[1])
+    assert calls == [("up", "--project", TINY.project)]  # a later test still needs it
+    teardown(items[1], items[2])
+    assert calls[-1] == ("down", "--project", TINY.project) and not servers.up
+    servers.down_all()  # the session's end: once more, harmless ("nothing was running")
+    assert calls[-1] == ("down", "--project", TINY.project) and servers.started == []
+
+
+def test_a_failed_start_is_brought_down_and_not_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(conftest, "invoke", fake_invoke(calls, fail_up={KEYED.project}))
+    servers = conftest.Servers()
+    servers.get(TINY)
+    with pytest.raises(pytest.fail.Exception, match="exited 1"):
+        servers.get(KEYED)
+    assert calls[-1] == ("down", "--project", KEYED.project)
+    with pytest.raises(pytest.fail.Exception, match="did not start"):
+        servers.get(KEYED)
+    assert [c[0] for c in calls].count("up") == 2
+    calls.clear()
+    servers.down_all()  # whatever an interrupted session left, newest first
+    assert calls == [("down", "--project", KEYED.project), ("down", "--project", TINY.project)]
+
+
+def test_sigterm_unwinds_like_ctrl_c() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        conftest._sigterm(15, None)
