@@ -123,6 +123,14 @@ class ClusterPlan(Defaults):
     def api_probe_url(self) -> str | None:
         return None  # the head's probe inside its container is the check
 
+    def pod_args(self, *, rank: str, master: str, headless: bool) -> tuple[str, ...]:
+        """An mp node's command for a pod of its own network (a Kubernetes export): the
+        API on the container's port, the rank and head's address as given."""
+        return mp_node_args(self.base.command.argv(parallel=False),
+                            ("--tensor-parallel-size", str(self.tensor_parallel),
+                             "--pipeline-parallel-size", str(self.pipeline_parallel)),
+                            len(self.nodes), rank=rank, master=master, headless=headless)
+
     def describe(self) -> list[str]:
         """The layout and the ports that must be open between nodes, in words."""
         dp = (f", {self.data_parallel_local} DP ranks per node" if self.engine == "dp"
@@ -211,12 +219,9 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: Engine, *,
         parallel = ["--tensor-parallel-size", str(tp), "--pipeline-parallel-size", str(pp)]
         if engine == "mp":
             for node in nodes:
-                args = [*common, *parallel, "--distributed-executor-backend", "mp",
-                        "--nnodes", str(n), "--node-rank", str(node.rank),
-                        "--master-addr", head_addr, "--master-port", str(MASTER_PORT)]
-                if not node.is_head:
-                    args.append("--headless")
-                node_args[node.name] = tuple(args)
+                node_args[node.name] = mp_node_args(
+                    common, parallel, n, rank=str(node.rank), master=head_addr,
+                    headless=not node.is_head)
         else:  # ray: containers run Ray; the head then serves on the formed cluster
             for node in nodes:
                 node_args[node.name] = _ray_start(node, head_addr, real)
@@ -226,6 +231,15 @@ def build_cluster(base: ServePlan, nodes: tuple[Node, ...], engine: Engine, *,
                        pipeline_parallel=pp or 1, data_parallel_local=dp_local,
                        gpus_per_node=gpus_per_node, ifname=ifname, rdma=rdma,
                        node_args=node_args, head_command=head_command)
+
+
+def mp_node_args(common: Sequence[str], parallel: Sequence[str], nodes: int, *, rank: str,
+                 master: str, headless: bool) -> tuple[str, ...]:
+    """One node's `vllm serve` with vLLM's native multi-node runtime; the rank and the
+    head's address as given (a Kubernetes pod's come from its environment)."""
+    return (*common, *parallel, "--distributed-executor-backend", "mp", "--nnodes",
+            str(nodes), "--node-rank", rank, "--master-addr", master, "--master-port",
+            str(MASTER_PORT), *(("--headless",) if headless else ()))
 
 
 def _ray_start(node: Node, head_addr: str, real: bool) -> tuple[str, ...]:

@@ -149,29 +149,22 @@ def single_node(plan: ServePlan) -> list[dict[str, Any]]:
     return [_pvc(plan, shared=False), deployment, _service(plan, None)]
 
 
-def _lws_args(args: tuple[str, ...], worker: bool) -> list[str]:
-    """A node's argv as a pod runs it: the leader found through LWS's environment, the API
-    on the pod's own port (the node's --host/--port belong to a host network)."""
-    out = list(args)
-    for flag, value in (("--master-addr", KubeRef("LWS_LEADER_ADDRESS")),
-                        ("--node-rank", KubeRef("LWS_WORKER_INDEX") if worker else "0"),
-                        ("--host", "0.0.0.0"), ("--port", str(CONTAINER_PORT))):
-        out = with_flag(out, flag, value)
-    return out
-
-
 def multi_node(cluster: ClusterPlan) -> list[dict[str, Any]]:
     plan = cluster.base
     _check_exportable(plan, _LWS_NAME_MAX)
     if cluster.engine != "mp":
         raise UsageError("The Kubernetes export spans nodes with vLLM's native engine "
                          "(--engine mp); LeaderWorkerSet starts Ray or DP groups differently.")
-    head = cluster.node_args[cluster.nodes[0].name]
-    worker = cluster.node_args[cluster.nodes[1].name]
+    # The leader found through LWS's environment, the API on the pod's own port (the
+    # nodes' --host/--port belong to a host network).
+    leader_at = KubeRef("LWS_LEADER_ADDRESS")
+    head = cluster.pod_args(rank="0", master=leader_at, headless=False)
+    worker = cluster.pod_args(rank=KubeRef("LWS_WORKER_INDEX"), master=leader_at,
+                              headless=True)
     gpus = cluster.gpus_per_node if plan.vendor.has_gpus else 0
-    leader = _pod(plan, _container(plan, _lws_args(head, worker=False), gpus, probes=True),
+    leader = _pod(plan, _container(plan, list(head), gpus, probes=True),
                   _labels(plan, "leader"))
-    workers = _pod(plan, _container(plan, _lws_args(worker, worker=True), gpus, probes=False),
+    workers = _pod(plan, _container(plan, list(worker), gpus, probes=False),
                    _labels(plan, "worker"))
     lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
            "metadata": {"name": plan.project, "labels": _labels(plan)},
