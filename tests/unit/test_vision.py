@@ -29,24 +29,51 @@ def test_the_tiny_vision_model_is_a_catalog_vision_model_made_locally() -> None:
     assert decide_facts(resolve_model("zai-org/GLM-4.5V"), ()).tiny is None
 
 
-def test_tiny_model_hashes_cover_the_scripts_each_model_imports(tmp_path: Path) -> None:
+def test_tiny_model_hashes_cover_both_scripts_and_the_kind(tmp_path: Path) -> None:
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    for name in ("make_tiny_glm.py", "train_tiny_tools.py", "make_tiny_glm_vision.py",
-                 "train_tiny_vision.py"):
+    for name in (tiny_model.GENERATOR, tiny_model.TRAINER):
         (scripts / name).write_text(name)
     text, vision = (tiny_model.recipe_hash(scripts, 2, k)
                     for k in (tiny_model.TEXT, tiny_model.VISION))
-    assert text != vision
-    # The vision model uses the text model's tokenizer and training helpers: a change there
-    # makes it again; a change to the vision scripts leaves the text model alone.
-    (scripts / "make_tiny_glm.py").write_text("changed")
+    assert text != vision  # the same scripts make both: the kind tells them apart
+    # Both models come from both scripts (#28): a change to either makes both again.
+    (scripts / tiny_model.GENERATOR).write_text("changed")
     assert tiny_model.recipe_hash(scripts, 2, tiny_model.VISION) != vision
-    (scripts / "train_tiny_vision.py").write_text("changed")
-    assert tiny_model.recipe_hash(scripts, 2, tiny_model.TEXT) != text  # make_tiny_glm changed
-    before = tiny_model.recipe_hash(scripts, 2, tiny_model.TEXT)
-    (scripts / "make_tiny_glm_vision.py").write_text("changed again")
-    assert tiny_model.recipe_hash(scripts, 2, tiny_model.TEXT) == before
+    assert tiny_model.recipe_hash(scripts, 2, tiny_model.TEXT) != text
+    text, vision = (tiny_model.recipe_hash(scripts, 2, k)
+                    for k in (tiny_model.TEXT, tiny_model.VISION))
+    (scripts / tiny_model.TRAINER).write_text("changed")
+    assert tiny_model.recipe_hash(scripts, 2, tiny_model.VISION) != vision
+    assert tiny_model.recipe_hash(scripts, 2, tiny_model.TEXT) != text
+    assert tiny_model.recipe_hash(scripts, 4, tiny_model.VISION) != \
+        tiny_model.recipe_hash(scripts, 2, tiny_model.VISION)
+    assert sorted(p.name for p in (ROOT / "scripts").glob("*tiny*.py")) == \
+        sorted((tiny_model.GENERATOR, tiny_model.TRAINER))  # no third script to miss
+
+
+@pytest.mark.parametrize("kind", [tiny_model.TEXT, tiny_model.VISION])
+def test_tiny_models_come_from_the_same_two_scripts_in_the_cpu_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: tiny_model.TinyKind) -> None:
+    """--vision reaches the generator as an argument of its own, after the layers; the
+    trainer reads the kind from the model it is given."""
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: object) -> None:
+        calls.append(argv)
+        (out,) = (a.removesuffix(":/out") for a in argv if a.endswith(":/out"))
+        (Path(out) / tiny_model.INFO).write_text("{}")  # what the scripts leave there
+
+    monkeypatch.setattr(tiny_model, "run", fake_run)
+    assert tiny_model.generate("img", tmp_path / "m", ROOT / "scripts", layers=4, kind=kind)
+    (argv,) = calls
+    script = argv[argv.index("-c") + 1]
+    assert script.count("/glmkit-scripts/") == 2 and tiny_model.GENERATOR in script \
+        and tiny_model.TRAINER in script
+    assert argv[argv.index("-c") + 2:] == ["sh", "4", *kind.generator_args]
+    assert ("--vision" in argv) == (kind is tiny_model.VISION)
+    recipe = tiny_model.recipe_hash(ROOT / "scripts", 4, kind)
+    assert tiny_model.is_current(tmp_path / "m", recipe)
 
 
 def test_tiny_vision_serves_with_the_vision_flags_the_cpu_build_accepts(tmp_path: Path) -> None:

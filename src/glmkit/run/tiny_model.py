@@ -5,8 +5,9 @@ It is generated inside the CPU vLLM image (torch, transformers and tokenizers ar
 already there), so the host needs nothing but Docker: random weights first
 (make_tiny_glm.py), then about a minute and a half of training on the tool-call
 conformance cases (train_tiny_tools.py, data/tool_cases.json) so that `tool_choice:
-auto` parses real GLM markup. The folder records a hash of what made it, and is made
-again when the scripts or the cases change.
+auto` parses real GLM markup; the same two scripts make the vision model, with --vision.
+The folder records a hash of what made it, and is made again when the scripts, the
+kind or the cases change.
 """
 
 from __future__ import annotations
@@ -30,14 +31,11 @@ INFO = "glmkit-tiny.json"
 
 @dataclass(frozen=True)
 class TinyKind:
-    generator: str
-    trainer: str
-    uses: tuple[str, ...] = ()  # scripts it imports from, which make it too
+    generator_args: tuple[str, ...] = ()  # the trainer reads the kind from the model
 
 
-TEXT = TinyKind(GENERATOR, TRAINER)
-# The vision model reuses the text model's tokenizer and training helpers.
-VISION = TinyKind("make_tiny_glm_vision.py", "train_tiny_vision.py", (GENERATOR, TRAINER))
+TEXT = TinyKind()
+VISION = TinyKind(("--vision",))
 
 
 def kind_of(tiny: TinyModel) -> TinyKind:
@@ -46,9 +44,9 @@ def kind_of(tiny: TinyModel) -> TinyKind:
 
 
 def recipe_hash(scripts_dir: Path, layers: int, kind: TinyKind = TEXT) -> str:
-    """What makes the model: its scripts (and those they import), the cases, the layers."""
-    digest = hashlib.sha256(str(layers).encode())
-    for name in (kind.generator, kind.trainer, *kind.uses):
+    """What makes the model: the scripts, the kind, the cases, the layers."""
+    digest = hashlib.sha256(json.dumps([layers, *kind.generator_args]).encode())
+    for name in (GENERATOR, TRAINER):
         digest.update((scripts_dir / name).read_bytes())
     digest.update(CASES.read_bytes())
     return digest.hexdigest()[:16]
@@ -77,9 +75,9 @@ def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
             "-v", f"{CASES.parent.resolve()}:/glmkit-data:ro",
             "-v", f"{staging.resolve()}:/out",
             "--entrypoint", "sh", image, "-c",
-            f"python3 /glmkit-scripts/{kind.generator} /out --layers \"$1\" && "
-            f"python3 /glmkit-scripts/{kind.trainer} /out /glmkit-data/{CASES.name}", "sh",
-            str(layers)]
+            f"layers=$1; shift; python3 /glmkit-scripts/{GENERATOR} /out --layers \"$layers\" "
+            f"\"$@\" && python3 /glmkit-scripts/{TRAINER} /out /glmkit-data/{CASES.name}",
+            "sh", str(layers), *kind.generator_args]
     try:
         run(argv)
     except CommandFailed as err:
