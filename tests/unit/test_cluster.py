@@ -184,3 +184,14 @@ def test_the_recipes_multi_node_strategies_pick_the_layout() -> None:
     head = cluster.node_args[cluster.nodes[0].name]
     assert arg(head, "--tensor-parallel-size") == "16"
     assert "--enable-expert-parallel" in head
+
+
+def test_nodes_count_is_ascii_digits_and_bounded() -> None:
+    from glmkit.host.nodes import parse_nodes_setting
+
+    assert parse_nodes_setting("00002").count == 2
+    # "²" passed str.isdigit() and then broke int(); 5,000 digits broke int() too.
+    for bad in ("²", "٣", "1" * 5000, "9" * 10):
+        with pytest.raises(UsageError, match="--nodes") as err:
+            parse_nodes_setting(bad)
+        assert len(str(err.value)) < 200

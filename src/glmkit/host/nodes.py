@@ -55,11 +55,13 @@ class Nodes:
 def parse_nodes_setting(text: str) -> Nodes:
     """--nodes as given: a count (1 to MAX_NODES) or NAME=HOST machines, the head first."""
     text = text.strip()
-    if text.isdigit():
-        count = int(text)
+    # ASCII digits only: str.isdigit() takes "²" (int() refuses it) and "٣"; 4,300 digits
+    # and more are refused by int() itself.
+    if re.fullmatch(r"[0-9]+", text):
+        count = int(text) if len(text) <= 9 else MAX_NODES + 1
         if not 1 <= count <= MAX_NODES:
             raise UsageError(f"--nodes must be a whole number from 1 to {MAX_NODES}, got "
-                             f"{count}.")
+                             f"{text[:20]}{'…' if len(text) > 20 else ''}.")
         return Nodes(count=count, text=text)
     machines = _machines(text)
     return Nodes(count=len(machines), machines=machines, text=text)
