@@ -82,3 +82,15 @@ def test_nodes_vendor_and_strategy_are_types_parsed_once() -> None:
     # A count is any number of machines to plan for; a simulated cluster takes 2 to 16.
     with pytest.raises(UsageError, match="give 2 to 16 nodes"):
         resolve_settings({"nodes": "1"}, None, {})[0].nodes.cluster()  # type: ignore[union-attr]
+
+
+def test_bad_numbers_and_vendors_are_not_echoed_whole() -> None:
+    from glmkit.host.settings import number
+    from glmkit.host.vendors import resolve_vendor
+
+    # A pasted wall of text made a 5,000-character "one line".
+    for call in (lambda: number("9" * 5000 + "x", int, "context"),
+                 lambda: resolve_vendor("x" * 5000)):
+        with pytest.raises(UsageError) as err:
+            call()
+        assert len(str(err.value)) < 200

@@ -466,14 +466,15 @@ def number(value: Any, kind: type[int] | type[float], option: str,
            minimum: float | None = None, *, required: bool = False) -> Any:
     """An optional numeric option given as text; a usage error when it is not a finite
     number (or is below `minimum`, or is empty where `required`)."""
+    shown = repr(value)[:40]  # a pasted wall of digits is not echoed whole
     try:
         result = None if value in (None, "") else kind(value)
     except (ValueError, OverflowError):
-        raise UsageError(f"--{option}: expected a number, got {value!r}.") from None
+        raise UsageError(f"--{option}: expected a number, got {shown}.") from None
     if result is None and required:
-        raise UsageError(f"--{option}: expected a number, got {value!r}.")
+        raise UsageError(f"--{option}: expected a number, got {shown}.")
     if isinstance(result, float) and not math.isfinite(result):  # inf, nan: no budget
-        raise UsageError(f"--{option}: expected a finite number, got {value!r}.")
+        raise UsageError(f"--{option}: expected a finite number, got {shown}.")
     if result is not None and minimum is not None and not result >= minimum:
-        raise UsageError(f"--{option} must be at least {minimum:g}, got {value}.")
+        raise UsageError(f"--{option} must be at least {minimum:g}, got {str(value)[:40]}.")
     return result

@@ -127,5 +127,5 @@ def resolve_vendor(name: str) -> VendorProfile:
     profile = _ALIASES.get(name.strip().lower())
     if profile is None:
         choices = ", ".join(sorted(_ALIASES))
-        raise UsageError(f"Unknown vendor {name!r}. Choose one of: {choices}.")
+        raise UsageError(f"Unknown vendor {name[:40]!r}. Choose one of: {choices}.")
     return profile
