@@ -55,8 +55,15 @@ class Servers:
         invoke("down", "--project", spec.project, timeout=120, env=spec.env)
 
     def down_all(self) -> None:
+        # Every server is tried: one `down` that times out must not leave the rest up.
+        errors: list[BaseException] = []
         while self.started:
-            self.down(self.started.pop())
+            try:
+                self.down(self.started.pop())
+            except Exception as err:  # raised below, once all were tried
+                errors.append(err)
+        if errors:
+            raise errors[0]
 
 
 def docker_running() -> bool:

@@ -112,3 +112,22 @@ def test_a_failed_start_is_brought_down_and_not_tried_again(
 def test_sigterm_unwinds_like_ctrl_c() -> None:
     with pytest.raises(KeyboardInterrupt):
         conftest._sigterm(15, None)
+
+
+def test_a_down_that_times_out_leaves_no_other_server_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    ok = fake_invoke(calls)
+
+    def invoke(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        result = ok(*args, **kwargs)
+        if args[:3] == ("down", "--project", KEYED.project):
+            raise subprocess.TimeoutExpired(list(args), 120)
+        return result
+    monkeypatch.setattr(conftest, "invoke", invoke)
+    servers = conftest.Servers()
+    servers.get(TINY)
+    servers.get(KEYED)
+    with pytest.raises(subprocess.TimeoutExpired):
+        servers.down_all()  # KEYED, newest, first: its timeout used to end the loop there
+    assert calls[-1] == ("down", "--project", TINY.project) and servers.started == []
