@@ -14,12 +14,14 @@ from __future__ import annotations
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import pytest
 
 from .common import KEYED, TINY, Shared, invoke
 
+HERE = Path(__file__).resolve().parent
 SHARED = {"tiny_server": TINY, "keyed_server": KEYED}
 LAST_USERS = pytest.StashKey[dict[str, str]]()
 SERVERS = pytest.StashKey["Servers"]()
@@ -107,6 +109,10 @@ def keyed_server(servers: Servers) -> subprocess.CompletedProcess[str]:
 
 
 def _uses(item: pytest.Item) -> list[str]:
+    """The shared servers an e2e test uses (a test elsewhere may have a fixture of the
+    same name: tests/unit/test_api_check.py's keyed_server is a fake)."""
+    if HERE not in Path(item.path).resolve().parents:
+        return []
     return [name for name in SHARED if name in getattr(item, "fixturenames", ())]
 
 

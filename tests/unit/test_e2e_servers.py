@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,11 @@ class Item:
     fixturenames: tuple[str, ...] = ()
     ends: bool = False
     config: Any = None
+
+    @property
+    def path(self) -> Path:
+        folder, _, name = self.nodeid.split("::")[0].rpartition("/")
+        return (conftest.HERE if folder == "e2e" else conftest.HERE.parent / folder) / name
 
     def get_closest_marker(self, name: str) -> object | None:
         return object() if name == "ends_server" and self.ends else None
@@ -45,11 +51,14 @@ def test_users_of_one_server_run_together_and_its_ending_tests_last() -> None:
              Item("e2e/test_faults.py::kill", ("keyed_server",), ends=True),
              Item("e2e/test_faults.py::check", ("keyed_server",)),
              Item("e2e/test_flags.py::flags"),
-             Item("unit/test_x.py::x")]
+             # A fixture of the same name outside tests/e2e is not the shared server.
+             Item("unit/test_x.py::x", ("keyed_server",))]
     assert ordered(items) == ["e2e/test_agents.py::a", "e2e/test_faults.py::check",
                               "e2e/test_faults.py::kill", "e2e/test_cpu.py::chat",
                               "e2e/test_cpu.py::crash", "e2e/test_flags.py::flags",
                               "unit/test_x.py::x"]
+    assert items[0].config.stash[conftest.LAST_USERS] == {
+        "keyed_server": "e2e/test_faults.py::kill", "tiny_server": "e2e/test_cpu.py::crash"}
     # A module that ends the server goes after the group's other modules.
     items = [Item("e2e/test_faults.py::kill", ("keyed_server",), ends=True),
              Item("e2e/test_cpu.py::chat", ("tiny_server",)),
