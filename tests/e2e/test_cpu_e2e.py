@@ -199,12 +199,20 @@ def test_bench_default_is_the_recipe_run_fitted_to_context(server: object) -> No
     assert (run_dir / "metrics.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def sigint_default() -> None:
+    """The bench takes Ctrl-C as a user's shell delivers it, even where pytest was started
+    with SIGINT ignored (a background `cmd &` without job control ignores it and children
+    inherit that: the bench then ran to its end and the interrupt was never tested)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sweep_interrupted_resumed_and_compared(server: object) -> None:
     before = existing_runs()
     args = ["bench", "--project", PROJECT, "--workload", "custom", "--input-len", "64",
             "--output-len", "64", "--batch", "1,4,8"]
     proc = subprocess.Popen([sys.executable, "-m", "invoke", *args, "--label", "first"],
-                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=sigint_default)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         runs = new_runs(before)
