@@ -122,3 +122,14 @@ def test_small_task_options_apply_the_table_default_and_parse_once() -> None:
         task_option("bench_data", "rows", "0")
     with pytest.raises(UsageError, match="--tail must be at most"):
         task_option("logs", "tail", str(1 << 40))
+
+
+def test_a_task_options_limit_is_written_as_a_whole_number() -> None:
+    import pytest
+
+    from glmkit.errors import UsageError
+    from glmkit.host.settings import task_option
+
+    # {:g} wrote the limit as "1.04858e+06".
+    with pytest.raises(UsageError, match=r"--tail must be at most 1,048,576, got 9+\.$"):
+        task_option("logs", "tail", "99999999999")

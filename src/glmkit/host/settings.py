@@ -299,7 +299,9 @@ def task_option(task: str, name: str, value: Any) -> Any:
     low, high = f.metadata["range"]
     result = number(value, int if f.type == "int" else float, option, low, required=True)
     if high is not None and result > high:
-        raise UsageError(f"--{option} must be at most {high:g}, got {value}.")
+        # {:g} wrote 1 << 20 as 1.04858e+06
+        limit = f"{high:,}" if f.type == "int" else f"{high:g}"
+        raise UsageError(f"--{option} must be at most {limit}, got {str(value)[:40]}.")
     return result
 
 
