@@ -166,3 +166,16 @@ def test_doctor_checks_the_model_and_image_of_the_plan_up_makes(
                                        gpus="0,1,2,3", port=18099), {"model": "flag"}, env)
     assert refused[0].name == "plan" and refused[0].status == "fail"
     assert "needs about 857 GB" in refused[0].detail
+
+
+def test_a_detected_or_given_gpus_gib_are_not_compared_as_gb() -> None:
+    from glmkit.knowledge.resolver import HardwareTarget
+
+    # nvidia-smi's 81,559 MiB on an H100: 79.6 GiB, 85.5 GB. Compared with the recipes'
+    # vram_minimum_gb as if GB, a real H100 fell short of a recipe's 80 that `--gpu h100`
+    # (the label, 80 GB) met, and `plan` printed the GiB as "GB".
+    detected = HardwareTarget("h100", "NVIDIA", "hopper", 8, 79.6)
+    assert detected.describe() == "8 × H100 (79.6 GiB)"
+    assert 85.4 < detected.gpu_gb < 85.5 and detected.vram_gb >= 8 * 80
+    label = HardwareTarget("h100", "NVIDIA", "hopper", 8, 80.0, memory_given=False)
+    assert label.describe() == "8 × H100 (80 GB)" and label.vram_gb == 640

@@ -52,18 +52,26 @@ class HardwareTarget:
     gpu_count: int
     gpu_memory_gb: float
     # False where gpu_memory_gb is the hardware list's label, not detected or given: sizing
-    # then takes what a card of the type reports (sizing.target_card).
+    # then takes what a card of the type reports (sizing.target_card). True: it is GiB
+    # (nvidia-smi's MiB / 1024, or --gpu-mem).
     memory_given: bool = True
 
     @property
+    def gpu_gb(self) -> float:
+        """GB (10^9 bytes) per GPU, what the recipes' vram_minimum_gb counts: a detected or
+        given figure is GiB, 7 % more GB (an H100's 79.6 GiB is 85.5 GB, its label 80)."""
+        return self.gpu_memory_gb * 2**30 / 1e9 if self.memory_given else self.gpu_memory_gb
+
+    @property
     def vram_gb(self) -> float:
-        return self.gpu_count * self.gpu_memory_gb
+        return self.gpu_count * self.gpu_gb
 
     def describe(self) -> str:
         if self.brand == "CPU":
             return "CPU"
+        unit = "GiB" if self.memory_given else "GB"
         return f"{self.gpu_count} × {(self.id or self.generation).upper()} " \
-               f"({self.gpu_memory_gb:g} GB)"
+               f"({self.gpu_memory_gb:g} {unit})"
 
 
 CPU_TARGET = HardwareTarget(None, "CPU", "cpu", 1, 0.0)
@@ -157,7 +165,7 @@ def target_for(book: RecipeBook, gpu: str, count: int | None,
     if memory_gb is None:
         known = ", ".join(sorted(book.hardware))
         raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "
-                         "with --gpu-mem GB.")
+                         "with --gpu-mem GiB.")
     if vendor is not None and vendor.has_gpus:
         brand = vendor.brand
     else:
@@ -223,7 +231,7 @@ def single_node_tp(recipe: Recipe, variant: Variant, hw: HardwareTarget) -> int:
         if isinstance(value, int) and value > 0:
             return value if hw.brand == "CPU" else min(value, hw.gpu_count)
     need = float(variant.vram_minimum_gb or 0)
-    if need and hw.gpu_memory_gb and need <= hw.gpu_memory_gb:
+    if need and hw.gpu_gb and need <= hw.gpu_gb:
         return 1
     return hw.gpu_count
 

@@ -275,7 +275,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     if spec.vram_minimum_gb:
         verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
         rows.append(("recipe check", f"vram_minimum_gb {spec.vram_minimum_gb:g} GB {verdict} "
-                     f"the node's {target.vram_gb:g} GB ({target.describe()})"))
+                     f"the node's {round(target.vram_gb, 1):g} GB ({target.describe()})"))
     rows.append(("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
                  if kv_bytes == 1.0 else "bf16 (vLLM's default)"))
     rows += recommended

@@ -416,7 +416,7 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
     sharded = "--enable-expert-parallel" in recipe.args or \
         (dp > 1 and model.recipe is not None and model.recipe.is_moe)
     holders = tp * dp if sharded else tp
-    have = target.gpu_memory_gb * holders
+    have = round(target.gpu_gb * holders, 1)
     if model.vram_minimum_gb > have and not offload:
         raise UsageError(
             f"{model.id} needs about {model.vram_minimum_gb:g} GB (its recipe's "
