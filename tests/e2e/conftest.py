@@ -42,7 +42,13 @@ class Servers:
                         f"{self.failed[spec.project]}")
         if spec.project not in self.up:
             self.started.append(spec)  # before `up`: an interrupted start is cleaned too
-            done = invoke("up", "--project", spec.project, *spec.up_args, env=spec.env)
+            try:
+                done = invoke("up", "--project", spec.project, *spec.up_args, env=spec.env)
+            except subprocess.TimeoutExpired as err:
+                # A start that hangs is not waited for again (15 minutes) by every user.
+                self.failed[spec.project] = f"invoke up did not end in {err.timeout:g} s"
+                self.down(spec)
+                pytest.fail(f"invoke up for {spec.project}: {self.failed[spec.project]}")
             print(f"{done.stdout}\n{done.stderr}")
             if done.returncode != 0:
                 self.failed[spec.project] = done.stdout + done.stderr

@@ -140,3 +140,23 @@ def test_a_down_that_times_out_leaves_no_other_server_up(
     with pytest.raises(subprocess.TimeoutExpired):
         servers.down_all()  # KEYED, newest, first: its timeout used to end the loop there
     assert calls[-1] == ("down", "--project", TINY.project) and servers.started == []
+
+
+def test_a_start_that_times_out_is_brought_down_and_not_waited_for_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+    ok = fake_invoke(calls)
+
+    def invoke(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        result = ok(*args, **kwargs)
+        if args[0] == "up":
+            raise subprocess.TimeoutExpired(list(args), 900)
+        return result
+    monkeypatch.setattr(conftest, "invoke", invoke)
+    servers = conftest.Servers()
+    with pytest.raises(pytest.fail.Exception, match="did not end in 900 s"):
+        servers.get(TINY)
+    assert calls[-1] == ("down", "--project", TINY.project)
+    with pytest.raises(pytest.fail.Exception, match="did not start"):
+        servers.get(TINY)  # every later user waited 15 minutes more before
+    assert [c[0] for c in calls].count("up") == 1
