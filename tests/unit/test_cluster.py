@@ -195,3 +195,14 @@ def test_nodes_count_is_ascii_digits_and_bounded() -> None:
         with pytest.raises(UsageError, match="--nodes") as err:
             parse_nodes_setting(bad)
         assert len(str(err.value)) < 200
+
+
+def test_a_nodes_host_is_printable_ascii_with_a_real_port() -> None:
+    # Taken as DOCKER_HOST and printed in messages: an escape sequence, a newline or a
+    # port past 65535 passed before.
+    for host in ("ssh://gpu1/\x1b[31mX", "tcp://gpu1:2375/\n$(id)", "ssh://gpu1:99999999",
+                 "ssh://gpu1:-1", "ssh://gpu1/" + "a" * 300, "ssh://gpü1"):
+        with pytest.raises(UsageError, match="--nodes") as err:
+            parse_nodes(f"head={host},w1=ssh://gpu2")
+        assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+    assert parse_nodes("head=ssh://root@gpu1:22,w1=gpu2")[0].docker_host == "ssh://root@gpu1:22"

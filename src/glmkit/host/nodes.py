@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 from glmkit.errors import UsageError
@@ -78,7 +79,16 @@ def _machines(text: str) -> tuple[Node, ...]:
         name, sep, host = item.partition("=")
         if not sep or not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name) or not host:
             raise UsageError(f"--nodes: {item[:80]!r} is not NAME=HOST (e.g. head=ssh://gpu1).")
+        # DOCKER_HOST and every message about the node carry it: printable ASCII only (a
+        # newline or an escape sequence there would reach the terminal), a real port.
+        if len(host) > 200 or not re.fullmatch(r"[\x21-\x7e]+", host):
+            raise UsageError(f"--nodes: {name}'s host {host[:80]!r} must be printable ASCII "
+                             "without spaces, at most 200 characters.")
         url = host if "://" in host else f"ssh://{host}"
+        try:
+            urlsplit(url).port
+        except ValueError:
+            raise UsageError(f"--nodes: {host[:80]!r} has no valid port (1 to 65535).") from None
         address = re.sub(r"^[a-z]+://([^@/]*@)?", "", url).split(":")[0].split("/")[0]
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", address):
             raise UsageError(f"--nodes: cannot read a host name from {host[:80]!r}.")
