@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import socket
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from glmkit.errors import UsageError
 
@@ -86,7 +86,7 @@ def _machines(text: str) -> tuple[Node, ...]:
                              "without spaces, at most 200 characters.")
         url = host if "://" in host else f"ssh://{host}"
         try:
-            urlsplit(url).port
+            _ = urlsplit(url).port  # raises past 65535 or below 0
         except ValueError:
             raise UsageError(f"--nodes: {host[:80]!r} has no valid port (1 to 65535).") from None
         address = re.sub(r"^[a-z]+://([^@/]*@)?", "", url).split(":")[0].split("/")[0]
