@@ -179,3 +179,15 @@ def test_a_detected_or_given_gpus_gib_are_not_compared_as_gb() -> None:
     assert 85.4 < detected.gpu_gb < 85.5 and detected.vram_gb >= 8 * 80
     label = HardwareTarget("h100", "NVIDIA", "hopper", 8, 80.0, memory_given=False)
     assert label.describe() == "8 × H100 (80 GB)" and label.vram_gb == 640
+
+
+def test_an_unknown_gpu_is_not_echoed_whole() -> None:
+    from glmkit.knowledge.recipes import load_book
+    from glmkit.knowledge.resolver import target_for
+    from glmkit.knowledge.sizing import gpu_spec
+
+    # `invoke plan --gpu <3,000 characters>` printed them all on its "one line".
+    for call in (lambda: gpu_spec("h" * 3000), lambda: target_for(load_book({}), "h" * 3000, 1)):
+        with pytest.raises(UsageError) as err:
+            call()
+        assert len(str(err.value)) < 300

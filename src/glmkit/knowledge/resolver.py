@@ -164,7 +164,7 @@ def target_for(book: RecipeBook, gpu: str, count: int | None,
                               memory_given=bool(memory_gb))
     if memory_gb is None:
         known = ", ".join(sorted(book.hardware))
-        raise UsageError(f"Unknown GPU {gpu!r}: name one of {known}, or give its memory "
+        raise UsageError(f"Unknown GPU {gpu[:40]!r}: name one of {known}, or give its memory "
                          "with --gpu-mem GiB.")
     if vendor is not None and vendor.has_gpus:
         brand = vendor.brand

@@ -128,7 +128,8 @@ def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
             return spec if memory_gib is None else \
                 replace(spec, memory_gib=memory_gib, memory_source="as given (--gpu-mem)")
     if memory_gib is None:
-        raise UsageError(f"Unknown GPU {name!r}: pass --gpu-mem (GiB). Known: {', '.join(GPUS)}.")
+        raise UsageError(f"Unknown GPU {name[:40]!r}: pass --gpu-mem (GiB). Known: "
+                         f"{', '.join(GPUS)}.")
     return GpuSpec(name, memory_gib, GPUS["H100"].bandwidth_tb_s)
 
 
