@@ -94,3 +94,19 @@ def test_bad_numbers_and_vendors_are_not_echoed_whole() -> None:
         with pytest.raises(UsageError) as err:
             call()
         assert len(str(err.value)) < 200
+
+
+def test_strategy_takes_every_name_a_synced_recipe_may_give() -> None:
+    from pydantic import TypeAdapter
+
+    from glmkit.host.settings import parse_strategy
+    from glmkit.knowledge.recipe_schema import Name
+
+    # The schema admits these as strategy names; --strategy refused them by shape, so a
+    # synced recipe's strategy (or a tune winner naming it) could not be chosen.
+    for name in ("multi-node", "TP8", "dp.v2", "8gpu_tp"):
+        assert TypeAdapter(Name).validate_python(name) == name
+        assert parse_strategy(name) == name
+    for bad in ("", "-x", "a b", "x" * 65, "a\x1b"):
+        with pytest.raises(UsageError, match="--strategy"):
+            parse_strategy(bad)

@@ -28,7 +28,9 @@ RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]  # Docke
 # A recipe strategy's name. Not a closed set: synced recipes add strategies, so the
 # settings check its shape and the recipe book whether the model offers it.
 Strategy = NewType("Strategy", str)
-_STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# recipe_schema.Name's shape, which a synced strategy's name has (not imported: pydantic
+# would slow every `invoke --list`; a unit test holds the two the same).
+_STRATEGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def parse_strategy(text: str) -> Strategy:
