@@ -191,3 +191,17 @@ def test_an_unknown_gpu_is_not_echoed_whole() -> None:
         with pytest.raises(UsageError) as err:
             call()
         assert len(str(err.value)) < 300
+
+
+def test_no_offload_is_advised_past_the_weights() -> None:
+    from glmkit.knowledge.sizing import fit, gpu_spec, model_arch
+
+    # A 0.5 GiB GPU cannot hold 8,192 tokens of KV cache with no weights at all: `plan`
+    # advised --cpu-offload-gb 206 for GLM-4.5-Air's 199 GiB of weights.
+    model = CATALOG["zai-org/GLM-4.5-Air"]
+    arch = model_arch(model)
+    assert arch is not None and arch.params is not None
+    tiny = fit(model, arch, gpu_spec("GPU", 0.5), 1, "bf16")
+    assert not tiny.fits and not tiny.offload_suffices
+    h100 = fit(model, arch, gpu_spec("H100"), 1, "bf16")  # 135 GiB: a real answer
+    assert not h100.fits and h100.offload_suffices and h100.cpu_offload_gb == 135

@@ -336,6 +336,9 @@ class Fit:
     fits: bool
     kv_tokens: int = 0  # tokens the KV cache of one replica holds at once
     unit: str = "GB"  # of the two *_gb figures: GiB where vLLM's accounting sized them
+    # False where offloading every weight still leaves less than MIN_KV_TOKENS of KV cache
+    # (cpu_offload_gb is then more than the weights: no offload makes it fit).
+    offload_suffices: bool = True
 
 
 def with_mtp(arch: Arch) -> Arch:
@@ -413,7 +416,8 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
                      kv_budget_per_gpu_gb=max(0.0, shard.room - shard.weights),
                      max_model_len=min(model.max_context, shard.kv_tokens),
                      cpu_offload_gb=offload, fits=offload == 0, kv_tokens=shard.kv_tokens,
-                     unit=shard.unit)
+                     unit=shard.unit,
+                     offload_suffices=offload * GIB <= shard.weights * shard.unit_bytes)
         if chosen.fits:
             return chosen
     if chosen is None:

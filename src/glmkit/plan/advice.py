@@ -33,6 +33,7 @@ from glmkit.knowledge.resolver import (
 )
 from glmkit.knowledge.sizing import (
     ASSUMPTIONS,
+    MIN_KV_TOKENS,
     Arch,
     GpuSpec,
     PlanReport,
@@ -132,7 +133,9 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     for precision, f in report.fits.items():
         verdict = "no TP size works" if f is None else (
             f"fits at TP {f.tp} ({f.weights_per_gpu_gb:.0f} {f.unit} weights/GPU)" if f.fits else
-            f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}")
+            f"does not fit: needs --cpu-offload-gb {f.cpu_offload_gb} at TP {f.tp}"
+            if f.offload_suffices else f"does not fit at TP {f.tp}, even with every weight "
+            f"offloaded (under {MIN_KV_TOKENS:,} tokens of KV cache)")
         rows.append((f"in {precision.upper()}", verdict))
     ch = report.chosen
     rows += [("smallest fit", f"--tensor-parallel-size {ch.tp}, {ch.replicas} data-parallel "
@@ -143,7 +146,9 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
               + (f"; maximum concurrency {ch.kv_tokens / report.context:.2f}x at "
                  f"{report.context:,} tokens" if ch.kv_tokens else "")),
              ("CPU offload", f"--cpu-offload-gb {ch.cpu_offload_gb} (crosses PCIe each step: "
-              "in the TPOT bound)" if ch.cpu_offload_gb else "not needed")]
+              "in the TPOT bound)" if ch.cpu_offload_gb and ch.offload_suffices else
+              "not enough: the GPUs are too small for the KV cache alone" if ch.cpu_offload_gb
+              else "not needed")]
     if (params := report.arch.params) is not None:
         rows.insert(0, ("parameters", f"{params.total_b:.2f}B total, {params.active_b:.2f}B "
                         f"active, counted from {report.arch.source}"))

@@ -434,6 +434,11 @@ def _fit(s: Settings, model: ModelSpec, target: HardwareTarget, recipe: RecipeCo
         return estimate.max_model_len
     result = fit(model, arch, gpu, holders, model.precision, s.gpu_memory_utilization,
                  holders, kv_cache_bytes(recipe.args), uses_mtp(recipe.args))
+    if not result.fits and not result.offload_suffices:
+        raise UsageError(
+            f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gib:g} GiB, even with "
+            "every weight offloaded: too little room for the KV cache. Use more or larger "
+            "GPUs (see `invoke plan`).")
     if not result.fits and not offload:
         raise UsageError(
             f"{model.id} does not fit on {tp} × {gpu.name} {gpu.memory_gib:.0f} GiB: "
