@@ -423,7 +423,8 @@ def reference(args: argparse.Namespace) -> None:
         name = f"{args.name}-c{c}"
         header = [f"# Measured by scripts/gpu_truth.py: {prov['gpu']} (driver {prov['driver']}),"
                   f" vLLM {prov['vllm']}, {prov['date']}; weights {prov['weights']}; routing "
-                  f"{prov['routing']}; tuned MoE config: {prov['tuned_moe']}",
+                  f"{prov['routing']}; glmkit-tuned MoE config: {prov['tuned_moe']}; vLLM's MoE "
+                  f"config: {_moe_config_used(prov.get('memory') or {})}",
                   f"# model: {meta['model']}", "# vendor: cuda",
                   f"# workload: {meta['workload']['name']}", "# mode: concurrency",
                   f"# batch: {c}", f"# hardware: {meta['hardware']['description']}"]
@@ -431,6 +432,13 @@ def reference(args: argparse.Namespace) -> None:
                 if isinstance(result.get(key), int | float)]
         (out / f"{name}.txt").write_text("\n".join([*header, *body]) + "\n")
         print(out / f"{name}.txt")
+
+
+def _moe_config_used(memory: dict[str, Any]) -> str:
+    """Which fused-MoE config vLLM ran with: a file (shipped or tuned) or its default."""
+    if memory.get("tuned_moe_config"):
+        return Path(str(memory["tuned_moe_config"])).name
+    return "default (none for this shape)" if memory.get("default_moe_config") else "not logged"
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ def test_reference_runs_parse_the_recipes_text() -> None:
                                       "glm45v-fp8-visionarena-concurrency1",
                                       # measured by scripts/gpu_truth.py (docs/gpu.md)
                                       *(f"h200-glm47flash-dummy-c{c}" for c in (1, 16, 64)),
+                                      *(f"h100-glm47flash-dummy-c{c}" for c in (1, 16, 64)),
                                       *(f"h200-glm47flash-dummy-tunedmoe-c{c}"
                                         for c in (16, 64))}
     ref = load_reference("glm45-fp8-prompt-heavy-16")
