@@ -144,25 +144,6 @@ def test_real_nodes_listen_on_their_own_address() -> None:
         ("0.0.0.0", "8000")
 
 
-def test_a_router_reaching_pools_by_name_resolves_them_as_the_head_does() -> None:
-    """On its bridge network the router asks Docker's DNS, which does not read the head's
-    /etc/hosts: a node named there (`gpu2`) was unreachable to it. It is given the head's
-    file, read-only; with IP addresses, or on one machine, it needs none."""
-    named = pd_compose(pd(H200, vendor="cuda", model="zai-org/GLM-5.2-FP8",
-                          nodes="head=ssh://gpu1,w1=ssh://admin@gpu2:22"))
-    router = named["pdt-head"]["services"]["router"]
-    assert router["volumes"] == [{"type": "bind", "source": "/etc/hosts",
-                                  "target": "/etc/hosts", "read_only": True}]
-    assert router["read_only"] is True and "network_mode" not in router
-    assert "volumes" not in named["pdt-w1"]["services"]["decode"] or all(
-        v["target"] != "/etc/hosts" for v in named["pdt-w1"]["services"]["decode"]["volumes"])
-    by_ip = pd_compose(pd(H200, vendor="cuda", model="zai-org/GLM-5.2-FP8",
-                          nodes="head=ssh://10.0.0.1,w1=ssh://10.0.0.2"))
-    assert "volumes" not in by_ip["pdt-head"]["services"]["router"]
-    local = pd_compose(pd())
-    assert "volumes" not in next(iter(local.values()))["services"]["router"]
-
-
 @pytest.mark.parametrize("settings, error", [
     ({"router_policy": "round_robin; rm -rf /"}, "--router-policy"),
     ({"router_policy": "kv_aware"}, "--router-policy"),

@@ -185,13 +185,6 @@ class PdPlan(Defaults):
         """The router forwards the pools' key, never a user's own OPENAI_API_KEY."""
         return {ROUTER_KEY_ENV: "VLLM_API_KEY"}
 
-    @property
-    def router_reads_host_names(self) -> bool:
-        """The router reaches a pool by a host name: on its bridge network Docker's DNS
-        answers, not the head's /etc/hosts, so the router is given the head's file."""
-        return not self.local and any(p.node is not None and not is_ip(p.node.address)
-                                      for p in self.pools)
-
     def pool(self, role: Role) -> list[Pool]:
         return [p for p in self.pools if p.role == role]
 

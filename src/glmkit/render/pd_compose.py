@@ -16,8 +16,6 @@ from glmkit.labels import LABEL
 from glmkit.plan.pd import ROUTER, ROUTER_KEY_ENV, PdPlan, Pool
 from glmkit.render.compose import SERVICE, compose_dict
 
-HOST_HOSTS = "/etc/hosts"
-
 # The host's NUMA nodes as vLLM reads them (CpuPlatform.discover_numa_topology).
 NUMA_SYSFS = "/sys/devices/system/node"
 # The image's gate: checks the client's key when OPENAI_API_KEY is set, else execs the router.
@@ -83,11 +81,6 @@ def _router_service(plan: PdPlan, base: dict[str, Any]) -> dict[str, Any]:
         "read_only": True,
         "ports": copy.deepcopy(base["ports"]),
     }
-    if plan.router_reads_host_names:
-        # Names the nodes were given by, resolved as the head resolves them (its own
-        # /etc/hosts, which Docker otherwise replaces with one of its own).
-        service["volumes"] = [{"type": "bind", "source": HOST_HOSTS, "target": HOST_HOSTS,
-                               "read_only": True}]
     return service
 
 
