@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from glmkit.errors import UsageError
 from glmkit.host.facts import read_host_facts
 from glmkit.host.settings import resolve_settings
 from glmkit.knowledge.recipes import load_book
@@ -48,7 +51,7 @@ def test_the_one_server_runs_every_layer_the_users_last() -> None:
 
 
 def test_cluster_nodes_take_the_layers_with_the_clusters_own_sizes() -> None:
-    cluster = deployment(vendor="cpu", nodes="2", engine="dp")
+    cluster = deployment(vendor="cpu", extra=USER[2:], nodes="2", engine="dp")
     assert isinstance(cluster, ClusterPlan)
     for args in cluster.node_args.values():
         assert count(args, "--tensor-parallel-size") == 1
@@ -56,7 +59,7 @@ def test_cluster_nodes_take_the_layers_with_the_clusters_own_sizes() -> None:
         assert flag_value(args, "--data-parallel-size") == "2"
         assert flag_value(args, "--kv-transfer-config") == KV  # the user's, kept
         assert flag_value(args, "--seed") == "1" and count(args, "--host") == 1
-    real = deployment(H200, model="zai-org/GLM-4.6-FP8", host="10.0.0.1", port=9000,
+    real = deployment(H200, USER[2:], model="zai-org/GLM-4.6-FP8", host="10.0.0.1", port=9000,
                       nodes="head=ssh://10.0.0.1,w1=ssh://10.0.0.2")
     assert isinstance(real, ClusterPlan)
     head = real.node_args["head"]
@@ -67,7 +70,7 @@ def test_cluster_nodes_take_the_layers_with_the_clusters_own_sizes() -> None:
 
 
 def test_pools_take_the_layers_with_their_own_sizes_and_kv_transfer() -> None:
-    plan = deployment(H200, model="zai-org/GLM-4.6-FP8", strategy="pd_cluster")
+    plan = deployment(H200, USER[4:], model="zai-org/GLM-4.6-FP8", strategy="pd_cluster")
     assert isinstance(plan, PdPlan)
     for pool in plan.pools:
         assert pool.args[0] == plan.base.command.model_ref
@@ -89,3 +92,18 @@ def test_pools_leave_out_a_users_flag_the_image_lacks_as_the_plan_says() -> None
     for pool in plan.pools:
         assert "--disable-log-requests" not in pool.args
         assert flag_value(pool.args, "--seed") == "1"
+
+
+@pytest.mark.parametrize(("extra", "flags", "named"), [
+    (("-tp", "2"), {"nodes": "2"}, "--tensor-parallel-size"),
+    (("--pipeline-parallel-size=3",), {"nodes": "2"}, "--pipeline-parallel-size"),
+    (("--node-rank", "1"), {"nodes": "2"}, "--node-rank"),
+    (("--tensor_parallel_size", "2"), {"strategy": "pd_cluster"}, "--tensor-parallel-size"),
+    (("--kv-transfer-config", KV), {"strategy": "pd_cluster"}, "--kv-transfer-config"),
+])
+def test_a_size_the_deployment_sets_is_refused_after_the_dashes(
+        extra: tuple[str, ...], flags: dict[str, str], named: str) -> None:
+    """A cluster overrode the user's -pp and dropped their -tp without a word, and the
+    pools dropped their --kv-transfer-config: now one line names the option to use."""
+    with pytest.raises(UsageError, match=f"sets {named} itself: leave it out"):
+        deployment(vendor="cpu", extra=extra, **flags)

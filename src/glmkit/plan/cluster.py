@@ -32,7 +32,7 @@ from glmkit.host.nodes import Node as Node  # re-exported: parsed with the setti
 from glmkit.host.nodes import parse_nodes as parse_nodes
 from glmkit.host.settings import Engine, Settings
 from glmkit.knowledge.recipes import RecipeBook
-from glmkit.plan.parts import Defaults, Part, Probe
+from glmkit.plan.parts import Defaults, Part, Probe, refuse_owned
 from glmkit.plan.serve import ServePlan, build_plan
 
 ENGINES: tuple[Engine, ...] = get_args(Engine)
@@ -257,6 +257,13 @@ def plan_cluster(settings: Settings, facts: HostFacts, book: RecipeBook) -> Clus
     """The one-node plan gives flags, devices and mounts; the cluster owns parallel sizes.
     Pure, as `build_plan`: portable facts give the plan for an export."""
     assert settings.nodes
+    refuse_owned(settings.extra_args, {
+        "--tensor-parallel-size": "--tp sets it", "--pipeline-parallel-size": "--pp sets it",
+        "--data-parallel-size": "--strategy multi_node_dep sizes it from the nodes",
+        "--data-parallel-size-local": "--strategy multi_node_dep sizes it from the nodes",
+        "--nnodes": "--nodes gives the nodes", "--node-rank": "each node gets its own",
+        "--master-addr": "the head's address from --nodes",
+        "--headless": "every node but the head runs headless"}, "A multi-node cluster")
     nodes = settings.nodes.cluster()
     base = build_plan(dataclasses.replace(settings, tp=1, dp=1), facts, book)
     hw = facts.hardware

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from glmkit.endpoints import CONTAINER_PORT
+from glmkit.errors import UsageError
 from glmkit.knowledge.images import ImageProfile
 from glmkit.policy import Source, merge_args, parse_flags
 
@@ -21,6 +22,17 @@ def parted(words: Sequence[str], names: Sequence[str]) -> tuple[list[str], list[
     flags = parse_flags(words, Source.KIT)
     return ([w for f in flags if f.name not in names for w in f.words()],
             [w for f in flags if f.name in names for w in f.words()])
+
+
+def refuse_owned(extra_args: Sequence[str], owned: dict[str, str], kind: str) -> None:
+    """A cluster or the pools size their servers themselves: a flag after `--` that they
+    set (in any spelling vLLM reads, `-tp 2` too) would be overridden or left out without a
+    word, so it is refused in one line naming the option that does it."""
+    given = [f.name for f in parse_flags(extra_args, Source.KIT) if f.name in owned]
+    if given:
+        name = given[0]
+        raise UsageError(f"{kind} sets {name} itself: leave it out of the flags after `--` "
+                         f"({owned[name]}).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,7 @@ from glmkit.knowledge.recipe_schema import PdRole, StrategyDoc, StrategyOverride
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node
-from glmkit.plan.parts import Defaults, Part, Probe
+from glmkit.plan.parts import Defaults, Part, Probe, refuse_owned
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
 from glmkit.policy import admit_args, admit_env, env_dict, merge_args, parse_flags
 from glmkit.vllm_args import drop_flags
@@ -310,6 +310,11 @@ def _sizes(settings: Settings, probe: ServePlan, facts: HostFacts, nodes: tuple[
 def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     """The pools and the router for these settings. Pure, as `build_plan`: what it needs
     of the host comes in `facts`."""
+    refuse_owned(settings.extra_args, {
+        "--tensor-parallel-size": "--prefill-gpus and --decode-gpus size each pool's servers",
+        "--data-parallel-size": "each pool server is one vLLM server",
+        "--kv-transfer-config": "the pools' NIXL connector comes from the recipe, checked"},
+        "--strategy pd_cluster")
     one_node = dataclasses.replace(settings, strategy=Strategy("single_node_tp"), nodes=None,
                                    gpus=None, dp=1)
     probe = build_plan(one_node, facts, book)  # the vendor, the node and the image
