@@ -95,6 +95,11 @@ class GpuSpec:
     bandwidth_tb_s: float  # peak HBM bandwidth from the vendor's data sheet
     memory_source: str = "as given (--gpu-mem)"
 
+    @property
+    def memory_gb(self) -> float:
+        """The card's memory in GB (10^9 bytes), the unit recipes and the flat path use."""
+        return self.memory_gib * GIB / 1e9
+
 
 def _reported(name: str, mib: int, bandwidth: float, where: str) -> GpuSpec:
     return GpuSpec(name, round(mib / 1024, 1), bandwidth, f"{mib:,} MiB reported by {where}")
@@ -123,10 +128,9 @@ GPUS: dict[str, GpuSpec] = {g.name: g for g in [
 
 def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
     """A known GPU by (part of) its name; unknown ones need --gpu-mem and get H100 bandwidth."""
-    for key, spec in sorted(GPUS.items(), key=lambda item: -len(item[0])):
-        if key.lower() in name.lower():
-            return spec if memory_gib is None else \
-                replace(spec, memory_gib=memory_gib, memory_source="as given (--gpu-mem)")
+    if (spec := _known_card(name)) is not None:
+        return spec if memory_gib is None else \
+            replace(spec, memory_gib=memory_gib, memory_source="as given (--gpu-mem)")
     if memory_gib is None:
         raise UsageError(f"Unknown GPU {name[:40]!r}: pass --gpu-mem (GiB). Known: "
                          f"{', '.join(GPUS)}.")
@@ -136,12 +140,16 @@ def gpu_spec(name: str, memory_gib: float | None = None) -> GpuSpec:
 def target_card(name: str, memory_gib: float, *, given: bool) -> GpuSpec:
     """The card a plan sizes: memory as detected or given (--gpu-mem), else what a card of
     that type reports (GPUS), else the hardware list's figure for it."""
-    if not given:
-        known = next((spec for key, spec in sorted(GPUS.items(), key=lambda i: -len(i[0]))
-                      if key.lower() in name.lower()), None)
-        if known is not None:
-            return known
+    if not given and (known := _known_card(name)) is not None:
+        return known
     return gpu_spec(name, memory_gib)
+
+
+def _known_card(name: str) -> GpuSpec | None:
+    """The GPUS entry whose key the name contains, the longest key first (GB200 before
+    B200)."""
+    return next((spec for key, spec in sorted(GPUS.items(), key=lambda i: -len(i[0]))
+                 if key.lower() in name.lower()), None)
 
 
 def arch_from_config(config: Mapping[str, Any]) -> Arch:
@@ -271,7 +279,7 @@ def estimate_from_recipe(model: ModelSpec, gpu: GpuSpec, gpu_count: int,
     weights = model.total_params_b * BYTES.get(model.precision, 2.0)
     need = model.vram_minimum_gb or weights
     sizes = [tp] if tp else [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= gpu_count] or [1]
-    card_gb = gpu.memory_gib * GIB / 1e9
+    card_gb = gpu.memory_gb
     chosen = next((t for t in sizes if need <= t * card_gb), sizes[-1])
     read = model.active_params_b * BYTES.get(model.precision, 2.0) / chosen
     what = "vram_minimum_gb" if model.vram_minimum_gb else "weights"
@@ -383,7 +391,7 @@ def _flat_shard(model: ModelSpec, gpu: GpuSpec, precision: str, tp: int, utiliza
                 per_token: float) -> _Shard:
     """No count: the recipe's total parameters × BYTES and OVERHEAD_GB flat, in GB."""
     weights = model.total_params_b * BYTES[precision] / tp
-    room = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
+    room = gpu.memory_gb * utilization - OVERHEAD_GB
     tokens = max(0, int((room - weights) * 1e9 / per_token)) if room > weights else 0
     return _Shard(weights, room, tokens, "GB", 1e9)
 
@@ -420,9 +428,6 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
                      offload_suffices=offload * GIB <= shard.weights * shard.unit_bytes)
         if chosen.fits:
             return chosen
-    if chosen is None:
-        raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
-    return chosen
     if chosen is None:
         raise UsageError(f"No tensor-parallel size up to {gpu_count} works for {model.id}.")
     return chosen
@@ -590,7 +595,7 @@ def multinode(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpus_per_node: int, no
     """TP inside each node, PP across nodes: the slow link carries one activation per
     token per boundary (hidden × 2 bytes) instead of TP's two all-reduces per layer."""
     weights = model.total_params_b * BYTES[precision] / (gpus_per_node * nodes)
-    budget = gpu.memory_gib * GIB / 1e9 * utilization - OVERHEAD_GB
+    budget = gpu.memory_gb * utilization - OVERHEAD_GB
     per_token_kv = kv_bytes_per_token(arch, gpus_per_node) / nodes  # layers split by PP
     fits = weights + MIN_KV_TOKENS * per_token_kv / 1e9 <= budget
     activation = arch.hidden * KV_BYTES

@@ -181,7 +181,7 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
         # One node is too small: no single-node layout is recommended; the nodes it takes.
         recommended = [row for row in recommended if not row[0].startswith("for ")]
         nodes = nodes or 2
-        total = round(nodes * target.gpu_count * card.memory_gib * 2**30 / 1e9)
+        total = round(nodes * target.gpu_count * card.memory_gb)
         several = (f"{nodes} nodes × {target.gpu_count} GPUs give {total:g} GB: the "
                    f"recipe's {estimate.need_gb:g} GB "
                    f"{'fits' if estimate.need_gb <= total else 'does not fit either'}. "
