@@ -5,6 +5,7 @@ its last user or at the session's end, even when its start failed."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,15 @@ def test_users_of_one_server_run_together_and_its_ending_tests_last() -> None:
                               "e2e/test_cpu.py::chat"]
 
 
-def fake_invoke(calls: list[tuple[str, ...]], fail_up: set[str] | None = None) -> Any:
+def fake_invoke(calls: list[tuple[str, ...]], fail_up: set[str] | None = None,
+                times_out: tuple[Callable[[tuple[str, ...]], bool], int] | None = None
+                ) -> Any:
+    """`invoke` as the fixtures call it: recorded, `up` failing for the projects in
+    `fail_up`, and a call that `times_out[0]` picks raising the timeout after that many s."""
     def invoke(*args: str, **_: Any) -> subprocess.CompletedProcess[str]:
         calls.append(args[:3])
+        if times_out is not None and times_out[0](args):
+            raise subprocess.TimeoutExpired(list(args), times_out[1])
         failed = args[0] == "up" and args[2] in (fail_up or set())
         return subprocess.CompletedProcess(list(args), 1 if failed else 0, "started", "")
     return invoke
@@ -126,14 +133,8 @@ def test_sigterm_unwinds_like_ctrl_c() -> None:
 def test_a_down_that_times_out_leaves_no_other_server_up(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, ...]] = []
-    ok = fake_invoke(calls)
-
-    def invoke(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        result = ok(*args, **kwargs)
-        if args[:3] == ("down", "--project", KEYED.project):
-            raise subprocess.TimeoutExpired(list(args), 120)
-        return result
-    monkeypatch.setattr(conftest, "invoke", invoke)
+    monkeypatch.setattr(conftest, "invoke", fake_invoke(calls, times_out=(
+        lambda args: args[:3] == ("down", "--project", KEYED.project), 120)))
     servers = conftest.Servers()
     servers.get(TINY)
     servers.get(KEYED)
@@ -145,14 +146,8 @@ def test_a_down_that_times_out_leaves_no_other_server_up(
 def test_a_start_that_times_out_is_brought_down_and_not_waited_for_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, ...]] = []
-    ok = fake_invoke(calls)
-
-    def invoke(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        result = ok(*args, **kwargs)
-        if args[0] == "up":
-            raise subprocess.TimeoutExpired(list(args), 900)
-        return result
-    monkeypatch.setattr(conftest, "invoke", invoke)
+    monkeypatch.setattr(conftest, "invoke", fake_invoke(
+        calls, times_out=(lambda args: args[0] == "up", 900)))
     servers = conftest.Servers()
     with pytest.raises(pytest.fail.Exception, match="did not end in 900 s"):
         servers.get(TINY)
