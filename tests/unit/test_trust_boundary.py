@@ -270,3 +270,13 @@ def test_mtp_tokens_reach_either_joined_form() -> None:
         "--speculative-config.num_speculative_tokens", "3"]
     joined = _with_mtp_tokens(['--speculative-config={"method": "mtp"}'], 2)
     assert joined[0] == "--speculative-config" and '"num_speculative_tokens":2' in joined[1]
+
+
+@pytest.mark.parametrize("pin", [{}, {"nvidia": {}}])
+def test_an_empty_image_mapping_in_a_synced_recipe_is_no_pin(env: dict[str, str],
+                                                              pin: dict[str, Any]) -> None:
+    """The schema took an empty docker_image mapping, and choosing the CUDA image then
+    raised StopIteration (a traceback) on every command for the model."""
+    _synced(env, {"docker_image": pin})
+    plan = plan_from(env, vendor="cuda", model="zai-org/GLM-4.6", gpu="h200", gpu_count=8)
+    assert plan.image.ref.startswith("vllm/vllm-openai:")

@@ -216,7 +216,8 @@ def _tp(value: Any) -> Any:
 def _image(value: Any) -> Any:
     """docker_image: an image, a mapping of brand → image, or of brand → {cuda: image}."""
     def image_map(item: Any, inner: bool) -> bool:
-        return isinstance(item, Mapping) and all(
+        # Not empty: a pin of no image is no pin, and choosing among none has no answer.
+        return isinstance(item, Mapping) and bool(item) and all(
             isinstance(k, str) and (isinstance(v, str) or (inner and image_map(v, False)))
             for k, v in item.items())
 
