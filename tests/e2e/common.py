@@ -4,10 +4,11 @@ modules share (started by tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,21 @@ def serving(project: str, *up_args: str, env: dict[str, str] | None = None
         yield done
     finally:
         invoke("down", "--project", project, timeout=120, env=env)
+
+
+def runs_of(project: str, before: Collection[Path] = ()) -> list[Path]:
+    """The bench runs in results/ of `project`'s server, less those in `before`: another
+    xdist worker's runs land in the same folder meanwhile."""
+    found = []
+    for run in sorted((ROOT / "results").glob("*")):
+        try:
+            meta = json.loads((run / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue  # not a run, or one whose meta.json is being written
+        # Compose names a container {project}-{service}-{index}, the services one word.
+        if run not in before and str(meta.get("container")).rsplit("-", 2)[0] == project:
+            found.append(run)
+    return found
 
 
 @dataclass(frozen=True)

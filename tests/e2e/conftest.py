@@ -7,7 +7,12 @@ down then.
 Tests that use a shared server run one after another, and a test that ends or replaces
 it (`@pytest.mark.ends_server`) runs after every other test of that server: the modules
 of one server are moved together, those with such a test last, and inside a module the
-marked tests go last. Order is otherwise the usual one."""
+marked tests go last. Order is otherwise the usual one.
+
+The suite runs on two pytest-xdist workers (pyproject.toml): every e2e module is put in
+an `xdist_group`, one group per shared server (its modules together) and one per other
+module (its module-scoped server), so a server's tests stay on one worker, in this order,
+while another worker runs another group's."""
 
 from __future__ import annotations
 
@@ -102,6 +107,21 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def grouped_on_workers(request: pytest.FixtureRequest) -> None:
+    """On pytest-xdist workers, before any server starts: a server's tests are one group.
+    Without it each worker would start the same server on the same port and take it down
+    under the other's tests."""
+    if not hasattr(request.config, "workerinput"):
+        return  # one process: nothing to group
+    ungrouped = [item.nodeid for item in request.session.items
+                 if _in_e2e(item) and "@" not in item.nodeid]
+    if ungrouped:
+        pytest.fail(f"e2e tests on pytest-xdist workers need `--dist loadgroup` and a pytest "
+                    f"that keeps its groups (<9.2: pytest-xdist#1386); {ungrouped[0]} has "
+                    f"none. Run them with -n 0 otherwise.", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_server(servers: Servers) -> subprocess.CompletedProcess[str]:
     """The keyless tiny server (TINY); the `invoke up` that started it."""
@@ -117,12 +137,18 @@ def keyed_server(servers: Servers) -> subprocess.CompletedProcess[str]:
 def _uses(item: pytest.Item) -> list[str]:
     """The shared servers an e2e test uses (a test elsewhere may have a fixture of the
     same name: tests/unit/test_api_check.py's keyed_server is a fake)."""
-    if HERE not in Path(item.path).resolve().parents:
+    if not _in_e2e(item):
         return []
     return [name for name in SHARED if name in getattr(item, "fixturenames", ())]
 
 
-@pytest.hookimpl(trylast=True)  # after -k / -m deselection: the items that will run
+def _in_e2e(item: pytest.Item) -> bool:
+    return HERE in Path(item.path).resolve().parents
+
+
+# Before pytest-xdist reads the groups (it appends them to the node ids) and before -k / -m
+# deselection: which server is last used is decided after both (pytest_collection_finish).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
@@ -132,6 +158,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for module, its in modules.items():
         used = [name for item in its for name in _uses(item)]
         group_of[module] = first_module.setdefault(used[0], module) if used else module
+    for module, its in modules.items():
+        for item in its:
+            if _in_e2e(item):
+                item.add_marker(pytest.mark.xdist_group(group_of[module]))
     rank = {module: n for n, module in enumerate(modules)}
 
     def ending(item: pytest.Item) -> bool:
@@ -142,7 +172,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     items[:] = [item for module in sorted(modules, key=module_key)
                 for item in sorted(modules[module], key=ending)]
-    config.stash[LAST_USERS] = {name: item.nodeid for item in items for name in _uses(item)}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The items that will run here, in order, with their final node ids.
+    session.config.stash[LAST_USERS] = {name: item.nodeid for item in session.items
+                                        for name in _uses(item)}
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from .common import FAKE_TOKEN, ROOT, TINY, invoke
+from .common import FAKE_TOKEN, ROOT, TINY, invoke, runs_of
 
 pytestmark = pytest.mark.e2e
 
@@ -162,13 +162,11 @@ def test_token_never_written(server: object) -> None:
 
 
 def new_runs(before: set[Path]) -> list[Path]:
-    results = ROOT / "results"
-    return sorted(p for p in results.glob("*") if p.is_dir() and (p / "meta.json").exists()
-                  and p not in before)
+    return runs_of(PROJECT, before)
 
 
 def existing_runs() -> set[Path]:
-    return set((ROOT / "results").glob("*")) if (ROOT / "results").exists() else set()
+    return set(runs_of(PROJECT))
 
 
 def test_bench_default_is_the_recipe_run_fitted_to_context(server: object) -> None:

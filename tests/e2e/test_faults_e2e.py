@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .common import KEY, KEYED, ROOT, invoke
+from .common import KEY, KEYED, ROOT, invoke, runs_of
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +101,7 @@ def test_bench_authenticates_with_the_servers_key(server: object) -> None:
 
 @pytest.mark.ends_server  # kills the shared server: after its other tests
 def test_server_killed_mid_sweep_keeps_finished_points(server: object) -> None:
-    before = set((ROOT / "results").glob("*"))
+    before = set(runs_of(PROJECT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "invoke", "bench", "--project", PROJECT, "--workload", "custom",
          "--input-len", "32", "--output-len", "1024", "--batch", "1,8,16", "--label", "killed"],
@@ -110,7 +110,7 @@ def test_server_killed_mid_sweep_keeps_finished_points(server: object) -> None:
     run_dir = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        new = [p for p in (ROOT / "results").glob("*") if p not in before and p.is_dir()]
+        new = runs_of(PROJECT, before)
         if new and list((new[0] / "points").glob("*.json")):
             run_dir = new[0]
             break

@@ -22,6 +22,7 @@ class Item:
     fixturenames: tuple[str, ...] = ()
     ends: bool = False
     config: Any = None
+    groups: list[str] = field(default_factory=list)  # its xdist_group marks
 
     @property
     def path(self) -> Path:
@@ -31,10 +32,20 @@ class Item:
     def get_closest_marker(self, name: str) -> object | None:
         return object() if name == "ends_server" and self.ends else None
 
+    def add_marker(self, mark: pytest.MarkDecorator) -> None:
+        assert mark.name == "xdist_group"
+        self.groups.append(mark.args[0])
+
 
 @dataclass
 class Config:
     stash: pytest.Stash = field(default_factory=pytest.Stash)
+
+
+@dataclass
+class Session:
+    config: Config
+    items: list[Item]
 
 
 def ordered(items: list[Item]) -> list[str]:
@@ -42,6 +53,7 @@ def ordered(items: list[Item]) -> list[str]:
     for item in items:
         item.config = config
     conftest.pytest_collection_modifyitems(config, items)  # type: ignore[arg-type]
+    conftest.pytest_collection_finish(Session(config, items))  # type: ignore[arg-type]
     return [item.nodeid for item in items]
 
 
@@ -66,6 +78,27 @@ def test_users_of_one_server_run_together_and_its_ending_tests_last() -> None:
              Item("e2e/test_agents.py::a", ("keyed_server",))]
     assert ordered(items) == ["e2e/test_agents.py::a", "e2e/test_faults.py::kill",
                               "e2e/test_cpu.py::chat"]
+
+
+def test_each_server_s_tests_are_one_xdist_group_and_other_modules_their_own() -> None:
+    """pytest-xdist keeps a group on one worker: a shared server's modules must be one
+    group (else two workers start it, each on the same port), a module with its own
+    module-scoped server one group, and tests outside e2e none (spread over workers)."""
+    items = [Item("e2e/test_agents.py::a", ("keyed_server",)),
+             Item("e2e/test_agents.py::no_server"),
+             Item("e2e/test_cpu.py::chat", ("tiny_server",)),
+             Item("e2e/test_faults.py::check", ("keyed_server",)),
+             Item("e2e/test_pd.py::one"), Item("e2e/test_pd.py::two"),
+             Item("unit/test_x.py::x", ("keyed_server",))]
+    ordered(items)
+    groups = {item.nodeid: item.groups for item in items}
+    assert groups == {"e2e/test_agents.py::a": ["e2e/test_agents.py"],
+                      "e2e/test_agents.py::no_server": ["e2e/test_agents.py"],
+                      "e2e/test_faults.py::check": ["e2e/test_agents.py"],
+                      "e2e/test_cpu.py::chat": ["e2e/test_cpu.py"],
+                      "e2e/test_pd.py::one": ["e2e/test_pd.py"],
+                      "e2e/test_pd.py::two": ["e2e/test_pd.py"],
+                      "unit/test_x.py::x": []}
 
 
 def fake_invoke(calls: list[tuple[str, ...]], fail_up: set[str] | None = None,
