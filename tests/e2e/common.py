@@ -20,6 +20,23 @@ TEST_ENV = {"GLMKIT_HARDWARE": str(ROOT / "tests" / "cpu-host.json"), "GLMKIT_RE
             "VLLM_API_KEY": ""}
 
 
+# Every compose project the e2e tests start is named PREFIX or PREFIX-something: what an
+# interrupted session left up is found by name (tests/conftest.py) and nothing of the user's.
+PREFIX = "glmkit-e2e"
+
+
+def is_e2e_project(name: str) -> bool:
+    return name == PREFIX or name.startswith(f"{PREFIX}-")
+
+
+def running_e2e_projects() -> list[str]:
+    """The e2e compose projects with a container on this engine, running or not."""
+    listed = subprocess.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project",
+                             "--format", '{{.Label "com.docker.compose.project"}}'],
+                            capture_output=True, text=True, check=False, timeout=60).stdout
+    return sorted({name for name in listed.split() if is_e2e_project(name)})
+
+
 def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     """`python -m invoke ARGS` with the user's environment, less any API key in it."""

@@ -157,6 +157,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     first_module: dict[str, str] = {}  # server -> the first module that uses it
     for module, its in modules.items():
         used = [name for item in its for name in _uses(item)]
+        if len(set(used)) > 1:
+            # Its group would hold one server's tests and not the other's other users.
+            raise pytest.UsageError(f"{module} uses {' and '.join(sorted(set(used)))}: one "
+                                    f"shared server per e2e module")
         group_of[module] = first_module.setdefault(used[0], module) if used else module
     for module, its in modules.items():
         for item in its:

@@ -17,7 +17,7 @@ from .common import invoke, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "pde2e"
+PROJECT = "glmkit-e2e-pd"
 PORT = 8311
 KEY = "pd-e2e-key"
 ENV = {"VLLM_API_KEY": KEY}

@@ -14,7 +14,7 @@ from .common import ROOT, invoke, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "vis-e2e"  # vis*: this compose projects on the shared machine
+PROJECT = "glmkit-e2e-vis"
 PORT = 8190
 MODEL = "glmkit/glm-tiny-vision"
 

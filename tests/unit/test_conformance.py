@@ -132,3 +132,69 @@ def test_the_tiny_model_is_made_again_when_its_recipe_changes(tmp_path: Path) ->
     assert tiny_model.is_current(tmp_path, recipe)
     (tmp_path / tiny_model.INFO).write_text(json.dumps({"layers": 2}))  # made before training
     assert not tiny_model.is_current(tmp_path, recipe)
+
+
+def test_two_ups_at_once_make_the_tiny_model_once(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both workers of the suite start a tiny server at once: each used to empty the shared
+    staging folder under the other's `docker run` (FileNotFoundError: /out/config.json)."""
+    import threading
+    import time
+
+    from glmkit.run import tiny_model
+
+    made: list[Path] = []
+
+    def fake_docker_run(argv: list[str]) -> None:
+        staging = Path(next(a for a in argv if a.endswith(":/out")).rsplit(":", 1)[0])
+        made.append(staging)
+        time.sleep(0.3)  # the other `up` arrives meanwhile
+        (staging / tiny_model.INFO).write_text(json.dumps({"layers": 2}))
+
+    monkeypatch.setattr(tiny_model, "run", fake_docker_run)
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    out = tmp_path / "glm-tiny"
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        tiny_model.generate("img", out, scripts))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and sorted(results) == [False, True]
+    assert tiny_model.is_current(out, tiny_model.recipe_hash(scripts, 2))
+
+
+def test_two_builds_of_one_image_at_once_build_it_once(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from rich.console import Console
+
+    from glmkit.knowledge.images import CPU_IMAGE
+    from glmkit.run import image_build
+
+    labels: dict[str, str] = {}
+    built: list[list[str]] = []
+
+    def fake_stream(argv: list[str], env: object = None) -> None:
+        built.append(argv)
+        time.sleep(0.3)  # the other build arrives meanwhile
+        label = argv[argv.index("--label") + 1]
+        labels[CPU_IMAGE.ref] = label.split("=", 1)[1]
+
+    monkeypatch.setattr(image_build, "stream", fake_stream)
+    monkeypatch.setattr(image_build, "fill_wheelhouse", lambda *_: None)
+    monkeypatch.setattr(image_build, "image_label", lambda ref, _: labels.get(ref))
+    monkeypatch.setattr(image_build, "_builder_env", dict)
+    root = Path(__file__).resolve().parents[2]
+    env = {"GLMKIT_HOME": str(tmp_path)}
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(image_build.build_image(
+        CPU_IMAGE, root, Console(file=None, quiet=True), env))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and sorted(results) == [False, True]

@@ -243,3 +243,32 @@ def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None
         bench.run_bench(request, Path("results"), ROOT, None, None)  # type: ignore[arg-type]
     assert located == ["/data/va"]
     assert started == [("/tmp/va-in-container", "sample-abc", "concurrency", 2)]
+
+
+def test_a_container_removed_while_listing_is_skipped_not_a_traceback() -> None:
+    """`invoke status` beside another `down`: the SDK lists ids, then inspects each, and one
+    removed in between raised NotFound (seen with the suite's two workers)."""
+    from docker.models.containers import ContainerCollection
+
+    import docker
+    from glmkit.run import engine
+
+    class Api:
+        def containers(self, **_: Any) -> list[dict[str, str]]:
+            return [{"Id": "kept"}, {"Id": "gone"}]
+
+        def inspect_container(self, ident: str) -> dict[str, Any]:
+            if ident == "gone":
+                raise docker.errors.NotFound("No such container: gone")
+            return {"Id": ident, "Config": {"Labels": {}}}
+
+    class Client:
+        api = Api()
+
+        @property
+        def containers(self) -> ContainerCollection:
+            return ContainerCollection(client=self)
+
+    client: Any = Client()
+    assert [c.id for c in engine.managed_containers(client)] == ["kept"]
+    assert [c.id for c in engine.project_containers(client, "p")] == ["kept"]

@@ -188,3 +188,77 @@ def test_a_start_that_times_out_is_brought_down_and_not_waited_for_again(
     with pytest.raises(pytest.fail.Exception, match="did not start"):
         servers.get(TINY)  # every later user waited 15 minutes more before
     assert [c[0] for c in calls].count("up") == 1
+
+
+def test_a_module_with_two_shared_servers_is_refused() -> None:
+    items = [Item("e2e/test_a.py::one", ("tiny_server",)),
+             Item("e2e/test_a.py::two", ("keyed_server",))]
+    with pytest.raises(pytest.UsageError, match="keyed_server and tiny_server"):
+        ordered(items)
+
+
+def _project_literals() -> list[str]:
+    """Every project name written in tests/e2e: `Shared("x", ...)`, `serving("x", ...)`,
+    and whatever follows "--project" in a call, as a literal or a name bound to one."""
+    import ast
+
+    names: list[str] = []
+    for path in sorted(conftest.HERE.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        bound = {target.id: node.value.value for node in ast.walk(tree)
+                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                 for target in node.targets if isinstance(target, ast.Name)}
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            args = call.args
+            picked = [args[0]] if getattr(call.func, "id", "") in ("Shared", "serving") else []
+            picked += [args[i + 1] for i, a in enumerate(args[:-1])
+                       if isinstance(a, ast.Constant) and a.value == "--project"]
+            for arg in picked:
+                if isinstance(arg, ast.Constant):
+                    names.append(str(arg.value))
+                elif isinstance(arg, ast.Name) and arg.id in bound:
+                    names.append(str(bound[arg.id]))
+    return names
+
+
+def test_every_e2e_project_is_found_by_its_name_after_an_interrupt() -> None:
+    from tests.e2e import common
+
+    names = set(_project_literals())
+    # The modules' own projects are all seen (a sample, so the scan cannot find nothing).
+    assert {"glmkit-e2e", "glmkit-e2e-key", "glmkit-e2e-pd", "glmkit-e2e-crash",
+            "glmkit-e2e-agents-off"} <= names
+    assert [n for n in names if not common.is_e2e_project(n)] == []
+    assert not common.is_e2e_project("glmkit") and not common.is_e2e_project("glmkit-e2ex")
+
+
+def test_an_interrupted_xdist_run_brings_down_what_its_workers_left(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.conftest as root
+    from tests.e2e import common
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(common, "invoke", fake_invoke(calls))
+    monkeypatch.setattr(common, "running_e2e_projects", lambda: ["glmkit-e2e", "glmkit-e2e-pd"])
+
+    @dataclass
+    class Options:
+        numprocesses: int | None = 2
+
+    @dataclass
+    class RootConfig:
+        option: Options
+
+    @dataclass
+    class RootSession:
+        config: RootConfig
+
+    controller = RootSession(RootConfig(Options()))
+    root.pytest_sessionfinish(controller, pytest.ExitCode.TESTS_FAILED)  # type: ignore[arg-type]
+    assert calls == []  # the workers brought their servers down themselves
+    root.pytest_sessionfinish(controller, pytest.ExitCode.INTERRUPTED)  # type: ignore[arg-type]
+    assert calls == [("down", "--project", "glmkit-e2e"), ("down", "--project", "glmkit-e2e-pd")]
+    calls.clear()
+    one_process = RootSession(RootConfig(Options(None)))
+    root.pytest_sessionfinish(one_process, pytest.ExitCode.INTERRUPTED)  # type: ignore[arg-type]
+    assert calls == []  # tests/e2e/conftest.py's session fixture does it there

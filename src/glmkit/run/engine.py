@@ -75,7 +75,7 @@ def require_compose_v2() -> None:
 
 def project_containers(c: DockerClient, project: str) -> list[Any]:
     """Every container glmkit started in a compose project, running or stopped."""
-    found: list[Any] = c.containers.list(all=True, filters={"label": [
+    found: list[Any] = c.containers.list(all=True, ignore_removed=True, filters={"label": [
         f"com.docker.compose.project={project}", f"{MANAGED}=true"]})
     return found
 
@@ -198,7 +198,10 @@ def down(project: str, docker_host: str | None = None) -> bool:
 
 
 def managed_containers(c: DockerClient) -> list[Any]:
-    result: list[Any] = c.containers.list(all=True, filters={"label": f"{MANAGED}=true"})
+    # ignore_removed: the SDK inspects each container listed, and one that another `down`
+    # removed meanwhile raised NotFound (a traceback from `invoke status`).
+    result: list[Any] = c.containers.list(all=True, ignore_removed=True,
+                                          filters={"label": f"{MANAGED}=true"})
     return result
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from filelock import FileLock
 from rich.console import Console
 
 from glmkit.errors import CommandFailed, EnvironmentProblem, UsageError
@@ -189,12 +191,23 @@ def build_image(profile: ImageProfile, repo_root: Path, console: Console,
     base = profile.build_args.get("BASE_IMAGE", "")
     if base == CPU_IMAGE.ref and not image_present(base):  # the NIXL overlay's base
         build_image(CPU_IMAGE, repo_root, console, env)
-    if ca_certs:
-        stage_ca_certs(context, ca_certs)
-    wanted = build_hash(profile, repo_root)
-    if not force and image_label(profile.ref, HASH_LABEL) == wanted:
-        console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
-        return False
+    # Two builds of one image at once (two terminals, two test workers) would fill one
+    # wheelhouse together: the second waits, then finds the image built.
+    locks = kit_home(env) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / f"build-{re.sub(r'[^A-Za-z0-9._-]', '_', profile.ref)}.lock"):
+        if ca_certs:
+            stage_ca_certs(context, ca_certs)
+        wanted = build_hash(profile, repo_root)
+        if not force and image_label(profile.ref, HASH_LABEL) == wanted:
+            console.print(f"{profile.ref} is up to date (build {wanted}); --force rebuilds it.")
+            return False
+        _build(profile, context, wanted, console, env)
+    return True
+
+
+def _build(profile: ImageProfile, context: Path, wanted: str, console: Console,
+           env: Mapping[str, str]) -> None:
     if profile.wheels:  # installed offline from a wheelhouse
         fill_wheelhouse(profile, context, env, console)
     argv = ["docker", "build", "--tag", profile.ref, "--label", f"{HASH_LABEL}={wanted}"]
@@ -207,7 +220,6 @@ def build_image(profile: ImageProfile, repo_root: Path, console: Console,
     except CommandFailed:
         raise EnvironmentProblem(f"Building {profile.ref} failed; the build output is above."
                                  ) from None
-    return True
 
 
 def pull_image(ref: str, console: Console) -> None:

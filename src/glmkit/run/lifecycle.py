@@ -61,7 +61,8 @@ def part_states(deployment: Deployment) -> list[PartState]:
         except EnvironmentProblem:
             continue
         label = f"com.docker.compose.project={project}"
-        for ct in docker.containers.list(all=True, filters={"label": label}):
+        for ct in docker.containers.list(all=True, ignore_removed=True,
+                                         filters={"label": label}):
             found[(project, ct.labels.get("com.docker.compose.service", ""))] = ct
     states = []
     for part in parts:

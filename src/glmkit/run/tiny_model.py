@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from glmkit.errors import CommandFailed, EnvironmentProblem
 from glmkit.plan.model_facts import TinyModel
 from glmkit.process import run
@@ -66,6 +68,17 @@ def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
     if is_current(out_dir, recipe) and not force:
         return False
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two `up`s at once (two terminals, two test workers) must not share the staging
+    # folder: the second waits for the first, then finds the model made.
+    with FileLock(out_dir.with_name(out_dir.name + ".lock")):
+        if is_current(out_dir, recipe) and not force:
+            return False
+        _make(image, out_dir, scripts_dir, layers, kind, recipe)
+    return True
+
+
+def _make(image: str, out_dir: Path, scripts_dir: Path, layers: int, kind: TinyKind,
+          recipe: str) -> None:
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -90,4 +103,3 @@ def generate(image: str, out_dir: Path, scripts_dir: Path, layers: int = 2,
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
-    return True
