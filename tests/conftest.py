@@ -4,8 +4,9 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 
 import pytest
 
@@ -39,6 +40,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 # --- the pytest-xdist controller (this file is the only conftest it loads) -------------------
 
+STARTED_DIR = "GLMKIT_E2E_STARTED"  # tests/e2e/common.invoke writes there
+
 def xdist_controller(config: pytest.Config) -> bool:
     return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config,
                                                                                "workerinput")
@@ -53,15 +56,40 @@ def pytest_configure(config: pytest.Config) -> None:
         # A CI runner's timeout ends pytest with SIGTERM: unwind like Ctrl-C, so the
         # clean-up below runs (the workers have tests/e2e/conftest.py's own).
         signal.signal(signal.SIGTERM, _interrupt)
+        # Where the workers, started after this, note each project they start: the
+        # clean-up downs those and nothing else on the engine (another checkout's suite,
+        # a user's own project).
+        os.environ[STARTED_DIR] = tempfile.mkdtemp(prefix="glmkit-e2e-started-")
 
 
 @pytest.hookimpl(trylast=True)  # after xdist has ended the workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """On Ctrl-C or SIGTERM pytest-xdist gives its workers about 15 s before it kills them,
-    too short for their servers' `invoke down`: what they left up is brought down here."""
-    if not xdist_controller(session.config) or exitstatus != pytest.ExitCode.INTERRUPTED:
+    """On Ctrl-C, SIGTERM or -x, pytest-xdist gives its workers about 15 s before it kills
+    them, too short for their servers' `invoke down`, and a crashed worker downs nothing:
+    whatever this run started and is still up is brought down here."""
+    folder = os.environ.get(STARTED_DIR)
+    if not xdist_controller(session.config) or not folder:
         return
     from tests.e2e import common
 
-    for project in common.running_e2e_projects():
-        common.invoke("down", "--project", project, timeout=120)
+    started = {p.name for p in Path(folder).iterdir()}
+    try:
+        if started:  # else no e2e test ran: not even `docker ps`
+            _down_left(started, common)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _down_left(started: set[str], common: ModuleType) -> None:
+    try:
+        running = common.running_e2e_projects()
+    except (OSError, subprocess.SubprocessError):
+        return  # no engine to ask
+    for name in sorted(started):
+        # A cluster's nodes are projects of their own, NAME-NODE; `down NAME` ends them all,
+        # and nothing that is not NAME's.
+        if any(project == name or project.startswith(f"{name}-") for project in running):
+            try:
+                common.invoke("down", "--project", name, timeout=120)
+            except subprocess.SubprocessError:
+                continue  # the others still

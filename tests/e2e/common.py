@@ -39,7 +39,11 @@ def running_e2e_projects() -> list[str]:
 
 def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
-    """`python -m invoke ARGS` with the user's environment, less any API key in it."""
+    """`python -m invoke ARGS` with the user's environment, less any API key in it. The
+    project named is noted for the xdist controller's clean-up (tests/conftest.py)."""
+    started = os.environ.get("GLMKIT_E2E_STARTED")
+    if started and "--project" in args[:-1] and is_e2e_project(args[args.index("--project") + 1]):
+        (Path(started) / args[args.index("--project") + 1]).touch()
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, text=True,
                           capture_output=True, check=False, timeout=timeout,
                           env={**os.environ, **TEST_ENV, **(env or {})})

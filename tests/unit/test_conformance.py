@@ -160,7 +160,8 @@ def test_two_ups_at_once_make_the_tiny_model_once(tmp_path: Path,
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(30)
+        assert not thread.is_alive()
     assert len(made) == 1 and sorted(results) == [False, True]
     assert tiny_model.is_current(out, tiny_model.recipe_hash(scripts, 2))
 
@@ -196,5 +197,6 @@ def test_two_builds_of_one_image_at_once_build_it_once(tmp_path: Path,
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(30)
+        assert not thread.is_alive()
     assert len(built) == 1 and sorted(results) == [False, True]

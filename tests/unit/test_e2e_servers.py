@@ -232,14 +232,18 @@ def test_every_e2e_project_is_found_by_its_name_after_an_interrupt() -> None:
     assert not common.is_e2e_project("glmkit") and not common.is_e2e_project("glmkit-e2ex")
 
 
-def test_an_interrupted_xdist_run_brings_down_what_its_workers_left(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ctrl-C, SIGTERM, -x or a crashed worker: pytest-xdist kills its workers before their
+    `invoke down`. The controller downs what they started, never another run's projects."""
     import tests.conftest as root
     from tests.e2e import common
 
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(common, "invoke", fake_invoke(calls))
-    monkeypatch.setattr(common, "running_e2e_projects", lambda: ["glmkit-e2e", "glmkit-e2e-pd"])
+    monkeypatch.setattr(common, "running_e2e_projects", lambda: [
+        "glmkit-e2e", "glmkit-e2e-mn-worker1", "glmkit-e2e-other-checkout"])
+    monkeypatch.setattr(common.subprocess, "run", lambda argv, **_: calls.append(
+        tuple(argv[3:6])) or subprocess.CompletedProcess(argv, 0, "", ""))
 
     @dataclass
     class Options:
@@ -253,12 +257,22 @@ def test_an_interrupted_xdist_run_brings_down_what_its_workers_left(
     class RootSession:
         config: RootConfig
 
-    controller = RootSession(RootConfig(Options()))
-    root.pytest_sessionfinish(controller, pytest.ExitCode.TESTS_FAILED)  # type: ignore[arg-type]
-    assert calls == []  # the workers brought their servers down themselves
+    def session_with(started: list[str], numprocesses: int | None = 2) -> RootSession:
+        folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        monkeypatch.setenv(root.STARTED_DIR, str(folder))
+        for project in started:  # as the workers' `invoke up --project P` note it
+            common.invoke("up", "--project", project)
+        calls.clear()
+        return RootSession(RootConfig(Options(numprocesses)))
+
+    controller = session_with(["glmkit-e2e", "glmkit-e2e-mn", "glmkit-e2e-pd"])
     root.pytest_sessionfinish(controller, pytest.ExitCode.INTERRUPTED)  # type: ignore[arg-type]
-    assert calls == [("down", "--project", "glmkit-e2e"), ("down", "--project", "glmkit-e2e-pd")]
-    calls.clear()
-    one_process = RootSession(RootConfig(Options(None)))
-    root.pytest_sessionfinish(one_process, pytest.ExitCode.INTERRUPTED)  # type: ignore[arg-type]
-    assert calls == []  # tests/e2e/conftest.py's session fixture does it there
+    # glmkit-e2e-pd is not up any more; glmkit-e2e-other-checkout is never named.
+    assert calls == [("down", "--project", "glmkit-e2e"),
+                     ("down", "--project", "glmkit-e2e-mn")]
+    assert not Path(controller_folder := str(tmp_path / "run0")).exists(), controller_folder
+    root.pytest_sessionfinish(session_with([]), 0)  # type: ignore[arg-type]
+    assert calls == []  # a unit-only run asks nothing of Docker
+    root.pytest_sessionfinish(session_with(["glmkit-e2e"], None), 2)  # type: ignore[arg-type]
+    assert calls == []  # one process: tests/e2e/conftest.py's session fixture does it

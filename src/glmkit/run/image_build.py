@@ -191,11 +191,11 @@ def build_image(profile: ImageProfile, repo_root: Path, console: Console,
     base = profile.build_args.get("BASE_IMAGE", "")
     if base == CPU_IMAGE.ref and not image_present(base):  # the NIXL overlay's base
         build_image(CPU_IMAGE, repo_root, console, env)
-    # Two builds of one image at once (two terminals, two test workers) would fill one
-    # wheelhouse together: the second waits, then finds the image built.
+    # Two builds from one folder at once (two terminals, two test workers) would fill its
+    # wheelhouse and CA folder together: the second waits, then finds the image built.
     locks = kit_home(env) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(locks / f"build-{re.sub(r'[^A-Za-z0-9._-]', '_', profile.ref)}.lock"):
+    with FileLock(locks / f"build-{re.sub(r'[^A-Za-z0-9._-]', '_', profile.build_dir)}.lock"):
         if ca_certs:
             stage_ca_certs(context, ca_certs)
         wanted = build_hash(profile, repo_root)
