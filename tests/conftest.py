@@ -6,7 +6,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 
 import pytest
 
@@ -47,15 +47,13 @@ def xdist_controller(config: pytest.Config) -> bool:
                                                                                "workerinput")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def pytest_configure(config: pytest.Config) -> None:
     if xdist_controller(config):
         # A CI runner's timeout ends pytest with SIGTERM: unwind like Ctrl-C, so the
         # clean-up below runs (the workers have tests/e2e/conftest.py's own).
-        signal.signal(signal.SIGTERM, _interrupt)
+        from tests.e2e.conftest import _sigterm
+
+        signal.signal(signal.SIGTERM, _sigterm)
         # Where the workers, started after this, note each project they start: the
         # clean-up downs those and nothing else on the engine (another checkout's suite,
         # a user's own project).

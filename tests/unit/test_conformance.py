@@ -4,6 +4,7 @@ tests/e2e/test_cpu_e2e.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -134,11 +135,24 @@ def test_the_tiny_model_is_made_again_when_its_recipe_changes(tmp_path: Path) ->
     assert not tiny_model.is_current(tmp_path, recipe)
 
 
+def _twice_at_once(call: Callable[[], bool]) -> list[bool]:
+    """`call` from two threads at once (two `invoke up`s); what each returned."""
+    import threading
+
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(call())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    return results
+
+
 def test_two_ups_at_once_make_the_tiny_model_once(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Both workers of the suite start a tiny server at once: each used to empty the shared
     staging folder under the other's `docker run` (FileNotFoundError: /out/config.json)."""
-    import threading
     import time
 
     from glmkit.run import tiny_model
@@ -154,21 +168,13 @@ def test_two_ups_at_once_make_the_tiny_model_once(tmp_path: Path,
     monkeypatch.setattr(tiny_model, "run", fake_docker_run)
     scripts = Path(__file__).resolve().parents[2] / "scripts"
     out = tmp_path / "glm-tiny"
-    results: list[bool] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        tiny_model.generate("img", out, scripts))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive()
+    results = _twice_at_once(lambda: tiny_model.generate("img", out, scripts))
     assert len(made) == 1 and sorted(results) == [False, True]
     assert tiny_model.is_current(out, tiny_model.recipe_hash(scripts, 2))
 
 
 def test_two_builds_of_one_image_at_once_build_it_once(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
     import time
 
     from rich.console import Console
@@ -191,12 +197,6 @@ def test_two_builds_of_one_image_at_once_build_it_once(tmp_path: Path,
     monkeypatch.setattr(image_build, "_builder_env", dict)
     root = Path(__file__).resolve().parents[2]
     env = {"GLMKIT_HOME": str(tmp_path)}
-    results: list[bool] = []
-    threads = [threading.Thread(target=lambda: results.append(image_build.build_image(
-        CPU_IMAGE, root, Console(file=None, quiet=True), env))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive()
+    results = _twice_at_once(lambda: image_build.build_image(
+        CPU_IMAGE, root, Console(file=None, quiet=True), env))
     assert len(built) == 1 and sorted(results) == [False, True]
