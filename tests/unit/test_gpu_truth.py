@@ -287,7 +287,9 @@ def test_the_tuners_result_is_its_last_json_line() -> None:
     from glmkit.errors import UsageError
     from glmkit.measure.moe_tune import tuner_summary
 
-    assert tuner_summary('noise\n{"file": "a"}\n{not json\n')["file"] == "a"
+    line = json.dumps({"file": "a", "installed": "none", "baseline": "default",
+                       "candidates_tried": 0, "batch_sizes": {}})
+    assert tuner_summary(f"noise\n{line}\n{{not json\n").file == "a"
     with pytest.raises(UsageError, match="no result"):
         tuner_summary("Traceback ...\n{broken")
 

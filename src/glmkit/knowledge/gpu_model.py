@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,81 @@ def moe_config_name(experts: int, intermediate_per_gpu: int, gpu: str,
 def vllm_ships_moe_config(name: str) -> bool:
     return name in {line.strip() for line in SHIPPED_MOE_CONFIGS.read_text().splitlines()
                     if line.strip() and not line.startswith("#")}
+
+
+# --- how vLLM splits a MoE layer over ranks -------------------------------------------------
+
+MAX_RANKS = 1024
+# vLLM's names for the sizes that decide the split (its own short forms beside them).
+_SIZES = {"tp": ("--tensor-parallel-size", "-tp"), "dp": ("--data-parallel-size", "-dp"),
+          "pcp": ("--prefill-context-parallel-size", "-pcp")}
+
+
+@dataclass(frozen=True)
+class MoeSplit:
+    """How vLLM splits one server's MoE layers over its ranks (FusedMoEParallelConfig.make
+    in vllm/model_executor/layers/fused_moe/config.py): without expert parallelism every
+    rank holds every expert with its width N split over TP × DP × PCP ranks; with it
+    (`--enable-expert-parallel`) the experts are split whole over those ranks and N is
+    not. The fused-MoE config file is named by one rank's E and N (w2's shape)."""
+
+    tp: int = 1  # ranks each expert's width is split over
+    ep: int = 1  # ranks the experts are split over
+
+    def rank_shape(self, experts: int, intermediate: int) -> tuple[int, int]:
+        """(E, N) of one rank, or a ValueError where they do not split evenly (vLLM
+        gives ranks unequal expert counts then, so no one file names them all)."""
+        if experts % self.ep or intermediate % self.tp:
+            raise ValueError(f"{experts} experts × {intermediate} wide do not split evenly "
+                             f"over {self.describe()}")
+        return experts // self.ep, intermediate // self.tp
+
+    def describe(self) -> str:
+        if self.ep > 1:
+            return f"EP {self.ep} (the experts split over {self.ep} ranks)"
+        return f"TP {self.tp} (each expert's width split {self.tp} ways)" if self.tp > 1 \
+            else "one rank"
+
+
+def _last(args: Sequence[str], names: Sequence[str]) -> str | None:
+    """The value the last of `names` gives (`--flag v`, `--flag=v`): vLLM's parser keeps
+    the last, and a short form sets the same option."""
+    value = None
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        if name in names:
+            value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return value
+
+
+def _switch(args: Sequence[str], on: Sequence[str], off: str) -> bool:
+    state = False
+    for arg in args:
+        if arg in on:
+            state = True
+        elif arg == off:
+            state = False
+    return state
+
+
+def moe_split(args: Sequence[str]) -> MoeSplit:
+    """The split a `vllm serve` argv gives, or a ValueError naming what cannot be read as
+    vLLM reads it: a size that is not a whole number, or expert load balancing (EPLB adds
+    redundant experts, so a rank holds more than E / EP)."""
+    sizes = {}
+    for key, names in _SIZES.items():
+        raw = _last(args, names)
+        if raw is None:
+            sizes[key] = 1
+            continue
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RANKS):
+            raise ValueError(f"{names[0]} {raw[:20]!r} is not a whole number from 1 to "
+                             f"{MAX_RANKS}")
+        sizes[key] = int(raw)
+    if _switch(args, ("--enable-eplb",), "--no-enable-eplb"):
+        raise ValueError("--enable-eplb gives ranks redundant experts beyond E / EP")
+    ranks = sizes["tp"] * sizes["dp"] * sizes["pcp"]
+    if ranks > 1 and _switch(args, ("--enable-expert-parallel", "-ep"),
+                             "--no-enable-expert-parallel"):
+        return MoeSplit(tp=1, ep=ranks)
+    return MoeSplit(tp=ranks, ep=1)
