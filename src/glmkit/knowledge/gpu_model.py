@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glmkit.knowledge.quant_format import QuantFormat
+
 CALIBRATION = Path(__file__).with_name("gpu_calibration.json")
 GIB = 1 << 30
 DEFAULT_BATCHED_TOKENS = 8192  # vLLM 0.26's --max-num-batched-tokens for online serving
@@ -94,6 +96,13 @@ def start_period_s(weights_gib: float, block_fp8: bool) -> int:
     return int(math.ceil(seconds * constant("start_margin") / 10) * 10)
 
 
+def block_warmup_caveat() -> str | None:
+    """Why the block-FP8 warm-up figure is not yet to be trusted (gone once it is
+    re-measured on a block FP8 checkpoint), or None."""
+    caveat = calibration()["constants"]["block_fp8_warmup_s"].get("wrong_layout")
+    return str(caveat) if caveat else None
+
+
 ASSUMES = (
     "KV cache as vLLM sizes it: utilization × (memory − {reserved} GiB CUDA keeps) − weights "
     "− activation peak (23 × batched tokens × hidden × 2 B + 12.6 KB × vocab) − {non_torch} "
@@ -122,14 +131,17 @@ MOE_DEVICE_NAMES = {"H100": "NVIDIA_H100_80GB_HBM3", "H200": "NVIDIA_H200",
 
 
 def moe_config_name(experts: int, intermediate_per_gpu: int, gpu: str,
-                    precision: str) -> str | None:
-    """The file vLLM looks for (fused_moe.get_config_file_name): BF16, or block FP8 as
-    GLM's FP8 checkpoints are; None for a GPU or precision it has no name for here."""
+                    fmt: QuantFormat) -> str | None:
+    """The file vLLM looks for (fused_moe.get_config_file_name): `dtype=fp8_w8a8` for FP8,
+    `block_shape` only for block FP8 (GLM-5.x), none for channel-wise FP8 (GLM-4.x's
+    compressed-tensors); None for a GPU, format or FP8 layout it has no name for here."""
     device = MOE_DEVICE_NAMES.get(gpu)
-    if device is None or precision not in ("bf16", "fp8"):
+    if device is None or fmt.kind not in ("bf16", "fp8") or not fmt.layout_known:
         return None
-    dtype = ",dtype=fp8_w8a8,block_shape=[128,128]" if precision == "fp8" else ""
-    return f"E={experts},N={intermediate_per_gpu},device_name={device}{dtype}.json"
+    dtype = f",dtype={fmt.moe_dtype}" if fmt.moe_dtype else ""
+    block = f",block_shape=[{fmt.block[0]},{fmt.block[1]}]" if fmt.block_fp8 and fmt.block \
+        else ""
+    return f"E={experts},N={intermediate_per_gpu},device_name={device}{dtype}{block}.json"
 
 
 def vllm_ships_moe_config(name: str) -> bool:

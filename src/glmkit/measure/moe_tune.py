@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from glmkit.errors import GlmkitError, UsageError
 from glmkit.host.vendors import resolve_vendor
+from glmkit.knowledge import quant_format
 from glmkit.knowledge.gpu_model import MoeSplit, moe_split
 from glmkit.labels import ServerLabels
 from glmkit.plan.serve import CONTAINER_MOE_CONFIGS
@@ -36,6 +37,8 @@ from glmkit.process import run
 from glmkit.run.server import running_server
 
 TUNER = Path(__file__).with_name("moe_tuner.py")
+# What the tuner reads the checkpoint's quantization_config with, copied beside it.
+QUANT_FORMAT = Path(quant_format.__file__)
 CONTAINER_TMP = "/tmp/glmkit-moe"
 LEASE = f"{CONTAINER_TMP}/tuner.lease"
 GRACE_S = 5  # from SIGTERM to SIGKILL, for the tuner's group
@@ -130,7 +133,8 @@ def tune_moe(project: str, budget_s: float | None) -> TuneMoeResult:
     container = target.container
     run(["docker", "exec", container, "mkdir", "-p", CONTAINER_TMP, CONTAINER_MOE_CONFIGS])
     try:
-        run(["docker", "cp", str(TUNER), f"{container}:{CONTAINER_TMP}/{TUNER.name}"])
+        for source in (TUNER, QUANT_FORMAT):
+            run(["docker", "cp", str(source), f"{container}:{CONTAINER_TMP}/{source.name}"])
         # The server keeps its memory: the tuner gets what is left of the GPU.
         tuner = ["docker", "exec", container, "python3", f"{CONTAINER_TMP}/{TUNER.name}",
                  "--model", target.model_ref, "--tp", str(split.tp), "--ep", str(split.ep),

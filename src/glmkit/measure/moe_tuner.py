@@ -1,12 +1,16 @@
 """Tune vLLM's fused-MoE Triton kernel for one expert shape on this host's GPU.
 
 Run where vLLM and a GPU are: inside the serving container (`invoke tune-moe` copies this
-file in and runs it with the image's Python, as `vllm bench serve` runs there), or
-directly on a GPU host without Docker (scripts/gpu_truth.py). It imports nothing of
-glmkit, only torch and vLLM.
+file and knowledge/quant_format.py in and runs it with the image's Python, as `vllm bench
+serve` runs there), or directly on a GPU host without Docker (scripts/gpu_truth.py). It
+imports nothing else of glmkit, only torch and vLLM.
 
     python3 moe_tuner.py --experts 64 --intermediate 1536 --hidden 2048 --topk 4 \
-        [--dtype fp8_w8a8 --block 128,128] [--tp 1 | --ep 4] --out DIR [--budget-s 150]
+        [--dtype fp8_w8a8 [--block 128,128 | --per-channel]] [--tp 1 | --ep 4] --out DIR
+
+With --model the shape and the format come from the checkpoint's config.json (its
+quantization_config, read by quant_format): GLM-4.x FP8 is timed as vLLM serves it,
+channel-wise FP8 with per-token activations, GLM-5.x FP8 with 128 x 128 blocks.
 
 It times vLLM's own `fused_experts` op (under vLLM's `override_config`, as vLLM's
 `benchmarks/kernels/benchmark_moe.py --tune` does) for each batch size vLLM looks up,
@@ -68,13 +72,23 @@ def _setup(args: argparse.Namespace, experts: int, n: int, topk: int) -> dict[st
     w1 = (torch.randn(experts, 2 * n, args.hidden, device=device) / 16).to(weights_dtype)
     w2 = (torch.randn(experts, args.hidden, n, device=device) / 16).to(weights_dtype)
     scales: dict[str, Any] = {}
-    if fp8 and block:
+    if fp8 and args.per_channel:  # one scale per output channel of each expert
+        scales = {"w1_scale": torch.rand(experts, 2 * n, 1, device=device,
+                                         dtype=torch.float32),
+                  "w2_scale": torch.rand(experts, args.hidden, 1, device=device,
+                                         dtype=torch.float32)}
+    elif fp8 and not block:  # one scale per expert's matrix
+        scales = {"w1_scale": torch.rand(experts, device=device, dtype=torch.float32),
+                  "w2_scale": torch.rand(experts, device=device, dtype=torch.float32)}
+    elif fp8 and block:
         bn, bk = block
         scales = {
             "w1_scale": torch.rand(experts, -(-2 * n // bn), -(-args.hidden // bk),
                                    device=device, dtype=torch.float32),
             "w2_scale": torch.rand(experts, -(-args.hidden // bn), -(-n // bk),
                                    device=device, dtype=torch.float32)}
+    if fp8 and args.per_channel:  # activations per token, as vLLM's per_act_token_quant
+        scales["per_channel_quant"] = True
     return {"torch": torch, "fm": fm, "w1": w1, "w2": w2, "n": n, "experts": experts,
             "topk": topk, "fp8": fp8, "block": block, "scales": scales}
 
@@ -341,6 +355,8 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
         "experts": args.experts, "experts_per_rank": experts, "intermediate_per_rank": n,
         "tp": args.tp, "ep": args.ep, "hidden": args.hidden, "topk": args.topk,
         "dtype": dtype or "bf16", "block_shape": ctx["block"],
+        "per_channel": bool(getattr(args, "per_channel", False)),
+        "format": getattr(args, "format", None),
         "seconds": round(time.monotonic() - started, 1)}
     lease = Path(args.lease) if getattr(args, "lease", None) else None
     summary["installed"] = install(out, name, tuned_file(best, shipped), summary, lease,
@@ -348,9 +364,34 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _quant_format() -> Any:
+    """knowledge/quant_format.py: glmkit's own where it is installed, else the copy beside
+    this file (the serving container) or in the source tree (scripts/gpu_truth.py)."""
+    try:
+        from glmkit.knowledge import quant_format
+    except ImportError:
+        here = Path(__file__).resolve().parent
+        sys.path[:0] = [str(here), str(here.parent / "knowledge")]
+        import quant_format  # type: ignore[no-redef]
+    return quant_format
+
+
+def format_args(config: Any) -> dict[str, Any]:
+    """The tuner's --dtype, --block and --per-channel for a checkpoint's config.json; a
+    ValueError for a format whose MoE kernel is not vLLM's Triton fused_moe (NVFP4,
+    MXFP4, others) or a quantization_config that cannot be read."""
+    fmt = _quant_format().format_from_config(config)
+    if fmt.kind == "bf16":
+        return {"dtype": "bf16", "block": "", "per_channel": False}
+    if fmt.kind != "fp8":
+        raise ValueError(f"{fmt.describe()}: vLLM's Triton fused-MoE configs do not apply")
+    return {"dtype": "fp8_w8a8", "block": ",".join(map(str, fmt.block)) if fmt.block else "",
+            "per_channel": fmt.channel and fmt.token, "format": fmt.describe()}
+
+
 def shape_from_model(ref: str) -> dict[str, Any]:
-    """The expert shape from a served model's config.json (a folder, or the HF cache the
-    server downloaded it into)."""
+    """The expert shape and format from a served model's config.json (a folder, or the HF
+    cache the server downloaded it into)."""
     path = Path(ref) / "config.json"
     if not path.is_file():
         from huggingface_hub import hf_hub_download
@@ -358,11 +399,9 @@ def shape_from_model(ref: str) -> dict[str, Any]:
         path = Path(hf_hub_download(ref, "config.json"))
     config = json.loads(path.read_text())
     text = config.get("text_config", config)
-    quant = config.get("quantization_config") or {}
-    block = quant.get("weight_block_size") if quant.get("quant_method") == "fp8" else None
     return {"experts": text["n_routed_experts"], "intermediate": text["moe_intermediate_size"],
             "hidden": text["hidden_size"], "topk": text["num_experts_per_tok"],
-            **({"dtype": "fp8_w8a8", "block": ",".join(map(str, block))} if block else {})}
+            **format_args(config)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                         "nothing is installed once it is gone")
     parser.add_argument("--dtype", choices=("bf16", "fp8_w8a8"), default="bf16")
     parser.add_argument("--block", default="", help="block-FP8 shape, e.g. 128,128")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="FP8 weights per output channel, activations per token "
+                        "(compressed-tensors, GLM-4.x FP8)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-s", type=float, default=150.0)
     parser.add_argument("--candidates", type=int, default=48)
@@ -393,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         os.setpgid(0, 0)
         Path(args.lease).write_text(f"{os.getpgid(0)}\n")
     if args.model:
-        for key, value in shape_from_model(args.model).items():
+        try:
+            shape = shape_from_model(args.model)
+        except ValueError as error:
+            raise SystemExit(f"moe_tuner: {args.model[:80]}: {error}") from None
+        for key, value in shape.items():
             setattr(args, key, value)
     if None in (args.experts, args.intermediate, args.hidden, args.topk):
         parser.error("give --model, or --experts, --intermediate, --hidden and --topk")

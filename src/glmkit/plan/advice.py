@@ -16,6 +16,7 @@ from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, Strategy, che
 from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.gpu_model import assumes as gpu_assumes
+from glmkit.knowledge.quant_format import QuantFormat
 from glmkit.knowledge.recipes import load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
@@ -38,6 +39,7 @@ from glmkit.knowledge.sizing import (
     GpuSpec,
     PlanReport,
     RecipeEstimate,
+    checkpoint_format,
     encoder_cache_gb,
     estimate_from_recipe,
     known_arch,
@@ -155,14 +157,18 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _moe_row(arch: Arch, card: GpuSpec, precision: str, tp: int) -> tuple[str, str] | None:
-    """Whether vLLM ships a tuned fused-MoE config for this expert shape on this GPU."""
+def _moe_row(arch: Arch, card: GpuSpec, fmt: QuantFormat, tp: int) -> tuple[str, str] | None:
+    """Whether vLLM ships a tuned fused-MoE config for this expert shape on this GPU, in
+    the checkpoint's format (`block_shape` only for block FP8)."""
     from glmkit.knowledge.gpu_model import moe_config_name, vllm_ships_moe_config
 
     if not arch.experts or not arch.moe_intermediate:
         return None
-    name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, precision)
+    name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, fmt)
     if name is None:
+        if fmt.kind == "fp8" and not fmt.layout_known and card.name in ("H100", "H200"):
+            return ("MoE kernels", "the FP8 layout is unknown, so is the file vLLM looks for "
+                    "(`invoke download` the checkpoint so its config.json is read)")
         return None
     if vllm_ships_moe_config(name):
         return ("MoE kernels", f"vLLM 0.26.0 ships a tuned config ({name})")
@@ -222,12 +228,14 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     arch = known_arch(spec, cache, fetch) if spec.recipe is not None else \
         model_arch(spec, cache, fetch)
     estimate = estimate_from_recipe(spec, card, count, request.tp) if arch is None else None
+    fmt = checkpoint_format(spec, arch)
     rows: list[tuple[str, str]] = [("model", (
         f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active, {arch.layers} "
         f"layers, {arch.heads} heads, {arch.kv_heads} KV heads × {arch.head_dim} (facts "
         f"from {arch.source})") if arch is not None else
         f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active; planned "
         f"{estimate.why if estimate else ''}")]
+    rows.append(("quantization", fmt.labelled()))
     if note:
         rows.append(("hardware", note))
     if here and hw.gpus:
@@ -275,7 +283,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                          utilization=request.gpu_memory_utilization, tp=request.tp,
                          kv_bytes=kv_bytes, mtp=drafts)
     rows += _fit_rows(report)
-    if moe := _moe_row(arch, card, spec.precision, report.chosen.tp):
+    if moe := _moe_row(arch, card, fmt, report.chosen.tp):
         rows.append(moe)
     if spec.vram_minimum_gb:
         verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
