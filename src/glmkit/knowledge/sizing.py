@@ -403,11 +403,11 @@ class _Shard:
 
 
 def _vllm_shard(arch: Arch, params_gib: float, gpu: GpuSpec, utilization: float,
-                per_token: float, mtp: bool) -> _Shard:
+                per_token: float, mtp: bool, fp8_kv: bool = False) -> _Shard:
     """Counted parameters: vLLM's own accounting (gpu_model.vllm_memory, calibrated on an
     H200), in GiB as vLLM reports it."""
     memory = vllm_memory(gpu.memory_gib, utilization, params_gib, arch.hidden, arch.vocab,
-                         per_token, mtp=mtp)
+                         per_token, mtp=mtp, fp8_kv=fp8_kv)
     room = memory.requested_gib - memory.activation_peak_gib - memory.non_torch_gib \
         - memory.cuda_graph_gib
     return _Shard(params_gib, room, memory.kv_tokens, "GiB", GIB)
@@ -439,7 +439,8 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
             continue
         per_token = kv_bytes_per_token(arch, t, kv_bytes)
         counted = weights_per_gpu_gib(arch, precision, t)
-        shard = _vllm_shard(arch, counted, gpu, utilization, per_token, mtp) \
+        shard = _vllm_shard(arch, counted, gpu, utilization, per_token, mtp,
+                            kv_bytes < KV_BYTES) \
             if counted is not None else _flat_shard(model, gpu, precision, t, utilization,
                                                     per_token)
         # Offloaded weights free GPU memory for the least KV cache worth serving.

@@ -176,6 +176,28 @@ def _moe_row(arch: Arch, card: GpuSpec, fmt: QuantFormat, tp: int) -> tuple[str,
             "(`invoke tune-moe` makes one)")
 
 
+def _fp8_kv_row(spec: ModelSpec, arch: Arch, card: GpuSpec, report: PlanReport,
+                request: PlanRequest, mtp: bool) -> tuple[str, str] | None:
+    """What `--kv-cache-dtype fp8` gives at the chosen layout, as vLLM sizes it (half the
+    bytes per token, and its smaller CUDA-graph estimate measured on an H100): offered for
+    long agent sessions, whose context is what runs out. Only with counted parameters."""
+    from glmkit.knowledge.sizing import fit
+
+    if arch.params is None or report.chosen.unit != "GiB" or not report.chosen.kv_tokens:
+        return None
+    bf16 = report.chosen
+    fp8 = fit(spec, arch, card, report.gpu_count, spec.precision,
+              request.gpu_memory_utilization, bf16.tp, 1.0, mtp)
+    if not fp8.kv_tokens:
+        return None
+    ctx = report.context
+    return ("fp8 KV cache", f"for long agent sessions: `invoke up ... -- --kv-cache-dtype fp8` "
+            f"holds {fp8.kv_tokens:,} tokens (maximum concurrency {fp8.kv_tokens / ctx:.2f}x "
+            f"at {ctx:,} tokens) vs {bf16.kv_tokens:,} ({bf16.kv_tokens / ctx:.2f}x) in BF16. "
+            "FP8 keys and values change what the model answers: pass the accuracy gate "
+            "(`invoke eval`) with it before serving")
+
+
 def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
                    estimate: RecipeEstimate, rows: list[tuple[str, str]],
                    recommended: list[tuple[str, str]], nodes: int | None) -> Advice:
@@ -291,6 +313,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                      f"the node's {round(target.vram_gb, 1):g} GB ({target.describe()})"))
     rows.append(("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
                  if kv_bytes == 1.0 else "bf16 (vLLM's default)"))
+    if kv_bytes != 1.0 and (offer := _fp8_kv_row(spec, arch, card, report, request, drafts)):
+        rows.append(offer)
     rows += recommended
     if report.impossible_tp:
         rows.append(("impossible TP", "; ".join(f"{t}: {why}" for t, why in
