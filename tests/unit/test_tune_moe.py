@@ -176,10 +176,17 @@ def test_a_tuner_whose_command_ended_installs_nothing(
         "installed"
 
 
+@pytest.mark.parametrize("leader", [False, True])
 def test_the_tuner_takes_a_group_of_its_own_before_anything_else(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, leader: bool) -> None:
     groups: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "setpgid", lambda pid, group: groups.append((pid, group)))
+
+    def setpgid(pid: int, group: int) -> None:
+        groups.append((pid, group))
+        if leader:  # a session leader already leads its group: EPERM
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpgid", setpgid)
     monkeypatch.setattr(os, "getpgid", lambda pid: 4242)
     seen: list[str] = []
 

@@ -30,6 +30,7 @@ that started it ended): `invoke tune-moe` stops the group on a timeout or Ctrl-C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -432,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lease:
         # First of all, a group of its own named in the lease, so whoever started it can
         # stop all of it (Triton's compiler workers included) from outside.
-        os.setpgid(0, 0)
+        # A session leader (`docker exec -t`) leads its group already: EPERM.
+        with contextlib.suppress(PermissionError):
+            os.setpgid(0, 0)
         Path(args.lease).write_text(f"{os.getpgid(0)}\n")
     if args.model:
         try:
