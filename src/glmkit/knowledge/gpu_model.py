@@ -167,18 +167,11 @@ class MoeSplit:
     in vllm/model_executor/layers/fused_moe/config.py): without expert parallelism every
     rank holds every expert with its width N split over TP × DP × PCP ranks; with it
     (`--enable-expert-parallel`) the experts are split whole over those ranks and N is
-    not. The fused-MoE config file is named by one rank's E and N (w2's shape)."""
+    not. The fused-MoE config file is named by one rank's E and N (w2's shape), which
+    measure/moe_tuner.py's rank_shape computes from these in the serving container."""
 
     tp: int = 1  # ranks each expert's width is split over
     ep: int = 1  # ranks the experts are split over
-
-    def rank_shape(self, experts: int, intermediate: int) -> tuple[int, int]:
-        """(E, N) of one rank, or a ValueError where they do not split evenly (vLLM
-        gives ranks unequal expert counts then, so no one file names them all)."""
-        if experts % self.ep or intermediate % self.tp:
-            raise ValueError(f"{experts} experts × {intermediate} wide do not split evenly "
-                             f"over {self.describe()}")
-        return experts // self.ep, intermediate // self.tp
 
     def describe(self) -> str:
         if self.ep > 1:

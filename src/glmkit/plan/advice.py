@@ -165,10 +165,7 @@ def _moe_row(arch: Arch, card: GpuSpec, fmt: QuantFormat, tp: int) -> tuple[str,
     if not arch.experts or not arch.moe_intermediate:
         return None
     name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, fmt)
-    if name is None:
-        if fmt.kind == "fp8" and not fmt.layout_known and card.name in ("H100", "H200"):
-            return ("MoE kernels", "the FP8 layout is unknown, so is the file vLLM looks for "
-                    "(`invoke download` the checkpoint so its config.json is read)")
+    if name is None:  # the quantization row says why (an FP8 layout not known)
         return None
     if vllm_ships_moe_config(name):
         return ("MoE kernels", f"vLLM 0.26.0 ships a tuned config ({name})")
