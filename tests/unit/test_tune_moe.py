@@ -131,7 +131,9 @@ def test_a_winner_only_noise_picked_is_not_installed(
     assert len(seen) == 2 and not (tmp_path / "out" / NAME).exists()
 
 
-@pytest.mark.parametrize("earlier", [{"1": {"BLOCK_SIZE_M": 128}}, [], "not json"])
+@pytest.mark.parametrize("earlier", [{"1": {"BLOCK_SIZE_M": 128}}, [], "not json",
+                                     "[" * 100_000, {"1": {"BLOCK_SIZE_M": "64"}},
+                                     {"-1": {"BLOCK_SIZE_M": 64}}])
 def test_an_earlier_file_that_no_longer_wins_or_is_malformed_is_removed(
         tmp_path: Path, vllm: FakeVllm, monkeypatch: pytest.MonkeyPatch, earlier: Any) -> None:
     """The folder vLLM searches first keeps no file slower than what vLLM ships (an

@@ -169,7 +169,10 @@ def read_config_map(path: Path) -> ConfigMap | None:
         return None
     if len(raw) > MAX_CONFIG_FILE:
         raise ValueError(f"{path.name} is over {MAX_CONFIG_FILE} bytes")
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # nested past Python's limit: not a config either
+        raise ValueError(f"{path.name} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     data.pop("triton_version", None)
