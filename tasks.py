@@ -382,7 +382,7 @@ def tune(c: Context, workload: str | None = None, batch: str | None = None,
 
 @_task()
 def tune_moe(c: Context, project: str | None = None, budget: str | None = None) -> None:
-    """Tune vLLM's fused-MoE kernel for the running model on this GPU (next `up` uses it)."""
+    """Tune vLLM's fused-MoE kernel for the running model; kept only where it beats vLLM's."""
     from glmkit.host.settings import task_option
     from glmkit.measure.moe_tune import tune_moe as run_tuner
 

@@ -378,18 +378,26 @@ def _flag_int(args: list[str], flag: str) -> int | None:
 
 def tune_moe(args: argparse.Namespace) -> None:
     """vLLM's fused-MoE kernel tuned for this layout's expert shape (measure/moe_tuner)."""
+    from glmkit.knowledge.gpu_model import moe_split
+    from glmkit.measure.moe_tuner import format_args
+
     layout = read_layout(Path(args.layout))
     config = json.loads((Path(args.layout) / "model" / "config.json").read_text())
     text = config.get("text_config", config)
-    quant = config.get("quantization_config") or {}
-    block = quant.get("weight_block_size") if quant.get("quant_method") == "fp8" else None
-    tp = _flag_int(layout["serve_args"], "--tensor-parallel-size") or 1
+    try:
+        # The checkpoint's format (GLM-4.x FP8: channel-wise, no blocks) and one rank's
+        # split as the layout's vLLM makes it.
+        fmt, split = format_args(config), moe_split(layout["serve_args"])
+    except ValueError as err:
+        raise SystemExit(f"tune-moe: {err}") from None
     argv = [sys.executable, str(ROOT / "src" / "glmkit" / "measure" / "moe_tuner.py"),
             "--experts", str(text["n_routed_experts"]),
             "--intermediate", str(text["moe_intermediate_size"]),
             "--hidden", str(text["hidden_size"]), "--topk", str(text["num_experts_per_tok"]),
-            "--tp", str(tp), "--out", args.out, "--budget-s", str(args.budget_s),
-            *(["--dtype", "fp8_w8a8", "--block", ",".join(map(str, block))] if block else [])]
+            "--tp", str(split.tp), "--ep", str(split.ep), "--out", args.out,
+            "--budget-s", str(args.budget_s), "--dtype", fmt["dtype"],
+            *(["--block", fmt["block"]] if fmt["block"] else []),
+            *(["--per-channel"] if fmt["per_channel"] else [])]
     subprocess.run(argv, check=True)
 
 

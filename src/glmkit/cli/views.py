@@ -330,11 +330,22 @@ def print_agentic(out: Console, report: AgenticReport) -> None:
 
 
 def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
-    """Summary first: the file and the speed-up at decode-sized batches."""
+    """What vLLM will use now, and the kernel against its baseline at decode sizes."""
+    from glmkit.measure.moe_tuner import MIN_GAIN
+
     summary = result.summary
-    sizes = summary.get("batch_sizes", {})
-    gains = ", ".join(f"{m} tokens {sizes[m]['speedup']:.2f}x" for m in ("16", "64", "256")
-                      if m in sizes)
-    out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
-                   f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
-                   f"default {gains}. Run `invoke up` again to serve with it."))
+    baseline = "the config vLLM ships for it" if summary.baseline == "shipped" \
+        else "vLLM's default tiles (it ships no config for it)"
+    gains = ", ".join(f"{m} tokens {summary.batch_sizes[m].speedup:.2f}x"
+                      for m in ("16", "64", "256") if m in summary.batch_sizes)
+    shape = f"{summary.file} ({result.split.describe()}, {summary.dtype})"
+    tried = f"{summary.candidates_tried} configs tried; kernel vs {baseline}: {gains}"
+    line = {
+        "installed": f"installed {shape} in the tuned folder of the vLLM cache volume "
+                     f"({tried}). Run `invoke up` again to serve with it.",
+        "removed": f"removed the earlier {shape}: it no longer beats {baseline} ({tried}); "
+                   "vLLM uses that again from the next `invoke up`.",
+        "none": f"installed nothing: no config beat {baseline} for {shape} by "
+                f"{MIN_GAIN:.0%} twice ({tried}); vLLM keeps using it.",
+    }[summary.installed]
+    out.print(Text(line))

@@ -16,6 +16,7 @@ from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, Strategy, che
 from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.gpu_model import assumes as gpu_assumes
+from glmkit.knowledge.quant_format import QuantFormat
 from glmkit.knowledge.recipes import load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
@@ -38,6 +39,7 @@ from glmkit.knowledge.sizing import (
     GpuSpec,
     PlanReport,
     RecipeEstimate,
+    checkpoint_format,
     encoder_cache_gb,
     estimate_from_recipe,
     known_arch,
@@ -155,19 +157,42 @@ def _fit_rows(report: PlanReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _moe_row(arch: Arch, card: GpuSpec, precision: str, tp: int) -> tuple[str, str] | None:
-    """Whether vLLM ships a tuned fused-MoE config for this expert shape on this GPU."""
+def _moe_row(arch: Arch, card: GpuSpec, fmt: QuantFormat, tp: int) -> tuple[str, str] | None:
+    """Whether vLLM ships a tuned fused-MoE config for this expert shape on this GPU, in
+    the checkpoint's format (`block_shape` only for block FP8)."""
     from glmkit.knowledge.gpu_model import moe_config_name, vllm_ships_moe_config
 
     if not arch.experts or not arch.moe_intermediate:
         return None
-    name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, precision)
-    if name is None:
+    name = moe_config_name(arch.experts, arch.moe_intermediate // tp, card.name, fmt)
+    if name is None:  # the quantization row says why (an FP8 layout not known)
         return None
     if vllm_ships_moe_config(name):
         return ("MoE kernels", f"vLLM 0.26.0 ships a tuned config ({name})")
     return ("MoE kernels", f"no tuned config in vLLM 0.26.0 for {name}: default tiles "
             "(`invoke tune-moe` makes one)")
+
+
+def _fp8_kv_row(spec: ModelSpec, arch: Arch, card: GpuSpec, report: PlanReport,
+                request: PlanRequest, mtp: bool) -> tuple[str, str] | None:
+    """What `--kv-cache-dtype fp8` gives at the chosen layout, as vLLM sizes it (half the
+    bytes per token, and its smaller CUDA-graph estimate measured on an H100): offered for
+    long agent sessions, whose context is what runs out. Only with counted parameters."""
+    from glmkit.knowledge.sizing import fit
+
+    if arch.params is None or report.chosen.unit != "GiB" or not report.chosen.kv_tokens:
+        return None
+    bf16 = report.chosen
+    fp8 = fit(spec, arch, card, report.gpu_count, spec.precision,
+              request.gpu_memory_utilization, bf16.tp, 1.0, mtp)
+    if not fp8.kv_tokens:
+        return None
+    ctx = report.context
+    return ("fp8 KV cache", f"for long agent sessions: `invoke up ... -- --kv-cache-dtype fp8` "
+            f"holds {fp8.kv_tokens:,} tokens (maximum concurrency {fp8.kv_tokens / ctx:.2f}x "
+            f"at {ctx:,} tokens) vs {bf16.kv_tokens:,} ({bf16.kv_tokens / ctx:.2f}x) in BF16. "
+            "FP8 keys and values change what the model answers: pass the accuracy gate "
+            "(`invoke eval`) with it before serving")
 
 
 def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
@@ -222,12 +247,14 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     arch = known_arch(spec, cache, fetch) if spec.recipe is not None else \
         model_arch(spec, cache, fetch)
     estimate = estimate_from_recipe(spec, card, count, request.tp) if arch is None else None
+    fmt = checkpoint_format(spec, arch)
     rows: list[tuple[str, str]] = [("model", (
         f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active, {arch.layers} "
         f"layers, {arch.heads} heads, {arch.kv_heads} KV heads × {arch.head_dim} (facts "
         f"from {arch.source})") if arch is not None else
         f"{spec.total_params_b:g}B total / {spec.active_params_b:g}B active; planned "
         f"{estimate.why if estimate else ''}")]
+    rows.append(("quantization", fmt.labelled()))
     if note:
         rows.append(("hardware", note))
     if here and hw.gpus:
@@ -275,7 +302,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                          utilization=request.gpu_memory_utilization, tp=request.tp,
                          kv_bytes=kv_bytes, mtp=drafts)
     rows += _fit_rows(report)
-    if moe := _moe_row(arch, card, spec.precision, report.chosen.tp):
+    if moe := _moe_row(arch, card, fmt, report.chosen.tp):
         rows.append(moe)
     if spec.vram_minimum_gb:
         verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
@@ -283,6 +310,8 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                      f"the node's {round(target.vram_gb, 1):g} GB ({target.describe()})"))
     rows.append(("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
                  if kv_bytes == 1.0 else "bf16 (vLLM's default)"))
+    if kv_bytes != 1.0 and (offer := _fp8_kv_row(spec, arch, card, report, request, drafts)):
+        rows.append(offer)
     rows += recommended
     if report.impossible_tp:
         rows.append(("impossible TP", "; ".join(f"{t}: {why}" for t, why in

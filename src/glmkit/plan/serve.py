@@ -459,17 +459,26 @@ def uses_mtp(args: Sequence[str]) -> bool:
 
 
 def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
-                  target: HardwareTarget) -> int:
+                  target: HardwareTarget, notes: list[str]) -> int:
     """The health check's grace period. On a GPU, from counted weights: start, load,
-    compile, CUDA graphs and block-FP8 warm-up as measured on an H200 (gpu_model); else
+    compile, CUDA graphs and, for a block FP8 checkpoint only (its format from
+    checkpoint_format), the block-FP8 warm-up, as measured on an H200 (gpu_model); else
     (CPU, or no count) a conservative guess."""
-    from glmkit.knowledge.gpu_model import start_period_s
-    from glmkit.knowledge.sizing import weights_per_gpu_gib
+    from glmkit.knowledge.gpu_model import block_warmup_caveat, constant, start_period_s
+    from glmkit.knowledge.sizing import checkpoint_format, weights_per_gpu_gib
 
     if target.brand != "CPU" and arch is not None and arch.params is not None:
         weights = weights_per_gpu_gib(arch, model.precision, max(1, recipe.tp))
         if weights is not None:
-            return start_period_s(weights, block_fp8=model.precision == "fp8")
+            fmt = checkpoint_format(model, arch)
+            # An FP8 layout glmkit does not know may be block FP8: the longer wait.
+            block = fmt.block_fp8 or (fmt.kind == "fp8" and not fmt.layout_known)
+            if block:
+                caveat = block_warmup_caveat()
+                notes.append(f"start_period counts a {constant('block_fp8_warmup_s'):g} s "
+                             f"block-FP8 warm-up for {fmt.describe()}"
+                             + (f"; that figure was {caveat}" if caveat else ""))
+            return start_period_s(weights, block_fp8=block)
     # A conservative guess, no measurement behind it (it came with the first kit, bcd0f14):
     # 300 s, and 5 s per billion parameters for loading. Generous wherever a start was
     # timed: the CPU tiny model's first `up` takes ~1.5 min and its two-container layouts
@@ -639,7 +648,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     if not is_loopback(s.host):
         notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
 
-    start_period = _start_period(model, facts.arch, recipe, target)
+    start_period = _start_period(model, facts.arch, recipe, target, notes)
     served = decide_facts(model, args)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
