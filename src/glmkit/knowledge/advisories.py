@@ -276,8 +276,9 @@ class Applied:
             text += f": sets {entries}" if self.acts else \
                 f"; not set here, vLLM versions affected: {a.vllm.describe()} (the " \
                 f"workaround is {entries})"
-        elif a.action.kind == "refuse" and not self.acts:
-            text += f"; not refused, vLLM versions affected: {a.vllm.describe()}"
+        elif a.action.kind == "refuse":
+            text += ": `render` and `up` refuse this plan" if self.acts else \
+                f"; not refused, vLLM versions affected: {a.vllm.describe()}"
         return f"advisory {a.id}: {text}"
 
 
