@@ -283,10 +283,14 @@ STORE_MODULES = ("glmkit.measure.results", "glmkit.measure.workloads", "glmkit.v
 RUN_MODULES = {"vllm": "the server and `vllm bench serve`", "torch": "the host's facts",
                "transformers": "the generated tokenizer", "tokenizers": "the generated "
                "tokenizer"}
+# What vLLM's FP8 path imports besides its own wheel (docs/gpu.md: the GLM FP8 runs).
+QUANTIZED_MODULES = {"compressed_tensors": "vLLM's FP8 layers (the compressed-tensors "
+                     "wheel)", "loguru": "compressed-tensors"}
 
 
-def check_imports() -> None:
-    """Every module `run` needs is importable; else one line naming the first missing."""
+def check_imports(quantized: bool = False) -> None:
+    """Every module `run` needs is importable (with a `quantized` checkpoint, what vLLM's
+    FP8 path imports too); else one line naming the first missing."""
     import importlib
     import importlib.util
 
@@ -300,7 +304,7 @@ def check_imports() -> None:
             raise SystemExit(f"gpu_truth.py run: Python module {missing!r} is not "
                              f"importable (the results store, {module}, needs it); "
                              f"{where}.") from None
-    for name, why in RUN_MODULES.items():
+    for name, why in {**RUN_MODULES, **(QUANTIZED_MODULES if quantized else {})}.items():
         try:
             found = importlib.util.find_spec(name) is not None
         except (ImportError, ValueError):  # a parent package that fails, a broken entry
@@ -313,10 +317,11 @@ def check_imports() -> None:
 def run(args: argparse.Namespace) -> None:
     folder = Path(args.layout)
     layout = read_layout(folder)
-    check_imports()  # before the server: a missing module costs seconds, not a start
     Path(args.results).mkdir(parents=True, exist_ok=True)
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
+    # Before the server: a missing module costs seconds, not a start.
+    check_imports(quantized=bool(config.get("quantization_config")))
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
     work = Path(tempfile.mkdtemp(prefix="gpu-truth-"))
     launcher = work / "vllm_main.py"

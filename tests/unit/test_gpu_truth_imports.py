@@ -116,3 +116,23 @@ def test_the_modules_run_imports_are_listed_in_the_gpu_docs() -> None:
     docs = (ROOT / "docs" / "gpu.md").read_text()
     for name in ("pydantic", "docker SDK", "rich", "pyyaml", "filelock", "packaging"):
         assert name in docs
+
+
+def test_an_fp8_layout_also_needs_what_vllms_fp8_path_imports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/gpu.md: GLM FP8 checkpoints also need compressed-tensors and loguru."""
+    script = _script()
+    started = _no_server(script, monkeypatch)
+    _present(monkeypatch, script)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "compressed_tensors"
+                        else object() if name in script.RUN_MODULES else real(name, *a))
+    folder = _layout(tmp_path)
+    config = folder / "model" / "config.json"
+    config.write_text(json.dumps({"vocab_size": 64, "quantization_config": {
+        "quant_method": "fp8", "weight_block_size": [128, 128]}}))
+    with pytest.raises(SystemExit, match="Python module 'compressed_tensors' is not "
+                                         "importable"):
+        script.run(_run_args(folder, tmp_path))
+    assert not started
