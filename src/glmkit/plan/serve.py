@@ -720,5 +720,5 @@ def _advisory_env(applied: Sequence[Applied], environment: dict[str, str],
     notes.extend(admitted.notes)
     env = env_dict(admitted)
     notes.extend(f"advisory: {k}={v} replaces the recipe's {k}={environment[k]}"
-                 for k, v in env.items() if environment.get(k, v) != v)
+                 for k, v in env.items() if k in environment and environment[k] != v)
     return env
