@@ -275,12 +275,53 @@ def read_layout(folder: Path) -> dict[str, Any]:
             from None
 
 
+# What `run` imports beyond the standard library, found before the server starts: a
+# module missing on the GPU host cost a whole start when it surfaced after healthy
+# (RECIPES.md §14). The results store is imported for real (its own imports are what
+# was missing); vLLM and the rest only looked up, importing them takes a while.
+STORE_MODULES = ("glmkit.measure.results", "glmkit.measure.workloads", "glmkit.vllm_args")
+RUN_MODULES = {"vllm": "the server and `vllm bench serve`", "torch": "the host's facts",
+               "transformers": "the generated tokenizer", "tokenizers": "the generated "
+               "tokenizer"}
+# What vLLM's FP8 path imports besides its own wheel (docs/gpu.md: the GLM FP8 runs).
+QUANTIZED_MODULES = {"compressed_tensors": "vLLM's FP8 layers (the compressed-tensors "
+                     "wheel)", "loguru": "compressed-tensors"}
+
+
+def check_imports(quantized: bool = False) -> None:
+    """Every module `run` needs is importable (with a `quantized` checkpoint, what vLLM's
+    FP8 path imports too); else one line naming the first missing."""
+    import importlib
+    import importlib.util
+
+    where = "docs/gpu.md lists what the GPU host needs"
+    for module in STORE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            # The package to install: `docker`, not the `docker.client` it failed on.
+            missing = (err.name or str(err).splitlines()[0][:80]).split(".")[0]
+            raise SystemExit(f"gpu_truth.py run: Python module {missing!r} is not "
+                             f"importable (the results store, {module}, needs it); "
+                             f"{where}.") from None
+    for name, why in {**RUN_MODULES, **(QUANTIZED_MODULES if quantized else {})}.items():
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package that fails, a broken entry
+            found = False
+        if not found:
+            raise SystemExit(f"gpu_truth.py run: Python module {name!r} is not importable "
+                             f"({why}); {where}.")
+
+
 def run(args: argparse.Namespace) -> None:
     folder = Path(args.layout)
     layout = read_layout(folder)
     Path(args.results).mkdir(parents=True, exist_ok=True)
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
+    # Before the server: a missing module costs seconds, not a start.
+    check_imports(quantized=bool(config.get("quantization_config")))
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
     work = Path(tempfile.mkdtemp(prefix="gpu-truth-"))
     launcher = work / "vllm_main.py"

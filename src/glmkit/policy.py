@@ -47,6 +47,7 @@ class Source(Enum):
     ENVIRONMENT = "environment"
     BUILTIN_RECIPE = "built-in recipe"
     SYNCED_RECIPE = "synced recipe"
+    ADVISORY = "advisory"  # glmkit.knowledge.advisories: a known fault's workaround
 
     @classmethod
     def of_setting(cls, layer: str) -> Source:
@@ -433,7 +434,9 @@ def admit_env(env: Mapping[str, Any], source: Source) -> Admitted:
         if any(ch in value for ch in "\n\r") or len(value) > MAX_ENV_VALUE:
             raise UsageError(f"Environment value of {name} from {source.describe()} holds a "
                              f"line break or is over {MAX_ENV_VALUE} characters.")
-        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE) and name not in RECIPE_ENV:
+        # An advisory's workaround is data like a recipe's switches: the same names only.
+        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE, Source.ADVISORY) and \
+                name not in RECIPE_ENV:
             notes.append(f"left out {name} from the {source.value}: not one of the variables "
                          "a recipe may set (glmkit.policy.RECIPE_ENV)")
             continue

@@ -72,7 +72,7 @@ def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
     assert all(c["ok"] for c in cases)
     for api, any_ in (("chat", "required"), ("messages", "any"), ("responses", "required")):
         rows = [c for c in cases if c["api"] == api and not c["case"].startswith("auth")]
-        assert len(rows) == len(requests_for(quick=False))
+        assert len(rows) == len(requests_for(quick=False, api=api))
         assert {c["tool_choice"] for c in rows} == {"auto", any_, "none", "get_weather",
                                                     "get_time"}
     assert {(c["api"], c["detail"]) for c in cases if c["case"].startswith("auth")} == {

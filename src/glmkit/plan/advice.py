@@ -13,11 +13,11 @@ from glmkit.errors import UsageError
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import fetch_config, hf_token
 from glmkit.host.settings import MAX_COUNT, PlanOptions, Settings, Strategy, check_value, number
-from glmkit.host.vendors import VendorName, resolve_vendor
+from glmkit.host.vendors import VendorName, VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import ModelSpec, resolve_model
 from glmkit.knowledge.gpu_model import assumes as gpu_assumes
 from glmkit.knowledge.quant_format import QuantFormat
-from glmkit.knowledge.recipes import load_book
+from glmkit.knowledge.recipes import RecipeBook, load_book
 from glmkit.knowledge.resolver import (
     KIT_STRATEGIES,
     HardwareTarget,
@@ -51,7 +51,7 @@ from glmkit.knowledge.sizing import (
     target_card,
 )
 from glmkit.paths import hf_cache
-from glmkit.plan.serve import choose_target, uses_mtp
+from glmkit.plan.serve import advisory_situation, choose_target, recipe_source, uses_mtp
 from glmkit.vllm_args import flag_value
 
 # Far above any machine, low enough that sizing's loops over TP sizes and batches end.
@@ -227,6 +227,27 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
     return Advice(title, rows, several, (f"planned {estimate.why}", ASSUMPTIONS[2]))
 
 
+def advisory_rows(spec: ModelSpec, arch: Arch | None, target: HardwareTarget,
+                  vendor: VendorProfile, resolved: Resolved | None, book: RecipeBook
+                  ) -> list[tuple[str, str]]:
+    """The advisories (knowledge/advisories.yaml) for the image and command `up` would
+    use: the same lines `up` prints, one row each."""
+    from glmkit.knowledge.advisories import applicable
+    from glmkit.knowledge.images import choose_image
+    from glmkit.policy import Source, admit_env, env_dict
+
+    try:
+        image = choose_image(spec, vendor, hw=target) if target.brand != "CPU" else None
+    except UsageError:  # what `up` refuses it says itself; the version is not known here
+        image = None
+    environment = env_dict(admit_env(vendor.env, Source.KIT))
+    if resolved is not None:
+        environment.update(env_dict(admit_env(resolved.env, recipe_source(spec, book))))
+    args = list(resolved.args) if resolved is not None else []
+    situation = advisory_situation(spec, arch, target, vendor, image, args, environment)
+    return [("advisory", a.line().removeprefix("advisory ")) for a in applicable(situation)]
+
+
 def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice:
     spec = resolve_model(request.model, env)
     book = load_book(env)
@@ -291,6 +312,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
         ep = " --enable-expert-parallel" if "--enable-expert-parallel" in resolved.args else ""
         rows.append(("recipe layout", f"{strategy}: {resolved.parallel_flag} "
                      f"{resolved.parallel_size}{ep}"))
+    rows += advisory_rows(spec, arch, target, vendor, resolved, book)
     kv_bytes = kv_cache_bytes(resolved.args) if resolved else 2.0
     if spec.vision:
         rows += vision_rows(arch, list(resolved.args) if resolved else [])

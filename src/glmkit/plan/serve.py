@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,6 +24,7 @@ from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
 from glmkit.host.settings import RestartPolicy, Settings, check_ranges
 from glmkit.host.vendors import VendorProfile, resolve_vendor
+from glmkit.knowledge.advisories import Applied, Situation, applicable
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
     MTP_TOOL_FIX,
@@ -31,6 +32,7 @@ from glmkit.knowledge.images import (
     at_least,
     choose_image,
     flag_supported,
+    is_nightly_build,
 )
 from glmkit.knowledge.recipe_schema import lookup, one_line
 from glmkit.knowledge.recipes import (
@@ -122,6 +124,10 @@ class ServePlan(Defaults):
     aliases: tuple[str, ...] = ()  # more names it answers to (--aliases)
     # What the served model is (vision, tiny, exact answers): up, check and bench read it.
     facts: ModelFacts = field(default_factory=ModelFacts)
+    # What is known about serving this here that the recipe does not say, one line each
+    # (knowledge/advisories.yaml, the recipe's hardware_notes): also in `notes`; `doctor`
+    # shows them as checks.
+    advisories: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -538,8 +544,10 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
     notes.extend(recipe.notes)
+    advice: list[str] = []
     if model.recipe is not None and (hw_note := hardware_note(model.recipe, target)):
-        notes.append(f"hardware note for {target.describe()}: {hw_note}")
+        advice.append(f"hardware note for {target.describe()}: {hw_note}")
+        notes.append(advice[-1])
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
     fitted_len = _fit(s, model, target, recipe, user.args, notes, facts.arch)
@@ -630,6 +638,10 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         environment["VLLM_TUNED_CONFIG_FOLDER"] = CONTAINER_MOE_CONFIGS
     if vendor.visibility_env and gpu_ids is not None and facts.here:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
+    applied = _advisories(model, facts.arch, target, vendor, image, args, environment)
+    environment.update(_advisory_env(applied, environment, notes))
+    advice += [a.line() for a in applied]
+    notes += [a.line() for a in applied]
 
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
@@ -673,5 +685,49 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         start_period_s=start_period, restart=s.restart,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
         model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
-        facts=served,
+        facts=served, advisories=tuple(advice),
     )
+
+
+def advisory_situation(model: ModelSpec, arch: Arch | None, target: HardwareTarget,
+                       vendor: VendorProfile, image: ImageProfile | None,
+                       args: Sequence[str], environment: Mapping[str, str]) -> Situation:
+    """A plan as advisories are matched against it (`invoke plan` has no image: None)."""
+    return Situation(
+        vendor=vendor.name, gpu=target.id, model=model.id, precision=model.precision,
+        experts=arch.experts if arch is not None and arch.experts else None,
+        experts_per_token=arch.experts_per_token if arch is not None else None,
+        tool_parser=flag_value(args, "--tool-call-parser"), env=dict(environment),
+        vllm_version=image.vllm_version if image is not None else None,
+        # A nightly is at least the version it is labelled with, maybe past a fix.
+        version_floor=image is not None and (bool(image.moving) or
+                                             is_nightly_build(image.ref)))
+
+
+def _advisories(model: ModelSpec, arch: Arch | None, target: HardwareTarget,
+                vendor: VendorProfile, image: ImageProfile, args: Sequence[str],
+                environment: dict[str, str]) -> tuple[Applied, ...]:
+    """The advisories that apply to this plan (knowledge/advisories.yaml); one that
+    refuses it and holds for this image's vLLM stops the plan here, with its sources."""
+    applied = applicable(advisory_situation(model, arch, target, vendor, image, args,
+                                            environment))
+    for a in applied:
+        if a.kind == "refuse" and a.acts:
+            raise UsageError(f"{model.id} on {target.describe()} with vLLM "
+                             f"{image.vllm_version}: {a.advisory.action.text} "
+                             f"({a.advisory.cited}; glmkit advisory {a.advisory.id}).")
+    return applied
+
+
+def _advisory_env(applied: Sequence[Applied], environment: dict[str, str],
+                  notes: list[str]) -> dict[str, str]:
+    """The environment entries of the env advisories that act, through the input policy
+    like a recipe's; where one replaces the recipe's value, the notes say so."""
+    wanted = {k: v for a in applied if a.kind == "env" and a.acts
+              for k, v in (a.advisory.action.env or {}).items()}
+    admitted = admit_env(wanted, Source.ADVISORY)
+    notes.extend(admitted.notes)
+    env = env_dict(admitted)
+    notes.extend(f"advisory: {k}={v} replaces the recipe's {k}={environment[k]}"
+                 for k, v in env.items() if k in environment and environment[k] != v)
+    return env
