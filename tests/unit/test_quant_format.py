@@ -181,11 +181,12 @@ def test_quant_format_imports_nothing_of_glmkit() -> None:
 
 def test_the_tuner_finds_quant_format_beside_it_without_glmkit(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import glmkit.knowledge
+    import glmkit.knowledge  # noqa: F401
     from glmkit.measure import moe_tuner
 
     monkeypatch.setitem(sys.modules, "glmkit.knowledge.quant_format", None)  # not installed
-    monkeypatch.delattr(glmkit.knowledge, "quant_format", raising=False)
+    # The package as imports see it now: another test may have imported it afresh.
+    monkeypatch.delattr(sys.modules["glmkit.knowledge"], "quant_format", raising=False)
     monkeypatch.delitem(sys.modules, "quant_format", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     module = moe_tuner._quant_format()
