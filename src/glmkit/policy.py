@@ -391,6 +391,76 @@ def merge_args(*layers: Sequence[str]) -> list[str]:
             for word in flag.words()]
 
 
+# --- code-loading as a combination ------------------------------------------------------
+
+# With --trust-remote-code, vLLM runs the Python code of every repository it loads a config,
+# tokenizer or model from: these flags and JSON keys name one (a draft model, a config repo,
+# a generation config, an `auto_map` pointing into another repository), so each of them
+# chooses whose code runs. (--lora-modules and --default-mm-loras name adapters, which
+# vLLM reads as weights and a PEFT config, never with remote code.)
+CODE_SELECTORS = frozenset({"--tokenizer", "--hf-config-path", "--spec-model",
+                            "--generation-config"})
+# --generation-config's words that name no folder or repository.
+_GENERATION_CONFIG_BUILTIN = frozenset({"auto", "vllm"})
+CODE_SELECTOR_KEYS = frozenset({"model", "draft_model", "tokenizer", "hf_config_path",
+                                "auto_map"})
+# Which commit of a repository the code comes from: a branch, a tag or `refs/pr/N` (a pull
+# request anyone can open) moves under the user; a full commit hash does not.
+REVISIONS = frozenset({"--revision", "--code-revision", "--tokenizer-revision"})
+REVISION_KEYS = frozenset({"revision", "code_revision", "tokenizer_revision"})
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def trusts_remote_code(words: Sequence[str]) -> bool:
+    """Whether admitted words, read as vLLM reads them, end with --trust-remote-code on."""
+    held = False
+    for flag in parse_flags(words, Source.KIT):
+        if flag.dest == "trust_remote_code":
+            held = flag.name == "--trust-remote-code"
+    return held
+
+
+def _short(value: Any) -> str:
+    return repr(str(value)[:60] + ("…" if len(str(value)) > 60 else ""))
+
+
+def check_code_loading(user: Sequence[str], source: Source,
+                       *others: Sequence[str]) -> None:
+    """Refuse the user's flags that choose whose code runs, when they come from invoke.yaml
+    or the environment and the command (the other layers `others`, then `user`, merged as
+    vLLM reads them) holds --trust-remote-code: a checkout or a script must not pick the
+    repository, config, draft model or moving revision the trusted code comes from."""
+    if source not in (Source.INVOKE_YAML, Source.ENVIRONMENT) or \
+            not trusts_remote_code(merge_args(*others, user)):
+        return
+    where = source.describe()
+    allow = "give it on the command line (after `--`) to allow it."
+    for flag in parse_flags(user, Source.KIT):
+        if flag.name in CODE_SELECTORS and not (
+                flag.name == "--generation-config" and not flag.keys
+                and flag.values and flag.values[-1] in _GENERATION_CONFIG_BUILTIN):
+            raise UsageError(f"{flag.spelling} from {where} chooses whose code runs under "
+                             f"--trust-remote-code; {allow}")
+        if keys := sorted({key for key, _ in _items(flag) if key in CODE_SELECTOR_KEYS}):
+            raise UsageError(f"{flag.spelling} from {where} sets {', '.join(keys)}, which "
+                             f"chooses whose code runs under --trust-remote-code; {allow}")
+        revisions = [(flag.spelling, flag.values[-1] if flag.values else "")] \
+            if flag.name in REVISIONS and not flag.keys else []
+        # A dotted key's value is the word as given (vLLM reads `--a.revision 1234` as text
+        # where it is not JSON); a JSON value's revisions are its strings.
+        dotted = flag.keys[-1].rstrip("+") if flag.keys else None
+        revisions += [(f"{flag.spelling} ({key})",
+                       flag.values[-1] if key == dotted and flag.values else value)
+                      for key, value in _items(flag) if key in REVISION_KEYS]
+        for what, value in revisions:
+            if not (isinstance(value, str) and _COMMIT.fullmatch(value)):
+                raise UsageError(
+                    f"{what} {_short(value)} from {where}: with --trust-remote-code a "
+                    "revision from invoke.yaml or the environment must be a 40-hex commit "
+                    "(a branch, tag or refs/pr/N moves to whatever is pushed); pin a commit, "
+                    "or " + allow)
+
+
 # --- environment ----------------------------------------------------------------------------
 
 # Exactly these names may come from a recipe: performance switches the recipes use. A

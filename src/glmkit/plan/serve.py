@@ -60,6 +60,7 @@ from glmkit.policy import (
     admit_args,
     admit_env,
     admit_name,
+    check_code_loading,
     env_dict,
     flag_names,
     image_repository,
@@ -605,6 +606,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     # vLLM answers to every name given; the first is the one it reports.
     command = _command(model_ref, (served_name, *aliases), recipe.args, args, user.args,
                        image, notes)
+    # Flags each admitted alone may combine into code-loading: the recipe's
+    # --trust-remote-code with invoke.yaml's choice of repository or revision.
+    check_code_loading(user.args, Source.of_setting(s.extra_args_source), recipe.args, args)
     args = list(command.argv())
     if (s.mtp or s.spec_mode) and model.tool_parser and \
             not at_least(image.vllm_version, MTP_TOOL_FIX):
