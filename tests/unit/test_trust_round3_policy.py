@@ -7,6 +7,7 @@ test here failed on main at dedf86a."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,185 @@ def test_a_pool_block_with_remote_code_counts(monkeypatch: pytest.MonkeyPatch) -
         else:
             plan = plan_pd(s, read_host_facts(s, ENV, NO_GPU), book)
             assert "--trust-remote-code" in plan.pool("decode")[0].args
+
+
+# --- High 2: remote engines ---------------------------------------------------------------
+
+TCP_NODES = "head=tcp://203.0.113.5:2375,w1=tcp://203.0.113.6:2375"
+
+
+def tls_folder(tmp_path: Path, *names: str) -> Path:
+    folder = tmp_path / "certs"
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        (folder / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    return folder
+
+
+def test_the_issues_tcp_reproduction_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.delenv("DOCKER_CERT_PATH", raising=False)
+    config = with_config(tmp_path, f"glmkit:\n  nodes: {TCP_NODES}\n")
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *config, "render", "--no-check",
+                            *GLM_H200)
+    one_line_error(code, err, "is plain TCP (DOCKER_TLS_VERIFY is not set)")
+    assert not list((tmp_path / "compose").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("engine", ["http://203.0.113.6:2375", "https://203.0.113.6:2376",
+                                    "unix:///var/run/docker.sock", "npipe://x", "fd://3"])
+@pytest.mark.parametrize("source", ["invoke.yaml", "environment", "command line"])
+def test_only_ssh_and_tls_tcp_engines(monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                      engine: str, source: str) -> None:
+    nodes = f"head=ssh://gpu1,w1={engine}"
+    argv: tuple[str, ...] = ("render", "--no-check", *GLM_H200)
+    env: dict[str, str] = {}
+    if source == "invoke.yaml":
+        argv = (*with_config(tmp_path, f"glmkit:\n  nodes: {nodes}\n"), *argv)
+    elif source == "environment":
+        env = {"GLMKIT_NODES": nodes}
+    else:
+        argv = (*argv, "--nodes", nodes)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv, env=env)
+    one_line_error(code, err, "is not ssh:// or tcp://")
+
+
+@pytest.mark.parametrize("files", [(), ("ca.pem",), ("cert.pem", "key.pem")])
+def test_tcp_without_every_tls_file_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path, files: tuple[str, ...]) -> None:
+    env = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tls_folder(tmp_path, *files))}
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            "--nodes", TCP_NODES, env=env)
+    one_line_error(code, err, "missing in DOCKER_CERT_PATH")
+
+
+def test_tcp_with_tls_verified_renders(monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    env = {"DOCKER_TLS_VERIFY": "1",
+           "DOCKER_CERT_PATH": str(tls_folder(tmp_path, "ca.pem", "cert.pem", "key.pem"))}
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            "--nodes", TCP_NODES, env=env)
+    assert code == 0, err
+    assert (tmp_path / "compose" / "glmkit-w1.yaml").exists()
+
+
+def test_the_engine_client_and_compose_refuse_plain_tcp(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """Where the secrets leave (`docker compose` with them in its environment) and where
+    the SDK connects, plain TCP is refused again, whatever built the plan."""
+    from glmkit.errors import UsageError
+    from glmkit.run import engine
+
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tls_folder(tmp_path)))
+    made: list[Any] = []
+    monkeypatch.setattr(engine, "DockerClient", lambda *a, **k: made.append(k))
+    for call in (lambda: engine.client("tcp://203.0.113.6:2375"),
+                 lambda: engine.compose_env("tcp://203.0.113.6:2375", {"HF_TOKEN": "x"})):
+        with pytest.raises(UsageError, match="plain TCP"):
+            call()
+    assert not made
+
+
+def test_a_tls_engine_client_verifies_with_the_users_certificates(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from glmkit.run import engine
+
+    folder = tls_folder(tmp_path, "ca.pem", "cert.pem", "key.pem")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(folder))
+    made: list[dict[str, Any]] = []
+
+    class Fake:
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def ping(self) -> None:
+            pass
+
+    monkeypatch.setattr(engine, "DockerClient", Fake)
+    engine.client("tcp://203.0.113.6:2376")
+    tls = made[0]["tls"]
+    assert made[0]["base_url"] == "tcp://203.0.113.6:2376"
+    assert tls.verify is True and tls.ca_cert == str(folder / "ca.pem")
+    assert tls.cert == (str(folder / "cert.pem"), str(folder / "key.pem"))
+
+
+def test_up_names_the_engines_before_any_secret_leaves(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from glmkit.host.facts import read_host_facts
+    from glmkit.host.settings import Settings
+    from glmkit.knowledge.recipes import load_book
+    from glmkit.plan.cluster import plan_cluster
+    from glmkit.run import deploy, lifecycle
+
+    env = {"GLMKIT_HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+    s = Settings(vendor="cuda", gpu="h200", gpu_count=8, model="zai-org/GLM-4.7-FP8",
+                 engine="ray", nodes="head=ssh://ops@gpu1,w1=ssh://gpu2:2222")
+    cluster = plan_cluster(s, read_host_facts(s, env, NO_GPU), load_book(env))
+    out = io.StringIO()
+    console = Console(file=out, width=400, color_system=None)
+    seen: list[str] = []
+    monkeypatch.setattr(deploy, "render", lambda *a, **k: [tmp_path / "a.yaml"] * 2)
+    monkeypatch.setattr(lifecycle, "start", lambda *a, **k: seen.append(out.getvalue()) or 1.0)
+    secrets = {"HF_TOKEN": "hf_SECRETVALUE_1234", "VLLM_API_KEY": "sk-SECRET-KEY"}
+    deploy._up(cluster, secrets, tmp_path, tmp_path, console, env, smoke=False)
+    line = next(x for x in seen[0].splitlines() if x.startswith("Sending"))
+    assert line == ("Sending HF_TOKEN, RAY_AUTH_TOKEN, VLLM_API_KEY to 2 Docker engine(s): "
+                    "ssh://ops@gpu1, ssh://gpu2:2222")
+    assert "SECRET" not in seen[0]
+
+
+def test_a_plain_local_up_says_nothing_of_engines() -> None:
+    from glmkit.run.deploy import secret_recipients
+    from tests.unit.helpers import plan_for
+
+    plan = plan_for(vendor="cpu")
+    assert secret_recipients(plan, {"HF_TOKEN": "x"}, {}) is None
+    assert secret_recipients(plan, {"HF_TOKEN": "x"}, {"DOCKER_HOST": "unix:///x"}) is None
+    assert secret_recipients(plan, {"HF_TOKEN": "x"}, {"DOCKER_HOST": "ssh://ops@box"}) == \
+        "Sending HF_TOKEN to 1 Docker engine(s): ssh://ops@box"
+
+
+# --- Low: --nodes names ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("nodes", [
+    "head=ssh://gpu.localhost,w1=ssh://gpu2", "head=ssh://gpu1,w1=GPU.LOCALHOST.",
+    "head=ssh://ip6-localhost,w1=ssh://gpu2", "head=ssh://localhost.,w1=ssh://gpu2"])
+def test_names_that_are_loopback_are_refused(nodes: str) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.host.nodes import parse_nodes_setting
+
+    with pytest.raises(UsageError, match="is not an address other nodes can reach"):
+        parse_nodes_setting(nodes)
+
+
+@pytest.mark.parametrize("nodes", [
+    "head=ssh://gpu1,w1=ssh://gpu1", "head=ssh://a@gpu1,w1=ssh://b@GPU1.:2222",
+    "head=ssh://10.0.0.1,w1=tcp://10.1:2376", "head=gpu1,w1=gpu2,w2=ssh://gpu2"])
+def test_the_same_machine_twice_is_refused(nodes: str) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.host.nodes import parse_nodes_setting
+
+    with pytest.raises(UsageError, match="are the same machine"):
+        parse_nodes_setting(nodes)
+
+
+@pytest.mark.parametrize("engine", ["ssh://u:secret@gpu1", "tcp://u:secret@gpu1:2376",
+                                    "tcp://u@gpu1:2376", "u:secret@gpu1"])
+def test_a_password_in_a_node_is_refused_and_never_shown(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        engine: str) -> None:
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "config", "--nodes",
+                              f"head={engine},w1=ssh://gpu2")
+    one_line_error(code, err, "reach it with an SSH key")
+    assert "secret" not in out + err

@@ -18,7 +18,7 @@ from typing import Any, Literal, NewType, get_args, get_origin, get_type_hints
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
-from glmkit.host.nodes import Nodes, parse_nodes_setting
+from glmkit.host.nodes import Nodes, engine_tls, parse_nodes_setting
 from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.policy import check_setting_sources
 
@@ -416,6 +416,7 @@ def resolve_settings(
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
     check_setting_sources(values, sources)
+    engine_tls(values.get("nodes"), env or {})
     values["extra_args_source"] = sources["extra_args"]
     values["image_source"] = sources["image"]
     settings = dataclasses.replace(Settings(), **values)
