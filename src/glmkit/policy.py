@@ -558,14 +558,93 @@ def other_homes(home: Path) -> list[Path]:
     return sorted(h for h in resolved if h != home and not _under(home, h))
 
 
-def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None) -> Path:
+# Linux's limits (NAME_MAX, PATH_MAX less its NUL): past them every system call on the path
+# fails with ENAMETOOLONG, an OSError wherever the path is first touched.
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def admit_path(path: str | Path, what: str) -> Path:
+    """A host path as given, checked for shape before anything touches it: text, no NUL
+    or line break, every component at most NAME_MAX bytes and the whole at most PATH_MAX;
+    else one UsageError that quotes it short. Every path option passes here first (mounts,
+    and the others' folders: `report --runs`, `bench-data --out`, `recipes sync --from`)."""
+    text = str(path)
+    shown = repr(text[:60] + ("…" if len(text) > 60 else ""))
+    if not text.strip() or any(ch in text for ch in "\n\r\0"):
+        raise UsageError(f"{what} {shown} is empty or holds a line break or NUL.")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {shown} is not valid UTF-8 text.") from None
+    longest = max(len(part.encode("utf-8")) for part in text.split("/"))
+    if size > PATH_MAX or longest > NAME_MAX:
+        raise UsageError(f"{what} {shown} is too long for a path ({size:,} bytes; at most "
+                         f"{PATH_MAX:,}, and {NAME_MAX} for each name in it).")
+    return Path(text)
+
+
+# Where the system keeps its state: a folder here belongs to a program or a package, not
+# to the user, however its owner reads (root owns them all: for root ownership proves
+# nothing). From invoke.yaml or the environment such a folder is refused; from the command
+# line it is mounted with a note. /var/tmp is anyone's scratch space.
+SYSTEM_PREFIXES = ("/etc", "/usr", "/boot", "/var", "/opt", "/srv")
+_NOT_SYSTEM = ("/var/tmp",)
+
+
+def system_prefix(path: Path) -> str | None:
+    """The system prefix `path` is under (resolved paths only), or None."""
+    if any(_under(path, Path(free)) for free in _NOT_SYSTEM):
+        return None
+    return next((prefix for prefix in SYSTEM_PREFIXES if _under(path, Path(prefix))), None)
+
+
+def _owned(path: Path, uid: int) -> tuple[bool, int | None]:
+    """(whether the folder is the user's, the owner read): an existing folder by its
+    owner; a missing one is made by the user (`up` creates it), so its nearest existing
+    parent must be the user's, or a sticky scratch folder anyone may make folders in."""
+    import stat
+
+    probe = path
+    while True:
+        try:
+            info = probe.stat()
+            break
+        except FileNotFoundError:
+            if probe == probe.parent:
+                return False, None
+            probe = probe.parent
+        except OSError:
+            return False, None
+    if probe == path:
+        return info.st_uid == uid, info.st_uid
+    scratch = bool(info.st_mode & stat.S_ISVTX and info.st_mode & stat.S_IWOTH)
+    return info.st_uid == uid or scratch, info.st_uid
+
+
+@dataclass(frozen=True)
+class MountAdmitted:
+    """A host folder the policy admitted: absolute, symlink-free, and a note to show."""
+
+    path: Path
+    note: str | None = None
+
+
+def admit_host_folder(path: str | Path, what: str, home: Path, base: Path | None = None, *,
+                      source: Source = Source.COMMAND_LINE, uid: int | None = None
+                      ) -> MountAdmitted:
     """The absolute, symlink-free host path for a bind mount, or a UsageError.
 
     A relative path is taken from `base` (the working directory), never from the compose
-    file's folder, and symlinks are resolved so the check sees what Docker mounts."""
-    text = _well_formed(str(path), what)
-    if not text.strip() or any(ch in text for ch in "\n\r"):
-        raise UsageError(f"{what} is empty or contains a line break.")
+    file's folder, and symlinks are resolved so the check sees what Docker mounts. Then
+    by ownership: the container runs as root, which reads and writes whatever the folder
+    holds, so it must be the invoking user's (`uid`, default os.getuid()), from any source;
+    under a system prefix (SYSTEM_PREFIXES) outside the user's home it is refused from
+    every source but the command line, where it comes with a note."""
+    import os
+
+    text = str(admit_path(path, what))
+    shown = repr(text[:60] + ("…" if len(text) > 60 else ""))
     raw = Path(text).expanduser()
     if not raw.is_absolute():
         raw = (base or Path.cwd()) / raw
@@ -573,18 +652,41 @@ def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = Non
         resolved = raw.resolve()
         home = home.expanduser().resolve()
     except (OSError, RuntimeError) as err:  # a symlink loop, a folder we may not read
-        raise UsageError(f"{what} {text!r} cannot be resolved: {err}.") from None
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "a loop"
+        raise UsageError(f"{what} {shown} cannot be resolved: {reason}.") from None
     secrets = [home / s for s in _HOME_SECRETS]
     held = [Path(s) for s in _SENSITIVE] + secrets + [home]
     others = other_homes(home)
     if resolved == Path("/") or any(_under(resolved, Path(root)) for root in _SYSTEM) \
             or any(_under(resolved, s) for s in secrets + others) \
             or any(_under(s, resolved) for s in held + others):
-        raise UsageError(f"{what} {text!r} ({resolved}) would give the container a system "
-                         "folder, the Docker socket, your home folder, your keys or another "
-                         "user's home; choose a "
-                         "folder of its own (e.g. ~/.cache/huggingface).")
-    return resolved
+        raise UsageError(f"{what} {shown} ({str(resolved)[:80]}) would give the container a "
+                         "system folder, the Docker socket, your home folder, your keys or "
+                         "another user's home; choose a folder of its own (e.g. "
+                         "~/.cache/huggingface).")
+    uid = os.getuid() if uid is None else uid
+    # A normal user's home is theirs wherever it is (a service account's under /var/lib).
+    mine = uid != 0 and home != Path("/") and _under(resolved, home)
+    prefix = None if mine else system_prefix(resolved)
+    if prefix and (source is not Source.COMMAND_LINE):
+        raise UsageError(f"{what} {shown} from {source.describe()} is under {prefix}, where "
+                         "the system keeps its state; give it on the command line to mount "
+                         "it, or choose a folder of your own.")
+    owned, owner = _owned(resolved, uid)
+    if not owned:
+        whose = "nobody can tell whom" if owner is None else f"uid {owner}"
+        raise UsageError(f"{what} {shown} ({str(resolved)[:80]}) belongs to {whose}, not to "
+                         f"you (uid {uid}); root in the container would read and write "
+                         "everything in it. Choose a folder you own.")
+    note = (f"{what} {str(resolved)[:80]} is under {prefix}, where the system keeps its "
+            "state: mounted because the command line asked") if prefix else None
+    return MountAdmitted(resolved, note)
+
+
+def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None, *,
+                source: Source = Source.COMMAND_LINE, uid: int | None = None) -> Path:
+    """`admit_host_folder`'s path alone, for a folder given on the command line."""
+    return admit_host_folder(path, what, home, base, source=source, uid=uid).path
 
 
 # --- images -----------------------------------------------------------------------------------

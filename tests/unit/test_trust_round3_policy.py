@@ -343,3 +343,178 @@ def test_a_password_in_a_node_is_refused_and_never_shown(
                               f"head={engine},w1=ssh://gpu2")
     one_line_error(code, err, "reach it with an SSH key")
     assert "secret" not in out + err
+
+
+# --- Medium 7: mounts by ownership ---------------------------------------------------------
+
+OTHER_UID = 12345
+VISION = ("--vendor", "cuda", "--gpu", "h200", "--model", "zai-org/GLM-4.6V")
+
+
+def others_folder(tmp_path: Path, name: str = "alice-data") -> Path:
+    """Another user's 0700 folder outside /home (the test runs as root, so it can chown)."""
+    import os
+
+    folder = tmp_path / name
+    folder.mkdir(mode=0o700)
+    os.chown(folder, OTHER_UID, OTHER_UID)
+    return folder
+
+
+def _mount_argv(tmp_path: Path, where: str, option: str, folder: str
+                ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """render's argv and environment naming `folder` as `option` from `where`."""
+    base = ("render", "--no-check", *(VISION if option == "media_dir" else GLM_H200))
+    if where == "invoke.yaml":
+        return (*with_config(tmp_path, f"glmkit:\n  {option}: {folder}\n"), *base), {}
+    if where == "environment":
+        name = "HF_HOME" if option == "hf_cache" else f"GLMKIT_{option.upper()}"
+        return base, {name: folder}
+    return (*base, f"--{option.replace('_', '-')}", folder), {}
+
+
+needs_root = pytest.mark.skipif(__import__("os").geteuid() != 0,
+                                reason="needs root to chown a folder to another user")
+
+
+@needs_root
+@pytest.mark.parametrize("where", ["invoke.yaml", "environment", "command line"])
+@pytest.mark.parametrize("option", ["hf_cache", "media_dir"])
+def test_another_users_folder_outside_home_is_not_mounted(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        where: str, option: str) -> None:
+    folder = others_folder(tmp_path)
+    argv, env = _mount_argv(tmp_path, where, option, str(folder))
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv, env=env)
+    one_line_error(code, err, f"belongs to uid {OTHER_UID}, not to you (uid 0)")
+    assert not compose_text(tmp_path)
+
+
+@needs_root
+def test_a_missing_folder_inside_another_users_is_not_mounted(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    folder = others_folder(tmp_path) / "cache"
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            env={"HF_HOME": str(folder)})
+    one_line_error(code, err, f"belongs to uid {OTHER_UID}")
+
+
+@pytest.mark.parametrize("folder", ["/var/lib/dpkg", "/var/backups", "/opt", "/srv",
+                                    "/var/lib/glmkit-missing"])
+@pytest.mark.parametrize("where", ["invoke.yaml", "environment"])
+@pytest.mark.parametrize("option", ["hf_cache", "media_dir"])
+def test_system_folders_from_invoke_yaml_or_the_environment_are_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        folder: str, where: str, option: str) -> None:
+    # Run as root here: root owns them, and that proves nothing.
+    argv, env = _mount_argv(tmp_path, where, option, folder)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv, env=env)
+    one_line_error(code, err, "where the system keeps its state; give it on the command line")
+    assert not compose_text(tmp_path)
+
+
+@needs_root
+def test_a_system_folder_from_the_command_line_comes_with_a_note(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                              "--hf-cache", "/srv")
+    assert code == 0, err
+    assert "--hf-cache /srv is under /srv, where the system keeps its state" in out + err
+    assert "source: /srv\n      target: /root/.cache/huggingface" in compose_text(tmp_path)
+
+
+def test_var_tmp_is_not_a_system_folder(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            env={"HF_HOME": "/var/tmp/glmkit-test-hf-missing"})
+    assert code == 0, err
+
+
+@needs_root
+def test_a_normal_user_mounts_their_own_folders_only(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    """Invoked as uid 12345: its own folder, a folder it will make in its own or in a
+    sticky scratch folder, pass; root's folder and one it would make in root's do not."""
+    import os
+
+    from glmkit.errors import UsageError
+    from glmkit.policy import Source, admit_host_folder
+
+    mine = others_folder(tmp_path, "mine")
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    home = tmp_path / "home"
+    monkeypatch.setattr(os, "getuid", lambda: OTHER_UID)
+    for ok in (mine, mine / "new", Path("/tmp") / "glmkit-test-not-made" / "x"):
+        assert admit_host_folder(ok, "--hf-cache", home, source=Source.ENVIRONMENT).path == ok
+    for bad in (roots, roots / "new"):
+        with pytest.raises(UsageError, match="belongs to uid 0, not to you"):
+            admit_host_folder(bad, "--hf-cache", home, source=Source.COMMAND_LINE)
+
+
+def test_a_normal_users_home_under_var_is_theirs(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """A service account's home under /var/lib is not a system folder to that user; for
+    root nothing under a system prefix is, from invoke.yaml or the environment."""
+    from glmkit.errors import UsageError
+    from glmkit.policy import Source, admit_host_folder
+
+    monkeypatch.setattr("glmkit.policy._owned", lambda path, uid: (True, uid))
+    home = Path("/var/lib/jenkins")
+    cache = home / ".cache" / "huggingface"
+    assert admit_host_folder(cache, "The HF cache (HF_HOME)", home, source=Source.KIT,
+                             uid=110).path == cache
+    with pytest.raises(UsageError, match="under /var"):
+        admit_host_folder(cache, "The HF cache (HF_HOME)", home, source=Source.KIT, uid=0)
+
+
+@needs_root
+def test_dac_override_only_for_the_invoking_users_cache(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    import os
+
+    cache = others_folder(tmp_path, "hf")
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            env={"HF_HOME": str(cache)})
+    one_line_error(code, err, "not to you")  # before: mounted, with DAC_OVERRIDE added
+    monkeypatch.setattr(os, "getuid", lambda: OTHER_UID)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            env={"HF_HOME": str(cache)})
+    assert code == 0, err
+    assert "DAC_OVERRIDE" in compose_text(tmp_path)
+
+
+# --- Low: path options longer than a file-name component ------------------------------------
+
+LONG = "/tmp/" + "a" * 300
+
+
+@pytest.mark.parametrize(("argv", "env", "what"), [
+    (("--hf-cache", LONG), {}, "--hf-cache"),
+    (("--hf-cache", "/tmp/" + "a/" * 2100), {}, "--hf-cache"),
+    (("--media-dir", LONG, *VISION), {}, "--media-dir"),
+    ((), {"HF_HOME": LONG}, "The HF cache (HF_HOME)"),
+    ((), {"GLMKIT_MEDIA_DIR": LONG, "GLMKIT_MODEL": "zai-org/GLM-4.6V"}, "--media-dir")])
+def test_a_path_too_long_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     argv: tuple[str, ...], env: dict[str, str],
+                                     what: str) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *argv,
+                            env=env)
+    one_line_error(code, err, f"{what} '/tmp/a")
+    assert "is too long for a path" in err and len(err) < 300
+
+
+def test_admit_path_is_the_one_shape_check() -> None:
+    from glmkit.errors import UsageError
+    from glmkit.policy import admit_path
+
+    assert admit_path("~/x/" + "b" * 255, "--out") == Path("~/x/" + "b" * 255)
+    for bad in ("", " ", "a\nb", "a\0b", "c" * 256, "/d" * 2048, "\udcff"):
+        with pytest.raises(UsageError, match="--out") as err:
+            admit_path(bad, "--out")
+        assert len(str(err.value)) < 200

@@ -174,6 +174,11 @@ class Settings:
     # Which layer gave the image: only the command line may name an image that is neither
     # vLLM's official one nor glmkit's own (glmkit.policy.admit_image).
     image_source: str = field(default="default", metadata={"internal": True})
+    # Which layers gave the host folders: glmkit.policy.admit_host_folder refuses a system
+    # folder from invoke.yaml or the environment.
+    hf_cache_source: str = field(default="default", metadata={"internal": True})
+    media_dir_source: str = field(default="default", metadata={"internal": True})
+    model_source: str = field(default="default", metadata={"internal": True})
 
     def __post_init__(self) -> None:
         # Settings built in Python (`Settings(nodes="2")`) get the same types as read ones.
@@ -392,6 +397,10 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     return text
 
 
+# Settings whose layer the policy weighs (Settings' internal `X_source` fields).
+SOURCED = ("extra_args", "image", "hf_cache", "media_dir", "model")
+
+
 def resolve_settings(
     flags: Mapping[str, Any],
     config: Mapping[str, Any] | None = None,
@@ -417,8 +426,8 @@ def resolve_settings(
             sources[name] = source
     check_setting_sources(values, sources)
     engine_tls(values.get("nodes"), env or {})
-    values["extra_args_source"] = sources["extra_args"]
-    values["image_source"] = sources["image"]
+    for name in SOURCED:
+        values[f"{name}_source"] = sources[name]
     settings = dataclasses.replace(Settings(), **values)
     check_ranges(settings)
     return settings, sources

@@ -517,6 +517,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         vendor = hw.profile
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
     notes.extend(book.notes)
+    notes.extend(facts.notes)  # a system folder the command line asked to mount
     # The user's own vLLM flags, decided before anything else reads them.
     user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
     if facts.model is None:
@@ -629,12 +630,14 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
     cache = mounts[0]
-    if facts.here and not cache.read_only and facts.cache_owner_uid not in (None, 0):
+    if facts.here and not cache.read_only and facts.uid not in (None, 0) and \
+            facts.cache_owner_uid == facts.uid:
         # The server runs as root with every capability dropped; to write weights into a
-        # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
-        # `invoke download` has filled it (then it is mounted read-only).
+        # cache the invoking (normal) user owns, root needs DAC_OVERRIDE back: only for
+        # that cache, never another's (the mount policy refuses those anyway). Not needed
+        # once `invoke download` has filled it (then it is mounted read-only).
         cap_add += ("DAC_OVERRIDE",)
-        notes.append("the HF cache belongs to a normal user: the container keeps "
+        notes.append("the HF cache is yours (a normal user's): the container keeps "
                      "CAP_DAC_OVERRIDE to write downloads there (`invoke download` first "
                      "to run without it)")
     if s.privileged:
