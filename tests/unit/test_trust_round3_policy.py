@@ -518,3 +518,72 @@ def test_admit_path_is_the_one_shape_check() -> None:
         with pytest.raises(UsageError, match="--out") as err:
             admit_path(bad, "--out")
         assert len(str(err.value)) < 200
+
+
+# --- Low: numbers in ASCII digits, and values echoed short ----------------------------------
+
+WALL = "9x" * 2500  # 5,000 characters
+
+
+@pytest.mark.parametrize(("argv", "env", "config"), [
+    (("--port", "٨٠٠٠"), {}, ""), (("--port", "８０００"), {}, ""), (("--port", "8_000"), {}, ""),
+    ((), {"GLMKIT_PORT": "٨٠٠٠"}, ""), ((), {}, "port: '٨٠٠٠'"),
+    (("--dp", "٢"), {}, ""), (("--gpu-memory-utilization", "٠.٥"), {}, ""),
+    (("--gpus", "٠,١"), {}, "")])
+def test_numbers_are_ascii_digits(monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                  argv: tuple[str, ...], env: dict[str, str],
+                                  config: str) -> None:
+    where = with_config(tmp_path, f"glmkit:\n  {config}\n") if config else ()
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *where, "render", "--no-check",
+                            *GLM_H200, *argv, env=env)
+    one_line_error(code, err, "expected a" if "--gpus" not in argv else "GPU indexes")
+    assert not compose_text(tmp_path)
+
+
+@pytest.mark.parametrize(("argv", "env", "config"), [
+    (("--port", WALL), {}, ""), (("--dp", WALL), {}, ""), (("--tp", WALL), {}, ""),
+    (("--gpu-memory-utilization", WALL), {}, ""), (("--max-model-len", "9" * 5000), {}, ""),
+    ((), {"GLMKIT_PORT": WALL}, ""), ((), {"GLMKIT_MAX_MODEL_LEN": WALL}, ""),
+    ((), {}, f"port: '{WALL}'"), ((), {}, f"dp: '{WALL}'"), ((), {}, f"mtp: '{WALL}'"),
+    (("--gpus", WALL), {}, ""), (("--gpus", "1," * 2500), {}, ""), (("--host", WALL), {}, "")])
+def test_a_bad_value_is_echoed_short(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     argv: tuple[str, ...], env: dict[str, str],
+                                     config: str) -> None:
+    where = with_config(tmp_path, f"glmkit:\n  {config}\n") if config else ()
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *where, "render", "--no-check",
+                            *GLM_H200, *argv, env=env)
+    assert code == 2, err
+    assert "Traceback" not in err and len(err) < 300, err[:400]
+
+
+# --- Low: bidi and format characters; the GPU name pattern ---------------------------------
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2066", "\u200b", "\u2069", "\ufeff",
+                                  "\u2028", "\U000e0041"])
+def test_format_characters_are_shown_as_question_marks(
+        char: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from glmkit.cli.views import console, print_notes, say
+    from glmkit.text import printable
+
+    assert printable(f"model{char}gnp.exe") == "model?gnp.exe"
+    print_notes(console(), [f"note {char}x"])
+    say(f"project {char}x")
+    shown = capsys.readouterr().out
+    assert char not in shown and "note ?x" in shown and "project ?x" in shown
+
+
+@pytest.mark.parametrize("name", ["\x1b", "H100\x1b", "a\x9bb", "\u202eH100", "H100\u200b",
+                                  " \x07 "])
+def test_a_gpu_name_with_one_control_character_is_refused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        name: str) -> None:
+    import json
+
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps({"vendor": "cuda", "gpus": [
+        {"index": 0, "name": name, "memory_mib": 81559}]}))
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--model",
+                            "zai-org/GLM-4.6", env={"GLMKIT_HARDWARE": str(path)})
+    one_line_error(code, err, "GLMKIT_HARDWARE")

@@ -64,6 +64,33 @@ def setting(default: Any, help: str, *, low: float | None = None,
     return field(default=default, metadata={"help": help, "range": (low, high)})
 
 
+# Numbers as ASCII text: int() and float() also take other scripts' digits ("٨٠٠٠" is
+# 8000), full-width ones and underscores, which then render as a number nobody typed.
+_INT = re.compile(r"[+-]?[0-9]{1,30}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})"
+                    r"(?:[eE][+-]?[0-9]{1,4})?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_number(value: Any, kind: type[int] | type[float]) -> int | float:
+    """`value` (text, or a number read from YAML) as `kind`; ValueError when it is not
+    written in ASCII digits as Python's own literals are."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int) or (isinstance(value, float) and kind is float):
+        return kind(value)
+    text = str(value).strip()
+    if not (_INT if kind is int else _FLOAT).fullmatch(text):
+        raise ValueError(text)
+    return kind(text)
+
+
+def shown_value(value: Any, limit: int = 40) -> str:
+    """A value quoted for a message, at most `limit` characters of it: a pasted wall of
+    text is not echoed whole."""
+    text = str(value)
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
+
+
 def check_value(name: str, value: Any) -> None:
     """A UsageError when `value` is outside setting `name`'s declared range."""
     low, high = _RANGES.get(name, (None, None))
@@ -73,9 +100,9 @@ def check_value(name: str, value: Any) -> None:
     if isinstance(low, int) and isinstance(high, int):
         if not (isinstance(value, int) and low <= value <= high):
             raise UsageError(f"{option} must be a whole number from {low} to {high}, got "
-                             f"{value}.")
+                             f"{str(value)[:40]}.")
     elif not (low is not None and low < value <= (high if high is not None else value)):
-        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {value}"
+        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {str(value)[:40]}"
                          + ("; vLLM's default is 0.9." if name == "gpu_memory_utilization"
                             else "."))
 
@@ -383,17 +410,18 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return True
         if text.lower() in {"0", "false", "no", "off", ""}:
             return False
-        raise UsageError(f"{name}: expected true or false, got {text!r}.")
+        raise UsageError(f"{name}: expected true or false, got {shown_value(text)}.")
     if "int" in str(hint) and "float" not in str(hint):
         try:
-            return int(text)
+            return parse_number(value, int)
         except ValueError:
-            raise UsageError(f"{name}: expected a whole number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a whole number (0-9), got "
+                             f"{shown_value(text)}.") from None
     if "float" in str(hint):
         try:
-            return float(text)
+            return parse_number(value, float)
         except ValueError:
-            raise UsageError(f"{name}: expected a number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a number, got {shown_value(text)}.") from None
     return text
 
 
@@ -480,9 +508,9 @@ def number(value: Any, kind: type[int] | type[float], option: str,
            minimum: float | None = None, *, required: bool = False) -> Any:
     """An optional numeric option given as text; a usage error when it is not a finite
     number (or is below `minimum`, or is empty where `required`)."""
-    shown = repr(value)[:40]  # a pasted wall of digits is not echoed whole
+    shown = shown_value(value)  # a pasted wall of digits is not echoed whole
     try:
-        result = None if value in (None, "") else kind(value)
+        result = None if value in (None, "") else parse_number(value, kind)
     except (ValueError, OverflowError):
         raise UsageError(f"--{option}: expected a number, got {shown}.") from None
     if result is None and required:

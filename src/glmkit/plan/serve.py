@@ -22,7 +22,7 @@ from glmkit.endpoints import http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.settings import RestartPolicy, Settings, check_ranges
+from glmkit.host.settings import RestartPolicy, Settings, check_ranges, shown_value
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
@@ -189,17 +189,21 @@ def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: lis
 
 def _gpu_ids(text: str) -> tuple[str, ...]:
     ids = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not ids or not all(i.isdigit() for i in ids):
-        raise UsageError(f"--gpus {text!r}: give GPU indexes separated by commas, e.g. 0,1,2,3.")
+    # ASCII digits: str.isdigit() takes "²" and "٣", which no driver numbers a GPU by.
+    if not ids or not all(re.fullmatch(r"[0-9]{1,4}", i) for i in ids):
+        raise UsageError(f"--gpus {shown_value(text)}: give GPU indexes separated by commas, "
+                         "e.g. 0,1,2,3.")
+    ids = tuple(str(int(i)) for i in ids)  # "01" is GPU 1
     if len(set(ids)) != len(ids):
-        raise UsageError(f"--gpus {text!r} names a GPU twice.")
+        raise UsageError(f"--gpus {shown_value(text)} names a GPU twice.")
     return ids
 
 
 def _check_ranges(s: Settings) -> None:
     check_ranges(s)  # every count, size and fraction, from the settings' one table
     if not _PROJECT_NAME.match(s.project):
-        raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
+        raise UsageError(f"Project name {shown_value(s.project)}: use lowercase letters, "
+                         "digits, - and _.")
     if s.port < 1024:
         raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
                          "(the default is 8000).")
@@ -209,7 +213,7 @@ def _check_ranges(s: Settings) -> None:
         if any(ch in text for ch in "\n\r\0"):
             raise UsageError(f"{option} contains a line break or NUL character.")
     if s.host != "localhost" and not is_ip(s.host):
-        raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
+        raise UsageError(f"--host {shown_value(s.host)} is not an IP address to publish on.")
     if s.ifname is not None and not _IFNAME.match(s.ifname):
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
