@@ -18,6 +18,17 @@ GLM_H200 = ("--vendor", "cuda", "--gpu", "h200", "--model", "zai-org/GLM-4.7-FP8
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            tmp_path: Path, *argv: str, env: dict[str, str] | None = None
+            ) -> tuple[int, str, str]:
+    """run_task with the process's argv as a shell would give it, so the words after `--`
+    keep their boundaries (a JSON value with spaces stays one word)."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["invoke", *argv])
+    return run_task(monkeypatch, capsys, tmp_path, *argv, env=env)
+
+
 def compose_text(tmp_path: Path, name: str = "glmkit.yaml") -> str:
     path = tmp_path / "compose" / name
     return path.read_text() if path.exists() else ""
@@ -587,3 +598,90 @@ def test_a_gpu_name_with_one_control_character_is_refused(
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--model",
                             "zai-org/GLM-4.6", env={"GLMKIT_HARDWARE": str(path)})
     one_line_error(code, err, "GLMKIT_HARDWARE")
+
+
+# --- Low: flags a deployment owns are refused, never overridden without a word -------------
+
+@pytest.mark.parametrize(("argv", "extra", "message"), [
+    (("--nodes", "2"), ("--distributed-executor-backend", "ray"),
+     "A multi-node cluster sets --distributed-executor-backend itself"),
+    (("--gpu-count", "8", "--strategy", "pd_cluster"), ("--pipeline-parallel-size", "2"),
+     "--strategy pd_cluster sets --pipeline-parallel-size itself"),
+    (("--gpu-count", "8", "--strategy", "pd_cluster"), ("-pp", "2"),
+     "--strategy pd_cluster sets --pipeline-parallel-size itself"),
+    (("--mtp",), ("--speculative-config", '{"method": "mtp", "num_speculative_tokens": 3}'),
+     "--mtp sets --speculative-config itself"),
+    (("--mtp",), ("--speculative-config.num_speculative_tokens", "3"),
+     "--mtp sets --speculative-config itself")])
+def test_flags_the_deployment_sets_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path, argv: tuple[str, ...],
+                                               extra: tuple[str, ...], message: str) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                           *argv, "--", *extra)
+    one_line_error(code, err, message)
+    assert not list(tmp_path.glob("compose/*.yaml"))
+
+
+def test_without_mtp_a_speculative_config_of_ones_own_is_used(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                           "--", "--speculative-config",
+                           '{"method": "mtp", "num_speculative_tokens": 3}')
+    assert code == 0, err
+    text = compose_text(tmp_path)
+    assert "num_speculative_tokens" in text and "--speculative-config.method" not in text
+
+
+# --- Low: plan's hardware and numbers -------------------------------------------------------
+
+def test_gh200_is_not_planned_as_an_h200(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--gpu", "gh200",
+                            "--model", "zai-org/GLM-4.7-FP8")
+    one_line_error(code, err, "Unknown GPU 'gh200'")
+
+
+@pytest.mark.parametrize(("name", "tid"), [
+    ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"), ("NVIDIA GH200 480GB", None),
+    ("NVIDIA H800", "h100"), ("NVIDIA B200", "b200"), ("NVIDIA GB200", "gb200"),
+    ("AMD Instinct MI300X", "mi300x"), ("AMD Instinct MI355X", "mi355x"),
+    ("NVIDIA H100-SXM5-80GB", "h100")])
+def test_detected_names_map_by_word(name: str, tid: str | None) -> None:
+    from glmkit.knowledge.resolver import taxonomy_id
+
+    assert taxonomy_id(name) == tid
+
+
+def test_plan_gives_pp_no_deeper_than_the_layers(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--gpu", "h200",
+                            "--nodes", "200", "--model", "zai-org/GLM-4.7-FP8")
+    one_line_error(code, err, "has 92; plan for at most 92 nodes")
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--gpu", "h200",
+                              "--nodes", "4", "--model", "zai-org/GLM-4.7-FP8")
+    assert code == 0 and "PP 4" in out, err
+
+
+def test_a_huge_gpu_count_prints_plain_numbers(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "plan", "--gpu", "h200",
+                              "--gpu-count", "1048576", "--model", "zai-org/GLM-4.7-FP8")
+    assert code == 0, err
+    assert "e+0" not in out and "147,849,216 GB" in out
+
+
+@pytest.mark.parametrize("tokens", ["17", "1048576"])
+def test_mtp_tokens_past_any_use_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path, tokens: str) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            "--mtp", "--mtp-tokens", tokens)
+    one_line_error(code, err, "--mtp-tokens must be a whole number from 1 to 16")
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
+                            "--mtp", "--mtp-tokens", "5")
+    assert code == 0, err

@@ -54,6 +54,10 @@ _PARSERS: dict[str, Any] = {"vendor": parse_vendor, "nodes": parse_nodes_setting
 # The largest count and GPU memory any option takes: past these a number is a typo.
 MAX_COUNT = 1 << 20
 MAX_GPU_MEM_GB = 100_000.0
+# Draft tokens per step: the recipes use 1 to 5 (GLM-5.2's 5 the most); every draft is one
+# more pass of the MTP layer per step, and each is accepted only if all before it were, so
+# past 16 the drafts cost more than they can save. A larger number is a typo.
+MAX_MTP_TOKENS = 16
 
 
 def setting(default: Any, help: str, *, low: float | None = None,
@@ -138,7 +142,8 @@ class Settings:
                                           high=MAX_GPU_MEM_GB)
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
-                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)
+                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1,
+                                     high=MAX_MTP_TOKENS)
     spec_mode: str | None = setting(None, "speculative decoding mode of the recipe (mtp, "
                                     "dflash, dspark, …: `invoke plan` lists them); turns "
                                     "speculative decoding on; default: the recipe's "

@@ -321,6 +321,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     refuse_owned(settings.extra_args, {
         "--tensor-parallel-size": "--prefill-gpus and --decode-gpus size each pool's servers",
         "--data-parallel-size": "each pool server is one vLLM server",
+        "--data-parallel-size-local": "each pool server is one vLLM server",
+        "--pipeline-parallel-size": "--prefill-gpus and --decode-gpus size each pool's "
+                                    "servers, tensor parallel over their GPUs",
         "--kv-transfer-config": "the pools' NIXL connector comes from the recipe, checked"},
         "--strategy pd_cluster")
     one_node = dataclasses.replace(settings, strategy=Strategy("single_node_tp"), nodes=None,

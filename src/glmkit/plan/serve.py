@@ -53,7 +53,15 @@ from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.plan.model_facts import ModelFacts, decide_facts
-from glmkit.plan.parts import KV_TRANSFER, PARALLEL, Defaults, Part, ServeCommand, parted
+from glmkit.plan.parts import (
+    KV_TRANSFER,
+    PARALLEL,
+    Defaults,
+    Part,
+    ServeCommand,
+    parted,
+    refuse_owned,
+)
 from glmkit.policy import (
     Source,
     admit_aliases,
@@ -535,6 +543,12 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
     notes.extend(recipe.notes)
+    if (s.mtp or s.spec_mode) and "--speculative-config" in flag_names(recipe.args):
+        # vLLM would merge the user's JSON into the recipe's dotted keys: a drafter neither
+        # wrote, rendered side by side.
+        refuse_owned(user.args, {"--speculative-config": "--mtp-tokens sets the draft "
+                                 "tokens; without --mtp and --spec-mode yours is used"},
+                     f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp")
     if model.recipe is not None and (hw_note := hardware_note(model.recipe, target)):
         notes.append(f"hardware note for {target.describe()}: {hw_note}")
     tp, dp = recipe.tp, recipe.dp
