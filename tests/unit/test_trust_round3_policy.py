@@ -346,14 +346,36 @@ def test_the_same_machine_twice_is_refused(nodes: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ["ssh://u:secret@gpu1", "tcp://u:secret@gpu1:2376",
-                                    "tcp://u@gpu1:2376", "u:secret@gpu1"])
+                                    "tcp://u@gpu1:2376", "u:secret@gpu1",
+                                    "ssh://u:sec:ret@gpu1"])
 def test_a_password_in_a_node_is_refused_and_never_shown(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
         engine: str) -> None:
     code, out, err = run_task(monkeypatch, capsys, tmp_path, "config", "--nodes",
                               f"head={engine},w1=ssh://gpu2")
     one_line_error(code, err, "reach it with an SSH key")
-    assert "secret" not in out + err
+    assert "secret" not in out + err and "ret@" not in out + err
+
+
+def test_a_bracket_in_a_node_is_one_line() -> None:
+    from glmkit.errors import UsageError
+    from glmkit.host.nodes import parse_nodes_setting
+
+    for nodes in ("head=ssh://[gpu1,w1=gpu2", "head=ssh://gpu1],w1=gpu2"):
+        with pytest.raises(UsageError, match="cannot read a host name"):
+            parse_nodes_setting(nodes)
+
+
+@pytest.mark.parametrize("nodes", ["Head=ssh://u:secret@gpu1,w1=ssh://gpu2",
+                                   "head=ssh://u:secret@gpu1/\x1b,w1=ssh://gpu2",
+                                   "head=ssh://u:secret@gpu1:99999,w1=ssh://gpu2"])
+def test_no_message_about_a_node_shows_its_password(nodes: str) -> None:
+    from glmkit.errors import UsageError
+    from glmkit.host.nodes import parse_nodes_setting
+
+    with pytest.raises(UsageError) as err:
+        parse_nodes_setting(nodes)
+    assert "secret" not in str(err.value)
 
 
 # --- Medium 7: mounts by ownership ---------------------------------------------------------

@@ -100,7 +100,11 @@ def _machines(text: str) -> tuple[Node, ...]:
             raise UsageError(f"--nodes: {name}'s host {_shown(host)} must be printable ASCII "
                              "without spaces, at most 200 characters.")
         url = host if "://" in host else f"ssh://{host}"
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed [ of an IPv6 address
+            raise UsageError(f"--nodes: cannot read a host name from {_shown(host)}.") \
+                from None
         if parts.scheme not in ENGINE_SCHEMES:
             raise UsageError(f"--nodes: {name}'s engine {_shown(host)} is not ssh:// or tcp:// "
                              "(with TLS); glmkit sends your HF token and API key to it, so "
@@ -172,7 +176,7 @@ def tls_refusal(docker_host: str, env: Mapping[str, str]) -> str | None:
 
 def shown_engine(docker_host: str) -> str:
     """A node's engine as `up` names it: the URL without a password."""
-    return re.sub(r"^((?:[A-Za-z]+://)?[^/@:]*):[^/@]*@", r"\1:***@", docker_host)
+    return re.sub(r":[^/@]*@", ":***@", docker_host)
 
 
 def _is_file(path: Path) -> bool:
