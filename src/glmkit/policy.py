@@ -164,9 +164,18 @@ MAX_WORD = 16 * 1024
 MAX_WORDS = 512
 
 
+def _cut(text: str, limit: int = 60) -> str:
+    """Text from outside as a message shows it: at most `limit` characters of it."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _short(value: Any) -> str:
+    return repr(_cut(str(value)))
+
+
 def _well_formed(word: str, what: str) -> str:
     if not isinstance(word, str):
-        raise UsageError(f"{what}: {word!r} is not text.")
+        raise UsageError(f"{what}: {_short(word)} is not text.")
     if "\0" in word:
         raise UsageError(f"{what} contains a NUL character.")
     if len(word) > MAX_WORD:
@@ -214,14 +223,14 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
         word = _well_formed(words[i], where)
         i += 1
         if not word.startswith("-") or _looks_negative(word):
-            raise UsageError(f"{where}: {word!r} is not a flag (the model is glmkit's "
+            raise UsageError(f"{where}: {_short(word)} is not a flag (the model is glmkit's "
                              "--model; values follow their flag).")
         head, joined, value = word.partition("=")
         keys: tuple[str, ...] = ()
         if not word.startswith("--"):
             option = table.lookup(head)
             if option is None:
-                raise UsageError(f"{where}: {head} is not a vLLM option; write options in "
+                raise UsageError(f"{where}: {_cut(head)} is not a vLLM option; write options in "
                                  "full, e.g. --tensor-parallel-size.")
             name = option.name
         else:
@@ -230,12 +239,12 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
             spelled = "--" + base[2:].replace("_", "-")
             keys = tuple(rest.split(".")) if dot else ()
             if dot and (not all(keys) or (keys[-1].endswith("+") and len(keys[-1]) == 1)):
-                raise UsageError(f"{where}: {head!r} is not a valid dotted option.")
+                raise UsageError(f"{where}: {_short(head)} is not a valid dotted option.")
             option = table.lookup(spelled)
             if option is None or option.name != spelled:
                 hint = table.nearest(spelled)
                 raise UsageError(
-                    f"{where}: {head} is not an option of vLLM {table.vllm_version}"
+                    f"{where}: {_cut(head)} is not an option of vLLM {table.vllm_version}"
                     + (f"; did you mean {hint}?" if hint else "; write options in full.")
                     + " (prefixes and unknown names are refused)")
             name = option.name
@@ -244,7 +253,7 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
             values.append(_well_formed(value, where))
         elif keys or option.nargs == "1":
             if i >= len(words):
-                raise UsageError(f"{where}: {head} needs a value.")
+                raise UsageError(f"{where}: {_cut(head)} needs a value.")
             values.append(_well_formed(words[i], where))
             i += 1
         elif option.nargs in ("*", "+", "?"):
@@ -255,9 +264,9 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
                 if option.nargs == "?":
                     break
             if option.nargs == "+" and not values:
-                raise UsageError(f"{where}: {head} needs at least one value.")
+                raise UsageError(f"{where}: {_cut(head)} needs at least one value.")
         if option.nargs == "0" and values:
-            raise UsageError(f"{where}: {head} is a switch and takes no value.")
+            raise UsageError(f"{where}: {_cut(head)} is a switch and takes no value.")
         flags.append(Flag(name, option.dest, keys, tuple(values), bool(joined)))
     return flags
 
@@ -343,7 +352,8 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
                 name in RESERVED or name in SECRET):
             # A recipe's `--allowed-local-media-path /` and the like: glmkit sets these.
             if source is Source.SYNCED_RECIPE:
-                notes.append(f"left out {flag.spelling} from the synced recipe: glmkit sets it")
+                notes.append(f"left out {_cut(flag.spelling)} from the synced recipe: glmkit "
+                             "sets it")
             continue
         if name in RESERVED:
             hint = RESERVED_HINT.get(name)
@@ -356,15 +366,16 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
         if (bad := _unparsed_json(flag)) is not None:
             # Its keys cannot be checked, so it is not admitted (the policy fails closed).
             if source is Source.SYNCED_RECIPE:
-                notes.append(f"left out {flag.spelling} from the synced recipe: its value is "
+                notes.append(f"left out {_cut(flag.spelling)} from the synced recipe: its value is "
                              f"not valid JSON ({bad})")
                 continue
-            raise UsageError(f"{flag.spelling} from {source.describe()}: its value is not "
+            raise UsageError(f"{_cut(flag.spelling)} from {source.describe()}: its value is not "
                              f"valid JSON ({bad}).")
         code = name in CODE or bool(_code_keys(flag))
-        what = name if name in CODE else f"{flag.spelling} ({', '.join(_code_keys(flag))})"
+        what = name if name in CODE else f"{_cut(flag.spelling)} ({', '.join(_code_keys(flag))})"
         if source is Source.SYNCED_RECIPE and (code or _user_only(flag)):
-            notes.append(f"left out {what if code else flag.spelling} from the synced recipe: "
+            left = what if code else _cut(flag.spelling)
+            notes.append(f"left out {left} from the synced recipe: "
                          + ("it loads code; pass it after `--` on the command line to allow "
                             "it" if code else "only the user sets it"))
             continue
@@ -420,10 +431,6 @@ def trusts_remote_code(words: Sequence[str]) -> bool:
     return held
 
 
-def _short(value: Any) -> str:
-    return repr(str(value)[:60] + ("…" if len(str(value)) > 60 else ""))
-
-
 def check_code_loading(user: Sequence[str], source: Source,
                        *others: Sequence[str]) -> None:
     """Refuse the user's flags that choose whose code runs, when they come from invoke.yaml
@@ -439,17 +446,17 @@ def check_code_loading(user: Sequence[str], source: Source,
         if flag.name in CODE_SELECTORS and not (
                 flag.name == "--generation-config" and not flag.keys
                 and flag.values and flag.values[-1] in _GENERATION_CONFIG_BUILTIN):
-            raise UsageError(f"{flag.spelling} from {where} chooses whose code runs under "
+            raise UsageError(f"{_cut(flag.spelling)} from {where} chooses whose code runs under "
                              f"--trust-remote-code; {allow}")
         if keys := sorted({key for key, _ in _items(flag) if key in CODE_SELECTOR_KEYS}):
-            raise UsageError(f"{flag.spelling} from {where} sets {', '.join(keys)}, which "
+            raise UsageError(f"{_cut(flag.spelling)} from {where} sets {', '.join(keys)}, which "
                              f"chooses whose code runs under --trust-remote-code; {allow}")
         revisions = [(flag.spelling, flag.values[-1] if flag.values else "")] \
             if flag.name in REVISIONS and not flag.keys else []
         # A dotted key's value is the word as given (vLLM reads `--a.revision 1234` as text
         # where it is not JSON); a JSON value's revisions are its strings.
         dotted = flag.keys[-1].rstrip("+") if flag.keys else None
-        revisions += [(f"{flag.spelling} ({key})",
+        revisions += [(f"{_cut(flag.spelling)} ({key})",
                        flag.values[-1] if key == dotted and flag.values else value)
                       for key, value in _items(flag) if key in REVISION_KEYS]
         for what, value in revisions:

@@ -707,3 +707,14 @@ def test_mtp_tokens_past_any_use_are_refused(monkeypatch: pytest.MonkeyPatch,
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check", *GLM_H200,
                             "--mtp", "--mtp-tokens", "5")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("words", [WALL, "--" + WALL, f"-{WALL}",
+                                   f"--speculative-config.{WALL} '{{x'",
+                                   f"--compilation-config.{WALL}.backend evil.mod"])
+def test_a_bad_vllm_argument_is_echoed_short(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path, words: str) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check",
+                            env={"GLMKIT_EXTRA_ARGS": words})
+    assert code == 2 and "Traceback" not in err and len(err) < 300, err[:400]
