@@ -1,8 +1,11 @@
 """Issue #35, the trust boundary's third round, the policy's part: code-loading as a
 combination (High 1), remote engines (High 2), mounts by ownership (Medium 7) and the
 settings' Lows. Each input goes through the real CLI (invoke's Program in this process, as
-tests/unit/test_cli_trust.py runs it) or the library entry point the issue names; every
-test here failed on main at dedf86a."""
+tests/unit/test_cli_trust.py runs it) or the library entry point the issue names. Every
+test of a defect failed on main at dedf86a; the few that hold what stays allowed (a pinned
+commit, the command line's choice, TLS-verified tcp://, /var/tmp, GPU names that mapped
+right, one's own --speculative-config without --mtp) passed there too and guard against
+refusing too much."""
 
 from __future__ import annotations
 
