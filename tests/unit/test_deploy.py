@@ -39,6 +39,8 @@ def test_k8s_export_does_not_copy_this_hosts_state(monkeypatch: pytest.MonkeyPat
     os.chown(owned, 1000, 1000)
     project = "k8s-portable"
     for hf_home in (cache, owned):
+        if hf_home == owned:  # the invoking user is that normal user
+            monkeypatch.setattr(os, "getuid", lambda: 1000)
         code, _, err = run_task(monkeypatch, capsys, tmp_path, "export", "k8s", "--vendor",
                                 "rocm", "--model", "zai-org/GLM-4.6-FP8", "--gpu", "mi300x",
                                 "--gpus", "4,5,6,7", "--tp", "4", "--project", project,

@@ -18,7 +18,7 @@ from typing import Any, Literal, NewType, get_args, get_origin, get_type_hints
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
-from glmkit.host.nodes import Nodes, parse_nodes_setting
+from glmkit.host.nodes import Nodes, engine_tls, parse_nodes_setting
 from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.policy import check_setting_sources
 
@@ -54,6 +54,10 @@ _PARSERS: dict[str, Any] = {"vendor": parse_vendor, "nodes": parse_nodes_setting
 # The largest count and GPU memory any option takes: past these a number is a typo.
 MAX_COUNT = 1 << 20
 MAX_GPU_MEM_GB = 100_000.0
+# Draft tokens per step: the recipes use 1 to 5 (GLM-5.2's 5 the most); every draft is one
+# more pass of the MTP layer per step, and each is accepted only if all before it were, so
+# past 16 the drafts cost more than they can save. A larger number is a typo.
+MAX_MTP_TOKENS = 16
 
 
 def setting(default: Any, help: str, *, low: float | None = None,
@@ -62,6 +66,33 @@ def setting(default: Any, help: str, *, low: float | None = None,
     `--no-X` switches, `invoke config`, the help's "(default: …)" and the range checks of
     every task (`check_ranges`, `invoke plan` too) all derive from these."""
     return field(default=default, metadata={"help": help, "range": (low, high)})
+
+
+# Numbers as ASCII text: int() and float() also take other scripts' digits ("٨٠٠٠" is
+# 8000), full-width ones and underscores, which then render as a number nobody typed.
+_INT = re.compile(r"[+-]?[0-9]{1,30}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})"
+                    r"(?:[eE][+-]?[0-9]{1,4})?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_number(value: Any, kind: type[int] | type[float]) -> int | float:
+    """`value` (text, or a number read from YAML) as `kind`; ValueError when it is not
+    written in ASCII digits as Python's own literals are."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int) or (isinstance(value, float) and kind is float):
+        return kind(value)
+    text = str(value).strip()
+    if not (_INT if kind is int else _FLOAT).fullmatch(text):
+        raise ValueError(text)
+    return kind(text)
+
+
+def shown_value(value: Any, limit: int = 40) -> str:
+    """A value quoted for a message, at most `limit` characters of it: a pasted wall of
+    text is not echoed whole."""
+    text = str(value)
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
 
 def check_value(name: str, value: Any) -> None:
@@ -73,9 +104,9 @@ def check_value(name: str, value: Any) -> None:
     if isinstance(low, int) and isinstance(high, int):
         if not (isinstance(value, int) and low <= value <= high):
             raise UsageError(f"{option} must be a whole number from {low} to {high}, got "
-                             f"{value}.")
+                             f"{str(value)[:40]}.")
     elif not (low is not None and low < value <= (high if high is not None else value)):
-        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {value}"
+        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {str(value)[:40]}"
                          + ("; vLLM's default is 0.9." if name == "gpu_memory_utilization"
                             else "."))
 
@@ -111,7 +142,8 @@ class Settings:
                                           high=MAX_GPU_MEM_GB)
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
-                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)
+                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1,
+                                     high=MAX_MTP_TOKENS)
     spec_mode: str | None = setting(None, "speculative decoding mode of the recipe (mtp, "
                                     "dflash, dspark, …: `invoke plan` lists them); turns "
                                     "speculative decoding on; default: the recipe's "
@@ -174,6 +206,11 @@ class Settings:
     # Which layer gave the image: only the command line may name an image that is neither
     # vLLM's official one nor glmkit's own (glmkit.policy.admit_image).
     image_source: str = field(default="default", metadata={"internal": True})
+    # Which layers gave the host folders: glmkit.policy.admit_host_folder refuses a system
+    # folder from invoke.yaml or the environment.
+    hf_cache_source: str = field(default="default", metadata={"internal": True})
+    media_dir_source: str = field(default="default", metadata={"internal": True})
+    model_source: str = field(default="default", metadata={"internal": True})
 
     def __post_init__(self) -> None:
         # Settings built in Python (`Settings(nodes="2")`) get the same types as read ones.
@@ -378,18 +415,23 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return True
         if text.lower() in {"0", "false", "no", "off", ""}:
             return False
-        raise UsageError(f"{name}: expected true or false, got {text!r}.")
+        raise UsageError(f"{name}: expected true or false, got {shown_value(text)}.")
     if "int" in str(hint) and "float" not in str(hint):
         try:
-            return int(text)
+            return parse_number(value, int)
         except ValueError:
-            raise UsageError(f"{name}: expected a whole number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a whole number (0-9), got "
+                             f"{shown_value(text)}.") from None
     if "float" in str(hint):
         try:
-            return float(text)
+            return parse_number(value, float)
         except ValueError:
-            raise UsageError(f"{name}: expected a number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a number, got {shown_value(text)}.") from None
     return text
+
+
+# Settings whose layer the policy weighs (Settings' internal `X_source` fields).
+SOURCED = ("extra_args", "image", "hf_cache", "media_dir", "model")
 
 
 def resolve_settings(
@@ -416,8 +458,9 @@ def resolve_settings(
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
     check_setting_sources(values, sources)
-    values["extra_args_source"] = sources["extra_args"]
-    values["image_source"] = sources["image"]
+    engine_tls(values.get("nodes"), env or {})
+    for name in SOURCED:
+        values[f"{name}_source"] = sources[name]
     settings = dataclasses.replace(Settings(), **values)
     check_ranges(settings)
     return settings, sources
@@ -470,9 +513,9 @@ def number(value: Any, kind: type[int] | type[float], option: str,
            minimum: float | None = None, *, required: bool = False) -> Any:
     """An optional numeric option given as text; a usage error when it is not a finite
     number (or is below `minimum`, or is empty where `required`)."""
-    shown = repr(value)[:40]  # a pasted wall of digits is not echoed whole
+    shown = shown_value(value)  # a pasted wall of digits is not echoed whole
     try:
-        result = None if value in (None, "") else kind(value)
+        result = None if value in (None, "") else parse_number(value, kind)
     except (ValueError, OverflowError):
         raise UsageError(f"--{option}: expected a number, got {shown}.") from None
     if result is None and required:

@@ -100,6 +100,11 @@ def plan_request(settings: Settings, *, batch: str | None, context: str | None,
         gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache)
 
 
+def amount(value: float) -> str:
+    """A quantity as people write it: 141, 0.5, 147,849,216 (`:g` wrote 1.47849e+08)."""
+    return f"{value:,.0f}" if abs(value) >= 1e5 else f"{round(value, 1):g}"
+
+
 @dataclass(frozen=True)
 class Advice:
     title: str
@@ -207,7 +212,7 @@ def _recipe_advice(spec: ModelSpec, target: HardwareTarget, card: GpuSpec,
         recommended = [row for row in recommended if not row[0].startswith("for ")]
         nodes = nodes or 2
         total = round(nodes * target.gpu_count * card.memory_gb)
-        several = (f"{nodes} nodes × {target.gpu_count} GPUs give {total:g} GB: the "
+        several = (f"{nodes} nodes × {target.gpu_count} GPUs give {amount(total)} GB: the "
                    f"recipe's {estimate.need_gb:g} GB "
                    f"{'fits' if estimate.need_gb <= total else 'does not fit either'}. "
                    "`invoke up --nodes head=HOST1,w1=HOST2 --strategy multi_node_tp`")
@@ -329,7 +334,7 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     if spec.vram_minimum_gb:
         verdict = "fits" if spec.vram_minimum_gb <= target.vram_gb else "needs more than"
         rows.append(("recipe check", f"vram_minimum_gb {spec.vram_minimum_gb:g} GB {verdict} "
-                     f"the node's {round(target.vram_gb, 1):g} GB ({target.describe()})"))
+                     f"the node's {amount(target.vram_gb)} GB ({target.describe()})"))
     rows.append(("KV cache dtype", "fp8 (the recipe's, on this GPU): half the bytes"
                  if kv_bytes == 1.0 else "bf16 (vLLM's default)"))
     if kv_bytes != 1.0 and (offer := _fp8_kv_row(spec, arch, card, report, request, drafts)):
@@ -348,6 +353,11 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
                  f"{d.distinct_experts:.0f} experts touched per layer)"))
     node_count = request.nodes or (2 if not report.chosen.fits else 1)
     several = None
+    if node_count > arch.layers:
+        # PP across the nodes: vLLM gives every stage at least one decoder layer.
+        raise UsageError(f"--nodes {node_count}: pipeline parallel over the nodes gives each "
+                         f"at least one layer, and {spec.id} has {arch.layers}; plan for at "
+                         f"most {arch.layers} nodes.")
     if node_count > 1:
         mn = multinode(spec, arch, card, count, node_count, spec.precision,
                        request.gpu_memory_utilization)

@@ -39,7 +39,15 @@ from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node
 from glmkit.plan.parts import Defaults, Part, Probe, refuse_owned
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
-from glmkit.policy import admit_args, admit_env, env_dict, merge_args, parse_flags
+from glmkit.policy import (
+    Source,
+    admit_args,
+    admit_env,
+    check_code_loading,
+    env_dict,
+    merge_args,
+    parse_flags,
+)
 from glmkit.vllm_args import drop_flags
 
 PD_STRATEGY = "pd_cluster"
@@ -313,6 +321,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     refuse_owned(settings.extra_args, {
         "--tensor-parallel-size": "--prefill-gpus and --decode-gpus size each pool's servers",
         "--data-parallel-size": "each pool server is one vLLM server",
+        "--data-parallel-size-local": "each pool server is one vLLM server",
+        "--pipeline-parallel-size": "--prefill-gpus and --decode-gpus size each pool's "
+                                    "servers, tensor parallel over their GPUs",
         "--kv-transfer-config": "the pools' NIXL connector comes from the recipe, checked"},
         "--strategy pd_cluster")
     one_node = dataclasses.replace(settings, strategy=Strategy("single_node_tp"), nodes=None,
@@ -346,6 +357,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
         common = ["--served-model-name", *command.names,
                   *command.flags(parallel=False, kv_transfer=False)]
         last = [command.kit_flag("--gpu-memory-utilization"), command.user]
+        # A pool block of the recipe may hold --trust-remote-code the one server lacked.
+        check_code_loading(command.user, Source.of_setting(settings.extra_args_source),
+                           common, role_args)
         for i in range(counts[role]):
             node = nodes[i if role == "prefill" else counts["prefill"] + i] if nodes else None
             service = role if counts[role] == 1 else f"{role}{i + 1}"

@@ -22,7 +22,7 @@ from glmkit.endpoints import http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.settings import RestartPolicy, Settings, check_ranges
+from glmkit.host.settings import RestartPolicy, Settings, check_ranges, shown_value
 from glmkit.host.vendors import VendorProfile, resolve_vendor
 from glmkit.knowledge.advisories import Applied, Situation, applicable
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
@@ -55,13 +55,22 @@ from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.plan.model_facts import ModelFacts, decide_facts
-from glmkit.plan.parts import KV_TRANSFER, PARALLEL, Defaults, Part, ServeCommand, parted
+from glmkit.plan.parts import (
+    KV_TRANSFER,
+    PARALLEL,
+    Defaults,
+    Part,
+    ServeCommand,
+    parted,
+    refuse_owned,
+)
 from glmkit.policy import (
     Source,
     admit_aliases,
     admit_args,
     admit_env,
     admit_name,
+    check_code_loading,
     env_dict,
     flag_names,
     image_repository,
@@ -194,17 +203,21 @@ def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: lis
 
 def _gpu_ids(text: str) -> tuple[str, ...]:
     ids = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not ids or not all(i.isdigit() for i in ids):
-        raise UsageError(f"--gpus {text!r}: give GPU indexes separated by commas, e.g. 0,1,2,3.")
+    # ASCII digits: str.isdigit() takes "²" and "٣", which no driver numbers a GPU by.
+    if not ids or not all(re.fullmatch(r"[0-9]{1,4}", i) for i in ids):
+        raise UsageError(f"--gpus {shown_value(text)}: give GPU indexes separated by commas, "
+                         "e.g. 0,1,2,3.")
+    ids = tuple(str(int(i)) for i in ids)  # "01" is GPU 1
     if len(set(ids)) != len(ids):
-        raise UsageError(f"--gpus {text!r} names a GPU twice.")
+        raise UsageError(f"--gpus {shown_value(text)} names a GPU twice.")
     return ids
 
 
 def _check_ranges(s: Settings) -> None:
     check_ranges(s)  # every count, size and fraction, from the settings' one table
     if not _PROJECT_NAME.match(s.project):
-        raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
+        raise UsageError(f"Project name {shown_value(s.project)}: use lowercase letters, "
+                         "digits, - and _.")
     if s.port < 1024:
         raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
                          "(the default is 8000).")
@@ -214,7 +227,7 @@ def _check_ranges(s: Settings) -> None:
         if any(ch in text for ch in "\n\r\0"):
             raise UsageError(f"{option} contains a line break or NUL character.")
     if s.host != "localhost" and not is_ip(s.host):
-        raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
+        raise UsageError(f"--host {shown_value(s.host)} is not an IP address to publish on.")
     if s.ifname is not None and not _IFNAME.match(s.ifname):
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
@@ -531,6 +544,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         vendor = hw.profile
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
     notes.extend(book.notes)
+    notes.extend(facts.notes)  # a system folder the command line asked to mount
     # The user's own vLLM flags, decided before anything else reads them.
     user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
     if facts.model is None:
@@ -544,6 +558,12 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
     notes.extend(recipe.notes)
+    if (s.mtp or s.spec_mode) and "--speculative-config" in flag_names(recipe.args):
+        # vLLM would merge the user's JSON into the recipe's dotted keys: a drafter neither
+        # wrote, rendered side by side.
+        refuse_owned(user.args, {"--speculative-config": "--mtp-tokens sets the draft "
+                                 "tokens; without --mtp and --spec-mode yours is used"},
+                     f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp")
     advice: list[str] = []
     if model.recipe is not None and (hw_note := hardware_note(model.recipe, target)):
         advice.append(f"hardware note for {target.describe()}: {hw_note}")
@@ -622,6 +642,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     # vLLM answers to every name given; the first is the one it reports.
     command = _command(model_ref, (served_name, *aliases), recipe.args, args, user.args,
                        image, notes)
+    # Flags each admitted alone may combine into code-loading: the recipe's
+    # --trust-remote-code with invoke.yaml's choice of repository or revision.
+    check_code_loading(user.args, Source.of_setting(s.extra_args_source), recipe.args, args)
     args = list(command.argv())
     if (s.mtp or s.spec_mode) and model.tool_parser and \
             not at_least(image.vllm_version, MTP_TOOL_FIX):
@@ -646,12 +669,14 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
     cache = mounts[0]
-    if facts.here and not cache.read_only and facts.cache_owner_uid not in (None, 0):
+    if facts.here and not cache.read_only and facts.uid not in (None, 0) and \
+            facts.cache_owner_uid == facts.uid:
         # The server runs as root with every capability dropped; to write weights into a
-        # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
-        # `invoke download` has filled it (then it is mounted read-only).
+        # cache the invoking (normal) user owns, root needs DAC_OVERRIDE back: only for
+        # that cache, never another's (the mount policy refuses those anyway). Not needed
+        # once `invoke download` has filled it (then it is mounted read-only).
         cap_add += ("DAC_OVERRIDE",)
-        notes.append("the HF cache belongs to a normal user: the container keeps "
+        notes.append("the HF cache is yours (a normal user's): the container keeps "
                      "CAP_DAC_OVERRIDE to write downloads there (`invoke download` first "
                      "to run without it)")
     if s.privileged:

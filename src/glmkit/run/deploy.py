@@ -21,10 +21,11 @@ from glmkit.host.credentials import container_secrets, masked
 from glmkit.host.facts import read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
-from glmkit.host.nodes import Nodes
+from glmkit.host.nodes import Nodes, shown_engine
 from glmkit.host.settings import Settings
 from glmkit.knowledge.recipes import load_book
 from glmkit.plan.deployment import AnyPlan, Deployment, plan_deployment
+from glmkit.plan.parts import engines
 from glmkit.plan.serve import ServePlan
 from glmkit.process import stream
 from glmkit.render import k8s
@@ -116,6 +117,8 @@ def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, r
                   highlight=False)
     for line in deployment.describe():
         console.print(line, highlight=False, markup=False)
+    if recipients := secret_recipients(deployment, secrets, env):
+        console.print(recipients, highlight=False, markup=False)
     seconds = lifecycle.start(deployment, paths, secrets, console, env)
     readiness: list[CaseResult] = []
     # The API of real machines is theirs to reach; a model without GLM's parsers has no
@@ -125,6 +128,24 @@ def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, r
                               secrets.get("VLLM_API_KEY"), exact=False, quick=True)
     return UpResult(plan, seconds, deployment.node_count, readiness,
                     keyed="VLLM_API_KEY" in secrets)
+
+
+def secret_recipients(deployment: Deployment, secrets: Mapping[str, str],
+                      env: Mapping[str, str]) -> str | None:
+    """The line `up` prints before secrets leave this machine: which secrets (by name, never
+    a value) go to which engines; None when there are none, or every engine is this
+    machine's own socket."""
+    names = sorted({*secrets, *deployment.secret_aliases(),
+                    *([deployment.shared_secret] if deployment.shared_secret else [])})
+    # This machine's engine, unless DOCKER_HOST points elsewhere.
+    here = env.get("DOCKER_HOST") or ""
+    here = "" if here.startswith("unix://") else here
+    hosts: list[str] = list(dict.fromkeys(shown_engine(docker_host or here)
+                               for _, docker_host in engines(deployment.parts())))
+    if not names or not any(hosts):
+        return None
+    return (f"Sending {', '.join(names)} to {len(hosts)} Docker engine(s): "
+            + ", ".join(h or "this machine's" for h in hosts))
 
 
 def engines_of(project: str, nodes: Nodes | None) -> list[tuple[str, str | None]]:

@@ -9,6 +9,7 @@ or a node's through its DOCKER_HOST); `docker exec` runs commands inside a conta
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -18,13 +19,15 @@ from typing import Any
 
 from docker.client import DockerClient
 from docker.errors import DockerException, NotFound
+from docker.utils import kwargs_from_env
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.endpoints import api_ready, published_url
-from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
+from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed, UsageError
 from glmkit.host.hardware import gpu_runtime_registered
+from glmkit.host.nodes import tls_refusal
 from glmkit.labels import MANAGED, label_key
 from glmkit.plan.serve import ServePlan
 from glmkit.process import child_env, run
@@ -36,7 +39,13 @@ LOG_TAIL_LINES = 40
 def client(docker_host: str | None = None) -> DockerClient:
     """This machine's engine (DOCKER_HOST or the default socket), or a node's engine."""
     try:
-        if docker_host:
+        if docker_host and docker_host.startswith("tcp://"):
+            # TLS verified as the docker CLI does it (host.nodes.tls_refusal): the SDK
+            # reads the same DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
+            _refuse_plain_tcp(docker_host)
+            c = DockerClient(**kwargs_from_env({**os.environ, "DOCKER_HOST": docker_host}),
+                             timeout=30)
+        elif docker_host:
             c = DockerClient(base_url=docker_host, timeout=30,
                              use_ssh_client=docker_host.startswith("ssh://"))
         else:
@@ -50,9 +59,18 @@ def client(docker_host: str | None = None) -> DockerClient:
     return c
 
 
+def _refuse_plain_tcp(docker_host: str) -> None:
+    if why := tls_refusal(docker_host, os.environ):
+        raise UsageError(f"The Docker engine {why}")
+
+
 def compose_env(docker_host: str | None = None, secrets: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
-    """The environment of a `docker compose` call: which engine, and secrets by value."""
+    """The environment of a `docker compose` call: which engine, and secrets by value. A
+    node's engine over TCP only with TLS verified: the secrets travel in the request that
+    creates each container."""
+    if docker_host:
+        _refuse_plain_tcp(docker_host)
     return child_env({**({"DOCKER_HOST": docker_host} if docker_host else {}),
                       **(secrets or {})})
 
