@@ -9,6 +9,7 @@ import argparse
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +42,23 @@ def _run_args(folder: Path, tmp_path: Path) -> argparse.Namespace:
     return argparse.Namespace(layout=str(folder), results=str(tmp_path / "results"),
                               concurrency="1", port=8123, tuned_moe=None, tag="",
                               health_timeout=5.0)
+
+
+@pytest.fixture(autouse=True)
+def _glmkit_modules_as_they_were() -> Iterator[None]:
+    """_hide drops glmkit's modules so the script imports them afresh; afterwards every
+    later test must see the originals again, in sys.modules and as attributes of their
+    packages (monkeypatch.setattr("glmkit.x.y", ...) walks the attributes), or a patch
+    and an import reach two different copies of one module."""
+    before = {n: m for n, m in sys.modules.items() if n == "glmkit" or n.startswith("glmkit.")}
+    yield
+    for name in [n for n in sys.modules if n.startswith("glmkit.") and n not in before]:
+        del sys.modules[name]
+    sys.modules.update(before)
+    for name, module in before.items():
+        if "." in name:
+            parent, child = name.rsplit(".", 1)
+            setattr(sys.modules[parent], child, module)
 
 
 def _no_server(script: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
