@@ -327,10 +327,13 @@ def download(c: Context, model: str | None = None, revision: str | None = None,
     """Pre-download a model's weights (or a bench data set) into the HF cache (resumable)."""
     from glmkit.host.hub import download_model
     from glmkit.measure.bench_data import download_dataset
+    from glmkit.measure.eval_data import GSM8K_NAMES, download_gsm8k
     from glmkit.paths import hf_cache as cache_dir
 
     cache = cache_dir(os.environ, hf_cache)
-    if dataset is not None:
+    if dataset in GSM8K_NAMES:  # what `invoke eval` asks
+        _say(download_gsm8k(revision, cache, os.environ))
+    elif dataset is not None:
         _say(download_dataset(dataset, revision, cache, os.environ))
     else:
         _say(download_model(model or "", revision, cache, os.environ))

@@ -61,7 +61,8 @@ HELP: dict[str, dict[str, str]] = {
             "port": SERVE_HELP["port"],
             "host": SERVE_HELP["host"]},
     "download": {"model": "catalog id or Hugging Face repo id",
-            "dataset": "a benchmark data set instead: lmarena-ai/VisionArena-Chat",
+            "dataset": "a data set instead: lmarena-ai/VisionArena-Chat (`bench`) or gsm8k "
+                       "(openai/gsm8k, `eval`)",
             "revision": "branch, tag or commit (default: the main branch)",
             "hf_cache": SERVE_HELP["hf_cache"]},
     "plan": {"model": "catalog id (default: the tiny model)",
