@@ -298,6 +298,26 @@ def check(c: Context, project: str | None = None, api: str | None = None,
     report.check()
 
 
+@_task(auto_shortflags=False)
+def eval(c: Context, project: str | None = None, protocol: str | None = None,
+         limit: str | None = None, seed: str | None = None, concurrency: str | None = None,
+         dataset: str | None = None, against: str | None = None, save_baseline: bool = False,
+         model: str | None = None, label: str | None = None, verbose: bool = False) -> None:
+    """GSM8K against the running server: score, interval, and a gate on published scores."""
+    from glmkit.host import hardware
+    from glmkit.measure.evaluate import eval_server, parse_request
+    from glmkit.paths import hf_cache
+
+    settings = _settings(c, {"project": project})[0]
+    request = parse_request(settings.project, protocol=protocol, dataset=dataset, limit=limit,
+                            seed=seed, concurrency=concurrency, against=against,
+                            save_baseline=save_baseline, model=model, label=label)
+    report = eval_server(request, RESULTS_DIR, ROOT, hardware.detect(os.environ),
+                         hf_cache(os.environ, settings.hf_cache), _console())
+    _views().print_eval(_console(), report, verbose)
+    report.check()
+
+
 @_task(iterable=["runs"])
 def report(c: Context, runs: list[str] | None = None, compare: bool = False,
            out: str | None = None) -> None:

@@ -24,6 +24,7 @@ from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
 from glmkit.measure.agentic import AgenticReport
+from glmkit.measure.evaluate import EvalReport
 from glmkit.measure.moe_tune import TuneMoeResult
 from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
@@ -338,3 +339,25 @@ def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
     out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
                    f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
                    f"default {gains}. Run `invoke up` again to serve with it."))
+
+
+def eval_table(report: EvalReport) -> Table:
+    """Every question: target, what each extraction read, the verdict, or why none."""
+    table = Table(title=f"{report.dataset} {report.protocol.name}: {report.run_id}")
+    for column in ("#", "target", "flexible", "strict", "verdict", "detail"):
+        table.add_column(column)
+    for a in report.answers:
+        verdict = Text("right", style="green") if a.ok("flexible") else \
+            Text("wrong", style="red") if a.answered else Text("no reply", style="yellow")
+        _add_row(table, str(a.index), a.target,
+                 a.verdict.flexible if a.verdict else "-", a.verdict.strict if a.verdict
+                 else "-", verdict, a.error or a.format or a.finish_reason or "")
+    return table
+
+
+def print_eval(out: Console, report: EvalReport, verbose: bool = False) -> None:
+    """One summary line; every question's row with `verbose`."""
+    if verbose:
+        out.print(eval_table(report))
+        print_notes(out, report.notes)
+    out.print(report.summary_line(), highlight=False, markup=False, soft_wrap=True)
