@@ -235,7 +235,7 @@ def ask(session: Any, where: Endpoint, protocol: Protocol, block: str, index: in
         if response.status_code != 200:
             detail = one_line(response.text, 120)
             return _failed(base, f"HTTP {response.status_code}: {detail}", seconds)
-        data = response.json()
+        data = json.loads(response.text)  # not .json(): its error is a RequestException
         choice = _field(data, "choices", 0)
         if protocol.endpoint == "completions":
             content, reasoning = _text(_field(choice, "text"), "text"), ""
@@ -529,6 +529,7 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
              concurrency: int = DEFAULT_CONCURRENCY) -> EvalReport:
     """Ask the questions, store every answer, gate the score; returns the report (its
     `check()` raises on a partial run or a failed gate)."""
+    concurrency = request.concurrency or concurrency
     baselines_dir = results_dir / EVAL_DIR / BASELINES
     chosen = choose_references(model=provenance.model, tiny=tiny, request=request,
                                baselines_dir=baselines_dir,
