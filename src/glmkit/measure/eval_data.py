@@ -84,8 +84,9 @@ def _problems(items: list[_Item]) -> tuple[Problem, ...]:
     return tuple(Problem(i.question, i.answer) for i in items)
 
 
-def load_tiny(path: Path = TINY_FILE) -> EvalSet:
-    """The tiny model's arithmetic set."""
+def load_tiny(path: Path | None = None) -> EvalSet:
+    """The tiny model's arithmetic set (data/tiny_gsm8k.json unless `path`)."""
+    path = path or TINY_FILE
     try:
         data = _TinySet.model_validate(read_json(path, MAX_TINY_BYTES))
     except Unreadable as err:
