@@ -391,14 +391,15 @@ def plan(c: Context, model: str | None = None, vendor: str | None = None,
 @_serve_task
 def tune(c: Context, workload: str | None = None, batch: str | None = None,
          slo: str | None = None, budget: str | None = None, candidates: str | None = None,
-         resume: str | None = None, **options: Any) -> None:
+         resume: str | None = None, eval_limit: str | None = None, **options: Any) -> None:
     """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
-        candidates=candidates, resume=resume), hardware.detect(os.environ), os.environ, ROOT,
+        candidates=candidates, resume=resume, eval_limit=eval_limit),
+        hardware.detect(os.environ), os.environ, ROOT,
         _console())
     _views().print_tune(_console(), report)
 

@@ -269,16 +269,21 @@ def print_tune(out: Console, report: TuneReport) -> None:
     table = Table(title=Text(f"invoke tune {report.folder.name}: goodput against the recipe "
                              "default", style="table.title"))
     for column in ("candidate", "goodput req/s", "vs default", "out tok/s", "TTFT p99",
-                   "TPOT p99", "run"):
+                   "TPOT p99", "accuracy", "run"):
         table.add_column(column)
     for row in report.rows:
         ratio = report.ratio(row)
+        accuracy = f"{row.accuracy:.2f} of {row.accuracy_n}" if isinstance(
+            row.accuracy, float) and row.accuracy_n else "-"
         cells = [row.candidate, *(f"{v:.2f}" if v is not None else "-" for v in
                                   (row.goodput, ratio, row.throughput, row.ttft_p99,
-                                   row.tpot_p99)), row.error or row.run_id or "-"]
+                                   row.tpot_p99)), accuracy, row.error or row.run_id or "-"]
         style = "green" if row.candidate == report.winner else ("red" if row.error else None)
         _add_row(table, *cells, style=style)
     out.print(table)
+    for name in report.less_accurate:
+        out.print(f"not recommended: {name} (accuracy significantly below the recipe "
+                  "default's)", highlight=False, markup=False)
     if report.winner_file is not None:
         out.print(f"winner: {report.winner}; serve it with `invoke -f {report.winner_file} up`",
                   highlight=False, markup=False)

@@ -216,6 +216,10 @@ class TuneOptions:
                             high=float(MAX_COUNT))
     candidates: int = setting(0, "at most this many candidates, the recipe default first; 0: "
                               "every one", low=0, high=MAX_COUNT)
+    eval_limit: int = setting(50, "GSM8K questions per candidate (a seeded sample; the tiny "
+                              "model: its arithmetic set) for its accuracy; a candidate "
+                              "significantly below the recipe default's is never the "
+                              "winner; 0: no accuracy", low=0, high=MAX_COUNT)
 
 
 @dataclass(frozen=True, kw_only=True)
