@@ -51,7 +51,7 @@ def test_eval_prints_one_summary_line(monkeypatch: pytest.MonkeyPatch,
         _serve(monkeypatch, tmp_path, url, "glmkit/glm-tiny", tiny=True)
         code, out, err = run_task(monkeypatch, capsys, tmp_path, "eval", "--save-baseline")
     assert code == 0, err
-    [line] = out.strip().splitlines()
+    [line] = out.splitlines()
     assert line.startswith("tiny-arith completions-5shot: flexible 1.000 (95% CI 0.839-1.000)"
                            ", strict 1.000, n=20")
     assert "saved as the baseline" in line and " · run " in line
@@ -113,3 +113,75 @@ def test_bad_eval_options_are_one_line(args: list[str], message: str,
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "eval", *args)
     one_line_error(code, err, message)
     assert len(err) < 200
+
+
+def test_up_eval_gates_after_health(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str],
+                                    tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import tasks
+    from glmkit.cli import views
+    from glmkit.run import deploy
+
+    started: list[str] = []
+    monkeypatch.setattr(tasks, "_deployment", lambda *a, **k: SimpleNamespace())
+    monkeypatch.setattr(deploy, "up", lambda *a, **k: started.append("up") or SimpleNamespace(
+        check=lambda: None))
+    monkeypatch.setattr(views, "print_up", lambda out, result: out.print("healthy"))
+    with server(off_by_one) as (url, _):
+        _serve(monkeypatch, tmp_path, url, "glm-tiny-perturbed", tiny=True)
+        code, out, err = run_task(monkeypatch, capsys, tmp_path, "up", "--eval", "8")
+    assert started == ["up"]
+    lines = out.strip().splitlines()
+    assert lines[0] == "healthy" and lines[1].startswith("tiny-arith completions-5shot: ")
+    assert "(sample of 8)" in lines[1] and code == 0, err  # no reference: no gate failed
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "--eval must be at least 1, got 0."), ("many", "--eval: expected a number")])
+def test_up_eval_is_checked_before_anything_starts(value: str, message: str,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    from glmkit.run import deploy
+
+    monkeypatch.setattr(deploy, "up", lambda *a, **k: pytest.fail("started a server"))
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "up", "--eval", value)
+    one_line_error(code, err, message)
+
+
+def test_report_shows_accuracy_and_diffs_two_runs(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    with server(right) as (url, _):
+        _serve(monkeypatch, tmp_path, url, "glmkit/glm-tiny", tiny=True)
+        assert run_task(monkeypatch, capsys, tmp_path, "eval", "--label", "good")[0] == 0
+    with server(off_by_one) as (url, _):
+        _serve(monkeypatch, tmp_path, url, "glmkit/glm-tiny", tiny=True)
+        assert run_task(monkeypatch, capsys, tmp_path, "eval", "--label", "bad")[0] == 0
+    runs = sorted((p.name for p in (tmp_path / "results" / "eval").iterdir()),
+                  key=lambda name: not name.endswith("-good"))  # good, then bad
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report")
+    assert code == 0, err  # eval runs alone: no benchmark section, no error
+    assert "accuracy (invoke eval)" in out and "1.000" in out and "0.250" in out
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--runs", runs[0],
+                              "--runs", runs[1])
+    assert code == 0, err
+    assert "15 question(s) answered differently" in out
+    assert out.count("wrong") == 15
+
+
+def test_report_skips_a_broken_eval_run_with_a_note(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "eval" / "20260101-000000-x"
+    folder.mkdir(parents=True)
+    (folder / "eval.json").write_text('{"version": 1, "kind": "eval"}')
+    (folder / "summary.json").write_text("[1, 2")
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report")
+    assert "skipped" in out and "20260101-000000-x is refused" in out
+    assert "Traceback" not in err
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "report", "--runs",
+                            "20260101-000000-x")
+    one_line_error(code, err, "20260101-000000-x is refused")

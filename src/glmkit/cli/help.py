@@ -99,6 +99,8 @@ HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_K
               "with a non-loopback --host; visible to other users in `ps`: prefer "
               "--api-key-file or VLLM_API_KEY",
               "api_key_file": "read the API key from this file (- for standard input)",
+              "eval": "after health, gate GSM8K accuracy (`invoke eval`'s default protocol) "
+                      "on the model's set, or a seeded sample of N questions: --eval [N]",
               **option_help("up")}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)

@@ -24,6 +24,7 @@ from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
 from glmkit.measure.agentic import AgenticReport
+from glmkit.measure.eval_runs import AccuracyReport
 from glmkit.measure.evaluate import EvalReport
 from glmkit.measure.moe_tune import TuneMoeResult
 from glmkit.measure.results import Series, reference_names
@@ -366,3 +367,34 @@ def print_eval(out: Console, report: EvalReport, verbose: bool = False) -> None:
         out.print(eval_table(report))
         print_notes(out, report.notes)
     out.print(report.summary_line(), highlight=False, markup=False, soft_wrap=True)
+
+
+def print_accuracy(out: Console, report: AccuracyReport) -> None:
+    """`invoke report`'s accuracy section (`invoke eval` runs), and for two runs named,
+    the questions whose verdict changed."""
+    print_notes(out, report.notes, "skipped")
+    if not report.runs:
+        return
+    table = Table(title="accuracy (invoke eval): GSM8K share right, flexible-extract")
+    for column in ("run", "model", "data set", "protocol", "vLLM", "n", "flexible",
+                   "strict", "status", "gate"):
+        table.add_column(column)
+    for run in report.runs:
+        s, n = run.summary, run.summary.answered
+        _add_row(table, run.run_id, run.meta.model, run.meta.dataset.name,
+                 run.meta.protocol.name, run.meta.vllm_version or "-", str(n),
+                 f"{s.correct.flexible / n:.3f}" if n else "-",
+                 f"{s.correct.strict / n:.3f}" if n else "-", s.status,
+                 ", ".join(g.verdict for g in s.gate) or "-")
+    out.print(table)
+    if report.changes is None:
+        return
+    a, b = report.runs
+    diff = Table(title=f"{len(report.changes)} question(s) answered differently: "
+                       f"{a.run_id} → {b.run_id}")
+    for column in ("#", "target", "before", "after", "now"):
+        diff.add_column(column)
+    for c in report.changes:
+        _add_row(diff, str(c.index), c.target, c.before, c.after,
+                 Text("right", style="green") if c.now_right else Text("wrong", style="red"))
+    out.print(diff)

@@ -28,7 +28,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,6 +131,20 @@ def parse_request(project: str, *, protocol: str | None, dataset: str | None,
         concurrency=task_option("eval", "concurrency", concurrency) or None,
         against=_text_option(against, "against"), save_baseline=save_baseline,
         model=_text_option(model, "model"), label=label)
+
+
+def up_eval_request(project: str, given: bool | str | None) -> EvalRequest | None:
+    """`invoke up --eval [N]`: None when not asked; the default protocol over the
+    model's whole set (`--eval`) or a seeded sample of N (`--eval N`)."""
+    if given is None or given is False:
+        return None
+    limit = None if given is True else given
+    try:
+        return parse_request(project, protocol=None, dataset=None, limit=limit, seed=None,
+                             concurrency=None, against=None, save_baseline=False,
+                             model=None)
+    except UsageError as err:  # the option the user gave is --eval
+        raise UsageError(str(err).replace("--limit", "--eval", 1)) from None
 
 
 # --- one question -----------------------------------------------------------------------
@@ -614,7 +628,7 @@ def _label(model: str, protocol: str, dataset: str) -> str:
 def _ask_with_progress(where: Endpoint, request: EvalRequest, block: str,
                        questions: list[tuple[int, Problem]], concurrency: int,
                        console: Console | None) -> Asked:
-    if console is None:
+    if console is None or not console.is_terminal:  # a log gets the summary line only
         return ask_all(where, request.protocol, block, questions, concurrency,
                        request.timeout_s)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -697,3 +711,15 @@ def eval_server(request: EvalRequest, results_dir: Path, repo_root: Path, hw: An
     return evaluate(request, Endpoint(target.base_url, model, target.api_key), provenance,
                     tiny=target.facts.tiny == "text", results_dir=results_dir,
                     hf_cache=hf_cache, console=console, concurrency=concurrency)
+
+
+def run_eval(request: EvalRequest, results_dir: Path, repo_root: Path,
+             env: Mapping[str, str], hf_cache_setting: str | None,
+             console: Console) -> EvalReport:
+    """`invoke eval` and `invoke up --eval`: this host's hardware and HF cache, then
+    `eval_server`."""
+    from glmkit.host import hardware
+    from glmkit.paths import hf_cache
+
+    return eval_server(request, results_dir, repo_root, hardware.detect(env),
+                       hf_cache(env, hf_cache_setting), console)
