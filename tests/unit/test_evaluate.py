@@ -250,7 +250,8 @@ def test_a_threshold_row_gates_and_names_its_source(tmp_path: Path) -> None:
                                  "dataset": "tiny-arith", "quantization": "fp8"})
             for r in load_references() if r.id == "vllm-ci-glm-4.7-flash"]
     report, _ = run(tmp_path, off_by_one, references=rows)
-    with pytest.raises(AccuracyFailed, match=r"below vllm threshold 0\.84 .*source: https://"):
+    with pytest.raises(AccuracyFailed,
+                       match=r"below vllm-ci-glm-4\.7-flash's threshold 0\.84 .*source: https://"):
         report.check()
     assert "differs: quantization" not in report.summary_line()  # not known for the run
     fp8 = replace(PROVENANCE, quantization="bf16")

@@ -236,7 +236,7 @@ class Target:
 
 
 def reference_target(ref: Reference) -> Target:
-    return Target(f"{ref.engine} {ref.kind} {ref.value:g} ({ref.id})", ref.kind, ref.metric,
+    return Target(ref.id, ref.kind, ref.metric,
                   ref.value, ref.n, ref.protocol, ref.dataset, ref.source,
                   {"quantization": ref.quantization, "engine_version": ref.engine_version,
                    "hardware": ref.hardware}, ref.gpu, ref.protocol_stated)
