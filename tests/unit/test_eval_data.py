@@ -160,3 +160,16 @@ def test_an_absent_tiny_set_says_so(tmp_path: Path) -> None:
 def test_an_unknown_dataset_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="choose gsm8k or tiny-arith"):
         load_set("mmlu" * 30, tmp_path)
+
+
+def test_download_dataset_takes_gsm8k(monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    from glmkit.measure import bench_data, eval_data
+
+    calls: list[Any] = []
+    monkeypatch.setattr(eval_data, "download_gsm8k", lambda *a: calls.append(a) or "done")
+    for name in ("gsm8k", "openai/gsm8k"):
+        assert bench_data.download_dataset(name, None, tmp_path, {}) == "done"
+    assert len(calls) == 2
+    with pytest.raises(UsageError, match="evaluates with gsm8k"):
+        bench_data.download_dataset("gsm8k-evil", None, tmp_path, {})

@@ -303,3 +303,23 @@ def test_request_bodies_follow_the_protocol() -> None:
     assert body["messages"][0]["content"].startswith("How many?\n\n")
     assert served_names(("--served-model-name", "a", "b", "--port", "1"), "a") == ["a", "b"]
     assert served_names(("--served-model-name=c",), "a") == ["a", "c"]
+
+
+def test_ctrl_c_stops_at_once_and_keeps_what_came_back(tmp_path: Path) -> None:
+    from glmkit.measure.evaluate import ask_all
+
+    seen: list[int] = []
+
+    def interrupt(answer: Any) -> None:
+        seen.append(answer.index)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    questions = list(enumerate(TEST))
+    with server(lambda b, i: right(b, i) if i <= 3 else 5.0) as (url, _):
+        started = time.monotonic()
+        asked = ask_all(Endpoint(url, "m"), PROTOCOLS["completions-5shot"], "", questions,
+                        1, 30.0, interrupt)
+        # Not held by the request in flight (5 s): the workers are daemon threads.
+        assert time.monotonic() - started < 2.5
+    assert asked.status == "interrupted" and len(asked.answers) == 3

@@ -29,7 +29,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -293,45 +292,64 @@ def ask_all(where: Endpoint, protocol: Protocol, block: str,
             questions: Sequence[tuple[int, Problem]], concurrency: int, timeout_s: float,
             on_answer: Callable[[Answer], None] = lambda _: None) -> Asked:
     """Every question, `concurrency` at a time. After MAX_FAILURES_IN_A_ROW failed
-    requests in a row no more are sent; Ctrl-C stops sending too. What came back is kept
+    requests in a row no more are sent; Ctrl-C stops at once (the workers are daemon
+    threads: a request in flight does not hold the process). What came back is kept
     either way."""
+    import queue
+
     import requests
 
-    local = threading.local()
+    jobs: queue.SimpleQueue[tuple[int, Problem]] = queue.SimpleQueue()
+    for item in questions:
+        jobs.put(item)
+    results: queue.SimpleQueue[Answer | BaseException] = queue.SimpleQueue()
     lock = threading.Lock()
     stop = threading.Event()
     state: dict[str, Any] = {"failures": 0, "last": None}
 
-    def one(index: int, problem: Problem) -> Answer | None:
-        if stop.is_set():
-            return None
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-        answer = ask(local.session, where, protocol, block, index, problem, timeout_s)
-        with lock:
-            state["failures"] = 0 if answer.answered else state["failures"] + 1
-            if not answer.answered:
-                state["last"] = answer.error
-            if state["failures"] >= MAX_FAILURES_IN_A_ROW:
-                stop.set()
-        return answer
+    def worker() -> None:
+        session = requests.Session()
+        try:
+            while not stop.is_set():
+                try:
+                    index, problem = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                answer = ask(session, where, protocol, block, index, problem, timeout_s)
+                with lock:
+                    state["failures"] = 0 if answer.answered else state["failures"] + 1
+                    if not answer.answered:
+                        state["last"] = answer.error
+                    if state["failures"] >= MAX_FAILURES_IN_A_ROW:
+                        stop.set()
+                results.put(answer)
+        except BaseException as err:  # a bug: raised again in the caller's thread
+            results.put(err)
+        finally:
+            session.close()
 
+    threads = [threading.Thread(target=worker, daemon=True, name=f"eval-{n}")
+               for n in range(max(1, min(concurrency, len(questions))))]
+    for thread in threads:
+        thread.start()
     done: list[Answer] = []
     status: Status = "complete"
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="eval")
-    futures: list[Future[Answer | None]] = [pool.submit(one, i, p) for i, p in questions]
     try:
-        for future in as_completed(futures):
-            answer = future.result()
-            if answer is not None:
-                done.append(answer)
-                on_answer(answer)
+        while len(done) < len(questions):
+            try:
+                got = results.get(timeout=0.1)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and results.empty():
+                    break
+                continue
+            if isinstance(got, BaseException):
+                raise got
+            done.append(got)
+            on_answer(got)
     except KeyboardInterrupt:
-        stop.set()
         status = "interrupted"
     finally:
         stop.set()
-        pool.shutdown(wait=status != "interrupted", cancel_futures=True)
     done.sort(key=lambda a: a.index)
     unsent = len(questions) - len(done)
     failed = sum(not a.answered for a in done)
