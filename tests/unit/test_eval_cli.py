@@ -20,15 +20,15 @@ from .test_evaluate import off_by_one, right, server
 
 
 def _serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, model: str,
-           tiny: bool) -> None:
+           tiny: bool, key: str | None = None, args: tuple[str, ...] = ()) -> None:
     """`running_server` finds a server at `url`; the tiny set is the test's."""
     from glmkit.measure import eval_data, results
     from glmkit.run import server as found
 
     target = RunningServer(container="c", served_model=model, model_ref="/models/x",
                            max_model_len=4096, vendor="cpu", image="glmkit/vllm-cpu:test",
-                           serve_args=("--max-model-len", "4096"), base_url=url,
-                           facts=ModelFacts(tiny="text" if tiny else None))
+                           serve_args=("--max-model-len", "4096", *args), base_url=url,
+                           api_key=key, facts=ModelFacts(tiny="text" if tiny else None))
     monkeypatch.setattr(found, "running_server", lambda project: (None, target))
     monkeypatch.setattr(results, "read_run_facts",
                         lambda t, root: results.RunFacts(None, "sha256:abc"))
@@ -185,3 +185,19 @@ def test_report_skips_a_broken_eval_run_with_a_note(monkeypatch: pytest.MonkeyPa
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "report", "--runs",
                             "20260101-000000-x")
     one_line_error(code, err, "20260101-000000-x is refused")
+
+
+def test_the_api_key_is_sent_and_never_stored(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    key = "sk-eval-secret-42"
+    with server(right, key=key) as (url, seen):
+        _serve(monkeypatch, tmp_path, url, "glmkit/glm-tiny", tiny=True, key=key,
+               args=("--api-key", key))
+        code, out, err = run_task(monkeypatch, capsys, tmp_path, "eval", "--limit", "3",
+                                  "--save-baseline")
+    assert code == 0, err
+    assert {auth for _, _, auth in seen} == {f"Bearer {key}"}
+    stored = [p.read_text() for p in (tmp_path / "results").rglob("*") if p.is_file()]
+    assert stored and not [text for text in stored if key in text]
+    assert key not in out + err

@@ -707,6 +707,7 @@ def eval_server(request: EvalRequest, results_dir: Path, repo_root: Path, hw: An
                 hf_cache: Path, console: Console) -> EvalReport:
     """`invoke eval`: the project's running server (one server, a cluster's head or a
     pd_cluster's router), its key found as `check` and `bench` find it."""
+    from glmkit.errors import mask_argv
     from glmkit.knowledge.catalog import CATALOG
     from glmkit.measure.results import HardwareMeta, read_run_facts
     from glmkit.run.server import running_server
@@ -723,7 +724,9 @@ def eval_server(request: EvalRequest, results_dir: Path, repo_root: Path, hw: An
         model=target.served_model, model_ref=target.model_ref, vendor=target.vendor,
         image=target.image, image_digest=facts.image_digest,
         vllm_version=vllm_version(target.base_url, target.api_key),
-        serve_args=tuple(target.serve_args), hardware=HardwareMeta.of(hw).to_json(),
+        # As shown anywhere: a secret flag's value masked (an API key is never a result).
+        serve_args=tuple(mask_argv(target.serve_args, [target.api_key])),
+        hardware=HardwareMeta.of(hw).to_json(),
         glmkit_commit=facts.glmkit_commit, quantization=spec.precision if spec else None)
     concurrency = request.concurrency or concurrency_for(target.serve_args)
     return evaluate(request, Endpoint(target.base_url, model, target.api_key), provenance,
