@@ -68,8 +68,8 @@ def test_a_broken_copy_fails_against_the_tiny_model(monkeypatch: pytest.MonkeyPa
         code, out, err = run_task(monkeypatch, capsys, tmp_path, "eval", "--against",
                                   "glmkit/glm-tiny")
     assert "fail at flexible 0.250" in out
-    one_line_error(code, err, "flexible 0.250 on 20 questions is below baseline of "
-                   "glmkit/glm-tiny", exit_code=8)
+    one_line_error(code, err, "flexible 0.250 on 20 questions is 0.750 below baseline "
+                   "of glmkit/glm-tiny", exit_code=8)
 
 
 def test_eval_verbose_shows_every_question(monkeypatch: pytest.MonkeyPatch,

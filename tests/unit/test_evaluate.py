@@ -178,7 +178,7 @@ def test_a_broken_copy_fails_against_the_saved_baseline(tmp_path: Path) -> None:
     with pytest.raises(AccuracyFailed) as err:
         report.check()
     message = str(err.value)
-    assert "flexible 0.250 on 20 questions is below baseline of glmkit/glm-tiny" in message
+    assert "flexible 0.250 on 20 questions is 0.750 below baseline of glmkit/glm-tiny" in message
     assert "source: " in message and str(saved.baseline) in message
     # The same model again compares with its own baseline without being told.
     again, _ = run(tmp_path, right)
@@ -251,7 +251,7 @@ def test_a_threshold_row_gates_and_names_its_source(tmp_path: Path) -> None:
             for r in load_references() if r.id == "vllm-ci-glm-4.7-flash"]
     report, _ = run(tmp_path, off_by_one, references=rows)
     with pytest.raises(AccuracyFailed,
-                       match=r"below vllm-ci-glm-4\.7-flash's threshold 0\.84 .*source: https://"):
+                       match=r"0\.590 below vllm-ci-glm-4\.7-flash's threshold 0\.84 .*source: https://"):
         report.check()
     assert "differs: quantization" not in report.summary_line()  # not known for the run
     fp8 = replace(PROVENANCE, quantization="bf16")

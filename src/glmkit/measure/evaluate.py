@@ -508,8 +508,8 @@ class EvalReport:
             what = f"threshold {t.value:g}" if t.kind == "threshold" else \
                 f"{t.value:.3f} measured on {t.n}"
             raise AccuracyFailed(f"{self.dataset} {t.metric} {o.score:.3f} on {self.answered}"
-                                 f" questions is below {t.name}'s {what} ({o.detail}); "
-                                 f"source: {t.source}")
+                                 f" questions is {t.value - o.score:.3f} below {t.name}'s "
+                                 f"{what} ({o.detail}); source: {t.source}")
 
 
 # --- the whole thing ----------------------------------------------------------------------
