@@ -323,3 +323,17 @@ def test_ctrl_c_stops_at_once_and_keeps_what_came_back(tmp_path: Path) -> None:
         # Not held by the request in flight (5 s): the workers are daemon threads.
         assert time.monotonic() - started < 2.5
     assert asked.status == "interrupted" and len(asked.answers) == 3
+
+
+def test_a_run_that_fails_its_gate_or_is_partial_is_not_saved_as_a_baseline(
+        tmp_path: Path) -> None:
+    saved, _ = run(tmp_path, right, save_baseline=True)
+    worse, _ = run(tmp_path, off_by_one, save_baseline=True)
+    assert worse.baseline is None and "not saved as a baseline: it failed the gate" in \
+        worse.summary_line()
+    partial, _ = run(tmp_path, lambda b, i: right(b, i) if i <= 6 else None,
+                     save_baseline=True)
+    assert partial.baseline is None and "the run is partial" in partial.summary_line()
+    assert saved.baseline is not None
+    again, _ = run(tmp_path, right)  # still compared with the first, good one
+    assert again.outcomes[0].target.n == 20 and again.outcomes[0].verdict == "pass"

@@ -76,7 +76,6 @@ EVAL_DIR = "eval"
 BASELINES = "baselines"
 META, FEWSHOT, ANSWERS, SUMMARY = "eval.json", "fewshot.txt", "answers.jsonl", "summary.json"
 META_VERSION = 1
-GATED: Metric = "flexible"  # the score a saved baseline is compared on
 MAX_REPLY = 64 * 1024  # characters of a reply (or its reasoning) kept per question
 # Requests that fail one after another before the run stops sending: the server is
 # gone, not one question unlucky.
@@ -492,6 +491,7 @@ class EvalReport:
             tail = list(self.notes[:1])
         if self.baseline is not None:
             tail.append(f"saved as the baseline ({self.baseline})")
+        tail += [n for n in self.notes if n.startswith("not saved as a baseline")]
         return " · ".join([head, *tail, f"run {self.run_id}"])
 
     def check(self) -> None:
@@ -579,7 +579,7 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
     write_json_once(folder / META, {
         "version": META_VERSION, "kind": "eval", "label": label,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "glmkit_version": __version__,
-        **{k: v for k, v in asdict(provenance).items()},
+        **asdict(provenance),
         "request_model": where.model, "protocol": request.protocol.to_json(),
         "dataset": {"name": data.name, "revision": data.revision, "source": data.source,
                     "test_questions": len(data.test)},
@@ -617,9 +617,10 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
 def _save(report: EvalReport, provenance: Provenance, folder: Path) -> EvalReport:
     from dataclasses import replace
 
-    if report.status != "complete":
-        return replace(report, notes=(*report.notes, "not saved as a baseline: the run is "
-                                      f"{report.status}"))
+    if report.status != "complete" or any(o.failed for o in report.outcomes):
+        why = f"the run is {report.status}" if report.status != "complete" else \
+            "it failed the gate"
+        return replace(report, notes=(*report.notes, f"not saved as a baseline: {why}"))
     found = report.correct
     doc = BaselineDoc(version=1, model=provenance.model, protocol=report.protocol.name,
                       dataset=report.dataset, n=report.answered,
