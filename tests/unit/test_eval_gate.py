@@ -151,6 +151,8 @@ HOSTILE = {
     "escape in hardware": {"hardware": "H100\x1b]8;;http://evil\x07"},
     "javascript source": {"source": "javascript:alert(1)"},
     "http source": {"source": "http://example.com/x"},
+    "source outside the repo": {"source": "../../etc/passwd"},
+    "absolute source": {"source": "/etc/passwd"},
     "path as id": {"id": "../../etc"},
     "unknown kind": {"kind": "vibes"},
     "unknown key": {"owner": "me"},
@@ -229,3 +231,12 @@ def test_a_planted_baseline_link_is_not_followed(tmp_path: Path) -> None:
 
 def test_one_sided_threshold_constant() -> None:
     assert math.isclose(Z_ONE_SIDED, 1.6448536, abs_tol=1e-6)
+
+
+def test_a_row_the_kit_measured_names_a_file_of_the_repo(tmp_path: Path) -> None:
+    path = tmp_path / "refs.json"
+    row = {**GOOD, "id": "glmkit-tiny", "model": "glmkit/glm-tiny",
+           "checkpoint": "glmkit/glm-tiny", "dataset": "tiny-arith", "kind": "measured",
+           "value": 0.98, "n": 60, "source": "scripts/train_tiny_tools.py"}
+    path.write_text(json.dumps({"version": 1, "references": [row]}))
+    assert load_references(path)[0].source == "scripts/train_tiny_tools.py"

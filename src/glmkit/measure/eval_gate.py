@@ -55,10 +55,13 @@ def _printable(text: str) -> str:
     return text
 
 
-def _https(text: str) -> str:
-    if not re.fullmatch(r"https://[A-Za-z0-9.-]+/[!-~]*", text):
-        raise ValueError("must be an https:// link")
-    return text
+def _source(text: str) -> str:
+    """An https:// link, or a file of this repository (a score the kit measured itself,
+    e.g. the tiny model's: the script or page that says how)."""
+    if re.fullmatch(r"https://[A-Za-z0-9.-]+/[!-~]*", text) or (
+            re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./#-]*", text) and ".." not in text):
+        return text
+    raise ValueError("must be an https:// link or a file of this repository")
 
 
 Short = Annotated[str, Field(max_length=40), AfterValidator(_printable)]
@@ -93,7 +96,7 @@ class Reference(_Data):
     kind: Kind
     value: Score
     n: Count
-    source: Annotated[str, Field(max_length=300), AfterValidator(_https)]
+    source: Annotated[str, Field(max_length=300), AfterValidator(_source)]
     note: Note = ""
 
 
