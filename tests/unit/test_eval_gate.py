@@ -134,7 +134,10 @@ def test_the_shipped_table_is_read_and_sourced() -> None:
     flash = next(r for r in refs if r.id == "vllm-ci-glm-4.7-flash")
     assert (flash.kind, flash.value, flash.protocol, flash.metric) == \
         ("threshold", 0.84, "completions-5shot", "last-integer")
-    assert all(r.source.startswith("https://github.com/") for r in refs)
+    root = Path(__file__).resolve().parents[2]
+    for r in refs:  # a link, or a file of this repository that exists
+        assert r.source.startswith("https://github.com/") or \
+            (root / r.source.split("#")[0]).is_file(), r.id
     assert {r.kind for r in refs} == {"threshold", "measured"}
     assert [r.id for r in applicable(refs, "zai-org/GLM-4.7-FP8", "zai-org/GLM-4.7")] == \
         ["sglang-nightly-glm-4.7-fp8-mi35x"]
