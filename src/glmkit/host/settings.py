@@ -70,7 +70,7 @@ def setting(default: Any, help: str, *, low: float | None = None,
 
 # Numbers as ASCII text: int() and float() also take other scripts' digits ("٨٠٠٠" is
 # 8000), full-width ones and underscores, which then render as a number nobody typed.
-# Up to 4,000 digits: within int()'s own limit, so an absurd size is "at most N", not "not a number".
+# Up to 4,000 digits, within int()'s own limit: an absurd size is "at most N".
 _INT = re.compile(r"[+-]?[0-9]{1,4000}")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})"
                     r"(?:[eE][+-]?[0-9]{1,4})?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
