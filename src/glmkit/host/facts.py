@@ -64,6 +64,12 @@ class HostFacts:
     # The model's architecture facts (config.json in the HF cache, else built in), as
     # `invoke plan` reads them; None: none, so the plan is made from the recipe's numbers.
     arch: Arch | None = None
+    # A model group's members (settings.models), each read as --model would be: the first
+    # is this one's model. Empty for one model.
+    members: tuple[HostFacts, ...] = ()
+    # The host memory Linux says is available now (MemAvailable), in GiB: where a group's
+    # sleeping models keep their weights (sleep level 1). None: not known.
+    memory_available_gib: float | None = None
 
     def portable(self) -> HostFacts:
         """What holds on any machine: the vendor of the detected hardware and the folders,
@@ -71,7 +77,8 @@ class HostFacts:
         return dataclasses.replace(
             self, hardware=Hardware(vendor=self.hardware.vendor,
                                     source="not this host: exported"),
-            offline=False, cache_owner_uid=None, uid=None, here=False)
+            offline=False, cache_owner_uid=None, uid=None, here=False,
+            members=tuple(m.portable() for m in self.members), memory_available_gib=None)
 
     @property
     def notes(self) -> list[str]:
@@ -100,8 +107,35 @@ def _owner_uid(path: Path) -> int | None:
         return None
 
 
+def memory_available_gib(meminfo: str) -> float | None:
+    """MemAvailable of /proc/meminfo's text, in GiB; None when it has none."""
+    for line in meminfo.splitlines():
+        name, _, rest = line.partition(":")
+        words = rest.split()
+        if name == "MemAvailable" and words and words[0].isascii() and words[0].isdigit():
+            return int(words[0]) / (1024 * 1024)  # kB
+    return None
+
+
+def _meminfo() -> float | None:
+    try:
+        return memory_available_gib(Path("/proc/meminfo").read_text())
+    except OSError:
+        return None
+
+
 def read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFacts:
-    """Everything about this host a serve plan for `s` depends on, read now."""
+    """Everything about this host a serve plan for `s` depends on, read now; for a model
+    group, each member's model read as --model would be."""
+    if len(s.models) > 1:
+        members = tuple(_read_host_facts(dataclasses.replace(
+            s, model=model, models=(), model_source=s.models_source), env, hw)
+            for model in s.models)
+        return dataclasses.replace(members[0], members=members)
+    return _read_host_facts(s, env, hw)
+
+
+def _read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFacts:
     home, cwd = Path.home(), Path(os.getcwd())
     model: ModelSpec | None = None
     refusal: str | None = None
@@ -133,5 +167,6 @@ def read_host_facts(s: Settings, env: Mapping[str, str], hw: Hardware) -> HostFa
         hf_cache=cache, offline=offline,
         cache_owner_uid=_owner_uid(cache.path) if cache.path else None, uid=os.getuid(),
         model_dir=model_dir, cpu_count=os.cpu_count() or 2, arch=arch,
+        memory_available_gib=_meminfo(),
         media_dir=_admit(s.media_dir, "--media-dir", home, cwd,
                          Source.of_setting(s.media_dir_source)) if s.media_dir else None)

@@ -122,6 +122,18 @@ class Settings:
     image: str | None = setting(None, "image to run instead of the vendor's pinned one")
     vllm_version: str | None = setting(None, "vLLM version inside --image, so the rendered "
                                        "flags match it")
+    # A model group (glmkit.plan.group): several models behind one port, one awake at a
+    # time. `--model A --model B` on the command line; a list, or a named group, in
+    # invoke.yaml. Resolved by `resolve_settings`: `model` is then the first of them.
+    models: tuple[str, ...] = setting((), "a model group: these models behind one port, one "
+                                      "awake at a time (vLLM's sleep mode); on the command "
+                                      "line repeat --model")
+    group: str | None = setting(None, "a model group named in invoke.yaml's `groups:` "
+                                "(NAME: [model, model, ...])")
+    sleep_level: int | None = setting(None, "model groups: vLLM's sleep level; 1 keeps a "
+                                      "sleeping model's weights in host memory (fast wake), "
+                                      "2 drops them (read from disk again on wake); default "
+                                      "1, or 2 where host memory lacks room", low=1, high=2)
     aliases: str | None = setting(None, "more model names the server answers to, comma-"
                                   "separated (claude-sonnet-4-5,gpt-5-codex): for clients that "
                                   "ask for a name of their own")
@@ -212,6 +224,7 @@ class Settings:
     hf_cache_source: str = field(default="default", metadata={"internal": True})
     media_dir_source: str = field(default="default", metadata={"internal": True})
     model_source: str = field(default="default", metadata={"internal": True})
+    models_source: str = field(default="default", metadata={"internal": True})
 
     def __post_init__(self) -> None:
         # Settings built in Python (`Settings(nodes="2")`) get the same types as read ones.
@@ -398,8 +411,11 @@ def check_ranges(settings: Settings) -> None:
 
 # Switches take --X / --no-X on the command line; the rest take a value.
 BOOL_SETTINGS = tuple(f.name for f in user_settings() if f.type in ("bool", bool))
-# Options the serve tasks take: every setting but the words after `--`.
-SERVE_HELP = {f.name: help_text(f) for f in user_settings() if f.name != "extra_args"}
+# Options the serve tasks take: every setting but the words after `--` and the group's
+# models, which the command line gives as --model repeated.
+SERVE_HELP = {f.name: help_text(f) for f in user_settings()
+              if f.name not in ("extra_args", "models")}
+SERVE_HELP["model"] += "; repeat it for a model group (one port, one awake at a time)"
 SERVE_HELP.update({f"no_{name}": f"turn off --{name.replace('_', '-')} set in invoke.yaml "
                    "or the environment" for name in BOOL_SETTINGS})
 
@@ -451,7 +467,7 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
 
 
 # Settings whose layer the policy weighs (Settings' internal `X_source` fields).
-SOURCED = ("extra_args", "image", "hf_cache", "media_dir", "model")
+SOURCED = ("extra_args", "image", "hf_cache", "media_dir", "model", "models")
 
 
 def resolve_settings(
@@ -463,7 +479,9 @@ def resolve_settings(
     check_section(config)
     hints = get_type_hints(Settings)
     known = {f.name for f in user_settings()}
-    for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
+    config = dict(config or {})
+    groups = parse_groups(config.pop(GROUPS, None))
+    for layer_name, layer in (("invoke.yaml", config), ("flag", flags)):
         unknown = sorted(str(name) for name in set(layer) - known)
         if unknown:
             raise UsageError(f"Unknown setting(s) in {layer_name}: {', '.join(unknown)}.")
@@ -477,6 +495,7 @@ def resolve_settings(
                 continue
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
+    _resolve_group(values, sources, groups)
     check_setting_sources(values, sources)
     engine_tls(values.get("nodes"), env or {})
     for name in SOURCED:
@@ -484,6 +503,86 @@ def resolve_settings(
     settings = dataclasses.replace(Settings(), **values)
     check_ranges(settings)
     return settings, sources
+
+
+# --- model groups -----------------------------------------------------------------------------
+
+GROUPS = "groups"  # invoke.yaml's `glmkit: groups: {NAME: [model, ...]}`: not a setting
+MAX_MEMBERS = 8  # each sleeping member keeps GiBs on every GPU: past this a list is a typo
+_LAYERS = ("default", "invoke.yaml", "environment", "flag")  # lowest to highest
+
+
+def parse_groups(value: Any) -> dict[str, tuple[str, ...]]:
+    """invoke.yaml's `groups:`: names (like a recipe strategy's) to lists of models, each
+    checked as --model is where it is planned."""
+    if value is None:
+        return {}
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+    from glmkit.text import validation_reason
+
+    class Groups(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        groups: dict[str, list[str]] = Field(max_length=64)
+
+        @field_validator("groups")
+        @classmethod
+        def _shape(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+            for name, models in groups.items():
+                if not _STRATEGY_NAME.fullmatch(name):
+                    raise ValueError(f"group name {shown_value(name)} is not a name (1-64 of "
+                                     "A-Z a-z 0-9 . _ -)")
+                if not 2 <= len(models) <= MAX_MEMBERS:
+                    raise ValueError(f"group {name!r} has {len(models)} model(s): a group has "
+                                     f"2 to {MAX_MEMBERS}")
+            return groups
+
+    try:
+        return {k: tuple(v) for k, v in Groups(groups=value).groups.items()}
+    except ValidationError as err:
+        raise UsageError(f"invoke.yaml: `groups:` {validation_reason(err)}; write it as "
+                         "groups: {NAME: [model, model]}.") from None
+
+
+def _resolve_group(values: dict[str, Any], sources: dict[str, str],
+                   groups: Mapping[str, tuple[str, ...]]) -> None:
+    """One model, a list of models, or a named group: the highest layer that names any of
+    them decides; two at the same layer contradict each other. A group's `model` is its
+    first member."""
+    named = {k: sources[k] for k in ("model", "models", "group") if sources[k] != "default"}
+    if not named:
+        return
+    top = max(_LAYERS.index(layer) for layer in named.values())
+    winners = sorted(k for k, layer in named.items() if _LAYERS.index(layer) == top)
+    if len(winners) > 1:
+        raise UsageError(f"{' and '.join('--' + w for w in winners)} from {_LAYERS[top]} "
+                         "contradict each other: name one model, a list of models, or a "
+                         "group.")
+    winner = winners[0]
+    if winner == "group":
+        name = values["group"]
+        if name not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise UsageError(f"--group {shown_value(name)}: invoke.yaml's `groups:` has no "
+                             f"such group (it has: {known}).")
+        values["models"], sources["models"] = groups[name], "invoke.yaml"
+    elif winner == "model":
+        values.pop("models", None)
+        values.pop("group", None)
+        return
+    else:
+        values.pop("group", None)
+    models = tuple(values["models"])
+    if len(models) > MAX_MEMBERS:
+        raise UsageError(f"A model group has at most {MAX_MEMBERS} models; "
+                         f"{len(models)} were named.")
+    if len(models) < 2:  # a list of one is that model
+        values.pop("models", None)
+        if models:
+            values["model"], sources["model"] = models[0], sources["models"]
+        return
+    values["model"], values["models"] = models[0], models
+    sources["model"] = sources["models"]
 
 
 def remainder_words(remainder: str, argv: Sequence[str]) -> tuple[str, ...]:
@@ -510,6 +609,12 @@ def flags_from_options(options: Mapping[str, Any], remainder: str | Sequence[str
     after `--` (a word list, or text split as shell words) as extra vLLM arguments."""
     known = {f.name for f in fields(Settings)}
     flags = {k: v for k, v in options.items() if k in known and k not in bool_options}
+    if isinstance(flags.get("model"), list | tuple):  # --model repeated: a model group
+        given = [str(m) for m in flags.pop("model")]
+        if len(given) > 1:
+            flags["models"] = tuple(given)
+        elif given:
+            flags["model"] = given[0]
     for name in bool_options:
         on, off = options.get(name), options.get(f"no_{name}")
         if on and off:

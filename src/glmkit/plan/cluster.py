@@ -86,6 +86,9 @@ class ClusterPlan(Defaults):
     def serving(self) -> ServePlan:
         return self.base
 
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self.base,)
+
     @property
     def node_count(self) -> int:
         return len(self.nodes)

@@ -149,6 +149,9 @@ class PdPlan(Defaults):
     def serving(self) -> ServePlan:
         return self.base
 
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self.base,)
+
     @property
     def node_count(self) -> int:
         return len(self.nodes) or 1

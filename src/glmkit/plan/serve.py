@@ -153,6 +153,9 @@ class ServePlan(Defaults):
     def serving(self) -> ServePlan:
         return self
 
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self,)
+
     @property
     def local(self) -> bool:
         return True  # the API is this machine's to reach

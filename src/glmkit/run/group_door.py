@@ -440,19 +440,19 @@ class HttpBackend:
         data = await self._call("GET", "/is_sleeping")
         if not isinstance(data, dict) or not isinstance(data.get("is_sleeping"), bool):
             raise RuntimeError(f"/is_sleeping answered {str(data)[:100]}")
-        return data["is_sleeping"]
+        return bool(data["is_sleeping"])
 
     async def sleep(self, level: int) -> None:
         # mode=wait: vLLM (0.32) lets running requests finish first; older ones ignore it.
         await self._call("POST", f"/sleep?level={level}&mode=wait")
 
     async def wake(self, level: int) -> None:
-        if level == 2:  # the weights were dropped: back from disk before the KV cache
-            await self._call("POST", "/wake_up?tags=weights")
+        await self._call("POST", "/wake_up")
+        if level == 2:
+            # Level 2 dropped the weights: back from disk, and the prefix cache made with
+            # them forgotten (vLLM's sleep-mode post, 2025-10-26).
             await self._call("POST", "/collective_rpc", json={"method": "reload_weights"})
-            await self._call("POST", "/wake_up?tags=kv_cache")
-        else:
-            await self._call("POST", "/wake_up")
+            await self._call("POST", "/reset_prefix_cache")
         if await self.is_sleeping():
             raise RuntimeError("/is_sleeping still says true after /wake_up")
 
@@ -502,7 +502,7 @@ class Metrics:
                     running.add_metric([m.name], float(m.inflight))
                 yield from (ready, awake, state, since, queued, running)
 
-        self.registry.register(States())  # type: ignore[arg-type]
+        self.registry.register(States())
 
     def record(self, switch: Switch) -> None:
         self.switches.labels(switch.frm or "", switch.to,
