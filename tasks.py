@@ -79,8 +79,9 @@ def _serve_task(fn: Callable[..., Any], **kwargs: Any) -> Any:
                                 else None) for name in SERVE_HELP]
     wrapped = _exits(fn)
     wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    # --model repeated: a model group (several models behind one port).
     return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False,
-                **kwargs)
+                iterable=["model"], **kwargs)
 
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
@@ -264,7 +265,8 @@ def config(c: Context, **options: Any) -> None:
 
 
 @_task()
-def bench(c: Context, project: str | None = None, workload: str | None = None,
+def bench(c: Context, project: str | None = None, model: str | None = None,
+          workload: str | None = None,
           batch: str | None = None, mode: str | None = None, input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
           request_rate: str | None = None, label: str | None = None,
@@ -288,7 +290,8 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
         settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
         request_rate=request_rate, label=label, resume=resume,
-        dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache))
+        dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache),
+        model=model)
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
     _views().print_report(_console(), [outcome.series], outcome.path)
     outcome.check()
@@ -296,13 +299,14 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
 
 @_task()
 def check(c: Context, project: str | None = None, api: str | None = None,
-          verbose: bool = False) -> None:
+          verbose: bool = False, model: str | None = None) -> None:
     """Tool-call conformance of the running server per API: every tool_choice, streamed and not."""
     from glmkit.host.settings import task_option
     from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
-    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api))
+    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api),
+                          model)
     _views().print_check(_console(), report, verbose)
     report.check()
 
@@ -378,21 +382,24 @@ def bench_data(c: Context, out: str, rows: str | None = None) -> None:
     _say(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
-@_task()
-def plan(c: Context, model: str | None = None, vendor: str | None = None,
+@_task(iterable=["model"])
+def plan(c: Context, model: list[str] | None = None, vendor: str | None = None,
          gpu_count: str | None = None, gpu: str | None = None, gpu_mem: str | None = None,
          tp: str | None = None, batch: str | None = None, context: str | None = None,
          gpu_memory_utilization: str | None = None, nodes: str | None = None,
-         strategy: str | None = None, goal: str | None = None) -> None:
+         strategy: str | None = None, goal: str | None = None,
+         sleep_level: str | None = None) -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from glmkit.host import hardware
-    from glmkit.plan.advice import advise, plan_request
+    from glmkit.plan.advice import advise_all, plan_request
 
     settings, _ = _settings(c, dict(model=model, vendor=vendor, gpu_count=gpu_count, gpu=gpu,
                                     gpu_mem=gpu_mem, tp=tp, nodes=nodes, strategy=strategy,
-                                    gpu_memory_utilization=gpu_memory_utilization))
+                                    gpu_memory_utilization=gpu_memory_utilization,
+                                    sleep_level=sleep_level))
     request = plan_request(settings, batch=batch, context=context, goal=goal)
-    _views().print_advice(_console(), advise(request, hardware.detect(os.environ), os.environ))
+    for advice in advise_all(request, hardware.detect(os.environ), os.environ):
+        _views().print_advice(_console(), advice)
 
 
 @_serve_task

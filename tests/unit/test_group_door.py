@@ -274,7 +274,7 @@ def test_the_awake_member_crashing_lets_a_request_wake_another() -> None:
 
 def test_a_crashed_member_that_comes_back_is_taken_as_it_is() -> None:
     async def body() -> None:
-        group, fakes, gpu = started_group()
+        group, fakes, _ = started_group()
         await ready(group)
         fakes["b"].crash()
         for _ in range(group.max_misses):
@@ -377,7 +377,8 @@ def test_the_model_is_read_from_a_json_body_or_none(body: bytes, model: str | No
 @pytest.mark.parametrize("path", ["/sleep", "/wake_up", "/is_sleeping", "/collective_rpc",
                                   "/reset_prefix_cache", "/reset_mm_cache", "/server_info",
                                   "/pause", "/resume", "/update_weights", "/abort_requests",
-                                  "/release_kv_cache_memory", "/start_profile", "/v1/load_lora_adapter",
+                                  "/release_kv_cache_memory", "/start_profile",
+                                  "/v1/load_lora_adapter",
                                   "//sleep", "/v1/../sleep", "/health/../sleep", "/SLEEP", ""])
 @pytest.mark.parametrize("key,headers", [("", {}), ("k3y", {"authorization": "Bearer k3y"}),
                                          ("k3y", {"x-api-key": "k3y"})])

@@ -117,6 +117,11 @@ def memory_available_gib(meminfo: str) -> float | None:
     return None
 
 
+def available_memory_gib() -> float | None:
+    """This host's MemAvailable now, in GiB; None where /proc/meminfo has none."""
+    return _meminfo()
+
+
 def _meminfo() -> float | None:
     try:
         return memory_available_gib(Path("/proc/meminfo").read_text())

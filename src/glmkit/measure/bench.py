@@ -110,6 +110,7 @@ class BenchRequest:
     slo: tuple[str, ...] = ()  # `--goodput` bounds (workloads.parse_slo)
     dataset_path: str | None = None  # --workload visionarena: a local VisionArena folder
     hf_cache: Path | None = None  # where `invoke download --dataset` put it
+    model: str | None = None  # a model group's member (default: the first)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Har
         plain_name(request.resume, "Run id")
     else:
         sweep = parse_sweep(request)
-    container, target = running_server(request.project)
+    container, target = running_server(request.project, request.model)
     notes: list[str] = []
     if request.resume:
         run_ = open_run(results_dir, request.resume)

@@ -147,6 +147,9 @@ def parse_request(settings: Settings, *, workload: str | None, batch: str | None
     from glmkit.host.settings import number
     from glmkit.measure.workloads import parse_slo
 
+    if len(settings.models) > 1:
+        raise UsageError("invoke tune searches one model's knobs: name one --model (a model "
+                         "group's members are tuned one by one).")
     return TuneRequest(
         settings=settings, workload=workload or TuneOptions.workload,
         batch=batch or TuneOptions.batch, slo=parse_slo(slo),

@@ -71,6 +71,8 @@ class PlanRequest:
     gpu_memory_utilization: float = 0.9
     nodes: int | None = None
     hf_cache: str | None = None  # the settings' --hf-cache, as `up` reads it
+    models: tuple[str, ...] = ()  # a model group (`model` is its first)
+    sleep_level: int | None = None
 
     def __post_init__(self) -> None:
         """Counts are positive and the memory fraction in (0, 1]: "fits at TP -2" is no
@@ -97,7 +99,8 @@ def plan_request(settings: Settings, *, batch: str | None, context: str | None,
         batch=number(batch or PlanOptions.batch, int, "batch"),
         context=number(context or PlanOptions.context, int, "context"),
         nodes=settings.nodes.count if settings.nodes else None,
-        gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache)
+        gpu_memory_utilization=settings.gpu_memory_utilization, hf_cache=settings.hf_cache,
+        models=settings.models, sleep_level=settings.sleep_level)
 
 
 def amount(value: float) -> str:
@@ -373,3 +376,110 @@ def advise(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> Advice
     assumes = tuple(ASSUMPTIONS) if arch.params is None else \
         (ASSUMPTIONS[0].split(";")[0] + " (counted from config.json)", *gpu_assumes())
     return Advice(title, rows, several, assumes)
+
+
+def advise_all(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> list[Advice]:
+    """`invoke plan`: one model's advice, or a model group's: each member's, sized at the
+    group's utilization, and the group's own."""
+    if len(request.models) > 1:
+        return group_advice(request, hw, env)
+    return [advise(request, hw, env)]
+
+
+def group_advice(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> list[Advice]:
+    """Each member planned on the GPUs alone, at the utilization that leaves room for the
+    sleeping ones; then what the group costs: GPU memory kept asleep, host memory at sleep
+    level 1, and each switch's time, from the figures measured on an H100."""
+    from glmkit.host.facts import available_memory_gib
+    from glmkit.knowledge.gpu_model import constant
+    from glmkit.knowledge.sizing import BYTES, weights_per_gpu_gib
+    from glmkit.knowledge.sleep_model import (
+        asleep_gib,
+        host_memory_gib,
+        provenance,
+        room,
+        sleep_refusal,
+        switch_estimate,
+    )
+
+    if request.nodes:
+        raise UsageError("A model group runs on one machine: leave out --nodes.")
+    if len(set(request.models)) != len(request.models):
+        twice = next(m for m in request.models if request.models.count(m) > 1)
+        raise UsageError(f"The model group names {twice!r} twice: a group serves each model "
+                         "once.")
+    book = load_book(env)
+    vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
+    target, here, _ = choose_target(book, vendor, hw, gpu=request.gpu,
+                                    gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
+    refusal = sleep_refusal(vendor.name, target.id)
+    if refusal and vendor.has_gpus:
+        raise UsageError(f"A model group needs vLLM's sleep mode: {refusal}.")
+    rows: list[tuple[str, str]] = []
+    utilization = request.gpu_memory_utilization
+    if refusal:
+        rows.append(("sleep mode", f"none: {refusal}; the models stay in memory side by side"))
+    else:
+        detected = hw.gpus[0].name if hw.gpus and hw.vendor == vendor.name else None
+        card = target_card(target.id or request.gpu or detected or "GPU",
+                           target.gpu_memory_gb, given=target.memory_given)
+        shared = room(card.memory_gib, len(request.models), utilization,
+                      constant("cuda_reserved_gib"))
+        if shared.utilization < 0.05:
+            raise UsageError(f"A model group of {len(request.models)} on {card.memory_gib:g} "
+                             f"GiB GPUs: the sleeping ones keep {shared.asleep_gib:.1f} GiB per "
+                             "GPU, which leaves no room for the awake one. Name fewer models.")
+        utilization = shared.utilization
+        rows += [("GPU memory", f"{card.memory_gib:g} GiB per GPU: the awake model takes "
+                  f"{shared.awake_gib:.1f} GiB at --gpu-memory-utilization "
+                  f"{shared.utilization:.2f}"
+                  + (f" (lowered from {shared.lowered_from:g})" if shared.lowered_from else "")
+                  + f", {len(request.models) - 1} asleep keep {shared.asleep_gib:.1f} "
+                  f"({asleep_gib():g} GiB each), {shared.spare_gib:.1f} GiB spare")]
+    members = [advise(replace(request, model=m, models=(), gpu_memory_utilization=utilization),
+                      hw, env) for m in request.models]
+    weights: list[float | None] = []
+    cache = hf_cache(env, request.hf_cache)
+    for m in request.models:
+        spec = resolve_model(m, env)
+        arch = known_arch(spec, cache) if spec.recipe is not None else model_arch(spec, cache)
+        counted = weights_per_gpu_gib(arch, spec.precision, 1) if arch is not None else None
+        weights.append(counted or (spec.total_params_b * BYTES.get(spec.precision, 2.0)
+                                   * 1e9 / 2**30) or None)
+    level = request.sleep_level or 1
+    if not refusal:
+        known = [w for w in weights if w is not None]
+        need = host_memory_gib(known) if len(known) == len(weights) else None
+        have = available_memory_gib() if here else None
+        if need is not None:
+            verdict = " (this host's memory not checked: planned for other hardware)" \
+                if have is None else (
+                f"; this host has {have:.0f} GiB available" + (
+                    ": level 1 does not fit, `up` serves at level 2" if need > have and
+                    request.sleep_level is None else ": --sleep-level 1 is refused here"
+                    if need > have else ""))
+            rows.append(("host memory", f"sleep level 1 keeps the sleeping models' weights "
+                         f"in host memory: {need:.0f} GiB at worst{verdict}"))
+            if have is not None and need > have and request.sleep_level is None:
+                level = 2
+        names = list(request.models)
+        for i, a in enumerate(names):  # A -> B, B -> C, ..., back to A
+            b = names[(i + 1) % len(names)]
+            wa, wb = weights[i], weights[(i + 1) % len(names)]
+            if a == b or wa is None or wb is None:
+                continue
+            e = switch_estimate(level, wa, wb, constant("load_gib_per_s"))
+            how = (f"sleep {e.sleep_s:.1f} s ({wa:.0f} GiB to host memory) + wake "
+                   f"{e.wake_s:.1f} s" if level == 1 else
+                   f"sleep {e.sleep_s:.2f} s + wake {e.wake_s:.2f} s + reading {wb:.0f} GiB "
+                   f"from disk {e.reload_s:.0f} s (assumed {constant('load_gib_per_s'):g} "
+                   "GiB/s)")
+            rows.append((f"switch {a} -> {b}", f"about {e.total_s:.1f} s at sleep level "
+                         f"{level}: {how} + first answer {e.first_s:.2f} s, after the awake "
+                         "model's running requests finish"))
+    rows.append(("cannot", "serve two models at once: a request for a sleeping model waits "
+                 "for the switch, and the awake model's new requests wait behind it"))
+    title = f"model group: {len(request.models)} models behind one port, one awake at a time"
+    return [*members, Advice(title, rows, None,
+                             (f"sleep figures {provenance()}; times scaled by the bytes each "
+                              "step moves",) if not refusal else ())]

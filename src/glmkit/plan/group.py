@@ -270,9 +270,9 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
             # The compose health check's probe reads GLMKIT_PORT (endpoints.IN_CONTAINER_PROBE).
             env={**plan.environment, DEV_MODE_ENV: "1", "GLMKIT_PORT": str(port)},
             weights_gib=weights[i]))
-    # To each member from the one before it (A -> B and B -> A for two).
+    # From each member to the next (A -> B and B -> A for two).
     switches: list[tuple[str, str, SwitchEstimate]] = []
-    for a, b in zip([members[-1], *members[:-1]], members, strict=True):
+    for a, b in zip(members, [*members[1:], members[0]], strict=True):
         if sleeps and a.weights_gib and b.weights_gib:
             switches.append((a.plan.served_model_name, b.plan.served_model_name,
                              switch_estimate(level, a.weights_gib, b.weights_gib,

@@ -430,12 +430,15 @@ def summarize(api: str, rows: list[CaseResult], seconds: float, not_run: int = 0
     return ApiSummary(api, len(rows) - failed, failed, seconds, not_run)
 
 
-def check_server(project: str, results_dir: Path, api: str | None = None) -> CheckReport:
+def check_server(project: str, results_dir: Path, api: str | None = None,
+                 model: str | None = None) -> CheckReport:
     """Every case through each API asked for (`--api`: chat, messages, responses or all),
     and how each authenticates, against the project's running server; the table saved
     under results/checks/ beside the benchmark runs. The cases go `check_concurrency` at a
     time; the authentication and vision rows, whose answers are compared with each
-    other's, one at a time. Once a case proves the parser flags wrong no more are sent."""
+    other's, one at a time. Once a case proves the parser flags wrong no more are sent.
+    `model`: a model group's member to check, through the group's door (default: the
+    first)."""
     import time
     from dataclasses import asdict
 
@@ -445,7 +448,7 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     from glmkit.vllm_args import flag_value
 
     apis = parse_apis(api)
-    container, target = running_server(project)
+    container, target = running_server(project, model)
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
     exact = target.facts.exact_answers

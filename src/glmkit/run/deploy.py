@@ -77,17 +77,20 @@ class UpResult:
 
 def _prepare_here(deployment: Deployment, secrets: Mapping[str, str], root: Path,
                   console: Console, env: Mapping[str, str]) -> None:
-    """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
-    plan = deployment.serving
-    engine.preflight(plan, engine.client())
-    if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
-        check_access(plan.model.id, secrets.get("HF_TOKEN"))
-    image_build.ensure_images(plan.image, plan.model_dir, plan.facts.tiny, root, console,
-                              env)
+    """Cheap checks first (devices, runtime, port, Hub access), then images and weights,
+    for every model it serves (a model group's members each)."""
+    engine.preflight(deployment.serving, engine.client())
+    for plan in deployment.served():
+        if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
+            check_access(plan.model.id, secrets.get("HF_TOKEN"))
+    for plan in deployment.served():
+        image_build.ensure_images(plan.image, plan.model_dir, plan.facts.tiny, root, console,
+                                  env)
     for image in deployment.overlay_images:
         if image.source == "build":  # rebuilt whenever its recipe changed, else skipped
             image_build.build_image(image, root, console, env)
-    engine.check_model_dir(plan)
+    for plan in deployment.served():
+        engine.check_model_dir(plan)
 
 
 def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,

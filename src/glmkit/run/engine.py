@@ -32,6 +32,7 @@ from glmkit.labels import MANAGED, label_key
 from glmkit.plan.serve import ServePlan
 from glmkit.process import child_env, run
 from glmkit.render.compose import SERVICE
+from glmkit.run.group_state import member_states
 
 LOG_TAIL_LINES = 40
 
@@ -99,13 +100,13 @@ def project_containers(c: DockerClient, project: str) -> list[Any]:
 
 
 def find_container(c: DockerClient, project: str) -> Any | None:
-    """The serving container of a project: its one `vllm` service, a cluster's head, or a
-    pd_cluster's router."""
+    """The serving container of a project: its one `vllm` service, a cluster's head, a
+    pd_cluster's router, or a model group's door."""
     for container in project_containers(c, project):
         labels = container.labels
         if labels.get("com.docker.compose.service") == SERVICE or \
                 labels.get(label_key("node_rank")) == "0" or \
-                labels.get(label_key("role")) == "router":
+                labels.get(label_key("role")) in ("router", "door"):
             return container
     return None
 
@@ -263,6 +264,10 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
         if ct.status != "running":
             down_by_project.setdefault(ct.labels.get(label_key("project"), "?"), []).append(
                 ct.labels.get(label_key("node"), ct.name))
+    doors: dict[str, dict[str, str]] = {}  # a model group's project: each member's state
+    for ct in containers:
+        if ct.labels.get(label_key("role")) == "door" and ct.status == "running":
+            doors[ct.labels.get(label_key("project"), "?")] = member_states(ct)
     for ct in containers:
         labels = ct.labels
         state = ct.attrs.get("State", {})
@@ -273,9 +278,18 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
             api = "worker"
         elif state.get("Status") == "running" and url is not None:
             api = "ready" if api_ready(url) else "not ready"
-        if state.get("Status") == "running" and down_by_project.get(project):
+        group = labels.get(label_key("role")) in ("door", "member")
+        if state.get("Status") == "running" and down_by_project.get(project) and not group:
             # A head whose worker died still answers /health (measured: for minutes).
             api = f"DEGRADED: {', '.join(down_by_project[project])} down"
+        if labels.get(label_key("role")) == "member":
+            # Which member is awake, when each last switched, which crashed: the door's.
+            api = doors.get(project, {}).get(labels.get(label_key("served_model"), ""),
+                                             "door not answering") \
+                if project in doors else "no door running"
+            if state.get("Status") != "running":
+                api = "CRASHED: the door answers 503 for it (`invoke logs`; `invoke up` " \
+                    "starts it again)"
         rows.append(ServerStatus(
             project=project, node=labels.get(label_key("node"), "-"),
             model=labels.get(label_key("model"), "?"),
