@@ -82,13 +82,21 @@ def _serve_task(fn: Callable[..., Any]) -> Any:
     return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False)
 
 
-def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-    """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
-    from glmkit.host.settings import flags_from_options, remainder_words, resolve_settings
+def _flags(c: Context, options: dict[str, Any]) -> dict[str, Any]:
+    """The command line's settings: these options (None: not given) and the words after
+    `--`."""
+    from glmkit.host.settings import flags_from_options, remainder_words
 
     words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
-    flags = flags_from_options(options, words, BOOL_OPTIONS)
-    return resolve_settings(flags, dict(c.config.get("glmkit", {}) or {}), os.environ)
+    return flags_from_options(options, words, BOOL_OPTIONS)
+
+
+def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
+    from glmkit.host.settings import resolve_settings
+
+    return resolve_settings(_flags(c, options), dict(c.config.get("glmkit", {}) or {}),
+                            os.environ)
 
 
 def _deployment(c: Context, options: dict[str, Any], console: Any = None,
@@ -373,10 +381,12 @@ def tune(c: Context, workload: str | None = None, batch: str | None = None,
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
+    # A resumed tune resolves its saved settings (no more trusted than invoke.yaml) under
+    # this command line's.
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
-        candidates=candidates, resume=resume), hardware.detect(os.environ), os.environ, ROOT,
-        _console())
+        candidates=candidates, resume=resume, flags=_flags(c, options)),
+        hardware.detect(os.environ), os.environ, ROOT, _console())
     _views().print_tune(_console(), report)
 
 

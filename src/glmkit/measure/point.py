@@ -43,40 +43,46 @@ def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[in
 
 def bench_argv(target: RunningServer, workload: Workload, point: Point, result_name: str,
                dataset: str | None = None, seed: int = 0) -> list[str]:
-    argv = ["vllm", "bench", "serve", "--model", target.served_model,
-            "--tokenizer", target.model_ref,
-            "--num-prompts", str(point.num_prompts), "--request-rate", point.request_rate,
-            "--seed", str(seed), "--save-result", "--result-dir", CONTAINER_RESULTS,
-            "--result-filename", result_name]
+    """`vllm bench serve`'s words. Every value is joined to its option (`--model=NAME`),
+    so no value, whichever file or label it came from, is read as an option of its own;
+    only `--goodput` takes separate words, each `ttft|tpot|e2el:MS` (workloads.Point)."""
+    options: list[tuple[str, object]] = [
+        ("--model", target.served_model), ("--tokenizer", target.model_ref),
+        ("--num-prompts", point.num_prompts), ("--request-rate", point.request_rate),
+        ("--seed", seed)]
+    switches = ["--save-result"]
+    options += [("--result-dir", CONTAINER_RESULTS), ("--result-filename", result_name)]
     dataset = dataset or {"visionarena": "hf", "random-mm": "random-mm"}.get(workload.dataset,
                                                                            "random")
     if workload.vision:
-        argv += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
+        options += [("--backend", "openai-chat"), ("--endpoint", "/v1/chat/completions")]
     if dataset == "hf" and workload.dataset_path:
         # A local folder in the Hub repo's layout, parsed as VisionArena (bench_data.py).
-        argv += ["--dataset-name", "hf", "--dataset-path", workload.dataset_path,
-                 "--hf-name", VISIONARENA, "--hf-split", "train",
-                 "--hf-output-len", str(workload.output_len)]
+        options += [("--dataset-name", "hf"), ("--dataset-path", workload.dataset_path),
+                    ("--hf-name", VISIONARENA), ("--hf-split", "train"),
+                    ("--hf-output-len", workload.output_len)]
     elif dataset == "hf":
-        argv += ["--dataset-name", "hf", "--dataset-path", VISIONARENA]
+        options += [("--dataset-name", "hf"), ("--dataset-path", VISIONARENA)]
     elif dataset == "random-mm":
-        argv += ["--dataset-name", "random-mm", "--random-input-len", str(workload.input_len),
-                 "--random-output-len", str(workload.output_len),
-                 "--random-mm-base-items-per-request", "1",
-                 "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}']
+        options += [("--dataset-name", "random-mm"),
+                    ("--random-input-len", workload.input_len),
+                    ("--random-output-len", workload.output_len),
+                    ("--random-mm-base-items-per-request", 1),
+                    ("--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}')]
     else:
-        argv += ["--dataset-name", "random", "--random-input-len", str(workload.input_len),
-                 "--random-output-len", str(workload.output_len)]
+        options += [("--dataset-name", "random"), ("--random-input-len", workload.input_len),
+                    ("--random-output-len", workload.output_len)]
     if target.bench_url:
-        argv += ["--base-url", target.bench_url]
+        options.append(("--base-url", target.bench_url))
     if point.max_concurrency:
-        argv += ["--max-concurrency", str(point.max_concurrency)]
-    if point.goodput:
-        argv += ["--goodput", *point.goodput]
+        options.append(("--max-concurrency", point.max_concurrency))
     if workload.ignore_eos:
-        argv.append("--ignore-eos")
+        switches.append("--ignore-eos")
+    argv = ["vllm", "bench", "serve", *(f"{name}={value}" for name, value in options),
+            *switches]
+    if point.goodput:  # last: argparse's nargs="+" takes the words up to the next option
+        argv += ["--goodput", *point.goodput]
     return argv
-
 
 
 def offline_env(workload: Workload) -> list[str]:

@@ -25,17 +25,38 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from glmkit import __version__
 from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.files import Unreadable, write_json_once
 from glmkit.files import read_json as bounded_json
 from glmkit.host.hardware import Hardware
-from glmkit.measure.workloads import WORKLOADS, Point, SweepMode, Workload, sweep_points
+from glmkit.measure.workloads import (
+    MAX_BATCH,
+    MAX_POINTS,
+    WORKLOADS,
+    Point,
+    SweepMode,
+    Workload,
+    check_goodput,
+    check_request_rate,
+    sweep_points,
+)
 from glmkit.process import run
 from glmkit.run.image_build import container_image_digest, image_digest
 from glmkit.run.server import RunningServer
+from glmkit.text import validation_reason
 from glmkit.vllm_args import flag_value
 
 META = "meta.json"
@@ -43,14 +64,15 @@ META = "meta.json"
 # {vendor, description, gpus: [{index, name, memory_mib}], cpu_count}.
 META_VERSION = 2
 REFERENCE_DIR = Path(__file__).parents[1] / "reference"
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def plain_name(text: str, what: str) -> str:
     """A label or run id: one path component under results/, never `..` or a path."""
-    if not _PLAIN_NAME.fullmatch(text) or ".." in text:
-        raise UsageError(f"{what} {text!r} must be a plain name: letters, digits, '.', '_' "
-                         "and '-', at most 100 characters, starting with a letter or digit.")
+    if not PLAIN_NAME.fullmatch(text) or ".." in text:
+        raise UsageError(f"{what} {text[:60]!r} must be a plain name: letters, digits, '.', "
+                         "'_' and '-', at most 100 characters, starting with a letter or "
+                         "digit.")
     return text
 
 
@@ -163,19 +185,28 @@ def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, 
     return found
 
 
-def _point(item: Any) -> Point | None:
-    if not isinstance(item, dict):
-        return None
-    goodput = item.get("goodput", ())
-    if not isinstance(goodput, (list, tuple)):
-        return None
+class _SavedPoint(BaseModel):
+    """A point as meta.json holds it: what `vllm bench serve` is run with on --resume,
+    so every field has its shape (workloads.check_request_rate, check_goodput)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch: StrictInt = Field(ge=1, le=MAX_BATCH)
+    num_prompts: StrictInt = Field(ge=1, le=4 * MAX_BATCH)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH)
+    request_rate: Annotated[StrictStr, AfterValidator(check_request_rate)]
+    goodput: list[Annotated[StrictStr, AfterValidator(check_goodput)]] = Field(
+        default_factory=list, max_length=3)
+
+
+def _point(item: Any) -> Point | str:
+    """A meta.json point, or why it is not one (one line)."""
     try:
-        point = Point(**{**item, "goodput": tuple(str(g) for g in goodput)})
-    except TypeError:
-        return None
-    ok = isinstance(point.batch, int) and isinstance(point.num_prompts, int) and \
-        isinstance(point.request_rate, str)
-    return point if ok else None
+        saved = _SavedPoint.model_validate(item)
+    except ValidationError as err:
+        return validation_reason(err)
+    return Point(batch=saved.batch, num_prompts=saved.num_prompts,
+                 max_concurrency=saved.max_concurrency, request_rate=saved.request_rate,
+                 goodput=tuple(saved.goodput))
 
 
 def _workload(raw: Any) -> Workload | None:
@@ -231,6 +262,9 @@ class RunMeta:
     # Where a run measured outside glmkit's own containers came from (scripts/gpu_truth.py:
     # GPU, driver, vLLM version, weights = dummy, expert routing, vLLM's memory lines).
     provenance: dict[str, Any] | None = None
+    # What reading meta.json left out, one line each (never written back): a run with
+    # any is reported, never resumed.
+    dropped: tuple[str, ...] = ()
 
     @property
     def batches(self) -> list[int]:
@@ -274,11 +308,19 @@ def _hardware(raw: Any) -> HardwareMeta:
 
 
 def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
+    """meta.json's data as a RunMeta: any version, every field its type; a point that is
+    not one is left out (named in `dropped`), and more than MAX_POINTS is no run."""
     mode: SweepMode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
-    read = [_point(item) for item in _list(raw.get("points"))]
-    points = [p for p in read if p is not None]
-    if not read or len(points) != len(read):
-        batches = [b for b in (_int(x) for x in _list(raw.get("batches"))) if b and b > 0]
+    listed, batches_listed = _list(raw.get("points")), _list(raw.get("batches"))
+    if max(len(listed), len(batches_listed)) > MAX_POINTS:
+        raise UsageError(f"meta.json lists {max(len(listed), len(batches_listed)):,} "
+                         f"points, over the {MAX_POINTS:,} a run has; fix or remove that run.")
+    read = [_point(item) for item in listed]
+    points = [p for p in read if isinstance(p, Point)]
+    dropped = [f"point {i}: {p}" for i, p in enumerate(read) if isinstance(p, str)]
+    if not read or dropped:
+        batches = [b for b in (_int(x) for x in batches_listed)
+                   if b and 0 < b <= MAX_BATCH]
         points = sweep_points(list(dict.fromkeys(batches)), mode)
     caching = raw.get("prefix_caching")
     return RunMeta(
@@ -294,7 +336,8 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         image_digest=_text(raw.get("image_digest")),
         prefix_caching=caching if isinstance(caching, bool) else None,
         container=_text(raw.get("container")),
-        provenance=raw["provenance"] if isinstance(raw.get("provenance"), dict) else None)
+        provenance=raw["provenance"] if isinstance(raw.get("provenance"), dict) else None,
+        dropped=tuple(dropped))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,286 @@
+"""Issue #35, files the kit reads back: a tune state, a run's meta.json, its points and
+metrics are at most as trusted as invoke.yaml, have a shape with limits, and no word of
+them becomes an option of a command the kit runs. The reproductions are the issue's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glmkit.errors import UsageError
+from tests.unit.test_cli_trust import one_line_error, run_task
+
+# --- High 3: `invoke tune --resume ID` -----------------------------------------------
+
+HOSTILE_TUNE = {"settings": {
+    "project": "glmkit", "vendor": "rocm", "gpu": "mi300x", "gpu_count": 8,
+    "model": "zai-org/GLM-4.7-FP8", "image": "attacker/backdoored-vllm:1", "privileged": True,
+    "extra_args": ["--trust-remote-code", "--tokenizer", "attacker/tok"]},
+    "workload": "balanced", "batch": "16", "input_len": None, "output_len": None, "slo": [],
+    "rows": []}
+
+
+def _tune_state(root: Path, state: dict[str, Any], tune_id: str = "x") -> Path:
+    folder = root / "results" / "tune" / tune_id
+    folder.mkdir(parents=True)
+    (folder / "tune.json").write_text(json.dumps(state))
+    return folder
+
+
+def _no_serving(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """deploy.up and down faked: the projects they were asked for."""
+    from glmkit.run import deploy
+
+    asked: list[str] = []
+
+    def up(plan: Any, *_: Any, **__: Any) -> None:
+        asked.append(f"up {plan.serving.project}")
+        raise AssertionError(f"served {plan.serving.image.ref}")
+
+    monkeypatch.setattr(deploy, "up", up)
+    monkeypatch.setattr(deploy, "down", lambda project, *_: asked.append(f"down {project}"))
+    return asked
+
+
+def test_the_issues_tune_state_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import tasks
+
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    _tune_state(tmp_path, HOSTILE_TUNE)
+    asked = _no_serving(monkeypatch)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "tune", "--resume", "x")
+    one_line_error(code, err, "privileged from invoke.yaml")
+    assert "tune x (its saved settings read as invoke.yaml's)" in err and asked == []
+
+
+@pytest.mark.parametrize(("drop", "refused"), [
+    (("privileged",), "--trust-remote-code from the invoke.yaml"),
+    (("privileged", "extra_args"), "attacker/backdoored-vllm:1"),
+    (("privileged", "image", "extra_args"), None),
+])
+def test_each_part_of_a_saved_tune_needs_the_command_line(
+        tmp_path: Path, drop: tuple[str, ...], refused: str | None) -> None:
+    from glmkit.host.hardware import Hardware
+    from glmkit.measure.tune import TuneRequest, _open
+    from glmkit.run.deploy import plan_on_host
+
+    settings = {k: v for k, v in HOSTILE_TUNE["settings"].items()  # type: ignore[attr-defined]
+                if k not in drop}
+    _tune_state(tmp_path, {**HOSTILE_TUNE, "settings": settings})
+    _, resumed, _ = _open(TuneRequest(settings=_settings(), resume="x"), tmp_path / "results")
+    assert resumed.settings.extra_args_source in ("invoke.yaml", "default")
+    env = {"GLMKIT_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")}
+    if refused is None:
+        assert plan_on_host(resumed.settings, Hardware(vendor="cpu"), env).serving.model
+        return
+    with pytest.raises(UsageError, match=refused.replace(".", r"\.")):
+        plan_on_host(resumed.settings, Hardware(vendor="cpu"), env)
+
+
+def _settings(**values: Any) -> Any:
+    from glmkit.host.settings import Settings
+
+    return Settings(**values)
+
+
+def test_what_the_command_line_gives_again_is_the_users(tmp_path: Path) -> None:
+    # The legitimate tune started with --privileged --image … -- --trust-remote-code
+    # resumes when the command line asks again; the state alone never grants it.
+    from glmkit.measure.tune import TuneRequest, _open
+
+    _tune_state(tmp_path, HOSTILE_TUNE)
+    flags = {"privileged": True, "image": "attacker/backdoored-vllm:1",
+             "extra_args": ("--trust-remote-code", "--tokenizer", "attacker/tok")}
+    _, resumed, _ = _open(TuneRequest(settings=_settings(), resume="x", flags=flags),
+                          tmp_path / "results")
+    assert resumed.settings.privileged and resumed.settings.image_source == "flag"
+    assert resumed.settings.extra_args_source == "flag"
+
+
+@pytest.mark.parametrize("settings", [
+    {"extra_args_source": "flag", "extra_args": ["--trust-remote-code"]},
+    {"image_source": "flag", "image": "attacker/x:1"},
+])
+def test_a_saved_source_is_never_read_back(tmp_path: Path, settings: dict[str, Any]) -> None:
+    from glmkit.measure.tune import TuneRequest, _open
+
+    _tune_state(tmp_path, {**HOSTILE_TUNE, "settings": settings})
+    _, resumed, _ = _open(TuneRequest(settings=_settings(), resume="x"), tmp_path / "results")
+    assert "flag" not in (resumed.settings.extra_args_source, resumed.settings.image_source)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"slo": ["ttft:1", "--base-url"]}, "slo.1"),
+    ({"rows": [{"candidate": "x" * 500}]}, "rows.0"),
+    ({"rows": [{"candidate": "a", "run_id": "../../etc", "goodput": 1.0}]}, "rows.0.run_id"),
+    ({"batch": "1,-2"}, "--batch"),
+    ({"workload": "agentic"}, "Unknown workload"),
+    ({"input_len": -5}, "input_len"),
+    ({"settings": {"nope": 1}}, "Unknown setting"),
+])
+def test_a_tune_state_has_a_shape(tmp_path: Path, change: dict[str, Any],
+                                  message: str) -> None:
+    from glmkit.measure.tune import TuneRequest, _open
+
+    _tune_state(tmp_path, {**HOSTILE_TUNE, "settings": {"vendor": "cpu"}, **change})
+    with pytest.raises(UsageError, match=message) as err:
+        _open(TuneRequest(settings=_settings(), resume="x"), tmp_path / "results")
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_a_row_naming_no_candidate_is_one_line_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from glmkit.host.hardware import Hardware
+    from glmkit.measure.tune import TuneRequest, run_tune
+
+    _no_serving(monkeypatch)
+    _tune_state(tmp_path, {**HOSTILE_TUNE, "settings": {"vendor": "cpu"}, "rows": [
+        {"candidate": "made up", "run_id": "r1", "goodput": 99.0}]})
+    with pytest.raises(UsageError, match="does not have"):
+        run_tune(TuneRequest(settings=_settings(), resume="x"), Hardware(vendor="cpu"),
+                 {"GLMKIT_HOME": str(tmp_path / "home")}, tmp_path, Console(quiet=True))
+
+
+def test_settings_from_an_unknown_layer_fail_closed() -> None:
+    from glmkit.policy import Source
+
+    for layer in ("tune.json", "results", ""):
+        with pytest.raises(UsageError, match="unknown layer"):
+            Source.of_setting(layer)
+    assert Source.of_setting("invoke.yaml") is Source.INVOKE_YAML
+    with pytest.raises(UsageError, match="unknown layer"):
+        from tests.unit.helpers import plan_for
+
+        plan_for(extra_args=("--trust-remote-code",), extra_args_source="tune.json")
+
+
+# --- Medium 9: a tune never touches the user's server ---------------------------------
+
+def test_a_tune_serves_in_a_project_of_its_own(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from glmkit.host.hardware import Hardware
+    from glmkit.measure import tune
+
+    projects: list[str] = []
+    monkeypatch.setattr(tune.deploy, "up", lambda plan, *_, **__: projects.append(
+        f"up {plan.serving.project}"))
+    monkeypatch.setattr(tune.deploy, "down", lambda project, *_: projects.append(
+        f"down {project}"))
+    benched: list[str] = []
+
+    def bench(request: Any, *_: Any) -> Any:
+        benched.append(request.project)
+        return SimpleNamespace(series=SimpleNamespace(run_id="r", points={
+            4: {"request_throughput": 1.0}}))
+
+    monkeypatch.setattr(tune, "run_bench", bench)
+    console = Console(record=True, width=200)
+    report = tune.run_tune(tune.TuneRequest(settings=_settings(vendor="cpu"), batch="4",
+                                            max_candidates=2),
+                           Hardware(vendor="cpu"), {"GLMKIT_HOME": str(tmp_path / "h")},
+                           tmp_path, console)
+    assert projects == ["up glmkit-tune", "up glmkit-tune", "down glmkit-tune"]
+    assert benched == ["glmkit-tune", "glmkit-tune"]
+    assert "served as project glmkit-tune" in console.export_text()
+    state = json.loads((report.folder / "tune.json").read_text())
+    assert state["settings"]["project"] == "glmkit"  # the user's, for the winner
+    assert "extra_args_source" not in state["settings"]
+    assert tune.tune_project("p" * 63) == "p" * 58 + "-tune"
+
+
+# --- High 4: `invoke bench --resume RUN` -----------------------------------------------
+
+HOSTILE_POINT = {"batch": 1, "num_prompts": 1, "max_concurrency": None,
+                 "request_rate": "inf",
+                 "goodput": ["ttft:1", "--base-url", "http://attacker.example",
+                             "--trust-remote-code", "--tokenizer", "attacker/evil-tok"]}
+
+
+def _run_folder(results: Path, points: list[dict[str, Any]], run_id: str = "r1") -> Path:
+    folder = results / run_id
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({
+        "version": 2, "label": "r1", "model": "glm", "vendor": "cpu",
+        "workload": {"name": "balanced"}, "mode": "prompts",
+        "batches": [p["batch"] for p in points], "points": points}))
+    return folder
+
+
+def _fake_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """A running server and `docker exec` faked: the argvs that would have run."""
+    from glmkit.measure import bench, point
+    from glmkit.run.server import RunningServer
+
+    target = RunningServer(container="c", served_model="glm", model_ref="/models/glm",
+                           max_model_len=4096, vendor="cpu", image="i", serve_args=(),
+                           base_url="http://127.0.0.1:1")
+
+    class Idle:
+        def start(self) -> Idle:
+            return self
+
+        def stop(self) -> None:
+            return None
+
+    ran: list[list[str]] = []
+
+    def stream_lines(argv: list[str], *_: Any, **__: Any) -> tuple[int, list[str]]:
+        ran.append(argv)
+        return 1, ["no server here"]
+
+    monkeypatch.setattr(bench, "running_server", lambda project: (object(), target))
+    monkeypatch.setattr(bench, "server_alive", lambda *_: True)
+    monkeypatch.setattr(point, "stream_lines", stream_lines)
+    monkeypatch.setattr(point, "Sampler", Idle)
+    monkeypatch.setattr(point, "MetricsSampler", lambda **_: Idle())
+    return ran
+
+
+def test_the_issues_goodput_words_never_reach_vllm_bench(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    _run_folder(tmp_path / "results", [HOSTILE_POINT])
+    ran = _fake_server(monkeypatch)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--resume", "r1")
+    one_line_error(code, err, "Run r1 cannot be resumed: its meta.json point 0: goodput")
+    assert ran == []
+
+
+@pytest.mark.parametrize("rate", ["--base-url=http://attacker.example", "nan", "0", "-1",
+                                  "1_000", " 5", "1e999", 5, "x" * 5000])
+def test_a_saved_request_rate_is_a_number_or_inf(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        rate: Any) -> None:
+    _run_folder(tmp_path / "results", [{**HOSTILE_POINT, "goodput": [], "request_rate": rate}])
+    ran = _fake_server(monkeypatch)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--resume", "r1")
+    one_line_error(code, err, "request_rate")
+    assert ran == [] and len(err) < 400
+
+
+def test_a_legitimate_resume_runs_each_value_joined_to_its_option(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    _run_folder(tmp_path / "results", [{**HOSTILE_POINT, "request_rate": "2.5",
+                                        "goodput": ["ttft:2000", "tpot:50"]}])
+    ran = _fake_server(monkeypatch)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--resume", "r1")
+    assert code != 0 and "Traceback" not in err  # the faked point fails
+    (argv,) = ran
+    words = argv[argv.index("vllm"):]
+    assert "--request-rate=2.5" in words and "--model=glm" in words
+    # Every word is an option with its value, a switch, or a checked goodput bound.
+    assert words[-3:] == ["--goodput", "ttft:2000", "tpot:50"]
+    assert all(w.startswith("--") for w in words[3:-2])
