@@ -319,3 +319,135 @@ def test_report_csv_cells_are_never_formulas(
         assert cells["label"].startswith("'") and cells["label"][1:] in FORMULAS
         assert cells["completed"] == "" and cells["mean_ttft_ms"] == ""  # text: no number
         assert float(cells["output_throughput"]) == 12.5 and cells["batch"] == "1"
+
+
+# --- Medium 6: what a report reads of a run is bounded ----------------------------------
+
+def _point_run(results: Path, name: str, batches: list[int]) -> Path:
+    folder = results / name
+    (folder / "points").mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"label": name, "model": "glm",
+                                                  "vendor": "cpu", "batches": batches}))
+    for b in batches:
+        (folder / "points" / f"batch-{b:04d}.json").write_text(json.dumps(
+            {"completed": b, "failed": 0, "output_throughput": 2.0 * b}))
+    return folder
+
+
+def test_the_issues_16_mib_point_file_is_skipped_with_a_note(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import csv
+
+    folder = _point_run(tmp_path / "results", "r1", [1, 2])
+    big = folder / "points" / "batch-0001.json"
+    big.write_text(json.dumps({"completed": 1, "pad": "x" * (16 * 1024 * 1024)}))
+    _point_run(tmp_path / "results", "r2", [4])
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--out",
+                              str(tmp_path / "out"))
+    assert code == 0, err
+    assert "1 file(s) of r1 over 2 MiB skipped" in " ".join(out.split())
+    rows = list(csv.reader((tmp_path / "out" / "report.csv").open(newline="")))
+    assert sorted((r[0], r[5]) for r in rows[1:]) == [("r1", "2"), ("r2", "4")]
+
+
+def test_the_issues_meta_of_200000_batches_is_one_note(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    import time
+
+    huge = tmp_path / "results" / "huge"
+    huge.mkdir(parents=True)
+    (huge / "meta.json").write_text(json.dumps({"label": "huge", "model": "glm",
+                                                "batches": list(range(1, 200_001))}))
+    compact = tmp_path / "results" / "compact"  # under 1 MiB, still 100,000 points
+    compact.mkdir()
+    (compact / "meta.json").write_text(json.dumps({"batches": list(range(1, 100_001))},
+                                                  separators=(",", ":")))
+    _point_run(tmp_path / "results", "fine", [1])
+    started = time.monotonic()
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--out",
+                              str(tmp_path / "out"))
+    assert code == 0 and time.monotonic() - started < 20, err
+    flat = " ".join(out.split())
+    assert "over the 1048576-byte limit" in flat and "100,000 points, over the 1,000" in flat
+
+
+def test_a_run_past_its_read_budget_is_read_in_part_with_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmkit.measure import results
+
+    folder = _point_run(tmp_path, "r1", list(range(1, 11)))
+    size = (folder / "points" / "batch-0001.json").stat().st_size
+    monkeypatch.setattr(results, "RUN_READ_BYTES", 4 * size)
+    series, notes = results.load_report(tmp_path, [])
+    assert sorted(series[0].points) == [1, 2, 3, 4]
+    assert any("6 file(s) of r1 not read" in n for n in notes)
+
+
+def test_a_runs_files_beyond_1000_are_not_read(tmp_path: Path) -> None:
+    from glmkit.measure.results import load_report
+
+    folder = _point_run(tmp_path, "r1", list(range(1, 1001)))
+    for b in range(1001, 1006):  # more files than the meta.json lists
+        (folder / "points" / f"batch-{b:04d}.json").write_text("{}")
+    (series,), notes = load_report(tmp_path, [])
+    assert "holds 1,005 batch files; the first 1,000 are read" in notes[0]
+    assert max(series.points) == 1000
+
+
+def test_points_keep_what_a_report_reads_and_samples_are_thinned(tmp_path: Path) -> None:
+    from glmkit.measure.results import (
+        MAX_FILE_BYTES,
+        RUN_SAMPLES,
+        create_run,
+        load_report,
+        read_meta,
+    )
+
+    run = create_run(tmp_path, read_meta({"batches": [1], "model": "m"}, "r"))
+    run.save_point(1, {"completed": 1, "output_throughput": 5.0, "nested": {"a": [1] * 1000},
+                       "text": "t" * 10_000, "huge": 10 ** 300})
+    samples = [{"t": i / 4, "kv_cache_usage": 0.5, "running": 1.0, **{f"k{j}": 1.0
+               for j in range(20)}} for i in range(100_000)]
+    run.save_metrics(1, {"samples": samples, "summary": {"kv_cache_usage_peak": 50.0}})
+    written = run.path / "metrics" / "batch-0001.json"
+    assert written.stat().st_size <= MAX_FILE_BYTES  # thinned when written
+    (series,), notes = load_report(tmp_path, [])
+    assert notes == []
+    point = series.points[1]
+    assert point["output_throughput"] == 5.0 and "nested" not in point
+    assert len(point["text"]) == 200 and point["huge"] is None
+    kept = series.metrics[1]["samples"]
+    assert 2 <= len(kept) <= RUN_SAMPLES and kept[0]["t"] == 0.0
+    assert kept[-1]["t"] == samples[-1]["t"] and len(kept[0]) <= 12
+
+
+def test_a_terminal_table_shows_the_newest_points(tmp_path: Path) -> None:
+    from glmkit.measure.report import MAX_TABLE_ROWS, results_table
+    from glmkit.measure.results import Series, read_meta
+
+    series = [Series(f"r{i}", read_meta({"label": f"r{i}"}, f"r{i}"),
+                     {b: {"completed": b} for b in range(1, 301)}) for i in range(3)]
+    table = results_table(series)
+    assert table.row_count == MAX_TABLE_ROWS
+    assert table.caption == "the newest 500 of 900 points; report.csv has every one"
+
+
+# --- Low: a run's points/ that is a symbolic link is not written through --------------
+
+@pytest.mark.parametrize("kind", ["points", "metrics", "telemetry", "failures"])
+def test_a_linked_results_folder_is_never_written_through(tmp_path: Path, kind: str) -> None:
+    from glmkit.measure.results import create_run, read_meta
+
+    run = create_run(tmp_path / "results", read_meta({"batches": [1], "model": "m"}, "r"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run.path / kind).symlink_to(outside)
+    save = {"points": lambda: run.save_point(1, {"completed": 1}),
+            "metrics": lambda: run.save_metrics(1, {"samples": []}),
+            "telemetry": lambda: run.save_telemetry(1, {"samples": []}),
+            "failures": lambda: run.save_failure(1, {"exit_code": 1})}[kind]
+    with pytest.raises(UsageError, match="symbolic link"):
+        save()
+    assert list(outside.iterdir()) == []

@@ -16,10 +16,12 @@ outside: a corrupt or hand-broken one is skipped with a note, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -143,45 +145,149 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-MAX_RESULT_BYTES = 64 * 1024 * 1024  # a run's largest file (samples) is a few MB
+# What one run may cost a reader (issue #35: a 16 MiB point file took 860 MB and 11 s).
+# vLLM's result JSON is a few KB; a metrics file holds a sample every 0.25 s, thinned when
+# written to stay under MAX_FILE_BYTES. A file over its limit, or past the run's budget,
+# is skipped with a note and the rest is read.
+MAX_META_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024  # one points/, metrics/ or telemetry/ file
+RUN_READ_BYTES = 16 * 1024 * 1024  # every points/ and metrics/ file of one run together
+RUN_SAMPLES = 20_000  # metrics samples kept of one run (they are plotted, not summed)
+MAX_KEYS = 128  # values kept of one point or one summary (vLLM's result has ~50)
+SAMPLE_KEYS = 12  # values kept of one metrics sample (server_metrics takes 12)
+MAX_TEXT = 200  # characters of a text value kept
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, max_bytes: int = MAX_FILE_BYTES, *, links: bool = True) -> Any:
     """A results file's JSON (a plain file inside its results folder, within a size
-    limit); a UsageError naming the file when it cannot be read."""
+    limit; `links=False`: the file itself never a link); a UsageError naming the file
+    when it cannot be read."""
     try:
-        return bounded_json(path, MAX_RESULT_BYTES, links_within=path.parent.parent)
+        return bounded_json(path, max_bytes,
+                            links_within=path.parent.parent if links else None)
     except Unreadable as err:
         raise UsageError(f"{path} cannot be read ({err}); fix or remove it.") from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deep; fix or remove it.") from None
 
 
-def _batch_files(folder: Path) -> dict[int, Path]:
-    """batch-NNNN.json files by batch; other names are not results."""
-    found = {}
-    for file in sorted(folder.glob("batch-*.json")):
-        batch = file.stem.removeprefix("batch-")
-        if batch.isdigit():
-            found[int(batch)] = file
-    return found
+def _batch_files(folder: Path, notes: list[str] | None = None) -> dict[int, Path]:
+    """batch-NNNN.json files by batch (other names are not results), the first
+    MAX_POINTS of them; a folder that is a symbolic link holds none."""
+    if folder.is_symlink() or not folder.is_dir():
+        return {}
+    found: dict[int, Path] = {}
+    for entry in os.scandir(folder):
+        batch = entry.name.removeprefix("batch-").removesuffix(".json")
+        if entry.name.startswith("batch-") and entry.name.endswith(".json") and \
+                batch.isascii() and batch.isdigit() and len(batch) <= 8:
+            found[int(batch)] = Path(entry.path)
+    if len(found) > MAX_POINTS and notes is not None:
+        notes.append(f"{folder} holds {len(found):,} batch files; the first {MAX_POINTS:,} "
+                     "are read.")
+    return dict(sorted(found.items())[:MAX_POINTS])
 
 
-def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, Any]]:
-    """Each batch's JSON object; an unreadable file is skipped and named in `notes`."""
-    found = {}
-    for batch, file in _batch_files(folder).items():
+def _number(value: Any) -> bool:
+    """A finite number in range (not a bool): what a table, ratio or plot takes."""
+    return type(value) in (int, float) and abs(value) <= MAX_NUMBER
+
+
+def _scalars(data: Mapping[str, Any], limit: int = MAX_KEYS) -> dict[str, Any]:
+    """The first `limit` numbers, switches and short texts of an object (a number out of
+    range as None); what a report computes with: nested lists and objects are left out."""
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if len(kept) >= limit:
+            break
+        if len(key) > 64:
+            continue
+        if type(value) in (int, float):
+            value = value if abs(value) <= MAX_NUMBER else None  # nan compares False
+        elif isinstance(value, str):
+            value = value[:MAX_TEXT]
+        elif value is not None and not isinstance(value, bool):
+            continue
+        kept[sys.intern(key)] = value
+    return kept
+
+
+def _thinned(samples: list[Any], most: int) -> list[dict[str, float]]:
+    """At most `most` samples, evenly spaced, the first and last kept; each its first
+    SAMPLE_KEYS numbers."""
+    if len(samples) > most:
+        step = (len(samples) - 1) / max(most - 1, 1)
+        samples = [samples[round(i * step)] for i in range(most)]
+    return [dict(itertools.islice(((sys.intern(k), v) for k, v in x.items()
+                                   if _number(v) and len(k) <= 64), SAMPLE_KEYS))
+            for x in samples if isinstance(x, dict)]
+
+
+@dataclass
+class _RunBudget:
+    """What is left to read of one run, and what was skipped (one note per kind)."""
+
+    run: Path
+    left: int = RUN_READ_BYTES
+    samples: int = RUN_SAMPLES
+    over: list[Path] = field(default_factory=list)  # files over MAX_FILE_BYTES
+    past: list[Path] = field(default_factory=list)  # files past the run's budget
+
+    def admit(self, file: Path) -> bool:
         try:
-            data = _in_range(read_json(file))
+            size = file.lstat().st_size
+        except OSError:
+            return True  # read_json says why
+        if size > MAX_FILE_BYTES:
+            self.over.append(file)
+            return False
+        if size > self.left:
+            self.past.append(file)
+            return False
+        self.left -= size
+        return True
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.over:
+            out.append(f"{len(self.over)} file(s) of {self.run.name} over "
+                       f"{MAX_FILE_BYTES // 2**20} MiB skipped (first: {self.over[0]}).")
+        if self.past:
+            out.append(f"{len(self.past)} file(s) of {self.run.name} not read: past the "
+                       f"{RUN_READ_BYTES // 2**20} MiB a report reads of one run "
+                       f"(first: {self.past[0]}).")
+        return out
+
+
+def _read_batches(folder: Path, notes: list[str] | None, budget: _RunBudget | None = None,
+                  kind: str = "points") -> dict[int, dict[str, Any]]:
+    """Each batch's JSON object, reduced to what a report reads (`_scalars`; metrics:
+    the summary and thinned samples), within `budget`; an unreadable file is skipped
+    and named in `notes`."""
+    budget = budget or _RunBudget(folder.parent)
+    files = _batch_files(folder, notes)
+    found = {}
+    for batch, file in files.items():
+        if not budget.admit(file):
+            continue
+        try:
+            data = read_json(file, links=False)
             if not isinstance(data, dict):
                 raise UsageError(f"{file} is not a JSON object; fix or remove it.")
-        except RecursionError:
-            if notes is not None:
-                notes.append(f"{file} is nested too deep; fix or remove it.")
-            continue
         except UsageError as err:
             if notes is not None:
                 notes.append(str(err))
             continue
-        found[batch] = data
+        if kind == "metrics":
+            summary = data.get("summary")
+            samples = data.get("samples")
+            most = max(2, min(RUN_SAMPLES // max(len(files), 1), budget.samples))
+            kept = _thinned(samples if isinstance(samples, list) else [], most)
+            budget.samples = max(budget.samples - len(kept), 0)
+            found[batch] = {"summary": _scalars(summary) if isinstance(summary, dict) else {},
+                            "samples": kept}
+        else:
+            found[batch] = _scalars(data)
     return found
 
 
@@ -340,6 +446,17 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         dropped=tuple(dropped))
 
 
+def _fitted(data: dict[str, Any]) -> dict[str, Any]:
+    """Samples thinned (every other one, the last kept) until the file is one a report
+    reads (MAX_FILE_BYTES): a long point keeps its shape, not every quarter second."""
+    samples = data.get("samples")
+    while isinstance(samples, list) and len(samples) > 2 and \
+            len(json.dumps(data, indent=2)) > MAX_FILE_BYTES * 0.9:
+        samples = samples[::2] + ([samples[-1]] if len(samples) % 2 == 0 else [])
+        data = {**data, "samples": samples, "thinned": True}
+    return data
+
+
 @dataclass(frozen=True)
 class Run:
     """A run folder: its metadata, and the append-only point, failure and telemetry files."""
@@ -351,17 +468,30 @@ class Run:
     def run_id(self) -> str:
         return self.path.name
 
-    def points(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
-        """Each finished point's result; unreadable files skipped (named in `notes`)."""
-        return _read_batches(self.path / "points", notes)
+    def points(self, notes: list[str] | None = None, budget: _RunBudget | None = None
+               ) -> dict[int, dict[str, Any]]:
+        """Each finished point's result (its numbers and short texts); unreadable files
+        skipped (named in `notes`)."""
+        return _read_batches(self.path / "points", notes, budget)
 
     def missing(self) -> list[int]:
         # A point whose file exists is done, readable or not: it is never overwritten.
         done = _batch_files(self.path / "points")
         return [b for b in self.meta.batches if b not in done]
 
+    def _folder(self, kind: str) -> Path:
+        """The run's `kind` folder, made if missing: never a symbolic link (a write
+        would follow it out of the run)."""
+        folder = self.path / kind
+        if self.path.is_symlink() or folder.is_symlink() or \
+                (folder.exists() and not folder.is_dir()):
+            raise UsageError(f"{folder} is a symbolic link or not a folder; results are "
+                             "written only inside their run. Remove it.")
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def save_point(self, batch: int, result: dict[str, Any]) -> Path:
-        path = self.path / "points" / point_name(batch)
+        path = self._folder("points") / point_name(batch)
         write_json_once(path, result)
         return path
 
@@ -369,8 +499,7 @@ class Run:
         """Every failure kept, numbered (a retried point may fail again): written whole
         to a temporary file, then linked under the first free name, so two writers at
         once neither clobber each other nor leave half a file."""
-        folder = self.path / "failures"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._folder("failures")
         base = point_name(batch).removesuffix(".json")
         fd, name = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
         try:
@@ -395,16 +524,17 @@ class Run:
         self._save_samples("metrics", batch, metrics)
 
     def _save_samples(self, kind: str, batch: int, data: dict[str, Any]) -> None:
-        path = self.path / kind / point_name(batch)
+        path = self._folder(kind) / point_name(batch)
         if path.exists():  # a point run again keeps its first samples
             return
         with contextlib.suppress(UsageError):  # another writer was first: theirs stays
-            write_json_once(path, data)
+            write_json_once(path, _fitted(data))
 
-    def metrics(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
-        """The server's metrics per batch (samples and summary), where they were taken;
-        unreadable files skipped (named in `notes`)."""
-        return _read_batches(self.path / "metrics", notes)
+    def metrics(self, notes: list[str] | None = None, budget: _RunBudget | None = None
+                ) -> dict[int, dict[str, Any]]:
+        """The server's metrics per batch (summary, and samples thinned to what a plot
+        shows), where they were taken; unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "metrics", notes, budget, kind="metrics")
 
 
 def _git_commit(repo_root: Path) -> str | None:
@@ -467,7 +597,7 @@ def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode
 
 def _read_run(path: Path) -> Run:
     try:
-        raw = _in_range(read_json(path / META))
+        raw = _in_range(read_json(path / META, MAX_META_BYTES))
     except RecursionError:
         raise UsageError(f"{path / META} is nested too deep; fix or remove that run.") \
             from None
@@ -567,8 +697,12 @@ def load_reference(name: str) -> Series:
 
 
 def _series(run: Run, notes: list[str] | None = None) -> Series:
-    return Series(run.run_id, run.meta, run.points(notes), tuple(run.missing()),
-                  run.metrics(notes))
+    """A run as a report reads it, within one run's bounds (RUN_READ_BYTES, RUN_SAMPLES)."""
+    budget = _RunBudget(run.path, RUN_READ_BYTES, RUN_SAMPLES)
+    points, metrics = run.points(notes, budget), run.metrics(notes, budget)
+    if notes is not None:
+        notes.extend(budget.notes())
+    return Series(run.run_id, run.meta, points, tuple(run.missing()), metrics)
 
 
 def load_report(results_dir: Path, refs: list[str]) -> tuple[list[Series], list[str]]:
