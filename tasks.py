@@ -408,7 +408,8 @@ def export(c: Context, target: str, **options: Any) -> None:
     from glmkit.run.deploy import export_k8s, plan_for_export
 
     if target != "k8s":
-        raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
+        raise UsageError(f"Unknown export target {target[:40]!r}; `k8s` is the one there "
+                         "is.")
     done = export_k8s(_deployment(c, options, plan_for=plan_for_export), COMPOSE_DIR)
     _say(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
@@ -431,4 +432,4 @@ def recipes(c: Context, action: str, from_: str | None = None) -> None:
                       else _views().recipes_table(loaded))
         _views().print_notes(console, loaded.notes)
     else:
-        raise UsageError(f"Unknown action {action!r}: list, sync or diff.")
+        raise UsageError(f"Unknown action {action[:40]!r}: list, sync or diff.")

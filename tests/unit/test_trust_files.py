@@ -451,3 +451,83 @@ def test_a_linked_results_folder_is_never_written_through(tmp_path: Path, kind: 
     with pytest.raises(UsageError, match="symbolic link"):
         save()
     assert list(outside.iterdir()) == []
+
+
+# --- Lows: bad values quoted short, long paths, tune-moe's summary, gpu_truth names --------
+
+WALL = "x" * 5000
+TOO_LONG = "/tmp/" + "y" * 300  # longer than a file-name component
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--label", WALL], ["bench", "--workload", WALL], ["bench", "--mode", WALL],
+    ["bench", "--batch", WALL], ["bench", "--request-rate", WALL], ["bench", "--resume", WALL],
+    ["tune", "--slo", WALL], ["tune", "--resume", WALL], ["plan", "--goal", WALL],
+    ["recipes", WALL], ["export", WALL], ["login", "--token-file", WALL],
+    ["report", "--out", f"{TOO_LONG}/{WALL}"],
+])
+def test_a_bad_value_is_quoted_short(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str],
+                                     tmp_path: Path) -> None:
+    _point_run(tmp_path / "results", "r1", [1])  # report reaches --out
+    if argv[0] == "bench":  # bench refuses its options before looking for a server
+        from glmkit.measure import bench
+
+        monkeypatch.setattr(bench, "running_server", lambda project: (_ for _ in ()).throw(
+            AssertionError("looked for a server")))
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv)
+    assert code == 2 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 300, err
+
+
+@pytest.mark.parametrize("argv", [["report", "--runs", TOO_LONG],
+                                  ["bench-data", "--out", TOO_LONG],
+                                  ["recipes", "sync", "--from", TOO_LONG]])
+def test_a_path_longer_than_a_name_is_one_line(argv: list[str],
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv,
+                            env={"GLMKIT_HOME": str(tmp_path / "home")})
+    one_line_error(code, err, "y" * 40)
+    assert len(err) < 300
+
+
+def test_bench_data_refuses_a_folder_docker_would_split(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for out in ("a:b", "a,b"):
+        code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench-data", "--out",
+                                str(tmp_path / out))
+        one_line_error(code, err, "cannot be mounted")
+
+
+@pytest.mark.parametrize("sizes", [{"16": {}}, {"16": {"speedup": None}}, {"64": "fast"},
+                                   "nope", {"16": {"speedup": 1.5}, "64": {}}])
+def test_print_tune_moe_takes_a_summary_without_speedup(sizes: Any) -> None:
+    from rich.console import Console
+
+    from glmkit.cli.views import print_tune_moe
+    from glmkit.measure.moe_tune import TuneMoeResult
+
+    console = Console(record=True, width=200)
+    print_tune_moe(console, TuneMoeResult("c", {"file": "E=8.json", "candidates_tried": 3,
+                                                "batch_sizes": sizes}))
+    text = console.export_text()
+    assert "wrote E=8.json" in text
+    assert ("16 tokens 1.50x" in text) if sizes == {"16": {"speedup": 1.5}, "64": {}} else \
+        "not measured" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "/nonexistent", "--tag", "../../x"], ["reference", "/tmp", "--name", "../x"],
+    ["reference", "/tmp", "--name", "/etc/x"]])
+def test_gpu_truth_names_stay_in_their_folder(argv: list[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.test_gpu_truth import _script
+
+    monkeypatch.setattr("sys.argv", ["gpu_truth.py", *argv])
+    with pytest.raises(SystemExit) as exited:
+        _script().main()
+    assert isinstance(exited.value.code, str) and "must be a plain name" in exited.value.code

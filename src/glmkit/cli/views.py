@@ -332,9 +332,14 @@ def print_agentic(out: Console, report: AgenticReport) -> None:
 def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
     """Summary first: the file and the speed-up at decode-sized batches."""
     summary = result.summary
-    sizes = summary.get("batch_sizes", {})
-    gains = ", ".join(f"{m} tokens {sizes[m]['speedup']:.2f}x" for m in ("16", "64", "256")
-                      if m in sizes)
+    # The tuner's summary is data from inside the container: a size without a numeric
+    # speed-up is left out, never a KeyError.
+    sizes = summary.get("batch_sizes")
+    sizes = sizes if isinstance(sizes, dict) else {}
+    speedups = {m: size.get("speedup") for m in ("16", "64", "256")
+                if isinstance(size := sizes.get(m), dict)}
+    gains = ", ".join(f"{m} tokens {x:.2f}x" for m, x in speedups.items()
+                      if isinstance(x, int | float) and not isinstance(x, bool)) or "not measured"
     out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
                    f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
                    f"default {gains}. Run `invoke up` again to serve with it."))

@@ -608,8 +608,11 @@ def _read_run(path: Path) -> Run:
 
 def open_run(results_dir: Path, ref: str) -> Run:
     """A run by id, by a unique id prefix, or by its folder under `results_dir`."""
-    if Path(ref).is_dir() and Path(ref).resolve().parent == results_dir.resolve():
-        ref = Path(ref).name
+    try:
+        if Path(ref).is_dir() and Path(ref).resolve().parent == results_dir.resolve():
+            ref = Path(ref).name
+    except OSError:  # a name longer than the file system takes: not a run folder
+        pass
     plain_name(ref, "Run id")
     candidates = sorted(p for p in results_dir.glob(f"{ref}*") if (p / META).is_file())
     if not candidates:
@@ -735,7 +738,7 @@ def report_folder(results_dir: Path, out: str | None) -> Path:
     folder = Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file there, no permission, a read-only disk
-        raise UsageError(f"--out {folder}: cannot write a report there ({err.strerror}). "
-                         "Pass a folder you can write.") from None
+    except OSError as err:  # a file there, no permission, a read-only disk, a long name
+        raise UsageError(f"--out {str(folder)[:80]!r}: cannot write a report there "
+                         f"({err.strerror}). Pass a folder you can write.") from None
     return folder
