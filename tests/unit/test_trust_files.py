@@ -531,3 +531,60 @@ def test_gpu_truth_names_stay_in_their_folder(argv: list[str],
     with pytest.raises(SystemExit) as exited:
         _script().main()
     assert isinstance(exited.value.code, str) and "must be a plain name" in exited.value.code
+
+
+# --- a point's and the agentic client's result, copied out of the container --------------
+
+@pytest.mark.parametrize("planted", ["link", "list", "failed-text", "huge"])
+def test_a_points_result_from_the_container_is_read_as_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str) -> None:
+    from glmkit.measure import point
+    from glmkit.measure.results import create_run, read_meta
+    from glmkit.measure.workloads import WORKLOADS, Point
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"stolen": "hf_SECRET"}')
+    run_ = create_run(tmp_path / "results", read_meta({"batches": [1], "model": "m"}, "r"))
+    _fake_server(monkeypatch)
+    monkeypatch.setattr(point, "stream_lines", lambda *_, **__: (0, ["done"]))
+
+    def docker(argv: list[str], **_: Any) -> None:
+        if argv[1] != "cp":
+            return
+        out = Path(argv[-1]) / point.point_name(1)
+        if planted == "link":  # `docker cp` copies a link in the container as a link
+            out.symlink_to(secret)
+        else:
+            out.write_text({"list": "[1, 2]", "failed-text": '{"failed": "many", '
+                            '"output_throughput": "fast"}',
+                            "huge": json.dumps({"x": "y" * (2 * 1024 * 1024)})}[planted])
+
+    monkeypatch.setattr(point, "run", docker)
+    from glmkit.measure.bench import running_server
+
+    _, target = running_server("p")
+    outcome = point.run_point(target, WORKLOADS["balanced"], Point(
+        batch=1, num_prompts=1, max_concurrency=None, request_rate="inf"), run_, lambda _: None)
+    assert "hf_SECRET" not in json.dumps([p.read_text() for p in run_.path.rglob("*.json")])
+    if planted == "failed-text":
+        assert outcome.detail == "0.0 out tok/s"
+    else:
+        assert not outcome.ok and outcome.result is None and "result file" in outcome.detail
+
+
+@pytest.mark.parametrize("text", ['{"errors": []}', '{"turns": [{"session": 0}]}',
+                                  '{"turns": [{"session": 0, "turn": "x"}]}', "[]",
+                                  '{"turns": [], "errors": [{"a": 1}]}'])
+def test_the_agentic_clients_result_has_its_shape(tmp_path: Path, text: str) -> None:
+    from glmkit.errors import BenchFailed
+    from glmkit.measure.agentic import _client_result
+
+    (tmp_path / "out.json").write_text(text)
+    with pytest.raises(BenchFailed, match="agentic client's result in c"):
+        _client_result(tmp_path / "out.json", "c")
+    (tmp_path / "link.json").symlink_to(tmp_path / "out.json")
+    with pytest.raises(BenchFailed, match="cannot be read"):
+        _client_result(tmp_path / "link.json", "c")
+    (tmp_path / "good.json").write_text('{"turns": [{"session": 0, "turn": 1, '
+                                        '"ttft_ms": 5.5}], "errors": []}')
+    assert _client_result(tmp_path / "good.json", "c")["turns"][0]["ttft_ms"] == 5.5

@@ -9,7 +9,6 @@ the points); a point that fails is recorded as a failure.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import mask
+from glmkit.files import Unreadable, read_json
 from glmkit.measure.gpu_telemetry import Sampler
-from glmkit.measure.results import Run, point_name
+from glmkit.measure.results import MAX_FILE_BYTES, Run, point_name
 from glmkit.measure.server_metrics import MetricsSampler
 from glmkit.measure.workloads import VISIONARENA, Point, Workload
 from glmkit.process import child_env, run, stream_lines
@@ -140,15 +140,26 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
         return PointOutcome(point.batch, False, None, tail[-1] if tail else f"exit {code}")
     with tempfile.TemporaryDirectory() as tmp:
         run(["docker", "cp", f"{target.container}:{CONTAINER_RESULTS}/{result_name}", tmp])
-        result: dict[str, Any] = json.loads((Path(tmp) / result_name).read_text())
+        # Written in the container: a plain file of at most half what a report reads (a
+        # link `docker cp` copied as a link is not followed), a JSON object.
+        try:
+            result = read_json(Path(tmp) / result_name, MAX_FILE_BYTES // 2)
+            why = "is not a JSON object"
+        except Unreadable as err:
+            result, why = None, str(err)
     run(["docker", "exec", target.container, "rm", "-f",
          f"{CONTAINER_RESULTS}/{result_name}"], check=False)
+    if not isinstance(result, dict):
+        run_.save_failure(point.batch, {"batch": point.batch, "exit_code": code, "argv": argv,
+                                        "output_tail": tail, "result": f"the file {why}"})
+        return PointOutcome(point.batch, False, None, f"its result file {why}")
     result["glmkit"] = {"argv": argv, "started": started, "finished": time.time(),
                         "dataset": dataset or workload.dataset,
                         "dataset_revision": workload.dataset_revision}
     run_.save_point(point.batch, result)
-    failed = int(result.get("failed") or 0)
-    detail = (f"{result.get('output_throughput', 0):.1f} out tok/s"
+    failed = result.get("failed") if type(result.get("failed")) is int else 0
+    throughput = result.get("output_throughput")
+    detail = (f"{throughput if type(throughput) in (int, float) else 0:.1f} out tok/s"
               + (f", {failed} FAILED requests" if failed else ""))
     return PointOutcome(point.batch, failed == 0, result, detail)
 
