@@ -588,3 +588,29 @@ def test_the_agentic_clients_result_has_its_shape(tmp_path: Path, text: str) -> 
     (tmp_path / "good.json").write_text('{"turns": [{"session": 0, "turn": 1, '
                                         '"ttft_ms": 5.5}], "errors": []}')
     assert _client_result(tmp_path / "good.json", "c")["turns"][0]["ttft_ms"] == 5.5
+
+
+@pytest.mark.parametrize("info", ["link", '{"rows": "4", "revision": "sample-1"}', "[]",
+                                  '{"rows": 4, "revision": "../../x"}'])
+def test_bench_datas_info_from_the_container_is_read_as_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, info: str) -> None:
+    from types import SimpleNamespace
+
+    from glmkit.errors import EnvironmentProblem
+    from glmkit.measure import bench_data
+
+    (tmp_path / "secret").write_text('{"rows": 1, "revision": "sample-1"}')
+
+    def docker(argv: list[str], check: bool = True) -> Any:
+        staging = Path(argv[argv.index("-v", argv.index("-v") + 1) + 1].split(":")[0])
+        if info == "link":
+            (staging / bench_data.INFO).symlink_to(tmp_path / "secret")
+        else:
+            (staging / bench_data.INFO).write_text(info)
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(bench_data, "run", docker)
+    with pytest.raises(EnvironmentProblem, match="is not what the script writes"):
+        bench_data.make_sample("img", str(tmp_path / "out"), Path("scripts"), 4)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -251,7 +251,7 @@ def test_bench_data_stages_in_a_fresh_folder_and_leaves_others_alone(
 
     def fake_docker_run(argv: list[str], check: bool = True) -> SimpleNamespace:
         staging = Path(argv[argv.index("-v", argv.index("-v") + 1) + 1].split(":")[0])
-        (staging / bench_data.INFO).write_text(json_.dumps({"revision": "sample-1"}))
+        (staging / bench_data.INFO).write_text(json_.dumps({"revision": "sample-1", "rows": 4}))
         return SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(bench_data, "run", fake_docker_run)

@@ -163,12 +163,20 @@ def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> 
         shutil.rmtree(staging, ignore_errors=True)
         raise EnvironmentProblem("Writing the VisionArena sample failed: "
                                  f"{(err.stderr or err.stdout).strip()[-600:]}") from None
+    # What the container wrote is data: a plain file of a few lines, its rows a count.
+    try:
+        info = read_json(staging / INFO, MAX_INFO_BYTES)
+    except Unreadable as err:
+        info = {"error": str(err)}
+    if not (isinstance(info, dict) and type(info.get("rows")) is int
+            and revision_ok(info.get("revision"))):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EnvironmentProblem(f"The VisionArena sample's {INFO} is not what the script "
+                                 "writes (rows and a revision); nothing was kept.")
     if out.exists():
         out.rmdir()
     staging.rename(out)
-    info: dict[str, Any] = json.loads((out / INFO).read_text())
-    info["path"] = str(out)
-    return info
+    return {"rows": info["rows"], "revision": info["revision"], "path": str(out)}
 
 
 def download_dataset(repo: str, revision: str | None, hf_cache: Path,
