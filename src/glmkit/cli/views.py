@@ -336,8 +336,8 @@ def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
     # speed-up is left out, never a KeyError.
     sizes = summary.get("batch_sizes")
     sizes = sizes if isinstance(sizes, dict) else {}
-    speedups = {m: size.get("speedup") for m in ("16", "64", "256")
-                if isinstance(size := sizes.get(m), dict)}
+    speedups = {m: sizes[m]["speedup"] for m in ("16", "64", "256")
+                if m in sizes and isinstance(sizes[m], dict) and "speedup" in sizes[m]}
     gains = ", ".join(f"{m} tokens {x:.2f}x" for m, x in speedups.items()
                       if isinstance(x, int | float) and not isinstance(x, bool)) or "not measured"
     out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
