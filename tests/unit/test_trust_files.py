@@ -614,3 +614,18 @@ def test_bench_datas_info_from_the_container_is_read_as_data(
         bench_data.make_sample("img", str(tmp_path / "out"), Path("scripts"), 4)
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("path", ["attacker/evil-dataset", "--trust-remote-code",
+                                  "/tmp/glmkit-datasets/../../etc", "/a b"])
+def test_a_saved_dataset_path_is_a_folder_in_the_container(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        path: str) -> None:
+    folder = _run_folder(tmp_path / "results", [{**HOSTILE_POINT, "goodput": []}])
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["workload"] = {"name": "visionarena", "dataset": "visionarena", "dataset_path": path}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    ran = _fake_server(monkeypatch)
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--resume", "r1")
+    one_line_error(code, err, "cannot be resumed: its meta.json workload")
+    assert ran == []

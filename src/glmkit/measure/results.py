@@ -338,7 +338,15 @@ def _workload(raw: Any) -> Workload | None:
         if f.name in ("ignore_eos", "vision")) and all(
         isinstance(getattr(workload, f.name), str | None) for f in fields(Workload)
         if f.name in ("name", "description", "dataset", "dataset_path", "dataset_revision"))
+    # Where `vllm bench serve` reads a data set in the container, on --resume: a folder
+    # there, as `bench_data.stage` wrote it (never a Hub id, an option or `..`).
+    folder = workload.dataset_path if typed else None
+    if folder is not None and not (_CONTAINER_PATH.fullmatch(folder) and ".." not in folder):
+        return None
     return workload if typed else None
+
+
+_CONTAINER_PATH = re.compile(r"/[A-Za-z0-9._@+/-]{1,511}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -424,6 +432,10 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
     read = [_point(item) for item in listed]
     points = [p for p in read if isinstance(p, Point)]
     dropped = [f"point {i}: {p}" for i, p in enumerate(read) if isinstance(p, str)]
+    workload = _workload(raw.get("workload"))
+    if workload is None and raw.get("workload") is not None:
+        dropped.append("workload: not one this glmkit reads (lengths are counts, a data "
+                       "set's folder a path in the container)")
     if not read or dropped:
         batches = [b for b in (_int(x) for x in batches_listed)
                    if b and 0 < b <= MAX_BATCH]
@@ -434,7 +446,7 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         model=str(raw.get("model") or "?"), vendor=str(raw.get("vendor") or "?"),
         image=str(raw.get("image") or ""),
         serve_args=tuple(str(a) for a in _list(raw.get("serve_args"))),
-        max_model_len=_int(raw.get("max_model_len")), workload=_workload(raw.get("workload")),
+        max_model_len=_int(raw.get("max_model_len")), workload=workload,
         mode=mode, points=tuple(points), hardware=_hardware(raw.get("hardware")),
         reference=bool(raw.get("reference")),
         glmkit_version=_text(raw.get("glmkit_version")),
