@@ -503,21 +503,8 @@ def test_bench_data_refuses_a_folder_docker_would_split(
         one_line_error(code, err, "cannot be mounted")
 
 
-@pytest.mark.parametrize("sizes", [{"16": {}}, {"16": {"speedup": None}}, {"64": "fast"},
-                                   "nope", {"16": {"speedup": 1.5}, "64": {}}])
-def test_print_tune_moe_takes_a_summary_without_speedup(sizes: Any) -> None:
-    from rich.console import Console
-
-    from glmkit.cli.views import print_tune_moe
-    from glmkit.measure.moe_tune import TuneMoeResult
-
-    console = Console(record=True, width=200)
-    print_tune_moe(console, TuneMoeResult("c", {"file": "E=8.json", "candidates_tried": 3,
-                                                "batch_sizes": sizes}))
-    text = console.export_text()
-    assert "wrote E=8.json" in text
-    assert ("16 tokens 1.50x" in text) if sizes == {"16": {"speedup": 1.5}, "64": {}} else \
-        "not measured" in text
+# print_tune_moe and a summary without speedup: tests/unit/test_tune_moe.py
+# (test_a_result_line_without_its_fields_is_no_result), where the summary is now checked.
 
 
 @pytest.mark.parametrize("argv", [

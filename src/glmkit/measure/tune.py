@@ -286,6 +286,9 @@ class _SavedRow(BaseModel):
     ttft_p99: _Number | None = None
     tpot_p99: _Number | None = None
     error: str = Field(default="", max_length=240)
+    # A share right of a count asked; a hostile pair reads as not measured (_accuracy_of).
+    accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    accuracy_n: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
 
 
 class _SavedState(BaseModel):
