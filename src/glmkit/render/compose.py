@@ -80,9 +80,10 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
             device["device_ids"] = list(plan.gpu_ids)
         service["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
 
-    # Volumes outlive one model (the compile cache is shared per vendor): label them as
-    # glmkit's, not as one deployment's.
-    shared_labels = {k: v for k, v in plan.labels.items() if k.endswith((".managed", ".vendor"))}
+    # Volumes outlive one model (the compile cache is the project's, whatever it serves):
+    # label them as the project's, not as one deployment's.
+    shared_labels = {k: v for k, v in plan.labels.items()
+                     if k.endswith((".managed", ".vendor", ".project"))}
     volumes = {m.source: {"name": m.source, "labels": dict(shared_labels)}
                for m in plan.mounts if m.kind == "volume"}
     return {
