@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 INNER_PORT = 18000  # vllm-router's, on the loopback only
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -63,15 +64,10 @@ def authorized(headers: dict[str, str], key: str) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-def main(argv: list[str]) -> None:
-    key = os.environ.get("OPENAI_API_KEY", "")
+def build_app(key: str, upstream: str) -> Any:
+    """The gate as an aiohttp application: `key` checked (or, empty, the admin routes
+    refused), everything else proxied to `upstream`."""
     from aiohttp import ClientSession, ClientTimeout, web
-
-    args, host = option(argv, "--host", "0.0.0.0")
-    args, port = option(args, "--port", "8000")
-    router = subprocess.Popen(
-        ["vllm-router", *args, "--host", "127.0.0.1", "--port", str(INNER_PORT)])
-    upstream = f"http://127.0.0.1:{INNER_PORT}"
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -101,6 +97,21 @@ def main(argv: list[str]) -> None:
     async def stop(app: web.Application) -> None:
         await app["session"].close()
 
+    app = web.Application(client_max_size=512 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def main(argv: list[str]) -> None:
+    from aiohttp import web
+
+    args, host = option(argv, "--host", "0.0.0.0")
+    args, port = option(args, "--port", "8000")
+    router = subprocess.Popen(
+        ["vllm-router", *args, "--host", "127.0.0.1", "--port", str(INNER_PORT)])
+
     async def watch(app: web.Application) -> None:
         async def loop() -> None:
             while router.poll() is None:  # the gate lives as long as the router
@@ -108,10 +119,8 @@ def main(argv: list[str]) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
         app["watch"] = asyncio.get_running_loop().create_task(loop())
 
-    app = web.Application(client_max_size=512 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", proxy)
-    app.on_startup.extend([start, watch])
-    app.on_cleanup.append(stop)
+    app = build_app(os.environ.get("OPENAI_API_KEY", ""), f"http://127.0.0.1:{INNER_PORT}")
+    app.on_startup.append(watch)
     try:
         web.run_app(app, host=host, port=int(port), print=None, access_log=None)
     finally:
