@@ -48,6 +48,12 @@ def xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        # This run's own e2e project names and ports, before any test module (or
+        # tests/e2e/common.py) is imported; pytest-xdist's workers inherit them.
+        from tests.e2e.common import start_run
+
+        start_run()
     if xdist_controller(config):
         # A CI runner's timeout ends pytest with SIGTERM: unwind like Ctrl-C, so the
         # clean-up below runs (the workers have tests/e2e/conftest.py's own).

@@ -197,39 +197,113 @@ def test_a_module_with_two_shared_servers_is_refused() -> None:
         ordered(items)
 
 
-def _project_literals() -> list[str]:
-    """Every project name written in tests/e2e: `Shared("x", ...)`, `serving("x", ...)`,
-    and whatever follows "--project" in a call, as a literal or a name bound to one."""
+def _how(arg: Any, bound: dict[str, Any], where: str, depth: int = 0
+         ) -> tuple[str, str] | None:
+    """("project" or "port", NAME) for `project("NAME")` / `port("NAME")`, through the
+    names bound to it and `str(...)`; ("fixed", TEXT) for text or a number written out;
+    None for a parameter or a Shared's .project/.port (named where those are made)."""
     import ast
 
-    names: list[str] = []
+    func = getattr(getattr(arg, "func", None), "id", "")
+    if isinstance(arg, ast.Name) and arg.id in bound and depth < 5:
+        return _how(bound[arg.id], bound, where, depth + 1)
+    if isinstance(arg, ast.Call) and func == "str":
+        return _how(arg.args[0], bound, where, depth + 1)
+    if isinstance(arg, ast.Call) and func in ("project", "port"):
+        name = arg.args[0]
+        assert isinstance(name, ast.Constant), ast.unparse(arg)
+        return func, str(name.value)
+    if isinstance(arg, ast.Constant | ast.JoinedStr):
+        return "fixed", f"{where}: {ast.unparse(arg)}"
+    return None
+
+
+def _e2e_names() -> list[tuple[str, str]]:
+    """How every project name and port in tests/e2e is written: `Shared(P, PORT, ...)`,
+    `serving(P, ...)`, and what follows "--project", "--off-project" or "--port" in a call,
+    a tuple or a list (see _how)."""
+    import ast
+
+    found: list[tuple[str, str]] = []
     for path in sorted(conftest.HERE.glob("*.py")):
         tree = ast.parse(path.read_text())
-        bound = {target.id: node.value.value for node in ast.walk(tree)
-                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                 for target in node.targets if isinstance(target, ast.Name)}
-        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-            args = call.args
-            picked = [args[0]] if getattr(call.func, "id", "") in ("Shared", "serving") else []
-            picked += [args[i + 1] for i, a in enumerate(args[:-1])
-                       if isinstance(a, ast.Constant) and a.value == "--project"]
-            for arg in picked:
-                if isinstance(arg, ast.Constant):
-                    names.append(str(arg.value))
-                elif isinstance(arg, ast.Name) and arg.id in bound:
-                    names.append(str(bound[arg.id]))
-    return names
+        bound: dict[str, Any] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        bound[target.id] = node.value
+                    elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                        bound |= {t.id: v for t, v in zip(target.elts, node.value.elts,
+                                                          strict=True)
+                                  if isinstance(t, ast.Name)}
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call | ast.Tuple
+                                                             | ast.List)):
+            args = call.args if isinstance(call, ast.Call) else call.elts
+            func = getattr(getattr(call, "func", None), "id", "")
+            picked = args[:2] if func == "Shared" else args[:1] if func == "serving" else []
+            picked += [args[i + 1] for i, a in enumerate(args[:-1]) if isinstance(
+                a, ast.Constant) and a.value in ("--project", "--off-project", "--port")]
+            found += [h for h in (_how(a, bound, path.name) for a in picked) if h is not None]
+    return found
 
 
-def test_every_e2e_project_is_found_by_its_name_after_an_interrupt() -> None:
+def test_every_e2e_project_and_port_is_this_runs_own() -> None:
+    """Two test runs on one engine (two checkouts, two CI jobs) used the same fixed project
+    names and ports: each took the other's servers down. Every name is made by
+    common.project (glmkit-e2e-RUN-NAME: found after an interrupt by its prefix) and every
+    port by common.port (this run's block of free ports)."""
     from tests.e2e import common
 
-    names = set(_project_literals())
+    found = _e2e_names()
+    assert [text for kind, text in found if kind == "fixed"] == []
+    projects = {name for kind, name in found if kind == "project"}
     # The modules' own projects are all seen (a sample, so the scan cannot find nothing).
-    assert {"glmkit-e2e", "glmkit-e2e-key", "glmkit-e2e-pd", "glmkit-e2e-crash",
-            "glmkit-e2e-agents-off"} <= names
-    assert [n for n in names if not common.is_e2e_project(n)] == []
+    assert {"tiny", "key", "pd", "crash", "agents-off", "mn", "port"} <= projects
+    assert {"tiny", "key", "pd", "hub", "agents-off", "mn"} <= {
+        name for kind, name in found if kind == "port"}
+    assert all(common.is_e2e_project(common.project(name)) for name in projects)
     assert not common.is_e2e_project("glmkit") and not common.is_e2e_project("glmkit-e2ex")
+
+
+def _load_common(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tests/e2e/common.py loaded afresh, as another pytest process loads it."""
+    import importlib.util
+    import sys
+
+    name = f"e2e_common_{len([m for m in sys.modules if m.startswith('e2e_common_')])}"
+    spec = importlib.util.spec_from_file_location(name, conftest.HERE / "common.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _a_run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tests/e2e/common.py as a new test run loads it (the environment of a new shell)."""
+    monkeypatch.delenv("GLMKIT_E2E_RUN", raising=False)
+    return _load_common(monkeypatch)
+
+
+def test_two_runs_on_one_engine_share_no_project_and_no_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _a_run(monkeypatch), _a_run(monkeypatch)
+    for shared in ("TINY", "KEYED"):
+        mine, theirs = getattr(first, shared), getattr(second, shared)
+        assert mine.project != theirs.project
+        assert first.is_e2e_project(mine.project)
+    ports = [{getattr(run, s).port for s in ("TINY", "KEYED")} for run in (first, second)]
+    assert ports[0].isdisjoint(ports[1])
+
+
+def test_a_runs_workers_share_its_projects_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the first process sets in pytest_configure, its xdist workers inherit.
+    first = _a_run(monkeypatch)
+    worker = _load_common(monkeypatch)
+    for shared in ("TINY", "KEYED"):
+        mine, its = getattr(first, shared), getattr(worker, shared)
+        assert (its.project, its.port, its.up_args) == (mine.project, mine.port, mine.up_args)
 
 
 def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else(
