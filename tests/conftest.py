@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -70,18 +71,30 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On Ctrl-C, SIGTERM or -x, pytest-xdist gives its workers about 15 s before it kills
     them, too short for their servers' `invoke down`, and a crashed worker downs nothing:
-    whatever this run started and is still up is brought down here."""
-    folder = os.environ.get(STARTED_DIR)
-    if not xdist_controller(session.config) or not folder:
+    whatever this run started and is still up is brought down here. Then, in the run's
+    first process, the compile-cache volumes of this run's projects are removed (each
+    project has its own, and no later run uses this run's project names)."""
+    if hasattr(session.config, "workerinput"):
         return
     from tests.e2e import common
 
-    started = {p.name for p in Path(folder).iterdir()}
-    try:
-        if started:  # else no e2e test ran: not even `docker ps`
-            _down_left(started, common)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    folder = os.environ.get(STARTED_DIR)
+    if xdist_controller(session.config):
+        if not folder:
+            return
+        started = {p.name for p in Path(folder).iterdir()}
+        try:
+            if started:  # else no e2e test ran: not even `docker ps`
+                _down_left(started, common)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        ran_e2e = bool(started)
+    else:  # one process: tests/e2e/conftest.py's session fixture brought its servers down
+        here = Path(common.__file__).resolve().parent
+        ran_e2e = any(here in Path(item.path).resolve().parents for item in session.items)
+    if ran_e2e:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            common.remove_run_volumes()
 
 
 def _down_left(started: set[str], common: ModuleType) -> None:

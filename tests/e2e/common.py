@@ -112,6 +112,21 @@ def running_e2e_projects() -> list[str]:
     return sorted({name for name in listed.split() if is_e2e_project(name)})
 
 
+def remove_run_volumes() -> list[str]:
+    """Remove the volumes of this run's projects (their compile caches, labelled with the
+    project): no later run uses these project names. The names it removed."""
+    prefix = project("")  # PREFIX-RUN-
+    listed = subprocess.run(["docker", "volume", "ls", "--filter", "label=io.glmkit.managed",
+                             "--format", '{{.Name}} {{.Label "io.glmkit.project"}}'],
+                            capture_output=True, text=True, check=False, timeout=60).stdout
+    names = [name for name, _, owner in (line.partition(" ") for line in listed.splitlines())
+             if owner.startswith(prefix)]
+    if names:
+        subprocess.run(["docker", "volume", "rm", *names], capture_output=True, check=False,
+                       timeout=120)
+    return names
+
+
 def invoke(*args: str, timeout: float = 900, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     """`python -m invoke ARGS` with the user's environment, less any API key in it. The

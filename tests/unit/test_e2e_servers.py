@@ -309,15 +309,28 @@ def test_a_runs_workers_share_its_projects_and_ports(monkeypatch: pytest.MonkeyP
 def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Ctrl-C, SIGTERM, -x or a crashed worker: pytest-xdist kills its workers before their
-    `invoke down`. The controller downs what they started, never another run's projects."""
+    `invoke down`. The controller downs what they started, never another run's projects;
+    then it removes the compile-cache volumes of this run's projects, and no others."""
     import tests.conftest as root
     from tests.e2e import common
 
     calls: list[tuple[str, ...]] = []
+    removed: list[str] = []
+    mine, other = common.project("tiny"), "glmkit-e2e-0ther-tiny"
+    volumes = "".join(f"{p}_vllm-cache-cpu {p}\n" for p in (mine, other, "glmkit"))
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        if argv[:3] == ["docker", "volume", "ls"]:
+            return subprocess.CompletedProcess(argv, 0, volumes, "")
+        if argv[:3] == ["docker", "volume", "rm"]:
+            removed.extend(argv[3:])
+        else:
+            calls.append(tuple(argv[3:6]))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
     monkeypatch.setattr(common, "running_e2e_projects", lambda: [
         "glmkit-e2e", "glmkit-e2e-mn-worker1", "glmkit-e2e-other-checkout"])
-    monkeypatch.setattr(common.subprocess, "run", lambda argv, **_: calls.append(
-        tuple(argv[3:6])) or subprocess.CompletedProcess(argv, 0, "", ""))
+    monkeypatch.setattr(common.subprocess, "run", run)
 
     @dataclass
     class Options:
@@ -330,6 +343,7 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     @dataclass
     class RootSession:
         config: RootConfig
+        items: list[Item] = field(default_factory=list)
 
     def session_with(started: list[str], numprocesses: int | None = 2) -> RootSession:
         folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
@@ -338,6 +352,7 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
         for project in started:  # as the workers' `invoke up --project P` note it
             common.invoke("up", "--project", project)
         calls.clear()
+        removed.clear()
         return RootSession(RootConfig(Options(numprocesses)))
 
     controller = session_with(["glmkit-e2e", "glmkit-e2e-mn", "glmkit-e2e-pd"])
@@ -345,8 +360,13 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     # glmkit-e2e-pd is not up any more; glmkit-e2e-other-checkout is never named.
     assert calls == [("down", "--project", "glmkit-e2e"),
                      ("down", "--project", "glmkit-e2e-mn")]
+    assert removed == [f"{mine}_vllm-cache-cpu"]  # not another run's, not the user's
     assert not Path(controller_folder := str(tmp_path / "run0")).exists(), controller_folder
     root.pytest_sessionfinish(session_with([]), 0)  # type: ignore[arg-type]
-    assert calls == []  # a unit-only run asks nothing of Docker
+    assert calls == [] and removed == []  # a unit-only run asks nothing of Docker
     root.pytest_sessionfinish(session_with(["glmkit-e2e"], None), 2)  # type: ignore[arg-type]
-    assert calls == []  # one process: tests/e2e/conftest.py's session fixture does it
+    assert calls == [] and removed == []  # one process: tests/e2e/conftest.py's fixture
+    one = session_with([], None)
+    one.items = [Item("e2e/test_x.py::t")]
+    root.pytest_sessionfinish(one, 0)  # type: ignore[arg-type]
+    assert calls == [] and removed == [f"{mine}_vllm-cache-cpu"]
