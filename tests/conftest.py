@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -49,12 +50,12 @@ def xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):
-        # This run's own e2e project names and ports, before any test module (or
-        # tests/e2e/common.py) is imported; pytest-xdist's workers inherit them.
-        from tests.e2e.common import start_run
-
-        start_run()
+    if not hasattr(config, "workerinput") and "tests.e2e.common" not in sys.modules:
+        # This run's own e2e project names and ports (not those of a pytest that started
+        # this one): tests/e2e/common.py starts a run when first imported, here, before
+        # any test module; pytest-xdist's workers inherit it.
+        os.environ.pop("GLMKIT_E2E_RUN", None)
+        import tests.e2e.common  # noqa: F401
     if xdist_controller(config):
         # A CI runner's timeout ends pytest with SIGTERM: unwind like Ctrl-C, so the
         # clean-up below runs (the workers have tests/e2e/conftest.py's own).

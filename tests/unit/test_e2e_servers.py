@@ -297,6 +297,20 @@ def test_two_runs_on_one_engine_share_no_project_and_no_port(
     assert ports[0].isdisjoint(ports[1])
 
 
+def test_this_run_is_one_run() -> None:
+    """In a pytest process (configured by tests/conftest.py): the shared servers' names
+    and the modules' own are of the same run, the one its clean-up removes. The run was
+    started twice (once importing tests/e2e/common.py, once more after), so the shared
+    servers' volumes were another run's, left behind."""
+    import os
+
+    from tests.e2e import common
+
+    assert common.TINY.project == common.project("tiny")
+    assert common.KEYED.port == common.port("key")
+    assert os.environ[common.RUN_ENV].partition(":")[0] in common.TINY.project
+
+
 def test_a_runs_workers_share_its_projects_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     # What the first process sets in pytest_configure, its xdist workers inherit.
     first = _a_run(monkeypatch)
