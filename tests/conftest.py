@@ -73,8 +73,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On Ctrl-C, SIGTERM or -x, pytest-xdist gives its workers about 15 s before it kills
     them, too short for their servers' `invoke down`, and a crashed worker downs nothing:
     whatever this run started and is still up is brought down here. Then, in the run's
-    first process, the compile-cache volumes of this run's projects are removed (each
-    project has its own, and no later run uses this run's project names)."""
+    first process, the compose files and compile-cache volumes of this run's projects
+    are removed (each project has its own, and no later run uses its names)."""
     if hasattr(session.config, "workerinput"):
         return
     from tests.e2e import common
@@ -95,7 +95,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         ran_e2e = any(here in Path(item.path).resolve().parents for item in session.items)
     if ran_e2e:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            common.remove_run_volumes()
+            common.remove_run_leftovers()
 
 
 def _down_left(started: set[str], common: ModuleType) -> None:

@@ -112,10 +112,13 @@ def running_e2e_projects() -> list[str]:
     return sorted({name for name in listed.split() if is_e2e_project(name)})
 
 
-def remove_run_volumes() -> list[str]:
-    """Remove the volumes of this run's projects (their compile caches, labelled with the
-    project): no later run uses these project names. The names it removed."""
+def remove_run_leftovers() -> list[str]:
+    """Remove what this run's projects leave once down, their compose files and volumes
+    (compile caches, labelled with the project): no later run uses these project names.
+    The volumes it removed."""
     prefix = project("")  # PREFIX-RUN-
+    for path in (ROOT / "compose").glob(f"{prefix}*.yaml"):
+        path.unlink(missing_ok=True)
     listed = subprocess.run(["docker", "volume", "ls", "--filter", "label=io.glmkit.managed",
                              "--format", '{{.Name}} {{.Label "io.glmkit.project"}}'],
                             capture_output=True, text=True, check=False, timeout=60).stdout

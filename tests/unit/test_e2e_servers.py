@@ -324,7 +324,7 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Ctrl-C, SIGTERM, -x or a crashed worker: pytest-xdist kills its workers before their
     `invoke down`. The controller downs what they started, never another run's projects;
-    then it removes the compile-cache volumes of this run's projects, and no others."""
+    then it removes the compose files and volumes of this run's projects, and no others."""
     import tests.conftest as root
     from tests.e2e import common
 
@@ -345,6 +345,10 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     monkeypatch.setattr(common, "running_e2e_projects", lambda: [
         "glmkit-e2e", "glmkit-e2e-mn-worker1", "glmkit-e2e-other-checkout"])
     monkeypatch.setattr(common.subprocess, "run", run)
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    compose = tmp_path / "compose"
+    compose.mkdir()
+    files = [compose / f"{p}.yaml" for p in (mine, other, "glmkit")]
 
     @dataclass
     class Options:
@@ -360,8 +364,10 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
         items: list[Item] = field(default_factory=list)
 
     def session_with(started: list[str], numprocesses: int | None = 2) -> RootSession:
-        folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        folder = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
         folder.mkdir()
+        for file in files:
+            file.touch()
         monkeypatch.setenv(root.STARTED_DIR, str(folder))
         for project in started:  # as the workers' `invoke up --project P` note it
             common.invoke("up", "--project", project)
@@ -375,9 +381,11 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     assert calls == [("down", "--project", "glmkit-e2e"),
                      ("down", "--project", "glmkit-e2e-mn")]
     assert removed == [f"{mine}_vllm-cache-cpu"]  # not another run's, not the user's
+    assert [f.exists() for f in files] == [False, True, True]
     assert not Path(controller_folder := str(tmp_path / "run0")).exists(), controller_folder
     root.pytest_sessionfinish(session_with([]), 0)  # type: ignore[arg-type]
     assert calls == [] and removed == []  # a unit-only run asks nothing of Docker
+    assert all(f.exists() for f in files)
     root.pytest_sessionfinish(session_with(["glmkit-e2e"], None), 2)  # type: ignore[arg-type]
     assert calls == [] and removed == []  # one process: tests/e2e/conftest.py's fixture
     one = session_with([], None)
