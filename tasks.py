@@ -84,13 +84,21 @@ def _serve_task(fn: Callable[..., Any], **kwargs: Any) -> Any:
                 iterable=["model"], **kwargs)
 
 
-def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-    """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
-    from glmkit.host.settings import flags_from_options, remainder_words, resolve_settings
+def _flags(c: Context, options: dict[str, Any]) -> dict[str, Any]:
+    """The command line's settings: these options (None: not given) and the words after
+    `--`."""
+    from glmkit.host.settings import flags_from_options, remainder_words
 
     words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
-    flags = flags_from_options(options, words, BOOL_OPTIONS)
-    return resolve_settings(flags, dict(c.config.get("glmkit", {}) or {}), os.environ)
+    return flags_from_options(options, words, BOOL_OPTIONS)
+
+
+def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
+    from glmkit.host.settings import resolve_settings
+
+    return resolve_settings(_flags(c, options), dict(c.config.get("glmkit", {}) or {}),
+                            os.environ)
 
 
 def _deployment(c: Context, options: dict[str, Any], console: Any = None,
@@ -410,11 +418,13 @@ def tune(c: Context, workload: str | None = None, batch: str | None = None,
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
+    # A resumed tune resolves its saved settings (no more trusted than invoke.yaml) under
+    # this command line's.
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
-        candidates=candidates, resume=resume, eval_limit=eval_limit),
-        hardware.detect(os.environ), os.environ, ROOT,
-        _console())
+        candidates=candidates, resume=resume, eval_limit=eval_limit,
+        flags=_flags(c, options)),
+        hardware.detect(os.environ), os.environ, ROOT, _console())
     _views().print_tune(_console(), report)
 
 
@@ -436,7 +446,8 @@ def export(c: Context, target: str, **options: Any) -> None:
     from glmkit.run.deploy import export_k8s, plan_for_export
 
     if target != "k8s":
-        raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
+        raise UsageError(f"Unknown export target {target[:40]!r}; `k8s` is the one there "
+                         "is.")
     done = export_k8s(_deployment(c, options, plan_for=plan_for_export), COMPOSE_DIR)
     _say(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
@@ -459,4 +470,4 @@ def recipes(c: Context, action: str, from_: str | None = None) -> None:
                       else _views().recipes_table(loaded))
         _views().print_notes(console, loaded.notes)
     else:
-        raise UsageError(f"Unknown action {action!r}: list, sync or diff.")
+        raise UsageError(f"Unknown action {action[:40]!r}: list, sync or diff.")

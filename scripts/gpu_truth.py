@@ -520,6 +520,12 @@ def main() -> None:
     f.add_argument("--name", required=True)
     f.add_argument("--out", default=str(ROOT / "src" / "glmkit" / "reference"))
     args = parser.parse_args()
+    for option in ("tag", "name"):  # each names a file: one component of its folder
+        value = getattr(args, option, None)
+        if value and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value)
+                      or ".." in value):
+            raise SystemExit(f"--{option} {value[:40]!r} must be a plain name: letters, "
+                             "digits, '.', '_' and '-', starting with a letter or digit.")
     {"prepare": prepare, "run": run, "tune-moe": tune_moe,
      "reference": reference}[args.step](args)
 

@@ -51,9 +51,16 @@ class Source(Enum):
 
     @classmethod
     def of_setting(cls, layer: str) -> Source:
-        """The source of a setting from `settings.resolve_settings`' layer names."""
-        return {"flag": cls.COMMAND_LINE, "invoke.yaml": cls.INVOKE_YAML,
-                "environment": cls.ENVIRONMENT}.get(layer, cls.COMMAND_LINE)
+        """The source of a setting from `settings.resolve_settings`' layer names. "default"
+        is a Settings built by the kit's own code (files it reads back never build one
+        directly: they are a layer of their own, at most invoke.yaml's); any other name
+        is refused, never taken for the command line."""
+        known = {"flag": cls.COMMAND_LINE, "default": cls.COMMAND_LINE,
+                 "invoke.yaml": cls.INVOKE_YAML, "environment": cls.ENVIRONMENT}
+        if layer not in known:
+            raise UsageError(f"Settings from an unknown layer {str(layer)[:40]!r}: refused "
+                             "(flags, invoke.yaml and GLMKIT_* are the layers there are).")
+        return known[layer]
 
     @property
     def is_user(self) -> bool:

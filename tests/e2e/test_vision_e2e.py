@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from .common import ROOT, invoke, serving
+from .common import ROOT, invoke, port, project, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-vis"
-PORT = 8190
+PROJECT = project("vis")
+PORT = port("vis")
 MODEL = "glmkit/glm-tiny-vision"
 
 

@@ -78,7 +78,7 @@ class PlanRequest:
         """Counts are positive and the memory fraction in (0, 1]: "fits at TP -2" is no
         answer, so such a request is refused where it is made."""
         if self.goal not in ("latency", "throughput"):
-            raise UsageError(f"--goal {self.goal!r}: choose latency or throughput.")
+            raise UsageError(f"--goal {self.goal[:40]!r}: choose latency or throughput.")
         # The settings' own ranges (one table for every task), then plan's own numbers.
         for name in ("gpu_count", "tp", "gpu_mem", "gpu_memory_utilization"):
             check_value(name, getattr(self, name))

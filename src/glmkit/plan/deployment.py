@@ -60,9 +60,6 @@ class Deployment(Protocol):
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         """Small images of its own, rebuilt here whenever their recipe changed."""
 
-    def secret_aliases(self) -> dict[str, str]:
-        """Environment names that carry another secret's value (name → source name)."""
-
     def exposed(self) -> list[tuple[str, str]]:
         """(part, address) of parts that listen beyond loopback on their own."""
 

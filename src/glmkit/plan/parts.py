@@ -108,9 +108,6 @@ class Defaults:
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         return ()
 
-    def secret_aliases(self) -> dict[str, str]:
-        return {}
-
     def exposed(self) -> list[tuple[str, str]]:
         return []
 

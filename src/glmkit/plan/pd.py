@@ -10,7 +10,7 @@ request to a prefill server with `max_tokens: 1` and `kv_transfer_params:
 `kv_transfer_params` prefill returned; the decode server pulls the KV blocks over NIXL
 (the NIXL side channel tells it where they are) and computes only what is left. Only the
 router publishes a port; it forwards with the key of its own environment (OPENAI_API_KEY,
-set to glmkit's VLLM_API_KEY), never with the client's.
+which its compose file takes from glmkit's VLLM_API_KEY), never with the client's.
 
 On one node the GPUs split into the two pools (half each, or --prefill-gpus/--decode-gpus);
 with --nodes every node serves one instance of one pool (TP over its GPUs). On CPU the
@@ -191,10 +191,6 @@ class PdPlan(Defaults):
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         """pd_cluster's own images are small overlays, rebuilt when their recipe changed."""
         return (self.base.image, self.router_image)
-
-    def secret_aliases(self) -> dict[str, str]:
-        """The router forwards the pools' key, never a user's own OPENAI_API_KEY."""
-        return {ROUTER_KEY_ENV: "VLLM_API_KEY"}
 
     def pool(self, role: Role) -> list[Pool]:
         return [p for p in self.pools if p.role == role]

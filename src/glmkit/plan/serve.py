@@ -87,6 +87,16 @@ CONTAINER_MEDIA = "/media"
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
 SERVICE = "vllm"  # the compose service of a one-node server
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def cache_volume(project: str, vendor: str) -> str:
+    """The compile-cache volume of one project. What a container writes there (torch.compile
+    and inductor artifacts, which are code, and `invoke tune-moe`'s kernel configs) is
+    loaded by that project's later servers only, and `docker compose down -v` of one
+    project removes its own. The cost: a new project compiles once at its first start.
+    The `_` keeps every name apart from the old shared `glmkit-vllm-cache-VENDOR`, which
+    may hold what any project ran: no project inherits it."""
+    return f"{project}_vllm-cache-{vendor}"
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")  # Linux: 15 characters
 
 
@@ -598,7 +608,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     mounts = [
         # Complete weights (`invoke download`) are mounted read-only: the server only reads.
         Mount(str(cache_dir), CONTAINER_HF_HOME, read_only=bool(offline), kind="bind"),
-        Mount(f"glmkit-vllm-cache-{vendor.name}", CONTAINER_VLLM_CACHE, read_only=False,
+        Mount(cache_volume(s.project, vendor.name), CONTAINER_VLLM_CACHE, read_only=False,
               kind="volume"),
     ]
     model_dir: Path | None = None

@@ -182,10 +182,9 @@ def shared_value(deployment: Deployment, name: str, env: Mapping[str, str]) -> s
 
 def start_secrets(deployment: Deployment, secrets: Mapping[str, str],
                   env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of `docker compose up`: the secrets, the names that carry another
-    secret's value, and the deployment's shared secret."""
-    out = {**secrets, **{alias: secrets.get(source, "")
-                         for alias, source in deployment.secret_aliases().items()}}
+    """The environment of `docker compose up`: the secrets and the deployment's shared
+    secret."""
+    out = dict(secrets)
     if deployment.shared_secret:
         out[deployment.shared_secret] = shared_value(deployment, deployment.shared_secret, env)
     return out
