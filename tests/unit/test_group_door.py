@@ -381,7 +381,8 @@ def test_the_model_is_read_from_a_json_body_or_none(body: bytes, model: str | No
                                   "/v1/load_lora_adapter",
                                   "//sleep", "/v1/../sleep", "/health/../sleep", "/SLEEP", ""])
 @pytest.mark.parametrize("key,headers", [("", {}), ("k3y", {"authorization": "Bearer k3y"}),
-                                         ("k3y", {"x-api-key": "k3y"})])
+                                         ("k3y", {"x-api-key": "k3y"}), ("k3y", {}),
+                                         ("k3y", {"authorization": "Bearer nope"})])
 def test_dev_routes_answer_403_keyed_or_not(path: str, key: str, headers: dict[str, str]
                                             ) -> None:
     assert door.refusal(path, headers, key) == 403

@@ -126,6 +126,10 @@ class GroupPlan(Defaults):
                   for m in self.start_order))
 
     def stages(self) -> tuple[tuple[str, ...], ...]:
+        """The door, then the members one by one; where nothing sleeps (CPU) and so no
+        member waits for another's GPU memory, all of them together."""
+        if not self.sleeps:
+            return ((DOOR,), tuple(m.service for m in self.start_order))
         return ((DOOR,), *((m.service,) for m in self.start_order))
 
     @property

@@ -30,6 +30,7 @@ def _member_service(plan: GroupPlan, member: Member) -> tuple[dict[str, Any], di
     service["environment"] = [f"{k}={v}" for k, v in member.env.items()] + \
         list(member.plan.secret_env)
     service["labels"] = {**service["labels"], f"{LABEL}.role": "member",
+                         f"{LABEL}.node": member.service,
                          f"{LABEL}.member": str(member.index + 1),
                          f"{LABEL}.strategy": "model_group"}
     service.pop("ports", None)  # reached through the door only
@@ -52,7 +53,7 @@ def _door_service(plan: GroupPlan, base: dict[str, Any]) -> dict[str, Any]:
         "ports": copy.deepcopy(base["ports"]),
         "volumes": [{"type": "bind", "source": str(DOOR_SOURCE), "target": DOOR_SCRIPT,
                      "read_only": True}],
-        "labels": {**base["labels"], f"{LABEL}.role": DOOR,
+        "labels": {**base["labels"], f"{LABEL}.role": DOOR, f"{LABEL}.node": DOOR,
                    f"{LABEL}.strategy": "model_group"},
         "healthcheck": {"test": ["CMD", "python3", "-c", DOOR_HEALTH % CONTAINER_PORT],
                         "interval": "10s", "timeout": "10s", "retries": 3,

@@ -403,13 +403,13 @@ def authorized(headers: dict[str, str], key: str) -> bool:
 
 
 def refusal(path: str, headers: dict[str, str], key: str) -> int | None:
-    """401 (a key is set and missing or wrong), 403 (not a client route: vLLM's dev
-    routes above all, keyed or not), or None to serve."""
+    """403 (not a client route: vLLM's dev routes above all, whatever key the door has
+    and the request carries), 401 (a key is set and missing or wrong), or None to serve."""
     if path in OPEN_PATHS:
         return None
-    if key and not authorized(headers, key):
-        return 401
-    return None if path in CLIENT_PATHS or path == "/metrics" else 403
+    if path not in CLIENT_PATHS and path != "/metrics":
+        return 403
+    return 401 if key and not authorized(headers, key) else None
 
 
 class TooLarge(Exception):
