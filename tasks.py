@@ -79,7 +79,6 @@ def _serve_task(fn: Callable[..., Any], **kwargs: Any) -> Any:
                                 else None) for name in SERVE_HELP]
     wrapped = _exits(fn)
     wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
-    # --model repeated: a model group (several models behind one port).
     return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False,
                 iterable=["model"], **kwargs)
 
@@ -273,14 +272,13 @@ def config(c: Context, **options: Any) -> None:
 
 
 @_task()
-def bench(c: Context, project: str | None = None, model: str | None = None,
-          workload: str | None = None,
+def bench(c: Context, project: str | None = None, workload: str | None = None,
           batch: str | None = None, mode: str | None = None, input_len: str | None = None,
           output_len: str | None = None, num_prompts: str | None = None,
           request_rate: str | None = None, label: str | None = None,
           resume: str | None = None, dataset_path: str | None = None,
           off_project: str | None = None, sessions: str | None = None,
-          turns: str | None = None) -> None:
+          turns: str | None = None, model: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
     from glmkit.host import hardware
     from glmkit.measure.bench import parse_request, run_bench
@@ -297,9 +295,8 @@ def bench(c: Context, project: str | None = None, model: str | None = None,
     request = parse_request(
         settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
-        request_rate=request_rate, label=label, resume=resume,
-        dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache),
-        model=model)
+        request_rate=request_rate, label=label, resume=resume, model=model,
+        dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache))
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
     _views().print_report(_console(), [outcome.series], outcome.path)
     outcome.check()
@@ -313,8 +310,7 @@ def check(c: Context, project: str | None = None, api: str | None = None,
     from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
-    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api),
-                          model)
+    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api), model)
     _views().print_check(_console(), report, verbose)
     report.check()
 
@@ -406,8 +402,8 @@ def plan(c: Context, model: list[str] | None = None, vendor: str | None = None,
                                     gpu_memory_utilization=gpu_memory_utilization,
                                     sleep_level=sleep_level))
     request = plan_request(settings, batch=batch, context=context, goal=goal)
-    for advice in advise_all(request, hardware.detect(os.environ), os.environ):
-        _views().print_advice(_console(), advice)
+    _views().print_advice(_console(), *advise_all(request, hardware.detect(os.environ),
+                                                  os.environ))
 
 
 @_serve_task

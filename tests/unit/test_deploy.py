@@ -234,7 +234,7 @@ def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None
                            max_model_len=100_000, vendor="cpu", image="i", serve_args=(),
                            base_url="http://127.0.0.1:8000", facts=ModelFacts(vision=True))
     monkeypatch.setattr(bench, "locate_visionarena", locate)
-    monkeypatch.setattr(bench, "running_server", lambda project: ("c", target))
+    monkeypatch.setattr(bench, "running_server", lambda project, model=None: ("c", target))
     monkeypatch.setattr(bench, "stage", lambda src, container: "/tmp/va-in-container")
     monkeypatch.setattr(bench, "read_run_facts", lambda *_: None)
     monkeypatch.setattr(bench.HardwareMeta, "of", staticmethod(lambda hw: None))

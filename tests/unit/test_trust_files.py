@@ -240,7 +240,7 @@ def _fake_server(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         ran.append(argv)
         return 1, ["no server here"]
 
-    monkeypatch.setattr(bench, "running_server", lambda project: (object(), target))
+    monkeypatch.setattr(bench, "running_server", lambda project, model=None: (object(), target))
     monkeypatch.setattr(bench, "server_alive", lambda *_: True)
     monkeypatch.setattr(point, "stream_lines", stream_lines)
     monkeypatch.setattr(point, "Sampler", Idle)
@@ -473,8 +473,8 @@ def test_a_bad_value_is_quoted_short(argv: list[str], monkeypatch: pytest.Monkey
     if argv[0] == "bench":  # bench refuses its options before looking for a server
         from glmkit.measure import bench
 
-        monkeypatch.setattr(bench, "running_server", lambda project: (_ for _ in ()).throw(
-            AssertionError("looked for a server")))
+        monkeypatch.setattr(bench, "running_server", lambda project, model=None: (
+            _ for _ in ()).throw(AssertionError("looked for a server")))
     code, _, err = run_task(monkeypatch, capsys, tmp_path, *argv)
     assert code == 2 and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1 and len(err) < 300, err

@@ -218,12 +218,14 @@ def advice_table(advice: Advice) -> Table:
     return table
 
 
-def print_advice(out: Console, advice: Advice) -> None:
-    out.print(advice_table(advice))
-    if advice.multinode:
-        out.print(advice.multinode, highlight=False, markup=False)
-    for line in advice.assumptions:
-        out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
+def print_advice(out: Console, *advices: Advice) -> None:
+    """Each plan's table (a model group's: each member's, then the group's)."""
+    for advice in advices:
+        out.print(advice_table(advice))
+        if advice.multinode:
+            out.print(advice.multinode, highlight=False, markup=False)
+        for line in advice.assumptions:
+            out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
 
 
 def check_table(results: Iterable[CaseResult], title: str = "tool-call conformance") -> Table:

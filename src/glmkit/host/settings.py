@@ -549,6 +549,9 @@ def _resolve_group(values: dict[str, Any], sources: dict[str, str],
     """One model, a list of models, or a named group: the highest layer that names any of
     them decides; two at the same layer contradict each other. A group's `model` is its
     first member."""
+    if "models" in values and not values["models"]:  # an empty list names nothing
+        values.pop("models")
+        sources["models"] = "default"
     named = {k: sources[k] for k in ("model", "models", "group") if sources[k] != "default"}
     if not named:
         return

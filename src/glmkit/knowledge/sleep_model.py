@@ -1,5 +1,6 @@
-"""vLLM's sleep mode as the model group's plan counts it: where it exists, what a sleeping
-server keeps on the GPU, the host memory level 1 takes, and how long a switch takes.
+"""vLLM's sleep mode as the model group's plan counts it: what a sleeping server keeps on
+the GPU, the host memory level 1 takes, and how long a switch takes (which vendors have
+it: host.vendors).
 
 Every figure comes from sleep_calibration.json, measured on an H100 with vLLM 0.26.0
 (scripts/sleep_truth.py measures it again); times are scaled by the bytes each step moves,
@@ -18,16 +19,6 @@ from typing import Any
 CALIBRATION = Path(__file__).with_name("sleep_calibration.json")
 LEVELS = (1, 2)
 
-# Where vLLM has sleep mode (vllm/platforms/interface.py, is_sleep_mode_available: CUDA,
-# ROCm and XPU; its own comment: "only mi3xx has the sleep mode support now for ROCm"), and
-# why not elsewhere. glmkit's vendors: cuda, rocm and cpu.
-NO_SLEEP_MODE = {
-    "cpu": "vLLM's CPU backend has no sleep mode (its config refuses --enable-sleep-mode, "
-           "and its worker ignores /sleep: vllm/v1/worker/cpu_worker.py)",
-}
-ROCM_SLEEP_GPUS = ("mi3",)  # MI300X, MI325X, MI355X: the ROCm GPUs vLLM sleeps on
-
-
 @functools.lru_cache(maxsize=1)
 def calibration() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(CALIBRATION.read_text())
@@ -42,16 +33,6 @@ def provenance() -> str:
     m = calibration()["measured"]
     return (f"measured with vLLM {m['vllm']} on an {m['gpu']}, {m['model']} "
             f"{m['precision'].upper()}, {m['date']} ({m['weights']} weights)")
-
-
-def sleep_refusal(vendor: str, gpu_id: str | None) -> str | None:
-    """Why this vendor or GPU has no sleep mode; None where vLLM has it."""
-    if vendor in NO_SLEEP_MODE:
-        return NO_SLEEP_MODE[vendor]
-    if vendor == "rocm" and not (gpu_id or "").lower().startswith(ROCM_SLEEP_GPUS):
-        return (f"vLLM's sleep mode on ROCm works on MI300-series GPUs only "
-                f"(vllm/platforms/interface.py), not on {gpu_id or 'an unnamed GPU'!r}")
-    return None
 
 
 def asleep_gib() -> float:

@@ -392,15 +392,15 @@ def group_advice(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> 
     level 1, and each switch's time, from the figures measured on an H100."""
     from glmkit.host.facts import available_memory_gib
     from glmkit.knowledge.gpu_model import constant
-    from glmkit.knowledge.sizing import BYTES, weights_per_gpu_gib
+    from glmkit.knowledge.sizing import weights_per_gpu_gib
     from glmkit.knowledge.sleep_model import (
         asleep_gib,
         host_memory_gib,
         provenance,
         room,
-        sleep_refusal,
         switch_estimate,
     )
+    from glmkit.plan.group import bytes_per_param, sleep_refusal
 
     if request.nodes:
         raise UsageError("A model group runs on one machine: leave out --nodes.")
@@ -412,7 +412,7 @@ def group_advice(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> 
     vendor = resolve_vendor(request.vendor) if request.vendor else hw.profile
     target, here, _ = choose_target(book, vendor, hw, gpu=request.gpu,
                                     gpu_count=request.gpu_count, gpu_mem=request.gpu_mem)
-    refusal = sleep_refusal(vendor.name, target.id)
+    refusal = sleep_refusal(vendor, target.id)
     if refusal and vendor.has_gpus:
         raise UsageError(f"A model group needs vLLM's sleep mode: {refusal}.")
     rows: list[tuple[str, str]] = []
@@ -444,7 +444,7 @@ def group_advice(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> 
         spec = resolve_model(m, env)
         arch = known_arch(spec, cache) if spec.recipe is not None else model_arch(spec, cache)
         counted = weights_per_gpu_gib(arch, spec.precision, 1) if arch is not None else None
-        weights.append(counted or (spec.total_params_b * BYTES.get(spec.precision, 2.0)
+        weights.append(counted or (spec.total_params_b * bytes_per_param(spec.precision)
                                    * 1e9 / 2**30) or None)
     level = request.sleep_level or 1
     if not refusal:

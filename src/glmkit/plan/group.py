@@ -24,6 +24,7 @@ from glmkit.endpoints import CONTAINER_PORT
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.settings import Settings, shown_value
+from glmkit.host.vendors import VendorProfile
 from glmkit.knowledge.gpu_model import GIB, constant
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.knowledge.sizing import BYTES, target_card, weights_per_gpu_gib
@@ -34,7 +35,6 @@ from glmkit.knowledge.sleep_model import (
     host_memory_gib,
     provenance,
     room,
-    sleep_refusal,
     switch_estimate,
 )
 from glmkit.labels import LABEL
@@ -153,12 +153,28 @@ class GroupPlan(Defaults):
         return lines
 
 
+def bytes_per_param(precision: str) -> float:
+    """A checkpoint's bytes per parameter (sizing.BYTES; BF16's 2 for one it lacks)."""
+    return BYTES.get(precision, 2.0)
+
+
+def sleep_refusal(vendor: VendorProfile, gpu_id: str | None) -> str | None:
+    """Why vLLM has no sleep mode on this vendor or GPU; None where it has."""
+    if vendor.no_sleep_mode:
+        return vendor.no_sleep_mode
+    if vendor.sleep_gpus and not (gpu_id or "").lower().startswith(vendor.sleep_gpus):
+        names = ", ".join(f"{p.upper()}xx" for p in vendor.sleep_gpus)
+        return (f"vLLM's sleep mode on {vendor.brand} GPUs works on {names} only "
+                f"(vllm/platforms/interface.py), not on {gpu_id or 'an unnamed GPU'!r}")
+    return None
+
+
 def _weights_gib(plan: ServePlan, facts: HostFacts) -> float | None:
     """The member's weights in GiB: counted from its config.json, else its catalog size."""
     if facts.arch is not None and (counted := weights_per_gpu_gib(
             facts.arch, plan.model.precision, 1)) is not None:
         return counted
-    size = plan.model.total_params_b * BYTES.get(plan.model.precision, 2.0) * 1e9 / GIB
+    size = plan.model.total_params_b * bytes_per_param(plan.model.precision) * 1e9 / GIB
     return size or None
 
 
@@ -211,7 +227,7 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
     first = plans[0]
     vendor, target = first.vendor, first.target
     notes: list[str] = []
-    refusal = sleep_refusal(vendor.name, target.id)
+    refusal = sleep_refusal(vendor, target.id)
     asked_flag = SLEEP_FLAG in flag_names(s.extra_args)
     if refusal and vendor.has_gpus:
         raise UsageError(f"A model group needs vLLM's sleep mode: {refusal}.")
