@@ -253,6 +253,7 @@ def test_a_group_starts_stage_by_stage_each_waited_for(monkeypatch: pytest.Monke
 
     plan = group(FLASH, AIR, hw=H200, vendor="cuda")
     calls: list[Any] = []
+    monkeypatch.setattr(lifecycle, "part_states", lambda d: [])  # nothing runs yet
     monkeypatch.setattr(lifecycle, "run", lambda argv, **_: calls.append(("run", argv[-1])))
     monkeypatch.setattr(lifecycle, "wait", lambda d, c, timeout=None, only=None:
                         calls.append(("wait", tuple(sorted(only or ())), timeout)) or 1.0)
@@ -263,6 +264,61 @@ def test_a_group_starts_stage_by_stage_each_waited_for(monkeypatch: pytest.Monke
                      ("run", "member2"), ("wait", ("member2",), timeouts["member2"]),
                      ("run", "member1"), ("wait", ("member1",), timeouts["member1"]),
                      ("wait", (), None)]
+
+
+def test_a_second_up_waits_for_no_stage_already_running(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A member the door has woken since is awake, not asleep: a stage that was running
+    before `up` is not waited for, and the final wait asks no member to be asleep."""
+    from glmkit.run import lifecycle
+
+    plan = group(FLASH, AIR, hw=H200, vendor="cuda")
+    running = [lifecycle.PartState(p, object(), "running", 0, 0) for p in plan.parts()]
+    calls: list[Any] = []
+    monkeypatch.setattr(lifecycle, "part_states", lambda d: running)
+    monkeypatch.setattr(lifecycle, "run", lambda argv, **_: calls.append(("run", argv[-1])))
+    monkeypatch.setattr(lifecycle, "wait", lambda d, c, timeout=None, only=None:
+                        calls.append(("wait", only)) or 1.0)
+    lifecycle.start(plan, [Path("/tmp/x.yaml")], {}, None, {})  # type: ignore[arg-type]
+    assert calls == [("run", "door"), ("run", "member2"), ("run", "member1"),
+                     ("wait", None)]
+
+
+def test_the_asleep_probe_is_asked_only_in_a_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmkit.run import lifecycle
+
+    plan = group(FLASH, AIR, hw=H200, vendor="cuda")
+    member2 = next(p for p in plan.parts() if p.service == "member2")
+
+    class Ct:
+        name = "g-member2-1"
+
+    seen: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(lifecycle, "run", lambda argv, **_: seen.append(argv) or Done())
+    state = lifecycle.PartState(member2, Ct(), "running", 0, 0)
+    assert lifecycle.probe(plan, state, staged=True) and lifecycle.probe(plan, state)
+    assert "GLMKIT_ASLEEP=1" in seen[0] and "GLMKIT_ASLEEP=0" in seen[1]
+    assert "GLMKIT_REQUEST=0" in seen[0]  # a sleeping server answers no chat
+
+
+def test_a_group_with_a_stopped_member_restarts_whole_on_gpus_not_on_cpu(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from glmkit.errors import EnvironmentProblem
+    from glmkit.run import lifecycle
+
+    gpu = group(FLASH, AIR, hw=H200, vendor="cuda")
+    states = [lifecycle.PartState(p, object(), "exited" if p.service == "member2" else
+                                  "running", 137, 0) for p in gpu.parts()]
+    monkeypatch.setattr(lifecycle, "part_states", lambda d: states)
+    assert not gpu.rejoins
+    with pytest.raises(EnvironmentProblem, match="member2 .exit 137. stopped while door, "
+                       "member1 still run"):
+        lifecycle.refuse_broken(gpu)
+    assert group(TINY, VISION, vendor="cpu").rejoins
 
 
 def test_the_in_container_probe_asks_is_sleeping_for_a_member_put_to_sleep(

@@ -96,7 +96,9 @@ class GroupPlan(Defaults):
 
     @property
     def rejoins(self) -> bool:
-        return True
+        """A stopped member starts again beside the others where nothing sleeps (CPU); on
+        GPUs the awake member holds the memory it would need: the group restarts whole."""
+        return not self.sleeps
 
     @property
     def keep_on_failure(self) -> bool:

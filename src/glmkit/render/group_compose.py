@@ -36,7 +36,8 @@ def _member_service(plan: GroupPlan, member: Member) -> tuple[dict[str, Any], di
     service.pop("ports", None)  # reached through the door only
     service["network_mode"] = f"service:{DOOR}"
     # Never back on its own: a member that comes back awake beside the awake one would not
-    # fit the GPU. The door answers 503 for it; `invoke up` starts it again, in turn.
+    # fit the GPU. The door answers 503 for it; `invoke down` and `invoke up` restart the
+    # group (on CPU `invoke up` alone starts it again, and the door takes it back).
     service["restart"] = "no"
     return service, data["volumes"]
 

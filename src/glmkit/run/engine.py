@@ -288,8 +288,8 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
                                              "door not answering") \
                 if project in doors else "no door running"
             if state.get("Status") != "running":
-                api = "CRASHED: the door answers 503 for it (`invoke logs`; `invoke up` " \
-                    "starts it again)"
+                api = "CRASHED: the door answers 503 for it (`invoke logs`; `invoke down` " \
+                    "then `invoke up` restarts the group)"
         rows.append(ServerStatus(
             project=project, node=labels.get(label_key("node"), "-"),
             model=labels.get(label_key("model"), "?"),

@@ -157,7 +157,8 @@ class Group:
             raise Unavailable("the model group is still starting")
         if member.state == "crashed":
             raise Unavailable(f"the model `{member.name}` is unavailable: {member.detail} "
-                              "(`invoke status`; `invoke up` starts the group again)")
+                              "(`invoke status`; `invoke down` then `invoke up` restarts "
+                              "the group)")
         if member is self.awake and member.state == "awake" and self.task is None:
             self._admit_one(member)
             return

@@ -63,6 +63,7 @@ def parse_member_states(text: str, now: float | None = None) -> dict[str, str]:
         if queued.get(model):
             line += f", {queued[model]:.0f} queued"
         if state == "crashed":
-            line += ": the door answers 503 for it (`invoke logs`; `invoke up` starts it again)"
+            line += (": the door answers 503 for it (`invoke logs`; `invoke down` then "
+                     "`invoke up` restarts the group)")
         lines[model] = line
     return lines

@@ -75,15 +75,16 @@ def part_states(deployment: Deployment) -> list[PartState]:
     return states
 
 
-def probe(deployment: Deployment, state: PartState) -> bool:
+def probe(deployment: Deployment, state: PartState, staged: bool = False) -> bool:
     """The part's probe inside its container: /health and one real request, at the
-    address its server binds."""
+    address its server binds; in a start in stages, asleep where the part must be (a model
+    group's member, before the next starts)."""
     assert state.part.probe is not None
     where = state.part.probe
     argv = ["docker", "exec", "-e", f"GLMKIT_PORT={where.port}", "-e", f"GLMKIT_HOST={where.host}",
             "-e", f"GLMKIT_MODEL={deployment.serving.served_model_name}",
             "-e", f"GLMKIT_REQUEST={'1' if where.request else '0'}",
-            "-e", f"GLMKIT_ASLEEP={'1' if where.asleep else '0'}", state.name,
+            "-e", f"GLMKIT_ASLEEP={'1' if where.asleep and staged else '0'}", state.name,
             "python3", "-c", IN_CONTAINER_PROBE]
     return run(argv, env=compose_env(state.part.docker_host), check=False,
                timeout=PROBE_TIMEOUT_S).returncode == 0
@@ -119,7 +120,7 @@ def wait(deployment: Deployment, console: Console, timeout_s: float | None = Non
             raise _failed(dead[0])
         for state in states:
             if state.part.probe and state.part.service not in probed and \
-                    state.state == "running" and probe(deployment, state):
+                    state.state == "running" and probe(deployment, state, only is not None):
                 probed.add(state.part.service)
         if all(s.state == "running" for s in states) and \
                 probed >= {p.service for p in parts if p.probe} and \
@@ -159,10 +160,11 @@ def refuse_broken(deployment: Deployment) -> None:
         project = deployment.serving.project
         names = ", ".join(f"{s.part.service} (exit {s.exit_code})" for s in dead)
         raise EnvironmentProblem(
-            f"The cluster {project} is broken: {names} stopped while "
-            f"{', '.join(s.part.service for s in running)} still run. vLLM cannot rejoin a "
-            f"node; restart it whole: `invoke down --project {project}` then `invoke up` "
-            "again.")
+            f"The deployment {project} is broken: {names} stopped while "
+            f"{', '.join(s.part.service for s in running)} still run. A stopped part cannot "
+            "rejoin the running ones (vLLM's nodes; a model group's members on GPUs, where "
+            f"the awake one holds the memory); restart it whole: `invoke down --project "
+            f"{project}` then `invoke up` again.")
 
 
 def shared_value(deployment: Deployment, name: str, env: Mapping[str, str]) -> str:
@@ -265,7 +267,12 @@ def _start_in_stages(deployment: Deployment, files: list[Path], secrets: Mapping
     env = compose_env(docker_host, secrets)
     started = time.monotonic()
     for services in stages:
+        # Already running (a second `up`): nothing of the stage starts, nothing to wait for
+        # (a member the door has woken since is awake, not asleep).
+        running = {s.part.service for s in part_states(deployment) if s.state == "running"}
         _compose_up(project, files[0], env, services)
+        if set(services) <= running:
+            continue
         timeout = max((p.timeout_s or 0 for p in deployment.parts() if p.service in services),
                       default=0) or None
         wait(deployment, console, timeout, only=frozenset(services))

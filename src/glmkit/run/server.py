@@ -97,7 +97,7 @@ def _group_member(c: Any, project: str, door: Any, model: str | None
     if found.status != "running":
         raise UsageError(f"{found.labels.get(label_key('served_model'))} in the model group "
                          f"{project!r} is not running ({found.status}): `invoke status` "
-                         "shows the group; `invoke up` starts it again.")
+                         "shows the group; `invoke down` then `invoke up` restarts it.")
     server = server_from_container(found)
     return found, replace(server, base_url=server_from_container(door).base_url,
                           bench_url=f"http://127.0.0.1:{CONTAINER_PORT}")
