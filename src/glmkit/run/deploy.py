@@ -135,7 +135,7 @@ def secret_recipients(deployment: Deployment, secrets: Mapping[str, str],
     """The line `up` prints before secrets leave this machine: which secrets (by name, never
     a value) go to which engines; None when there are none, or every engine is this
     machine's own socket."""
-    names = sorted({*secrets, *deployment.secret_aliases(),
+    names = sorted({*secrets,
                     *([deployment.shared_secret] if deployment.shared_secret else [])})
     # This machine's engine, unless DOCKER_HOST points elsewhere.
     here = env.get("DOCKER_HOST") or ""
