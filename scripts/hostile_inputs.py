@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -451,7 +452,9 @@ def _clean_bench_argv(text: str) -> bool:
         if any(w in argv for w in ("--trust-remote-code", "http://attacker.example",
                                    "attacker/evil-tok")):
             return False
-        rate = argv[argv.index("--request-rate") + 1]
+        # `--request-rate=R` (how bench_argv writes a value) or `--request-rate R`.
+        rate = next((w.split("=", 1)[1] for w in argv if w.startswith("--request-rate=")),
+                    None) or argv[argv.index("--request-rate") + 1]
         if not re.fullmatch(r"inf|[0-9]+(\.[0-9]+)?", rate):
             return False
         if "--goodput" in argv:
@@ -798,15 +801,16 @@ def issue_35(tmp: Path) -> list[Case]:
         Case("L router gate", "the keyless gate reads 512 MiB bodies into memory", [], {},
              "untried", why="the router image; in-process: tests/unit/test_router_gate.py"),
     ]
-    view = ("import io, sys\nfrom rich.console import Console\n"
-            "from glmkit.cli.views import print_tune_moe\n"
-            "from glmkit.measure.moe_tune import TuneMoeResult\n"
-            "print_tune_moe(Console(file=io.StringIO()), TuneMoeResult('c', {'file': "
-            "'E=64,N=1536.json', 'candidates_tried': 3, 'batch_sizes': {'16': "
-            "{'time_us': 1.0}}}))\nprint('printed')\n")
+    # The tuner's result line is data from inside the container: one without `speedup`
+    # is no result (one line), never a KeyError in print_tune_moe.
+    view = ("import json, sys\nfrom glmkit.errors import GlmkitError\n"
+            "from glmkit.measure.moe_tune import tuner_summary\n"
+            "line = json.dumps({'file': 'E=64,N=1536.json', 'candidates_tried': 3, "
+            "'batch_sizes': {'16': {'time_us': 1.0}}})\n"
+            "try:\n    tuner_summary(line)\nexcept GlmkitError as err:\n"
+            "    sys.exit(str(err))\nprint('read as a result')\n")
     out.append(Case("L tune-moe view", "`print_tune_moe` of a summary without `speedup`", [],
-                    {}, "inert", lambda t: "printed" in t, program=[sys.executable, "-c",
-                                                                   view]))
+                    {}, "refused", says="no result", program=[sys.executable, "-c", view]))
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     linked = _run_folder("zz-hostile-pointslink", RUN_META)
@@ -970,20 +974,36 @@ class Checkout:
                     target.unlink(missing_ok=True)
 
 
+# Starts the measured program and reports its peak memory. Linux counts the memory of the
+# process a program was started from in the program's own peak (exec records the old
+# address space's high-water mark), and this script holds hundreds of MiB by the time it
+# measures: the program is started from this small process instead.
+_PEAK = """import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+os.write(int(sys.argv[1]), str(usage.ru_maxrss).encode())
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _measured(argv: list[str], env: dict[str, str], timeout: float
               ) -> tuple[int, str, str, float, float]:
     """Exit code, stdout, stderr, seconds and peak memory (MiB) of one program."""
+    read, write = os.pipe()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen([sys.executable, "-c", _PEAK, str(write), *argv], cwd=ROOT,
+                                env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                pass_fds=(write,), start_new_session=True)
+        os.close(write)
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         finally:
             timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = float(os.read(read, 64) or 0)
+        os.close(read)
         seconds = time.monotonic() - started
         out.seek(0)
         err.seek(0)
@@ -991,7 +1011,7 @@ def _measured(argv: list[str], env: dict[str, str], timeout: float
         stderr = err.read().decode(errors="replace")
     if proc.returncode < 0:
         stderr += f"\n(killed after {seconds:.0f} s)"
-    return proc.returncode, stdout, stderr, seconds, usage.ru_maxrss / 1024
+    return proc.returncode, stdout, stderr, seconds, peak_kib / 1024
 
 
 def _line(outcome: Outcome) -> str:
