@@ -686,7 +686,10 @@ def admit_host_folder(path: str | Path, what: str, home: Path, base: Path | None
     mine = uid != 0 and home != Path("/") and _under(resolved, home)
     prefix = None if mine else system_prefix(resolved)
     if prefix and (source is not Source.COMMAND_LINE):
-        raise UsageError(f"{what} {shown} from {source.describe()} is under {prefix}, where "
+        # A folder's own name says which variable gave it ('(HF_HOME)'); the environment
+        # layer is described by its extra-args variable elsewhere.
+        origin = "the environment" if source is Source.ENVIRONMENT else source.describe()
+        raise UsageError(f"{what} {shown} from {origin} is under {prefix}, where "
                          "the system keeps its state; give it on the command line to mount "
                          "it, or choose a folder of your own.")
     owned, owner = _owned(resolved, uid)

@@ -616,3 +616,33 @@ def test_a_saved_dataset_path_is_a_folder_in_the_container(
     code, _, err = run_task(monkeypatch, capsys, tmp_path, "bench", "--resume", "r1")
     one_line_error(code, err, "cannot be resumed: its meta.json workload")
     assert ran == []
+
+
+@pytest.mark.parametrize("failed", ["1", "=1", [1], {"n": 1}, None, True])
+def test_a_point_whose_failed_count_is_not_a_number_is_reported(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path, failed: Any) -> None:
+    """'"failed": "1"' in one points file ended every `invoke report` in a TypeError
+    (str > int; independent review of #35): a count that is not a number reads as 0."""
+    folder = tmp_path / "results" / "run1"
+    (folder / "points").mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({
+        "label": "failedcount", "model": "glm", "vendor": "cpu",
+        "workload": {"name": "balanced"}, "batches": [1]}))
+    (folder / "points" / "batch-0001.json").write_text(json.dumps({
+        "completed": 1, "failed": failed, "output_throughput": 12.5}))
+    code, out, err = run_task(monkeypatch, capsys, tmp_path, "report", "--out",
+                              str(tmp_path / "out"))
+    assert code == 0, err
+    assert "failedcount" in out
+
+
+def test_an_hf_home_under_a_system_folder_names_the_environment(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """HF_HOME=/opt was refused 'from GLMKIT_EXTRA_ARGS' (independent review of #35)."""
+    code, _, err = run_task(monkeypatch, capsys, tmp_path, "render", "--no-check",
+                            "--vendor", "cuda", "--gpu", "h200", "--model",
+                            "zai-org/GLM-4.7-FP8", env={"HF_HOME": "/opt"})
+    one_line_error(code, err, "from the environment is under /opt")
+    assert "GLMKIT_EXTRA_ARGS" not in err

@@ -203,6 +203,9 @@ def test_the_issues_tcp_reproduction_is_one_line(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize("engine", ["http://203.0.113.6:2375", "https://203.0.113.6:2376",
+                                    # urlsplit lowercases the scheme; the TLS check and
+                                    # the Docker SDK did not (independent review, #35)
+                                    "TCP://203.0.113.6:2375", "Tcp://203.0.113.6:2375",
                                     "unix:///var/run/docker.sock", "npipe://x", "fd://3"])
 @pytest.mark.parametrize("source", ["invoke.yaml", "environment", "command line"])
 def test_only_ssh_and_tls_tcp_engines(monkeypatch: pytest.MonkeyPatch,

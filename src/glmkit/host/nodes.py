@@ -105,7 +105,9 @@ def _machines(text: str) -> tuple[Node, ...]:
         except ValueError:  # an unclosed [ of an IPv6 address
             raise UsageError(f"--nodes: cannot read a host name from {_shown(host)}.") \
                 from None
-        if parts.scheme not in ENGINE_SCHEMES:
+        # Written as the checks after this one read it: urlsplit lowercases the scheme, but
+        # the TLS check and the Docker SDK read the text ('TCP://' is plain HTTP to both).
+        if parts.scheme not in ENGINE_SCHEMES or not url.startswith(f"{parts.scheme}://"):
             raise UsageError(f"--nodes: {name}'s engine {_shown(host)} is not ssh:// or tcp:// "
                              "(with TLS); glmkit sends your HF token and API key to it, so "
                              "reach it over SSH (ssh://user@host) or TLS-verified TCP.")
@@ -160,7 +162,7 @@ def tls_refusal(docker_host: str, env: Mapping[str, str]) -> str | None:
     (non-empty) and DOCKER_CERT_PATH (default ~/.docker) holding ca.pem, cert.pem and
     key.pem. Without them the secrets `up` passes would cross the network in the clear, to
     whoever answers."""
-    if not docker_host.startswith("tcp://"):
+    if not docker_host.lower().startswith("tcp://"):
         return None
     folder = Path(env.get("DOCKER_CERT_PATH") or
                   Path(env.get("HOME") or Path.home()) / ".docker")

@@ -21,6 +21,7 @@ from glmkit.measure.results import (
     HardwareMeta,
     Run,
     Series,
+    number_of,
     open_run,
     plain_name,
     read_run_facts,
@@ -134,7 +135,7 @@ class BenchOutcome:
                               f"with `invoke bench --resume {run_id}`")
         failed = [o.batch for o in self.report.outcomes if o.result is None]
         failed_requests = [b for b, r in self.series.points.items()
-                           if (r.get("failed") or 0) > 0]
+                           if number_of(r, "failed") > 0]
         if failed or failed_requests:
             raise BenchFailed(f"points that failed: {failed}; points with failed requests: "
                               f"{failed_requests} (see {self.path}/failures; `invoke bench "

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from glmkit.errors import UsageError
 from glmkit.measure.point import SUMMARY_FIELDS
-from glmkit.measure.results import Series
+from glmkit.measure.results import Series, number_of
 from glmkit.text import printable
 
 
@@ -103,7 +103,7 @@ def results_table(series: list[Series]) -> Table:
             bound, measured = bounds[(s.run_id, batch)], result.get("mean_tpot_ms")
             cells += [f"{bound:.2f}" if bound else "-",
                       f"{bound / measured:.2f}" if bound and measured else "-"]
-        style = "red" if (result.get("failed") or 0) > 0 else None
+        style = "red" if number_of(result, "failed") > 0 else None
         table.add_row(names[s.run_id], str(batch), *cells, style=style)
     return table
 

@@ -193,6 +193,13 @@ def _number(value: Any) -> bool:
     return type(value) in (int, float) and abs(value) <= MAX_NUMBER
 
 
+def number_of(result: Mapping[str, Any], key: str) -> float:
+    """A point's count or figure as a number, 0 where the file holds something else: a
+    point file is data, and '"failed": "1"' must not end a report in a TypeError."""
+    value = result.get(key)
+    return float(value) if type(value) in (int, float) else 0.0
+
+
 def _scalars(data: Mapping[str, Any], limit: int = MAX_KEYS) -> dict[str, Any]:
     """The first `limit` numbers, switches and short texts of an object (a number out of
     range as None); what a report computes with: nested lists and objects are left out."""

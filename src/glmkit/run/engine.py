@@ -40,7 +40,7 @@ LOG_TAIL_LINES = 40
 def client(docker_host: str | None = None) -> DockerClient:
     """This machine's engine (DOCKER_HOST or the default socket), or a node's engine."""
     try:
-        if docker_host and docker_host.startswith("tcp://"):
+        if docker_host and docker_host.lower().startswith("tcp://"):
             # TLS verified as the docker CLI does it (host.nodes.tls_refusal): the SDK
             # reads the same DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
             _refuse_plain_tcp(docker_host)
