@@ -197,7 +197,8 @@ def number_of(result: Mapping[str, Any], key: str) -> float:
     """A point's count or figure as a number, 0 where the file holds something else: a
     point file is data, and '"failed": "1"' must not end a report in a TypeError."""
     value = result.get(key)
-    return float(value) if type(value) in (int, float) else 0.0
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0
 
 
 def _scalars(data: Mapping[str, Any], limit: int = MAX_KEYS) -> dict[str, Any]:
