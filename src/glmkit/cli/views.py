@@ -191,7 +191,9 @@ def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> Non
 def status_table(rows: list[ServerStatus]) -> Table:
     table = Table()
     for field in fields(ServerStatus):
-        table.add_column(field.name.replace("_", " "), overflow="fold")
+        # The project is what `--project` takes: whole, never folded over two lines.
+        table.add_column(field.name.replace("_", " "), overflow="fold",
+                         no_wrap=field.name == "project")
     for row in rows:
         _add_row(table, *astuple(row))
     return table
