@@ -2,7 +2,7 @@
 then time `bash scripts/quickstart.sh` and the README's test command, and write the
 minutes, the date and the machine into the README.
 
-    python3 scripts/fresh_times.py --yes [--keep-engine] [--write-readme]
+    python3 scripts/fresh_times.py --yes [--keep-engine] [--write-readme | --quickstart-only]
 
 "Fresh" removes what a new machine lacks and a run leaves behind: every glmkit container,
 image and volume (the compile caches), the base image and Docker's build cache, the
@@ -78,6 +78,18 @@ def timed(argv: list[str], log: Path) -> tuple[float, int]:
     return time.monotonic() - started, code
 
 
+STEP = re.compile(r"^\[glmkit\] (.+) done in (\d+) s$", re.M)
+
+
+def steps(log_text: str) -> dict[str, int]:
+    """The seconds of each step setup.sh and quickstart.sh print ("[glmkit] X done in N
+    s"), in order: where a fresh machine's minutes go."""
+    found: dict[str, int] = {}
+    for name, seconds in STEP.findall(log_text):
+        found[name] = found.get(name, 0) + int(seconds)
+    return found
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
@@ -107,6 +119,8 @@ def main() -> int:
     parser.add_argument("--keep-engine", action="store_true",
                         help="leave the Docker engine installed (not a new machine)")
     parser.add_argument("--write-readme", action="store_true")
+    parser.add_argument("--quickstart-only", action="store_true",
+                        help="time the quick start alone (its steps), not the tests")
     parser.add_argument("--logs", default="/tmp/glmkit-fresh-times")
     args = parser.parse_args()
     if not args.yes:
@@ -119,12 +133,18 @@ def main() -> int:
     if quick_rc != 0:
         raise SystemExit(f"the quick start failed (exit {quick_rc}): see "
                          f"{logs / 'quickstart.log'}")
+    quick_steps = steps((logs / "quickstart.log").read_text(errors="replace"))
+    if args.quickstart_only:
+        print(json.dumps({"quickstart_s": round(quick_s), "steps_s": quick_steps,
+                          "machine": machine()}, indent=1))
+        return 0
     test_s, test_rc = timed([str(ROOT / ".venv" / "bin" / "python"), "-m", "pytest"],
                             logs / "tests.log")
     tail = (logs / "tests.log").read_text(errors="replace").strip().splitlines()[-1:]
     commit = sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD").stdout.strip()
     record = {
-        "quickstart_s": round(quick_s), "test_s": round(test_s), "test_exit": test_rc,
+        "quickstart_s": round(quick_s), "quickstart_steps_s": quick_steps,
+        "test_s": round(test_s), "test_exit": test_rc,
         "test_summary": tail[0] if tail else "", "commit": commit,
         "engine_removed": not args.keep_engine, "machine": machine(),
         "measured": f"measured {time.strftime('%Y-%m-%d')} on a fresh {machine()} "

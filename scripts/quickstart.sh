@@ -5,12 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+step() { echo "[glmkit] $1 done in $((SECONDS - step_started)) s"; step_started=$SECONDS; }
+
 bash scripts/setup.sh
+step_started=$SECONDS
 export PATH="$PWD/${GLMKIT_VENV:-.venv}/bin:$PATH"
 port=${GLMKIT_PORT:-8000}
 
 invoke up --vendor cpu
-trap 'invoke down' EXIT
+step "up"
+trap 'invoke down; step "down"' EXIT
 
 echo "--- one chat completion with a tool (thinking off) ---"
 curl -fsS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' -d '{
@@ -22,9 +26,12 @@ curl -fsS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: applica
   "tool_choice": "required", "chat_template_kwargs": {"enable_thinking": false},
   "max_tokens": 32, "temperature": 0
 }' | python3 -m json.tool
+step "chat"
 
 echo "--- tool-call conformance: every tool_choice, streamed and not ---"
 invoke check
+step "check"
 
 echo "--- benchmark via docker exec (lengths fitted to the tiny model) ---"
 invoke bench --workload custom --input-len 256 --output-len 64 --batch 1,32
+step "bench"

@@ -4,6 +4,9 @@
 # vLLM image with the tiny GLM model. Safe to run again: every step skips done work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step's seconds, for a person and for scripts/fresh_times.py's record.
+step_started=$SECONDS
+step() { echo "[glmkit] $1 done in $((SECONDS - step_started)) s"; step_started=$SECONDS; }
 
 venv=${GLMKIT_VENV:-.venv}
 if [ ! -x "$venv/bin/python" ]; then
@@ -19,6 +22,7 @@ else
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 fi
 export PATH="$PWD/$venv/bin:$PATH"
+step "virtual environment"
 
 if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -28,6 +32,7 @@ if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; th
         exit 1
     fi
 fi
+step "Docker engine"
 
 # The CPU image starts FROM debian:bookworm-slim. Without a registry (air-gapped, or
 # CI here), make it locally from Debian's packages instead of pulling it.
@@ -36,6 +41,9 @@ if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
     echo "no registry reachable: building debian:bookworm-slim with debootstrap"
     bash scripts/offline-base-image.sh debian:bookworm-slim
 fi
+step "base image"
 
 invoke build --vendor cpu
+step "CPU image"
 invoke tiny-model
+step "tiny model"

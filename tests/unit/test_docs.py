@@ -102,3 +102,26 @@ def test_fresh_times_stamps_each_readme_time_once() -> None:
     assert "<!-- fresh-times -->measured 2026-12-07 on X<!-- /fresh-times -->" in text
     with pytest.raises(SystemExit, match="quickstart-minutes"):
         fresh.stamped("no markers here", record)
+
+
+def test_fresh_times_reads_the_steps_setup_and_quickstart_print() -> None:
+    """Each step of scripts/setup.sh and quickstart.sh prints its seconds; fresh_times.py
+    records them, so a fresh machine's minutes say where they went. The scripts and the
+    parser agree: every step the scripts name is one the parser reads."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("fresh_times",
+                                                  ROOT / "scripts" / "fresh_times.py")
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    log = ("[glmkit] virtual environment done in 21 s\nnoise\n"
+           "[glmkit] CPU image done in 180 s\n[glmkit] up done in 60 s\n"
+           "[glmkit] up done in 2 s\n  [glmkit] indented done in 3 s\n")
+    assert fresh.steps(log) == {"virtual environment": 21, "CPU image": 180, "up": 62}
+    named = [name for script in ("setup.sh", "quickstart.sh")
+             for name in re.findall(r'^\s*(?:trap .*)?step "([^"]+)"',
+                                    (ROOT / "scripts" / script).read_text(), re.M)]
+    assert named == ["virtual environment", "Docker engine", "base image", "CPU image",
+                     "tiny model", "up", "down", "chat", "check", "bench"]
