@@ -1,7 +1,7 @@
 """Write tiny-arith, the small GSM8K-format set the tiny model learns (#34).
 
-    python3 scripts/make_tiny_gsm8k.py            # writes src/glmkit/data/tiny_gsm8k.json
-    python3 scripts/make_tiny_gsm8k.py --check    # fails when the committed file differs
+    python3 scripts/make_arith_set.py            # writes src/glmkit/data/tiny_gsm8k.json
+    python3 scripts/make_arith_set.py --check    # fails when the committed file differs
 
 One-step word problems over small numbers (add, take away, multiply), each answer a short
 worked solution ending in GSM8K's `#### N`, in openai/gsm8k's own fields (`question`,
@@ -64,7 +64,7 @@ def make(seed: int = SEED) -> dict[str, object]:
             seen.add(question)
             items.append({"question": question, "answer": answer})
     return {"name": "tiny-arith",
-            "source": f"scripts/make_tiny_gsm8k.py, seed {seed}: one-step word problems "
+            "source": f"scripts/make_arith_set.py, seed {seed}: one-step word problems "
                       f"(add, take away, multiply small numbers) in openai/gsm8k's format",
             "train": items[:TRAIN], "test": items[TRAIN:]}
 
