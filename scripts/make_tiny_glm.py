@@ -48,6 +48,14 @@ CORPUS = [
     "Tool calls carry a function name and arguments as keys and values.",
     "The quick brown fox jumps over the lazy dog. 0123456789 {}[]():,.\"'",
 ]
+# tiny-arith's words and numbers (data/tiny_gsm8k.json, scripts/make_arith_set.py): as
+# whole tokens, its 5-shot prompts are a third as long, and so is the time spent training
+# on them.
+ARITH_CORPUS = [
+    "Question: Ann Bob Sam Eva Tom Mia Leo Zoe has gets more apples pens cards books cups "
+    "eggs. How many now? Answer: + = ####",
+    " ".join(str(n) for n in range(30)),
+]
 
 # GLM-4.5's chat template, reduced to what the parsers and `enable_thinking` rely on, with
 # GLM-5.3's reasoning effort: with thinking on, a system line names the effort (low, high
@@ -112,7 +120,7 @@ def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.train_from_iterator((CORPUS + ARITH_CORPUS) * 4, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
@@ -222,7 +230,7 @@ def main() -> None:
     parser.add_argument("--vision", action="store_true", help="GLM-4.5V: MoE + vision tower")
     args = parser.parse_args()
 
-    tokenizer = build_tokenizer(vocab_size=args.vocab // 2)
+    tokenizer = build_tokenizer(vocab_size=args.vocab * 3 // 4)
     if args.vision:
         add_vision_tokens(tokenizer)
     if len(tokenizer) > args.vocab:
