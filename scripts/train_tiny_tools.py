@@ -327,6 +327,7 @@ def main() -> None:
     if wrong:
         raise SystemExit(f"training did not take ({len(wrong)} of {len(items)}): "
                          f"{json.dumps(wrong[:3], ensure_ascii=False)}")
+    tool_margin = forced(model, tokenizer, items)[1]
     margin = None
     if arith is not None:
         shots, rest = arith
@@ -344,6 +345,7 @@ def main() -> None:
                              "final_loss": round(loss.item(), 5),
                              **({} if mtp is None else
                                 {"mtp_next_next_token_accuracy": round(mtp_accuracy, 4)}),
+                             "tool_min_logit_margin": round(tool_margin, 3),
                              **({} if arith is None else
                                 {"arith_questions": len(arith[1]),
                                  "arith_min_logit_margin": round(margin or 0.0, 3)}),
