@@ -18,6 +18,15 @@ so MTP drafts are mostly accepted and streamed tool calls arrive several tokens 
 The vision model (its config.json has a vision_config) learns the same conversations,
 text only: its vision tower keeps its random weights (images only have to reach the
 model, not be understood), and it has no MTP layer.
+
+With --arith (the text model), it also learns tiny-arith (data/tiny_gsm8k.json, #34):
+the answer to each test question's 5-shot completions prompt, as `invoke eval` asks it
+(lm-eval's GSM8K protocol, the one the published thresholds use), followed by EOS. Both
+sets train together in 300 steps instead of 400, at the time 400 took for the tool cases
+alone: the few-shot block all 50 prompts share is computed once a step. Every answer is
+then checked by teacher forcing in bfloat16, and the smallest lead of a taught token over
+the runner-up is recorded beside the tool cases' (vLLM's CPU numerics differ a little from
+torch's: a lead of a few logits keeps the served answers the same).
 """
 
 from __future__ import annotations
