@@ -70,7 +70,7 @@ def _task(**kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
     return lambda fn: task(_exits(fn), help=task_help(fn, HELP.get(fn.__name__, {})), **kwargs)
 
 
-def _serve_task(fn: Callable[..., Any]) -> Any:
+def _serve_task(fn: Callable[..., Any], **kwargs: Any) -> Any:
     """A task that takes every serve option; extra vLLM flags go after `--`."""
     own = [p for p in inspect.signature(fn).parameters.values()
            if p.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -79,7 +79,8 @@ def _serve_task(fn: Callable[..., Any]) -> Any:
                                 else None) for name in SERVE_HELP]
     wrapped = _exits(fn)
     wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
-    return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False)
+    return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False,
+                **kwargs)
 
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
@@ -140,18 +141,26 @@ def _secret(value: str | None, path: str | None, option: str) -> str | None:
     return secret
 
 
-@_serve_task
+@functools.partial(_serve_task, optional=["eval"])  # --eval [N]
 def up(c: Context, api_key: str | None = None, api_key_file: str | None = None,
-       smoke: bool = UpOptions.smoke, **options: Any) -> None:
+       smoke: bool = UpOptions.smoke, eval: bool | str | None = None, **options: Any
+       ) -> None:
     """Start a vLLM server for a model, wait until healthy, and check chat, tools, reasoning."""
+    from glmkit.measure.evaluate import run_eval, up_eval_request
     from glmkit.run import deploy
 
+    settings = _settings(c, options)[0]
+    gate = up_eval_request(settings.project, eval)  # checked before anything starts
     api_key, console = _secret(api_key, api_key_file, "--api-key"), _console()
     deployment = _deployment(c, options, console)
     result = deploy.up(deployment, api_key, COMPOSE_DIR, ROOT, console, os.environ,
                        smoke=smoke)
     _views().print_up(console, result)
     result.check()
+    if gate is not None:  # the accuracy gate after health: one summary line
+        report = run_eval(gate, RESULTS_DIR, ROOT, os.environ, settings.hf_cache, console)
+        _views().print_eval(console, report)
+        report.check()
 
 
 @_task()
@@ -298,15 +307,36 @@ def check(c: Context, project: str | None = None, api: str | None = None,
     report.check()
 
 
+@_task(auto_shortflags=False)
+def eval(c: Context, project: str | None = None, protocol: str | None = None,
+         limit: str | None = None, seed: str | None = None, concurrency: str | None = None,
+         dataset: str | None = None, against: str | None = None, save_baseline: bool = False,
+         model: str | None = None, label: str | None = None, verbose: bool = False) -> None:
+    """GSM8K against the running server: score, interval, and a gate on published scores."""
+    from glmkit.measure.evaluate import parse_request, run_eval
+
+    settings = _settings(c, {"project": project})[0]
+    report = run_eval(parse_request(
+        settings.project, protocol=protocol, dataset=dataset, limit=limit, seed=seed,
+        concurrency=concurrency, against=against, save_baseline=save_baseline, model=model,
+        label=label), RESULTS_DIR, ROOT, os.environ, settings.hf_cache, _console())
+    _views().print_eval(_console(), report, verbose)
+    report.check()
+
+
 @_task(iterable=["runs"])
 def report(c: Context, runs: list[str] | None = None, compare: bool = False,
            out: str | None = None) -> None:
-    """Tables, plots and CSV over benchmark runs; `--compare` two of them."""
+    """Tables, plots and CSV over benchmark runs; `--compare` two of them; accuracy beside."""
+    from glmkit.measure.eval_runs import split_report
     from glmkit.measure.results import load_report, report_folder
 
-    series, skipped = load_report(RESULTS_DIR, list(runs or []))
-    _views().print_report(_console(), series, report_folder(RESULTS_DIR, out), compare=compare,
-                          csv=True, notes=skipped)
+    bench, accuracy = split_report(RESULTS_DIR, list(runs or []))
+    if bench is not None:
+        series, skipped = load_report(RESULTS_DIR, bench)
+        _views().print_report(_console(), series, report_folder(RESULTS_DIR, out),
+                              compare=compare, csv=True, notes=skipped)
+    _views().print_accuracy(_console(), accuracy)
 
 
 @_task()
@@ -368,14 +398,15 @@ def plan(c: Context, model: str | None = None, vendor: str | None = None,
 @_serve_task
 def tune(c: Context, workload: str | None = None, batch: str | None = None,
          slo: str | None = None, budget: str | None = None, candidates: str | None = None,
-         resume: str | None = None, **options: Any) -> None:
+         resume: str | None = None, eval_limit: str | None = None, **options: Any) -> None:
     """Search the recipe's knobs for a workload under an SLO; write the winner's settings."""
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
-        candidates=candidates, resume=resume), hardware.detect(os.environ), os.environ, ROOT,
+        candidates=candidates, resume=resume, eval_limit=eval_limit),
+        hardware.detect(os.environ), os.environ, ROOT,
         _console())
     _views().print_tune(_console(), report)
 

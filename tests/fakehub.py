@@ -1,8 +1,10 @@
 """A local HTTP server speaking the part of the Hugging Face Hub API that
 huggingface_hub's `snapshot_download` uses, so the real client can be tested offline.
 
-Repos are folders; a repo named in `gated` needs `Authorization: Bearer <token>`;
-`cut_once` names files whose first GET is cut off half-way (to test resuming).
+Repos are folders (`repos`: models, `datasets`: data sets); a repo named in `gated` needs
+`Authorization: Bearer <token>`; `cut_once` names files whose first GET is cut off
+half-way (to test resuming). `gsm8k_sample` writes a small data set in openai/gsm8k's
+layout (main/train-*.parquet, main/test-*.parquet) for `invoke download --dataset gsm8k`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Hub:
     token: str = "hf_goodtoken"
     cut_once: set[str] = field(default_factory=set)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    datasets: dict[str, Path] = field(default_factory=dict)
 
 
 def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
@@ -55,15 +58,16 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _repo(self, repo_id: str) -> Path | None:
-            if repo_id not in hub.repos:
+        def _repo(self, repo_id: str, kind: str = "models") -> Path | None:
+            repos = hub.datasets if kind == "datasets" else hub.repos
+            if repo_id not in repos:
                 self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
                 return None
             if repo_id in hub.gated and \
                     self.headers.get("Authorization") != f"Bearer {hub.token}":
                 self._error(403, "GatedRepo", f"Access to model {repo_id} is restricted")
                 return None
-            return hub.repos[repo_id]
+            return repos[repo_id]
 
         def _files(self, root: Path) -> list[Path]:
             return sorted(p for p in root.rglob("*") if p.is_file())
@@ -75,17 +79,20 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             path = unquote(urlparse(self.path).path)
             hub.requests.append((self.command, path, self.headers.get("Range")))
             parts = path.strip("/").split("/")
-            if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+            kind = parts[1] if len(parts) > 1 else ""
+            if parts[0] == "api" and kind in ("models", "datasets") and len(parts) >= 6 \
+                    and parts[4] == "revision":
                 repo_id = "/".join(parts[2:4])
-                if (root := self._repo(repo_id)) is not None:
+                if (root := self._repo(repo_id, kind)) is not None:
                     self._json({"id": repo_id, "modelId": repo_id, "sha": COMMIT,
                                 "private": False, "gated": repo_id in hub.gated,
                                 "siblings": [{"rfilename": str(p.relative_to(root))}
                                              for p in self._files(root)]})
                 return
-            if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            if parts[0] == "api" and kind in ("models", "datasets") and len(parts) >= 6 \
+                    and parts[4] == "tree":
                 repo_id = "/".join(parts[2:4])
-                if (root := self._repo(repo_id)) is not None:
+                if (root := self._repo(repo_id, kind)) is not None:
                     self._json([{"type": "file", "path": str(p.relative_to(root)),
                                  "size": p.stat().st_size,
                                  "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
@@ -98,11 +105,14 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             if head:
                 hub.requests.append((self.command, path, None))
             parts = path.strip("/").split("/")
+            kind = "models"
+            if parts[0] == "datasets":
+                kind, parts = "datasets", parts[1:]
             if len(parts) < 5 or parts[2] != "resolve":
                 self._error(404, "EntryNotFound", "no such route")
                 return
             repo_id = "/".join(parts[:2])
-            if (root := self._repo(repo_id)) is None:
+            if (root := self._repo(repo_id, kind)) is None:
                 return
             name = "/".join(parts[4:])
             file = root / name
@@ -146,3 +156,22 @@ def serve(hub: Hub) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def gsm8k_sample(root: Path, train: int = 8, test: int = 12) -> Path:
+    """A small data set in openai/gsm8k's layout and schema: `question` and `answer`
+    (reasoning, then "#### N") string columns in main/{train,test}-00000-of-00001.parquet.
+    Question i's answer is 3 * i + 1."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "main").mkdir(parents=True, exist_ok=True)
+    for split, rows in (("train", train), ("test", test)):
+        table = pa.table({
+            "question": [f"{split} {i}: Tom has {i} boxes of 3 pens and 1 more pen. How "
+                         "many pens?" for i in range(rows)],
+            "answer": [f"{i} boxes hold {i} * 3 = <<{i}*3={3 * i}>>{3 * i} pens, and one "
+                       f"more makes {3 * i + 1}.\n#### {3 * i + 1}" for i in range(rows)]})
+        pq.write_table(table, root / "main" / f"{split}-00000-of-00001.parquet")
+    (root / "README.md").write_text("# gsm8k sample\n")
+    return root

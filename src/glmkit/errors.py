@@ -122,3 +122,9 @@ class CheckFailed(GlmkitError):
     """The server answered, but tool calls or reasoning came back wrong."""
 
     exit_code = 7
+
+
+class AccuracyFailed(GlmkitError):
+    """The server answered, but its GSM8K score is below the reference (`invoke eval`)."""
+
+    exit_code = 8

@@ -99,7 +99,7 @@ def test_tasks_stay_thin() -> None:
     import ast
 
     source = (ROOT / "tasks.py").read_text()
-    assert len(source.splitlines()) < 450
+    assert len(source.splitlines()) < 470  # 450 before `invoke eval` and `up --eval` (#34)
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef):
             body = node.end_lineno - node.body[0].lineno + 1  # type: ignore[operator]

@@ -22,7 +22,7 @@ def test_every_error_kind_has_its_own_exit_code() -> None:
     codes = {cls.__name__: cls.exit_code for cls in errors.GlmkitError.__subclasses__()}
     assert codes == {"UsageError": 2, "EnvironmentProblem": 3, "CommandFailed": 4,
                      "ServerFailed": 5, "BenchFailed": 6, "Interrupted": 130,
-                     "CheckFailed": 7}
+                     "CheckFailed": 7, "AccuracyFailed": 8}
     assert errors.GlmkitError.exit_code == 1
 
 

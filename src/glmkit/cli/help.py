@@ -50,6 +50,19 @@ HELP: dict[str, dict[str, str]] = {
             "dataset_path": "--workload visionarena: a folder in VisionArena-Chat's format "
                             "(data/*.parquet; `invoke bench-data` writes one); default: the "
                             "HF cache after `invoke download --dataset`"},
+    "eval": {"project": PROJECT_HELP, **option_help("eval"),
+            "dataset": "gsm8k (openai/gsm8k, after `invoke download --dataset gsm8k`) or "
+                       "tiny-arith (the tiny model's set); default: tiny-arith for the tiny "
+                       "model, else gsm8k, or the data set of --against's reference",
+            "against": "compare with this reference: a model whose baseline was saved here "
+                       "(glmkit/glm-tiny), or a published reference's id or model "
+                       "(vllm-ci-glm-4.7-flash); default: this model's baseline and rows",
+            "save_baseline": "save this run as the model's baseline here: later runs (after "
+                             "a vLLM upgrade, a new image, a flag change) compare with it",
+            "model": "the model name to ask for, one the server answers to (default: the "
+                     "served model)",
+            "label": "name for this run (default: model-dataset-protocol)",
+            "verbose": "print every question's row, not only the summary line"},
     "tune_moe": {"project": PROJECT_HELP, **option_help("tune_moe")},
     "bench_data": {"out": "new folder for the data set (data/train-*.parquet)",
             **option_help("bench_data")},
@@ -61,7 +74,8 @@ HELP: dict[str, dict[str, str]] = {
             "port": SERVE_HELP["port"],
             "host": SERVE_HELP["host"]},
     "download": {"model": "catalog id or Hugging Face repo id",
-            "dataset": "a benchmark data set instead: lmarena-ai/VisionArena-Chat",
+            "dataset": "a data set instead: lmarena-ai/VisionArena-Chat (`bench`) or gsm8k "
+                       "(openai/gsm8k, `eval`)",
             "revision": "branch, tag or commit (default: the main branch)",
             "hf_cache": SERVE_HELP["hf_cache"]},
     "plan": {"model": "catalog id (default: the tiny model)",
@@ -85,6 +99,8 @@ HELP["up"] = {**SERVE_HELP, "api_key": "API key clients must send (or VLLM_API_K
               "with a non-loopback --host; visible to other users in `ps`: prefer "
               "--api-key-file or VLLM_API_KEY",
               "api_key_file": "read the API key from this file (- for standard input)",
+              "eval": "after health, gate GSM8K accuracy (`invoke eval`'s default protocol) "
+                      "on the model's set, or a seeded sample of N questions: --eval [N]",
               **option_help("up")}
 HELP["export"] = {**SERVE_HELP, "target": "what to export: k8s"}
 HELP["config"] = dict(SERVE_HELP)

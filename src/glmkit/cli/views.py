@@ -24,6 +24,8 @@ from glmkit.errors import GlmkitError, ServerFailed, mask_argv
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.recipes import RecipeBook, RecipeChange
 from glmkit.measure.agentic import AgenticReport
+from glmkit.measure.eval_runs import AccuracyReport
+from glmkit.measure.evaluate import EvalReport
 from glmkit.measure.moe_tune import TuneMoeResult
 from glmkit.measure.results import Series, reference_names
 from glmkit.measure.tune import TuneReport
@@ -268,16 +270,21 @@ def print_tune(out: Console, report: TuneReport) -> None:
     table = Table(title=Text(f"invoke tune {report.folder.name}: goodput against the recipe "
                              "default", style="table.title"))
     for column in ("candidate", "goodput req/s", "vs default", "out tok/s", "TTFT p99",
-                   "TPOT p99", "run"):
+                   "TPOT p99", "accuracy", "run"):
         table.add_column(column)
     for row in report.rows:
         ratio = report.ratio(row)
+        accuracy = f"{row.accuracy:.2f} of {row.accuracy_n}" if isinstance(
+            row.accuracy, float) and row.accuracy_n else "-"
         cells = [row.candidate, *(f"{v:.2f}" if v is not None else "-" for v in
                                   (row.goodput, ratio, row.throughput, row.ttft_p99,
-                                   row.tpot_p99)), row.error or row.run_id or "-"]
+                                   row.tpot_p99)), accuracy, row.error or row.run_id or "-"]
         style = "green" if row.candidate == report.winner else ("red" if row.error else None)
         _add_row(table, *cells, style=style)
     out.print(table)
+    for name in report.less_accurate:
+        out.print(f"not recommended: {name} (accuracy significantly below the recipe "
+                  "default's)", highlight=False, markup=False)
     if report.winner_file is not None:
         out.print(f"winner: {report.winner}; serve it with `invoke -f {report.winner_file} up`",
                   highlight=False, markup=False)
@@ -338,3 +345,56 @@ def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
     out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
                    f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
                    f"default {gains}. Run `invoke up` again to serve with it."))
+
+
+def eval_table(report: EvalReport) -> Table:
+    """Every question: target, what each extraction read, the verdict, or why none."""
+    table = Table(title=f"{report.dataset} {report.protocol.name}: {report.run_id}")
+    for column in ("#", "target", "flexible", "strict", "verdict", "detail"):
+        table.add_column(column)
+    for a in report.answers:
+        verdict = Text("right", style="green") if a.ok("flexible") else \
+            Text("wrong", style="red") if a.answered else Text("no reply", style="yellow")
+        _add_row(table, str(a.index), a.target,
+                 a.verdict.flexible if a.verdict else "-", a.verdict.strict if a.verdict
+                 else "-", verdict, a.error or a.format or a.finish_reason or "")
+    return table
+
+
+def print_eval(out: Console, report: EvalReport, verbose: bool = False) -> None:
+    """One summary line; every question's row with `verbose`."""
+    if verbose:
+        out.print(eval_table(report))
+        print_notes(out, report.notes)
+    out.print(report.summary_line(), highlight=False, markup=False, soft_wrap=True)
+
+
+def print_accuracy(out: Console, report: AccuracyReport) -> None:
+    """`invoke report`'s accuracy section (`invoke eval` runs), and for two runs named,
+    the questions whose verdict changed."""
+    print_notes(out, report.notes, "skipped")
+    if not report.runs:
+        return
+    table = Table(title="accuracy (invoke eval): GSM8K share right, flexible-extract")
+    for column in ("run", "model", "data set", "protocol", "vLLM", "n", "flexible",
+                   "strict", "status", "gate"):
+        table.add_column(column)
+    for run in report.runs:
+        s, n = run.summary, run.summary.answered
+        _add_row(table, run.run_id, run.meta.model, run.meta.dataset.name,
+                 run.meta.protocol.name, run.meta.vllm_version or "-", str(n),
+                 f"{s.correct.flexible / n:.3f}" if n else "-",
+                 f"{s.correct.strict / n:.3f}" if n else "-", s.status,
+                 ", ".join(g.verdict for g in s.gate) or "-")
+    out.print(table)
+    if report.changes is None:
+        return
+    a, b = report.runs
+    diff = Table(title=f"{len(report.changes)} question(s) answered differently: "
+                       f"{a.run_id} → {b.run_id}")
+    for column in ("#", "target", "before", "after", "now"):
+        diff.add_column(column)
+    for c in report.changes:
+        _add_row(diff, str(c.index), c.target, c.before, c.after,
+                 Text("right", style="green") if c.now_right else Text("wrong", style="red"))
+    out.print(diff)

@@ -216,6 +216,10 @@ class TuneOptions:
                             high=float(MAX_COUNT))
     candidates: int = setting(0, "at most this many candidates, the recipe default first; 0: "
                               "every one", low=0, high=MAX_COUNT)
+    eval_limit: int = setting(50, "GSM8K questions per candidate (a seeded sample; the tiny "
+                              "model: its arithmetic set) for its accuracy; a candidate "
+                              "significantly below the recipe default's is never the "
+                              "winner; 0: no accuracy", low=0, high=MAX_COUNT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,6 +240,20 @@ class LogsOptions:
 @dataclass(frozen=True, kw_only=True)
 class CheckOptions:
     api: str = setting("all", "chat, messages (Anthropic), responses (OpenAI) or all")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    protocol: str = setting("completions-5shot", "completions-5shot (the published thresholds'"
+                            ": vLLM CI's 5-shot /v1/completions, temperature 0, 256 tokens) or "
+                            "chat-thinking (/v1/chat/completions, thinking on: the template and "
+                            "reasoning parser in the path)")
+    limit: int = setting(0, "ask a seeded sample of this many questions (default: the whole "
+                         "test split)", low=1, high=MAX_COUNT)
+    seed: int = setting(1234, "the sample's seed (recorded with the run)", low=0,
+                        high=2 ** 32 - 1)
+    concurrency: int = setting(0, "requests at once (default: 32, or --max-num-seqs if fewer)",
+                               low=1, high=1024)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,7 +296,8 @@ class PullOptions:
 # Keyed by the task's function name (tiny_model is `invoke tiny-model`).
 TASK_OPTIONS: dict[str, type] = {
     "bench": BenchOptions, "tune": TuneOptions, "plan": PlanOptions, "logs": LogsOptions,
-    "check": CheckOptions, "tiny_model": TinyModelOptions, "bench_data": BenchDataOptions,
+    "check": CheckOptions, "eval": EvalOptions, "tiny_model": TinyModelOptions,
+    "bench_data": BenchDataOptions,
     "tune_moe": TuneMoeOptions, "up": UpOptions, "render": RenderOptions,
     "build": BuildOptions, "pull": PullOptions}
 

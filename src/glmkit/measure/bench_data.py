@@ -167,15 +167,19 @@ def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> 
 def download_dataset(repo: str, revision: str | None, hf_cache: Path,
                      env: Mapping[str, str]) -> str:
     """`invoke download --dataset`: a benchmark data set's parquet files into the HF cache
-    (resumable: huggingface_hub skips what is there), recorded as complete."""
+    (resumable: huggingface_hub skips what is there), recorded as complete; GSM8K, what
+    `invoke eval` asks, through eval_data."""
     from huggingface_hub import snapshot_download
 
     from glmkit.files import atomic_write
     from glmkit.host.hub import explain_hub_error, hf_token
+    from glmkit.measure.eval_data import GSM8K_NAMES, download_gsm8k
 
+    if repo in GSM8K_NAMES:  # what `invoke eval` asks
+        return download_gsm8k(revision, hf_cache, env)
     if repo not in DATASETS:
         raise UsageError(f"--dataset {repo[:120]!r}: glmkit benchmarks with "
-                         f"{', '.join(DATASETS)}.")
+                         f"{', '.join(DATASETS)} and evaluates with gsm8k.")
     token = hf_token(env)
     hub = hf_cache / "hub"
     hub.mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,7 @@ class TuneRequest:
     budget_min: float = TuneOptions.budget
     max_candidates: int | None = None
     resume: str | None = None
+    eval_limit: int = TuneOptions.eval_limit  # questions per candidate; 0: no accuracy
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,34 @@ class Row:
     ttft_p99: float | None
     tpot_p99: float | None
     error: str = ""
+    # GSM8K (the tiny model: its arithmetic set) on a seeded sample (#34): the share
+    # right (flexible-extract) and of how many questions; None when not measured.
+    accuracy: float | None = None
+    accuracy_n: int | None = None
+
+
+def _rate(row: Row) -> tuple[int, int] | None:
+    """A row's accuracy as (right, asked), None when absent or not a share of a count
+    (the state file is read back, and no more trusted than invoke.yaml)."""
+    acc, n = row.accuracy, row.accuracy_n
+    if not isinstance(acc, int | float) or isinstance(acc, bool) or not 0 <= acc <= 1 or \
+            not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= 10_000_000:
+        return None
+    return round(acc * n), n
+
+
+def passes_accuracy(candidate: Row, baseline: Row | None) -> bool:
+    """Whether `candidate` may be recommended: its accuracy is not significantly below the
+    recipe default's own, by the gate's one-sided two-proportion z-test (eval_gate). With
+    no score for the default there is nothing to hold a candidate to; a candidate without
+    a score of its own, while the default has one, is not recommended."""
+    from glmkit.measure.eval_gate import Z_ONE_SIDED, z_below
+
+    base = _rate(baseline) if baseline is not None else None
+    if base is None:
+        return True
+    mine = _rate(candidate)
+    return mine is not None and z_below(*mine, *base) <= Z_ONE_SIDED
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,9 @@ class TuneReport:
     rows: list[Row]
     winner: str | None
     winner_file: Path | None
+    # Faster candidates not recommended: their accuracy was significantly below the
+    # recipe default's.
+    less_accurate: tuple[str, ...] = ()
 
     def ratio(self, row: Row) -> float | None:
         base = self.rows[0].goodput if self.rows and self.rows[0].error == "" else None
@@ -109,7 +141,7 @@ class TuneReport:
 
 def parse_request(settings: Settings, *, workload: str | None, batch: str | None,
                   slo: str | None, budget: str | None, candidates: str | None,
-                  resume: str | None) -> TuneRequest:
+                  resume: str | None, eval_limit: str | None = None) -> TuneRequest:
     """A request from `invoke tune`'s text options (None: not given, the table's default);
     numbers and the SLO checked here."""
     from glmkit.host.settings import number
@@ -120,7 +152,35 @@ def parse_request(settings: Settings, *, workload: str | None, batch: str | None
         batch=batch or TuneOptions.batch, slo=parse_slo(slo),
         budget_min=number(budget or TuneOptions.budget, float, "budget", 0), resume=resume,
         max_candidates=number(candidates or TuneOptions.candidates, int, "candidates", 0)
-        or None)
+        or None, eval_limit=_eval_limit(eval_limit))
+
+
+def _eval_limit(text: str | None) -> int:
+    from glmkit.host.settings import task_option
+
+    return int(task_option("tune", "eval_limit", text))
+
+
+def _accuracy(project: str, limit: int, label: str, results_dir: Path, root: Path,
+              hw: Hardware, env: Mapping[str, str], console: Console
+              ) -> tuple[float | None, int | None]:
+    """The candidate's GSM8K share right on a seeded sample (the same questions for every
+    candidate); (None, None) when it could not be measured, said in a line."""
+    from glmkit.measure.accuracy import PROTOCOLS
+    from glmkit.measure.evaluate import EvalRequest, eval_server
+    from glmkit.paths import hf_cache
+
+    try:
+        report = eval_server(EvalRequest(project=project, protocol=PROTOCOLS[
+            "completions-5shot"], limit=limit, label=label), results_dir, root, hw,
+            hf_cache(env, None), console)
+    except GlmkitError as err:
+        console.print(f"accuracy not measured: {str(err).splitlines()[0][:160]}",
+                      highlight=False, markup=False)
+        return None, None
+    if report.status != "complete" or not report.answered:
+        return None, None
+    return report.correct["flexible"] / report.answered, report.answered
 
 
 def _score(result: Mapping[str, Any], slo: tuple[str, ...]) -> float | None:
@@ -226,7 +286,13 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
                     results_dir, root, hw, console)
                 points = outcome.series.points
                 result = points[max(points)] if points else {}
-                rows.append(_row(cand.name, outcome.series.run_id, result, request.slo))
+                row = _row(cand.name, outcome.series.run_id, result, request.slo)
+                if request.eval_limit:
+                    accuracy, asked = _accuracy(settings.project, request.eval_limit,
+                                                f"tune-{folder.name}-{i}-eval", results_dir,
+                                                root, hw, env, console)
+                    row = dataclasses.replace(row, accuracy=accuracy, accuracy_n=asked)
+                rows.append(row)
             except UsageError:
                 raise
             except GlmkitError as err:  # a candidate that does not serve loses; the rest run
@@ -239,11 +305,15 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
                           f"`invoke tune --resume {folder.name}`") from None
     finally:
         deploy.down(request.settings.project, None)
+    default = next((r for r in rows if r.candidate == "recipe default"), None)
     scored = [r for r in rows if r.goodput is not None]
-    best = max(scored, key=lambda r: (r.goodput or 0, r.throughput or 0), default=None)
+    less_accurate = tuple(r.candidate for r in scored if not passes_accuracy(r, default))
+    best = max((r for r in scored if r.candidate not in less_accurate),
+               key=lambda r: (r.goodput or 0, r.throughput or 0), default=None)
     winner_file = None
     if best is not None:
         cand = next(c for c in candidates_for(base.model, base.vendor)
                     if c.name == best.candidate)
         winner_file = _winner_file(folder, cand.apply(request.settings))
-    return TuneReport(folder, rows, best.candidate if best else None, winner_file)
+    return TuneReport(folder, rows, best.candidate if best else None, winner_file,
+                      less_accurate)
