@@ -1,6 +1,6 @@
 """Score a running server on tiny-arith the way the published GSM8K gates ask (#34).
 
-    python scripts/score_tiny_arith.py http://127.0.0.1:8000 [--model NAME] [--runs 2]
+    python scripts/score_arith_set.py http://127.0.0.1:8000 [--model NAME] [--runs 2]
 
 lm-eval's and vLLM CI's GSM8K protocol: the first five train items as "Question: …\\n
 Answer: …" blocks joined by blank lines, then "Question: {q}\\nAnswer:"; /v1/completions,
