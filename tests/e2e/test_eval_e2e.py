@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from .common import ROOT, invoke, serving
+from .common import PREFIX, ROOT, TINY, invoke, serving
 
 pytestmark = pytest.mark.e2e
 
-PERTURBED = "glmkit-e2e-perturbed"
+PERTURBED = f"{PREFIX}-perturbed"
 PERTURBED_PORT = 18088
 # "tiny-arith completions-5shot: flexible 1.000 (95% CI 0.929-1.000), strict 1.000, n=50 …"
 SUMMARY = re.compile(r"^tiny-arith completions-5shot: flexible (\d\.\d{3}) "
@@ -38,7 +38,7 @@ def _tiny_model_folder() -> Path:
 
 
 def test_eval_prints_the_tiny_models_score_and_interval(server: object) -> None:
-    done = invoke("eval", "--project", "glmkit-e2e", timeout=300)
+    done = invoke("eval", "--project", TINY.project, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     [line] = done.stdout.splitlines()
     found = SUMMARY.match(line)
@@ -51,7 +51,7 @@ def test_eval_prints_the_tiny_models_score_and_interval(server: object) -> None:
 
 def test_a_copy_with_perturbed_experts_fails_against_the_tiny_model(
         server: object, tmp_path: Path) -> None:
-    saved = invoke("eval", "--project", "glmkit-e2e", "--save-baseline", timeout=300)
+    saved = invoke("eval", "--project", TINY.project, "--save-baseline", timeout=300)
     assert saved.returncode == 0 and "saved as the baseline" in saved.stdout, \
         saved.stdout + saved.stderr
     copy = tmp_path / "glm-tiny-perturbed"
