@@ -80,16 +80,24 @@ def _serve_task(fn: Callable[..., Any], **kwargs: Any) -> Any:
     wrapped = _exits(fn)
     wrapped.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     return task(wrapped, help=task_help(fn, HELP[fn.__name__]), auto_shortflags=False,
-                **kwargs)
+                iterable=["model"], **kwargs)
+
+
+def _flags(c: Context, options: dict[str, Any]) -> dict[str, Any]:
+    """The command line's settings: these options (None: not given) and the words after
+    `--`."""
+    from glmkit.host.settings import flags_from_options, remainder_words
+
+    words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
+    return flags_from_options(options, words, BOOL_OPTIONS)
 
 
 def _settings(c: Context, options: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     """Settings from defaults < invoke.yaml < GLMKIT_* < these options (None: not given)."""
-    from glmkit.host.settings import flags_from_options, remainder_words, resolve_settings
+    from glmkit.host.settings import resolve_settings
 
-    words = remainder_words(getattr(c, "remainder", "") or "", sys.argv)
-    flags = flags_from_options(options, words, BOOL_OPTIONS)
-    return resolve_settings(flags, dict(c.config.get("glmkit", {}) or {}), os.environ)
+    return resolve_settings(_flags(c, options), dict(c.config.get("glmkit", {}) or {}),
+                            os.environ)
 
 
 def _deployment(c: Context, options: dict[str, Any], console: Any = None,
@@ -270,7 +278,7 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
           request_rate: str | None = None, label: str | None = None,
           resume: str | None = None, dataset_path: str | None = None,
           off_project: str | None = None, sessions: str | None = None,
-          turns: str | None = None) -> None:
+          turns: str | None = None, model: str | None = None) -> None:
     """Benchmark the running server with `vllm bench serve` inside its container."""
     from glmkit.host import hardware
     from glmkit.measure.bench import parse_request, run_bench
@@ -287,7 +295,7 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
     request = parse_request(
         settings.project, workload=workload, batch=batch,
         mode=mode, input_len=input_len, output_len=output_len, num_prompts=num_prompts,
-        request_rate=request_rate, label=label, resume=resume,
+        request_rate=request_rate, label=label, resume=resume, model=model,
         dataset_path=dataset_path, hf_cache=hf_cache(os.environ, settings.hf_cache))
     outcome = run_bench(request, RESULTS_DIR, ROOT, hardware.detect(os.environ), _console())
     _views().print_report(_console(), [outcome.series], outcome.path)
@@ -296,13 +304,13 @@ def bench(c: Context, project: str | None = None, workload: str | None = None,
 
 @_task()
 def check(c: Context, project: str | None = None, api: str | None = None,
-          verbose: bool = False) -> None:
+          verbose: bool = False, model: str | None = None) -> None:
     """Tool-call conformance of the running server per API: every tool_choice, streamed and not."""
     from glmkit.host.settings import task_option
     from glmkit.run.api_check import check_server
 
     settings, _ = _settings(c, {"project": project})
-    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api))
+    report = check_server(settings.project, RESULTS_DIR, task_option("check", "api", api), model)
     _views().print_check(_console(), report, verbose)
     report.check()
 
@@ -378,21 +386,24 @@ def bench_data(c: Context, out: str, rows: str | None = None) -> None:
     _say(f"wrote {info['rows']} rows ({info['revision']}) to {info['path']}")
 
 
-@_task()
-def plan(c: Context, model: str | None = None, vendor: str | None = None,
+@_task(iterable=["model"])
+def plan(c: Context, model: list[str] | None = None, vendor: str | None = None,
          gpu_count: str | None = None, gpu: str | None = None, gpu_mem: str | None = None,
          tp: str | None = None, batch: str | None = None, context: str | None = None,
          gpu_memory_utilization: str | None = None, nodes: str | None = None,
-         strategy: str | None = None, goal: str | None = None) -> None:
+         strategy: str | None = None, goal: str | None = None,
+         sleep_level: str | None = None) -> None:
     """Will a model fit these GPUs: BF16/FP8, TP and DP, max context, offload, decode time."""
     from glmkit.host import hardware
-    from glmkit.plan.advice import advise, plan_request
+    from glmkit.plan.advice import advise_all, plan_request
 
     settings, _ = _settings(c, dict(model=model, vendor=vendor, gpu_count=gpu_count, gpu=gpu,
                                     gpu_mem=gpu_mem, tp=tp, nodes=nodes, strategy=strategy,
-                                    gpu_memory_utilization=gpu_memory_utilization))
+                                    gpu_memory_utilization=gpu_memory_utilization,
+                                    sleep_level=sleep_level))
     request = plan_request(settings, batch=batch, context=context, goal=goal)
-    _views().print_advice(_console(), advise(request, hardware.detect(os.environ), os.environ))
+    _views().print_advice(_console(), *advise_all(request, hardware.detect(os.environ),
+                                                  os.environ))
 
 
 @_serve_task
@@ -403,17 +414,19 @@ def tune(c: Context, workload: str | None = None, batch: str | None = None,
     from glmkit.host import hardware
     from glmkit.measure.tune import parse_request, run_tune
 
+    # A resumed tune resolves its saved settings (no more trusted than invoke.yaml) under
+    # this command line's.
     report = run_tune(parse_request(
         _settings(c, options)[0], workload=workload, batch=batch, slo=slo, budget=budget,
-        candidates=candidates, resume=resume, eval_limit=eval_limit),
-        hardware.detect(os.environ), os.environ, ROOT,
-        _console())
+        candidates=candidates, resume=resume, eval_limit=eval_limit,
+        flags=_flags(c, options)),
+        hardware.detect(os.environ), os.environ, ROOT, _console())
     _views().print_tune(_console(), report)
 
 
 @_task()
 def tune_moe(c: Context, project: str | None = None, budget: str | None = None) -> None:
-    """Tune vLLM's fused-MoE kernel for the running model on this GPU (next `up` uses it)."""
+    """Tune vLLM's fused-MoE kernel for the running model; kept only where it beats vLLM's."""
     from glmkit.host.settings import task_option
     from glmkit.measure.moe_tune import tune_moe as run_tuner
 
@@ -429,7 +442,8 @@ def export(c: Context, target: str, **options: Any) -> None:
     from glmkit.run.deploy import export_k8s, plan_for_export
 
     if target != "k8s":
-        raise UsageError(f"Unknown export target {target!r}; `k8s` is the one there is.")
+        raise UsageError(f"Unknown export target {target[:40]!r}; `k8s` is the one there "
+                         "is.")
     done = export_k8s(_deployment(c, options, plan_for=plan_for_export), COMPOSE_DIR)
     _say(f"{done.path} ({', '.join(done.kinds)}; {done.validation})")
 
@@ -452,4 +466,4 @@ def recipes(c: Context, action: str, from_: str | None = None) -> None:
                       else _views().recipes_table(loaded))
         _views().print_notes(console, loaded.notes)
     else:
-        raise UsageError(f"Unknown action {action!r}: list, sync or diff.")
+        raise UsageError(f"Unknown action {action[:40]!r}: list, sync or diff.")

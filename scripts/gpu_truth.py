@@ -275,12 +275,53 @@ def read_layout(folder: Path) -> dict[str, Any]:
             from None
 
 
+# What `run` imports beyond the standard library, found before the server starts: a
+# module missing on the GPU host cost a whole start when it surfaced after healthy
+# (RECIPES.md §14). The results store is imported for real (its own imports are what
+# was missing); vLLM and the rest only looked up, importing them takes a while.
+STORE_MODULES = ("glmkit.measure.results", "glmkit.measure.workloads", "glmkit.vllm_args")
+RUN_MODULES = {"vllm": "the server and `vllm bench serve`", "torch": "the host's facts",
+               "transformers": "the generated tokenizer", "tokenizers": "the generated "
+               "tokenizer"}
+# What vLLM's FP8 path imports besides its own wheel (docs/gpu.md: the GLM FP8 runs).
+QUANTIZED_MODULES = {"compressed_tensors": "vLLM's FP8 layers (the compressed-tensors "
+                     "wheel)", "loguru": "compressed-tensors"}
+
+
+def check_imports(quantized: bool = False) -> None:
+    """Every module `run` needs is importable (with a `quantized` checkpoint, what vLLM's
+    FP8 path imports too); else one line naming the first missing."""
+    import importlib
+    import importlib.util
+
+    where = "docs/gpu.md lists what the GPU host needs"
+    for module in STORE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            # The package to install: `docker`, not the `docker.client` it failed on.
+            missing = (err.name or str(err).splitlines()[0][:80]).split(".")[0]
+            raise SystemExit(f"gpu_truth.py run: Python module {missing!r} is not "
+                             f"importable (the results store, {module}, needs it); "
+                             f"{where}.") from None
+    for name, why in {**RUN_MODULES, **(QUANTIZED_MODULES if quantized else {})}.items():
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package that fails, a broken entry
+            found = False
+        if not found:
+            raise SystemExit(f"gpu_truth.py run: Python module {name!r} is not importable "
+                             f"({why}); {where}.")
+
+
 def run(args: argparse.Namespace) -> None:
     folder = Path(args.layout)
     layout = read_layout(folder)
     Path(args.results).mkdir(parents=True, exist_ok=True)
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
+    # Before the server: a missing module costs seconds, not a start.
+    check_imports(quantized=bool(config.get("quantization_config")))
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
     work = Path(tempfile.mkdtemp(prefix="gpu-truth-"))
     launcher = work / "vllm_main.py"
@@ -378,18 +419,26 @@ def _flag_int(args: list[str], flag: str) -> int | None:
 
 def tune_moe(args: argparse.Namespace) -> None:
     """vLLM's fused-MoE kernel tuned for this layout's expert shape (measure/moe_tuner)."""
+    from glmkit.knowledge.gpu_model import moe_split
+    from glmkit.measure.moe_tuner import format_args
+
     layout = read_layout(Path(args.layout))
     config = json.loads((Path(args.layout) / "model" / "config.json").read_text())
     text = config.get("text_config", config)
-    quant = config.get("quantization_config") or {}
-    block = quant.get("weight_block_size") if quant.get("quant_method") == "fp8" else None
-    tp = _flag_int(layout["serve_args"], "--tensor-parallel-size") or 1
+    try:
+        # The checkpoint's format (GLM-4.x FP8: channel-wise, no blocks) and one rank's
+        # split as the layout's vLLM makes it.
+        fmt, split = format_args(config), moe_split(layout["serve_args"])
+    except ValueError as err:
+        raise SystemExit(f"tune-moe: {err}") from None
     argv = [sys.executable, str(ROOT / "src" / "glmkit" / "measure" / "moe_tuner.py"),
             "--experts", str(text["n_routed_experts"]),
             "--intermediate", str(text["moe_intermediate_size"]),
             "--hidden", str(text["hidden_size"]), "--topk", str(text["num_experts_per_tok"]),
-            "--tp", str(tp), "--out", args.out, "--budget-s", str(args.budget_s),
-            *(["--dtype", "fp8_w8a8", "--block", ",".join(map(str, block))] if block else [])]
+            "--tp", str(split.tp), "--ep", str(split.ep), "--out", args.out,
+            "--budget-s", str(args.budget_s), "--dtype", fmt["dtype"],
+            *(["--block", fmt["block"]] if fmt["block"] else []),
+            *(["--per-channel"] if fmt["per_channel"] else [])]
     subprocess.run(argv, check=True)
 
 
@@ -471,6 +520,12 @@ def main() -> None:
     f.add_argument("--name", required=True)
     f.add_argument("--out", default=str(ROOT / "src" / "glmkit" / "reference"))
     args = parser.parse_args()
+    for option in ("tag", "name"):  # each names a file: one component of its folder
+        value = getattr(args, option, None)
+        if value and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value)
+                      or ".." in value):
+            raise SystemExit(f"--{option} {value[:40]!r} must be a plain name: letters, "
+                             "digits, '.', '_' and '-', starting with a letter or digit.")
     {"prepare": prepare, "run": run, "tune-moe": tune_moe,
      "reference": reference}[args.step](args)
 

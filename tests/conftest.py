@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,12 @@ def xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and "tests.e2e.common" not in sys.modules:
+        # This run's own e2e project names and ports (not those of a pytest that started
+        # this one): tests/e2e/common.py starts a run when first imported, here, before
+        # any test module; pytest-xdist's workers inherit it.
+        os.environ.pop("GLMKIT_E2E_RUN", None)
+        import tests.e2e.common  # noqa: F401
     if xdist_controller(config):
         # A CI runner's timeout ends pytest with SIGTERM: unwind like Ctrl-C, so the
         # clean-up below runs (the workers have tests/e2e/conftest.py's own).
@@ -64,18 +72,30 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On Ctrl-C, SIGTERM or -x, pytest-xdist gives its workers about 15 s before it kills
     them, too short for their servers' `invoke down`, and a crashed worker downs nothing:
-    whatever this run started and is still up is brought down here."""
-    folder = os.environ.get(STARTED_DIR)
-    if not xdist_controller(session.config) or not folder:
+    whatever this run started and is still up is brought down here. Then, in the run's
+    first process, the compose files and compile-cache volumes of this run's projects
+    are removed (each project has its own, and no later run uses its names)."""
+    if hasattr(session.config, "workerinput"):
         return
     from tests.e2e import common
 
-    started = {p.name for p in Path(folder).iterdir()}
-    try:
-        if started:  # else no e2e test ran: not even `docker ps`
-            _down_left(started, common)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    folder = os.environ.get(STARTED_DIR)
+    if xdist_controller(session.config):
+        if not folder:
+            return
+        started = {p.name for p in Path(folder).iterdir()}
+        try:
+            if started:  # else no e2e test ran: not even `docker ps`
+                _down_left(started, common)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        ran_e2e = bool(started)
+    else:  # one process: tests/e2e/conftest.py's session fixture brought its servers down
+        here = Path(common.__file__).resolve().parent
+        ran_e2e = any(here in Path(item.path).resolve().parents for item in session.items)
+    if ran_e2e:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            common.remove_run_leftovers()
 
 
 def _down_left(started: set[str], common: ModuleType) -> None:

@@ -6,7 +6,9 @@ does: the router's own admin routes (/add_worker, /remove_worker, /workers/{url}
 /flush_cache) sit outside /v1, and an open /add_worker would let anyone redirect prompts.
 Without a key the gate still stands in front: the client routes (exact paths) pass, and
 the admin routes answer 403, so no local user can register a worker on an unkeyed router.
-vllm-router itself listens on the container's loopback only.
+vllm-router itself listens on the container's loopback only. A request body streams
+through, counted: past MAX_BODY the gate answers 413 (at once when the declared length is
+over), and it never holds a body whole.
 
     gate.py ROUTER_ARGS...   (--host/--port are where the gate listens)
 """
@@ -19,8 +21,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 INNER_PORT = 18000  # vllm-router's, on the loopback only
+# The largest request body passed on. A 200,000-token prompt is about 1 MB of JSON; images
+# and video travel base64 (4/3 of their size), so this holds a 48 MiB video. (It was
+# 512 MiB, read whole into memory, for any local user of a keyless router.)
+MAX_BODY = 64 * 1024 * 1024
+CHUNK = 64 * 1024
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
        "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -57,21 +66,54 @@ def refusal(path: str, headers: dict[str, str], key: str) -> int | None:
     return None if path in CLIENT_PATHS else 403
 
 
+class BodyTooLarge(Exception):
+    """A body went past MAX_BODY while it streamed to the router."""
+
+
+def declared_too_large(headers: dict[str, str], limit: int) -> bool:
+    """The client's own Content-Length says the body is over `limit`."""
+    length = headers.get("content-length", "")
+    return length.isascii() and length.isdigit() and int(length) > limit
+
+
+async def bounded(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
+    """`chunks` passed on as they come, BodyTooLarge past `limit` bytes."""
+    seen = 0
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise BodyTooLarge(f"request body over {limit} bytes")
+        yield chunk
+
+
+def too_large(err: BaseException) -> bool:
+    """Whether `err` (aiohttp wraps what the body raised) was a body past the limit."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, BodyTooLarge):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def authorized(headers: dict[str, str], key: str) -> bool:
     auth = headers.get("authorization", "")
     given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-def main(argv: list[str]) -> None:
-    key = os.environ.get("OPENAI_API_KEY", "")
+def build_app(key: str, upstream: str) -> Any:
+    """The gate as an aiohttp application: `key` checked (or, empty, the admin routes
+    refused), everything else proxied to `upstream`, bodies streamed within MAX_BODY."""
     from aiohttp import ClientSession, ClientTimeout, web
 
-    args, host = option(argv, "--host", "0.0.0.0")
-    args, port = option(args, "--port", "8000")
-    router = subprocess.Popen(
-        ["vllm-router", *args, "--host", "127.0.0.1", "--port", str(INNER_PORT)])
-    upstream = f"http://127.0.0.1:{INNER_PORT}"
+    sessions: list[ClientSession] = []  # the one the app opens at start
+
+    def refuse_size() -> web.Response:
+        return web.json_response({"error": f"Request body over {MAX_BODY // 2**20} MiB"},
+                                 status=413)
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -80,38 +122,65 @@ def main(argv: list[str]) -> None:
             return web.json_response({"error": "Unauthorized" if status == 401 else
                                       "Forbidden: an admin route of the router"},
                                      status=status)
+        if declared_too_large(headers, MAX_BODY):
+            return refuse_size()
         forward = {k: v for k, v in headers.items() if k not in HOP}
-        session: ClientSession = request.app["session"]
-        async with session.request(request.method, upstream + request.path_qs,
-                                   headers=forward, data=await request.read()) as reply:
-            out = web.StreamResponse(status=reply.status, headers={
-                k: v for k, v in reply.headers.items() if k.lower() not in HOP})
-            await out.prepare(request)
-            try:
-                async for chunk in reply.content.iter_any():
-                    await out.write(chunk)
-                await out.write_eof()
-            except ConnectionResetError:  # the client went away mid-answer: its business
-                pass
-            return out
+        if "content-length" in headers:  # a sized body stays sized (not chunked)
+            forward["content-length"] = headers["content-length"]
+        body = bounded(request.content.iter_chunked(CHUNK), MAX_BODY) \
+            if request.body_exists else None
+        session: ClientSession = sessions[0]
+        try:
+            async with session.request(request.method, upstream + request.path_qs,
+                                       headers=forward, data=body) as reply:
+                out = web.StreamResponse(status=reply.status, headers={
+                    k: v for k, v in reply.headers.items() if k.lower() not in HOP})
+                await out.prepare(request)
+                try:
+                    async for chunk in reply.content.iter_any():
+                        await out.write(chunk)
+                    await out.write_eof()
+                except ConnectionResetError:  # the client went away mid-answer
+                    pass
+                return out
+        except Exception as err:
+            if too_large(err):
+                return refuse_size()
+            raise
 
     async def start(app: web.Application) -> None:
-        app["session"] = ClientSession(timeout=ClientTimeout(total=None), auto_decompress=False)
+        sessions.append(ClientSession(timeout=ClientTimeout(total=None),
+                                      auto_decompress=False))
 
     async def stop(app: web.Application) -> None:
-        await app["session"].close()
+        await sessions.pop().close()
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def main(argv: list[str]) -> None:
+    from aiohttp import web
+
+    args, host = option(argv, "--host", "0.0.0.0")
+    args, port = option(args, "--port", "8000")
+    router = subprocess.Popen(
+        ["vllm-router", *args, "--host", "127.0.0.1", "--port", str(INNER_PORT)])
+
+    tasks: list[asyncio.Task[None]] = []  # kept: a task no one holds may be collected
 
     async def watch(app: web.Application) -> None:
         async def loop() -> None:
             while router.poll() is None:  # the gate lives as long as the router
                 await asyncio.sleep(1)
             os.kill(os.getpid(), signal.SIGTERM)
-        app["watch"] = asyncio.get_running_loop().create_task(loop())
+        tasks.append(asyncio.get_running_loop().create_task(loop()))
 
-    app = web.Application(client_max_size=512 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", proxy)
-    app.on_startup.extend([start, watch])
-    app.on_cleanup.append(stop)
+    app = build_app(os.environ.get("OPENAI_API_KEY", ""), f"http://127.0.0.1:{INNER_PORT}")
+    app.on_startup.append(watch)
     try:
         web.run_app(app, host=host, port=int(port), print=None, access_log=None)
     finally:

@@ -67,7 +67,8 @@ def api_ready(base_url: str, timeout_s: float = 3) -> bool:
 # The probe run inside a container (python3 is in every vLLM image; curl is not): the
 # compose health check runs it as is (/health); a cluster's head runs it with
 # GLMKIT_REQUEST=1 to send one real request too, since a head whose worker died still
-# answers /health (measured: for minutes).
+# answers /health (measured: for minutes); a model group's member with GLMKIT_ASLEEP=1 is
+# ready for the next to start only once its door has put it to sleep.
 IN_CONTAINER_PROBE = """
 import json, os, sys, urllib.request
 host = os.environ.get("GLMKIT_HOST", "127.0.0.1")  # where the server binds, if not everywhere
@@ -75,6 +76,10 @@ base = "http://%s:%d" % ("[%s]" % host if ":" in host else host,
                          int(os.environ.get("GLMKIT_PORT", "CONTAINER_PORT")))
 try:
     urllib.request.urlopen(base + "/health", timeout=5)
+    if os.environ.get("GLMKIT_ASLEEP") == "1":  # a model group's member, slept by its door
+        with urllib.request.urlopen(base + "/is_sleeping", timeout=5) as reply:
+            if json.load(reply).get("is_sleeping") is not True:
+                sys.exit(1)
     if os.environ.get("GLMKIT_REQUEST") == "1":
         body = json.dumps({"model": os.environ["GLMKIT_MODEL"], "max_tokens": 1,
                            "messages": [{"role": "user", "content": "ping"}]}).encode()

@@ -45,8 +45,10 @@ class ServerLabels:
     node_rank: int | None = None
     nodes: int | None = None
     engine: str | None = None
-    # A pd_cluster's: which part of the deployment (prefill, decode, router).
+    # A pd_cluster's: which part of the deployment (prefill, decode, router); a model
+    # group's: door or member, and the member's place in the group (1: awake at start).
     role: str | None = None
+    member: int | None = None
     # What the plan decided of the served model (plan.model_facts): check and bench read
     # these, not the model's name. Absent on an older glmkit's server: none of them.
     vision: bool | None = None
@@ -90,5 +92,5 @@ class ServerLabels:
 
 
 _FIELDS = {f.name for f in fields(ServerLabels)}
-_INTS = {"max_model_len", "port", "node_rank", "nodes"}
+_INTS = {"max_model_len", "port", "node_rank", "nodes", "member"}
 _BOOLS = {"vision", "exact_answers"}

@@ -47,12 +47,20 @@ class Source(Enum):
     ENVIRONMENT = "environment"
     BUILTIN_RECIPE = "built-in recipe"
     SYNCED_RECIPE = "synced recipe"
+    ADVISORY = "advisory"  # glmkit.knowledge.advisories: a known fault's workaround
 
     @classmethod
     def of_setting(cls, layer: str) -> Source:
-        """The source of a setting from `settings.resolve_settings`' layer names."""
-        return {"flag": cls.COMMAND_LINE, "invoke.yaml": cls.INVOKE_YAML,
-                "environment": cls.ENVIRONMENT}.get(layer, cls.COMMAND_LINE)
+        """The source of a setting from `settings.resolve_settings`' layer names. "default"
+        is a Settings built by the kit's own code (files it reads back never build one
+        directly: they are a layer of their own, at most invoke.yaml's); any other name
+        is refused, never taken for the command line."""
+        known = {"flag": cls.COMMAND_LINE, "default": cls.COMMAND_LINE,
+                 "invoke.yaml": cls.INVOKE_YAML, "environment": cls.ENVIRONMENT}
+        if layer not in known:
+            raise UsageError(f"Settings from an unknown layer {str(layer)[:40]!r}: refused "
+                             "(flags, invoke.yaml and GLMKIT_* are the layers there are).")
+        return known[layer]
 
     @property
     def is_user(self) -> bool:
@@ -164,9 +172,18 @@ MAX_WORD = 16 * 1024
 MAX_WORDS = 512
 
 
+def _cut(text: str, limit: int = 60) -> str:
+    """Text from outside as a message shows it: at most `limit` characters of it."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _short(value: Any) -> str:
+    return repr(_cut(str(value)))
+
+
 def _well_formed(word: str, what: str) -> str:
     if not isinstance(word, str):
-        raise UsageError(f"{what}: {word!r} is not text.")
+        raise UsageError(f"{what}: {_short(word)} is not text.")
     if "\0" in word:
         raise UsageError(f"{what} contains a NUL character.")
     if len(word) > MAX_WORD:
@@ -214,14 +231,14 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
         word = _well_formed(words[i], where)
         i += 1
         if not word.startswith("-") or _looks_negative(word):
-            raise UsageError(f"{where}: {word!r} is not a flag (the model is glmkit's "
+            raise UsageError(f"{where}: {_short(word)} is not a flag (the model is glmkit's "
                              "--model; values follow their flag).")
         head, joined, value = word.partition("=")
         keys: tuple[str, ...] = ()
         if not word.startswith("--"):
             option = table.lookup(head)
             if option is None:
-                raise UsageError(f"{where}: {head} is not a vLLM option; write options in "
+                raise UsageError(f"{where}: {_cut(head)} is not a vLLM option; write options in "
                                  "full, e.g. --tensor-parallel-size.")
             name = option.name
         else:
@@ -230,12 +247,12 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
             spelled = "--" + base[2:].replace("_", "-")
             keys = tuple(rest.split(".")) if dot else ()
             if dot and (not all(keys) or (keys[-1].endswith("+") and len(keys[-1]) == 1)):
-                raise UsageError(f"{where}: {head!r} is not a valid dotted option.")
+                raise UsageError(f"{where}: {_short(head)} is not a valid dotted option.")
             option = table.lookup(spelled)
             if option is None or option.name != spelled:
                 hint = table.nearest(spelled)
                 raise UsageError(
-                    f"{where}: {head} is not an option of vLLM {table.vllm_version}"
+                    f"{where}: {_cut(head)} is not an option of vLLM {table.vllm_version}"
                     + (f"; did you mean {hint}?" if hint else "; write options in full.")
                     + " (prefixes and unknown names are refused)")
             name = option.name
@@ -244,7 +261,7 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
             values.append(_well_formed(value, where))
         elif keys or option.nargs == "1":
             if i >= len(words):
-                raise UsageError(f"{where}: {head} needs a value.")
+                raise UsageError(f"{where}: {_cut(head)} needs a value.")
             values.append(_well_formed(words[i], where))
             i += 1
         elif option.nargs in ("*", "+", "?"):
@@ -255,9 +272,9 @@ def parse_flags(words: Sequence[str], source: Source) -> list[Flag]:
                 if option.nargs == "?":
                     break
             if option.nargs == "+" and not values:
-                raise UsageError(f"{where}: {head} needs at least one value.")
+                raise UsageError(f"{where}: {_cut(head)} needs at least one value.")
         if option.nargs == "0" and values:
-            raise UsageError(f"{where}: {head} is a switch and takes no value.")
+            raise UsageError(f"{where}: {_cut(head)} is a switch and takes no value.")
         flags.append(Flag(name, option.dest, keys, tuple(values), bool(joined)))
     return flags
 
@@ -343,7 +360,8 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
                 name in RESERVED or name in SECRET):
             # A recipe's `--allowed-local-media-path /` and the like: glmkit sets these.
             if source is Source.SYNCED_RECIPE:
-                notes.append(f"left out {flag.spelling} from the synced recipe: glmkit sets it")
+                notes.append(f"left out {_cut(flag.spelling)} from the synced recipe: glmkit "
+                             "sets it")
             continue
         if name in RESERVED:
             hint = RESERVED_HINT.get(name)
@@ -356,15 +374,16 @@ def admit_args(words: Sequence[str], source: Source) -> Admitted:
         if (bad := _unparsed_json(flag)) is not None:
             # Its keys cannot be checked, so it is not admitted (the policy fails closed).
             if source is Source.SYNCED_RECIPE:
-                notes.append(f"left out {flag.spelling} from the synced recipe: its value is "
+                notes.append(f"left out {_cut(flag.spelling)} from the synced recipe: its value is "
                              f"not valid JSON ({bad})")
                 continue
-            raise UsageError(f"{flag.spelling} from {source.describe()}: its value is not "
+            raise UsageError(f"{_cut(flag.spelling)} from {source.describe()}: its value is not "
                              f"valid JSON ({bad}).")
         code = name in CODE or bool(_code_keys(flag))
-        what = name if name in CODE else f"{flag.spelling} ({', '.join(_code_keys(flag))})"
+        what = name if name in CODE else f"{_cut(flag.spelling)} ({', '.join(_code_keys(flag))})"
         if source is Source.SYNCED_RECIPE and (code or _user_only(flag)):
-            notes.append(f"left out {what if code else flag.spelling} from the synced recipe: "
+            left = what if code else _cut(flag.spelling)
+            notes.append(f"left out {left} from the synced recipe: "
                          + ("it loads code; pass it after `--` on the command line to allow "
                             "it" if code else "only the user sets it"))
             continue
@@ -389,6 +408,72 @@ def merge_args(*layers: Sequence[str]) -> list[str]:
     keys = [(flag.dest, flag.keys) for flag in flags]
     return [word for i, flag in enumerate(flags) if keys[i] not in keys[i + 1:]
             for word in flag.words()]
+
+
+# --- code-loading as a combination ------------------------------------------------------
+
+# With --trust-remote-code, vLLM runs the Python code of every repository it loads a config,
+# tokenizer or model from: these flags and JSON keys name one (a draft model, a config repo,
+# a generation config, an `auto_map` pointing into another repository), so each of them
+# chooses whose code runs. (--lora-modules and --default-mm-loras name adapters, which
+# vLLM reads as weights and a PEFT config, never with remote code.)
+CODE_SELECTORS = frozenset({"--tokenizer", "--hf-config-path", "--spec-model",
+                            "--generation-config"})
+# --generation-config's words that name no folder or repository.
+_GENERATION_CONFIG_BUILTIN = frozenset({"auto", "vllm"})
+CODE_SELECTOR_KEYS = frozenset({"model", "draft_model", "tokenizer", "hf_config_path",
+                                "auto_map"})
+# Which commit of a repository the code comes from: a branch, a tag or `refs/pr/N` (a pull
+# request anyone can open) moves under the user; a full commit hash does not.
+REVISIONS = frozenset({"--revision", "--code-revision", "--tokenizer-revision"})
+REVISION_KEYS = frozenset({"revision", "code_revision", "tokenizer_revision"})
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def trusts_remote_code(words: Sequence[str]) -> bool:
+    """Whether admitted words, read as vLLM reads them, end with --trust-remote-code on."""
+    held = False
+    for flag in parse_flags(words, Source.KIT):
+        if flag.dest == "trust_remote_code":
+            held = flag.name == "--trust-remote-code"
+    return held
+
+
+def check_code_loading(user: Sequence[str], source: Source,
+                       *others: Sequence[str]) -> None:
+    """Refuse the user's flags that choose whose code runs, when they come from invoke.yaml
+    or the environment and the command (the other layers `others`, then `user`, merged as
+    vLLM reads them) holds --trust-remote-code: a checkout or a script must not pick the
+    repository, config, draft model or moving revision the trusted code comes from."""
+    if source not in (Source.INVOKE_YAML, Source.ENVIRONMENT) or \
+            not trusts_remote_code(merge_args(*others, user)):
+        return
+    where = source.describe()
+    allow = "give it on the command line (after `--`) to allow it."
+    for flag in parse_flags(user, Source.KIT):
+        if flag.name in CODE_SELECTORS and not (
+                flag.name == "--generation-config" and not flag.keys
+                and flag.values and flag.values[-1] in _GENERATION_CONFIG_BUILTIN):
+            raise UsageError(f"{_cut(flag.spelling)} from {where} chooses whose code runs under "
+                             f"--trust-remote-code; {allow}")
+        if keys := sorted({key for key, _ in _items(flag) if key in CODE_SELECTOR_KEYS}):
+            raise UsageError(f"{_cut(flag.spelling)} from {where} sets {', '.join(keys)}, which "
+                             f"chooses whose code runs under --trust-remote-code; {allow}")
+        revisions = [(flag.spelling, flag.values[-1] if flag.values else "")] \
+            if flag.name in REVISIONS and not flag.keys else []
+        # A dotted key's value is the word as given (vLLM reads `--a.revision 1234` as text
+        # where it is not JSON); a JSON value's revisions are its strings.
+        dotted = flag.keys[-1].rstrip("+") if flag.keys else None
+        revisions += [(f"{_cut(flag.spelling)} ({key})",
+                       flag.values[-1] if key == dotted and flag.values else value)
+                      for key, value in _items(flag) if key in REVISION_KEYS]
+        for what, value in revisions:
+            if not (isinstance(value, str) and _COMMIT.fullmatch(value)):
+                raise UsageError(
+                    f"{what} {_short(value)} from {where}: with --trust-remote-code a "
+                    "revision from invoke.yaml or the environment must be a 40-hex commit "
+                    "(a branch, tag or refs/pr/N moves to whatever is pushed); pin a commit, "
+                    "or " + allow)
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -433,7 +518,9 @@ def admit_env(env: Mapping[str, Any], source: Source) -> Admitted:
         if any(ch in value for ch in "\n\r") or len(value) > MAX_ENV_VALUE:
             raise UsageError(f"Environment value of {name} from {source.describe()} holds a "
                              f"line break or is over {MAX_ENV_VALUE} characters.")
-        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE) and name not in RECIPE_ENV:
+        # An advisory's workaround is data like a recipe's switches: the same names only.
+        if source in (Source.BUILTIN_RECIPE, Source.SYNCED_RECIPE, Source.ADVISORY) and \
+                name not in RECIPE_ENV:
             notes.append(f"left out {name} from the {source.value}: not one of the variables "
                          "a recipe may set (glmkit.policy.RECIPE_ENV)")
             continue
@@ -488,14 +575,93 @@ def other_homes(home: Path) -> list[Path]:
     return sorted(h for h in resolved if h != home and not _under(home, h))
 
 
-def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None) -> Path:
+# Linux's limits (NAME_MAX, PATH_MAX less its NUL): past them every system call on the path
+# fails with ENAMETOOLONG, an OSError wherever the path is first touched.
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def admit_path(path: str | Path, what: str) -> Path:
+    """A host path as given, checked for shape before anything touches it: text, no NUL
+    or line break, every component at most NAME_MAX bytes and the whole at most PATH_MAX;
+    else one UsageError that quotes it short. Every path option passes here first (mounts,
+    and the others' folders: `report --runs`, `bench-data --out`, `recipes sync --from`)."""
+    text = str(path)
+    shown = repr(text[:60] + ("…" if len(text) > 60 else ""))
+    if not text.strip() or any(ch in text for ch in "\n\r\0"):
+        raise UsageError(f"{what} {shown} is empty or holds a line break or NUL.")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {shown} is not valid UTF-8 text.") from None
+    longest = max(len(part.encode("utf-8")) for part in text.split("/"))
+    if size > PATH_MAX or longest > NAME_MAX:
+        raise UsageError(f"{what} {shown} is too long for a path ({size:,} bytes; at most "
+                         f"{PATH_MAX:,}, and {NAME_MAX} for each name in it).")
+    return Path(text)
+
+
+# Where the system keeps its state: a folder here belongs to a program or a package, not
+# to the user, however its owner reads (root owns them all: for root ownership proves
+# nothing). From invoke.yaml or the environment such a folder is refused; from the command
+# line it is mounted with a note. /var/tmp is anyone's scratch space.
+SYSTEM_PREFIXES = ("/etc", "/usr", "/boot", "/var", "/opt", "/srv")
+_NOT_SYSTEM = ("/var/tmp",)
+
+
+def system_prefix(path: Path) -> str | None:
+    """The system prefix `path` is under (resolved paths only), or None."""
+    if any(_under(path, Path(free)) for free in _NOT_SYSTEM):
+        return None
+    return next((prefix for prefix in SYSTEM_PREFIXES if _under(path, Path(prefix))), None)
+
+
+def _owned(path: Path, uid: int) -> tuple[bool, int | None]:
+    """(whether the folder is the user's, the owner read): an existing folder by its
+    owner; a missing one is made by the user (`up` creates it), so its nearest existing
+    parent must be the user's, or a sticky scratch folder anyone may make folders in."""
+    import stat
+
+    probe = path
+    while True:
+        try:
+            info = probe.stat()
+            break
+        except FileNotFoundError:
+            if probe == probe.parent:
+                return False, None
+            probe = probe.parent
+        except OSError:
+            return False, None
+    if probe == path:
+        return info.st_uid == uid, info.st_uid
+    scratch = bool(info.st_mode & stat.S_ISVTX and info.st_mode & stat.S_IWOTH)
+    return info.st_uid == uid or scratch, info.st_uid
+
+
+@dataclass(frozen=True)
+class MountAdmitted:
+    """A host folder the policy admitted: absolute, symlink-free, and a note to show."""
+
+    path: Path
+    note: str | None = None
+
+
+def admit_host_folder(path: str | Path, what: str, home: Path, base: Path | None = None, *,
+                      source: Source = Source.COMMAND_LINE, uid: int | None = None
+                      ) -> MountAdmitted:
     """The absolute, symlink-free host path for a bind mount, or a UsageError.
 
     A relative path is taken from `base` (the working directory), never from the compose
-    file's folder, and symlinks are resolved so the check sees what Docker mounts."""
-    text = _well_formed(str(path), what)
-    if not text.strip() or any(ch in text for ch in "\n\r"):
-        raise UsageError(f"{what} is empty or contains a line break.")
+    file's folder, and symlinks are resolved so the check sees what Docker mounts. Then
+    by ownership: the container runs as root, which reads and writes whatever the folder
+    holds, so it must be the invoking user's (`uid`, default os.getuid()), from any source;
+    under a system prefix (SYSTEM_PREFIXES) outside the user's home it is refused from
+    every source but the command line, where it comes with a note."""
+    import os
+
+    text = str(admit_path(path, what))
+    shown = repr(text[:60] + ("…" if len(text) > 60 else ""))
     raw = Path(text).expanduser()
     if not raw.is_absolute():
         raw = (base or Path.cwd()) / raw
@@ -503,18 +669,44 @@ def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = Non
         resolved = raw.resolve()
         home = home.expanduser().resolve()
     except (OSError, RuntimeError) as err:  # a symlink loop, a folder we may not read
-        raise UsageError(f"{what} {text!r} cannot be resolved: {err}.") from None
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "a loop"
+        raise UsageError(f"{what} {shown} cannot be resolved: {reason}.") from None
     secrets = [home / s for s in _HOME_SECRETS]
     held = [Path(s) for s in _SENSITIVE] + secrets + [home]
     others = other_homes(home)
     if resolved == Path("/") or any(_under(resolved, Path(root)) for root in _SYSTEM) \
             or any(_under(resolved, s) for s in secrets + others) \
             or any(_under(s, resolved) for s in held + others):
-        raise UsageError(f"{what} {text!r} ({resolved}) would give the container a system "
-                         "folder, the Docker socket, your home folder, your keys or another "
-                         "user's home; choose a "
-                         "folder of its own (e.g. ~/.cache/huggingface).")
-    return resolved
+        raise UsageError(f"{what} {shown} ({str(resolved)[:80]}) would give the container a "
+                         "system folder, the Docker socket, your home folder, your keys or "
+                         "another user's home; choose a folder of its own (e.g. "
+                         "~/.cache/huggingface).")
+    uid = os.getuid() if uid is None else uid
+    # A normal user's home is theirs wherever it is (a service account's under /var/lib).
+    mine = uid != 0 and home != Path("/") and _under(resolved, home)
+    prefix = None if mine else system_prefix(resolved)
+    if prefix and (source is not Source.COMMAND_LINE):
+        # A folder's own name says which variable gave it ('(HF_HOME)'); the environment
+        # layer is described by its extra-args variable elsewhere.
+        origin = "the environment" if source is Source.ENVIRONMENT else source.describe()
+        raise UsageError(f"{what} {shown} from {origin} is under {prefix}, where "
+                         "the system keeps its state; give it on the command line to mount "
+                         "it, or choose a folder of your own.")
+    owned, owner = _owned(resolved, uid)
+    if not owned:
+        whose = "nobody can tell whom" if owner is None else f"uid {owner}"
+        raise UsageError(f"{what} {shown} ({str(resolved)[:80]}) belongs to {whose}, not to "
+                         f"you (uid {uid}); root in the container would read and write "
+                         "everything in it. Choose a folder you own.")
+    note = (f"{what} {str(resolved)[:80]} is under {prefix}, where the system keeps its "
+            "state: mounted because the command line asked") if prefix else None
+    return MountAdmitted(resolved, note)
+
+
+def admit_mount(path: str | Path, what: str, home: Path, base: Path | None = None, *,
+                source: Source = Source.COMMAND_LINE, uid: int | None = None) -> Path:
+    """`admit_host_folder`'s path alone, for a folder given on the command line."""
+    return admit_host_folder(path, what, home, base, source=source, uid=uid).path
 
 
 # --- images -----------------------------------------------------------------------------------

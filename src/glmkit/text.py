@@ -16,12 +16,19 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 # C0 controls but tab and newline, DEL, and the C1 controls (U+0080-U+009F: a terminal
-# reads U+009B as ESC [).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# reads U+009B as ESC [); then Unicode's format characters (category Cf, Unicode 15: the
+# bidirectional overrides and isolates U+202A-U+202E and U+2066-U+2069, which make a
+# terminal show text in another order than it is, zero-width ones such as U+200B, which
+# hide a difference) and the line and paragraph separators U+2028/U+2029.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891"
+    "\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
 
 
 def printable(text: str) -> str:
-    """`text` with every control character but tab and newline shown as '?'."""
+    """`text` with every control and format character but tab and newline shown as '?'."""
     return _CONTROL.sub("?", text)
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from .common import KEY, KEYED, invoke, serving
+from .common import KEY, KEYED, invoke, port, project, serving
 
 pytestmark = pytest.mark.e2e
 
 PROJECT, PORT = KEYED.project, KEYED.port
-OFF_PORT = 18086
+OFF_PORT = port("agents-off")
 CLIS = {"@anthropic-ai/claude-code": "2.1.332", "@openai/codex": "0.171.0"}
 
 
@@ -145,7 +145,7 @@ def test_codex_completes_a_prompt_through_the_responses_api(
 
 def test_agentic_workload_reports_prefix_caching_on_vs_off_per_turn(
         server: object, key_file: Path) -> None:
-    off = "glmkit-e2e-agents-off"
+    off = project("agents-off")
     # Its key from a file, the shared server's from a flag: both ways served for real.
     with serving(off, "--vendor", "cpu", "--port", str(OFF_PORT), "--enforce-eager",
                  "--bench-mode", "--no-smoke", "--api-key-file", str(key_file), "--",

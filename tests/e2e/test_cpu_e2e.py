@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from .common import FAKE_TOKEN, ROOT, TINY, invoke, runs_of
+from .common import FAKE_TOKEN, ROOT, TINY, invoke, port, project, runs_of
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
     assert all(c["ok"] for c in cases)
     for api, any_ in (("chat", "required"), ("messages", "any"), ("responses", "required")):
         rows = [c for c in cases if c["api"] == api and not c["case"].startswith("auth")]
-        assert len(rows) == len(requests_for(quick=False))
+        assert len(rows) == len(requests_for(quick=False, api=api))
         assert {c["tool_choice"] for c in rows} == {"auto", any_, "none", "get_weather",
                                                     "get_time"}
     assert {(c["api"], c["detail"]) for c in cases if c["case"].startswith("auth")} == {
@@ -80,21 +80,21 @@ def test_check_passes_every_case_with_the_glm45_parser(server: object) -> None:
 
 
 def test_a_wrong_tool_parser_fails_the_check_with_a_clear_line(server: object) -> None:
-    project = "glmkit-e2e-parser"
+    parser = project("parser")
     try:
-        done = invoke("up", "--vendor", "cpu", "--project", project, "--port", "18082",
+        done = invoke("up", "--vendor", "cpu", "--project", parser, "--port", str(port("parser")),
                       "--enforce-eager", "--", "--tool-call-parser", "hermes", timeout=600)
         # The server is healthy; its tool calls do not parse: the check's code, not a crash's.
         assert done.returncode == 7, done.stdout + done.stderr
         assert "no tool call parsed" in done.stderr
         assert "is --tool-call-parser right for this model?" in done.stderr
-        check = invoke("check", "--project", project, timeout=600)
+        check = invoke("check", "--project", parser, timeout=600)
         assert check.returncode == 7
         assert "--tool-call-parser hermes" in check.stderr
         # The first case that proves the parser wrong ends the check: the rest not sent.
         assert "more not sent: the parser was proven wrong" in check.stderr
     finally:
-        invoke("down", "--project", project, timeout=120)
+        invoke("down", "--project", parser, timeout=120)
 
 
 def test_chat_with_tools_is_a_valid_openai_response(server: object) -> None:
@@ -275,24 +275,26 @@ def test_up_again_keeps_the_healthy_server(server: object) -> None:
 
 
 def test_port_in_use_is_refused_before_anything_starts(server: object) -> None:
+    refused = project("port")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        port = sock.getsockname()[1]
-        done = invoke("up", "--vendor", "cpu", "--project", "glmkit-e2e-port",
-                      "--port", str(port), timeout=120)
+        taken = sock.getsockname()[1]
+        done = invoke("up", "--vendor", "cpu", "--project", refused,
+                      "--port", str(taken), timeout=120)
     assert done.returncode == 3
-    assert f"Port {port} on 127.0.0.1 is in use" in done.stderr
+    assert f"Port {taken} on 127.0.0.1 is in use" in done.stderr
     assert "Traceback" not in done.stderr
-    assert project_containers("glmkit-e2e-port") == []
-    assert not (ROOT / "compose" / "glmkit-e2e-port.yaml").exists()
+    assert project_containers(refused) == []
+    assert not (ROOT / "compose" / f"{refused}.yaml").exists()
 
 
 def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
     started = time.monotonic()
     # A flag vLLM knows with a value only vLLM's own parser refuses: the server exits at
     # start (an unknown flag is refused by glmkit's policy before anything starts).
-    done = invoke("up", "--vendor", "cpu", "--project", "glmkit-e2e-crash", "--port", "18081",
+    crash = project("crash")
+    done = invoke("up", "--vendor", "cpu", "--project", crash, "--port", str(port("crash")),
                   "--", "--max-num-seqs", "many", timeout=300)
     elapsed = time.monotonic() - started
     try:
@@ -301,7 +303,7 @@ def test_crash_at_start_fails_fast_with_the_log_tail(server: object) -> None:
         assert "exited with code" in done.stderr
         assert elapsed < 120, f"took {elapsed:.0f} s: the crash was not noticed at once"
     finally:
-        invoke("down", "--project", "glmkit-e2e-crash", timeout=120)
+        invoke("down", "--project", crash, timeout=120)
 
 
 @pytest.mark.ends_server  # replaces the shared server with another configuration

@@ -13,12 +13,12 @@ import requests
 import yaml
 
 from ..fakehub import Hub, serve
-from .common import ROOT, invoke
+from .common import ROOT, invoke, port, project
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-hub"
-PORT = 18083
+PROJECT = project("hub")
+PORT = port("hub")
 REPO = "local-hub/tiny-glm4-moe"
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from .common import invoke, serving
+from .common import invoke, port, project, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-mn"
-PORT = 18085
+PROJECT = project("mn")
+PORT = port("mn")
 
 
 UP = ("--vendor", "cpu", "--nodes", "2", "--port", str(PORT))

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import requests
 
-from .common import invoke, serving
+from .common import invoke, port, project, serving
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-pd"
-PORT = 8311
+PROJECT = project("pd")
+PORT = port("pd")
 KEY = "pd-e2e-key"
 ENV = {"VLLM_API_KEY": KEY}
 URL = f"http://127.0.0.1:{PORT}"

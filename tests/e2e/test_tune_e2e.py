@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from .common import ROOT, invoke
+from .common import ROOT, invoke, port, project
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "glmkit-e2e-tune"
-PORT = 18087
+PROJECT = project("tune")
+PORT = port("tune")
 
 
 def test_tune_picks_a_winner_that_up_starts() -> None:

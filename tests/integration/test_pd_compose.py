@@ -3,6 +3,8 @@ GLM-5.2-FP8 on 8 × H200 nodes, two simulated on this engine and two real machin
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,20 @@ def test_pd_files_validate(tmp_path: Path, settings: dict[str, str]) -> None:
     assert {"prefill", "decode", "router"} <= set(services)
     published = [s for s, svc in services.items() if svc.get("ports")]
     assert published in (["router"], [])  # [] on real machines: the host network
+
+
+@pytest.mark.parametrize(("environment", "key"), [
+    ({"OPENAI_API_KEY": "sk-the-users-own", "VLLM_API_KEY": "deployment-key"},
+     "deployment-key"),
+    ({"OPENAI_API_KEY": "sk-the-users-own"}, "")])
+def test_the_router_forwards_with_the_deployments_key_whoever_runs_compose(
+        tmp_path: Path, environment: dict[str, str], key: str) -> None:
+    """`docker compose up` of the file by hand, from a shell holding the user's own
+    OpenAI key: the router forwards the deployment's key (empty without one), never it."""
+    (name, data), = pd_compose(pd(NO_GPU, vendor="cpu")).items()
+    path = write_compose_data(data, tmp_path, name, check=True)
+    done = subprocess.run(["docker", "compose", "-f", str(path), "config", "--format", "json"],
+                          capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin", **environment})
+    router = json.loads(done.stdout)["services"]["router"]
+    assert router["environment"] == {"OPENAI_API_KEY": key}

@@ -94,6 +94,35 @@ def test_interpolation_syntax_in_every_source_stays_literal(workdir: Path) -> No
     assert '{"method": "ngram", "x": "$VLLM_API_KEY"}' in command
 
 
+def _volume_exists(name: str) -> bool:
+    return subprocess.run(["docker", "volume", "inspect", name], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_the_clean_up_removes_its_own_volumes_only(workdir: Path) -> None:
+    """`down -v` here removed the user's compile cache: one volume per vendor was shared by
+    every project, and Compose removes the volumes a file declares, whoever created them."""
+    env = {"GLMKIT_HOME": str(workdir / "kit"), "HF_HOME": str(workdir / "hf")}
+    users, _ = resolve_settings({"project": "glmkit-policy-user"}, {}, env)
+    (theirs,) = [m.source for m in plan_here(users, NO_GPU, env).mounts if m.kind == "volume"]
+    ours_settings, _ = resolve_settings({"project": "glmkit-policy"}, {}, env)
+    ours = plan_here(ours_settings, NO_GPU, env)
+    (own,) = [m.source for m in ours.mounts if m.kind == "volume"]
+    existed = _volume_exists(theirs)
+    if not existed:  # as a user's `invoke up` leaves it
+        subprocess.run(["docker", "volume", "create", "--label",
+                        "com.docker.compose.project=glmkit-policy-user", theirs],
+                       capture_output=True, check=True)
+    try:
+        _created_command(write_compose(ours, workdir), ours.project)
+        assert _volume_exists(theirs)
+        assert not _volume_exists(own)  # its own is cleaned up
+    finally:
+        if not existed:
+            subprocess.run(["docker", "volume", "rm", theirs], capture_output=True,
+                           check=False)
+
+
 def test_option_table_matches_the_images_parser() -> None:
     if not _image_present():
         pytest.skip(f"{CPU_IMAGE.ref} not built")

@@ -105,3 +105,20 @@ def test_tasks_stay_thin() -> None:
             body = node.end_lineno - node.body[0].lineno + 1  # type: ignore[operator]
             assert body <= 25, f"{node.name} has {body} lines"
     assert "hasattr" not in source
+
+
+def test_status_shows_a_long_project_name_whole() -> None:
+    """A test run's project names carry its run id; the status table folded them over two
+    lines in piped output (160 columns), so the name --project takes could not be copied."""
+    from rich.console import Console
+
+    from glmkit.cli.views import status_table
+    from glmkit.run.engine import ServerStatus
+
+    row = ServerStatus(project="glmkit-e2e-a12a71-tiny", node="head", model="glmkit/glm-tiny",
+                       vendor="cpu", url="http://127.0.0.1:28293", state="running",
+                       api="not ready", docker_health="starting", restarts=0,
+                       image="glmkit/vllm-cpu:0.32.0", digest="sha256:" + "b" * 64)
+    console = Console(width=160, record=True)  # what views.console() gives piped output
+    console.print(status_table([row]))
+    assert "glmkit-e2e-a12a71-tiny" in console.export_text()

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from glmkit.errors import CommandFailed, UsageError
 from glmkit.knowledge.catalog import CATALOG
@@ -120,3 +122,34 @@ def test_rejected_file_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest
     (argv, env), = seen
     assert argv[:2] == ["docker", "compose"] and argv[-2:] == ["config", "--quiet"]
     assert "HF_TOKEN" not in env and "VLLM_API_KEY" not in env
+
+
+# --- #35, Low: the compile cache is a project's own ------------------------------------------
+
+PROJECT_NAME = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True)
+
+
+def _volume_names(project: str, vendor: str = "cpu") -> set[str]:
+    data = compose_dict(plan_for(vendor=vendor, project=project))
+    return {volume["name"] for volume in data["volumes"].values()}
+
+
+@settings(max_examples=30, deadline=None)
+@given(first=PROJECT_NAME, second=PROJECT_NAME)
+def test_no_two_projects_share_a_volume(first: str, second: str) -> None:
+    """One compile-cache volume per vendor was mounted read-write by every project: what
+    a container of one project wrote there (torch.compile and inductor artifacts are code,
+    loaded as they are) ran in every later server of every project. And `docker compose
+    down -v` removes the volumes a file declares: a test's clean-up removed the user's."""
+    assume(first != second)
+    assert _volume_names(first).isdisjoint(_volume_names(second))
+
+
+@pytest.mark.parametrize("vendor", ["cpu", "cuda", "rocm"])
+def test_no_project_inherits_the_old_shared_cache(vendor: str) -> None:
+    # The default project's volume is a new one too: the shared one may hold what any
+    # project ran.
+    (volume,) = compose_dict(plan_for(vendor=vendor))["volumes"].values()
+    assert volume["name"] != f"glmkit-vllm-cache-{vendor}"
+    assert volume["name"] == f"glmkit_vllm-cache-{vendor}"
+    assert volume["labels"]["io.glmkit.project"] == "glmkit"

@@ -39,6 +39,8 @@ def test_k8s_export_does_not_copy_this_hosts_state(monkeypatch: pytest.MonkeyPat
     os.chown(owned, 1000, 1000)
     project = "k8s-portable"
     for hf_home in (cache, owned):
+        if hf_home == owned:  # the invoking user is that normal user
+            monkeypatch.setattr(os, "getuid", lambda: 1000)
         code, _, err = run_task(monkeypatch, capsys, tmp_path, "export", "k8s", "--vendor",
                                 "rocm", "--model", "zai-org/GLM-4.6-FP8", "--gpu", "mi300x",
                                 "--gpus", "4,5,6,7", "--tp", "4", "--project", project,
@@ -232,7 +234,7 @@ def test_a_bench_request_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None
                            max_model_len=100_000, vendor="cpu", image="i", serve_args=(),
                            base_url="http://127.0.0.1:8000", facts=ModelFacts(vision=True))
     monkeypatch.setattr(bench, "locate_visionarena", locate)
-    monkeypatch.setattr(bench, "running_server", lambda project: ("c", target))
+    monkeypatch.setattr(bench, "running_server", lambda project, model=None: ("c", target))
     monkeypatch.setattr(bench, "stage", lambda src, container: "/tmp/va-in-container")
     monkeypatch.setattr(bench, "read_run_facts", lambda *_: None)
     monkeypatch.setattr(bench.HardwareMeta, "of", staticmethod(lambda hw: None))

@@ -8,6 +8,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
 import yaml
 
 from glmkit.host.settings import TASK_OPTIONS, Settings, resolve_settings
@@ -68,7 +69,9 @@ def test_every_link_resolves() -> None:
 def test_the_configuration_reference_names_every_setting() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text()
     for f in fields(Settings):
-        if "help" in f.metadata:
+        if f.name == "models":  # a model group: --model repeated, no flag of its own
+            assert "| `--model` repeated | `models` | `GLMKIT_MODELS` |" in text
+        elif "help" in f.metadata:
             assert f"`--{f.name.replace('_', '-')}`" in text, f.name
     for task, table in TASK_OPTIONS.items():
         for f in fields(table):
@@ -80,3 +83,22 @@ def test_the_configuration_reference_names_every_setting() -> None:
     settings, sources = resolve_settings({}, section, {})
     assert settings.project == "glm-air" and settings.mtp is True
     assert {sources[name] for name in section} == {"invoke.yaml"}
+
+
+def test_fresh_times_stamps_each_readme_time_once() -> None:
+    """scripts/fresh_times.py writes the measured minutes and how they were measured into
+    the README's markers; a README without them is refused, not left half-stamped."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fresh_times",
+                                                  ROOT / "scripts" / "fresh_times.py")
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    record = {"quickstart_s": 431, "test_s": 602, "measured": "measured 2026-12-07 on X"}
+    text = fresh.stamped((ROOT / "README.md").read_text(), record)
+    assert "<!-- quickstart-minutes -->7<!-- /quickstart-minutes -->" in text
+    assert "<!-- test-minutes -->10<!-- /test-minutes -->" in text
+    assert "<!-- fresh-times -->measured 2026-12-07 on X<!-- /fresh-times -->" in text
+    with pytest.raises(SystemExit, match="quickstart-minutes"):
+        fresh.stamped("no markers here", record)

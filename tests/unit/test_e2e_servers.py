@@ -197,53 +197,158 @@ def test_a_module_with_two_shared_servers_is_refused() -> None:
         ordered(items)
 
 
-def _project_literals() -> list[str]:
-    """Every project name written in tests/e2e: `Shared("x", ...)`, `serving("x", ...)`,
-    and whatever follows "--project" in a call, as a literal or a name bound to one."""
+def _how(arg: Any, bound: dict[str, Any], where: str, depth: int = 0
+         ) -> tuple[str, str] | None:
+    """("project" or "port", NAME) for `project("NAME")` / `port("NAME")`, through the
+    names bound to it and `str(...)`; ("fixed", TEXT) for text or a number written out;
+    None for a parameter or a Shared's .project/.port (named where those are made)."""
     import ast
 
-    names: list[str] = []
+    func = getattr(getattr(arg, "func", None), "id", "")
+    if isinstance(arg, ast.Name) and arg.id in bound and depth < 5:
+        return _how(bound[arg.id], bound, where, depth + 1)
+    if isinstance(arg, ast.Call) and func == "str":
+        return _how(arg.args[0], bound, where, depth + 1)
+    if isinstance(arg, ast.Call) and func in ("project", "port"):
+        name = arg.args[0]
+        assert isinstance(name, ast.Constant), ast.unparse(arg)
+        return func, str(name.value)
+    if isinstance(arg, ast.Constant | ast.JoinedStr):
+        return "fixed", f"{where}: {ast.unparse(arg)}"
+    return None
+
+
+def _e2e_names() -> list[tuple[str, str]]:
+    """How every project name and port in tests/e2e is written: `Shared(P, PORT, ...)`,
+    `serving(P, ...)`, and what follows "--project", "--off-project" or "--port" in a call,
+    a tuple or a list (see _how)."""
+    import ast
+
+    found: list[tuple[str, str]] = []
     for path in sorted(conftest.HERE.glob("*.py")):
         tree = ast.parse(path.read_text())
-        bound = {target.id: node.value.value for node in ast.walk(tree)
-                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                 for target in node.targets if isinstance(target, ast.Name)}
-        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-            args = call.args
-            picked = [args[0]] if getattr(call.func, "id", "") in ("Shared", "serving") else []
-            picked += [args[i + 1] for i, a in enumerate(args[:-1])
-                       if isinstance(a, ast.Constant) and a.value == "--project"]
-            for arg in picked:
-                if isinstance(arg, ast.Constant):
-                    names.append(str(arg.value))
-                elif isinstance(arg, ast.Name) and arg.id in bound:
-                    names.append(str(bound[arg.id]))
-    return names
+        bound: dict[str, Any] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        bound[target.id] = node.value
+                    elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                        bound |= {t.id: v for t, v in zip(target.elts, node.value.elts,
+                                                          strict=True)
+                                  if isinstance(t, ast.Name)}
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call | ast.Tuple
+                                                             | ast.List)):
+            args = call.args if isinstance(call, ast.Call) else call.elts
+            func = getattr(getattr(call, "func", None), "id", "")
+            picked = args[:2] if func == "Shared" else args[:1] if func == "serving" else []
+            picked += [args[i + 1] for i, a in enumerate(args[:-1]) if isinstance(
+                a, ast.Constant) and a.value in ("--project", "--off-project", "--port")]
+            found += [h for h in (_how(a, bound, path.name) for a in picked) if h is not None]
+    return found
 
 
-def test_every_e2e_project_is_found_by_its_name_after_an_interrupt() -> None:
+def test_every_e2e_project_and_port_is_this_runs_own() -> None:
+    """Two test runs on one engine (two checkouts, two CI jobs) used the same fixed project
+    names and ports: each took the other's servers down. Every name is made by
+    common.project (glmkit-e2e-RUN-NAME: found after an interrupt by its prefix) and every
+    port by common.port (this run's block of free ports)."""
     from tests.e2e import common
 
-    names = set(_project_literals())
+    found = _e2e_names()
+    assert [text for kind, text in found if kind == "fixed"] == []
+    projects = {name for kind, name in found if kind == "project"}
     # The modules' own projects are all seen (a sample, so the scan cannot find nothing).
-    assert {"glmkit-e2e", "glmkit-e2e-key", "glmkit-e2e-pd", "glmkit-e2e-crash",
-            "glmkit-e2e-agents-off"} <= names
-    assert [n for n in names if not common.is_e2e_project(n)] == []
+    assert {"tiny", "key", "pd", "crash", "agents-off", "mn", "port"} <= projects
+    assert {"tiny", "key", "pd", "hub", "agents-off", "mn"} <= {
+        name for kind, name in found if kind == "port"}
+    assert all(common.is_e2e_project(common.project(name)) for name in projects)
     assert not common.is_e2e_project("glmkit") and not common.is_e2e_project("glmkit-e2ex")
+
+
+def _load_common(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tests/e2e/common.py loaded afresh, as another pytest process loads it."""
+    import importlib.util
+    import sys
+
+    name = f"e2e_common_{len([m for m in sys.modules if m.startswith('e2e_common_')])}"
+    spec = importlib.util.spec_from_file_location(name, conftest.HERE / "common.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _a_run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """tests/e2e/common.py as a new test run loads it (the environment of a new shell)."""
+    monkeypatch.delenv("GLMKIT_E2E_RUN", raising=False)
+    return _load_common(monkeypatch)
+
+
+def test_two_runs_on_one_engine_share_no_project_and_no_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _a_run(monkeypatch), _a_run(monkeypatch)
+    for shared in ("TINY", "KEYED"):
+        mine, theirs = getattr(first, shared), getattr(second, shared)
+        assert mine.project != theirs.project
+        assert first.is_e2e_project(mine.project)
+    ports = [{getattr(run, s).port for s in ("TINY", "KEYED")} for run in (first, second)]
+    assert ports[0].isdisjoint(ports[1])
+
+
+def test_this_run_is_one_run() -> None:
+    """In a pytest process (configured by tests/conftest.py): the shared servers' names
+    and the modules' own are of the same run, the one its clean-up removes. The run was
+    started twice (once importing tests/e2e/common.py, once more after), so the shared
+    servers' volumes were another run's, left behind."""
+    import os
+
+    from tests.e2e import common
+
+    assert common.TINY.project == common.project("tiny")
+    assert common.KEYED.port == common.port("key")
+    assert os.environ[common.RUN_ENV].partition(":")[0] in common.TINY.project
+
+
+def test_a_runs_workers_share_its_projects_and_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the first process sets in pytest_configure, its xdist workers inherit.
+    first = _a_run(monkeypatch)
+    worker = _load_common(monkeypatch)
+    for shared in ("TINY", "KEYED"):
+        mine, its = getattr(first, shared), getattr(worker, shared)
+        assert (its.project, its.port, its.up_args) == (mine.project, mine.port, mine.up_args)
 
 
 def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Ctrl-C, SIGTERM, -x or a crashed worker: pytest-xdist kills its workers before their
-    `invoke down`. The controller downs what they started, never another run's projects."""
+    `invoke down`. The controller downs what they started, never another run's projects;
+    then it removes the compose files and volumes of this run's projects, and no others."""
     import tests.conftest as root
     from tests.e2e import common
 
     calls: list[tuple[str, ...]] = []
+    removed: list[str] = []
+    mine, other = common.project("tiny"), "glmkit-e2e-0ther-tiny"
+    volumes = "".join(f"{p}_vllm-cache-cpu {p}\n" for p in (mine, other, "glmkit"))
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        if argv[:3] == ["docker", "volume", "ls"]:
+            return subprocess.CompletedProcess(argv, 0, volumes, "")
+        if argv[:3] == ["docker", "volume", "rm"]:
+            removed.extend(argv[3:])
+        else:
+            calls.append(tuple(argv[3:6]))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
     monkeypatch.setattr(common, "running_e2e_projects", lambda: [
         "glmkit-e2e", "glmkit-e2e-mn-worker1", "glmkit-e2e-other-checkout"])
-    monkeypatch.setattr(common.subprocess, "run", lambda argv, **_: calls.append(
-        tuple(argv[3:6])) or subprocess.CompletedProcess(argv, 0, "", ""))
+    monkeypatch.setattr(common.subprocess, "run", run)
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    compose = tmp_path / "compose"
+    compose.mkdir()
+    files = [compose / f"{p}.yaml" for p in (mine, other, "glmkit")]
 
     @dataclass
     class Options:
@@ -256,14 +361,18 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     @dataclass
     class RootSession:
         config: RootConfig
+        items: list[Item] = field(default_factory=list)
 
     def session_with(started: list[str], numprocesses: int | None = 2) -> RootSession:
-        folder = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        folder = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
         folder.mkdir()
+        for file in files:
+            file.touch()
         monkeypatch.setenv(root.STARTED_DIR, str(folder))
         for project in started:  # as the workers' `invoke up --project P` note it
             common.invoke("up", "--project", project)
         calls.clear()
+        removed.clear()
         return RootSession(RootConfig(Options(numprocesses)))
 
     controller = session_with(["glmkit-e2e", "glmkit-e2e-mn", "glmkit-e2e-pd"])
@@ -271,8 +380,15 @@ def test_the_xdist_controller_brings_down_what_this_run_started_and_nothing_else
     # glmkit-e2e-pd is not up any more; glmkit-e2e-other-checkout is never named.
     assert calls == [("down", "--project", "glmkit-e2e"),
                      ("down", "--project", "glmkit-e2e-mn")]
+    assert removed == [f"{mine}_vllm-cache-cpu"]  # not another run's, not the user's
+    assert [f.exists() for f in files] == [False, True, True]
     assert not Path(controller_folder := str(tmp_path / "run0")).exists(), controller_folder
     root.pytest_sessionfinish(session_with([]), 0)  # type: ignore[arg-type]
-    assert calls == []  # a unit-only run asks nothing of Docker
+    assert calls == [] and removed == []  # a unit-only run asks nothing of Docker
+    assert all(f.exists() for f in files)
     root.pytest_sessionfinish(session_with(["glmkit-e2e"], None), 2)  # type: ignore[arg-type]
-    assert calls == []  # one process: tests/e2e/conftest.py's session fixture does it
+    assert calls == [] and removed == []  # one process: tests/e2e/conftest.py's fixture
+    one = session_with([], None)
+    one.items = [Item("e2e/test_x.py::t")]
+    root.pytest_sessionfinish(one, 0)  # type: ignore[arg-type]
+    assert calls == [] and removed == [f"{mine}_vllm-cache-cpu"]

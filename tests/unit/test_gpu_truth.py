@@ -129,12 +129,14 @@ def test_the_rendered_health_check_waits_longer_than_the_h200_took(tmp_path: Pat
 
 
 def test_plan_says_when_vllm_ships_no_tuned_moe_config() -> None:
-    name = moe_config_name(64, 1536, "H200", "bf16")
+    from glmkit.knowledge.quant_format import BF16
+
+    name = moe_config_name(64, 1536, "H200", BF16)
     assert name == "E=64,N=1536,device_name=NVIDIA_H200.json"
     assert not vllm_ships_moe_config(name)  # vLLM warned "Using default MoE config"
-    shipped = moe_config_name(128, 1024, "H200", "bf16")
+    shipped = moe_config_name(128, 1024, "H200", BF16)
     assert shipped is not None and vllm_ships_moe_config(shipped)
-    assert moe_config_name(64, 1536, "Unknown", "bf16") is None
+    assert moe_config_name(64, 1536, "Unknown", BF16) is None
 
 
 def test_invoke_plan_prints_kv_tokens_concurrency_and_the_moe_row() -> None:
@@ -287,7 +289,9 @@ def test_the_tuners_result_is_its_last_json_line() -> None:
     from glmkit.errors import UsageError
     from glmkit.measure.moe_tune import tuner_summary
 
-    assert tuner_summary('noise\n{"file": "a"}\n{not json\n')["file"] == "a"
+    line = json.dumps({"file": "a", "installed": "none", "baseline": "default",
+                       "candidates_tried": 0, "batch_sizes": {}})
+    assert tuner_summary(f"noise\n{line}\n{{not json\n").file == "a"
     with pytest.raises(UsageError, match="no result"):
         tuner_summary("Traceback ...\n{broken")
 

@@ -27,13 +27,16 @@ def test_privileged_is_an_explicit_opt_in() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown the test folder")
-def test_dac_override_only_for_a_writable_user_owned_cache(tmp_path: Path) -> None:
+def test_dac_override_only_for_a_writable_user_owned_cache(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
     cache = tmp_path / "hf"
     cache.mkdir()
     env = {"GLMKIT_HOME": str(tmp_path), "HF_HOME": str(cache)}
     assert "DAC_OVERRIDE" not in plan_for(env=env, vendor="cuda",
                                           model="zai-org/GLM-4.6").cap_add
     os.chown(cache, 1000, 1000)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)  # the invoking user owns the cache
     plan = plan_for(env=env, vendor="cuda", model="zai-org/GLM-4.6")
     assert plan.cap_add == ("DAC_OVERRIDE",)
     assert any("DAC_OVERRIDE" in note for note in plan.notes)

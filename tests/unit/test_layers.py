@@ -114,7 +114,7 @@ def test_a_tasks_code_is_found_by_its_name(task: str, module: str) -> None:
 def test_only_the_plan_asks_which_kind_a_deployment_is() -> None:
     # One server, a cluster and pd_cluster pools share one lifecycle (run.lifecycle): the
     # rest of the kit asks the Deployment protocol, never the plan's type.
-    kinds = ("ServePlan", "ClusterPlan", "PdPlan")
+    kinds = ("ServePlan", "ClusterPlan", "PdPlan", "GroupPlan")
     found = []
     for path in SRC.rglob("*.py"):
         if path.parent.name == "plan":

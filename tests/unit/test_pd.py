@@ -63,7 +63,8 @@ def test_only_the_router_publishes_and_secrets_stay_names() -> None:
     assert [s for s, svc in services.items() if "ports" in svc] == ["router"]
     assert services["router"]["ports"][0]["published"] == "8310"
     assert services["router"]["ports"][0]["host_ip"] == "127.0.0.1"
-    assert services["router"]["environment"] == ["OPENAI_API_KEY"]
+    # The router's key is the deployment's: Compose interpolates it from VLLM_API_KEY.
+    assert services["router"]["environment"] == ["OPENAI_API_KEY=${VLLM_API_KEY:-}"]
     assert services["router"]["read_only"] is True
     for pool in ("prefill", "decode"):
         assert "VLLM_API_KEY" in services[pool]["environment"]
@@ -84,15 +85,24 @@ def test_cpu_pools_hide_the_numa_nodes_from_nixls_thread_binding() -> None:
     assert not any("tmpfs" in svc for svc in gpu["services"].values())
 
 
-def router_secrets(secrets: dict[str, str]) -> dict[str, str]:
-    """The environment `up` gives `docker compose` for a pd_cluster."""
-    return start_secrets(pd(vendor="cpu"), secrets, {})
+def test_the_router_key_comes_from_the_deployments_key_never_the_users_openai_key() -> None:
+    """It was OPENAI_API_KEY by name: any `docker compose up` of the file outside `invoke
+    up` (by hand, or a later glmkit that forgot to set it) gave the router the caller's
+    own OpenAI key to send to the pools. The file now says where the value comes from."""
+    (_name, data), = pd_compose(pd(vendor="cpu")).items()
+    text = dump(data)
+    assert "OPENAI_API_KEY=${VLLM_API_KEY:-}" in text
+    assert text.count("${") == text.count("$${") + 1  # the one interpolation glmkit means
+    assert "OPENAI_API_KEY" not in start_secrets(pd(vendor="cpu"), {"VLLM_API_KEY": "k"}, {})
 
 
-def test_router_forwards_with_the_pools_key_never_the_users_openai_key() -> None:
-    assert router_secrets({"VLLM_API_KEY": "k1"})["OPENAI_API_KEY"] == "k1"
-    # Empty, not absent: compose would otherwise pass the caller's own OPENAI_API_KEY.
-    assert router_secrets({})["OPENAI_API_KEY"] == ""
+def test_text_that_looks_like_the_router_key_entry_stays_escaped() -> None:
+    # Only glmkit's own entry is left for Compose; the same words from a user are text.
+    plan = pd(vendor="cpu", extra_args=("--chat-template-content-format",
+                                        "OPENAI_API_KEY=${VLLM_API_KEY:-}"))
+    (_name, data), = pd_compose(plan).items()
+    services = yaml.safe_load(dump(data))["services"]
+    assert "OPENAI_API_KEY=$${VLLM_API_KEY:-}" in services["decode"]["command"]
 
 
 def test_one_gpu_node_splits_in_half() -> None:

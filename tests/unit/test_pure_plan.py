@@ -31,7 +31,7 @@ def _facts(model: str = "zai-org/GLM-4.6-FP8", **changes: Any) -> HostFacts:
         hardware=gpus("cuda", 8, 143771, "NVIDIA H200"), home=Path("/nohome/user"),
         cwd=Path("/nohome/user/work"), model=spec, arch=known_arch(spec),
         hf_cache=HostPath(Path("/nohome/user/.cache/huggingface"), is_dir=True),
-        offline=True, cache_owner_uid=1000,
+        offline=True, cache_owner_uid=1000, uid=1000,
         media_dir=HostPath(Path("/nohome/user/pictures"), is_dir=True))
     return dataclasses.replace(facts, **changes)
 

@@ -6,9 +6,16 @@ add a worker and so receive the prompts."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import importlib.util
+import io
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -80,3 +87,139 @@ def test_with_a_key_every_route_but_the_probes_needs_it() -> None:
 def test_the_gate_always_fronts_the_router() -> None:
     """It used to exec vllm-router in its place without a key: the admin routes open."""
     assert "execvp" not in GATE.read_text()
+
+
+# --- #35, Low: the keyless gate read 512 MiB bodies into memory ---------------------------
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def aiohttp() -> ModuleType:
+    """The gate's own library (the router image has it); a dev dependency here."""
+    import os
+
+    try:
+        import aiohttp
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("aiohttp is needed in CI (pip install -e '.[dev]')")
+        pytest.skip("aiohttp not installed (pip install -e '.[dev]')")
+    return aiohttp
+
+
+@dataclass
+class Upstream:
+    """What vllm-router behind the gate received: each request's bytes and headers."""
+
+    bodies: list[int] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+
+
+async def _serving(aiohttp: ModuleType, key: str, send: Callable[[str], Awaitable[Any]]
+                   ) -> tuple[Any, Upstream]:
+    """The gate in front of a stand-in router, both on the loopback in this process;
+    `send(gate_url)`'s answer, and what the stand-in received."""
+    from aiohttp import web
+
+    seen = Upstream()
+
+    async def router(request: web.Request) -> web.Response:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_chunked(MIB):  # counted, not kept
+            digest.update(chunk)
+            size += len(chunk)
+        seen.bodies.append(size)
+        seen.digests.append(digest.hexdigest())
+        seen.headers.append({k.lower(): v for k, v in request.headers.items()})
+        return web.json_response({"received": size})
+
+    inner = web.Application()
+    inner.router.add_route("*", "/{tail:.*}", router)
+    runners = []
+    try:
+        for app in (inner, None):
+            if app is None:
+                port = runners[0].addresses[0][1]
+                app = gate.build_app(key, f"http://127.0.0.1:{port}")
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            runners.append(runner)
+        answer = await send(f"http://127.0.0.1:{runners[1].addresses[0][1]}")
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+    return answer, seen
+
+
+async def _post(url: str, data: Any, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    from aiohttp import ClientSession, ClientTimeout
+
+    async with ClientSession(timeout=ClientTimeout(total=60)) as session, session.post(
+            f"{url}/v1/chat/completions", data=data, headers=headers or {}) as reply:
+        return reply.status, await reply.text()
+
+
+async def _chunks(total: int, size: int = MIB) -> AsyncIterator[bytes]:
+    """A body sent chunked (no Content-Length), made as it is sent."""
+    block = b"x" * size
+    for _ in range(total // size):
+        yield block
+
+
+def test_a_body_past_the_limit_is_refused_while_it_streams_never_held(
+        aiohttp: ModuleType) -> None:
+    """A keyless router (any local user may call it) took bodies up to 512 MiB, read
+    whole into the gate's memory before the first byte went on: now 413 past
+    gate.MAX_BODY, counted as it streams to the router, so the gate holds a few chunks
+    at most."""
+    total = gate.MAX_BODY + 16 * MIB
+    tracemalloc.start()
+    try:
+        (status, _text), seen = asyncio.run(_serving(aiohttp, "", lambda url: _post(
+            url, _chunks(total))))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status == 413
+    assert all(size <= gate.MAX_BODY for size in seen.bodies)
+    assert peak < 16 * MIB, f"{peak / MIB:.0f} MiB held while {total // MIB} MiB streamed"
+
+
+def test_a_declared_length_past_the_limit_is_refused_before_any_byte_is_read(
+        aiohttp: ModuleType) -> None:
+    async def send(url: str) -> tuple[int, str]:
+        # The header alone: a gate that waited for the body would wait for the timeout.
+        reader, writer = await asyncio.open_connection(*url.removeprefix("http://").split(":"))
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                     + str(512 * MIB).encode() + b"\r\n\r\n{")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return int(line.split()[1]), line.decode()
+
+    (status, _line), seen = asyncio.run(_serving(aiohttp, "", send))
+    assert status == 413
+    assert seen.bodies == []  # the router never saw it
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_within_the_limit_reaches_the_router_whole(aiohttp: ModuleType,
+                                                          chunked: bool) -> None:
+    body = bytes(range(256)) * (4 * MIB // 256)
+    data: Any = _chunks(len(body)) if chunked else io.BytesIO(body)
+    sent = hashlib.sha256(b"x" * len(body) if chunked else body).hexdigest()
+    (status, text), seen = asyncio.run(_serving(aiohttp, "k", lambda url: _post(
+        url, data, {"Authorization": "Bearer k"})))
+    assert status == 200, text
+    assert seen.bodies == [len(body)] and seen.digests == [sent]
+    if not chunked:  # a sized body stays sized
+        assert seen.headers[0]["content-length"] == str(len(body))
+
+
+def test_the_key_is_checked_before_the_size(aiohttp: ModuleType) -> None:
+    (status, _text), seen = asyncio.run(_serving(aiohttp, "k", lambda url: _post(
+        url, _chunks(gate.MAX_BODY + MIB))))
+    assert status == 401 and seen.bodies == []

@@ -136,7 +136,7 @@ def test_visionarena_reads_a_local_folder_as_visionarena_offline() -> None:
                  dataset_revision="sample-1")
     argv = bench_argv(_server(), wl, Point(batch=4, num_prompts=4, max_concurrency=None,  # type: ignore[arg-type]
                                            request_rate="inf"), "r.json")
-    value = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    value = dict(word.split("=", 1) for word in argv if word.startswith("--") and "=" in word)
     assert value["--dataset-name"] == "hf" and value["--hf-name"] == "lmarena-ai/VisionArena-Chat"
     assert value["--dataset-path"] == "/tmp/glmkit-datasets/sample-1"
     assert value["--backend"] == "openai-chat" and value["--hf-output-len"] == "128"
@@ -151,8 +151,8 @@ def test_random_mm_workload_sends_synthetic_images() -> None:
 
     argv = bench_argv(_server(), WORKLOADS["random-mm"], Point(  # type: ignore[arg-type]
         batch=2, num_prompts=2, max_concurrency=None, request_rate="inf"), "r.json")
-    assert argv[argv.index("--dataset-name") + 1] == "random-mm"
-    assert argv[argv.index("--endpoint") + 1] == "/v1/chat/completions"
+    assert "--dataset-name=random-mm" in argv
+    assert "--endpoint=/v1/chat/completions" in argv
 
 
 def _parquet_folder(root: Path, revision: str | None = None) -> Path:
@@ -251,7 +251,7 @@ def test_bench_data_stages_in_a_fresh_folder_and_leaves_others_alone(
 
     def fake_docker_run(argv: list[str], check: bool = True) -> SimpleNamespace:
         staging = Path(argv[argv.index("-v", argv.index("-v") + 1) + 1].split(":")[0])
-        (staging / bench_data.INFO).write_text(json_.dumps({"revision": "sample-1"}))
+        (staging / bench_data.INFO).write_text(json_.dumps({"revision": "sample-1", "rows": 4}))
         return SimpleNamespace(returncode=0)
 
     monkeypatch.setattr(bench_data, "run", fake_docker_run)

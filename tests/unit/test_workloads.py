@@ -53,25 +53,30 @@ def test_sweep_modes() -> None:
     assert sweep_points((8,), "concurrency")[0].num_prompts == 32
 
 
+def values(argv: list[str]) -> dict[str, str]:
+    """`--option=value` words of an argv, by option."""
+    return dict(word.split("=", 1) for word in argv if word.startswith("--") and "=" in word)
+
+
 def test_random_argv_follows_the_recipe() -> None:
     argv = bench_argv(TARGET, WORKLOADS["prompt-heavy"],
                       Point(batch=16, num_prompts=16, max_concurrency=None, request_rate="10000"),
                       "r.json")
-    assert argv[argv.index("--dataset-name") + 1] == "random"
-    assert argv[argv.index("--random-input-len") + 1] == "8000"
-    assert argv[argv.index("--num-prompts") + 1] == "16"
-    assert "--ignore-eos" in argv and "--max-concurrency" not in argv
+    assert values(argv)["--dataset-name"] == "random"
+    assert values(argv)["--random-input-len"] == "8000"
+    assert values(argv)["--num-prompts"] == "16"
+    assert "--ignore-eos" in argv and "--max-concurrency" not in values(argv)
 
 
 def test_vision_argv_and_fallback() -> None:
     point = Point(batch=1, num_prompts=1000, max_concurrency=1, request_rate="inf")
     argv = bench_argv(TARGET, WORKLOADS["vision"], point, "r.json")
-    assert argv[argv.index("--backend") + 1] == "openai-chat"
-    assert argv[argv.index("--endpoint") + 1] == "/v1/chat/completions"
-    assert argv[argv.index("--dataset-path") + 1] == "lmarena-ai/VisionArena-Chat"
-    assert argv[argv.index("--max-concurrency") + 1] == "1"
+    assert values(argv)["--backend"] == "openai-chat"
+    assert values(argv)["--endpoint"] == "/v1/chat/completions"
+    assert values(argv)["--dataset-path"] == "lmarena-ai/VisionArena-Chat"
+    assert values(argv)["--max-concurrency"] == "1"
     fallback = bench_argv(TARGET, WORKLOADS["vision"], point, "r.json", dataset="random-mm")
-    assert fallback[fallback.index("--dataset-name") + 1] == "random-mm"
+    assert values(fallback)["--dataset-name"] == "random-mm"
     assert "--ignore-eos" not in fallback
 
 

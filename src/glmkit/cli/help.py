@@ -15,9 +15,11 @@ BOOL_OPTIONS = BOOL_SETTINGS
 
 PROJECT_HELP = SERVE_HELP["project"]
 NODES_HELP = "the --nodes of a multi-machine `up` (head=ssh://h1,w1=ssh://h2), to reach each"
+MEMBER_HELP = ("a model group's member to aim at, through the group's door (its model id, "
+               "served name or alias; default: the first)")
 
 HELP: dict[str, dict[str, str]] = {
-    "check": {"project": PROJECT_HELP, **option_help("check"),
+    "check": {"project": PROJECT_HELP, **option_help("check"), "model": MEMBER_HELP,
               "verbose": "print every case's row, not only the failing ones"},
     "down": {"project": PROJECT_HELP, "nodes": NODES_HELP},
     "logs": {"project": PROJECT_HELP, "follow": "keep streaming", **option_help("logs"),
@@ -39,7 +41,7 @@ HELP: dict[str, dict[str, str]] = {
     "tiny_model": {**option_help("tiny_model"),
             "force": "regenerate even if present",
             "vision": "the tiny GLM-4.5V (glmkit/glm-tiny-vision): MoE + vision tower"},
-    "bench": {"project": PROJECT_HELP, **option_help("bench"),
+    "bench": {"project": PROJECT_HELP, **option_help("bench"), "model": MEMBER_HELP,
             "off_project": "agentic: the project serving the same model with --bench-mode "
                            "(no prefix caching) to compare against",
             "input_len": "prompt tokens (overrides the workload's)",
@@ -78,7 +80,8 @@ HELP: dict[str, dict[str, str]] = {
                        "(openai/gsm8k, `eval`)",
             "revision": "branch, tag or commit (default: the main branch)",
             "hf_cache": SERVE_HELP["hf_cache"]},
-    "plan": {"model": "catalog id (default: the tiny model)",
+    "plan": {"model": "catalog id (default: the tiny model); repeat it for a model group",
+            "sleep_level": SERVE_HELP["sleep_level"],
             "vendor": "cuda, rocm (default: what this machine has); picks the reference GPU "
                       "when none is named or detected",
             "gpu_count": "number of GPUs (default: detected, else the GPU's 8-GPU node)",

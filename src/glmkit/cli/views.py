@@ -191,7 +191,9 @@ def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> Non
 def status_table(rows: list[ServerStatus]) -> Table:
     table = Table()
     for field in fields(ServerStatus):
-        table.add_column(field.name.replace("_", " "), overflow="fold")
+        # The project is what `--project` takes: whole, never folded over two lines.
+        table.add_column(field.name.replace("_", " "), overflow="fold",
+                         no_wrap=field.name == "project")
     for row in rows:
         _add_row(table, *astuple(row))
     return table
@@ -218,12 +220,14 @@ def advice_table(advice: Advice) -> Table:
     return table
 
 
-def print_advice(out: Console, advice: Advice) -> None:
-    out.print(advice_table(advice))
-    if advice.multinode:
-        out.print(advice.multinode, highlight=False, markup=False)
-    for line in advice.assumptions:
-        out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
+def print_advice(out: Console, *advices: Advice) -> None:
+    """Each plan's table (a model group's: each member's, then the group's)."""
+    for advice in advices:
+        out.print(advice_table(advice))
+        if advice.multinode:
+            out.print(advice.multinode, highlight=False, markup=False)
+        for line in advice.assumptions:
+            out.print(Text(f"assumes: {line}", style="dim"), highlight=False)
 
 
 def check_table(results: Iterable[CaseResult], title: str = "tool-call conformance") -> Table:
@@ -337,14 +341,25 @@ def print_agentic(out: Console, report: AgenticReport) -> None:
 
 
 def print_tune_moe(out: Console, result: TuneMoeResult) -> None:
-    """Summary first: the file and the speed-up at decode-sized batches."""
+    """What vLLM will use now, and the kernel against its baseline at decode sizes."""
+    from glmkit.measure.moe_tuner import MIN_GAIN
+
     summary = result.summary
-    sizes = summary.get("batch_sizes", {})
-    gains = ", ".join(f"{m} tokens {sizes[m]['speedup']:.2f}x" for m in ("16", "64", "256")
-                      if m in sizes)
-    out.print(Text(f"wrote {summary.get('file')} to the vLLM cache volume "
-                   f"({summary.get('candidates_tried')} configs tried): kernel vs vLLM's "
-                   f"default {gains}. Run `invoke up` again to serve with it."))
+    baseline = "the config vLLM ships for it" if summary.baseline == "shipped" \
+        else "vLLM's default tiles (it ships no config for it)"
+    gains = ", ".join(f"{m} tokens {summary.batch_sizes[m].speedup:.2f}x"
+                      for m in ("16", "64", "256") if m in summary.batch_sizes)
+    shape = f"{summary.file} ({result.split.describe()}, {summary.dtype})"
+    tried = f"{summary.candidates_tried} configs tried; kernel vs {baseline}: {gains}"
+    line = {
+        "installed": f"installed {shape} in the tuned folder of the vLLM cache volume "
+                     f"({tried}). Run `invoke up` again to serve with it.",
+        "removed": f"removed the earlier {shape}: it no longer beats {baseline} ({tried}); "
+                   "vLLM uses that again from the next `invoke up`.",
+        "none": f"installed nothing: no config beat {baseline} for {shape} by "
+                f"{MIN_GAIN:.0%} twice ({tried}); vLLM keeps using it.",
+    }[summary.installed]
+    out.print(Text(line))
 
 
 def eval_table(report: EvalReport) -> Table:

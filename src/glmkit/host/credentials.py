@@ -44,6 +44,7 @@ def read_secret_file(path: str, option: str, stdin: IO[str] | None = None
     """The secret in `path` (`-`: standard input), and a warning when other users can
     read the file."""
     warnings: list[str] = []
+    shown = repr(path[:80])  # a pasted wall of text is not echoed whole
     if path == "-":
         raw = (stdin or sys.stdin).read(MAX_SECRET_BYTES + 1).encode()
     else:
@@ -53,18 +54,18 @@ def read_secret_file(path: str, option: str, stdin: IO[str] | None = None
                 mode = os.fstat(handle.fileno()).st_mode
                 raw = handle.read(MAX_SECRET_BYTES + 1)
         except OSError as err:
-            raise UsageError(f"{option} {path}: cannot read it ({err.strerror}).") from None
+            raise UsageError(f"{option} {shown}: cannot read it ({err.strerror}).") from None
         if stat.S_ISREG(mode) and mode & 0o044:
-            warnings.append(f"{option} {path} can be read by other users (mode "
+            warnings.append(f"{option} {shown} can be read by other users (mode "
                             f"{stat.S_IMODE(mode):04o}): `chmod 600 {path}`.")
     if len(raw) > MAX_SECRET_BYTES:
-        raise UsageError(f"{option} {path} is longer than {MAX_SECRET_BYTES} bytes: not a "
+        raise UsageError(f"{option} {shown} is longer than {MAX_SECRET_BYTES} bytes: not a "
                          "token.")
     try:
         text = raw.decode()
     except UnicodeDecodeError:
-        raise UsageError(f"{option} {path} is not UTF-8 text.") from None
-    return check_secret(text, f"{option} {path}"), warnings
+        raise UsageError(f"{option} {shown} is not UTF-8 text.") from None
+    return check_secret(text, f"{option} {shown}"), warnings
 
 
 def secret_option(value: str | None, path: str | None, option: str,

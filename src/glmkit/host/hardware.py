@@ -144,12 +144,19 @@ def gpu_runtime_registered(vendor: VendorProfile, runtimes: Iterable[str]) -> bo
 MAX_HARDWARE_FILE = 1 << 20  # a description of 1000 GPUs is under 100 KB
 
 
+# Printable: no control character (C0, DEL, C1) nor a bidirectional or zero-width format
+# character, and at least one that is not a space. (`\S` alone also matched a control.)
+_NAME_CHAR = r"[^\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+_GPU_NAME = rf"^{_NAME_CHAR}*[^\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e" \
+    rf"\u2060-\u206f\ufeff]{_NAME_CHAR}*$"
+
+
 class _GpuEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     index: Annotated[int, Field(strict=True, ge=0, le=4095)]
     # A GPU name is shown and matched against the taxonomy: printable, one short line.
     name: Annotated[str, Field(strict=True, min_length=1, max_length=128,
-                               pattern=r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")]
+                               pattern=_GPU_NAME)]
     memory_mib: Annotated[int, Field(strict=True, ge=1, le=1 << 24)]  # up to 16 TiB
 
 

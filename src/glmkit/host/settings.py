@@ -18,7 +18,7 @@ from typing import Any, Literal, NewType, get_args, get_origin, get_type_hints
 
 from glmkit import DEFAULT_MODEL
 from glmkit.errors import UsageError
-from glmkit.host.nodes import Nodes, parse_nodes_setting
+from glmkit.host.nodes import Nodes, engine_tls, parse_nodes_setting
 from glmkit.host.vendors import VendorName, resolve_vendor
 from glmkit.policy import check_setting_sources
 
@@ -54,6 +54,10 @@ _PARSERS: dict[str, Any] = {"vendor": parse_vendor, "nodes": parse_nodes_setting
 # The largest count and GPU memory any option takes: past these a number is a typo.
 MAX_COUNT = 1 << 20
 MAX_GPU_MEM_GB = 100_000.0
+# Draft tokens per step: the recipes use 1 to 5 (GLM-5.2's 5 the most); every draft is one
+# more pass of the MTP layer per step, and each is accepted only if all before it were, so
+# past 16 the drafts cost more than they can save. A larger number is a typo.
+MAX_MTP_TOKENS = 16
 
 
 def setting(default: Any, help: str, *, low: float | None = None,
@@ -62,6 +66,34 @@ def setting(default: Any, help: str, *, low: float | None = None,
     `--no-X` switches, `invoke config`, the help's "(default: …)" and the range checks of
     every task (`check_ranges`, `invoke plan` too) all derive from these."""
     return field(default=default, metadata={"help": help, "range": (low, high)})
+
+
+# Numbers as ASCII text: int() and float() also take other scripts' digits ("٨٠٠٠" is
+# 8000), full-width ones and underscores, which then render as a number nobody typed.
+# Up to 4,000 digits, within int()'s own limit: an absurd size is "at most N".
+_INT = re.compile(r"[+-]?[0-9]{1,4000}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})"
+                    r"(?:[eE][+-]?[0-9]{1,4})?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def parse_number(value: Any, kind: type[int] | type[float]) -> int | float:
+    """`value` (text, or a number read from YAML) as `kind`; ValueError when it is not
+    written in ASCII digits as Python's own literals are."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int) or (isinstance(value, float) and kind is float):
+        return kind(value)
+    text = str(value).strip()
+    if not (_INT if kind is int else _FLOAT).fullmatch(text):
+        raise ValueError(text)
+    return kind(text)
+
+
+def shown_value(value: Any, limit: int = 40) -> str:
+    """A value quoted for a message, at most `limit` characters of it: a pasted wall of
+    text is not echoed whole."""
+    text = str(value)
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
 
 def check_value(name: str, value: Any) -> None:
@@ -73,9 +105,9 @@ def check_value(name: str, value: Any) -> None:
     if isinstance(low, int) and isinstance(high, int):
         if not (isinstance(value, int) and low <= value <= high):
             raise UsageError(f"{option} must be a whole number from {low} to {high}, got "
-                             f"{value}.")
+                             f"{str(value)[:40]}.")
     elif not (low is not None and low < value <= (high if high is not None else value)):
-        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {value}"
+        raise UsageError(f"{option} must be in ({low:g}, {high:g}], got {str(value)[:40]}"
                          + ("; vLLM's default is 0.9." if name == "gpu_memory_utilization"
                             else "."))
 
@@ -90,6 +122,18 @@ class Settings:
     image: str | None = setting(None, "image to run instead of the vendor's pinned one")
     vllm_version: str | None = setting(None, "vLLM version inside --image, so the rendered "
                                        "flags match it")
+    # A model group (glmkit.plan.group): several models behind one port, one awake at a
+    # time. `--model A --model B` on the command line; a list, or a named group, in
+    # invoke.yaml. Resolved by `resolve_settings`: `model` is then the first of them.
+    models: tuple[str, ...] = setting((), "a model group: these models behind one port, one "
+                                      "awake at a time (vLLM's sleep mode); on the command "
+                                      "line repeat --model")
+    group: str | None = setting(None, "a model group named in invoke.yaml's `groups:` "
+                                "(NAME: [model, model, ...])")
+    sleep_level: int | None = setting(None, "model groups: vLLM's sleep level; 1 keeps a "
+                                      "sleeping model's weights in host memory (fast wake), "
+                                      "2 drops them (read from disk again on wake); default "
+                                      "1, or 2 where host memory lacks room", low=1, high=2)
     aliases: str | None = setting(None, "more model names the server answers to, comma-"
                                   "separated (claude-sonnet-4-5,gpt-5-codex): for clients that "
                                   "ask for a name of their own")
@@ -111,7 +155,8 @@ class Settings:
                                           high=MAX_GPU_MEM_GB)
     mtp: bool = setting(False, "MTP speculative decoding (GLM-4.5/4.6/4.7 text models)")
     mtp_tokens: int | None = setting(None, "MTP draft tokens; default: the recipe's (1 for "
-                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1, high=MAX_COUNT)
+                                     "GLM-4.x, 3 for 5/5.1, 5 for 5.2)", low=1,
+                                     high=MAX_MTP_TOKENS)
     spec_mode: str | None = setting(None, "speculative decoding mode of the recipe (mtp, "
                                     "dflash, dspark, …: `invoke plan` lists them); turns "
                                     "speculative decoding on; default: the recipe's "
@@ -174,6 +219,12 @@ class Settings:
     # Which layer gave the image: only the command line may name an image that is neither
     # vLLM's official one nor glmkit's own (glmkit.policy.admit_image).
     image_source: str = field(default="default", metadata={"internal": True})
+    # Which layers gave the host folders: glmkit.policy.admit_host_folder refuses a system
+    # folder from invoke.yaml or the environment.
+    hf_cache_source: str = field(default="default", metadata={"internal": True})
+    media_dir_source: str = field(default="default", metadata={"internal": True})
+    model_source: str = field(default="default", metadata={"internal": True})
+    models_source: str = field(default="default", metadata={"internal": True})
 
     def __post_init__(self) -> None:
         # Settings built in Python (`Settings(nodes="2")`) get the same types as read ones.
@@ -360,8 +411,11 @@ def check_ranges(settings: Settings) -> None:
 
 # Switches take --X / --no-X on the command line; the rest take a value.
 BOOL_SETTINGS = tuple(f.name for f in user_settings() if f.type in ("bool", bool))
-# Options the serve tasks take: every setting but the words after `--`.
-SERVE_HELP = {f.name: help_text(f) for f in user_settings() if f.name != "extra_args"}
+# Options the serve tasks take: every setting but the words after `--` and the group's
+# models, which the command line gives as --model repeated.
+SERVE_HELP = {f.name: help_text(f) for f in user_settings()
+              if f.name not in ("extra_args", "models")}
+SERVE_HELP["model"] += "; repeat it for a model group (one port, one awake at a time)"
 SERVE_HELP.update({f"no_{name}": f"turn off --{name.replace('_', '-')} set in invoke.yaml "
                    "or the environment" for name in BOOL_SETTINGS})
 
@@ -397,18 +451,23 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             return True
         if text.lower() in {"0", "false", "no", "off", ""}:
             return False
-        raise UsageError(f"{name}: expected true or false, got {text!r}.")
+        raise UsageError(f"{name}: expected true or false, got {shown_value(text)}.")
     if "int" in str(hint) and "float" not in str(hint):
         try:
-            return int(text)
+            return parse_number(value, int)
         except ValueError:
-            raise UsageError(f"{name}: expected a whole number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a whole number (0-9), got "
+                             f"{shown_value(text)}.") from None
     if "float" in str(hint):
         try:
-            return float(text)
+            return parse_number(value, float)
         except ValueError:
-            raise UsageError(f"{name}: expected a number, got {text!r}.") from None
+            raise UsageError(f"{name}: expected a number, got {shown_value(text)}.") from None
     return text
+
+
+# Settings whose layer the policy weighs (Settings' internal `X_source` fields).
+SOURCED = ("extra_args", "image", "hf_cache", "media_dir", "model", "models")
 
 
 def resolve_settings(
@@ -420,7 +479,9 @@ def resolve_settings(
     check_section(config)
     hints = get_type_hints(Settings)
     known = {f.name for f in user_settings()}
-    for layer_name, layer in (("invoke.yaml", config or {}), ("flag", flags)):
+    config = dict(config or {})
+    groups = parse_groups(config.pop(GROUPS, None))
+    for layer_name, layer in (("invoke.yaml", config), ("flag", flags)):
         unknown = sorted(str(name) for name in set(layer) - known)
         if unknown:
             raise UsageError(f"Unknown setting(s) in {layer_name}: {', '.join(unknown)}.")
@@ -434,12 +495,97 @@ def resolve_settings(
                 continue
             values[name] = _coerce(name, hints[name], value)
             sources[name] = source
+    _resolve_group(values, sources, groups)
     check_setting_sources(values, sources)
-    values["extra_args_source"] = sources["extra_args"]
-    values["image_source"] = sources["image"]
+    engine_tls(values.get("nodes"), env or {})
+    for name in SOURCED:
+        values[f"{name}_source"] = sources[name]
     settings = dataclasses.replace(Settings(), **values)
     check_ranges(settings)
     return settings, sources
+
+
+# --- model groups -----------------------------------------------------------------------------
+
+GROUPS = "groups"  # invoke.yaml's `glmkit: groups: {NAME: [model, ...]}`: not a setting
+MAX_MEMBERS = 8  # each sleeping member keeps GiBs on every GPU: past this a list is a typo
+_LAYERS = ("default", "invoke.yaml", "environment", "flag")  # lowest to highest
+
+
+def parse_groups(value: Any) -> dict[str, tuple[str, ...]]:
+    """invoke.yaml's `groups:`: names (like a recipe strategy's) to lists of models, each
+    checked as --model is where it is planned."""
+    if value is None:
+        return {}
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+    from glmkit.text import validation_reason
+
+    class Groups(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        groups: dict[str, list[str]] = Field(max_length=64)
+
+        @field_validator("groups")
+        @classmethod
+        def _shape(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+            for name, models in groups.items():
+                if not _STRATEGY_NAME.fullmatch(name):
+                    raise ValueError(f"group name {shown_value(name)} is not a name (1-64 of "
+                                     "A-Z a-z 0-9 . _ -)")
+                if not 2 <= len(models) <= MAX_MEMBERS:
+                    raise ValueError(f"group {name!r} has {len(models)} model(s): a group has "
+                                     f"2 to {MAX_MEMBERS}")
+            return groups
+
+    try:
+        return {k: tuple(v) for k, v in Groups(groups=value).groups.items()}
+    except ValidationError as err:
+        raise UsageError(f"invoke.yaml: `groups:` {validation_reason(err)}; write it as "
+                         "groups: {NAME: [model, model]}.") from None
+
+
+def _resolve_group(values: dict[str, Any], sources: dict[str, str],
+                   groups: Mapping[str, tuple[str, ...]]) -> None:
+    """One model, a list of models, or a named group: the highest layer that names any of
+    them decides; two at the same layer contradict each other. A group's `model` is its
+    first member."""
+    if "models" in values and not values["models"]:  # an empty list names nothing
+        values.pop("models")
+        sources["models"] = "default"
+    named = {k: sources[k] for k in ("model", "models", "group") if sources[k] != "default"}
+    if not named:
+        return
+    top = max(_LAYERS.index(layer) for layer in named.values())
+    winners = sorted(k for k, layer in named.items() if _LAYERS.index(layer) == top)
+    if len(winners) > 1:
+        raise UsageError(f"{' and '.join('--' + w for w in winners)} from {_LAYERS[top]} "
+                         "contradict each other: name one model, a list of models, or a "
+                         "group.")
+    winner = winners[0]
+    if winner == "group":
+        name = values["group"]
+        if name not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise UsageError(f"--group {shown_value(name)}: invoke.yaml's `groups:` has no "
+                             f"such group (it has: {known}).")
+        values["models"], sources["models"] = groups[name], "invoke.yaml"
+    elif winner == "model":
+        values.pop("models", None)
+        values.pop("group", None)
+        return
+    else:
+        values.pop("group", None)
+    models = tuple(values["models"])
+    if len(models) > MAX_MEMBERS:
+        raise UsageError(f"A model group has at most {MAX_MEMBERS} models; "
+                         f"{len(models)} were named.")
+    if len(models) < 2:  # a list of one is that model
+        values.pop("models", None)
+        if models:
+            values["model"], sources["model"] = models[0], sources["models"]
+        return
+    values["model"], values["models"] = models[0], models
+    sources["model"] = sources["models"]
 
 
 def remainder_words(remainder: str, argv: Sequence[str]) -> tuple[str, ...]:
@@ -466,6 +612,12 @@ def flags_from_options(options: Mapping[str, Any], remainder: str | Sequence[str
     after `--` (a word list, or text split as shell words) as extra vLLM arguments."""
     known = {f.name for f in fields(Settings)}
     flags = {k: v for k, v in options.items() if k in known and k not in bool_options}
+    if isinstance(flags.get("model"), list | tuple):  # --model repeated: a model group
+        given = [str(m) for m in flags.pop("model")]
+        if len(given) > 1:
+            flags["models"] = tuple(given)
+        elif given:
+            flags["model"] = given[0]
     for name in bool_options:
         on, off = options.get(name), options.get(f"no_{name}")
         if on and off:
@@ -489,9 +641,9 @@ def number(value: Any, kind: type[int] | type[float], option: str,
            minimum: float | None = None, *, required: bool = False) -> Any:
     """An optional numeric option given as text; a usage error when it is not a finite
     number (or is below `minimum`, or is empty where `required`)."""
-    shown = repr(value)[:40]  # a pasted wall of digits is not echoed whole
+    shown = shown_value(value)  # a pasted wall of digits is not echoed whole
     try:
-        result = None if value in (None, "") else kind(value)
+        result = None if value in (None, "") else parse_number(value, kind)
     except (ValueError, OverflowError):
         raise UsageError(f"--{option}: expected a number, got {shown}.") from None
     if result is None and required:

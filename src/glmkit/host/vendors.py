@@ -62,8 +62,12 @@ class VendorProfile:
     smi: tuple[str, ...] = ()
     # older images of this vendor log every request unless `--disable-log-requests`;
     quiet_requests_flag: bool = False
-    # what a missing device of `devices` means, for the preflight check.
+    # what a missing device of `devices` means, for the preflight check;
     driver: str = ""
+    # vLLM's sleep mode (a model group): why the vendor has none (None: it has it), and
+    # the taxonomy GPU ids it works on, by prefix (): every GPU.
+    no_sleep_mode: str | None = None
+    sleep_gpus: tuple[str, ...] = ()
 
 
 VENDORS: dict[VendorName, VendorProfile] = {
@@ -106,6 +110,8 @@ VENDORS: dict[VendorName, VendorProfile] = {
         reference_node="mi300x",
         quiet_requests_flag=True,
         driver="AMD GPU driver (amdgpu/ROCm)",
+        # vllm/platforms/interface.py: "only mi3xx has the sleep mode support now for ROCm".
+        sleep_gpus=("mi3",),
     ),
     "cpu": VendorProfile(
         name="cpu",
@@ -117,6 +123,9 @@ VENDORS: dict[VendorName, VendorProfile] = {
         env={"VLLM_CPU_KVCACHE_SPACE": "1"},
         has_gpus=False,
         brand="CPU",
+        no_sleep_mode="vLLM's CPU backend has no sleep mode (its config refuses "
+                      "--enable-sleep-mode, and its worker ignores /sleep: "
+                      "vllm/v1/worker/cpu_worker.py)",
     ),
 }
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from glmkit.knowledge.quant_format import QuantFormat
 
 CALIBRATION = Path(__file__).with_name("gpu_calibration.json")
 GIB = 1 << 30
@@ -65,10 +68,14 @@ def activation_peak_gib(hidden: int, vocab: int, batched_tokens: int = DEFAULT_B
 
 def vllm_memory(memory_gib: float, utilization: float, weights_gib: float, hidden: int,
                 vocab: int, kv_bytes_per_token: float, *,
-                batched_tokens: int = DEFAULT_BATCHED_TOKENS, mtp: bool = False) -> VllmMemory:
+                batched_tokens: int = DEFAULT_BATCHED_TOKENS, mtp: bool = False,
+                fp8_kv: bool = False) -> VllmMemory:
+    """`fp8_kv`: `--kv-cache-dtype fp8`, whose CUDA graphs vLLM estimated smaller (0.59 vs
+    1.84 GiB for GLM-4.7-Flash on an H100; the caller halves the bytes per token)."""
     requested = (memory_gib - constant("cuda_reserved_gib")) * utilization
     peak = activation_peak_gib(hidden, vocab, batched_tokens, mtp)
-    non_torch, graphs = constant("non_torch_gib"), constant("cuda_graph_gib")
+    non_torch = constant("non_torch_gib")
+    graphs = constant("cuda_graph_gib_fp8_kv" if fp8_kv else "cuda_graph_gib")
     kv = requested - weights_gib - peak - non_torch - graphs
     tokens = max(0, int(kv * GIB / kv_bytes_per_token)) if kv > 0 else 0
     return VllmMemory(requested_gib=requested, weights_gib=weights_gib,
@@ -91,6 +98,13 @@ def start_period_s(weights_gib: float, block_fp8: bool) -> int:
                + constant("compile_s") + constant("cuda_graph_s")
                + (constant("block_fp8_warmup_s") if block_fp8 else 0))
     return int(math.ceil(seconds * constant("start_margin") / 10) * 10)
+
+
+def block_warmup_caveat() -> str | None:
+    """Why the block-FP8 warm-up figure is not yet to be trusted (gone once it is
+    re-measured on a block FP8 checkpoint), or None."""
+    caveat = calibration()["constants"]["block_fp8_warmup_s"].get("wrong_layout")
+    return str(caveat) if caveat else None
 
 
 ASSUMES = (
@@ -121,16 +135,90 @@ MOE_DEVICE_NAMES = {"H100": "NVIDIA_H100_80GB_HBM3", "H200": "NVIDIA_H200",
 
 
 def moe_config_name(experts: int, intermediate_per_gpu: int, gpu: str,
-                    precision: str) -> str | None:
-    """The file vLLM looks for (fused_moe.get_config_file_name): BF16, or block FP8 as
-    GLM's FP8 checkpoints are; None for a GPU or precision it has no name for here."""
+                    fmt: QuantFormat) -> str | None:
+    """The file vLLM looks for (fused_moe.get_config_file_name): `dtype=fp8_w8a8` for FP8,
+    `block_shape` only for block FP8 (GLM-5.x), none for channel-wise FP8 (GLM-4.x's
+    compressed-tensors); None for a GPU, format or FP8 layout it has no name for here."""
     device = MOE_DEVICE_NAMES.get(gpu)
-    if device is None or precision not in ("bf16", "fp8"):
+    if device is None or fmt.kind not in ("bf16", "fp8") or not fmt.layout_known:
         return None
-    dtype = ",dtype=fp8_w8a8,block_shape=[128,128]" if precision == "fp8" else ""
-    return f"E={experts},N={intermediate_per_gpu},device_name={device}{dtype}.json"
+    dtype = f",dtype={fmt.moe_dtype}" if fmt.moe_dtype else ""
+    block = f",block_shape=[{fmt.block[0]},{fmt.block[1]}]" if fmt.block_fp8 and fmt.block \
+        else ""
+    return f"E={experts},N={intermediate_per_gpu},device_name={device}{dtype}{block}.json"
 
 
 def vllm_ships_moe_config(name: str) -> bool:
     return name in {line.strip() for line in SHIPPED_MOE_CONFIGS.read_text().splitlines()
                     if line.strip() and not line.startswith("#")}
+
+
+# --- how vLLM splits a MoE layer over ranks -------------------------------------------------
+
+MAX_RANKS = 1024
+# vLLM's names for the sizes that decide the split (its own short forms beside them).
+_SIZES = {"tp": ("--tensor-parallel-size", "-tp"), "dp": ("--data-parallel-size", "-dp"),
+          "pcp": ("--prefill-context-parallel-size", "-pcp")}
+
+
+@dataclass(frozen=True)
+class MoeSplit:
+    """How vLLM splits one server's MoE layers over its ranks (FusedMoEParallelConfig.make
+    in vllm/model_executor/layers/fused_moe/config.py): without expert parallelism every
+    rank holds every expert with its width N split over TP × DP × PCP ranks; with it
+    (`--enable-expert-parallel`) the experts are split whole over those ranks and N is
+    not. The fused-MoE config file is named by one rank's E and N (w2's shape), which
+    measure/moe_tuner.py's rank_shape computes from these in the serving container."""
+
+    tp: int = 1  # ranks each expert's width is split over
+    ep: int = 1  # ranks the experts are split over
+
+    def describe(self) -> str:
+        if self.ep > 1:
+            return f"EP {self.ep} (the experts split over {self.ep} ranks)"
+        return f"TP {self.tp} (each expert's width split {self.tp} ways)" if self.tp > 1 \
+            else "one rank"
+
+
+def _last(args: Sequence[str], names: Sequence[str]) -> str | None:
+    """The value the last of `names` gives (`--flag v`, `--flag=v`): vLLM's parser keeps
+    the last, and a short form sets the same option."""
+    value = None
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        if name in names:
+            value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return value
+
+
+def _switch(args: Sequence[str], on: Sequence[str], off: str) -> bool:
+    state = False
+    for arg in args:
+        if arg in on:
+            state = True
+        elif arg == off:
+            state = False
+    return state
+
+
+def moe_split(args: Sequence[str]) -> MoeSplit:
+    """The split a `vllm serve` argv gives, or a ValueError naming what cannot be read as
+    vLLM reads it: a size that is not a whole number, or expert load balancing (EPLB adds
+    redundant experts, so a rank holds more than E / EP)."""
+    sizes = {}
+    for key, names in _SIZES.items():
+        raw = _last(args, names)
+        if raw is None:
+            sizes[key] = 1
+            continue
+        if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_RANKS):
+            raise ValueError(f"{names[0]} {raw[:20]!r} is not a whole number from 1 to "
+                             f"{MAX_RANKS}")
+        sizes[key] = int(raw)
+    if _switch(args, ("--enable-eplb",), "--no-enable-eplb"):
+        raise ValueError("--enable-eplb gives ranks redundant experts beyond E / EP")
+    ranks = sizes["tp"] * sizes["dp"] * sizes["pcp"]
+    if ranks > 1 and _switch(args, ("--enable-expert-parallel", "-ep"),
+                             "--no-enable-expert-parallel"):
+        return MoeSplit(tp=1, ep=ranks)
+    return MoeSplit(tp=ranks, ep=1)

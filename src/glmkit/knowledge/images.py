@@ -164,8 +164,14 @@ def _kit_image(image: str, model: ModelSpec, vendor: VendorFacts, vllm_version: 
 
 
 def _tag_version(ref: str, fallback: str) -> str:
+    return tag_version(ref) or fallback
+
+
+def tag_version(ref: str) -> str | None:
+    """The vLLM release an image's tag names (vllm/vllm-openai:v0.33.0, glmkit/vllm-cpu:
+    0.32.0); None for a nightly, a digest or a tag without one."""
     match = re.search(r":v?(\d+\.\d+(?:\.\d+)?(?:rc\d+)?)", ref)
-    return match.group(1) if match else fallback
+    return match.group(1) if match else None
 
 
 def _recipe_pin(model: ModelSpec, vendor: VendorFacts, hw: HardwareTarget | None,

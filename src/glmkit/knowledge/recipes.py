@@ -425,12 +425,16 @@ def _check_origin(origin: str) -> Literal["folder", "git", "tarball"]:
                          "read as an option. Pass a folder as ./NAME, or a URL.")
     if any(c in origin for c in "\0\r\n"):
         raise UsageError("--from holds a control character; pass a folder or a URL.")
-    if Path(origin).expanduser().is_dir():
-        return "folder"
+    try:
+        if Path(origin).expanduser().is_dir():
+            return "folder"
+    except OSError:  # a name longer than the file system takes: no folder
+        pass
     if re.fullmatch(r"[\w.+-]+@\w[\w.-]*:[^:]+", origin):
         return "git"  # scp-like: git@github.com:owner/repo.git
     if "://" not in origin:
-        raise UsageError(f"--from {public_origin(origin)!r} is neither a folder nor a URL.")
+        raise UsageError(f"--from {public_origin(origin)[:80]!r} is neither a folder nor a "
+                         "URL.")
     try:
         parts = urllib.parse.urlsplit(origin)
         scheme = parts.scheme.lower()

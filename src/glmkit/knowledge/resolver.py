@@ -14,6 +14,7 @@ length, media path, devices) lives in `plan`, not here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -131,8 +132,12 @@ _NAME_TO_ID = (("GB300", "gb300"), ("GB200", "gb200"), ("B300", "b300"), ("B200"
 
 
 def taxonomy_id(gpu_name: str) -> str | None:
-    upper = gpu_name.upper().replace(" ", "")
-    return next((tid for key, tid in _NAME_TO_ID if key in upper), None)
+    """The taxonomy id a GPU name starts a word with ("NVIDIA H100 80GB HBM3" → h100,
+    "AMD Instinct MI300X" → mi300x): a key inside a word is another GPU ("GH200" is a
+    Grace Hopper, not an H200)."""
+    words = re.findall(r"[A-Z0-9]+", gpu_name.upper())
+    return next((tid for key, tid in _NAME_TO_ID if any(w.startswith(key) for w in words)),
+                None)
 
 
 def _generation_from_name(name: str, brand: str) -> str:

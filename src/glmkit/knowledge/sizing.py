@@ -22,6 +22,7 @@ from glmkit.knowledge.catalog import ModelSpec
 from glmkit.knowledge.gpu_model import GIB, step_ms, vllm_memory
 from glmkit.knowledge.hf_config import MAX_CONFIG_BYTES, checked_config, checked_vision
 from glmkit.knowledge.params import ParamCount, count_params
+from glmkit.knowledge.quant_format import QuantFormat, family_default, format_from_config
 from glmkit.vllm_args import flag_value
 
 
@@ -49,6 +50,11 @@ class Arch:
     vocab: int = 0
     moe_intermediate: int = 0  # one routed expert's width (fused-MoE configs key on it)
     source: str = "the published config.json (built in)"
+    # The checkpoint's quantization_config as read from its own config.json (None: not
+    # read, or built-in facts of the family; checkpoint_format then says what is assumed),
+    # and why a quantization_config that was there could not be read.
+    quant: QuantFormat | None = None
+    quant_refused: str = ""
 
 
 # Published configs (config.json of each release; the V models' text backbone is Air's).
@@ -79,8 +85,10 @@ CONFIGS = Path(__file__).with_name("configs")
 
 def _shipped(name: str) -> Arch:
     config = json.loads((CONFIGS / f"{name}.json").read_text())
+    # The family's shape, served for its other checkpoints too (arch_key): not their
+    # quantization, which checkpoint_format decides.
     return replace(arch_from_config(config), source=f"the published config.json of {name} "
-                   "(built in)")
+                   "(built in)", quant=None)
 
 
 ARCH["glm-tiny"] = Arch(layers=2, heads=2, kv_heads=1, head_dim=32, experts=4,
@@ -160,6 +168,10 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         mla = text.kv_lora_rank + (64 if text.qk_rope_head_dim is None
                                    else text.qk_rope_head_dim)
     heads = text.num_attention_heads
+    try:
+        quant, refused = format_from_config(config), ""
+    except ValueError as err:
+        quant, refused = None, str(err)[:160]
     return Arch(
         layers=text.num_hidden_layers, heads=heads, kv_heads=text.num_key_value_heads or heads,
         head_dim=text.head_dim or max(1, (text.hidden_size or 0) // heads),
@@ -170,7 +182,21 @@ def arch_from_config(config: Mapping[str, Any]) -> Arch:
         sparse_topk=text.index_topk,
         vision_params_b=vision_tower_params_b(config), params=count_params(text),
         vocab=text.vocab_size or 0, moe_intermediate=text.moe_intermediate_size or 0,
-        source="config.json")
+        source="config.json", quant=quant, quant_refused=refused)
+
+
+def checkpoint_format(model: ModelSpec, arch: Arch | None) -> QuantFormat:
+    """The checkpoint's quantization format: its own config.json's quantization_config
+    where one was read (a local folder, the HF cache, the Hub), else the family default
+    in knowledge/quant_format.py, with where it comes from."""
+    if arch is not None and arch.quant is not None:
+        return replace(arch.quant, source=f"the checkpoint's {arch.source} "
+                       "(quantization_config)")
+    fmt = family_default(model.short_name, model.precision)
+    if arch is not None and arch.quant_refused:
+        return replace(fmt, source=f"{fmt.source}; config.json's quantization_config not "
+                       f"used: {arch.quant_refused}")
+    return fmt
 
 
 
@@ -377,11 +403,11 @@ class _Shard:
 
 
 def _vllm_shard(arch: Arch, params_gib: float, gpu: GpuSpec, utilization: float,
-                per_token: float, mtp: bool) -> _Shard:
+                per_token: float, mtp: bool, fp8_kv: bool = False) -> _Shard:
     """Counted parameters: vLLM's own accounting (gpu_model.vllm_memory, calibrated on an
     H200), in GiB as vLLM reports it."""
     memory = vllm_memory(gpu.memory_gib, utilization, params_gib, arch.hidden, arch.vocab,
-                         per_token, mtp=mtp)
+                         per_token, mtp=mtp, fp8_kv=fp8_kv)
     room = memory.requested_gib - memory.activation_peak_gib - memory.non_torch_gib \
         - memory.cuda_graph_gib
     return _Shard(params_gib, room, memory.kv_tokens, "GiB", GIB)
@@ -413,7 +439,8 @@ def fit(model: ModelSpec, arch: Arch, gpu: GpuSpec, gpu_count: int, precision: s
             continue
         per_token = kv_bytes_per_token(arch, t, kv_bytes)
         counted = weights_per_gpu_gib(arch, precision, t)
-        shard = _vllm_shard(arch, counted, gpu, utilization, per_token, mtp) \
+        shard = _vllm_shard(arch, counted, gpu, utilization, per_token, mtp,
+                            kv_bytes < KV_BYTES) \
             if counted is not None else _flat_shard(model, gpu, precision, t, utilization,
                                                     per_token)
         # Offloaded weights free GPU memory for the least KV cache worth serving.

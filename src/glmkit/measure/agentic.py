@@ -23,13 +23,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from glmkit.errors import BenchFailed, CommandFailed, UsageError
-from glmkit.files import write_json_once
-from glmkit.host.settings import BenchOptions
+from glmkit.files import Unreadable, read_json, write_json_once
+from glmkit.host.settings import MAX_COUNT, BenchOptions
 from glmkit.process import child_env, run, stream_lines
 from glmkit.run.server import RunningServer
+from glmkit.text import validation_reason
+
+MAX_CLIENT_RESULT_BYTES = 16 * 1024 * 1024  # a row per turn of every session: a few MB
+_Measure = Annotated[float, Field(ge=0, le=2.0 ** 53, allow_inf_nan=False)]
 
 # Copied into the container and run there by its own Python; imports nothing of glmkit.
 CLIENT = Path(__file__).parent / "agentic_client.py"
@@ -150,6 +156,42 @@ def check_pair(on: RunningServer, off: RunningServer) -> None:
                              f"response: serve it with `-- {DETAILS_FLAG}`.")
 
 
+class _Turn(BaseModel):
+    """One turn as the client (agentic_client.py, in the container) writes it."""
+
+    model_config = ConfigDict(extra="ignore")
+    session: StrictInt = Field(ge=0, le=MAX_COUNT)
+    turn: StrictInt = Field(ge=0, le=MAX_COUNT)
+    prompt_tokens: _Measure | None = None
+    cached_tokens: _Measure | None = None
+    output_tokens: _Measure | None = None
+    ttft_ms: _Measure | None = None
+    tpot_ms: _Measure | None = None
+    e2e_ms: _Measure | None = None
+
+
+class _ClientResult(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    started: float | None = None
+    finished: float | None = None
+    turns: list[_Turn] = Field(max_length=100_000)
+    errors: list[Annotated[str, Field(max_length=1000)]] = Field(default=[], max_length=10_000)
+
+
+def _client_result(path: Path, container: str) -> dict[str, Any]:
+    """The client's out.json, copied out of the container: a plain file within a size
+    limit, of the client's shape; a BenchFailed in one line otherwise."""
+    try:
+        return _ClientResult.model_validate(
+            read_json(path, MAX_CLIENT_RESULT_BYTES)).model_dump()
+    except Unreadable as err:
+        raise BenchFailed(f"The agentic client's result in {container} cannot be read "
+                          f"({err}).") from None
+    except ValidationError as err:
+        raise BenchFailed(f"The agentic client's result in {container} is not its shape "
+                          f"({validation_reason(err)}).") from None
+
+
 def replay(target: RunningServer, trace_file: Path, on_line: Callable[[str], None]
            ) -> dict[str, Any]:
     """The trace replayed inside the server's container; its per-turn rows."""
@@ -167,7 +209,7 @@ def replay(target: RunningServer, trace_file: Path, on_line: Callable[[str], Non
         except CommandFailed:
             raise BenchFailed(f"The agentic client in {target.container} wrote no result "
                               f"(exit {code}): {' / '.join(tail[-3:])[:400]}") from None
-        result: dict[str, Any] = json.loads((Path(tmp) / "out.json").read_text())
+        result = _client_result(Path(tmp) / "out.json", target.container)
     run(["docker", "exec", target.container, "rm", "-rf", CONTAINER_DIR], check=False)
     if result.get("errors"):
         raise BenchFailed(f"{len(result['errors'])} session(s) failed on {target.container}; "

@@ -21,14 +21,17 @@ from glmkit.measure.results import (
     HardwareMeta,
     Run,
     Series,
+    number_of,
     open_run,
     plain_name,
     read_run_facts,
     start_run,
 )
 from glmkit.measure.workloads import (
+    MAX_BATCH,
     SweepMode,
     Workload,
+    check_request_rate,
     parse_batches,
     resolve_workload,
     sweep_points,
@@ -53,7 +56,8 @@ class SweepReport:
 def run_sweep(run_: Run, target: RunningServer, workload: Workload, container: Any,
               console: Console) -> SweepReport:
     points = list(run_.meta.points)
-    todo = [p for p in points if p.batch in set(run_.missing())]
+    left = set(run_.missing())
+    todo = [p for p in points if p.batch in left]
     if not server_alive(container, target.base_url):
         raise BenchFailed(f"The server in {target.container} is not healthy; refusing to "
                           "benchmark it. Check `invoke status` and `invoke logs`.")
@@ -110,6 +114,7 @@ class BenchRequest:
     slo: tuple[str, ...] = ()  # `--goodput` bounds (workloads.parse_slo)
     dataset_path: str | None = None  # --workload visionarena: a local VisionArena folder
     hf_cache: Path | None = None  # where `invoke download --dataset` put it
+    model: str | None = None  # a model group's member (default: the first)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class BenchOutcome:
                               f"with `invoke bench --resume {run_id}`")
         failed = [o.batch for o in self.report.outcomes if o.result is None]
         failed_requests = [b for b, r in self.series.points.items()
-                           if (r.get("failed") or 0) > 0]
+                           if number_of(r, "failed") > 0]
         if failed or failed_requests:
             raise BenchFailed(f"points that failed: {failed}; points with failed requests: "
                               f"{failed_requests} (see {self.path}/failures; `invoke bench "
@@ -142,18 +147,18 @@ def parse_request(project: str, *, input_len: str | None, output_len: str | None
                   ) -> BenchRequest:
     """A request from `invoke bench`'s text options (None: not given, the table's default);
     numbers checked here."""
-    request_rate = str(request_rate or BenchOptions.request_rate)
+    request_rate = str(request_rate or BenchOptions.request_rate).strip()
     try:
-        rate = float(request_rate)
+        check_request_rate(request_rate)  # vLLM takes "inf" too; NaN and 0 are no rate
     except ValueError:
-        rate = -1.0
-    if not rate > 0:  # vLLM takes "inf" too; NaN and 0 are no rate
-        raise UsageError(f"--request-rate {request_rate!r}: give requests per second above 0, "
-                         "or inf.")
+        raise UsageError(f"--request-rate {request_rate[:40]!r}: give requests per second "
+                         "above 0, or inf.") from None
+    prompts = number(num_prompts, int, "num-prompts", 1)
+    if prompts is not None and prompts > 4 * MAX_BATCH:
+        raise UsageError(f"--num-prompts must be at most {4 * MAX_BATCH:,}.")
     return BenchRequest(project=project, input_len=number(input_len, int, "input-len", 1),
                         output_len=number(output_len, int, "output-len", 1),
-                        num_prompts=number(num_prompts, int, "num-prompts", 1),
-                        request_rate=request_rate.strip(),
+                        num_prompts=prompts, request_rate=request_rate,
                         **{k: v for k, v in options.items() if v is not None})
 
 
@@ -171,7 +176,7 @@ def parse_sweep(request: BenchRequest) -> Sweep:
     if request.label is not None:
         plain_name(request.label, "Label")
     if request.mode not in ("prompts", "concurrency"):
-        raise UsageError(f"--mode {request.mode!r}: choose prompts or concurrency.")
+        raise UsageError(f"--mode {request.mode[:40]!r}: choose prompts or concurrency.")
     mode: SweepMode = "prompts" if request.mode == "prompts" else "concurrency"
     wl = resolve_workload(request.workload, request.input_len, request.output_len)
     batches = parse_batches(request.batch or str(request.num_prompts or BenchOptions.batch))
@@ -210,17 +215,21 @@ def _new_run(request: BenchRequest, sweep: Sweep, target: RunningServer, results
 def run_bench(request: BenchRequest, results_dir: Path, repo_root: Path, hw: Hardware,
               console: Console) -> BenchOutcome:
     """Benchmark the project's running server; a new run, or the rest of `resume`."""
-    sweep = None
+    sweep, resumed = None, None
     if request.resume:  # checked before any server is looked up
-        plain_name(request.resume, "Run id")
+        resumed = open_run(results_dir, plain_name(request.resume, "Run id"))
+        if resumed.meta.dropped:
+            # Its points are what `vllm bench serve` would run with: never a guess.
+            raise UsageError(f"Run {resumed.run_id} cannot be resumed: its meta.json "
+                             f"{resumed.meta.dropped[0]}. Start a new run.")
     else:
         sweep = parse_sweep(request)
-    container, target = running_server(request.project)
+    container, target = running_server(request.project, request.model)
     notes: list[str] = []
-    if request.resume:
-        run_ = open_run(results_dir, request.resume)
+    if resumed is not None:
+        run_ = resumed
         if run_.meta.model != target.served_model or run_.meta.workload is None:
-            raise UsageError(f"Run {run_.run_id} benchmarked {run_.meta.model}, but "
+            raise UsageError(f"Run {run_.run_id} benchmarked {run_.meta.model[:100]!r}, but "
                              f"{request.project} serves {target.served_model}.")
         notes.append(f"resuming {run_.run_id}: missing batches {run_.missing()}")
     else:

@@ -138,8 +138,15 @@ def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> 
     if not 1 <= rows <= MAX_SAMPLE_ROWS:
         raise UsageError(f"--rows {rows}: give 1 to {MAX_SAMPLE_ROWS}.")
     out = admit_mount(out_dir, "--out", Path.home())
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"--out {out_dir!r} exists and is not an empty folder.")
+    if any(c in str(out) for c in ":,"):  # `docker run -v SRC:DST` would split it there
+        raise UsageError(f"--out {out_dir[:80]!r}: a folder whose path has ':' or ',' cannot "
+                         "be mounted; choose another.")
+    try:
+        taken = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    except OSError as err:  # a name longer than the file system takes, no permission
+        raise UsageError(f"--out {out_dir[:80]!r}: {err.strerror}.") from None
+    if taken:
+        raise UsageError(f"--out {out_dir[:80]!r} exists and is not an empty folder.")
     # A fresh staging folder beside --out: never someone's existing `.partial` folder
     # (removed) or a link planted under that name (followed).
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,12 +163,20 @@ def make_sample(image: str, out_dir: str, scripts_dir: Path, rows: int = 32) -> 
         shutil.rmtree(staging, ignore_errors=True)
         raise EnvironmentProblem("Writing the VisionArena sample failed: "
                                  f"{(err.stderr or err.stdout).strip()[-600:]}") from None
+    # What the container wrote is data: a plain file of a few lines, its rows a count.
+    try:
+        info = read_json(staging / INFO, MAX_INFO_BYTES)
+    except Unreadable as err:
+        info = {"error": str(err)}
+    if not (isinstance(info, dict) and type(info.get("rows")) is int
+            and revision_ok(info.get("revision"))):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EnvironmentProblem(f"The VisionArena sample's {INFO} is not what the script "
+                                 "writes (rows and a revision); nothing was kept.")
     if out.exists():
         out.rmdir()
     staging.rename(out)
-    info: dict[str, Any] = json.loads((out / INFO).read_text())
-    info["path"] = str(out)
-    return info
+    return {"rows": info["rows"], "revision": info["revision"], "path": str(out)}
 
 
 def download_dataset(repo: str, revision: str | None, hf_cache: Path,

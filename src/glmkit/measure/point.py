@@ -9,7 +9,6 @@ the points); a point that fails is recorded as a failure.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import mask
+from glmkit.files import Unreadable, read_json
 from glmkit.measure.gpu_telemetry import Sampler
-from glmkit.measure.results import Run, point_name
+from glmkit.measure.results import MAX_FILE_BYTES, Run, point_name
 from glmkit.measure.server_metrics import MetricsSampler
 from glmkit.measure.workloads import VISIONARENA, Point, Workload
 from glmkit.process import child_env, run, stream_lines
@@ -43,40 +43,46 @@ def fit_lengths(input_len: int, output_len: int, max_model_len: int) -> tuple[in
 
 def bench_argv(target: RunningServer, workload: Workload, point: Point, result_name: str,
                dataset: str | None = None, seed: int = 0) -> list[str]:
-    argv = ["vllm", "bench", "serve", "--model", target.served_model,
-            "--tokenizer", target.model_ref,
-            "--num-prompts", str(point.num_prompts), "--request-rate", point.request_rate,
-            "--seed", str(seed), "--save-result", "--result-dir", CONTAINER_RESULTS,
-            "--result-filename", result_name]
+    """`vllm bench serve`'s words. Every value is joined to its option (`--model=NAME`),
+    so no value, whichever file or label it came from, is read as an option of its own;
+    only `--goodput` takes separate words, each `ttft|tpot|e2el:MS` (workloads.Point)."""
+    options: list[tuple[str, object]] = [
+        ("--model", target.served_model), ("--tokenizer", target.model_ref),
+        ("--num-prompts", point.num_prompts), ("--request-rate", point.request_rate),
+        ("--seed", seed)]
+    switches = ["--save-result"]
+    options += [("--result-dir", CONTAINER_RESULTS), ("--result-filename", result_name)]
     dataset = dataset or {"visionarena": "hf", "random-mm": "random-mm"}.get(workload.dataset,
                                                                            "random")
     if workload.vision:
-        argv += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
+        options += [("--backend", "openai-chat"), ("--endpoint", "/v1/chat/completions")]
     if dataset == "hf" and workload.dataset_path:
         # A local folder in the Hub repo's layout, parsed as VisionArena (bench_data.py).
-        argv += ["--dataset-name", "hf", "--dataset-path", workload.dataset_path,
-                 "--hf-name", VISIONARENA, "--hf-split", "train",
-                 "--hf-output-len", str(workload.output_len)]
+        options += [("--dataset-name", "hf"), ("--dataset-path", workload.dataset_path),
+                    ("--hf-name", VISIONARENA), ("--hf-split", "train"),
+                    ("--hf-output-len", workload.output_len)]
     elif dataset == "hf":
-        argv += ["--dataset-name", "hf", "--dataset-path", VISIONARENA]
+        options += [("--dataset-name", "hf"), ("--dataset-path", VISIONARENA)]
     elif dataset == "random-mm":
-        argv += ["--dataset-name", "random-mm", "--random-input-len", str(workload.input_len),
-                 "--random-output-len", str(workload.output_len),
-                 "--random-mm-base-items-per-request", "1",
-                 "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}']
+        options += [("--dataset-name", "random-mm"),
+                    ("--random-input-len", workload.input_len),
+                    ("--random-output-len", workload.output_len),
+                    ("--random-mm-base-items-per-request", 1),
+                    ("--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}')]
     else:
-        argv += ["--dataset-name", "random", "--random-input-len", str(workload.input_len),
-                 "--random-output-len", str(workload.output_len)]
+        options += [("--dataset-name", "random"), ("--random-input-len", workload.input_len),
+                    ("--random-output-len", workload.output_len)]
     if target.bench_url:
-        argv += ["--base-url", target.bench_url]
+        options.append(("--base-url", target.bench_url))
     if point.max_concurrency:
-        argv += ["--max-concurrency", str(point.max_concurrency)]
-    if point.goodput:
-        argv += ["--goodput", *point.goodput]
+        options.append(("--max-concurrency", point.max_concurrency))
     if workload.ignore_eos:
-        argv.append("--ignore-eos")
+        switches.append("--ignore-eos")
+    argv = ["vllm", "bench", "serve", *(f"{name}={value}" for name, value in options),
+            *switches]
+    if point.goodput:  # last: argparse's nargs="+" takes the words up to the next option
+        argv += ["--goodput", *point.goodput]
     return argv
-
 
 
 def offline_env(workload: Workload) -> list[str]:
@@ -134,15 +140,26 @@ def run_point(target: RunningServer, workload: Workload, point: Point, run_: Run
         return PointOutcome(point.batch, False, None, tail[-1] if tail else f"exit {code}")
     with tempfile.TemporaryDirectory() as tmp:
         run(["docker", "cp", f"{target.container}:{CONTAINER_RESULTS}/{result_name}", tmp])
-        result: dict[str, Any] = json.loads((Path(tmp) / result_name).read_text())
+        # Written in the container: a plain file of at most half what a report reads (a
+        # link `docker cp` copied as a link is not followed), a JSON object.
+        try:
+            result = read_json(Path(tmp) / result_name, MAX_FILE_BYTES // 2)
+            why = "is not a JSON object"
+        except Unreadable as err:
+            result, why = None, str(err)
     run(["docker", "exec", target.container, "rm", "-f",
          f"{CONTAINER_RESULTS}/{result_name}"], check=False)
+    if not isinstance(result, dict):
+        run_.save_failure(point.batch, {"batch": point.batch, "exit_code": code, "argv": argv,
+                                        "output_tail": tail, "result": f"the file {why}"})
+        return PointOutcome(point.batch, False, None, f"its result file {why}")
     result["glmkit"] = {"argv": argv, "started": started, "finished": time.time(),
                         "dataset": dataset or workload.dataset,
                         "dataset_revision": workload.dataset_revision}
     run_.save_point(point.batch, result)
-    failed = int(result.get("failed") or 0)
-    detail = (f"{result.get('output_throughput', 0):.1f} out tok/s"
+    failed = result.get("failed") if type(result.get("failed")) is int else 0
+    throughput = result.get("output_throughput")
+    detail = (f"{throughput if type(throughput) in (int, float) else 0:.1f} out tok/s"
               + (f", {failed} FAILED requests" if failed else ""))
     return PointOutcome(point.batch, failed == 0, result, detail)
 

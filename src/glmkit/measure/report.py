@@ -15,7 +15,7 @@ from rich.table import Table
 
 from glmkit.errors import UsageError
 from glmkit.measure.point import SUMMARY_FIELDS
-from glmkit.measure.results import Series
+from glmkit.measure.results import Series, number_of
 from glmkit.text import printable
 
 
@@ -58,6 +58,23 @@ def add_run_column(table: Table, names: dict[str, str]) -> None:
                      min_width=max((len(n) for n in names.values()), default=3))
 
 
+# A terminal table shows the newest this many points (report.csv has every one), and the
+# metrics plot this many curves: past them a table takes minutes to draw and says nothing
+# more (issue #35: a report over ten runs of 1,000 points stays within 30 s).
+MAX_TABLE_ROWS = 500
+MAX_PLOT_CURVES = 20
+
+
+def _newest(rows: list[Any], table: Table, what: str = "points") -> list[Any]:
+    """The last MAX_TABLE_ROWS rows (the newest runs come last); the table's caption
+    says how many were left out."""
+    if len(rows) <= MAX_TABLE_ROWS:
+        return rows
+    table.caption = (f"the newest {MAX_TABLE_ROWS} of {len(rows):,} {what}; report.csv "
+                     "has every one")
+    return rows[-MAX_TABLE_ROWS:]
+
+
 def results_table(series: list[Series]) -> Table:
     table = Table(title="vllm bench serve (times in ms)")
     names = run_names(series)
@@ -65,24 +82,29 @@ def results_table(series: list[Series]) -> Table:
     table.add_column("batch", justify="right")
     for _, name, _ in SUMMARY_FIELDS:
         table.add_column(name, justify="right")
-    bounds = {(s.run_id, b): tpot_bound(s, b, r) for s in series for b, r in s.points.items()}
+    # Each point, then each batch still missing, run by run (None: missing).
+    rows: list[tuple[Series, int, dict[str, Any] | None]] = [
+        row for s in series for row in [*((s, b, r) for b, r in sorted(s.points.items())),
+                                        *((s, b, None) for b in s.missing)]]
+    rows = _newest(rows, table)
+    bounds = {(s.run_id, b): tpot_bound(s, b, r) for s, b, r in rows if r is not None}
     with_bound = any(v is not None for v in bounds.values())
     if with_bound:
         table.add_column("TPOT bound", justify="right")
         table.add_column("bound/TPOT", justify="right")
-    for s in series:
-        for batch, result in sorted(s.points.items()):
-            cells = [fmt.format(result[key]) if isinstance(result.get(key), int | float)
-                     else "-" for key, _, fmt in SUMMARY_FIELDS]
-            if with_bound:
-                bound, measured = bounds[(s.run_id, batch)], result.get("mean_tpot_ms")
-                cells += [f"{bound:.2f}" if bound else "-",
-                          f"{bound / measured:.2f}" if bound and measured else "-"]
-            style = "red" if (result.get("failed") or 0) > 0 else None
-            table.add_row(names[s.run_id], str(batch), *cells, style=style)
-        for batch in s.missing:
+    for s, batch, result in rows:
+        if result is None:
             table.add_row(names[s.run_id], str(batch), "[yellow]missing[/yellow]",
                           *[""] * (len(table.columns) - 3))
+            continue
+        cells = [fmt.format(result[key]) if isinstance(result.get(key), int | float)
+                 else "-" for key, _, fmt in SUMMARY_FIELDS]
+        if with_bound:
+            bound, measured = bounds[(s.run_id, batch)], result.get("mean_tpot_ms")
+            cells += [f"{bound:.2f}" if bound else "-",
+                      f"{bound / measured:.2f}" if bound and measured else "-"]
+        style = "red" if number_of(result, "failed") > 0 else None
+        table.add_row(names[s.run_id], str(batch), *cells, style=style)
     return table
 
 
@@ -107,8 +129,9 @@ def metrics_table(series: list[Series]) -> Table | None:
     if not rows:
         return None
     names = run_names(series)
-    shown = [c for c in METRIC_COLUMNS if any(c[1] in summary for _, _, summary in rows)]
     table = Table(title="server metrics during each point (vLLM /metrics)")
+    rows = _newest(rows, table)
+    shown = [c for c in METRIC_COLUMNS if any(c[1] in summary for _, _, summary in rows)]
     add_run_column(table, names)
     table.add_column("batch", justify="right")
     for name, _, _ in shown:
@@ -134,8 +157,8 @@ def from_first_request(samples: list[dict[str, float]]) -> list[dict[str, float]
 
 def plot_text(text: str) -> str:
     """A label as matplotlib shows it literally: a `$` would start mathtext (and bad
-    mathtext raises), control characters are shown as '?'."""
-    return printable(text).replace("$", r"\$")
+    mathtext raises), control characters are shown as '?', tabs and newlines as spaces."""
+    return printable(" ".join(text.split())).replace("$", r"\$")
 
 
 def samples_of(data: Any) -> list[dict[str, float]]:
@@ -155,12 +178,15 @@ def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [(plot_text(f"{name} b{batch}"), samples) for s in series
-              for name in [run_names(series)[s.run_id]]
+    names = run_names(series)
+    curves = [(plot_text(f"{names[s.run_id]} b{batch}"), samples) for s in series
               for batch, data in sorted(s.metrics.items())
               for samples in [samples_of(data)] if samples]
     if not curves:
         return None
+    title = "" if len(curves) <= MAX_PLOT_CURVES else \
+        f" (the newest {MAX_PLOT_CURVES} of {len(curves):,} points)"
+    curves = curves[-MAX_PLOT_CURVES:]
     fig, (kv, queue) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (label, samples) in enumerate(curves):
         samples = from_first_request(samples)
@@ -173,7 +199,7 @@ def write_metrics_plot(series: list[Series], path: Path) -> Path | None:
                    color=color)
         queue.plot(xs, [x.get("waiting", 0) for x in samples], linestyle="--",
                    label=f"{label} waiting", color=color)
-    kv.set_title("KV cache usage (%)")
+    kv.set_title(f"KV cache usage (%){title}")
     kv.set_ylim(0, 100)
     queue.set_title("requests running (solid) and waiting (dashed)")
     for ax in (kv, queue):
@@ -220,7 +246,7 @@ def compare_table(series: list[Series]) -> Table:
     table.add_column("batch", justify="right")
     for _, name, _ in COMPARE_KEYS:
         table.add_column(name, justify="right")
-    for batch, ratios in rows:
+    for batch, ratios in _newest(rows, table, "batch sizes"):
         cells = []
         for key, _, higher_better in COMPARE_KEYS:
             if key not in ratios:
@@ -233,6 +259,21 @@ def compare_table(series: list[Series]) -> Table:
     return table
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(…),
+# @SUM(…), =cmd|…): OWASP's "CSV injection" list.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any, *, number: bool = False) -> Any:
+    """The one escaping of a report.csv cell: a number column holds a number or nothing;
+    a text cell that a spreadsheet would run as a formula starts with `'`."""
+    if number:
+        return value if isinstance(value, int | float) and not isinstance(value, bool) \
+            else ""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_csv(series: list[Series], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = [key for key, _, _ in SUMMARY_FIELDS]
@@ -242,8 +283,11 @@ def write_csv(series: list[Series], path: Path) -> Path:
         for s in series:
             workload = s.meta.workload.name if s.meta.workload else ""
             for batch, result in sorted(s.points.items()):
-                writer.writerow([s.run_id, s.label, s.meta.model, s.meta.vendor, workload,
-                                 batch, *[result.get(k, "") for k in keys]])
+                writer.writerow([
+                    *(csv_cell(v) for v in (s.run_id, s.label, s.meta.model, s.meta.vendor,
+                                            workload)),
+                    csv_cell(batch, number=True),
+                    *(csv_cell(result.get(k), number=True) for k in keys)])
     return path
 
 
@@ -272,7 +316,8 @@ def write_plots(series: list[Series], path: Path) -> Path:
         ax.set_xlabel("batch size (prompts or concurrency)")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize="small")
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

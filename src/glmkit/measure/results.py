@@ -16,26 +16,49 @@ outside: a corrupt or hand-broken one is skipped with a note, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from glmkit import __version__
 from glmkit.errors import EnvironmentProblem, UsageError
 from glmkit.files import Unreadable, write_json_once
 from glmkit.files import read_json as bounded_json
 from glmkit.host.hardware import Hardware
-from glmkit.measure.workloads import WORKLOADS, Point, SweepMode, Workload, sweep_points
+from glmkit.measure.workloads import (
+    MAX_BATCH,
+    MAX_POINTS,
+    WORKLOADS,
+    Point,
+    SweepMode,
+    Workload,
+    check_goodput,
+    check_request_rate,
+    sweep_points,
+)
 from glmkit.process import run
 from glmkit.run.image_build import container_image_digest, image_digest
 from glmkit.run.server import RunningServer
+from glmkit.text import validation_reason
 from glmkit.vllm_args import flag_value
 
 META = "meta.json"
@@ -43,14 +66,15 @@ META = "meta.json"
 # {vendor, description, gpus: [{index, name, memory_mib}], cpu_count}.
 META_VERSION = 2
 REFERENCE_DIR = Path(__file__).parents[1] / "reference"
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def plain_name(text: str, what: str) -> str:
     """A label or run id: one path component under results/, never `..` or a path."""
-    if not _PLAIN_NAME.fullmatch(text) or ".." in text:
-        raise UsageError(f"{what} {text!r} must be a plain name: letters, digits, '.', '_' "
-                         "and '-', at most 100 characters, starting with a letter or digit.")
+    if not PLAIN_NAME.fullmatch(text) or ".." in text:
+        raise UsageError(f"{what} {text[:60]!r} must be a plain name: letters, digits, '.', "
+                         "'_' and '-', at most 100 characters, starting with a letter or "
+                         "digit.")
     return text
 
 
@@ -121,61 +145,182 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-MAX_RESULT_BYTES = 64 * 1024 * 1024  # a run's largest file (samples) is a few MB
+# What one run may cost a reader (issue #35: a 16 MiB point file took 860 MB and 11 s).
+# vLLM's result JSON is a few KB; a metrics file holds a sample every 0.25 s, thinned when
+# written to stay under MAX_FILE_BYTES. A file over its limit, or past the run's budget,
+# is skipped with a note and the rest is read.
+MAX_META_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024  # one points/, metrics/ or telemetry/ file
+RUN_READ_BYTES = 16 * 1024 * 1024  # every points/ and metrics/ file of one run together
+RUN_SAMPLES = 20_000  # metrics samples kept of one run (they are plotted, not summed)
+MAX_KEYS = 128  # values kept of one point or one summary (vLLM's result has ~50)
+SAMPLE_KEYS = 12  # values kept of one metrics sample (server_metrics takes 12)
+MAX_TEXT = 200  # characters of a text value kept
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, max_bytes: int = MAX_FILE_BYTES, *, links: bool = True) -> Any:
     """A results file's JSON (a plain file inside its results folder, within a size
-    limit); a UsageError naming the file when it cannot be read."""
+    limit; `links=False`: the file itself never a link); a UsageError naming the file
+    when it cannot be read."""
     try:
-        return bounded_json(path, MAX_RESULT_BYTES, links_within=path.parent.parent)
+        return bounded_json(path, max_bytes,
+                            links_within=path.parent.parent if links else None)
     except Unreadable as err:
         raise UsageError(f"{path} cannot be read ({err}); fix or remove it.") from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deep; fix or remove it.") from None
 
 
-def _batch_files(folder: Path) -> dict[int, Path]:
-    """batch-NNNN.json files by batch; other names are not results."""
-    found = {}
-    for file in sorted(folder.glob("batch-*.json")):
-        batch = file.stem.removeprefix("batch-")
-        if batch.isdigit():
-            found[int(batch)] = file
-    return found
+def _batch_files(folder: Path, notes: list[str] | None = None) -> dict[int, Path]:
+    """batch-NNNN.json files by batch (other names are not results), the first
+    MAX_POINTS of them; a folder that is a symbolic link holds none."""
+    if folder.is_symlink() or not folder.is_dir():
+        return {}
+    found: dict[int, Path] = {}
+    for entry in os.scandir(folder):
+        batch = entry.name.removeprefix("batch-").removesuffix(".json")
+        if entry.name.startswith("batch-") and entry.name.endswith(".json") and \
+                batch.isascii() and batch.isdigit() and len(batch) <= 8:
+            found[int(batch)] = Path(entry.path)
+    if len(found) > MAX_POINTS and notes is not None:
+        notes.append(f"{folder} holds {len(found):,} batch files; the first {MAX_POINTS:,} "
+                     "are read.")
+    return dict(sorted(found.items())[:MAX_POINTS])
 
 
-def _read_batches(folder: Path, notes: list[str] | None) -> dict[int, dict[str, Any]]:
-    """Each batch's JSON object; an unreadable file is skipped and named in `notes`."""
-    found = {}
-    for batch, file in _batch_files(folder).items():
+def _number(value: Any) -> bool:
+    """A finite number in range (not a bool): what a table, ratio or plot takes."""
+    return type(value) in (int, float) and abs(value) <= MAX_NUMBER
+
+
+def number_of(result: Mapping[str, Any], key: str) -> float:
+    """A point's count or figure as a number, 0 where the file holds something else: a
+    point file is data, and '"failed": "1"' must not end a report in a TypeError."""
+    value = result.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else 0.0
+
+
+def _scalars(data: Mapping[str, Any], limit: int = MAX_KEYS) -> dict[str, Any]:
+    """The first `limit` numbers, switches and short texts of an object (a number out of
+    range as None); what a report computes with: nested lists and objects are left out."""
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if len(kept) >= limit:
+            break
+        if len(key) > 64:
+            continue
+        if type(value) in (int, float):
+            value = value if abs(value) <= MAX_NUMBER else None  # nan compares False
+        elif isinstance(value, str):
+            value = value[:MAX_TEXT]
+        elif value is not None and not isinstance(value, bool):
+            continue
+        kept[sys.intern(key)] = value
+    return kept
+
+
+def _thinned(samples: list[Any], most: int) -> list[dict[str, float]]:
+    """At most `most` samples, evenly spaced, the first and last kept; each its first
+    SAMPLE_KEYS numbers."""
+    if len(samples) > most:
+        step = (len(samples) - 1) / max(most - 1, 1)
+        samples = [samples[round(i * step)] for i in range(most)]
+    return [dict(itertools.islice(((sys.intern(k), v) for k, v in x.items()
+                                   if _number(v) and len(k) <= 64), SAMPLE_KEYS))
+            for x in samples if isinstance(x, dict)]
+
+
+@dataclass
+class _RunBudget:
+    """What is left to read of one run, and what was skipped (one note per kind)."""
+
+    run: Path
+    left: int = RUN_READ_BYTES
+    samples: int = RUN_SAMPLES
+    over: list[Path] = field(default_factory=list)  # files over MAX_FILE_BYTES
+    past: list[Path] = field(default_factory=list)  # files past the run's budget
+
+    def admit(self, file: Path) -> bool:
         try:
-            data = _in_range(read_json(file))
+            size = file.lstat().st_size
+        except OSError:
+            return True  # read_json says why
+        if size > MAX_FILE_BYTES:
+            self.over.append(file)
+            return False
+        if size > self.left:
+            self.past.append(file)
+            return False
+        self.left -= size
+        return True
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.over:
+            out.append(f"{len(self.over)} file(s) of {self.run.name} over "
+                       f"{MAX_FILE_BYTES // 2**20} MiB skipped (first: {self.over[0]}).")
+        if self.past:
+            out.append(f"{len(self.past)} file(s) of {self.run.name} not read: past the "
+                       f"{RUN_READ_BYTES // 2**20} MiB a report reads of one run "
+                       f"(first: {self.past[0]}).")
+        return out
+
+
+def _read_batches(folder: Path, notes: list[str] | None, budget: _RunBudget | None = None,
+                  kind: str = "points") -> dict[int, dict[str, Any]]:
+    """Each batch's JSON object, reduced to what a report reads (`_scalars`; metrics:
+    the summary and thinned samples), within `budget`; an unreadable file is skipped
+    and named in `notes`."""
+    budget = budget or _RunBudget(folder.parent)
+    files = _batch_files(folder, notes)
+    found = {}
+    for batch, file in files.items():
+        if not budget.admit(file):
+            continue
+        try:
+            data = read_json(file, links=False)
             if not isinstance(data, dict):
                 raise UsageError(f"{file} is not a JSON object; fix or remove it.")
-        except RecursionError:
-            if notes is not None:
-                notes.append(f"{file} is nested too deep; fix or remove it.")
-            continue
         except UsageError as err:
             if notes is not None:
                 notes.append(str(err))
             continue
-        found[batch] = data
+        if kind == "metrics":
+            summary = data.get("summary")
+            samples = data.get("samples")
+            most = max(2, min(RUN_SAMPLES // max(len(files), 1), budget.samples))
+            kept = _thinned(samples if isinstance(samples, list) else [], most)
+            budget.samples = max(budget.samples - len(kept), 0)
+            found[batch] = {"summary": _scalars(summary) if isinstance(summary, dict) else {},
+                            "samples": kept}
+        else:
+            found[batch] = _scalars(data)
     return found
 
 
-def _point(item: Any) -> Point | None:
-    if not isinstance(item, dict):
-        return None
-    goodput = item.get("goodput", ())
-    if not isinstance(goodput, (list, tuple)):
-        return None
+class _SavedPoint(BaseModel):
+    """A point as meta.json holds it: what `vllm bench serve` is run with on --resume,
+    so every field has its shape (workloads.check_request_rate, check_goodput)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    batch: StrictInt = Field(ge=1, le=MAX_BATCH)
+    num_prompts: StrictInt = Field(ge=1, le=4 * MAX_BATCH)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH)
+    request_rate: Annotated[StrictStr, AfterValidator(check_request_rate)]
+    goodput: list[Annotated[StrictStr, AfterValidator(check_goodput)]] = Field(
+        default_factory=list, max_length=3)
+
+
+def _point(item: Any) -> Point | str:
+    """A meta.json point, or why it is not one (one line)."""
     try:
-        point = Point(**{**item, "goodput": tuple(str(g) for g in goodput)})
-    except TypeError:
-        return None
-    ok = isinstance(point.batch, int) and isinstance(point.num_prompts, int) and \
-        isinstance(point.request_rate, str)
-    return point if ok else None
+        saved = _SavedPoint.model_validate(item)
+    except ValidationError as err:
+        return validation_reason(err)
+    return Point(batch=saved.batch, num_prompts=saved.num_prompts,
+                 max_concurrency=saved.max_concurrency, request_rate=saved.request_rate,
+                 goodput=tuple(saved.goodput))
 
 
 def _workload(raw: Any) -> Workload | None:
@@ -201,7 +346,15 @@ def _workload(raw: Any) -> Workload | None:
         if f.name in ("ignore_eos", "vision")) and all(
         isinstance(getattr(workload, f.name), str | None) for f in fields(Workload)
         if f.name in ("name", "description", "dataset", "dataset_path", "dataset_revision"))
+    # Where `vllm bench serve` reads a data set in the container, on --resume: a folder
+    # there, as `bench_data.stage` wrote it (never a Hub id, an option or `..`).
+    folder = workload.dataset_path if typed else None
+    if folder is not None and not (_CONTAINER_PATH.fullmatch(folder) and ".." not in folder):
+        return None
     return workload if typed else None
+
+
+_CONTAINER_PATH = re.compile(r"/[A-Za-z0-9._@+/-]{1,511}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +384,9 @@ class RunMeta:
     # Where a run measured outside glmkit's own containers came from (scripts/gpu_truth.py:
     # GPU, driver, vLLM version, weights = dummy, expert routing, vLLM's memory lines).
     provenance: dict[str, Any] | None = None
+    # What reading meta.json left out, one line each (never written back): a run with
+    # any is reported, never resumed.
+    dropped: tuple[str, ...] = ()
 
     @property
     def batches(self) -> list[int]:
@@ -274,11 +430,23 @@ def _hardware(raw: Any) -> HardwareMeta:
 
 
 def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
+    """meta.json's data as a RunMeta: any version, every field its type; a point that is
+    not one is left out (named in `dropped`), and more than MAX_POINTS is no run."""
     mode: SweepMode = "concurrency" if raw.get("mode") == "concurrency" else "prompts"
-    read = [_point(item) for item in _list(raw.get("points"))]
-    points = [p for p in read if p is not None]
-    if not read or len(points) != len(read):
-        batches = [b for b in (_int(x) for x in _list(raw.get("batches"))) if b and b > 0]
+    listed, batches_listed = _list(raw.get("points")), _list(raw.get("batches"))
+    if max(len(listed), len(batches_listed)) > MAX_POINTS:
+        raise UsageError(f"meta.json lists {max(len(listed), len(batches_listed)):,} "
+                         f"points, over the {MAX_POINTS:,} a run has; fix or remove that run.")
+    read = [_point(item) for item in listed]
+    points = [p for p in read if isinstance(p, Point)]
+    dropped = [f"point {i}: {p}" for i, p in enumerate(read) if isinstance(p, str)]
+    workload = _workload(raw.get("workload"))
+    if workload is None and raw.get("workload") is not None:
+        dropped.append("workload: not one this glmkit reads (lengths are counts, a data "
+                       "set's folder a path in the container)")
+    if not read or dropped:
+        batches = [b for b in (_int(x) for x in batches_listed)
+                   if b and 0 < b <= MAX_BATCH]
         points = sweep_points(list(dict.fromkeys(batches)), mode)
     caching = raw.get("prefix_caching")
     return RunMeta(
@@ -286,7 +454,7 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         model=str(raw.get("model") or "?"), vendor=str(raw.get("vendor") or "?"),
         image=str(raw.get("image") or ""),
         serve_args=tuple(str(a) for a in _list(raw.get("serve_args"))),
-        max_model_len=_int(raw.get("max_model_len")), workload=_workload(raw.get("workload")),
+        max_model_len=_int(raw.get("max_model_len")), workload=workload,
         mode=mode, points=tuple(points), hardware=_hardware(raw.get("hardware")),
         reference=bool(raw.get("reference")),
         glmkit_version=_text(raw.get("glmkit_version")),
@@ -294,7 +462,19 @@ def read_meta(raw: Mapping[str, Any], fallback_label: str) -> RunMeta:
         image_digest=_text(raw.get("image_digest")),
         prefix_caching=caching if isinstance(caching, bool) else None,
         container=_text(raw.get("container")),
-        provenance=raw["provenance"] if isinstance(raw.get("provenance"), dict) else None)
+        provenance=raw["provenance"] if isinstance(raw.get("provenance"), dict) else None,
+        dropped=tuple(dropped))
+
+
+def _fitted(data: dict[str, Any]) -> dict[str, Any]:
+    """Samples thinned (every other one, the last kept) until the file is one a report
+    reads (MAX_FILE_BYTES): a long point keeps its shape, not every quarter second."""
+    samples = data.get("samples")
+    while isinstance(samples, list) and len(samples) > 2 and \
+            len(json.dumps(data, indent=2)) > MAX_FILE_BYTES * 0.9:
+        samples = samples[::2] + ([samples[-1]] if len(samples) % 2 == 0 else [])
+        data = {**data, "samples": samples, "thinned": True}
+    return data
 
 
 @dataclass(frozen=True)
@@ -308,17 +488,30 @@ class Run:
     def run_id(self) -> str:
         return self.path.name
 
-    def points(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
-        """Each finished point's result; unreadable files skipped (named in `notes`)."""
-        return _read_batches(self.path / "points", notes)
+    def points(self, notes: list[str] | None = None, budget: _RunBudget | None = None
+               ) -> dict[int, dict[str, Any]]:
+        """Each finished point's result (its numbers and short texts); unreadable files
+        skipped (named in `notes`)."""
+        return _read_batches(self.path / "points", notes, budget)
 
     def missing(self) -> list[int]:
         # A point whose file exists is done, readable or not: it is never overwritten.
         done = _batch_files(self.path / "points")
         return [b for b in self.meta.batches if b not in done]
 
+    def _folder(self, kind: str) -> Path:
+        """The run's `kind` folder, made if missing: never a symbolic link (a write
+        would follow it out of the run)."""
+        folder = self.path / kind
+        if self.path.is_symlink() or folder.is_symlink() or \
+                (folder.exists() and not folder.is_dir()):
+            raise UsageError(f"{folder} is a symbolic link or not a folder; results are "
+                             "written only inside their run. Remove it.")
+        folder.mkdir(exist_ok=True)
+        return folder
+
     def save_point(self, batch: int, result: dict[str, Any]) -> Path:
-        path = self.path / "points" / point_name(batch)
+        path = self._folder("points") / point_name(batch)
         write_json_once(path, result)
         return path
 
@@ -326,8 +519,7 @@ class Run:
         """Every failure kept, numbered (a retried point may fail again): written whole
         to a temporary file, then linked under the first free name, so two writers at
         once neither clobber each other nor leave half a file."""
-        folder = self.path / "failures"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._folder("failures")
         base = point_name(batch).removesuffix(".json")
         fd, name = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
         try:
@@ -352,16 +544,17 @@ class Run:
         self._save_samples("metrics", batch, metrics)
 
     def _save_samples(self, kind: str, batch: int, data: dict[str, Any]) -> None:
-        path = self.path / kind / point_name(batch)
+        path = self._folder(kind) / point_name(batch)
         if path.exists():  # a point run again keeps its first samples
             return
         with contextlib.suppress(UsageError):  # another writer was first: theirs stays
-            write_json_once(path, data)
+            write_json_once(path, _fitted(data))
 
-    def metrics(self, notes: list[str] | None = None) -> dict[int, dict[str, Any]]:
-        """The server's metrics per batch (samples and summary), where they were taken;
-        unreadable files skipped (named in `notes`)."""
-        return _read_batches(self.path / "metrics", notes)
+    def metrics(self, notes: list[str] | None = None, budget: _RunBudget | None = None
+                ) -> dict[int, dict[str, Any]]:
+        """The server's metrics per batch (summary, and samples thinned to what a plot
+        shows), where they were taken; unreadable files skipped (named in `notes`)."""
+        return _read_batches(self.path / "metrics", notes, budget, kind="metrics")
 
 
 def _git_commit(repo_root: Path) -> str | None:
@@ -424,7 +617,7 @@ def start_run(results_dir: Path, target: RunningServer, workload: Workload, mode
 
 def _read_run(path: Path) -> Run:
     try:
-        raw = _in_range(read_json(path / META))
+        raw = _in_range(read_json(path / META, MAX_META_BYTES))
     except RecursionError:
         raise UsageError(f"{path / META} is nested too deep; fix or remove that run.") \
             from None
@@ -435,8 +628,11 @@ def _read_run(path: Path) -> Run:
 
 def open_run(results_dir: Path, ref: str) -> Run:
     """A run by id, by a unique id prefix, or by its folder under `results_dir`."""
-    if Path(ref).is_dir() and Path(ref).resolve().parent == results_dir.resolve():
-        ref = Path(ref).name
+    try:
+        if Path(ref).is_dir() and Path(ref).resolve().parent == results_dir.resolve():
+            ref = Path(ref).name
+    except OSError:  # a name longer than the file system takes: not a run folder
+        pass
     plain_name(ref, "Run id")
     candidates = sorted(p for p in results_dir.glob(f"{ref}*") if (p / META).is_file())
     if not candidates:
@@ -524,8 +720,12 @@ def load_reference(name: str) -> Series:
 
 
 def _series(run: Run, notes: list[str] | None = None) -> Series:
-    return Series(run.run_id, run.meta, run.points(notes), tuple(run.missing()),
-                  run.metrics(notes))
+    """A run as a report reads it, within one run's bounds (RUN_READ_BYTES, RUN_SAMPLES)."""
+    budget = _RunBudget(run.path, RUN_READ_BYTES, RUN_SAMPLES)
+    points, metrics = run.points(notes, budget), run.metrics(notes, budget)
+    if notes is not None:
+        notes.extend(budget.notes())
+    return Series(run.run_id, run.meta, points, tuple(run.missing()), metrics)
 
 
 def load_report(results_dir: Path, refs: list[str]) -> tuple[list[Series], list[str]]:
@@ -558,7 +758,7 @@ def report_folder(results_dir: Path, out: str | None) -> Path:
     folder = Path(out) if out else results_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file there, no permission, a read-only disk
-        raise UsageError(f"--out {folder}: cannot write a report there ({err.strerror}). "
-                         "Pass a folder you can write.") from None
+    except OSError as err:  # a file there, no permission, a read-only disk, a long name
+        raise UsageError(f"--out {str(folder)[:80]!r}: cannot write a report there "
+                         f"({err.strerror}). Pass a folder you can write.") from None
     return folder

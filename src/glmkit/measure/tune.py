@@ -7,6 +7,11 @@ seed and SLO (`vllm bench serve --goodput` counts the requests that meet it), an
 compared with the recipe's default measured in the same tune. The winner is written as
 an invoke config file that `invoke -f FILE up` starts. Finished candidates are kept in
 results/tune/<id>/; `--resume ID` runs the rest.
+
+Candidates are served in a compose project of their own (`<project>-tune`): the user's
+server in `<project>` is never recreated or removed. A saved tune state is read back as
+data someone else may have written: a shape with limits, and its settings a layer at most
+as trusted as invoke.yaml, resolved and checked as invoke.yaml's would be.
 """
 
 from __future__ import annotations
@@ -18,21 +23,30 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.text import Text
 
 from glmkit.errors import GlmkitError, Interrupted, UsageError
 from glmkit.files import Unreadable, atomic_write, read_json
 from glmkit.host.hardware import Hardware
-from glmkit.host.settings import Settings, TuneOptions, user_settings
+from glmkit.host.settings import (
+    MAX_COUNT,
+    Settings,
+    TuneOptions,
+    resolve_settings,
+    user_settings,
+)
 from glmkit.host.vendors import VendorProfile
 from glmkit.knowledge.catalog import ModelSpec
 from glmkit.measure.bench import BenchRequest, run_bench
-from glmkit.measure.results import MAX_RESULT_BYTES, plain_name
+from glmkit.measure.results import PLAIN_NAME, plain_name
+from glmkit.measure.workloads import check_goodput, parse_batches, resolve_workload
 from glmkit.run import deploy
+from glmkit.text import validation_reason
 
 TUNE_DIR = "tune"
 STATE = "tune.json"
@@ -71,9 +85,18 @@ def candidates_for(model: ModelSpec, vendor: VendorProfile) -> list[Candidate]:
     return out
 
 
+def tune_project(project: str) -> str:
+    """The compose project a tune serves its candidates in: `<project>-tune`, a project
+    name still (at most 63 characters), never the user's own."""
+    return f"{project[:58]}-tune"
+
+
 @dataclass(frozen=True, kw_only=True)
 class TuneRequest:
-    settings: Settings  # the model, vendor and hardware to tune for; its project is used
+    settings: Settings  # the model, vendor and hardware to tune for (the user's project)
+    # The command line's settings (None: not given). A resumed tune resolves them over
+    # its saved settings, so what only the command line may ask for is asked again.
+    flags: Mapping[str, Any] = field(default_factory=dict)
     workload: str = TuneOptions.workload
     batch: str = TuneOptions.batch
     input_len: int | None = None
@@ -141,16 +164,24 @@ class TuneReport:
 
 def parse_request(settings: Settings, *, workload: str | None, batch: str | None,
                   slo: str | None, budget: str | None, candidates: str | None,
-                  resume: str | None, eval_limit: str | None = None) -> TuneRequest:
+                  resume: str | None, eval_limit: str | None = None,
+                  flags: Mapping[str, Any] | None = None) -> TuneRequest:
     """A request from `invoke tune`'s text options (None: not given, the table's default);
-    numbers and the SLO checked here."""
+    numbers, the workload, the batch sizes, the SLO and the tune id checked here."""
     from glmkit.host.settings import number
     from glmkit.measure.workloads import parse_slo
 
+    if len(settings.models) > 1:
+        raise UsageError("invoke tune searches one model's knobs: name one --model (a model "
+                         "group's members are tuned one by one).")
+    workload = workload or TuneOptions.workload
+    resolve_workload(workload)
+    parse_batches(batch or TuneOptions.batch)
     return TuneRequest(
-        settings=settings, workload=workload or TuneOptions.workload,
+        settings=settings, flags=dict(flags or {}), workload=workload,
         batch=batch or TuneOptions.batch, slo=parse_slo(slo),
-        budget_min=number(budget or TuneOptions.budget, float, "budget", 0), resume=resume,
+        budget_min=number(budget or TuneOptions.budget, float, "budget", 0),
+        resume=None if resume is None else plain_name(resume, "Tune id"),
         max_candidates=number(candidates or TuneOptions.candidates, int, "candidates", 0)
         or None, eval_limit=_eval_limit(eval_limit))
 
@@ -198,7 +229,12 @@ def _row(name: str, run_id: str, result: Mapping[str, Any], slo: tuple[str, ...]
 
 
 def _write_state(folder: Path, request: TuneRequest, rows: list[Row]) -> None:
-    state = {"settings": request.settings.values(), "workload": request.workload,
+    # The settings as invoke.yaml would hold them: which layer gave a value is not saved
+    # (read back, every value is invoke.yaml's).
+    values = request.settings.values()
+    saved = {f.name: list(v) if isinstance(v := values[f.name], tuple) else v
+             for f in user_settings()}
+    state = {"settings": saved, "workload": request.workload,
              "batch": request.batch, "input_len": request.input_len,
              "output_len": request.output_len, "slo": list(request.slo),
              "rows": [dataclasses.asdict(r) for r in rows]}
@@ -230,41 +266,110 @@ def new_tune_folder(results_dir: Path) -> Path:
     raise UsageError(f"Could not create a new tune folder under {parent}.")
 
 
+# --- a saved tune state, read back ------------------------------------------------------
+
+MAX_STATE_BYTES = 1024 * 1024  # a state holds settings and a row per candidate: a few KB
+_INTERNAL = {f.name for f in dataclasses.fields(Settings) if f.metadata.get("internal")}
+_Text = Annotated[str, Field(max_length=4096)]
+_Number = Annotated[float, Field(ge=0, le=float(MAX_COUNT) ** 2, allow_inf_nan=False)]
+
+
+def _run_id(text: str) -> str:
+    if not PLAIN_NAME.fullmatch(text) or ".." in text:
+        raise ValueError(f"{text[:40]!r} is not a run id")
+    return text
+
+
+class _SavedRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    candidate: str = Field(max_length=100)
+    run_id: Annotated[str, AfterValidator(_run_id)] | None = None
+    goodput: _Number | None = None
+    throughput: _Number | None = None
+    ttft_p99: _Number | None = None
+    tpot_p99: _Number | None = None
+    error: str = Field(default="", max_length=240)
+    # A share right of a count asked; a hostile pair reads as not measured (_accuracy_of).
+    accuracy: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    accuracy_n: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class _SavedState(BaseModel):
+    """tune.json's shape. Its settings are not checked here but resolved as a layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    settings: dict[Annotated[str, Field(max_length=40)],
+                   _Text | int | float | bool | Annotated[list[_Text], Field(max_length=256)]
+                   | None] = Field(max_length=100)
+    workload: str = Field(max_length=40)
+    batch: str = Field(max_length=200)
+    input_len: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    output_len: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    slo: list[Annotated[str, AfterValidator(check_goodput)]] = Field(max_length=3)
+    rows: list[_SavedRow] = Field(max_length=100)
+
+
 def _open(request: TuneRequest, results_dir: Path) -> tuple[Path, TuneRequest, list[Row]]:
     if request.resume is None:
         return new_tune_folder(results_dir), request, []
-    folder = results_dir / TUNE_DIR / plain_name(request.resume, "Tune id")
+    tune_id = plain_name(request.resume, "Tune id")
+    folder = results_dir / TUNE_DIR / tune_id
     try:
-        state = read_json(folder / STATE, MAX_RESULT_BYTES, links_within=folder.parent)
-    except Unreadable:
-        raise UsageError(f"No tune {request.resume!r} under {results_dir / TUNE_DIR}.") \
+        raw = read_json(folder / STATE, MAX_STATE_BYTES, links_within=folder.parent)
+    except Unreadable as err:
+        if not (folder / STATE).exists():
+            raise UsageError(f"No tune {tune_id!r} under {results_dir / TUNE_DIR}.") from None
+        raise UsageError(f"{folder / STATE} cannot be read ({err}); start a new tune.") \
             from None
     try:
-        saved: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in state["settings"].items()}
-        resumed = dataclasses.replace(
-            request, settings=Settings(**saved), workload=str(state["workload"]),
-            batch=str(state["batch"]), input_len=state["input_len"],
-            output_len=state["output_len"], slo=tuple(str(s) for s in state["slo"]))
-        rows = [Row(**r) for r in state["rows"]]
-    except (KeyError, TypeError, AttributeError) as err:  # hand-edited or from another version
+        state = _SavedState.model_validate(raw)
+    except ValidationError as err:  # hand-edited, or from another version
         raise UsageError(f"{folder / STATE} is not a tune state this glmkit reads "
-                         f"({err.__class__.__name__}: {err}); start a new tune.") from None
-    return folder, resumed, rows
+                         f"({validation_reason(err)}); start a new tune.") from None
+    # The saved settings are a layer no more trusted than invoke.yaml, under the command
+    # line given now: what only the command line may ask for (--privileged, an image of
+    # anyone's, code-loading flags) must be asked for again. Which layer gave a value
+    # then is not read back.
+    saved = {k: v for k, v in state.settings.items() if k not in _INTERNAL}
+    try:
+        settings, _ = resolve_settings(request.flags, saved, {})
+        resolve_workload(state.workload, state.input_len, state.output_len)
+        parse_batches(state.batch)
+    except UsageError as err:
+        raise UsageError(f"tune {tune_id} (its saved settings read as invoke.yaml's): "
+                         f"{err}") from None
+    resumed = dataclasses.replace(
+        request, settings=settings, workload=state.workload, batch=state.batch,
+        input_len=state.input_len, output_len=state.output_len, slo=tuple(state.slo))
+    return folder, resumed, [Row(**r.model_dump()) for r in state.rows]
 
 
 def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: Path,
          console: Console) -> TuneReport:
-    """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)."""
+    """Serve, benchmark and rank each candidate (kit checkout at `root`: results/, compose/)
+    in a project of the tune's own."""
     results_dir, compose_dir = root / "results", root / "compose"
     # The model and vendor `up` would serve, from its own plan; bad input is refused
     # before anything is written (a resumed tune plans its saved settings).
     base = deploy.plan_on_host(request.settings, hw, env).serving \
         if request.resume is None else None
     folder, request, rows = _open(request, results_dir)
-    base = base or deploy.plan_on_host(request.settings, hw, env).serving
-    candidates = candidates_for(base.model, base.vendor)[:request.max_candidates or None]
+    if base is None:
+        try:
+            base = deploy.plan_on_host(request.settings, hw, env).serving
+        except UsageError as err:
+            raise UsageError(f"tune {folder.name} (its saved settings read as invoke.yaml's): "
+                             f"{err}") from None
+    every = candidates_for(base.model, base.vendor)
+    if unknown := sorted({r.candidate for r in rows} - {c.name for c in every}):
+        raise UsageError(f"{folder / STATE} names a candidate this tune does not have "
+                         f"({unknown[0][:60]!r}); start a new tune.")
+    candidates = every[:request.max_candidates or None]
     done = {r.candidate for r in rows}
+    project = tune_project(request.settings.project)
+    console.print(f"candidates are served as project {project}: the server of project "
+                  f"{request.settings.project} is left as it is", highlight=False,
+                  markup=False)
     started = time.monotonic()
     try:
         for i, cand in enumerate(candidates):
@@ -275,12 +380,12 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
                               "later candidates not run", highlight=False, markup=False)
                 break
             console.print(Text(f"candidate {i + 1}/{len(candidates)}: {cand.name}", "bold"))
-            settings = cand.apply(request.settings)
+            settings = dataclasses.replace(cand.apply(request.settings), project=project)
             try:
                 deploy.up(deploy.plan_on_host(settings, hw, env), None, compose_dir, root,
                           console, env, smoke=False)
                 outcome = run_bench(BenchRequest(
-                    project=settings.project, workload=request.workload, batch=request.batch,
+                    project=project, workload=request.workload, batch=request.batch,
                     input_len=request.input_len, output_len=request.output_len,
                     slo=request.slo, label=f"tune-{folder.name}-{i}"),
                     results_dir, root, hw, console)
@@ -304,7 +409,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
         raise Interrupted(f"tune interrupted: {len(rows)} candidate(s) kept; continue with "
                           f"`invoke tune --resume {folder.name}`") from None
     finally:
-        deploy.down(request.settings.project, None)
+        deploy.down(project, request.settings.nodes)
     default = next((r for r in rows if r.candidate == "recipe default"), None)
     scored = [r for r in rows if r.goodput is not None]
     less_accurate = tuple(r.candidate for r in scored if not passes_accuracy(r, default))
@@ -312,8 +417,7 @@ def run_tune(request: TuneRequest, hw: Hardware, env: Mapping[str, str], root: P
                key=lambda r: (r.goodput or 0, r.throughput or 0), default=None)
     winner_file = None
     if best is not None:
-        cand = next(c for c in candidates_for(base.model, base.vendor)
-                    if c.name == best.candidate)
+        cand = next(c for c in every if c.name == best.candidate)
         winner_file = _winner_file(folder, cand.apply(request.settings))
     return TuneReport(folder, rows, best.candidate if best else None, winner_file,
                       less_accurate)

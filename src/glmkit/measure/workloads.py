@@ -8,6 +8,8 @@ endpoint, at a request rate and at a fixed concurrency.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -17,6 +19,10 @@ Dataset = Literal["random", "visionarena", "random-mm"]
 SweepMode = Literal["prompts", "concurrency"]
 
 RECIPE_BATCHES = (1, 16, 32, 64, 128, 256, 512)
+# A run's points and a point's batch: past these it is a typo, and a report of the run
+# stays within its bounds (results.MAX_POINTS_READ).
+MAX_POINTS = 1000
+MAX_BATCH = 1 << 20
 VISIONARENA = "lmarena-ai/VisionArena-Chat"
 
 
@@ -65,7 +71,7 @@ def resolve_workload(name: str, input_len: int | None = None,
                         input_len=input_len, output_len=output_len)
     workload = WORKLOADS.get(name)
     if workload is None:
-        raise UsageError(f"Unknown workload {name!r}. Choose one of: "
+        raise UsageError(f"Unknown workload {name[:40]!r}. Choose one of: "
                          f"{', '.join([*WORKLOADS, 'custom'])}.")
     if input_len is None and output_len is None:
         return workload
@@ -74,15 +80,47 @@ def resolve_workload(name: str, input_len: int | None = None,
                    output_len=output_len or workload.output_len)
 
 
+# What `vllm bench serve --goodput` and `--request-rate` are given, from whichever source
+# (the command line, a run's meta.json, a tune state): these shapes only, so no word of
+# data is ever read as an option of the command.
+_NUMBER = r"[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?"
+GOODPUT = re.compile(rf"(ttft|tpot|e2el):{_NUMBER}")
+REQUEST_RATE = re.compile(rf"{_NUMBER}|inf")
+
+
+def check_goodput(item: str) -> str:
+    """One `--goodput` bound, `ttft|tpot|e2el:MS` with MS above 0, or a ValueError."""
+    if not (isinstance(item, str) and len(item) <= 40 and GOODPUT.fullmatch(item)
+            and 0 < float(item.partition(":")[2]) < math.inf):
+        raise ValueError(f"goodput bound {str(item)[:40]!r} is not ttft, tpot or e2el:MS "
+                         "(milliseconds above 0)")
+    return item
+
+
+def check_request_rate(text: str) -> str:
+    """A `--request-rate`: requests per second above 0, or inf; else a ValueError."""
+    if not (isinstance(text, str) and len(text) <= 40 and REQUEST_RATE.fullmatch(text)
+            and float(text) > 0 and (text == "inf" or math.isfinite(float(text)))):
+        raise ValueError(f"request rate {str(text)[:40]!r} is not requests per second above "
+                         "0, or inf")
+    return text
+
+
 @dataclass(frozen=True, kw_only=True)
 class Point:
-    """One `vllm bench serve` call: a batch size in a sweep."""
+    """One `vllm bench serve` call: a batch size in a sweep. Its rate and bounds have
+    their shapes whatever made it (a ValueError otherwise)."""
 
     batch: int
     num_prompts: int
     max_concurrency: int | None
     request_rate: str
     goodput: tuple[str, ...] = ()  # SLOs as `vllm bench serve --goodput` takes them
+
+    def __post_init__(self) -> None:
+        check_request_rate(self.request_rate)
+        for item in self.goodput:
+            check_goodput(item)
 
 
 def sweep_points(batches: tuple[int, ...] | list[int], mode: SweepMode,
@@ -118,24 +156,27 @@ def parse_slo(text: str | None) -> tuple[str, ...]:
             bound = float(value)
         except ValueError:
             bound = -1
-        if not sep or name is None or bound <= 0:
-            raise UsageError(f"--slo {part!r}: give ttft, tpot or e2el bounds in ms, e.g. "
+        if not sep or name is None or not 0 < bound < math.inf:
+            raise UsageError(f"--slo {part[:40]!r}: give ttft, tpot or e2el bounds in ms, e.g. "
                              "ttft-p99=2000,tpot-p99=50.")
         out.append(f"{name}:{bound:g}")
     return tuple(out)
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
-    """'1,16,64' → (1, 16, 64); 'recipe' → the recipes' 1…512."""
+    """'1,16,64' → (1, 16, 64); 'recipe' → the recipes' 1…512. At most MAX_POINTS sizes,
+    each a count of ASCII digits up to MAX_BATCH."""
     if text.strip() == "recipe":
         return RECIPE_BATCHES
-    try:
-        batches = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--batch {text!r}: give sizes separated by commas, e.g. 1,16,64, "
-                         "or 'recipe' for 1,16,32,64,128,256,512.") from None
-    if not batches or min(batches) < 1:
-        raise UsageError(f"--batch {text!r}: sizes must be at least 1.")
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isascii() and part.isdigit() and len(part) <= 8 for part in parts):
+        raise UsageError(f"--batch {text[:40]!r}: give sizes separated by commas, e.g. "
+                         "1,16,64, or 'recipe' for 1,16,32,64,128,256,512.")
+    batches = tuple(int(part) for part in parts)
+    if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
+        raise UsageError(f"--batch {text[:40]!r}: sizes must be from 1 to {MAX_BATCH:,}.")
+    if len(batches) > MAX_POINTS:
+        raise UsageError(f"--batch: {len(batches)} sizes; a run has at most {MAX_POINTS:,}.")
     if len(set(batches)) != len(batches):
-        raise UsageError(f"--batch {text!r} repeats a size.")
+        raise UsageError(f"--batch {text[:40]!r} repeats a size.")
     return batches

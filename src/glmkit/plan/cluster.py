@@ -86,6 +86,9 @@ class ClusterPlan(Defaults):
     def serving(self) -> ServePlan:
         return self.base
 
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self.base,)
+
     @property
     def node_count(self) -> int:
         return len(self.nodes)
@@ -263,7 +266,9 @@ def plan_cluster(settings: Settings, facts: HostFacts, book: RecipeBook) -> Clus
         "--data-parallel-size-local": "--strategy multi_node_dep sizes it from the nodes",
         "--nnodes": "--nodes gives the nodes", "--node-rank": "each node gets its own",
         "--master-addr": "the head's address from --nodes",
-        "--headless": "every node but the head runs headless"}, "A multi-node cluster")
+        "--headless": "every node but the head runs headless",
+        "--distributed-executor-backend": "--engine chooses it: mp, dp or ray"},
+        "A multi-node cluster")
     nodes = settings.nodes.cluster()
     base = build_plan(dataclasses.replace(settings, tp=1, dp=1), facts, book)
     hw = facts.hardware

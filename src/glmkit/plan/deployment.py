@@ -1,5 +1,6 @@
 """What every kind of deployment is to the rest of the kit: one server (`ServePlan`), a
-cluster over nodes (`ClusterPlan`) or prefill/decode pools behind a router (`PdPlan`).
+cluster over nodes (`ClusterPlan`), prefill/decode pools behind a router (`PdPlan`) or a
+model group behind its door (`GroupPlan`).
 
 The run layer, the renderers' callers and the views ask a deployment through this
 protocol (its parts, how each is probed, how it fails), never which kind it is."""
@@ -13,6 +14,7 @@ from glmkit.host.settings import Settings
 from glmkit.knowledge.images import ImageProfile
 from glmkit.knowledge.recipes import RecipeBook
 from glmkit.plan.cluster import ClusterPlan, plan_cluster
+from glmkit.plan.group import GroupPlan, plan_group
 from glmkit.plan.parts import Part
 from glmkit.plan.pd import PD_STRATEGY, PdPlan, plan_pd
 from glmkit.plan.serve import ServePlan, build_plan
@@ -58,22 +60,29 @@ class Deployment(Protocol):
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         """Small images of its own, rebuilt here whenever their recipe changed."""
 
-    def secret_aliases(self) -> dict[str, str]:
-        """Environment names that carry another secret's value (name → source name)."""
-
     def exposed(self) -> list[tuple[str, str]]:
         """(part, address) of parts that listen beyond loopback on their own."""
 
     def describe(self) -> list[str]:
         """Its layout in words, printed before it starts."""
 
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """Its services in the order they start, each stage healthy before the next
+        (a model group's members, one by one); (): all at once."""
 
-AnyPlan = ServePlan | ClusterPlan | PdPlan
+    def served(self) -> tuple[ServePlan, ...]:
+        """Every model it serves, with the image and weights each needs here."""
+
+
+AnyPlan = ServePlan | ClusterPlan | PdPlan | GroupPlan
 
 
 def plan_deployment(settings: Settings, facts: HostFacts, book: RecipeBook) -> AnyPlan:
-    """A ServePlan, a PdPlan for --strategy pd_cluster, or a ClusterPlan when --nodes is
-    given; portable facts (`HostFacts.portable()`) plan for another platform (`export`)."""
+    """A ServePlan, a PdPlan for --strategy pd_cluster, a ClusterPlan when --nodes is
+    given, or a GroupPlan for several models; portable facts (`HostFacts.portable()`) plan
+    for another platform (`export`)."""
+    if len(settings.models) > 1:
+        return plan_group(settings, facts, book)
     if settings.strategy == PD_STRATEGY:
         return plan_pd(settings, facts, book)
     if settings.nodes:

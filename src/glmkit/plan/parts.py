@@ -69,11 +69,13 @@ class ServeCommand:
 class Probe:
     """A check run inside a part's container (its API may be unpublished): /health at the
     address the server binds, and with `request` one real chat request too (a cluster's
-    head whose worker died still answers /health: measured, for minutes)."""
+    head whose worker died still answers /health: measured, for minutes); with `asleep`,
+    vLLM's /is_sleeping must say true (a model group's member, put to sleep by its door)."""
 
     host: str  # where a client inside the container reaches the API
     port: int
     request: bool = True
+    asleep: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Part:
     project: str
     docker_host: str | None  # None: this machine's engine
     probe: Probe | None = None
+    timeout_s: int | None = None  # how long its own start may take, when started alone
 
 
 def engines(parts: tuple[Part, ...]) -> list[tuple[str, str | None]]:
@@ -105,11 +108,13 @@ class Defaults:
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         return ()
 
-    def secret_aliases(self) -> dict[str, str]:
-        return {}
-
     def exposed(self) -> list[tuple[str, str]]:
         return []
 
     def describe(self) -> list[str]:
         return []
+
+    def stages(self) -> tuple[tuple[str, ...], ...]:
+        """The services started together, in order, each stage healthy before the next;
+        (): all at once."""
+        return ()

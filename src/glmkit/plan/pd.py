@@ -10,7 +10,7 @@ request to a prefill server with `max_tokens: 1` and `kv_transfer_params:
 `kv_transfer_params` prefill returned; the decode server pulls the KV blocks over NIXL
 (the NIXL side channel tells it where they are) and computes only what is left. Only the
 router publishes a port; it forwards with the key of its own environment (OPENAI_API_KEY,
-set to glmkit's VLLM_API_KEY), never with the client's.
+which its compose file takes from glmkit's VLLM_API_KEY), never with the client's.
 
 On one node the GPUs split into the two pools (half each, or --prefill-gpus/--decode-gpus);
 with --nodes every node serves one instance of one pool (TP over its GPUs). On CPU the
@@ -39,7 +39,15 @@ from glmkit.knowledge.resolver import strategy_refusal
 from glmkit.plan.cluster import Node
 from glmkit.plan.parts import Defaults, Part, Probe, refuse_owned
 from glmkit.plan.serve import ServePlan, build_plan, recipe_source
-from glmkit.policy import admit_args, admit_env, env_dict, merge_args, parse_flags
+from glmkit.policy import (
+    Source,
+    admit_args,
+    admit_env,
+    check_code_loading,
+    env_dict,
+    merge_args,
+    parse_flags,
+)
 from glmkit.vllm_args import drop_flags
 
 PD_STRATEGY = "pd_cluster"
@@ -141,6 +149,9 @@ class PdPlan(Defaults):
     def serving(self) -> ServePlan:
         return self.base
 
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self.base,)
+
     @property
     def node_count(self) -> int:
         return len(self.nodes) or 1
@@ -180,10 +191,6 @@ class PdPlan(Defaults):
     def overlay_images(self) -> tuple[ImageProfile, ...]:
         """pd_cluster's own images are small overlays, rebuilt when their recipe changed."""
         return (self.base.image, self.router_image)
-
-    def secret_aliases(self) -> dict[str, str]:
-        """The router forwards the pools' key, never a user's own OPENAI_API_KEY."""
-        return {ROUTER_KEY_ENV: "VLLM_API_KEY"}
 
     def pool(self, role: Role) -> list[Pool]:
         return [p for p in self.pools if p.role == role]
@@ -313,6 +320,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
     refuse_owned(settings.extra_args, {
         "--tensor-parallel-size": "--prefill-gpus and --decode-gpus size each pool's servers",
         "--data-parallel-size": "each pool server is one vLLM server",
+        "--data-parallel-size-local": "each pool server is one vLLM server",
+        "--pipeline-parallel-size": "--prefill-gpus and --decode-gpus size each pool's "
+                                    "servers, tensor parallel over their GPUs",
         "--kv-transfer-config": "the pools' NIXL connector comes from the recipe, checked"},
         "--strategy pd_cluster")
     one_node = dataclasses.replace(settings, strategy=Strategy("single_node_tp"), nodes=None,
@@ -346,6 +356,9 @@ def plan_pd(settings: Settings, facts: HostFacts, book: RecipeBook) -> PdPlan:
         common = ["--served-model-name", *command.names,
                   *command.flags(parallel=False, kv_transfer=False)]
         last = [command.kit_flag("--gpu-memory-utilization"), command.user]
+        # A pool block of the recipe may hold --trust-remote-code the one server lacked.
+        check_code_loading(command.user, Source.of_setting(settings.extra_args_source),
+                           common, role_args)
         for i in range(counts[role]):
             node = nodes[i if role == "prefill" else counts["prefill"] + i] if nodes else None
             service = role if counts[role] == 1 else f"{role}{i + 1}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,8 +22,9 @@ from glmkit.endpoints import http_url, is_ip, is_loopback
 from glmkit.errors import UsageError
 from glmkit.host.facts import HostFacts
 from glmkit.host.hardware import Hardware, needs_cuda12_images
-from glmkit.host.settings import RestartPolicy, Settings, check_ranges
+from glmkit.host.settings import RestartPolicy, Settings, check_ranges, shown_value
 from glmkit.host.vendors import VendorProfile, resolve_vendor
+from glmkit.knowledge.advisories import Applied, Situation, applicable
 from glmkit.knowledge.catalog import DEFAULT_MAX_MODEL_LEN, ModelSpec
 from glmkit.knowledge.images import (
     MTP_TOOL_FIX,
@@ -31,6 +32,7 @@ from glmkit.knowledge.images import (
     at_least,
     choose_image,
     flag_supported,
+    is_nightly_build,
 )
 from glmkit.knowledge.recipe_schema import lookup, one_line
 from glmkit.knowledge.recipes import (
@@ -53,13 +55,22 @@ from glmkit.knowledge.sizing import Arch, shm_size
 from glmkit.labels import LABEL as LABEL  # render.cluster_compose imports it from here
 from glmkit.labels import ServerLabels
 from glmkit.plan.model_facts import ModelFacts, decide_facts
-from glmkit.plan.parts import KV_TRANSFER, PARALLEL, Defaults, Part, ServeCommand, parted
+from glmkit.plan.parts import (
+    KV_TRANSFER,
+    PARALLEL,
+    Defaults,
+    Part,
+    ServeCommand,
+    parted,
+    refuse_owned,
+)
 from glmkit.policy import (
     Source,
     admit_aliases,
     admit_args,
     admit_env,
     admit_name,
+    check_code_loading,
     env_dict,
     flag_names,
     image_repository,
@@ -76,6 +87,16 @@ CONTAINER_MEDIA = "/media"
 SECRET_ENV = ("HF_TOKEN", "VLLM_API_KEY")
 SERVICE = "vllm"  # the compose service of a one-node server
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def cache_volume(project: str, vendor: str) -> str:
+    """The compile-cache volume of one project. What a container writes there (torch.compile
+    and inductor artifacts, which are code, and `invoke tune-moe`'s kernel configs) is
+    loaded by that project's later servers only, and `docker compose down -v` of one
+    project removes its own. The cost: a new project compiles once at its first start.
+    The `_` keeps every name apart from the old shared `glmkit-vllm-cache-VENDOR`, which
+    may hold what any project ran: no project inherits it."""
+    return f"{project}_vllm-cache-{vendor}"
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")  # Linux: 15 characters
 
 
@@ -122,6 +143,10 @@ class ServePlan(Defaults):
     aliases: tuple[str, ...] = ()  # more names it answers to (--aliases)
     # What the served model is (vision, tiny, exact answers): up, check and bench read it.
     facts: ModelFacts = field(default_factory=ModelFacts)
+    # What is known about serving this here that the recipe does not say, one line each
+    # (knowledge/advisories.yaml, the recipe's hardware_notes): also in `notes`; `doctor`
+    # shows them as checks.
+    advisories: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -137,6 +162,9 @@ class ServePlan(Defaults):
     @property
     def serving(self) -> ServePlan:
         return self
+
+    def served(self) -> tuple[ServePlan, ...]:
+        return (self,)
 
     @property
     def local(self) -> bool:
@@ -188,17 +216,21 @@ def _kv_offload(s: Settings, model: ModelSpec, vendor: VendorProfile, notes: lis
 
 def _gpu_ids(text: str) -> tuple[str, ...]:
     ids = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not ids or not all(i.isdigit() for i in ids):
-        raise UsageError(f"--gpus {text!r}: give GPU indexes separated by commas, e.g. 0,1,2,3.")
+    # ASCII digits: str.isdigit() takes "²" and "٣", which no driver numbers a GPU by.
+    if not ids or not all(re.fullmatch(r"[0-9]{1,4}", i) for i in ids):
+        raise UsageError(f"--gpus {shown_value(text)}: give GPU indexes separated by commas, "
+                         "e.g. 0,1,2,3.")
+    ids = tuple(str(int(i)) for i in ids)  # "01" is GPU 1
     if len(set(ids)) != len(ids):
-        raise UsageError(f"--gpus {text!r} names a GPU twice.")
+        raise UsageError(f"--gpus {shown_value(text)} names a GPU twice.")
     return ids
 
 
 def _check_ranges(s: Settings) -> None:
     check_ranges(s)  # every count, size and fraction, from the settings' one table
     if not _PROJECT_NAME.match(s.project):
-        raise UsageError(f"Project name {s.project!r}: use lowercase letters, digits, - and _.")
+        raise UsageError(f"Project name {shown_value(s.project)}: use lowercase letters, "
+                         "digits, - and _.")
     if s.port < 1024:
         raise UsageError(f"--port {s.port} is a privileged port; use one from 1024 up "
                          "(the default is 8000).")
@@ -208,7 +240,7 @@ def _check_ranges(s: Settings) -> None:
         if any(ch in text for ch in "\n\r\0"):
             raise UsageError(f"{option} contains a line break or NUL character.")
     if s.host != "localhost" and not is_ip(s.host):
-        raise UsageError(f"--host {s.host!r} is not an IP address to publish on.")
+        raise UsageError(f"--host {shown_value(s.host)} is not an IP address to publish on.")
     if s.ifname is not None and not _IFNAME.match(s.ifname):
         raise UsageError(f"--ifname {s.ifname[:40]!r} is not a network interface name.")
 
@@ -459,17 +491,26 @@ def uses_mtp(args: Sequence[str]) -> bool:
 
 
 def _start_period(model: ModelSpec, arch: Arch | None, recipe: RecipeCommand,
-                  target: HardwareTarget) -> int:
+                  target: HardwareTarget, notes: list[str]) -> int:
     """The health check's grace period. On a GPU, from counted weights: start, load,
-    compile, CUDA graphs and block-FP8 warm-up as measured on an H200 (gpu_model); else
+    compile, CUDA graphs and, for a block FP8 checkpoint only (its format from
+    checkpoint_format), the block-FP8 warm-up, as measured on an H200 (gpu_model); else
     (CPU, or no count) a conservative guess."""
-    from glmkit.knowledge.gpu_model import start_period_s
-    from glmkit.knowledge.sizing import weights_per_gpu_gib
+    from glmkit.knowledge.gpu_model import block_warmup_caveat, constant, start_period_s
+    from glmkit.knowledge.sizing import checkpoint_format, weights_per_gpu_gib
 
     if target.brand != "CPU" and arch is not None and arch.params is not None:
         weights = weights_per_gpu_gib(arch, model.precision, max(1, recipe.tp))
         if weights is not None:
-            return start_period_s(weights, block_fp8=model.precision == "fp8")
+            fmt = checkpoint_format(model, arch)
+            # An FP8 layout glmkit does not know may be block FP8: the longer wait.
+            block = fmt.block_fp8 or (fmt.kind == "fp8" and not fmt.layout_known)
+            if block:
+                caveat = block_warmup_caveat()
+                notes.append(f"start_period counts a {constant('block_fp8_warmup_s'):g} s "
+                             f"block-FP8 warm-up for {fmt.describe()}"
+                             + (f"; that figure was {caveat}" if caveat else ""))
+            return start_period_s(weights, block_fp8=block)
     # A conservative guess, no measurement behind it (it came with the first kit, bcd0f14):
     # 300 s, and 5 s per billion parameters for loading. Generous wherever a start was
     # timed: the CPU tiny model's first `up` takes ~1.5 min and its two-container layouts
@@ -516,6 +557,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         vendor = hw.profile
         notes.append(f"vendor {vendor.name}: detected {hw.describe()}")
     notes.extend(book.notes)
+    notes.extend(facts.notes)  # a system folder the command line asked to mount
     # The user's own vLLM flags, decided before anything else reads them.
     user = admit_args(s.extra_args, Source.of_setting(s.extra_args_source))
     if facts.model is None:
@@ -529,8 +571,16 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     target, here = _target(s, vendor, hw, book, gpu_ids, notes)
     recipe = _recipe_command(s, model, target, book)
     notes.extend(recipe.notes)
+    if (s.mtp or s.spec_mode) and "--speculative-config" in flag_names(recipe.args):
+        # vLLM would merge the user's JSON into the recipe's dotted keys: a drafter neither
+        # wrote, rendered side by side.
+        refuse_owned(user.args, {"--speculative-config": "--mtp-tokens sets the draft "
+                                 "tokens; without --mtp and --spec-mode yours is used"},
+                     f"--spec-mode {s.spec_mode}" if s.spec_mode else "--mtp")
+    advice: list[str] = []
     if model.recipe is not None and (hw_note := hardware_note(model.recipe, target)):
-        notes.append(f"hardware note for {target.describe()}: {hw_note}")
+        advice.append(f"hardware note for {target.describe()}: {hw_note}")
+        notes.append(advice[-1])
     tp, dp = recipe.tp, recipe.dp
     _check_counts(s, target, here, tp, dp, gpu_ids)
     fitted_len = _fit(s, model, target, recipe, user.args, notes, facts.arch)
@@ -558,7 +608,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     mounts = [
         # Complete weights (`invoke download`) are mounted read-only: the server only reads.
         Mount(str(cache_dir), CONTAINER_HF_HOME, read_only=bool(offline), kind="bind"),
-        Mount(f"glmkit-vllm-cache-{vendor.name}", CONTAINER_VLLM_CACHE, read_only=False,
+        Mount(cache_volume(s.project, vendor.name), CONTAINER_VLLM_CACHE, read_only=False,
               kind="volume"),
     ]
     model_dir: Path | None = None
@@ -605,6 +655,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     # vLLM answers to every name given; the first is the one it reports.
     command = _command(model_ref, (served_name, *aliases), recipe.args, args, user.args,
                        image, notes)
+    # Flags each admitted alone may combine into code-loading: the recipe's
+    # --trust-remote-code with invoke.yaml's choice of repository or revision.
+    check_code_loading(user.args, Source.of_setting(s.extra_args_source), recipe.args, args)
     args = list(command.argv())
     if (s.mtp or s.spec_mode) and model.tool_parser and \
             not at_least(image.vllm_version, MTP_TOOL_FIX):
@@ -621,16 +674,22 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         environment["VLLM_TUNED_CONFIG_FOLDER"] = CONTAINER_MOE_CONFIGS
     if vendor.visibility_env and gpu_ids is not None and facts.here:
         environment[vendor.visibility_env] = ",".join(gpu_ids)
+    applied = _advisories(model, facts.arch, target, vendor, image, args, environment)
+    environment.update(_advisory_env(applied, environment, notes))
+    advice += [a.line() for a in applied]
+    notes += [a.line() for a in applied]
 
     devices = vendor.devices + (vendor.privileged_devices if s.privileged else ())
     cap_add = vendor.cap_add + (vendor.privileged_cap_add if s.privileged else ())
     cache = mounts[0]
-    if facts.here and not cache.read_only and facts.cache_owner_uid not in (None, 0):
+    if facts.here and not cache.read_only and facts.uid not in (None, 0) and \
+            facts.cache_owner_uid == facts.uid:
         # The server runs as root with every capability dropped; to write weights into a
-        # cache a normal user owns, root needs DAC_OVERRIDE back. Not needed once
-        # `invoke download` has filled it (then it is mounted read-only).
+        # cache the invoking (normal) user owns, root needs DAC_OVERRIDE back: only for
+        # that cache, never another's (the mount policy refuses those anyway). Not needed
+        # once `invoke download` has filled it (then it is mounted read-only).
         cap_add += ("DAC_OVERRIDE",)
-        notes.append("the HF cache belongs to a normal user: the container keeps "
+        notes.append("the HF cache is yours (a normal user's): the container keeps "
                      "CAP_DAC_OVERRIDE to write downloads there (`invoke download` first "
                      "to run without it)")
     if s.privileged:
@@ -639,7 +698,7 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     if not is_loopback(s.host):
         notes.append(f"the API listens on {s.host}:{s.port}, reachable from other machines")
 
-    start_period = _start_period(model, facts.arch, recipe, target)
+    start_period = _start_period(model, facts.arch, recipe, target, notes)
     served = decide_facts(model, args)
     return ServePlan(
         project=s.project, model=model, vendor=vendor, image=image,
@@ -664,5 +723,49 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         start_period_s=start_period, restart=s.restart,
         health_timeout_s=s.health_timeout or max(600, start_period + 600),
         model_dir=model_dir, notes=tuple(notes), strategy=recipe.strategy, target=target,
-        facts=served,
+        facts=served, advisories=tuple(advice),
     )
+
+
+def advisory_situation(model: ModelSpec, arch: Arch | None, target: HardwareTarget,
+                       vendor: VendorProfile, image: ImageProfile | None,
+                       args: Sequence[str], environment: Mapping[str, str]) -> Situation:
+    """A plan as advisories are matched against it (`invoke plan` has no image: None)."""
+    return Situation(
+        vendor=vendor.name, gpu=target.id, model=model.id, precision=model.precision,
+        experts=arch.experts if arch is not None and arch.experts else None,
+        experts_per_token=arch.experts_per_token if arch is not None else None,
+        tool_parser=flag_value(args, "--tool-call-parser"), env=dict(environment),
+        vllm_version=image.vllm_version if image is not None else None,
+        # A nightly is at least the version it is labelled with, maybe past a fix.
+        version_floor=image is not None and (bool(image.moving) or
+                                             is_nightly_build(image.ref)))
+
+
+def _advisories(model: ModelSpec, arch: Arch | None, target: HardwareTarget,
+                vendor: VendorProfile, image: ImageProfile, args: Sequence[str],
+                environment: dict[str, str]) -> tuple[Applied, ...]:
+    """The advisories that apply to this plan (knowledge/advisories.yaml); one that
+    refuses it and holds for this image's vLLM stops the plan here, with its sources."""
+    applied = applicable(advisory_situation(model, arch, target, vendor, image, args,
+                                            environment))
+    for a in applied:
+        if a.kind == "refuse" and a.acts:
+            raise UsageError(f"{model.id} on {target.describe()} with vLLM "
+                             f"{image.vllm_version}: {a.advisory.action.text} "
+                             f"({a.advisory.cited}; glmkit advisory {a.advisory.id}).")
+    return applied
+
+
+def _advisory_env(applied: Sequence[Applied], environment: dict[str, str],
+                  notes: list[str]) -> dict[str, str]:
+    """The environment entries of the env advisories that act, through the input policy
+    like a recipe's; where one replaces the recipe's value, the notes say so."""
+    wanted = {k: v for a in applied if a.kind == "env" and a.acts
+              for k, v in (a.advisory.action.env or {}).items()}
+    admitted = admit_env(wanted, Source.ADVISORY)
+    notes.extend(admitted.notes)
+    env = env_dict(admitted)
+    notes.extend(f"advisory: {k}={v} replaces the recipe's {k}={environment[k]}"
+                 for k, v in env.items() if k in environment and environment[k] != v)
+    return env

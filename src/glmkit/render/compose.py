@@ -80,9 +80,10 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
             device["device_ids"] = list(plan.gpu_ids)
         service["deploy"] = {"resources": {"reservations": {"devices": [device]}}}
 
-    # Volumes outlive one model (the compile cache is shared per vendor): label them as
-    # glmkit's, not as one deployment's.
-    shared_labels = {k: v for k, v in plan.labels.items() if k.endswith((".managed", ".vendor"))}
+    # Volumes outlive one model (the compile cache is the project's, whatever it serves):
+    # label them as the project's, not as one deployment's.
+    shared_labels = {k: v for k, v in plan.labels.items()
+                     if k.endswith((".managed", ".vendor", ".project"))}
     volumes = {m.source: {"name": m.source, "labels": dict(shared_labels)}
                for m in plan.mounts if m.kind == "volume"}
     return {
@@ -93,12 +94,32 @@ def compose_dict(plan: ServePlan) -> dict[str, Any]:
     }
 
 
+class Interpolated(str):
+    """Text Compose interpolates from the environment of `docker compose`: the one kind
+    `escape` leaves as it is. Made only by `env_from`, of names glmkit defines."""
+
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def env_from(name: str, source: str) -> Interpolated:
+    """An environment entry `NAME=${SOURCE:-}`: the container's NAME holds the value of
+    SOURCE in the environment of `docker compose`, empty when it has none (never the
+    caller's own NAME, as an entry by name alone would)."""
+    if not (_ENV_NAME.fullmatch(name) and _ENV_NAME.fullmatch(source)):
+        raise ValueError(f"not environment names: {name!r}, {source!r}")
+    return Interpolated(f"{name}=${{{source}:-}}")
+
+
 def escape(value: Any) -> Any:
     """`value` with every `$` written as `$$`, Compose's literal dollar.
 
     Compose interpolates `${VAR}` and `$VAR` from the environment of `docker compose`
     anywhere in the file; no text glmkit writes (model ids, flags, paths, labels) is meant
-    to be interpolated, so a `${HF_TOKEN}` in user or recipe text stays that text."""
+    to be interpolated, so a `${HF_TOKEN}` in user or recipe text stays that text. The
+    exception is glmkit's own `env_from` entries."""
+    if isinstance(value, Interpolated):
+        return str(value)
     if isinstance(value, str):
         return value.replace("$", "$$")
     if isinstance(value, dict):

@@ -5,13 +5,16 @@ from __future__ import annotations
 from functools import singledispatch
 from typing import Any
 
+from glmkit.errors import UsageError
 from glmkit.plan.cluster import ClusterPlan
 from glmkit.plan.deployment import Deployment
+from glmkit.plan.group import GroupPlan
 from glmkit.plan.pd import PdPlan
 from glmkit.plan.serve import ServePlan
 from glmkit.render import k8s
 from glmkit.render.cluster_compose import cluster_compose
 from glmkit.render.compose import compose_dict
+from glmkit.render.group_compose import group_compose
 from glmkit.render.pd_compose import pd_compose
 
 
@@ -28,6 +31,7 @@ def _(plan: ServePlan) -> dict[str, dict[str, Any]]:
 
 compose_files.register(ClusterPlan, cluster_compose)
 compose_files.register(PdPlan, pd_compose)
+compose_files.register(GroupPlan, group_compose)
 
 
 @singledispatch
@@ -39,3 +43,9 @@ def manifests(deployment: Deployment) -> list[dict[str, Any]]:
 manifests.register(ServePlan, k8s.single_node)
 manifests.register(ClusterPlan, k8s.multi_node)
 manifests.register(PdPlan, k8s.pd)
+
+
+@manifests.register
+def _(plan: GroupPlan) -> list[dict[str, Any]]:
+    raise UsageError("`invoke export k8s` has no model groups: the door switches models "
+                     "with vLLM's sleep mode on one machine's GPUs. Export each model alone.")

@@ -3,8 +3,9 @@ project on this engine, or one file per machine (host network) for real nodes, t
 router beside the first prefill server (on a bridge network, its port published).
 
 Only the router publishes a port. Secrets stay names, as in the one-node file: the pools
-read VLLM_API_KEY and the router OPENAI_API_KEY (the key it forwards with) from the
-environment of `docker compose`, which `run.lifecycle` sets to the same value."""
+read VLLM_API_KEY from the environment of `docker compose`, and the router's
+OPENAI_API_KEY (the key it forwards with) is interpolated from that same VLLM_API_KEY,
+so whoever runs `docker compose` the router never takes the caller's own OpenAI key."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from glmkit.endpoints import CONTAINER_PORT
 from glmkit.labels import LABEL
 from glmkit.plan.pd import ROUTER, ROUTER_KEY_ENV, PdPlan, Pool
-from glmkit.render.compose import SERVICE, compose_dict
+from glmkit.render.compose import SERVICE, compose_dict, env_from
 
 # The host's NUMA nodes as vLLM reads them (CpuPlatform.discover_numa_topology).
 NUMA_SYSFS = "/sys/devices/system/node"
@@ -68,7 +69,7 @@ def _router_service(plan: PdPlan, base: dict[str, Any]) -> dict[str, Any]:
         "image": plan.router_image.ref,
         "entrypoint": list(ROUTER_ENTRYPOINT),
         "command": list(plan.router_args),
-        "environment": [ROUTER_KEY_ENV],
+        "environment": [env_from(ROUTER_KEY_ENV, "VLLM_API_KEY")],
         "labels": _labels(plan, base["labels"], ROUTER, None),
         "healthcheck": {"test": ["CMD", "python3", "-c", ROUTER_HEALTH % port],
                         "interval": "10s", "timeout": "10s", "retries": 3,

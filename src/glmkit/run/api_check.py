@@ -9,7 +9,8 @@ structure elsewhere); on top of that each API's own shape is checked: Anthropic
 `function_call` items with their argument events, reasoning in its own block or item,
 never tool or think markup in text.
 
-Where vLLM is known to get a case wrong the row names the upstream issue (KNOWN).
+Where vLLM is known to get a case wrong the row names the upstream issue: the check
+rules of knowledge/advisories.yaml (KNOWN lists their symptoms).
 `check_server` runs the APIs asked for and saves one table under results/checks/.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from glmkit.errors import UsageError
+from glmkit.knowledge.advisories import CheckTarget, advisories, upstream
 from glmkit.run.tool_check import (
     CaseResult,
     MatrixRun,
@@ -34,6 +36,7 @@ from glmkit.run.tool_check import (
     check_concurrency,
     error_line,
     judge,
+    known_upstream,
     native_choice,
     requests_for,
     run_matrix,
@@ -43,12 +46,10 @@ APIS = ("chat", "messages", "responses")
 # Anthropic requires max_tokens above the thinking budget, whose minimum is 1024.
 THINKING_BUDGET = 1024
 ANSWER_TOKENS = 256
-# Symptoms vLLM has shown upstream, and where they are tracked: a FAIL row names them.
-KNOWN = {
-    "tool markup in text": "vllm-project/vllm#36435 (Responses streaming emits tool-call "
-                           "markup as output_text)",
-    "x-api-key refused": "vllm-project/vllm#51572 (/v1/messages accepted only Bearer)",
-}
+# Symptoms vLLM has shown upstream, and where they are tracked (the advisories' check
+# rules): a FAIL row names them.
+KNOWN = {symptom: f"{a.cited} ({a.title})" for a in advisories() if a.check is not None
+         for symptom in a.check.symptoms}
 
 
 def parse_apis(value: str | None) -> tuple[str, ...]:
@@ -259,18 +260,15 @@ def ask_responses(client: Any, model: str, req: Request) -> tuple[Reply, str | N
 
 # --- the run ------------------------------------------------------------------------
 
-def judge_api(req: Request, reply: Reply, shape_problem: str | None, exact: bool
-              ) -> str | None:
+def judge_api(req: Request, reply: Reply, shape_problem: str | None, exact: bool,
+              target: CheckTarget | None = None) -> str | None:
     """tool_check's rules, then the API's own shape; a known symptom names its issue."""
     problem = judge(req, reply, exact) or shape_problem
     if problem is None and "<tool_call>" in reply.content:
         problem = "tool markup in text"
     if problem and "<tool_call>" in reply.content and not reply.calls:
         problem = f"tool markup in text: {problem}"
-    for symptom, issue in KNOWN.items():
-        if problem and problem.startswith(symptom):
-            problem += f" [upstream: {issue}]"
-    return problem
+    return known_upstream(problem, req, target or CheckTarget(api="responses"))
 
 
 @dataclass(frozen=True)
@@ -298,21 +296,24 @@ def clients(base_url: str, api_key: str | None, *, bearer: bool = False) -> Clie
     return Clients(oa, an)
 
 
-def api_matrix(api: str, c: Clients, model: str, *, exact: bool, concurrency: int = 1
-               ) -> MatrixRun:
-    """The matrix through /v1/messages or /v1/responses."""
+def api_matrix(api: str, c: Clients, model: str, *, exact: bool, concurrency: int = 1,
+               target: CheckTarget | None = None) -> MatrixRun:
+    """The matrix through /v1/messages or /v1/responses; `target` as chat_matrix's."""
     ask: Callable[[Any, str, Request], tuple[Reply, str | None]] = \
         ask_messages if api == "messages" else ask_responses
     client = c.anthropic if api == "messages" else c.openai
 
+    where = CheckTarget(api=api, tool_parser=target.tool_parser if target else None,
+                        vllm_version=target.vllm_version if target else None)
+
     def answer(req: Request) -> str | None:
         try:
             reply, shape = ask(client, model, req)
-            return judge_api(req, reply, shape, exact)
+            return judge_api(req, reply, shape, exact, where)
         except Exception as err:  # the client's HTTP and API errors: a failed case
             return error_line(err)
 
-    return run_matrix(requests_for(quick=False), answer, concurrency)
+    return run_matrix(requests_for(quick=False, api=api), answer, concurrency)
 
 
 # --- authentication -----------------------------------------------------------------
@@ -359,7 +360,8 @@ def auth_results(apis: Iterable[str], base_url: str, model: str, api_key: str | 
                         if not want_ok else error_line(err)
                     if problem and want_ok and method == "x-api-key" and _refused(err):
                         problem = "x-api-key refused: " + problem
-                        problem += f" [upstream: {KNOWN['x-api-key refused']}]"
+                        if issue := upstream(problem, "auto", CheckTarget(api=api)):
+                            problem += f" [upstream: {issue}]"
                 rows.append(CaseResult(f"auth {method}: {label}", "-", False, False,
                                        problem is None, problem or ("served" if want_ok
                                                                     else "refused (401)"),
@@ -428,25 +430,32 @@ def summarize(api: str, rows: list[CaseResult], seconds: float, not_run: int = 0
     return ApiSummary(api, len(rows) - failed, failed, seconds, not_run)
 
 
-def check_server(project: str, results_dir: Path, api: str | None = None) -> CheckReport:
+def check_server(project: str, results_dir: Path, api: str | None = None,
+                 model: str | None = None) -> CheckReport:
     """Every case through each API asked for (`--api`: chat, messages, responses or all),
     and how each authenticates, against the project's running server; the table saved
     under results/checks/ beside the benchmark runs. The cases go `check_concurrency` at a
     time; the authentication and vision rows, whose answers are compared with each
-    other's, one at a time. Once a case proves the parser flags wrong no more are sent."""
+    other's, one at a time. Once a case proves the parser flags wrong no more are sent.
+    `model`: a model group's member to check, through the group's door (default: the
+    first)."""
     import time
     from dataclasses import asdict
 
     from glmkit.files import write_json_once
+    from glmkit.knowledge.images import tag_version
     from glmkit.run.server import running_server
     from glmkit.vllm_args import flag_value
 
     apis = parse_apis(api)
-    container, target = running_server(project)
+    container, target = running_server(project, model)
     parsers = ", ".join(f"{flag} {flag_value(target.serve_args, flag) or 'none'}"
                         for flag in ("--tool-call-parser", "--reasoning-parser"))
     exact = target.facts.exact_answers
     concurrency = check_concurrency(target.serve_args)
+    # What the advisories' check rules are matched against: the parser, the vLLM version.
+    server = CheckTarget(tool_parser=flag_value(target.serve_args, "--tool-call-parser"),
+                         vllm_version=tag_version(target.image))
     # The cases send the key as Bearer, which every vLLM accepts; how each header fares
     # is the authentication rows' question.
     bearer = clients(target.base_url, target.api_key, bearer=True)
@@ -456,12 +465,13 @@ def check_server(project: str, results_dir: Path, api: str | None = None) -> Che
     for name in apis:
         started = time.monotonic()
         if stopped:
-            summaries.append(summarize(name, [], 0.0, len(requests_for(quick=False))))
+            summaries.append(summarize(name, [], 0.0, len(requests_for(quick=False,
+                                                                      api=name))))
             continue
         run = chat_matrix(target.base_url, target.served_model, target.api_key, exact=exact,
-                          concurrency=concurrency) if name == "chat" else \
+                          concurrency=concurrency, target=server) if name == "chat" else \
             api_matrix(name, bearer, target.served_model, exact=exact,
-                       concurrency=concurrency)
+                       concurrency=concurrency, target=server)
         stopped = run.stopped
         rows = case_results(run, name) + auth_results(
             (name,), target.base_url, target.served_model, target.api_key)

@@ -21,10 +21,11 @@ from glmkit.host.credentials import container_secrets, masked
 from glmkit.host.facts import read_host_facts
 from glmkit.host.hardware import Hardware
 from glmkit.host.hub import check_access
-from glmkit.host.nodes import Nodes
+from glmkit.host.nodes import Nodes, shown_engine
 from glmkit.host.settings import Settings
 from glmkit.knowledge.recipes import load_book
 from glmkit.plan.deployment import AnyPlan, Deployment, plan_deployment
+from glmkit.plan.parts import engines
 from glmkit.plan.serve import ServePlan
 from glmkit.process import stream
 from glmkit.render import k8s
@@ -76,17 +77,20 @@ class UpResult:
 
 def _prepare_here(deployment: Deployment, secrets: Mapping[str, str], root: Path,
                   console: Console, env: Mapping[str, str]) -> None:
-    """Cheap checks first (devices, runtime, port, Hub access), then images and weights."""
-    plan = deployment.serving
-    engine.preflight(plan, engine.client())
-    if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
-        check_access(plan.model.id, secrets.get("HF_TOKEN"))
-    image_build.ensure_images(plan.image, plan.model_dir, plan.facts.tiny, root, console,
-                              env)
+    """Cheap checks first (devices, runtime, port, Hub access), then images and weights,
+    for every model it serves (a model group's members each)."""
+    engine.preflight(deployment.serving, engine.client())
+    for plan in deployment.served():
+        if plan.model.local_dir is None and "HF_HUB_OFFLINE" not in plan.environment:
+            check_access(plan.model.id, secrets.get("HF_TOKEN"))
+    for plan in deployment.served():
+        image_build.ensure_images(plan.image, plan.model_dir, plan.facts.tiny, root, console,
+                                  env)
     for image in deployment.overlay_images:
         if image.source == "build":  # rebuilt whenever its recipe changed, else skipped
             image_build.build_image(image, root, console, env)
-    engine.check_model_dir(plan)
+    for plan in deployment.served():
+        engine.check_model_dir(plan)
 
 
 def up(deployment: Deployment, api_key: str | None, compose_dir: Path, root: Path,
@@ -116,6 +120,8 @@ def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, r
                   highlight=False)
     for line in deployment.describe():
         console.print(line, highlight=False, markup=False)
+    if recipients := secret_recipients(deployment, secrets, env):
+        console.print(recipients, highlight=False, markup=False)
     seconds = lifecycle.start(deployment, paths, secrets, console, env)
     readiness: list[CaseResult] = []
     # The API of real machines is theirs to reach; a model without GLM's parsers has no
@@ -125,6 +131,24 @@ def _up(deployment: Deployment, secrets: Mapping[str, str], compose_dir: Path, r
                               secrets.get("VLLM_API_KEY"), exact=False, quick=True)
     return UpResult(plan, seconds, deployment.node_count, readiness,
                     keyed="VLLM_API_KEY" in secrets)
+
+
+def secret_recipients(deployment: Deployment, secrets: Mapping[str, str],
+                      env: Mapping[str, str]) -> str | None:
+    """The line `up` prints before secrets leave this machine: which secrets (by name, never
+    a value) go to which engines; None when there are none, or every engine is this
+    machine's own socket."""
+    names = sorted({*secrets,
+                    *([deployment.shared_secret] if deployment.shared_secret else [])})
+    # This machine's engine, unless DOCKER_HOST points elsewhere.
+    here = env.get("DOCKER_HOST") or ""
+    here = "" if here.startswith("unix://") else here
+    hosts: list[str] = list(dict.fromkeys(shown_engine(docker_host or here)
+                               for _, docker_host in engines(deployment.parts())))
+    if not names or not any(hosts):
+        return None
+    return (f"Sending {', '.join(names)} to {len(hosts)} Docker engine(s): "
+            + ", ".join(h or "this machine's" for h in hosts))
 
 
 def engines_of(project: str, nodes: Nodes | None) -> list[tuple[str, str | None]]:

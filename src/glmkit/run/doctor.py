@@ -205,9 +205,22 @@ def diagnose(settings: Settings, sources: Mapping[str, str], env: Mapping[str, s
             model, image = plan.model, plan.image.ref
             planned.append(Check("plan", "ok", f"{plan.model.id} on {plan.vendor.name}, "
                                  f"TP {plan.tensor_parallel}, image {image}"))
+            planned += advisory_checks(plan.advisories)
     return planned + run_doctor(vendor=settings.vendor, model=model, host=settings.host,
                                 port=settings.port, image=image,
                                 hf_cache_dir=hf_cache(env, settings.hf_cache), env=env)
+
+
+def advisory_checks(lines: tuple[str, ...]) -> list[Check]:
+    """What is known about serving the plan here that the recipe does not say (the plan's
+    advisories and hardware note), one warning each: nothing to fix on this host, but
+    worth knowing before `up`."""
+    checks = []
+    for line in lines:
+        name, _, detail = line.partition(": ")
+        checks.append(Check(name if name.startswith("advisory") else "hardware note", "warn",
+                            detail if name.startswith("advisory") else line))
+    return checks
 
 
 def check_address(host: str, port: int) -> None:

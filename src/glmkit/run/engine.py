@@ -9,6 +9,7 @@ or a node's through its DOCKER_HOST); `docker exec` runs commands inside a conta
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -18,17 +19,20 @@ from typing import Any
 
 from docker.client import DockerClient
 from docker.errors import DockerException, NotFound
+from docker.utils import kwargs_from_env
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from glmkit.endpoints import api_ready, published_url
-from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed
+from glmkit.errors import CommandFailed, EnvironmentProblem, ServerFailed, UsageError
 from glmkit.host.hardware import gpu_runtime_registered
+from glmkit.host.nodes import tls_refusal
 from glmkit.labels import MANAGED, label_key
 from glmkit.plan.serve import ServePlan
 from glmkit.process import child_env, run
 from glmkit.render.compose import SERVICE
+from glmkit.run.group_state import member_states
 
 LOG_TAIL_LINES = 40
 
@@ -36,7 +40,13 @@ LOG_TAIL_LINES = 40
 def client(docker_host: str | None = None) -> DockerClient:
     """This machine's engine (DOCKER_HOST or the default socket), or a node's engine."""
     try:
-        if docker_host:
+        if docker_host and docker_host.lower().startswith("tcp://"):
+            # TLS verified as the docker CLI does it (host.nodes.tls_refusal): the SDK
+            # reads the same DOCKER_TLS_VERIFY and DOCKER_CERT_PATH.
+            _refuse_plain_tcp(docker_host)
+            c = DockerClient(**kwargs_from_env({**os.environ, "DOCKER_HOST": docker_host}),
+                             timeout=30)
+        elif docker_host:
             c = DockerClient(base_url=docker_host, timeout=30,
                              use_ssh_client=docker_host.startswith("ssh://"))
         else:
@@ -50,9 +60,18 @@ def client(docker_host: str | None = None) -> DockerClient:
     return c
 
 
+def _refuse_plain_tcp(docker_host: str) -> None:
+    if why := tls_refusal(docker_host, os.environ):
+        raise UsageError(f"The Docker engine {why}")
+
+
 def compose_env(docker_host: str | None = None, secrets: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
-    """The environment of a `docker compose` call: which engine, and secrets by value."""
+    """The environment of a `docker compose` call: which engine, and secrets by value. A
+    node's engine over TCP only with TLS verified: the secrets travel in the request that
+    creates each container."""
+    if docker_host:
+        _refuse_plain_tcp(docker_host)
     return child_env({**({"DOCKER_HOST": docker_host} if docker_host else {}),
                       **(secrets or {})})
 
@@ -81,13 +100,13 @@ def project_containers(c: DockerClient, project: str) -> list[Any]:
 
 
 def find_container(c: DockerClient, project: str) -> Any | None:
-    """The serving container of a project: its one `vllm` service, a cluster's head, or a
-    pd_cluster's router."""
+    """The serving container of a project: its one `vllm` service, a cluster's head, a
+    pd_cluster's router, or a model group's door."""
     for container in project_containers(c, project):
         labels = container.labels
         if labels.get("com.docker.compose.service") == SERVICE or \
                 labels.get(label_key("node_rank")) == "0" or \
-                labels.get(label_key("role")) == "router":
+                labels.get(label_key("role")) in ("router", "door"):
             return container
     return None
 
@@ -245,6 +264,10 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
         if ct.status != "running":
             down_by_project.setdefault(ct.labels.get(label_key("project"), "?"), []).append(
                 ct.labels.get(label_key("node"), ct.name))
+    doors: dict[str, dict[str, str]] = {}  # a model group's project: each member's state
+    for ct in containers:
+        if ct.labels.get(label_key("role")) == "door" and ct.status == "running":
+            doors[ct.labels.get(label_key("project"), "?")] = member_states(ct)
     for ct in containers:
         labels = ct.labels
         state = ct.attrs.get("State", {})
@@ -255,9 +278,18 @@ def server_statuses(c: DockerClient, project: str | None = None) -> list[ServerS
             api = "worker"
         elif state.get("Status") == "running" and url is not None:
             api = "ready" if api_ready(url) else "not ready"
-        if state.get("Status") == "running" and down_by_project.get(project):
+        group = labels.get(label_key("role")) in ("door", "member")
+        if state.get("Status") == "running" and down_by_project.get(project) and not group:
             # A head whose worker died still answers /health (measured: for minutes).
             api = f"DEGRADED: {', '.join(down_by_project[project])} down"
+        if labels.get(label_key("role")) == "member":
+            # Which member is awake, when each last switched, which crashed: the door's.
+            api = doors.get(project, {}).get(labels.get(label_key("served_model"), ""),
+                                             "door not answering") \
+                if project in doors else "no door running"
+            if state.get("Status") != "running":
+                api = "CRASHED: the door answers 503 for it (`invoke logs`; `invoke down` " \
+                    "then `invoke up` restarts the group)"
         rows.append(ServerStatus(
             project=project, node=labels.get(label_key("node"), "-"),
             model=labels.get(label_key("model"), "?"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets as random_secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +75,16 @@ def part_states(deployment: Deployment) -> list[PartState]:
     return states
 
 
-def probe(deployment: Deployment, state: PartState) -> bool:
+def probe(deployment: Deployment, state: PartState, staged: bool = False) -> bool:
     """The part's probe inside its container: /health and one real request, at the
-    address its server binds."""
+    address its server binds; in a start in stages, asleep where the part must be (a model
+    group's member, before the next starts)."""
     assert state.part.probe is not None
     where = state.part.probe
     argv = ["docker", "exec", "-e", f"GLMKIT_PORT={where.port}", "-e", f"GLMKIT_HOST={where.host}",
             "-e", f"GLMKIT_MODEL={deployment.serving.served_model_name}",
-            "-e", f"GLMKIT_REQUEST={'1' if where.request else '0'}", state.name,
+            "-e", f"GLMKIT_REQUEST={'1' if where.request else '0'}",
+            "-e", f"GLMKIT_ASLEEP={'1' if where.asleep and staged else '0'}", state.name,
             "python3", "-c", IN_CONTAINER_PROBE]
     return run(argv, env=compose_env(state.part.docker_host), check=False,
                timeout=PROBE_TIMEOUT_S).returncode == 0
@@ -100,26 +103,29 @@ def _failed(state: PartState) -> ServerFailed:
                         state.log())
 
 
-def wait(deployment: Deployment, console: Console, timeout_s: float | None = None) -> float:
+def wait(deployment: Deployment, console: Console, timeout_s: float | None = None,
+         only: frozenset[str] | None = None) -> float:
     """Until every part runs, every probe passed once and the API answers; at once on a
-    part that died or restarted. Returns the seconds waited."""
+    part that died or restarted. Returns the seconds waited. With `only`, those parts
+    (services) alone, and not the API: one stage of a start in stages."""
     timeout_s = timeout_s or deployment.serving.health_timeout_s
-    parts = deployment.parts()
+    parts = tuple(p for p in deployment.parts() if only is None or p.service in only)
     probed: set[str] = set()
     last: list[PartState] = []
 
     def poll() -> str | None:
-        states = part_states(deployment)
+        states = [s for s in part_states(deployment) if only is None or s.part.service in only]
         last[:] = states
         if dead := [s for s in states if s.state in TERMINAL_STATES]:
             raise _failed(dead[0])
         for state in states:
             if state.part.probe and state.part.service not in probed and \
-                    state.state == "running" and probe(deployment, state):
+                    state.state == "running" and probe(deployment, state, only is not None):
                 probed.add(state.part.service)
         if all(s.state == "running" for s in states) and \
                 probed >= {p.service for p in parts if p.probe} and \
-                (deployment.api_probe_url is None or api_ready(deployment.api_probe_url)):
+                (only is not None or deployment.api_probe_url is None
+                 or api_ready(deployment.api_probe_url)):
             return None
         if restarted := [s for s in states if s.restarts]:
             raise _failed(restarted[0])
@@ -137,7 +143,8 @@ def wait(deployment: Deployment, console: Console, timeout_s: float | None = Non
             "was stopped. Large models take long to load: pass --health-timeout "
             "(`invoke logs` shows what it did).", slow.log() if slow else "")
 
-    what = f"{deployment.serving.model.id} on {deployment.serving.base_url}" \
+    what = ", ".join(p.label for p in parts) if only is not None else \
+        f"{deployment.serving.model.id} on {deployment.serving.base_url}" \
         if len(parts) == 1 else f"{len(parts)} parts: " + ", ".join(p.service for p in parts)
     return wait_until(poll, timeout_s, console, what, timed_out,
                       poll_s=0.5 if len(parts) == 1 else 1.0)
@@ -153,10 +160,11 @@ def refuse_broken(deployment: Deployment) -> None:
         project = deployment.serving.project
         names = ", ".join(f"{s.part.service} (exit {s.exit_code})" for s in dead)
         raise EnvironmentProblem(
-            f"The cluster {project} is broken: {names} stopped while "
-            f"{', '.join(s.part.service for s in running)} still run. vLLM cannot rejoin a "
-            f"node; restart it whole: `invoke down --project {project}` then `invoke up` "
-            "again.")
+            f"The deployment {project} is broken: {names} stopped while "
+            f"{', '.join(s.part.service for s in running)} still run. A stopped part cannot "
+            "rejoin the running ones (vLLM's nodes; a model group's members on GPUs, where "
+            f"the awake one holds the memory); restart it whole: `invoke down --project "
+            f"{project}` then `invoke up` again.")
 
 
 def shared_value(deployment: Deployment, name: str, env: Mapping[str, str]) -> str:
@@ -176,10 +184,9 @@ def shared_value(deployment: Deployment, name: str, env: Mapping[str, str]) -> s
 
 def start_secrets(deployment: Deployment, secrets: Mapping[str, str],
                   env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of `docker compose up`: the secrets, the names that carry another
-    secret's value, and the deployment's shared secret."""
-    out = {**secrets, **{alias: secrets.get(source, "")
-                         for alias, source in deployment.secret_aliases().items()}}
+    """The environment of `docker compose up`: the secrets and the deployment's shared
+    secret."""
+    out = dict(secrets)
     if deployment.shared_secret:
         out[deployment.shared_secret] = shared_value(deployment, deployment.shared_secret, env)
     return out
@@ -195,9 +202,12 @@ _START_ERRORS = {
 }
 
 
-def _compose_up(project: str, path: Path, env: Mapping[str, str]) -> None:
+def _compose_up(project: str, path: Path, env: Mapping[str, str],
+                services: tuple[str, ...] = ()) -> None:
+    """`compose up -d` of the file, or of these services alone (a stage)."""
+    only = ("--no-deps", *services) if services else ()
     try:
-        run(compose_cmd(project, path, "up", "-d", "--remove-orphans"), env=env)
+        run(compose_cmd(project, path, "up", "-d", "--remove-orphans", *only), env=env)
     except CommandFailed as err:
         text = err.stderr + err.stdout
         for needle, advice in _START_ERRORS.items():
@@ -227,6 +237,9 @@ def start(deployment: Deployment, files: list[Path], secrets: Mapping[str, str],
     compose_secrets = start_secrets(deployment, secrets, env)
     created = False
     try:
+        if stages := deployment.stages():
+            created = True  # a failed stage's containers are kept for their logs
+            return _start_in_stages(deployment, files, compose_secrets, stages, console)
         for (project, docker_host), path in zip(engines(deployment.parts()), files,
                                                 strict=True):
             _compose_up(project, path, compose_env(docker_host, compose_secrets))
@@ -243,3 +256,26 @@ def start(deployment: Deployment, files: list[Path], secrets: Mapping[str, str],
         # A server that cannot start would crash-loop under a restart policy: stop it.
         stop(deployment, keep=created and deployment.keep_on_failure)
         raise
+
+
+def _start_in_stages(deployment: Deployment, files: list[Path], secrets: Mapping[str, str],
+                     stages: tuple[tuple[str, ...], ...], console: Console) -> float:
+    """One engine's file, its services started stage by stage, each stage's probes passed
+    before the next starts (a model group: the door, then each member once the one before
+    is asleep), then the whole deployment waited for. Returns the seconds waited."""
+    ((project, docker_host),) = engines(deployment.parts())
+    env = compose_env(docker_host, secrets)
+    started = time.monotonic()
+    for services in stages:
+        # Already running (a second `up`): nothing of the stage starts, nothing to wait for
+        # (a member the door has woken since is awake, not asleep).
+        running = {s.part.service for s in part_states(deployment) if s.state == "running"}
+        _compose_up(project, files[0], env, services)
+        if set(services) <= running:
+            continue
+        timeout = max((p.timeout_s or 0 for p in deployment.parts() if p.service in services),
+                      default=0) or None
+        wait(deployment, console, timeout, only=frozenset(services))
+    wait(deployment, console)
+    return time.monotonic() - started
+

@@ -67,15 +67,60 @@ def facts_of(labels: ServerLabels) -> ModelFacts:
                       exact_answers=bool(labels.exact_answers))
 
 
-def running_server(project: str) -> tuple[Any, RunningServer]:
+def served_names(serve_args: tuple[str, ...]) -> tuple[str, ...]:
+    """The names a server answers to: the words after --served-model-name."""
+    args = list(serve_args)
+    if "--served-model-name" not in args:
+        return ()
+    names = args[args.index("--served-model-name") + 1:]
+    return tuple(n for n in names[:next((i for i, n in enumerate(names)
+                                         if n.startswith("-")), len(names))])
+
+
+def _group_member(c: Any, project: str, door: Any, model: str | None
+                  ) -> tuple[Any, RunningServer]:
+    """A model group's member named by `model` (its catalog id, served name or an alias;
+    None: the first), reached through the door, whose URL clients use; `vllm bench serve`
+    inside the member reaches the door on their shared loopback."""
+    members = sorted((ct for ct in engine.project_containers(c, project)
+                      if ct.labels.get(label_key("role")) == "member"),
+                     key=lambda ct: ct.labels.get(label_key("member"), ""))
+    known = {ct: {ct.labels.get(label_key("model")), ct.labels.get(label_key("served_model")),
+                  *served_names(tuple(ct.attrs["Config"].get("Cmd") or ()))}
+             for ct in members}
+    found = next((ct for ct in members if (ct.labels.get(label_key("member")) == "1"
+                                           if model is None else model in known[ct])), None)
+    if found is None:
+        names = ", ".join(str(ct.labels.get(label_key("served_model"))) for ct in members)
+        raise UsageError(f"The model group {project!r} has no member {model!r}; its models: "
+                         f"{names or 'none'}.")
+    if found.status != "running":
+        raise UsageError(f"{found.labels.get(label_key('served_model'))} in the model group "
+                         f"{project!r} is not running ({found.status}): `invoke status` "
+                         "shows the group; `invoke down` then `invoke up` restarts it.")
+    server = server_from_container(found)
+    return found, replace(server, base_url=server_from_container(door).base_url,
+                          bench_url=f"http://127.0.0.1:{CONTAINER_PORT}")
+
+
+def running_server(project: str, model: str | None = None) -> tuple[Any, RunningServer]:
     """The running server of a compose project, and what bench and check need of it. For
-    a pd_cluster: the router's URL, and a decode container to run vLLM's client in."""
+    a pd_cluster: the router's URL, and a decode container to run vLLM's client in. For a
+    model group: the member `model` names (default: the first) behind the door's URL.
+    `model` for one server must be a name it answers to."""
     c = engine.client()
     container = engine.find_container(c, project)
     if container is None or container.status != "running":
         raise UsageError(f"No running glmkit server in project {project!r}: `invoke up` "
                          "first.")
+    if container.labels.get(label_key("role")) == "door":
+        return _group_member(c, project, container, model)
     server = server_from_container(container)
+    names = {server.served_model, container.labels.get(label_key("model")),
+             *served_names(server.serve_args)}
+    if model is not None and model not in names:
+        raise UsageError(f"Project {project!r} serves {server.served_model!r}, not "
+                         f"{model!r}: --model names a member of a model group.")
     if container.labels.get(label_key("role")) != "router":
         return container, server
     decode = next((ct for ct in engine.project_containers(c, project)

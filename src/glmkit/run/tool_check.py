@@ -8,7 +8,10 @@ deltas reassemble to the same calls, reasoning lands in `reasoning` and not in
 
 The conversations are data/tool_cases.json, the same the tiny model is trained on: on
 it every answer must match exactly; on any other model the checks are structural (a
-real model chooses its own words and argument values).
+real model chooses its own words and argument values). One more case asks for a tool
+call with too few tokens to finish it: it must end `length` (what OpenAI's API says), or
+what a vLLM advisory (knowledge/advisories.yaml) says the server's version ends it with.
+Where vLLM is known to get a case wrong, the failed row names the advisory's sources.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from glmkit.knowledge.advisories import CheckTarget, cut_finish_reasons, upstream
+
 CASES_FILE = Path(__file__).parents[1] / "data" / "tool_cases.json"
+# The cut case: typed-arguments' call asked with this many tokens, too few for any model
+# to finish it (the tiny model's call alone is ~40), so max_tokens ends it.
+CUT_CASE = "typed-arguments"
+CUT_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -104,11 +113,13 @@ class Request:
     stream: bool
     thinking: bool
     effort: str | None = None  # reasoning_effort asked (low, high, max); None: the default
+    max_tokens: int | None = None  # set: the call is cut by it (the cut case)
 
     @property
     def label(self) -> str:
-        """The case's name in the table, with the effort asked."""
-        return self.case.name + (f" (effort {self.effort})" if self.effort else "")
+        """The case's name in the table, with the effort asked or where it is cut."""
+        return self.case.name + (f" (effort {self.effort})" if self.effort else "") + \
+            (f" (cut at {self.max_tokens} tokens)" if self.max_tokens else "")
 
 
 def _reasoning_of(obj: Any) -> str:
@@ -145,7 +156,7 @@ def ask(client: Any, model: str, req: Request, max_tokens: int = 256) -> Reply:
         choice = {"type": "function", "function": {"name": choice}}
     body: dict[str, Any] = {
         "model": model, "messages": list(req.case.messages), "tools": tools,
-        "tool_choice": choice, "temperature": 0, "max_tokens": max_tokens,
+        "tool_choice": choice, "temperature": 0, "max_tokens": req.max_tokens or max_tokens,
         "extra_body": {"chat_template_kwargs": {"enable_thinking": req.thinking}}}
     if req.effort:
         body["reasoning_effort"] = req.effort
@@ -182,9 +193,17 @@ def expected_reasoning(req: Request) -> str:
     return dict(req.case.effort_reasoning).get(req.effort or "max", req.case.reasoning)
 
 
-def judge(req: Request, reply: Reply, exact: bool) -> str | None:
-    """None when the reply is right; else what is wrong, in one line."""
+def judge(req: Request, reply: Reply, exact: bool,
+          cut_finish: dict[str, str] | None = None) -> str | None:
+    """None when the reply is right; else what is wrong, in one line. `cut_finish`: the
+    finish reasons the cut case may end with (advisories.cut_finish_reasons)."""
     case = req.case
+    if req.max_tokens:  # the call cannot finish: only how it ends is asked
+        allowed = cut_finish or {"length": ""}
+        if reply.finish_reason in allowed:
+            return None
+        return (f"finish_reason {reply.finish_reason!r} for a tool call cut by max_tokens, "
+                f"expected {' or '.join(repr(r) for r in allowed)}")
     wants_calls = req.tool_choice != "none" and (bool(case.calls) or req.tool_choice != "auto")
     if req.thinking and req.tool_choice in ("auto", "none") and not reply.reasoning:
         return "no reasoning in the reply: is --reasoning-parser set?"
@@ -228,8 +247,9 @@ def judge(req: Request, reply: Reply, exact: bool) -> str | None:
 
 
 
-def requests_for(quick: bool) -> list[Request]:
-    """The matrix; `quick` is what `invoke up` runs: one auto call, streamed and not."""
+def requests_for(quick: bool, api: str = "chat") -> list[Request]:
+    """The matrix; `quick` is what `invoke up` runs: one auto call, streamed and not. The
+    chat API's has the cut case too (its finish_reason is what it asks)."""
     typed = cases().by_name("typed-arguments")
     if quick:  # thinking off unstreamed, on streamed: both parsers in two requests
         return [Request(typed, "auto", stream, stream) for stream in (False, True)]
@@ -246,7 +266,18 @@ def requests_for(quick: bool) -> list[Request]:
         for case in cases().cases:
             out += [Request(case, "auto", stream, True, effort) for effort in
                     ("low", "high", "max") if case.effort_reasoning]
+        if api == "chat":
+            out.append(Request(cases().by_name(CUT_CASE), "auto", stream, False,
+                               max_tokens=CUT_TOKENS))
     return out
+
+
+def known_upstream(problem: str | None, req: Request, target: CheckTarget) -> str | None:
+    """`problem` with the advisory it is known by (`[upstream: …]`), if one holds."""
+    if problem and "[upstream:" not in problem and \
+            (issue := upstream(problem, req.tool_choice, target)) is not None:
+        return f"{problem} [upstream: {issue}]"
+    return problem
 
 
 # Requests of the matrix in flight at once. Every case is its own conversation at
@@ -320,16 +351,20 @@ def error_line(err: Exception) -> str:
 
 
 def chat_matrix(base_url: str, model: str, api_key: str | None, *, exact: bool,
-                quick: bool = False, concurrency: int = 1) -> MatrixRun:
-    """The matrix through the chat completions API (the `openai` client)."""
+                quick: bool = False, concurrency: int = 1,
+                target: CheckTarget | None = None) -> MatrixRun:
+    """The matrix through the chat completions API (the `openai` client); `target` (the
+    server's tool parser and vLLM version) decides which advisories hold."""
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key=api_key or "EMPTY", timeout=120,
                     max_retries=0)
+    where = target or CheckTarget(api="chat")
+    cut = cut_finish_reasons(where)
 
     def answer(req: Request) -> str | None:
         try:
-            return judge(req, ask(client, model, req), exact)
+            return known_upstream(judge(req, ask(client, model, req), exact, cut), req, where)
         except Exception as err:  # the client's HTTP and API errors: a failed case
             return error_line(err)
 

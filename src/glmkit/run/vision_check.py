@@ -338,4 +338,11 @@ def vision_target(container: Any, base_url: str, api_key: str | None, model: str
     gateway = None
     for net in (container.attrs.get("NetworkSettings") or {}).get("Networks", {}).values():
         gateway = gateway or net.get("Gateway") or None
+    mode = str((container.attrs.get("HostConfig") or {}).get("NetworkMode") or "")
+    if gateway is None and mode.startswith("container:"):
+        # A model group's member lives in its door's network namespace: the door's gateway.
+        with contextlib.suppress(Exception):
+            door = container.client.containers.get(mode.split(":", 1)[1])
+            for net in (door.attrs.get("NetworkSettings") or {}).get("Networks", {}).values():
+                gateway = gateway or net.get("Gateway") or None
     return VisionTarget(base_url, api_key, model, media, gateway)
