@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from .common import PREFIX, ROOT, TINY, invoke, serving
+from .common import ROOT, TINY, invoke, port, project, serving
 
 pytestmark = pytest.mark.e2e
 
-PERTURBED = f"{PREFIX}-perturbed"
-PERTURBED_PORT = 18088
+PERTURBED = project("perturbed")
 # "tiny-arith completions-5shot: flexible 1.000 (95% CI 0.929-1.000), strict 1.000, n=50 …"
 SUMMARY = re.compile(r"^tiny-arith completions-5shot: flexible (\d\.\d{3}) "
                      r"\(95% CI (\d\.\d{3})-(\d\.\d{3})\), strict (\d\.\d{3}), n=50\b")
@@ -61,7 +60,7 @@ def test_a_copy_with_perturbed_experts_fails_against_the_tiny_model(
     assert made.returncode == 0, made.stderr
     copy.chmod(0o755)  # the server reads it as another user
     with serving(PERTURBED, "--model", str(copy), "--vendor", "cpu",
-                 "--port", str(PERTURBED_PORT), "--max-model-len", "2048",
+                 "--port", str(port("perturbed")), "--max-model-len", "2048",
                  "--enforce-eager", "--no-smoke"):
         done = invoke("eval", "--project", PERTURBED, "--against", "glmkit/glm-tiny",
                       timeout=300)
