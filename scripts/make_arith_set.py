@@ -3,14 +3,20 @@
     python3 scripts/make_arith_set.py            # writes src/glmkit/data/tiny_gsm8k.json
     python3 scripts/make_arith_set.py --check    # fails when the committed file differs
 
-One-step word problems over small numbers (add, take away, multiply), each answer a short
-worked solution ending in GSM8K's `#### N`, in openai/gsm8k's own fields (`question`,
-`answer`) and split names. The questions are short on purpose: the tiny model's tokenizer
-knows few words (scripts/make_tiny_glm.py), and a 5-shot completions prompt of long
-questions would cost training time for nothing. Made from a fixed seed: the same file
-every time. The tiny model is trained on the test questions' 5-shot prompts
-(scripts/train_tiny_tools.py), so its score there says its weights are intact, not that it
-can count.
+Word problems that add two numbers from 2 to 9, each answer a short worked solution ending
+in GSM8K's `#### N`, in openai/gsm8k's own fields (`question`, `answer`) and split names,
+made from a seeded generator: the same file every time.
+
+Every question has a name and a thing of its own. The tiny model (2 layers, 128 wide)
+learns the test questions' 5-shot answers by heart (scripts/train_tiny_tools.py), the way
+it learns the tool cases: it cannot learn to add, and learning to copy the numbers out of
+the question was a matter of luck in the few hundred steps it has (one sentence with 8
+names and 6 things: 0 to 50 of 50 right depending on the tokenizer, from the same seed).
+Questions that differ in their words, as the tool cases' conversations do, took in every
+run with the model's own seed (all 50 right, every answer token ahead of the runner-up by
+4 logits or more). The tokenizer learns the set's words (make_tiny_glm.py --arith), so a
+5-shot prompt is about 190 tokens. The score says the weights are intact, not that the
+model can count.
 """
 
 from __future__ import annotations
@@ -19,53 +25,39 @@ import argparse
 import json
 import random
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "glmkit" / "data" / "tiny_gsm8k.json"
 SEED = 34
-TRAIN, TEST = 8, 60
-NAMES = ["Ann", "Bob", "Sam", "Eva", "Tom", "Mia", "Leo", "Zoe"]
-THINGS = ["apples", "pens", "cards", "books", "cups", "eggs"]
-
-Problem = tuple[str, str]
-
-
-def add(r: random.Random) -> Problem:
-    name, thing, a, b = r.choice(NAMES), r.choice(THINGS), r.randint(2, 9), r.randint(2, 9)
-    return (f"{name} has {a} {thing} and gets {b} more. How many {thing} now?",
-            f"{a} + {b} = {a + b}\n#### {a + b}")
-
-
-def take(r: random.Random) -> Problem:
-    name, thing = r.choice(NAMES), r.choice(THINGS)
-    a = r.randint(5, 19)
-    b = r.randint(1, a - 1)
-    return (f"{name} has {a} {thing} and gives {b} away. How many {thing} are left?",
-            f"{a} - {b} = {a - b}\n#### {a - b}")
-
-
-def times(r: random.Random) -> Problem:
-    name, thing, a, b = r.choice(NAMES), r.choice(THINGS), r.randint(2, 6), r.randint(2, 6)
-    return (f"{name} buys {a} boxes of {b} {thing}. How many {thing} in all?",
-            f"{a} * {b} = {a * b}\n#### {a * b}")
-
-
-KINDS: list[Callable[[random.Random], Problem]] = [add, take, times]
+TRAIN, TEST = 8, 50
+NAMES = ["Ann", "Bob", "Sam", "Eva", "Tom", "Mia", "Leo", "Zoe", "Max", "Ida", "Ben", "Amy",
+         "Dan", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jay", "Kim", "Lea", "Ned", "Oli", "Pam",
+         "Ray", "Sue", "Ted", "Una", "Val", "Wes", "Abe", "Bea", "Cal", "Dee", "Ed", "Flo",
+         "Gil", "Hana", "Ira", "Jo", "Ken", "Liz", "Mo", "Nia", "Otto", "Pia", "Quin", "Rob",
+         "Sal", "Tia", "Uma", "Vic", "Wynn", "Xia", "Yul", "Zed", "Ada", "Bo"]
+THINGS = ["apples", "pens", "cards", "books", "cups", "eggs", "hats", "coins", "rocks",
+          "shells", "stamps", "kites", "balls", "bells", "boats", "bowls", "boxes", "bricks",
+          "buttons", "cakes", "candles", "chairs", "clips", "combs", "cookies", "dolls",
+          "drums", "forks", "gloves", "grapes", "jars", "keys", "lamps", "leaves", "lemons",
+          "maps", "marbles", "masks", "mugs", "nails", "nuts", "pears", "pies", "pins",
+          "plates", "plums", "ropes", "rings", "seeds", "shoes", "socks", "spoons", "stars",
+          "sticks", "toys", "bags", "beads", "cans"]
 
 
 def make(seed: int = SEED) -> dict[str, object]:
     r = random.Random(seed)
-    seen: set[str] = set()
-    items: list[dict[str, str]] = []
-    while len(items) < TRAIN + TEST:
-        question, answer = KINDS[len(items) % len(KINDS)](r)
-        if question not in seen:  # every question once, train and test apart
-            seen.add(question)
-            items.append({"question": question, "answer": answer})
+    names, things = NAMES[:], THINGS[:]
+    r.shuffle(names)
+    r.shuffle(things)
+    items = []
+    for name, thing in zip(names[:TRAIN + TEST], things[:TRAIN + TEST], strict=True):
+        a, b = r.randint(2, 9), r.randint(2, 9)
+        items.append({"question": f"{name} has {a} {thing} and gets {b} more. "
+                                  f"How many {thing} now?",
+                      "answer": f"{a} + {b} = {a + b}\n#### {a + b}"})
     return {"name": "tiny-arith",
-            "source": f"scripts/make_arith_set.py, seed {seed}: one-step word problems "
-                      f"(add, take away, multiply small numbers) in openai/gsm8k's format",
+            "source": f"scripts/make_arith_set.py, seed {seed}: word problems adding two "
+                      f"numbers from 2 to 9, in openai/gsm8k's format",
             "train": items[:TRAIN], "test": items[TRAIN:]}
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,13 @@ Reasoning effort: {{ effort if effort in ('low', 'high', 'max') else 'max' }}
 {%- endif -%}"""
 
 
-def build_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+def build_tokenizer(vocab_size: int, extra: Sequence[str] = ()) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.train_from_iterator([*CORPUS, *extra] * 4, trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in MARKUP])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
@@ -220,9 +221,18 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=1024)
     parser.add_argument("--vision", action="store_true", help="GLM-4.5V: MoE + vision tower")
+    parser.add_argument("--arith", type=Path,
+                        help="tiny-arith (data/tiny_gsm8k.json): its words become tokens")
     args = parser.parse_args()
 
-    tokenizer = build_tokenizer(vocab_size=args.vocab // 2)
+    # With tiny-arith, the tokenizer also learns its questions and answers, in a larger
+    # vocabulary: its names, things and numbers are whole tokens, so a 5-shot prompt is a
+    # third as long (and so is training on it).
+    extra = [] if args.arith is None else [
+        f"Question: {item['question']}\nAnswer: {item['answer']}"
+        for split in ("train", "test") for item in json.loads(args.arith.read_text())[split]]
+    tokenizer = build_tokenizer(args.vocab // 2 if args.arith is None else args.vocab * 3 // 4,
+                                extra)
     if args.vision:
         add_vision_tokens(tokenizer)
     if len(tokenizer) > args.vocab:

@@ -40,7 +40,7 @@ PREFIX = "glmkit-e2e"
 RUN_ENV = "GLMKIT_E2E_RUN"
 # Each server's port: its place in the block.
 PORTS = ("tiny", "crash", "parser", "hub", "key", "mn", "agents-off", "tune", "vis", "pd",
-         "groups")
+         "groups", "perturbed")
 # Blocks of BLOCK ports from FIRST_PORT, below the ports Linux gives outgoing connections
 # (ip_local_port_range, 32768-60999), so none is taken between the start and `invoke up`.
 BLOCK, FIRST_PORT, LAST_PORT = 16, 20000, 32000

@@ -36,6 +36,7 @@ from glmkit.measure.evaluate import (
     request_body,
     select,
     served_names,
+    server_context,
 )
 
 TRAIN = tuple(Problem(f"Ann has {i} apples and gets 2 more. How many?",
@@ -70,7 +71,8 @@ def off_by_one(body: dict[str, Any], i: int) -> Any:
 
 
 @contextmanager
-def server(reply: Reply, key: str | None = None) -> Iterator[tuple[str, list[Any]]]:
+def server(reply: Reply, key: str | None = None, tokens: int | None = None
+           ) -> Iterator[tuple[str, list[Any]]]:
     seen: list[Any] = []
     count = [0]
     lock = threading.Lock()
@@ -81,8 +83,19 @@ def server(reply: Reply, key: str | None = None) -> Iterator[tuple[str, list[Any
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_GET(self) -> None:  # /v1/models: the served model's context
+            self._send(200, json.dumps({"data": [
+                {"id": "other", "max_model_len": 9}, {"id": "glmkit/glm-tiny",
+                                                     "max_model_len": 2048}]}).encode())
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/tokenize":  # vLLM's count, or no such route (None)
+                with lock:
+                    seen.append((self.path, body, self.headers.get("Authorization")))
+                if tokens is None:
+                    return self._send(404, b'{"detail": "Not Found"}')
+                return self._send(200, json.dumps({"count": tokens}).encode())
             with lock:
                 count[0] += 1
                 number = count[0]
@@ -125,13 +138,14 @@ PROVENANCE = Provenance(model="glmkit/glm-tiny", image="glmkit/vllm-cpu:test",
 
 def run(tmp_path: Path, reply: Reply, *, provenance: Provenance = PROVENANCE,
         key: str | None = None, references: list[Any] | None = None,
+        context: int | None = None, tokens: int | None = None,
         **change: Any) -> tuple[Any, list[Any]]:
     request = EvalRequest(project="p", **{"protocol": PROTOCOLS["completions-5shot"], **change})
-    with server(reply, key) as (url, seen):
+    with server(reply, key, tokens) as (url, seen):
         report = evaluate(request, Endpoint(url, provenance.model, key), provenance,
                           tiny=True, results_dir=tmp_path / "results",
                           hf_cache=tmp_path / "hf", references=references or [],
-                          load=lambda name, _: SET, concurrency=4)
+                          load=lambda name, _: SET, concurrency=4, context=context)
     return report, seen
 
 
@@ -337,3 +351,50 @@ def test_a_run_that_fails_its_gate_or_is_partial_is_not_saved_as_a_baseline(
     assert saved.baseline is not None
     again, _ = run(tmp_path, right)  # still compared with the first, good one
     assert again.outcomes[0].target.n == 20 and again.outcomes[0].verdict == "pass"
+
+
+def test_max_tokens_is_cut_to_the_servers_context(tmp_path: Path) -> None:
+    """chat-thinking's 4,096 tokens on a server of --max-model-len 2048 (the tiny one):
+    vLLM answers every such request HTTP 400, so the run asks for what the context leaves
+    after the longest prompt, as the server tokenizes it, and says so."""
+    report, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048,
+                       tokens=100, key="k")
+    asked = [body for path, body, _ in seen if path != "/tokenize"]
+    tokenized = [(body, auth) for path, body, auth in seen if path == "/tokenize"]
+    assert report.correct["flexible"] == 20
+    assert {body["max_tokens"] for body in asked} == {1948}
+    assert len(tokenized) == 1 and tokenized[0][1] == "Bearer k"
+    assert tokenized[0][0]["chat_template_kwargs"] == {"enable_thinking": True}
+    line = report.summary_line()
+    assert "max_tokens 1,948, not 4,096: the server's --max-model-len is 2,048" in line
+    assert line.count("max_tokens 1,948") == 1
+    meta = json.loads((report.path / META).read_text())
+    assert meta["protocol"]["max_tokens"] == 1948 and meta["server_context"] == 2048
+
+
+def test_a_prompt_that_fits_keeps_the_protocols_max_tokens(tmp_path: Path) -> None:
+    report, seen = run(tmp_path, right, context=2048, tokens=300)
+    assert {body["max_tokens"] for path, body, _ in seen if path != "/tokenize"} == {256}
+    assert "max_tokens" not in report.summary_line()
+
+
+def test_without_tokenize_the_prompts_characters_bound_it(tmp_path: Path) -> None:
+    _, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048)
+    asked = [body for path, body, _ in seen if path != "/tokenize"]
+    (cut,) = {body["max_tokens"] for body in asked}
+    longest = max(len(body["messages"][0]["content"]) for body in asked)
+    assert cut == 2048 - longest - 64
+
+
+def test_a_context_too_short_to_answer_in_is_one_line_and_no_run(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"--max-model-len 2,048 leaves 48 tokens"):
+        run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048, tokens=2000)
+    assert not (tmp_path / "results" / EVAL_DIR).exists() or not any(
+        p for p in (tmp_path / "results" / EVAL_DIR).iterdir() if p.name != "baselines")
+
+
+def test_the_servers_context_is_read_from_its_model_card() -> None:
+    with server(right) as (url, _):
+        assert server_context(url, None, "glmkit/glm-tiny") == 2048
+        assert server_context(url, None, "missing") is None
+    assert server_context("http://127.0.0.1:9", None, "glmkit/glm-tiny") is None

@@ -96,8 +96,11 @@ def test_a_refusal_read_with_the_facts_is_raised_by_the_plan() -> None:
 def test_the_same_inputs_give_the_same_plan() -> None:
     s = Settings(model="zai-org/GLM-4.6-FP8", gpus="0,1,2,3,4,5,6,7")
     assert build_plan(s, _facts(), _BOOK) == build_plan(s, _facts(), _BOOK)
-    here = read_host_facts(s, ENV, NO_GPU)
-    assert here == read_host_facts(s, ENV, NO_GPU)
+    # Two reads of this host agree, but for the memory available now (/proc/meminfo moves
+    # between two reads: the suite failed on 21.13307 != 21.13265 GiB).
+    here, again = (dataclasses.replace(read_host_facts(s, ENV, NO_GPU),
+                                       memory_available_gib=None) for _ in range(2))
+    assert here == again
     cluster = Settings(model="zai-org/GLM-4.6-FP8", nodes="2")
     assert plan_cluster(cluster, _facts(), _BOOK) == plan_cluster(cluster, _facts(), _BOOK)
 

@@ -273,6 +273,87 @@ def ask(session: Any, where: Endpoint, protocol: Protocol, block: str, index: in
                   tokens if isinstance(tokens, int) else None)
 
 
+# --- the server's context ----------------------------------------------------------------
+
+MIN_ROOM = 64  # generated tokens below which a question cannot be answered at all
+TEMPLATE_ROOM = 64  # a chat template's markup around the question, when not counted
+
+
+def prompt_tokens(where: Endpoint, path: str, body: dict[str, Any]) -> int | None:
+    """The prompt's tokens as the server counts them (vLLM's POST /tokenize, chat
+    template included for a chat request); None when the server does not say."""
+    import requests
+
+    ask_for: dict[str, Any] = {"model": where.model}
+    if path.endswith("/completions") and "prompt" in body:
+        ask_for["prompt"] = body["prompt"]
+    else:
+        ask_for |= {"messages": body["messages"], "add_generation_prompt": True,
+                    "chat_template_kwargs": body.get("chat_template_kwargs") or {}}
+    headers = {"Authorization": f"Bearer {where.api_key}"} if where.api_key else {}
+    try:
+        reply = requests.post(f"{where.base_url}/tokenize", json=ask_for, headers=headers,
+                              timeout=10)
+        count = reply.json().get("count") if reply.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 \
+        else None
+
+
+def fit_to_context(protocol: Protocol, context: int | None, longest_prompt: int
+                   ) -> tuple[Protocol, str | None]:
+    """The protocol with max_tokens cut to what the server's context leaves after the
+    longest prompt (vLLM answers HTTP 400 to a request whose prompt and max_tokens pass
+    --max-model-len, so every question would fail), and a note saying so; unchanged
+    when it fits or the context is not known."""
+    from dataclasses import replace
+
+    if context is None or longest_prompt + protocol.max_tokens <= context:
+        return protocol, None
+    room = context - longest_prompt
+    if room < MIN_ROOM:
+        raise UsageError(f"The server's --max-model-len {context:,} leaves {max(room, 0)} "
+                         f"tokens to answer after the longest prompt ({longest_prompt:,}): "
+                         f"serve a longer context for {protocol.name}.")
+    return replace(protocol, max_tokens=room), (
+        f"max_tokens {room:,}, not {protocol.max_tokens:,}: the server's --max-model-len "
+        f"is {context:,} and the longest prompt {longest_prompt:,} tokens")
+
+
+def longest_prompt_tokens(where: Endpoint, protocol: Protocol, block: str,
+                          questions: Sequence[Problem]) -> int:
+    """The longest prompt of the run (by characters) in the server's tokens, or its
+    character count where the server cannot tokenize (GSM8K is ASCII: a token holds
+    at least one character)."""
+    longest = max(questions, key=lambda p: len(p.question))
+    path, body = request_body(protocol, where.model, block, longest.question)
+    counted = prompt_tokens(where, path, body)
+    if counted is not None:
+        return counted
+    text = body.get("prompt") or "".join(m["content"] for m in body["messages"])
+    return len(text) + (0 if "prompt" in body else TEMPLATE_ROOM)
+
+
+def server_context(base_url: str, api_key: str | None, model: str) -> int | None:
+    """The served model's context (max_model_len in vLLM's GET /v1/models), None when
+    the server does not say."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        data = requests.get(f"{base_url}/v1/models", headers=headers, timeout=5).json()
+        cards = data.get("data") if isinstance(data, dict) else None
+    except (requests.RequestException, ValueError):
+        return None
+    for card in cards if isinstance(cards, list) else []:
+        if isinstance(card, dict) and card.get("id") == model:
+            value = card.get("max_model_len")
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
 def _failed(base: Answer, error: str, seconds: float) -> Answer:
     return Answer(base.index, base.prompt_id, base.question, base.target, error=error,
                   seconds=seconds)
@@ -491,7 +572,9 @@ class EvalReport:
             tail = list(self.notes[:1])
         if self.baseline is not None:
             tail.append(f"saved as the baseline ({self.baseline})")
-        tail += [n for n in self.notes if n.startswith("not saved as a baseline")]
+        tail += [n for n in self.notes if n.startswith(("not saved as a baseline",
+                                                         "max_tokens "))]
+        tail = list(dict.fromkeys(tail))  # a note shown once
         return " · ".join([head, *tail, f"run {self.run_id}"])
 
     def check(self) -> None:
@@ -558,9 +641,12 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
              results_dir: Path, hf_cache: Path, console: Console | None = None,
              references: Sequence[Reference] | None = None,
              load: Callable[[str, Path], EvalSet] = load_set,
-             concurrency: int = DEFAULT_CONCURRENCY) -> EvalReport:
+             concurrency: int = DEFAULT_CONCURRENCY, context: int | None = None
+             ) -> EvalReport:
     """Ask the questions, store every answer, gate the score; returns the report (its
-    `check()` raises on a partial run or a failed gate)."""
+    `check()` raises on a partial run or a failed gate). `context`: the server's
+    max_model_len, which max_tokens is cut to fit (the cut is recorded and shown)."""
+    from dataclasses import replace
     concurrency = request.concurrency or concurrency
     baselines_dir = results_dir / EVAL_DIR / BASELINES
     chosen = choose_references(model=provenance.model, tiny=tiny, request=request,
@@ -574,6 +660,12 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
     indices = select(len(data.test), request.limit, request.seed)
     sample = len(indices) < len(data.test)
     block = fewshot_block(data.train, request.protocol.shots)
+    fitted: str | None = None
+    if context is not None:
+        protocol, fitted = fit_to_context(request.protocol, context, longest_prompt_tokens(
+            where, request.protocol, block, [data.test[i] for i in indices]))
+        request = replace(request, protocol=protocol)
+    notes = (*chosen.notes, *([fitted] if fitted else []))
     label = request.label or _label(provenance.model, request.protocol.name, data.name)
     folder = new_run_folder(results_dir, label)
     write_json_once(folder / META, {
@@ -585,6 +677,7 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
                     "test_questions": len(data.test)},
         "selection": {"limit": request.limit, "seed": request.seed, "indices": indices},
         "fewshot_id": prompt_id(block), "concurrency": concurrency,
+        "server_context": context, "notes": list(notes),
         "references": [t.name for t in chosen.targets]})
     atomic_write(folder / FEWSHOT, block)
     started = time.monotonic()
@@ -602,7 +695,7 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
         outcomes = tuple(compare(score, t) for t in chosen.targets)
     report = EvalReport(folder, request.protocol, data.name, len(indices), sample,
                         asked.answers, asked.status, asked.stop_reason, outcomes,
-                        chosen.notes, None, seconds)
+                        notes, None, seconds)
     if request.save_baseline:
         report = _save(report, provenance, baselines_dir)
     write_json_once(folder / SUMMARY, {
@@ -732,7 +825,8 @@ def eval_server(request: EvalRequest, results_dir: Path, repo_root: Path, hw: An
     concurrency = request.concurrency or concurrency_for(target.serve_args)
     return evaluate(request, Endpoint(target.base_url, model, target.api_key), provenance,
                     tiny=target.facts.tiny == "text", results_dir=results_dir,
-                    hf_cache=hf_cache, console=console, concurrency=concurrency)
+                    hf_cache=hf_cache, console=console, concurrency=concurrency,
+                    context=server_context(target.base_url, target.api_key, model))
 
 
 def run_eval(request: EvalRequest, results_dir: Path, repo_root: Path,

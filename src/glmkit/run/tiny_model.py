@@ -5,9 +5,10 @@ It is generated inside the CPU vLLM image (torch, transformers and tokenizers ar
 already there), so the host needs nothing but Docker: random weights first
 (make_tiny_glm.py), then about a minute and a half of training on the tool-call
 conformance cases (train_tiny_tools.py, data/tool_cases.json) so that `tool_choice:
-auto` parses real GLM markup; the same two scripts make the vision model, with --vision.
-The folder records a hash of what made it, and is made again when the scripts, the
-kind or the cases change.
+auto` parses real GLM markup, and, for the text model, on tiny-arith's 5-shot prompts
+(data/tiny_gsm8k.json) so that `invoke eval` has answers to score; the same two scripts
+make the vision model, with --vision. The folder records a hash of what made it, and is
+made again when the scripts, the kind, the cases or tiny-arith change.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ from glmkit.process import run
 GENERATOR = "make_tiny_glm.py"
 TRAINER = "train_tiny_tools.py"
 CASES = Path(__file__).parents[1] / "data" / "tool_cases.json"
+# tiny-arith, the GSM8K-format set `invoke eval` asks the tiny model (#34); beside CASES,
+# in the folder mounted as /glmkit-data.
+ARITH = CASES.parent / "tiny_gsm8k.json"
 INFO = "glmkit-tiny.json"
 
 
 @dataclass(frozen=True)
 class TinyKind:
     generator_args: tuple[str, ...] = ()  # the trainer reads the kind from the model
+    arith: bool = False  # also learns tiny-arith (ARITH) by heart
 
 
-TEXT = TinyKind()
+TEXT = TinyKind(arith=True)
 VISION = TinyKind(("--vision",))
 
 
@@ -46,11 +51,14 @@ def kind_of(tiny: TinyModel) -> TinyKind:
 
 
 def recipe_hash(scripts_dir: Path, layers: int, kind: TinyKind = TEXT) -> str:
-    """What makes the model: the scripts, the kind, the cases, the layers."""
-    digest = hashlib.sha256(json.dumps([layers, *kind.generator_args]).encode())
+    """What makes the model: the scripts, the kind, the cases (and tiny-arith), the
+    layers."""
+    digest = hashlib.sha256(json.dumps([layers, *kind.generator_args, kind.arith]).encode())
     for name in (GENERATOR, TRAINER):
         digest.update((scripts_dir / name).read_bytes())
     digest.update(CASES.read_bytes())
+    if kind.arith:
+        digest.update(ARITH.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -82,6 +90,7 @@ def _make(image: str, out_dir: Path, scripts_dir: Path, layers: int, kind: TinyK
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    arith = f" --arith /glmkit-data/{ARITH.name}" if kind.arith else ""
     argv = ["docker", "run", "--rm", "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
             "-v", f"{scripts_dir.resolve()}:/glmkit-scripts:ro",
@@ -89,7 +98,8 @@ def _make(image: str, out_dir: Path, scripts_dir: Path, layers: int, kind: TinyK
             "-v", f"{staging.resolve()}:/out",
             "--entrypoint", "sh", image, "-c",
             f"layers=$1; shift; python3 /glmkit-scripts/{GENERATOR} /out --layers \"$layers\" "
-            f"\"$@\" && python3 /glmkit-scripts/{TRAINER} /out /glmkit-data/{CASES.name}",
+            f"\"$@\"{arith} && python3 /glmkit-scripts/{TRAINER} /out "
+            f"/glmkit-data/{CASES.name}{arith}",
             "sh", str(layers), *kind.generator_args]
     try:
         run(argv)
