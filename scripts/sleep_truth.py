@@ -106,7 +106,17 @@ def gpu_memory(servers: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             per[name or "other"] = per.get(name or "other", 0.0) + float(used)
     return {"used_mib": float(total[0][0]) if total else None,
-            "total_mib": float(total[0][1]) if total else None, "per_server_mib": per}
+            "total_mib": float(total[0][1]) if total else None, "per_server_mib": per,
+            "host_available_mib": host_available_mib()}
+
+
+def host_available_mib() -> float | None:
+    """The host memory available now (MemAvailable): a sleeping server's weights go there."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def check_imports() -> None:
@@ -250,6 +260,8 @@ def plan(memory_mib: float | None, weights_gib: float | None, utilization: float
         out["expected_switch_s"] = round(estimate.total_s, 2)
         out["expected"] = {"sleep_s": round(estimate.sleep_s, 2),
                            "wake_s": round(estimate.wake_s, 2), "first_s": estimate.first_s}
+        # A switch holds both members' weights in host memory (the awake one sleeps first).
+        out["host_memory_gib"] = round(sleep_model.host_memory_gib([weights_gib] * 2), 1)
     return out
 
 
@@ -405,6 +417,19 @@ def run(args: argparse.Namespace) -> int:
         if result.data["steady"].get("status") != 200:
             raise SystemExit(f"the first request to A failed: {result.data['steady']}")
         expected = float(result.data["plan"].get("expected_switch_s") or 30.0)
+        # B is asleep (its weights in host memory already): the switch adds A's.
+        weights_now = result.data["plan"].get("weights_gib")
+        have = host_available_mib()
+        if gpu and weights_now and have is not None:
+            from glmkit.knowledge.sleep_model import host_memory_gib
+
+            need = host_memory_gib([float(weights_now)])
+            if need * 1024 > have:
+                raise SystemExit(
+                    f"not switched: putting A to sleep takes {need:.0f} GiB of host memory "
+                    f"and {have / 1024:.0f} GiB is available beside the sleeping B (tried on "
+                    "an H100 host of 125 GiB, the kernel ended both servers: "
+                    "sleep_calibration.json's switch_runs)")
         for k in range(args.switches):
             to, frm = NAMES[(k + 1) % 2], NAMES[k % 2]
             if deadline - time.monotonic() < expected + 20:

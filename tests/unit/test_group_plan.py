@@ -143,7 +143,7 @@ def test_two_flash_servers_fit_an_h100_at_0_9_as_measured() -> None:
 
 def test_the_plan_says_the_switch_time_from_the_measured_figures() -> None:
     same = sleep_model.switch_estimate(1, 56.0, 56.0, 2.0)
-    assert same.total_s == pytest.approx(27.4 + 1.31 + 0.11)
+    assert same.total_s == pytest.approx(38.7 + 1.31 + 0.11)  # the median sleep of three
     level2 = sleep_model.switch_estimate(2, 56.0, 56.0, 2.0)
     assert level2.reload_s == 28.0 and level2.sleep_s == 0.06 and level2.wake_s == 0.29
     plan = group(FLASH, AIR, hw=H200, vendor="cuda")
@@ -161,6 +161,32 @@ def test_a_measured_switch_is_within_half_of_the_plan(point: dict[str, Any]) -> 
     estimate = sleep_model.switch_estimate(1, point["from_weights_gib"],
                                            point["to_weights_gib"], 2.0)
     assert 0.5 <= point["switch_s"] / estimate.total_s <= 1.5, point
+
+
+@pytest.mark.parametrize("run", sleep_model.calibration()["switch_runs"])
+def test_the_plan_does_not_choose_level_1_where_a_switch_ran_out_of_host_memory(
+        run: dict[str, Any]) -> None:
+    """Two GLM-4.7-Flash servers at level 1 on an H100 host of 125 GiB: the first switch
+    put the awake one to sleep while the other's weights were still in host memory, and
+    the kernel ended both. The plan's host memory for a switch (every member's weights,
+    at the measured GiB of host memory per GiB of weights) is past what that host had, so
+    it would have chosen level 2; one sleeping member's share is what the host showed.
+    (It counted all members but one, at their weights alone: 56 GiB, and chose level 1.)"""
+    assert run["outcome"].startswith("failed")
+    need = sleep_model.host_memory_gib(run["weights_gib"])
+    assert need > run["host_memory_available_gib"]
+    one = sleep_model.host_memory_gib(run["weights_gib"][:1])
+    used = run["host_used_gib"]
+    assert one == pytest.approx(used["one_asleep"] - used["before"], rel=0.05)
+
+
+def test_a_group_on_the_measured_host_sleeps_at_level_2() -> None:
+    """On a host with the 124.2 GiB the failed switch had available, Flash and Air-FP8
+    (56 and 100 GiB of weights) on one H200 cannot switch at level 1."""
+    available = sleep_model.calibration()["switch_runs"][0]["host_memory_available_gib"]
+    plan = group(FLASH, AIR, hw=H200, vendor="cuda", memory=available)
+    assert plan.sleep_level == 2
+    assert any("host memory during a switch" in n for n in plan.base.notes)
 
 
 def test_level_1_falls_back_to_level_2_when_the_host_lacks_memory() -> None:

@@ -266,16 +266,17 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
     if sleeps and level == 1 and need and here and have is not None and need > have:
         if s.sleep_level == 1:
             raise UsageError(f"--sleep-level 1 keeps the sleeping models' weights in host "
-                             f"memory: {need:.0f} GiB at worst, and this host has {have:.0f} "
+                             f"memory: {need:.0f} GiB during a switch ({provenance()}), and "
+                             f"this host has {have:.0f} "
                              "GiB available. Free memory, or pass --sleep-level 2 (the "
                              "weights are read from disk again on each wake).")
         level = 2
-        notes.append(f"model group: sleep level 2, as level 1 would keep {need:.0f} GiB of "
-                     f"weights in host memory and this host has {have:.0f} GiB available: "
+        notes.append(f"model group: sleep level 2, as level 1 would take {need:.0f} GiB of "
+                     f"host memory during a switch and this host has {have:.0f} GiB available: "
                      "each wake reads the model from disk again")
     elif sleeps and level == 1 and need and not (here and have is not None):
-        notes.append(f"model group: sleep level 1 keeps up to {need:.0f} GiB of weights in "
-                     "host memory (not checked: planned for other hardware)")
+        notes.append(f"model group: sleep level 1 takes up to {need:.0f} GiB of host memory "
+                     "during a switch (not checked: planned for other hardware)")
     if not sleeps:
         notes.append(f"model group on {vendor.name}: {refusal}; the models stay in memory "
                      "side by side and the door switches them by name (its sleep and wake "
