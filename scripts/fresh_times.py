@@ -63,7 +63,18 @@ def make_fresh(keep_engine: bool) -> None:
         sh("systemctl", "stop", "docker")
         sh("pkill", "-x", "dockerd")
         sh("pkill", "-x", "containerd")
-        sh("apt-get", "purge", "-y", "-q", *ENGINE_PACKAGES)
+        # Only what is installed: apt-get refuses the whole list over one unknown name
+        # (docker-ce on a Debian-packaged engine), and the engine would stay.
+        installed = [name for name in ENGINE_PACKAGES if sh(
+            "dpkg-query", "-W", "-f=${Status}", name).stdout.startswith("install ok installed")]
+        if installed:
+            purged = sh("apt-get", "purge", "-y", "-q", *installed)
+            if purged.returncode != 0:
+                raise SystemExit(f"apt-get purge {' '.join(installed)} failed: "
+                                 f"{purged.stderr.strip()[-300:]}")
+        if shutil.which("dockerd"):
+            raise SystemExit(f"dockerd is still installed ({shutil.which('dockerd')}): "
+                             "this machine would not be fresh")
         shutil.rmtree("/var/lib/docker", ignore_errors=True)
         shutil.rmtree("/var/lib/containerd", ignore_errors=True)
     for folder in CACHES:
