@@ -109,6 +109,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB"
 
 
+def measured(record: dict[str, object]) -> str:
+    """How the README's minutes were measured, in its words."""
+    removed = "no Docker, " if record.get("engine_removed") else ""
+    return (f"measured {record['date']} on a fresh machine of {record['machine']}: "
+            f"{record['quickstart_s']} s and {record['test_s']} s (scripts/fresh_times.py at "
+            f"{record['commit']}; {removed}no images, models, npm packages or compile "
+            "caches)")
+
+
 def stamped(text: str, record: dict[str, object]) -> str:
     """The README's text with the measured minutes and how they were measured."""
     for key in ("quickstart", "test"):
@@ -133,7 +142,15 @@ def main() -> int:
     parser.add_argument("--quickstart-only", action="store_true",
                         help="time the quick start alone (its steps), not the tests")
     parser.add_argument("--logs", default="/tmp/glmkit-fresh-times")
+    parser.add_argument("--from-record", action="store_true",
+                        help=f"only write the README from {RECORD.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.from_record:
+        record = json.loads(RECORD.read_text())
+        record["measured"] = measured(record)
+        RECORD.write_text(json.dumps(record, indent=1) + "\n")
+        README.write_text(stamped(README.read_text(), record))
+        return 0
     if not args.yes:
         raise SystemExit("fresh_times.py removes glmkit's images, caches and (without "
                          "--keep-engine) Docker itself: pass --yes on a machine of its own")
@@ -158,11 +175,9 @@ def main() -> int:
         "test_s": round(test_s), "test_exit": test_rc,
         "test_summary": tail[0] if tail else "", "commit": commit,
         "engine_removed": not args.keep_engine, "machine": machine(),
-        "measured": f"measured {time.strftime('%Y-%m-%d')} on a fresh {machine()} "
-                    f"(scripts/fresh_times.py at {commit}: "
-                    f"{'no Docker, ' if not args.keep_engine else ''}no images, models, "
-                    f"npm packages or compile caches)",
+        "date": time.strftime("%Y-%m-%d"),
     }
+    record["measured"] = measured(record)
     RECORD.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record, indent=1))
     if args.write_readme:
