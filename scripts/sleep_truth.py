@@ -265,6 +265,22 @@ def plan(memory_mib: float | None, weights_gib: float | None, utilization: float
     return out
 
 
+def shallower(model_dir: Path, config: dict[str, Any], layers: int, out: Path
+              ) -> tuple[Path, dict[str, Any]]:
+    """A copy of the layout's model with `layers` decoder layers: the same layer shapes
+    and experts, fewer of them, so that two members' weights fit the host's memory while
+    asleep (two full GLM-4.7-Flash need 154 GiB, sleep_calibration.json's switch_runs)."""
+    shutil.copytree(model_dir, out)
+    changed = json.loads(json.dumps(config))
+    text = changed.get("text_config", changed)
+    if not 0 < layers <= int(text["num_hidden_layers"]):
+        raise SystemExit(f"--hidden-layers {layers}: the model has "
+                         f"{text['num_hidden_layers']}")
+    text["num_hidden_layers"] = layers
+    (out / "config.json").write_text(json.dumps(changed, indent=1) + "\n")
+    return out, changed
+
+
 def weights_gib(config: dict[str, Any]) -> float | None:
     """The layout's weights as glmkit counts them (knowledge/params.py), in GiB; None for a
     config it cannot count."""
@@ -338,6 +354,9 @@ def run(args: argparse.Namespace) -> int:
     check_imports()
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
+    work = Path(tempfile.mkdtemp(prefix="sleep-truth-"))
+    if args.hidden_layers:
+        model_dir, config = shallower(model_dir, config, args.hidden_layers, work / "model")
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
     gpu = not args.cpu
     result.data["host"] = host()
@@ -349,7 +368,6 @@ def run(args: argparse.Namespace) -> int:
     result.data["layout"] = {k: layout.get(k) for k in ("model", "serve_args", "environment",
                                                          "glmkit_commit", "render")}
     result.event("planned", utilization=utilization, weights_gib=weights)
-    work = Path(tempfile.mkdtemp(prefix="sleep-truth-"))
     launcher = work / "vllm_main.py"
     launcher.write_text(LAUNCHER)
     env = {**os.environ, **layout["environment"], "VLLM_SERVER_DEV_MODE": "1",
@@ -488,6 +506,9 @@ def main() -> None:
     parser.add_argument("--weights-gib", type=float, default=None,
                         help="the weights the plan's switch estimate uses (default: counted "
                              "from the layout's config.json)")
+    parser.add_argument("--hidden-layers", type=int, default=None,
+                        help="serve the model with this many decoder layers (the same "
+                             "shapes, fewer): two members that fit the host's memory asleep")
     parser.add_argument("--enforce-eager", action="store_true",
                         help="no torch.compile and CUDA graphs: quicker starts")
     parser.add_argument("--cpu", action="store_true",
