@@ -138,15 +138,20 @@ def main() -> int:
     parser.add_argument("--yes", action="store_true", help="really remove the caches above")
     parser.add_argument("--keep-engine", action="store_true",
                         help="leave the Docker engine installed (not a new machine)")
-    parser.add_argument("--write-readme", action="store_true")
-    parser.add_argument("--quickstart-only", action="store_true",
-                        help="time the quick start alone (its steps), not the tests")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--write-readme", action="store_true")
+    what.add_argument("--quickstart-only", action="store_true",
+                      help="time the quick start alone (its steps), not the tests")
     parser.add_argument("--logs", default="/tmp/glmkit-fresh-times")
     parser.add_argument("--from-record", action="store_true",
                         help=f"only write the README from {RECORD.relative_to(ROOT)}")
     args = parser.parse_args()
     if args.from_record:
         record = json.loads(RECORD.read_text())
+        missing = {"date", "machine", "quickstart_s", "test_s", "commit"} - set(record)
+        if missing:
+            raise SystemExit(f"{RECORD.relative_to(ROOT)} lacks {', '.join(sorted(missing))}:"
+                             " measure again")
         record["measured"] = measured(record)
         RECORD.write_text(json.dumps(record, indent=1) + "\n")
         README.write_text(stamped(README.read_text(), record))

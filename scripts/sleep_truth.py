@@ -236,8 +236,8 @@ def delta(before: dict[str, float], after: dict[str, float], prefix: str) -> dic
 
 # --- the plan ---------------------------------------------------------------------------------
 
-def plan(memory_mib: float | None, weights_gib: float | None, utilization: float | None
-         ) -> dict[str, Any]:
+def plan(memory_mib: float | None, weights_gib: float | None, utilization: float | None,
+         model: str | None = None) -> dict[str, Any]:
     """The utilization the group's plan gives one awake and one asleep on this card, and
     the switch it expects (glmkit.knowledge.sleep_model)."""
     from glmkit.knowledge import sleep_model
@@ -261,7 +261,8 @@ def plan(memory_mib: float | None, weights_gib: float | None, utilization: float
         out["expected"] = {"sleep_s": round(estimate.sleep_s, 2),
                            "wake_s": round(estimate.wake_s, 2), "first_s": estimate.first_s}
         # A switch holds both members' weights in host memory (the awake one sleeps first).
-        out["host_memory_gib"] = round(sleep_model.host_memory_gib([weights_gib] * 2), 1)
+        out["host_memory_gib"] = round(sleep_model.host_memory_gib([weights_gib] * 2,
+                                                                   [model] * 2), 1)
     return out
 
 
@@ -270,12 +271,12 @@ def shallower(model_dir: Path, config: dict[str, Any], layers: int, out: Path
     """A copy of the layout's model with `layers` decoder layers: the same layer shapes
     and experts, fewer of them, so that two members' weights fit the host's memory while
     asleep (two full GLM-4.7-Flash need 154 GiB, sleep_calibration.json's switch_runs)."""
-    shutil.copytree(model_dir, out)
     changed = json.loads(json.dumps(config))
     text = changed.get("text_config", changed)
     if not 0 < layers <= int(text["num_hidden_layers"]):
         raise SystemExit(f"--hidden-layers {layers}: the model has "
                          f"{text['num_hidden_layers']}")
+    shutil.copytree(model_dir, out)
     text["num_hidden_layers"] = layers
     (out / "config.json").write_text(json.dumps(changed, indent=1) + "\n")
     return out, changed
@@ -355,15 +356,19 @@ def run(args: argparse.Namespace) -> int:
     model_dir = (folder / "model").resolve()
     config = json.loads((model_dir / "config.json").read_text())
     work = Path(tempfile.mkdtemp(prefix="sleep-truth-"))
-    if args.hidden_layers:
-        model_dir, config = shallower(model_dir, config, args.hidden_layers, work / "model")
+    if args.hidden_layers is not None:
+        try:
+            model_dir, config = shallower(model_dir, config, args.hidden_layers, work / "model")
+        except SystemExit:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     make_tokenizer(model_dir, int(config.get("text_config", config)["vocab_size"]))
     gpu = not args.cpu
     result.data["host"] = host()
     memory = gpu_memory({})
     result.data["memory"].append({"when": "before any server", **memory})
     weights = args.weights_gib or weights_gib(config)
-    result.data["plan"] = plan(memory["total_mib"], weights, args.utilization)
+    result.data["plan"] = plan(memory["total_mib"], weights, args.utilization, layout["model"])
     utilization = result.data["plan"].get("utilization") if gpu else None
     result.data["layout"] = {k: layout.get(k) for k in ("model", "serve_args", "environment",
                                                          "glmkit_commit", "render")}
@@ -415,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
             if name == "B" and facts.get("weights_gib") and not args.weights_gib:
                 # What vLLM loaded: the plan's switch estimate from the real size.
                 result.data["plan"] = plan(memory["total_mib"], float(facts["weights_gib"]),
-                                           args.utilization)
+                                           args.utilization, layout["model"])
                 result.data["plan"]["weights_from"] = "vLLM's log (Model loading took)"
             if name == "B":
                 asleep = wait_for(lambda: json.loads(get(
@@ -441,7 +446,7 @@ def run(args: argparse.Namespace) -> int:
         if gpu and weights_now and have is not None:
             from glmkit.knowledge.sleep_model import host_memory_gib
 
-            need = host_memory_gib([float(weights_now)])
+            need = host_memory_gib([float(weights_now)], [layout["model"]])
             if need * 1024 > have:
                 raise SystemExit(
                     f"not switched: putting A to sleep takes {need:.0f} GiB of host memory "

@@ -66,7 +66,9 @@ def main() -> int:
         train, test = write_layout(args.gsm8k, repo)
         with serve(Hub(repos={}, datasets={"openai/gsm8k": repo})) as endpoint:
             print(download_gsm8k(None, hf_home, {}, endpoint=endpoint))
-        env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+        # GLMKIT_HF_CACHE too: it (or invoke.yaml's hf_cache) would win over HF_HOME.
+        env = {**os.environ, "HF_HOME": str(hf_home), "GLMKIT_HF_CACHE": str(hf_home),
+               "HF_HUB_OFFLINE": "1"}
         argv = [str(Path(sys.executable).with_name("invoke")), "eval", "--project",
                 args.project, "--dataset", "gsm8k", "--limit", args.limit,
                 "--protocol", args.protocol]
@@ -74,11 +76,13 @@ def main() -> int:
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
                               check=False)
         seconds = time.monotonic() - started
-    print(done.stdout.strip() or done.stderr.strip())
+    for text in (done.stdout.strip(), done.stderr.strip()):
+        if text:
+            print(text)
     print(f"`invoke eval --dataset gsm8k --limit {args.limit} --protocol {args.protocol}` "
           f"took {seconds:.1f} s (exit {done.returncode}; GSM8K {train:,} train / "
           f"{test:,} test from openai/grade-school-math)")
-    return 0
+    return done.returncode
 
 
 if __name__ == "__main__":

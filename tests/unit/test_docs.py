@@ -109,7 +109,6 @@ def test_fresh_times_reads_the_steps_setup_and_quickstart_print() -> None:
     records them, so a fresh machine's minutes say where they went. The scripts and the
     parser agree: every step the scripts name is one the parser reads."""
     import importlib.util
-    import re
 
     spec = importlib.util.spec_from_file_location("fresh_times",
                                                   ROOT / "scripts" / "fresh_times.py")
@@ -125,3 +124,29 @@ def test_fresh_times_reads_the_steps_setup_and_quickstart_print() -> None:
                                     (ROOT / "scripts" / script).read_text(), re.M)]
     assert named == ["virtual environment", "Docker engine", "base image", "CPU image",
                      "tiny model", "up", "down", "chat", "check", "bench"]
+    # What step() echoes, with its name and seconds filled in, is what the parser reads
+    # (unit tests start no program: the echo is expanded here, not by bash).
+    for script in ("setup.sh", "quickstart.sh"):
+        define = next(line for line in (ROOT / "scripts" / script).read_text().splitlines()
+                      if line.startswith("step() {"))
+        echoed = re.search(r'echo "([^"]*)"', define)
+        assert echoed, define
+        printed = re.sub(r"\$\(\([^)]*\)\)", "7", echoed[1].replace("$1", "x y"))
+        assert fresh.steps(printed + "\n") == {"x y": 7}, (script, printed)
+
+
+def test_the_readme_says_what_the_fresh_times_record_measured() -> None:
+    """The README's minutes and its line come from docs/fresh-times.json, as
+    `fresh_times.py --from-record` writes them: an edit of one without the other fails."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("fresh_times",
+                                                  ROOT / "scripts" / "fresh_times.py")
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    record = json.loads((ROOT / "docs" / "fresh-times.json").read_text())
+    assert record["measured"] == fresh.measured(record)
+    readme = (ROOT / "README.md").read_text()
+    assert fresh.stamped(readme, record) == readme

@@ -27,6 +27,7 @@ from glmkit.measure.evaluate import (
     FEWSHOT,
     MAX_FAILURES_IN_A_ROW,
     META,
+    PROBES,
     SUMMARY,
     Endpoint,
     EvalRequest,
@@ -47,6 +48,8 @@ SET = EvalSet("tiny-arith", "sha256-test", "tests", TRAIN, TEST)
 QUESTION = re.compile(r"Bob has (\d+) pears")
 
 Reply = Callable[[dict[str, Any], int], Any]  # (request body, request number) -> reply
+# /tokenize's count: one for every prompt, one per prompt, or no such route (None)
+Tokens = int | Callable[[dict[str, Any]], int] | None
 
 
 def right(body: dict[str, Any], _: int) -> Any:
@@ -71,7 +74,7 @@ def off_by_one(body: dict[str, Any], i: int) -> Any:
 
 
 @contextmanager
-def server(reply: Reply, key: str | None = None, tokens: int | None = None
+def server(reply: Reply, key: str | None = None, tokens: Tokens = None
            ) -> Iterator[tuple[str, list[Any]]]:
     seen: list[Any] = []
     count = [0]
@@ -95,7 +98,8 @@ def server(reply: Reply, key: str | None = None, tokens: int | None = None
                     seen.append((self.path, body, self.headers.get("Authorization")))
                 if tokens is None:
                     return self._send(404, b'{"detail": "Not Found"}')
-                return self._send(200, json.dumps({"count": tokens}).encode())
+                counted = tokens(body) if callable(tokens) else tokens
+                return self._send(200, json.dumps({"count": counted}).encode())
             with lock:
                 count[0] += 1
                 number = count[0]
@@ -138,7 +142,7 @@ PROVENANCE = Provenance(model="glmkit/glm-tiny", image="glmkit/vllm-cpu:test",
 
 def run(tmp_path: Path, reply: Reply, *, provenance: Provenance = PROVENANCE,
         key: str | None = None, references: list[Any] | None = None,
-        context: int | None = None, tokens: int | None = None,
+        context: int | None = None, tokens: Tokens = None,
         **change: Any) -> tuple[Any, list[Any]]:
     request = EvalRequest(project="p", **{"protocol": PROTOCOLS["completions-5shot"], **change})
     with server(reply, key, tokens) as (url, seen):
@@ -356,39 +360,60 @@ def test_a_run_that_fails_its_gate_or_is_partial_is_not_saved_as_a_baseline(
 def test_max_tokens_is_cut_to_the_servers_context(tmp_path: Path) -> None:
     """chat-thinking's 4,096 tokens on a server of --max-model-len 2048 (the tiny one):
     vLLM answers every such request HTTP 400, so the run asks for what the context leaves
-    after the longest prompt, as the server tokenizes it, and says so."""
+    after the prompts, as the server counts the longest of them (with a margin), says so,
+    and does not save the run as a baseline (it was not asked the protocol's question)."""
     report, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048,
-                       tokens=100, key="k")
+                       tokens=100, key="k", save_baseline=True)
     asked = [body for path, body, _ in seen if path != "/tokenize"]
     tokenized = [(body, auth) for path, body, auth in seen if path == "/tokenize"]
     assert report.correct["flexible"] == 20
-    assert {body["max_tokens"] for body in asked} == {1948}
-    assert len(tokenized) == 1 and tokenized[0][1] == "Bearer k"
+    assert {body["max_tokens"] for body in asked} == {2048 - (100 + 16 + 5)}
+    assert len(tokenized) == PROBES and {auth for _, auth in tokenized} == {"Bearer k"}
     assert tokenized[0][0]["chat_template_kwargs"] == {"enable_thinking": True}
     line = report.summary_line()
-    assert "max_tokens 1,948, not 4,096: the server's --max-model-len is 2,048" in line
-    assert line.count("max_tokens 1,948") == 1
+    assert ("max_tokens 1,927, not 4,096: the server's --max-model-len is 2,048 and the "
+            "prompts take up to 121 tokens") in line
+    assert line.count("max_tokens 1,927, not 4,096: the server's") == 1
+    assert "not saved as a baseline: its max_tokens 1,927, not 4,096" in line
+    assert report.baseline is None
     meta = json.loads((report.path / META).read_text())
-    assert meta["protocol"]["max_tokens"] == 1948 and meta["server_context"] == 2048
+    assert meta["protocol"]["max_tokens"] == 1927 and meta["server_context"] == 2048
+    assert meta["prompt_tokens"] == {"tokens": 121, "counted_by": "server"}
 
 
-def test_a_prompt_that_fits_keeps_the_protocols_max_tokens(tmp_path: Path) -> None:
+def test_a_shorter_prompt_with_more_tokens_sets_the_cut(tmp_path: Path) -> None:
+    """Characters do not order tokens: the fourth longest question counts 120 tokens, the
+    others 40, and the cut leaves room for it."""
+    fourth = sorted(TEST, key=lambda p: len(p.question), reverse=True)[3].question
+
+    def count(body: dict[str, Any]) -> int:
+        return 120 if fourth in body["messages"][0]["content"] else 40
+
+    _, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048,
+                  tokens=count)
+    assert {body["max_tokens"] for path, body, _ in seen if path != "/tokenize"} == \
+        {2048 - (120 + 16 + 6)}
+
+
+def test_a_prompt_that_fits_by_its_characters_asks_nothing(tmp_path: Path) -> None:
     report, seen = run(tmp_path, right, context=2048, tokens=300)
     assert {body["max_tokens"] for path, body, _ in seen if path != "/tokenize"} == {256}
+    assert not [path for path, _, _ in seen if path == "/tokenize"]
     assert "max_tokens" not in report.summary_line()
 
 
 def test_without_tokenize_the_prompts_characters_bound_it(tmp_path: Path) -> None:
-    _, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048)
+    report, seen = run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048)
     asked = [body for path, body, _ in seen if path != "/tokenize"]
     (cut,) = {body["max_tokens"] for body in asked}
     longest = max(len(body["messages"][0]["content"]) for body in asked)
     assert cut == 2048 - longest - 64
+    assert "(their characters: the server did not count)" in report.summary_line()
 
 
 def test_a_context_too_short_to_answer_in_is_one_line_and_no_run(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"--max-model-len 2,048 leaves 48 tokens"):
-        run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=2048, tokens=2000)
+    with pytest.raises(UsageError, match=r"--max-model-len 200 leaves \d+ tokens to answer"):
+        run(tmp_path, right, protocol=PROTOCOLS["chat-thinking"], context=200, tokens=190)
     assert not (tmp_path / "results" / EVAL_DIR).exists() or not any(
         p for p in (tmp_path / "results" / EVAL_DIR).iterdir() if p.name != "baselines")
 

@@ -101,10 +101,21 @@ def switch_estimate(level: int, from_weights_gib: float, to_weights_gib: float,
                           to_weights_gib / load_gib_per_s, first)
 
 
-def host_memory_gib(weights_gib: list[float]) -> float:
+def host_memory_gib(weights_gib: list[float], models: list[str] | None = None) -> float:
     """Host memory level 1 holds at worst: during a switch every member is asleep at once
     (the awake one sleeps before the other wakes, as the GPU has no room for both), and
-    each sleeping member takes more host memory than its weights (the measured ratio).
-    On the H100 host of 125 GiB, two GLM-4.7-Flash members reached 125.8 GiB in their
-    first switch and the kernel ended both (sleep_calibration.json's switch_runs)."""
-    return sum(weights_gib) * figure("level1", "host_gib_per_weight_gib")
+    each sleeping member takes more host memory than its weights: the ratio measured for
+    its model, else the bound for one not measured. On the H100 host of 125 GiB, two
+    GLM-4.7-Flash members reached 125.8 GiB in their first switch and the kernel ended
+    both (sleep_calibration.json's switch_runs)."""
+    named: list[str | None] = list(models) if models is not None else [None] * len(weights_gib)
+    return float(sum(weights * host_ratio(model)
+                     for weights, model in zip(weights_gib, named, strict=True)))
+
+
+def host_ratio(model: str | None) -> float:
+    """GiB of host memory per GiB of weights a sleeping `model` takes at level 1."""
+    measured = calibration()["level1"]["host_gib_per_weight_gib"]
+    if model is not None and model == measured.get("model"):
+        return float(measured["value"])
+    return figure("level1", "host_gib_per_weight_gib_unmeasured")

@@ -279,7 +279,12 @@ MIN_ROOM = 64  # generated tokens below which a question cannot be answered at a
 TEMPLATE_ROOM = 64  # a chat template's markup around the question, when not counted
 
 
-def prompt_tokens(where: Endpoint, path: str, body: dict[str, Any]) -> int | None:
+PROBES = 8  # prompts the server is asked to count: the longest by characters
+FIRST_COUNT_TIMEOUT_S = 60.0  # the first count may wake a sleeping group member
+
+
+def prompt_tokens(where: Endpoint, path: str, body: dict[str, Any],
+                  timeout_s: float = 10.0) -> int | None:
     """The prompt's tokens as the server counts them (vLLM's POST /tokenize, chat
     template included for a chat request); None when the server does not say."""
     import requests
@@ -293,7 +298,7 @@ def prompt_tokens(where: Endpoint, path: str, body: dict[str, Any]) -> int | Non
     headers = {"Authorization": f"Bearer {where.api_key}"} if where.api_key else {}
     try:
         reply = requests.post(f"{where.base_url}/tokenize", json=ask_for, headers=headers,
-                              timeout=10)
+                              timeout=timeout_s)
         count = reply.json().get("count") if reply.status_code == 200 else None
     except (requests.RequestException, ValueError, AttributeError):
         return None
@@ -301,7 +306,20 @@ def prompt_tokens(where: Endpoint, path: str, body: dict[str, Any]) -> int | Non
         else None
 
 
-def fit_to_context(protocol: Protocol, context: int | None, longest_prompt: int
+@dataclass(frozen=True)
+class PromptSize:
+    """The most tokens a prompt of the run takes, and how that was found."""
+
+    tokens: int
+    counted_by: str  # "server" (its /tokenize, with a margin) or "characters" (a bound)
+
+    def words(self) -> str:
+        return (f"up to {self.tokens:,} tokens (the server's count of the {PROBES} longest, "
+                "with a margin)" if self.counted_by == "server" else
+                f"at most {self.tokens:,} tokens (their characters: the server did not count)")
+
+
+def fit_to_context(protocol: Protocol, context: int | None, prompts: PromptSize
                    ) -> tuple[Protocol, str | None]:
     """The protocol with max_tokens cut to what the server's context leaves after the
     longest prompt (vLLM answers HTTP 400 to a request whose prompt and max_tokens pass
@@ -309,30 +327,42 @@ def fit_to_context(protocol: Protocol, context: int | None, longest_prompt: int
     when it fits or the context is not known."""
     from dataclasses import replace
 
-    if context is None or longest_prompt + protocol.max_tokens <= context:
+    if context is None or prompts.tokens + protocol.max_tokens <= context:
         return protocol, None
-    room = context - longest_prompt
+    room = context - prompts.tokens
     if room < MIN_ROOM:
         raise UsageError(f"The server's --max-model-len {context:,} leaves {max(room, 0)} "
-                         f"tokens to answer after the longest prompt ({longest_prompt:,}): "
-                         f"serve a longer context for {protocol.name}.")
+                         f"tokens to answer after the prompts ({prompts.words()}): serve a "
+                         f"longer context for {protocol.name}.")
     return replace(protocol, max_tokens=room), (
         f"max_tokens {room:,}, not {protocol.max_tokens:,}: the server's --max-model-len "
-        f"is {context:,} and the longest prompt {longest_prompt:,} tokens")
+        f"is {context:,} and the prompts take {prompts.words()}")
 
 
-def longest_prompt_tokens(where: Endpoint, protocol: Protocol, block: str,
-                          questions: Sequence[Problem]) -> int:
-    """The longest prompt of the run (by characters) in the server's tokens, or its
-    character count where the server cannot tokenize (GSM8K is ASCII: a token holds
-    at least one character)."""
-    longest = max(questions, key=lambda p: len(p.question))
-    path, body = request_body(protocol, where.model, block, longest.question)
-    counted = prompt_tokens(where, path, body)
-    if counted is not None:
-        return counted
-    text = body.get("prompt") or "".join(m["content"] for m in body["messages"])
-    return len(text) + (0 if "prompt" in body else TEMPLATE_ROOM)
+def prompt_size(where: Endpoint, protocol: Protocol, block: str,
+                questions: Sequence[Problem], context: int) -> PromptSize:
+    """The most tokens a prompt of the run takes. Their characters bound it (GSM8K is
+    ASCII: a token holds at least one character); where that bound leaves the protocol's
+    max_tokens room, nothing is asked. Else the server counts the PROBES longest prompts
+    (a shorter one can hold more tokens: hence several, and a margin)."""
+    def text_of(question: str) -> str:
+        _, body = request_body(protocol, where.model, block, question)
+        return str(body.get("prompt") or "".join(m["content"] for m in body["messages"]))
+
+    longest = sorted(questions, key=lambda p: len(text_of(p.question)), reverse=True)[:PROBES]
+    chars = len(text_of(longest[0].question)) + (
+        0 if protocol.endpoint == "completions" else TEMPLATE_ROOM)
+    if chars + protocol.max_tokens <= context:
+        return PromptSize(chars, "characters")
+    counts: list[int] = []
+    for n, problem in enumerate(longest):
+        path, body = request_body(protocol, where.model, block, problem.question)
+        counted = prompt_tokens(where, path, body, FIRST_COUNT_TIMEOUT_S if n == 0 else 10.0)
+        if counted is None:
+            return PromptSize(chars, "characters")
+        counts.append(counted)
+    most = max(counts)
+    return PromptSize(min(chars, most + 16 + most // 20), "server")
 
 
 def server_context(base_url: str, api_key: str | None, model: str) -> int | None:
@@ -661,9 +691,11 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
     sample = len(indices) < len(data.test)
     block = fewshot_block(data.train, request.protocol.shots)
     fitted: str | None = None
+    prompts: PromptSize | None = None
     if context is not None:
-        protocol, fitted = fit_to_context(request.protocol, context, longest_prompt_tokens(
-            where, request.protocol, block, [data.test[i] for i in indices]))
+        prompts = prompt_size(where, request.protocol, block,
+                              [data.test[i] for i in indices], context)
+        protocol, fitted = fit_to_context(request.protocol, context, prompts)
         request = replace(request, protocol=protocol)
     notes = (*chosen.notes, *([fitted] if fitted else []))
     label = request.label or _label(provenance.model, request.protocol.name, data.name)
@@ -678,6 +710,7 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
         "selection": {"limit": request.limit, "seed": request.seed, "indices": indices},
         "fewshot_id": prompt_id(block), "concurrency": concurrency,
         "server_context": context, "notes": list(notes),
+        "prompt_tokens": asdict(prompts) if prompts else None,
         "references": [t.name for t in chosen.targets]})
     atomic_write(folder / FEWSHOT, block)
     started = time.monotonic()
@@ -710,9 +743,12 @@ def evaluate(request: EvalRequest, where: Endpoint, provenance: Provenance, *, t
 def _save(report: EvalReport, provenance: Provenance, folder: Path) -> EvalReport:
     from dataclasses import replace
 
-    if report.status != "complete" or any(o.failed for o in report.outcomes):
+    cut = next((n.split(":")[0] for n in report.notes if n.startswith("max_tokens ")), None)
+    if report.status != "complete" or any(o.failed for o in report.outcomes) or cut:
+        # A cut run answered under another protocol than its name says: as a baseline
+        # it would gate full runs with a score they were not asked for.
         why = f"the run is {report.status}" if report.status != "complete" else \
-            "it failed the gate"
+            f"its {cut} (the server's context)" if cut else "it failed the gate"
         return replace(report, notes=(*report.notes, f"not saved as a baseline: {why}"))
     found = report.correct
     doc = BaselineDoc(version=1, model=provenance.model, protocol=report.protocol.name,

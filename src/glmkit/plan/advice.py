@@ -449,7 +449,8 @@ def group_advice(request: PlanRequest, hw: Hardware, env: Mapping[str, str]) -> 
     level = request.sleep_level or 1
     if not refusal:
         known = [w for w in weights if w is not None]
-        need = host_memory_gib(known) if len(known) == len(weights) else None
+        need = host_memory_gib(known, [resolve_model(m, env).id for m in request.models]) \
+            if len(known) == len(weights) else None
         have = available_memory_gib() if here else None
         if need is not None:
             verdict = " (this host's memory not checked: planned for other hardware)" \

@@ -258,7 +258,8 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
             plans = _plans(s, facts, book, shared.utilization,
                            f" does not fit beside the sleeping members ({keep})")
     level = s.sleep_level or 1
-    need = host_memory_gib([w for w in weights if w is not None]) \
+    need = host_memory_gib([w for w in weights if w is not None],
+                           [p.model.id for p in plans]) \
         if sleeps and None not in weights else None
     have = facts.memory_available_gib
     here = facts.here and facts.hardware.vendor == vendor.name and \
