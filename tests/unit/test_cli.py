@@ -122,3 +122,28 @@ def test_status_shows_a_long_project_name_whole() -> None:
     console = Console(width=160, record=True)  # what views.console() gives piped output
     console.print(status_table([row]))
     assert "glmkit-e2e-a12a71-tiny" in console.export_text()
+
+
+def test_status_keeps_names_whole_beside_other_servers() -> None:
+    """With the other e2e servers listed beside it (a model served from a folder, long
+    digests), the piped table cut 'glmkit-e2e-fbf1bb-tiny' and its model and 'ready' to
+    fit 160 columns: the names a user copies stay whole; the image and digest fold."""
+    from rich.console import Console
+
+    from glmkit.cli.views import status_table
+    from glmkit.run.engine import ServerStatus
+
+    rows = [ServerStatus(project=f"glmkit-e2e-fbf1bb-{name}", node="head", model=model,
+                         vendor="cpu", url=f"http://127.0.0.1:2{i}293", state="running",
+                         api="ready", docker_health="healthy", restarts=0,
+                         image="glmkit/vllm-cpu:0.32.0", digest="sha256:" + "b" * 64)
+            for i, (name, model) in enumerate([
+                ("tiny", "glmkit/glm-tiny"), ("groups", "glmkit/glm-tiny-vision"),
+                ("perturbed", "/tmp/pytest-of-root/pytest-12/test_a_copy0/glm-tiny-perturbed"),
+                ("agents-off", "glmkit/glm-tiny")])]
+    console = Console(width=160, record=True)
+    console.print(status_table(rows))
+    text = console.export_text()
+    for row in rows:
+        assert row.project in text and row.model in text and row.url in text, text
+    assert "ready" in text

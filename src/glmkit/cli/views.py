@@ -188,12 +188,18 @@ def print_render(out: Console, deployment: Deployment, paths: list[Path]) -> Non
         say(path)
 
 
+# What a user copies or reads at a glance (`--project` takes the project, `--model` the
+# model): whole on one line however narrow the output; the image and digest fold instead.
+WHOLE = {"project", "model", "url", "state", "api"}
+
+
 def status_table(rows: list[ServerStatus]) -> Table:
     table = Table()
     for field in fields(ServerStatus):
-        # The project is what `--project` takes: whole, never folded over two lines.
-        table.add_column(field.name.replace("_", " "), overflow="fold",
-                         no_wrap=field.name == "project")
+        whole = field.name in WHOLE
+        widest = max((len(str(getattr(row, field.name))) for row in rows), default=0)
+        table.add_column(field.name.replace("_", " "), overflow="fold", no_wrap=whole,
+                         min_width=min(widest, 80) if whole else None)
     for row in rows:
         _add_row(table, *astuple(row))
     return table
