@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -61,3 +62,15 @@ def no_programs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.setattr(os, name, refused)
     yield
 
+
+@pytest.fixture(scope="session")
+def aiohttp() -> ModuleType:
+    """aiohttp, the library of the PD gate and the model group's door (every vLLM image
+    and the router image have it); a dev dependency here, required in CI."""
+    try:
+        import aiohttp
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("aiohttp is needed in CI (pip install -e '.[dev]')")
+        pytest.skip("aiohttp not installed (pip install -e '.[dev]')")
+    return aiohttp

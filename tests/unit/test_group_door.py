@@ -114,6 +114,20 @@ async def request(group: Group, name: str, served: list[str], work: float = 0.0)
         group.leave(member)
 
 
+async def crash(group: Group, fake: Any) -> None:
+    """`fake` stops answering, and the door's polls find it gone."""
+    fake.crash()
+    for _ in range(group.max_misses):
+        await group.poll()
+
+
+async def served_by(group: Group, name: str) -> list[str]:
+    """The members that served one request for `name`."""
+    served: list[str] = []
+    await request(group, name, served)
+    return served
+
+
 def test_start_up_puts_each_member_to_sleep_as_it_comes_up_and_leaves_the_first_awake() -> None:
     async def body() -> None:
         gpu = Gpu()
@@ -211,15 +225,11 @@ def test_a_member_that_crashes_asleep_answers_503_and_the_other_keeps_serving() 
     async def body() -> None:
         group, fakes, _ = started_group()
         await ready(group)
-        fakes["b"].crash()
-        for _ in range(group.max_misses):
-            await group.poll()
+        await crash(group, fakes["b"])
         assert group.find("b").state == "crashed"  # type: ignore[union-attr]
         with pytest.raises(Unavailable, match="unavailable"):
             await group.enter(group.find("b"))  # type: ignore[arg-type]
-        served: list[str] = []
-        await request(group, "a", served)
-        assert served == ["a"]
+        assert await served_by(group, "a") == ["a"]
 
     run(body)
 
@@ -234,9 +244,7 @@ def test_a_member_that_crashes_waking_fails_its_queue_and_the_other_is_woken_aga
         while group.task is not None or group.awake is None:
             await asyncio.sleep(0.001)
         assert group.awake is group.find("a") and gpu.awake == {"a"}
-        served: list[str] = []
-        await request(group, "a", served)
-        assert served == ["a"]
+        assert await served_by(group, "a") == ["a"]
         assert group.find("b").state == "crashed"  # type: ignore[union-attr]
 
     run(body)
@@ -250,9 +258,7 @@ def test_a_member_that_will_not_sleep_keeps_serving_and_the_switch_fails() -> No
         with pytest.raises(Unavailable, match="did not go to sleep"):
             await request(group, "b", [])
         assert gpu.awake == {"a"} and group.awake is group.find("a")
-        served: list[str] = []
-        await request(group, "a", served)
-        assert served == ["a"]
+        assert await served_by(group, "a") == ["a"]
 
     run(body)
 
@@ -261,13 +267,9 @@ def test_the_awake_member_crashing_lets_a_request_wake_another() -> None:
     async def body() -> None:
         group, fakes, gpu = started_group()
         await ready(group)
-        fakes["a"].crash()
-        for _ in range(group.max_misses):
-            await group.poll()
+        await crash(group, fakes["a"])
         assert group.awake is None
-        served: list[str] = []
-        await request(group, "b", served)
-        assert served == ["b"] and gpu.awake == {"b"}
+        assert await served_by(group, "b") == ["b"] and gpu.awake == {"b"}
 
     run(body)
 
@@ -276,15 +278,11 @@ def test_a_crashed_member_that_comes_back_is_taken_as_it_is() -> None:
     async def body() -> None:
         group, fakes, _ = started_group()
         await ready(group)
-        fakes["b"].crash()
-        for _ in range(group.max_misses):
-            await group.poll()
+        await crash(group, fakes["b"])
         fakes["b"].up, fakes["b"].sleeping = True, True  # restarted by hand, then slept
         await group.poll()
         assert group.find("b").state == "asleep"  # type: ignore[union-attr]
-        served: list[str] = []
-        await request(group, "b", served)
-        assert served == ["b"]
+        assert await served_by(group, "b") == ["b"]
 
     run(body)
 

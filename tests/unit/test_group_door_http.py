@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -18,18 +17,6 @@ from typing import Any
 import pytest
 
 from glmkit.run import group_door as door
-
-
-@pytest.fixture(scope="module")
-def aiohttp() -> ModuleType:
-    """The door's own library (every vLLM image has it); a dev dependency here."""
-    try:
-        import aiohttp
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("aiohttp is needed in CI (pip install -e '.[dev]')")
-        pytest.skip("aiohttp not installed (pip install -e '.[dev]')")
-    return aiohttp
 
 
 @dataclass

@@ -94,20 +94,6 @@ def test_the_gate_always_fronts_the_router() -> None:
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def aiohttp() -> ModuleType:
-    """The gate's own library (the router image has it); a dev dependency here."""
-    import os
-
-    try:
-        import aiohttp
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("aiohttp is needed in CI (pip install -e '.[dev]')")
-        pytest.skip("aiohttp not installed (pip install -e '.[dev]')")
-    return aiohttp
-
-
 @dataclass
 class Upstream:
     """What vllm-router behind the gate received: each request's bytes and headers."""
