@@ -69,9 +69,10 @@ def main() -> int:
         # GLMKIT_HF_CACHE too: it (or invoke.yaml's hf_cache) would win over HF_HOME.
         env = {**os.environ, "HF_HOME": str(hf_home), "GLMKIT_HF_CACHE": str(hf_home),
                "HF_HUB_OFFLINE": "1"}
-        argv = [str(Path(sys.executable).with_name("invoke")), "eval", "--project",
-                args.project, "--dataset", "gsm8k", "--limit", args.limit,
-                "--protocol", args.protocol]
+        # --flag=value: no value given here can be read as another option.
+        argv = [str(Path(sys.executable).with_name("invoke")), "eval",
+                f"--project={args.project}", "--dataset=gsm8k", f"--limit={args.limit}",
+                f"--protocol={args.protocol}"]
         started = time.monotonic()
         done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
                               check=False)

@@ -345,18 +345,17 @@ def prompt_size(where: Endpoint, protocol: Protocol, block: str,
     ASCII: a token holds at least one character); where that bound leaves the protocol's
     max_tokens room, nothing is asked. Else the server counts the PROBES longest prompts
     (a shorter one can hold more tokens: hence several, and a margin)."""
-    def text_of(question: str) -> str:
-        _, body = request_body(protocol, where.model, block, question)
+    def text_of(body: dict[str, Any]) -> str:
         return str(body.get("prompt") or "".join(m["content"] for m in body["messages"]))
 
-    longest = sorted(questions, key=lambda p: len(text_of(p.question)), reverse=True)[:PROBES]
-    chars = len(text_of(longest[0].question)) + (
+    bodies = [request_body(protocol, where.model, block, p.question) for p in questions]
+    longest = sorted(bodies, key=lambda pb: len(text_of(pb[1])), reverse=True)[:PROBES]
+    chars = len(text_of(longest[0][1])) + (
         0 if protocol.endpoint == "completions" else TEMPLATE_ROOM)
     if chars + protocol.max_tokens <= context:
         return PromptSize(chars, "characters")
     counts: list[int] = []
-    for n, problem in enumerate(longest):
-        path, body = request_body(protocol, where.model, block, problem.question)
+    for n, (path, body) in enumerate(longest):
         counted = prompt_tokens(where, path, body, FIRST_COUNT_TIMEOUT_S if n == 0 else 10.0)
         if counted is None:
             return PromptSize(chars, "characters")
