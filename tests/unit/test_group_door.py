@@ -367,7 +367,8 @@ def test_switches_are_reported_with_their_phases() -> None:
 @pytest.mark.parametrize("body,model", [
     (b'{"model": "a", "messages": []}', "a"), (b'{"messages": []}', None),
     (b'{"model": 3}', None), (b"not json", None), (b"", None), (b'["model"]', None),
-    (b'{"model": ""}', None)])
+    (b'{"model": ""}', None), pytest.param(b"[" * 100_000, None, id="deep-list"),
+    pytest.param(b'{"a": ' * 100_000, None, id="deep-object")])
 def test_the_model_is_read_from_a_json_body_or_none(body: bytes, model: str | None) -> None:
     assert door.requested_model(body) == model
 
@@ -392,6 +393,13 @@ def test_client_routes_need_the_key_when_one_is_set(path: str) -> None:
     assert door.refusal(path, {"authorization": "Bearer k3y"}, "k3y") is None
     assert door.refusal(path, {"authorization": "Bearer nope"}, "k3y") == 401
     assert door.refusal(path, {}, "k3y") == 401
+
+
+@pytest.mark.parametrize("headers", [{"authorization": "Bearer \udcff\udcfe"},
+                                     {"x-api-key": "k3y\udc80"}, {"x-api-key": "\ud800"}])
+def test_a_key_that_is_not_utf8_is_refused_not_a_traceback(headers: dict[str, str]) -> None:
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates.
+    assert door.refusal("/v1/chat/completions", headers, "k3y") == 401
 
 
 def test_health_is_open() -> None:

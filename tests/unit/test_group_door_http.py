@@ -196,3 +196,29 @@ def test_a_crashed_member_answers_503_and_the_other_serves(aiohttp: ModuleType) 
             assert 'glmkit_group_member_state{model="b",state="crashed"} 1.0' in await r.text()
 
     serve("", test)
+
+
+async def _raw(url: str, request: bytes) -> bytes:
+    """One request as bytes on the wire (header bytes no client library sends); the
+    answer's status line."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_a_key_header_that_is_not_utf8_answers_401(aiohttp: ModuleType) -> None:
+    async def test(url: str, stand: dict[str, StandIn], group: door.Group, c: Any) -> None:
+        body = json.dumps(chat("a")).encode()
+        for header in (b"Authorization: Bearer \xff\xfe", b"x-api-key: k3y\xc3"):
+            status = await _raw(url, b"POST /v1/chat/completions HTTP/1.1\r\nHost: door\r\n"
+                                + header + b"\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+                                % len(body) + body)
+            assert status == b"HTTP/1.1 401 Unauthorized", header
+        assert stand["a"].served == 0
+
+    serve("k3y", test)

@@ -380,7 +380,7 @@ def requested_model(body: bytes) -> str | None:
     default model: here the awake member)."""
     try:
         data = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what json.loads follows
         return None
     model = data.get("model") if isinstance(data, dict) else None
     return model if isinstance(model, str) and model else None
@@ -400,7 +400,10 @@ def not_found(model: str, names: Sequence[str]) -> dict[str, Any]:
 def authorized(headers: dict[str, str], key: str) -> bool:
     auth = headers.get("authorization", "")
     given = auth[7:] if auth.lower().startswith("bearer ") else headers.get("x-api-key", "")
-    return hmac.compare_digest(given.encode(), key.encode())
+    # aiohttp keeps header bytes that are not UTF-8 as lone surrogates: compared, not refused
+    # with a traceback.
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                               key.encode("utf-8", "surrogatepass"))
 
 
 def refusal(path: str, headers: dict[str, str], key: str) -> int | None:
