@@ -27,6 +27,7 @@ class StandIn:
     sleeping: bool = False
     calls: list[str] = field(default_factory=list)
     served: int = 0
+    wake_s: float = 0.0  # how long /wake_up takes
 
     def app(self) -> Any:
         from aiohttp import web
@@ -44,6 +45,7 @@ class StandIn:
 
         async def wake(request: web.Request) -> web.Response:
             self.calls.append("wake")
+            await asyncio.sleep(self.wake_s)
             self.sleeping = False
             return web.json_response({"status": "awake"})
 
@@ -76,10 +78,10 @@ class StandIn:
         return app
 
 
-async def _site(app: Any) -> tuple[Any, str]:
+async def _site(app: Any, **options: Any) -> tuple[Any, str]:
     from aiohttp import web
 
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **options)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -105,7 +107,8 @@ def serve(key: str, test: Callable[[str, dict[str, StandIn], door.Group, Any],
             group = door.Group(members, misses=1)
             metrics = door.Metrics(group)
             group.on_switch = metrics.record
-            runner, url = await _site(door.build_app(group, key, [], metrics))
+            runner, url = await _site(door.build_app(group, key, [], metrics),
+                                      **door.SERVE_OPTIONS)
             runners.append(runner)
             watch = asyncio.get_running_loop().create_task(group.watch(0.02))
             try:
@@ -222,3 +225,28 @@ def test_a_key_header_that_is_not_utf8_answers_401(aiohttp: ModuleType) -> None:
         assert stand["a"].served == 0
 
     serve("k3y", test)
+
+
+def test_a_client_that_leaves_while_queued_is_not_sent_on(aiohttp: ModuleType) -> None:
+    async def test(url: str, stand: dict[str, StandIn], group: door.Group, c: Any) -> None:
+        b = group.find("b")
+        assert b is not None
+        stand["b"].wake_s = 0.3
+        host, port = url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps(chat("b")).encode()
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: door\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        while not b.waiters:  # queued while b wakes
+            await asyncio.sleep(0.01)
+        writer.close()  # the client gives up
+        while group.awake is not b or group.task is not None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert stand["b"].served == 0 and b.inflight == 0 and not b.waiters
+        async with c.post(f"{url}/v1/chat/completions", json=chat("b")) as r:
+            assert r.status == 200 and (await r.json())["model"] == "b"
+        assert stand["b"].served == 1
+
+    serve("", test)

@@ -55,6 +55,10 @@ CLIENT_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/respon
 OPEN_PATHS = frozenset({"/health"})
 STATES = ("starting", "awake", "asleep", "sleeping", "waking", "crashed")
 QUEUE_LIMIT = 1024  # requests waiting for one member; past it: 503 at once
+# How the door serves (aiohttp's runner options): a client that goes away cancels its
+# request, so it leaves the queue and is not sent on to a member (aiohttp >= 3.9 lets the
+# handler run on by default).
+SERVE_OPTIONS: dict[str, Any] = {"handler_cancellation": True}
 
 
 class Unavailable(Exception):
@@ -682,7 +686,8 @@ def main(argv: Sequence[str]) -> None:
     log(f"listening on {args.host}:{args.port}; members: "
         + "; ".join(f"{' '.join(m[1:])} at {m[0]}" for m in args.member)
         + f"; sleep level {args.sleep_level}")
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
+                **SERVE_OPTIONS)
 
 
 if __name__ == "__main__":
