@@ -230,6 +230,19 @@ def test_bad_groups_are_refused_in_one_line(models: tuple[str, ...], kwargs: dic
     assert "\n" not in str(err.value)
 
 
+def test_a_model_folder_named_like_an_option_is_refused(tmp_path: Path) -> None:
+    """Its name is the served name: a word after --served-model-name for vLLM and after
+    --member for the door, which would both read it as an option and not start."""
+    folder = tmp_path / "-tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["Glm4ForCausalLM"],
+                                                    "model_type": "glm4"}))
+    for models in ((TINY, str(folder)), (str(folder),)):
+        with pytest.raises(UsageError, match="'-tiny' starts with '-'") as err:
+            group(*models, vendor="cpu")
+        assert "\n" not in str(err.value)
+
+
 def test_enable_sleep_mode_on_cpu_is_refused_with_the_reason() -> None:
     s = dataclasses.replace(settings(TINY, VISION, vendor="cpu"),
                             extra_args=("--enable-sleep-mode",))

@@ -621,6 +621,9 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
     else:
         model_ref = model.id
     served_name = model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1]
+    if served_name.startswith("-"):  # a word after --served-model-name (vLLM's, the door's)
+        raise UsageError(f"The model folder's name {shown_value(served_name)} starts with '-': "
+                         "vLLM would read it as an option. Rename the folder.")
 
     # The policy left out the recipe's `--allowed-local-media-path /`: only a mounted
     # --media-dir may be read.
