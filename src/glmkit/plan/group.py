@@ -224,7 +224,8 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
                          "--strategy pd_cluster.")
     if len(facts.members) != len(s.models):
         raise UsageError("The model group's members were not read from this host.")
-    plans = _plans(s, facts, book, s.gpu_memory_utilization, " does not fit even alone")
+    # Planned alone first: the member's own refusal says why (unknown, too big, ...).
+    plans = _plans(s, facts, book, s.gpu_memory_utilization, "")
     _refuse_twice(plans)
     first = plans[0]
     vendor, target = first.vendor, first.target
