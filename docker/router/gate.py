@@ -30,6 +30,10 @@ INNER_PORT = 18000  # vllm-router's, on the loopback only
 # 512 MiB, read whole into memory, for any local user of a keyless router.)
 MAX_BODY = 64 * 1024 * 1024
 CHUNK = 64 * 1024
+# How the gate serves (aiohttp's runner options): a client that goes away cancels its
+# request, so the gate's request to the router ends too and vLLM stops generating it
+# (aiohttp >= 3.9 lets the handler run on by default, waiting for an answer no one reads).
+SERVE_OPTIONS: dict[str, Any] = {"handler_cancellation": True}
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
        "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 
@@ -182,7 +186,8 @@ def main(argv: list[str]) -> None:
     app = build_app(os.environ.get("OPENAI_API_KEY", ""), f"http://127.0.0.1:{INNER_PORT}")
     app.on_startup.append(watch)
     try:
-        web.run_app(app, host=host, port=int(port), print=None, access_log=None)
+        web.run_app(app, host=host, port=int(port), print=None, access_log=None,
+                    **SERVE_OPTIONS)
     finally:
         router.terminate()
     sys.exit(router.wait() or 1)

@@ -103,10 +103,13 @@ class Upstream:
     digests: list[str] = field(default_factory=list)
 
 
-async def _serving(aiohttp: ModuleType, key: str, send: Callable[[str], Awaitable[Any]]
+async def _serving(aiohttp: ModuleType, key: str, send: Callable[[str], Awaitable[Any]],
+                   handler: Callable[[Any], Awaitable[Any]] | None = None
                    ) -> tuple[Any, Upstream]:
-    """The gate in front of a stand-in router, both on the loopback in this process;
-    `send(gate_url)`'s answer, and what the stand-in received."""
+    """The gate in front of a stand-in router (`handler`, or one that counts the body),
+    both on the loopback in this process; `send(gate_url)`'s answer, and what the
+    stand-in received. The stand-in stops a request whose client went away, as vLLM
+    does; the gate is served as gate.main serves it."""
     from aiohttp import web
 
     seen = Upstream()
@@ -122,14 +125,16 @@ async def _serving(aiohttp: ModuleType, key: str, send: Callable[[str], Awaitabl
         return web.json_response({"received": size})
 
     inner = web.Application()
-    inner.router.add_route("*", "/{tail:.*}", router)
+    inner.router.add_route("*", "/{tail:.*}", handler or router)
     runners = []
     try:
         for app in (inner, None):
+            options: dict[str, Any] = {"handler_cancellation": True}
             if app is None:
                 port = runners[0].addresses[0][1]
                 app = gate.build_app(key, f"http://127.0.0.1:{port}")
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+                options = gate.SERVE_OPTIONS
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1, **options)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()
             runners.append(runner)
@@ -209,3 +214,51 @@ def test_the_key_is_checked_before_the_size(aiohttp: ModuleType) -> None:
     (status, _text), seen = asyncio.run(_serving(aiohttp, "k", lambda url: _post(
         url, _chunks(gate.MAX_BODY + MIB))))
     assert status == 401 and seen.bodies == []
+
+
+# --- #35: a client that went away left its request generating behind the gate -----------
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole-answer", "streamed"])
+def test_a_client_that_leaves_stops_its_request_upstream(aiohttp: ModuleType,
+                                                         stream: bool) -> None:
+    """vLLM stops a request whose client goes away, but the gate's handler ran on after
+    its client left (aiohttp >= 3.9 cancels it only with handler_cancellation), holding
+    the router's request open: a timed-out agent left its answer generating for nobody.
+    Served as gate.main serves it, the gate's request upstream ends when its client's
+    does, whether the answer comes whole or streams (and is between two chunks)."""
+    from aiohttp import web
+
+    began, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        out = web.StreamResponse()
+        if stream:
+            await out.prepare(request)
+            await out.write(b"data: first\n\n")
+        began.set()
+        try:
+            await asyncio.sleep(30)  # generating
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return out
+
+    async def send(url: str) -> bool:
+        reader, writer = await asyncio.open_connection(*url.removeprefix("http://").split(":"))
+        body = b'{"stream": true}' if stream else b"{}"
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        await asyncio.wait_for(began.wait(), 10)
+        if stream:  # the client has read the first chunk
+            assert b"first" in await asyncio.wait_for(reader.readuntil(b"first"), 10)
+        writer.close()  # the client gives up
+        try:
+            await asyncio.wait_for(stopped.wait(), 5)
+        except asyncio.TimeoutError:  # the builtin only from Python 3.11
+            return False
+        return True
+
+    stopped_upstream, _seen = asyncio.run(_serving(aiohttp, "", send, slow))
+    assert stopped_upstream, "the router's request ran on after its client left"
