@@ -246,6 +246,17 @@ def test_a_model_folder_named_like_an_option_is_refused(tmp_path: Path) -> None:
         assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("extra", [("--enable-lora", "--lora-modules", "x=/adapters/x"),
+                                   ("--lora-modules=x=/adapters/x",), ("--enable-lora",)])
+def test_lora_adapters_in_a_group_are_refused(extra: tuple[str, ...]) -> None:
+    """The door routes by each member's own names: `--lora-modules x=...` would list `x`
+    in a member's /v1/models while the door answered 404 for it."""
+    s = dataclasses.replace(settings(TINY, VISION, vendor="cpu"), extra_args=extra)
+    with pytest.raises(UsageError, match="LoRA adapter's name would answer 404") as err:
+        plan_group(s, read_host_facts(s, ENV, NO_GPU), load_book(ENV))
+    assert "\n" not in str(err.value)
+
+
 def test_enable_sleep_mode_on_cpu_is_refused_with_the_reason() -> None:
     s = dataclasses.replace(settings(TINY, VISION, vendor="cpu"),
                             extra_args=("--enable-sleep-mode",))

@@ -222,6 +222,11 @@ def plan_group(s: Settings, facts: HostFacts, book: RecipeBook) -> GroupPlan:
     if s.strategy == "pd_cluster":
         raise UsageError("A model group serves each model as one server: leave out "
                          "--strategy pd_cluster.")
+    lora = sorted({"--enable-lora", "--lora-modules"} & set(flag_names(s.extra_args)))
+    if lora:  # the door routes by member names only: an adapter's name would answer 404
+        raise UsageError(f"{lora[0]}: a model group's door routes each request to a member "
+                         "by the model's own name, so a LoRA adapter's name would answer "
+                         "404. Serve a model with adapters on its own (one --model).")
     if len(facts.members) != len(s.models):
         raise UsageError("The model group's members were not read from this host.")
     # Planned alone first: the member's own refusal says why (unknown, too big, ...).
