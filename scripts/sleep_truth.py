@@ -111,12 +111,12 @@ def gpu_memory(servers: dict[str, subprocess.Popen[bytes]]) -> dict[str, Any]:
 
 
 def host_available_mib() -> float | None:
-    """The host memory available now (MemAvailable): a sleeping server's weights go there."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
+    """The host memory available now (glmkit's MemAvailable reader), in MiB: a sleeping
+    server's weights go there."""
+    from glmkit.host.facts import available_memory_gib
+
+    gib = available_memory_gib()
+    return None if gib is None else round(gib * 1024, 1)
 
 
 def check_imports() -> None:

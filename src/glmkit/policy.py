@@ -803,6 +803,16 @@ _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}")
 MAX_ALIASES = 16
 
 
+def admit_served_name(name: str) -> str:
+    """The name a model folder serves under (its own name): a word after
+    `--served-model-name` (vLLM's) and `--member` (the model group's door), as aliases are,
+    so it may not start with `-`; a UsageError says to rename the folder."""
+    if name.startswith("-"):
+        raise UsageError(f"The model folder's name {name[:64]!r} starts with '-': vLLM would "
+                         "read it as an option. Rename the folder.")
+    return name
+
+
 def admit_aliases(value: str | None, served_name: str) -> tuple[str, ...]:
     """`--aliases a,b`: more names the server answers to, after its own; a UsageError
     names the first bad one."""

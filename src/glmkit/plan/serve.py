@@ -70,6 +70,7 @@ from glmkit.policy import (
     admit_args,
     admit_env,
     admit_name,
+    admit_served_name,
     check_code_loading,
     env_dict,
     flag_names,
@@ -620,10 +621,8 @@ def build_plan(s: Settings, facts: HostFacts, book: RecipeBook) -> ServePlan:
         mounts.append(Mount(str(model_dir), model_ref, read_only=True, kind="bind"))
     else:
         model_ref = model.id
-    served_name = model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1]
-    if served_name.startswith("-"):  # a word after --served-model-name (vLLM's, the door's)
-        raise UsageError(f"The model folder's name {shown_value(served_name)} starts with '-': "
-                         "vLLM would read it as an option. Rename the folder.")
+    served_name = admit_served_name(
+        model.id if model.in_catalog else model_ref.rsplit("/", 1)[-1])
 
     # The policy left out the recipe's `--allowed-local-media-path /`: only a mounted
     # --media-dir may be read.
